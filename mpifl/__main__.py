@@ -1,0 +1,42 @@
+"""Entry point: ``python -m mpifl``.
+
+An MpiflError raised on every rank at once is printed once and exits with its
+code.  Anything else, on any rank, is printed with the rank and ends the whole
+job with MPI_Abort, so no rank is left waiting in a collective.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+from mpifl.mpienv import prepare_process
+
+
+def main(argv: list[str] | None = None) -> int:
+    prepare_process()
+    from mpi4py import MPI
+
+    from mpifl import cli
+    from mpifl.errors import EXIT_ABORTED, MpiflError
+
+    comm = MPI.COMM_WORLD
+    rank = comm.Get_rank()
+    try:
+        return cli.main(comm, argv)
+    except MpiflError as exc:
+        if exc.collective:
+            if rank == 0:
+                print(f"mpifl: error: {exc}", file=sys.stderr, flush=True)
+            return exc.exit_code
+        print(f"mpifl: rank {rank}: error: {exc}", file=sys.stderr, flush=True)
+        comm.Abort(exc.exit_code)
+    except BaseException:  # noqa: BLE001 - any failure must end the job, not hang it
+        text = traceback.format_exc()
+        print("".join(f"mpifl: rank {rank}: {line}\n" for line in text.splitlines()), file=sys.stderr, end="", flush=True)
+        comm.Abort(EXIT_ABORTED)
+    return EXIT_ABORTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

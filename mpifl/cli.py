@@ -1,0 +1,72 @@
+"""Command line: ``python -m mpifl [run [JOB.toml]] [--set k=v ...] [--out DIR]`` and ``info``.
+
+Every rank parses the same arguments, so a usage error is raised on all of
+them at once and printed once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mpi4py import MPI
+
+from mpifl import config, roles
+from mpifl.errors import ConfigError
+from mpifl.runner import run_job
+
+COMMANDS = ("run", "info")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors become one collective ConfigError."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{message}\n{self.format_usage().strip()}", collective=True)
+
+
+def build_parser(comm: MPI.Comm) -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m mpifl", description="Distributed and federated learning on MPI.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    run = sub.add_parser("run", help="run a job (the default job if no file is given)")
+    run.add_argument("job", nargs="?", type=Path, help="job file (TOML); see jobs/")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="override one config value; may be repeated")
+    run.add_argument("--out", type=Path, help="run directory (default: runs/<mode>-<timestamp>)")
+    run.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    sub.add_parser("info", help="show the MPI, thread and JIT settings mpifl runs with")
+    return parser
+
+
+def main(comm: MPI.Comm, argv: list[str] | None = None) -> int:
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if not args_in or (args_in[0] not in COMMANDS and args_in[0] not in ("-h", "--help")):
+        args_in = ["run", *args_in]
+    if not roles.is_root(comm) and any(a in ("-h", "--help") for a in args_in):
+        return 0
+    args = build_parser(comm).parse_args(args_in)
+    if args.command == "info":
+        roles.say(comm, _info(comm))
+        return 0
+    cfg = config.load(args.job, args.overrides)
+    run_job(comm, cfg, args.out, verbose=not args.quiet)
+    return 0
+
+
+def _info(comm: MPI.Comm) -> str:
+    import mpi4py
+    import numba
+
+    from mpifl.mpienv import threads_per_rank, usable_cores
+
+    return "\n".join(
+        [
+            f"MPI library      {MPI.Get_library_version().splitlines()[0].strip()}",
+            f"ranks            {comm.Get_size()}",
+            f"thread level     {mpi4py.rc.thread_level} (set MPIFL_THREAD_LEVEL to override)",
+            f"usable cores     {usable_cores()} on rank 0",
+            f"threads per rank {threads_per_rank()} (train.threads, else SLURM_CPUS_PER_TASK, else 1)",
+            f"numba            {numba.__version__}, cache dir {numba.config.CACHE_DIR or 'next to the sources'}",
+        ]
+    )

@@ -1,0 +1,1 @@
+"""Data sources, splits and partitions; pure functions of (config, rank)."""

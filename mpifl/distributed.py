@@ -1,0 +1,160 @@
+"""Distributed mode: every rank is a worker on its own shard, synchronised by Allreduce.
+
+Two algorithms:
+- gradient_averaging: each step Allreduces the sample-weighted gradients and
+  every rank applies the same update (SGD, or GD at batch_size 0, over the
+  union of the shards);
+- local_sgd: each rank runs train.epochs local epochs, then the sample-weighted
+  parameters are Allreduced (periodic model averaging).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from mpi4py import MPI
+
+from mpifl import comm as collectives
+from mpifl.config import Config
+from mpifl.data.shards import Shard
+from mpifl.kernels import ModelKernels
+from mpifl.local import LocalSettings, LocalTrainer
+from mpifl.metrics import RoundTimer
+from mpifl.progress import RoundRecord, is_logged
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every worker's shard size, known to all ranks after one Allgather."""
+
+    sizes: np.ndarray
+
+    @property
+    def total(self) -> int:
+        return int(self.sizes.sum())
+
+    def step_count(self, step: int, batch: int) -> int:
+        """Rows that all workers together contribute to mini-batch ``step``."""
+        return int(np.clip(self.sizes - step * batch, 0, batch).sum())
+
+    def steps_per_epoch(self, batch: int) -> int:
+        return math.ceil(int(self.sizes.max()) / batch)
+
+
+def exchange_layout(comm: MPI.Comm, n_local: int) -> Layout:
+    sizes = np.empty(comm.Get_size(), dtype=np.int64)
+    comm.Allgather(np.array([n_local], dtype=np.int64), sizes)
+    return Layout(sizes)
+
+
+class GradientAveraging:
+    """Synchronous data-parallel SGD: one gradient Allreduce per step."""
+
+    def __init__(self, comm: MPI.Comm, trainer: LocalTrainer, layout: Layout, timer: RoundTimer):
+        self.comm = comm
+        self.trainer = trainer
+        self.layout = layout
+        self.timer = timer
+        spec = trainer.kernels.spec
+        self._local = spec.zeros()
+        self._global = spec.zeros()
+
+    def run_round(self, theta: np.ndarray, rnd: int) -> None:
+        t = self.trainer
+        s = t.settings
+        batch = s.batch_size or int(self.layout.sizes.max())
+        for epoch in range(s.epochs):
+            order = t.order(rnd, epoch)
+            for step in range(self.layout.steps_per_epoch(batch)):
+                with self.timer.compute():
+                    if s.batch_size == 0:
+                        t.kernels.full_gradient_sum(t.shard.X, t.shard.y, theta, self._local)
+                    else:
+                        lo = min(step * batch, t.shard.n)
+                        hi = min(lo + batch, t.shard.n)
+                        t.kernels.batch_gradient_sum(t.shard.X, t.shard.y, theta, order, lo, hi, self._local)
+                collectives.allreduce_sum(self.comm, self._local, self._global, self.timer)
+                with self.timer.compute():
+                    count = self.layout.total if s.batch_size == 0 else self.layout.step_count(step, batch)
+                    t.kernels.finish_gradient(self._global, theta, count, s.l2)
+                    if s.momentum:
+                        np.multiply(t.velocity, s.momentum, out=t.velocity)
+                        t.velocity += self._global
+                        theta -= s.lr * t.velocity
+                    else:
+                        theta -= s.lr * self._global
+
+
+class ModelAveraging:
+    """Local SGD: train.epochs local epochs, then one Allreduce of n_r * theta_r."""
+
+    def __init__(self, comm: MPI.Comm, trainer: LocalTrainer, layout: Layout, timer: RoundTimer):
+        self.comm = comm
+        self.trainer = trainer
+        self.layout = layout
+        self.timer = timer
+        self._weighted = trainer.kernels.spec.zeros()
+
+    def run_round(self, theta: np.ndarray, rnd: int) -> None:
+        with self.timer.compute():
+            self.trainer.train(theta, rnd)
+            np.multiply(theta, self.trainer.shard.n, out=self._weighted)
+        collectives.allreduce_sum(self.comm, self._weighted, theta, self.timer)
+        with self.timer.compute():
+            theta /= self.layout.total
+
+
+ALGORITHMS = {"gradient_averaging": GradientAveraging, "local_sgd": ModelAveraging}
+
+
+def train_distributed(
+    comm: MPI.Comm,
+    cfg: Config,
+    train: Shard,
+    test: Shard,
+    kernels: ModelKernels,
+    report: Callable[[RoundRecord], None],
+) -> np.ndarray:
+    """Train on this rank's shard in step with every other rank; returns the final theta."""
+    settings = LocalSettings.from_config(cfg)
+    trainer = LocalTrainer(train, kernels, settings, cfg["seed"], comm.Get_rank())
+    tester = LocalTrainer(test, kernels, settings, cfg["seed"], comm.Get_rank())
+    train_layout = exchange_layout(comm, train.n)
+    test_layout = exchange_layout(comm, test.n)
+    timer = RoundTimer()
+    algorithm = ALGORITHMS[cfg["train.algorithm"]](comm, trainer, train_layout, timer)
+    theta = kernels.spec.zeros()
+    sums = np.empty(4)
+    totals = np.empty(4)
+    seconds = np.empty(2)
+    slowest = np.empty(2)
+    for rnd in range(0, cfg["rounds"] + 1):
+        timer.reset()
+        if rnd > 0:
+            algorithm.run_round(theta, rnd)
+        if not is_logged(rnd, cfg):
+            continue
+        wall = timer.elapsed()
+        seconds[:] = (timer.compute_seconds, wall)
+        collectives.allreduce_max(comm, seconds, slowest, timer)
+        train_loss, train_correct = trainer.evaluate(theta)
+        test_loss, test_correct = tester.evaluate(theta)
+        sums[:] = (train_loss, train_correct, test_loss, test_correct)
+        collectives.allreduce_sum(comm, sums, totals, RoundTimer())
+        penalty = kernels.penalty(theta, settings.l2)
+        report(
+            RoundRecord(
+                round=rnd,
+                loss=totals[0] / train_layout.total + penalty,
+                train_accuracy=totals[1] / train_layout.total,
+                test_loss=totals[2] / test_layout.total if test_layout.total else math.nan,
+                accuracy=totals[3] / test_layout.total if test_layout.total else math.nan,
+                seconds=float(slowest[1]),
+                compute_seconds=float(slowest[0]),
+                comm_seconds=float(slowest[1] - slowest[0]),
+            )
+        )
+    return theta

@@ -1,0 +1,32 @@
+"""Errors a user can fix, with the exit codes the entry point uses."""
+
+from __future__ import annotations
+
+EXIT_USAGE = 2  # bad config, bad arguments, bad data: fix the input and rerun
+EXIT_ABORTED = 1  # an unexpected failure on some rank; the job was aborted
+
+
+class MpiflError(Exception):
+    """An error in the user's input; printed without a traceback.
+
+    ``collective`` is set once every rank is known to raise the same error, so
+    the job can exit cleanly instead of aborting.
+    """
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, collective: bool = False):
+        super().__init__(message)
+        self.collective = collective
+
+
+class ConfigError(MpiflError):
+    """A job file or --set value that breaks a declared constraint."""
+
+
+class DataError(MpiflError):
+    """Data that cannot be trained on: empty shards, NaN, shape mismatches."""
+
+
+class RankCountError(MpiflError):
+    """A job that cannot run on this number of ranks."""

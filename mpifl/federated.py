@@ -1,0 +1,128 @@
+"""Federated mode: rank 0 is the server, every other rank is one client.
+
+A round, as seen by every rank:
+1. Bcast   [theta_{r-1} | mask_r] from the server (one buffer);
+2. clients evaluate theta_{r-1} on their own data (federated evaluation),
+   and the sampled ones train locally from it;
+3. Gatherv [theta_k] and [weight_k, loss_k, correct_k, compute_k] at the server;
+4. the server aggregates with its strategy and tests theta_r on its test set.
+
+The clients' evaluation of theta_r arrives with round r+1, so the row for
+round r is written then, and a final evaluation-only round (empty mask)
+closes the run.  The server holds the
+test split and nothing else.  This module and mpifl.roles are the only places
+that know which rank plays which role.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+from mpi4py import MPI
+
+from mpifl import comm as collectives
+from mpifl.config import Config
+from mpifl.data.shards import Shard
+from mpifl.kernels import ModelKernels
+from mpifl.local import LocalSettings, LocalTrainer
+from mpifl.metrics import RoundTimer
+from mpifl.progress import RoundRecord, is_logged
+from mpifl.strategies import Strategy
+
+SERVER = 0
+STATS = 5  # weight, loss sum, correct, rows evaluated, compute seconds
+
+
+def _broadcast_buffer(kernels: ModelKernels, n_clients: int) -> np.ndarray:
+    return np.empty(kernels.spec.size + n_clients, dtype=kernels.spec.dtype)
+
+
+def serve(
+    comm: MPI.Comm,
+    cfg: Config,
+    test: Shard,
+    kernels: ModelKernels,
+    strategy: Strategy,
+    report: Callable[[RoundRecord], None],
+) -> np.ndarray:
+    """The server's loop; returns the final global parameters."""
+    spec = kernels.spec
+    n_clients = comm.Get_size() - 1
+    tester = LocalTrainer(test, kernels, LocalSettings.from_config(cfg), cfg["seed"], SERVER)
+    theta = spec.zeros()
+    shared = _broadcast_buffer(kernels, n_clients)
+    nothing = np.empty(0, dtype=spec.dtype)
+    updates = np.empty((n_clients, spec.size), dtype=spec.dtype)
+    stats = np.empty((n_clients, STATS))
+    timer = RoundTimer()
+    last_seconds, last_compute = 0.0, 0.0  # of the round that produced theta
+    for it in range(1, cfg["rounds"] + 2):
+        timer.reset()
+        mask = strategy.sample_clients(it, n_clients) if it <= cfg["rounds"] else np.zeros(n_clients, bool)
+        shared[: spec.size] = theta.ravel()
+        shared[spec.size :] = mask
+        collectives.bcast(comm, shared, timer, root=SERVER)
+        if mask.any():
+            collectives.gather_from_others(comm, nothing, updates, spec.size, timer, root=SERVER)
+        collectives.gather_from_others(comm, np.empty(0), stats, STATS, timer, root=SERVER)
+        with timer.compute():
+            record = None
+            if is_logged(it - 1, cfg):
+                record = _record(it - 1, theta, stats, tester, cfg["model.l2"], last_seconds, last_compute)
+            if mask.any():
+                theta = strategy.aggregate(theta, updates, stats[:, 0] * mask)
+        if record is not None:
+            report(record)
+        last_seconds = timer.elapsed()
+        last_compute = float(stats[:, 4].max()) + timer.compute_seconds
+    return theta
+
+
+def _record(
+    rnd: int, theta: np.ndarray, stats: np.ndarray, tester: LocalTrainer, l2: float,
+    seconds: float, compute: float,
+) -> RoundRecord:
+    rows = stats[:, 3].sum()
+    test_loss, test_correct = tester.evaluate(theta)
+    n_test = tester.shard.n
+    return RoundRecord(
+        round=rnd,
+        loss=float(stats[:, 1].sum() / rows) + tester.kernels.penalty(theta, l2),
+        train_accuracy=float(stats[:, 2].sum() / rows),
+        test_loss=test_loss / n_test if n_test else float("nan"),
+        accuracy=test_correct / n_test if n_test else float("nan"),
+        seconds=seconds,
+        compute_seconds=compute,
+        comm_seconds=max(0.0, seconds - compute),
+    )
+
+
+def participate(comm: MPI.Comm, cfg: Config, shard: Shard, kernels: ModelKernels) -> None:
+    """A client's loop: evaluate the global model, train when sampled, send the result."""
+    spec = kernels.spec
+    client = comm.Get_rank() - 1
+    n_clients = comm.Get_size() - 1
+    trainer = LocalTrainer(shard, kernels, LocalSettings.from_config(cfg), cfg["seed"], client)
+    shared = _broadcast_buffer(kernels, n_clients)
+    unused = np.empty(0)  # receive side of Gatherv, ignored off the root
+    theta = spec.zeros()
+    stats = np.zeros(STATS)
+    timer = RoundTimer()
+    for it in range(1, cfg["rounds"] + 2):
+        collectives.bcast(comm, shared, timer, root=SERVER)
+        t0 = time.perf_counter()
+        mask = shared[spec.size :] != 0
+        theta[:] = shared[: spec.size].reshape(spec.shape)
+        stats[:] = 0.0
+        if is_logged(it - 1, cfg):
+            stats[1], stats[2] = trainer.evaluate(theta)
+            stats[3] = shard.n
+        if mask[client]:
+            trainer.train(theta, it)
+            stats[0] = shard.n
+        stats[4] = time.perf_counter() - t0
+        if mask.any():
+            collectives.gather_from_others(comm, theta.ravel(), unused, spec.size, timer, root=SERVER)
+        collectives.gather_from_others(comm, stats, unused, STATS, timer, root=SERVER)

@@ -1,0 +1,32 @@
+"""The one place where Numba JIT options are set.
+
+Every kernel in mpifl is compiled with these options, so a change of policy
+(fast-math flags, caching) is made here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import numba
+
+# Reassociation and contraction let LLVM vectorise reductions and use FMA.
+# 'nnan' and 'ninf' are left out on purpose: a NaN in the data or a diverging
+# run must still propagate into the loss so that the finiteness checks see it.
+FASTMATH_FLAGS = frozenset({"contract", "reassoc", "nsz", "arcp", "afn"})
+
+KERNEL_OPTIONS = {
+    "nogil": True,
+    "cache": True,  # Numba writes cache files atomically; see mpifl.compile
+    "fastmath": set(FASTMATH_FLAGS),
+    "error_model": "numpy",
+    "boundscheck": False,
+}
+
+
+def kernel(fn):
+    """Compile a serial kernel with the project's options."""
+    return numba.njit(**KERNEL_OPTIONS)(fn)
+
+
+def threaded_kernel(fn):
+    """Compile a kernel whose outer loop is a ``prange`` over row ranges."""
+    return numba.njit(parallel=True, **KERNEL_OPTIONS)(fn)

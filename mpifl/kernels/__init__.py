@@ -1,0 +1,78 @@
+"""Numba loss-and-gradient kernels behind one small, allocation-free facade."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mpifl.kernels.drivers import (
+    add_l2_and_scale,
+    evaluate_sums,
+    full_gradient_sum,
+    full_gradient_sum_threaded,
+    gradient_sum,
+    l2_penalty,
+    sgd_epoch,
+)
+from mpifl.kernels.losses import CHUNK, KIND_CODES
+
+if TYPE_CHECKING:
+    from mpifl.model import ModelSpec
+
+__all__ = ["KIND_CODES", "ModelKernels"]
+
+
+class ModelKernels:
+    """Scratch buffers for one model, allocated once, and the calls that use them.
+
+    Every method takes and fills preallocated C-contiguous arrays of the
+    model's dtype; nothing here allocates per call except the threaded path's
+    fixed per-thread buffers made at construction.
+    """
+
+    def __init__(self, spec: ModelSpec, threads: int = 1):
+        self.spec = spec
+        self.threads = threads
+        width = CHUNK * spec.n_outputs
+        self._Z = np.empty(width, dtype=spec.dtype)
+        self._E = np.empty(width, dtype=spec.dtype)
+        if threads > 1:
+            self._partial = np.empty((threads, *spec.shape), dtype=spec.dtype)
+            self._Zs = np.empty((threads, width), dtype=spec.dtype)
+            self._Es = np.empty((threads, width), dtype=spec.dtype)
+
+    def full_gradient_sum(self, X, y, theta, grad, want_loss=False) -> float:
+        """Summed gradient over all rows into grad; the summed loss if asked (else 0)."""
+        if self.threads > 1:
+            return full_gradient_sum_threaded(
+                self.spec.code, X, y, theta, grad, self._partial, self._Zs, self._Es, want_loss
+            )
+        return full_gradient_sum(self.spec.code, X, y, theta, grad, self._Z, self._E, want_loss)
+
+    def batch_gradient_sum(self, X, y, theta, order, start, stop, grad, want_loss=False) -> float:
+        """Summed gradient over rows order[start:stop] into grad."""
+        return gradient_sum(
+            self.spec.code, X, y, theta, order, start, stop, grad, self._Z, self._E, want_loss
+        )
+
+    def sgd_epoch(self, X, y, theta, velocity, grad, order, batch_size, lr, momentum, l2):
+        """One local epoch of mini-batch SGD over rows in ``order``, updating theta in place."""
+        sgd_epoch(
+            self.spec.code, X, y, theta, velocity, grad, self._Z, self._E,
+            order, batch_size, lr, momentum, l2,
+        )
+
+    def evaluate_sums(self, X, y, theta) -> tuple[float, int]:
+        """(summed loss, correct predictions) of theta on X, y."""
+        loss, correct = evaluate_sums(self.spec.code, X, y, theta, self._Z, self._E)
+        return float(loss), int(correct)
+
+    @staticmethod
+    def finish_gradient(grad, theta, count, l2) -> None:
+        """Summed data gradient -> mean gradient + l2 * W, in place."""
+        add_l2_and_scale(grad, theta, count, l2)
+
+    @staticmethod
+    def penalty(theta, l2) -> float:
+        return float(l2_penalty(theta, l2))

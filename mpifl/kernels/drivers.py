@@ -1,0 +1,113 @@
+"""Loops over the range kernel: full-batch gradients, SGD epochs, evaluation.
+
+These are the only entry points the training code calls.  The mini-batch loop
+runs inside Numba so that no Python runs per batch.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from mpifl.jit import kernel, threaded_kernel
+from mpifl.kernels.losses import CORRECT, GRAD, LOSS, range_loss_grad
+
+
+@kernel
+def add_l2_and_scale(grad, theta, count, l2):
+    """Turn a summed data gradient into mean gradient plus l2 * weights (not bias)."""
+    C, P = grad.shape
+    d = P - 1
+    inv = 1.0 / count if count > 0 else 0.0
+    for c in range(C):
+        for j in range(d):
+            grad[c, j] = grad[c, j] * inv + l2 * theta[c, j]
+        grad[c, d] = grad[c, d] * inv
+
+
+@kernel
+def l2_penalty(theta, l2):
+    """0.5 * l2 * ||W||^2, the bias excluded."""
+    C, P = theta.shape
+    total = 0.0
+    for c in range(C):
+        for j in range(P - 1):
+            total += np.float64(theta[c, j]) * np.float64(theta[c, j])
+    return 0.5 * l2 * total
+
+
+@kernel
+def gradient_sum(kind, X, y, theta, rows, start, stop, grad, Z, E, want_loss):
+    """Summed data gradient over rows[start:stop]; returns the summed loss."""
+    grad[:] = 0
+    what = GRAD | LOSS if want_loss else GRAD
+    loss, _ = range_loss_grad(kind, X, y, theta, rows, True, start, stop, grad, Z, E, what)
+    return loss
+
+
+@kernel
+def full_gradient_sum(kind, X, y, theta, grad, Z, E, want_loss):
+    """Summed data gradient over every row of X; returns the summed loss."""
+    grad[:] = 0
+    what = GRAD | LOSS if want_loss else GRAD
+    no_rows = np.empty(0, dtype=np.int64)
+    loss, _ = range_loss_grad(kind, X, y, theta, no_rows, False, 0, X.shape[0], grad, Z, E, what)
+    return loss
+
+
+@threaded_kernel
+def full_gradient_sum_threaded(kind, X, y, theta, grad, partial, Zs, Es, want_loss):
+    """As full_gradient_sum, split over partial.shape[0] threads.
+
+    Each thread owns one contiguous row range and its own gradient and scratch
+    buffers; the partial gradients are summed in a fixed order, so the result
+    depends only on the thread count, never on scheduling.
+    """
+    T = partial.shape[0]
+    n = X.shape[0]
+    what = GRAD | LOSS if want_loss else GRAD
+    losses = np.zeros(T)
+    no_rows = np.empty(0, dtype=np.int64)
+    for t in numba.prange(T):
+        partial[t] = 0
+        lo = t * n // T
+        hi = (t + 1) * n // T
+        losses[t], _ = range_loss_grad(
+            kind, X, y, theta, no_rows, False, lo, hi, partial[t], Zs[t], Es[t], what
+        )
+    grad[:] = 0
+    total = 0.0
+    for t in range(T):
+        grad += partial[t]
+        total += losses[t]
+    return total
+
+
+@kernel
+def sgd_epoch(kind, X, y, theta, velocity, grad, Z, E, order, batch_size, lr, momentum, l2):
+    """One epoch of mini-batch SGD with heavy-ball momentum, in the given row order."""
+    n = order.shape[0]
+    for s in range(0, n, batch_size):
+        e = min(n, s + batch_size)
+        grad[:] = 0
+        range_loss_grad(kind, X, y, theta, order, True, s, e, grad, Z, E, GRAD)
+        add_l2_and_scale(grad, theta, e - s, l2)
+        if momentum != 0.0:
+            for c in range(theta.shape[0]):
+                for j in range(theta.shape[1]):
+                    velocity[c, j] = momentum * velocity[c, j] + grad[c, j]
+                    theta[c, j] -= lr * velocity[c, j]
+        else:
+            for c in range(theta.shape[0]):
+                for j in range(theta.shape[1]):
+                    theta[c, j] -= lr * grad[c, j]
+
+
+@kernel
+def evaluate_sums(kind, X, y, theta, Z, E):
+    """(summed loss, number correct) of theta on every row of X."""
+    no_rows = np.empty(0, dtype=np.int64)
+    # Without GRAD in the flags the gradient argument is never touched.
+    return range_loss_grad(
+        kind, X, y, theta, no_rows, False, 0, X.shape[0], theta, Z, E, LOSS | CORRECT
+    )

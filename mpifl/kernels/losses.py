@@ -1,0 +1,194 @@
+"""Fused loss and gradient over a range of rows, for the three model kinds.
+
+Parameters are stored as ``theta[c, :d]`` (weights of output c) and
+``theta[c, d]`` (its bias).  Rows are processed in chunks of ``CHUNK`` rows in
+three passes that stay in L1: logits, link (residual and, on request, loss),
+and the gradient update.  There is no temporary whose size grows with n.
+
+All functions are pure: no MPI, no I/O, preallocated C-contiguous arrays only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mpifl.jit import kernel
+from mpifl.kernels.expo import exp_block
+
+SQUARED, LOGISTIC, SOFTMAX = 0, 1, 2
+KIND_CODES = {"linear": SQUARED, "logistic": LOGISTIC, "softmax": SOFTMAX}
+CHUNK = 64
+
+# What a range kernel computes; flags are checked once per chunk, never per row.
+GRAD = 1
+LOSS = 2
+CORRECT = 4
+
+
+@kernel
+def _row(rows, indexed, k):
+    return rows[k] if indexed else k
+
+
+@kernel
+def chunk_logits(X, theta, rows, indexed, s, m, Z):
+    """Z[i*C + c] = theta[c, :d] . x_i + theta[c, d] for the m rows from s."""
+    d = X.shape[1]
+    C = theta.shape[0]
+    i = 0
+    while i + 4 <= m:
+        r0 = _row(rows, indexed, s + i)
+        r1 = _row(rows, indexed, s + i + 1)
+        r2 = _row(rows, indexed, s + i + 2)
+        r3 = _row(rows, indexed, s + i + 3)
+        for c in range(C):
+            b = theta[c, d]
+            z0 = b
+            z1 = b
+            z2 = b
+            z3 = b
+            for j in range(d):
+                t = theta[c, j]
+                z0 += X[r0, j] * t
+                z1 += X[r1, j] * t
+                z2 += X[r2, j] * t
+                z3 += X[r3, j] * t
+            Z[i * C + c] = z0
+            Z[(i + 1) * C + c] = z1
+            Z[(i + 2) * C + c] = z2
+            Z[(i + 3) * C + c] = z3
+        i += 4
+    while i < m:
+        r0 = _row(rows, indexed, s + i)
+        for c in range(C):
+            z0 = theta[c, d]
+            for j in range(d):
+                z0 += X[r0, j] * theta[c, j]
+            Z[i * C + c] = z0
+        i += 1
+
+
+@kernel
+def chunk_gradient(X, R, rows, indexed, s, m, grad):
+    """grad[c, :d] += sum_i R[i, c] x_i and grad[c, d] += sum_i R[i, c]."""
+    d = X.shape[1]
+    C = grad.shape[0]
+    i = 0
+    while i + 4 <= m:
+        r0 = _row(rows, indexed, s + i)
+        r1 = _row(rows, indexed, s + i + 1)
+        r2 = _row(rows, indexed, s + i + 2)
+        r3 = _row(rows, indexed, s + i + 3)
+        for c in range(C):
+            a0 = R[i * C + c]
+            a1 = R[(i + 1) * C + c]
+            a2 = R[(i + 2) * C + c]
+            a3 = R[(i + 3) * C + c]
+            for j in range(d):
+                grad[c, j] += a0 * X[r0, j] + a1 * X[r1, j] + a2 * X[r2, j] + a3 * X[r3, j]
+            grad[c, d] += a0 + a1 + a2 + a3
+        i += 4
+    while i < m:
+        r0 = _row(rows, indexed, s + i)
+        for c in range(C):
+            a0 = R[i * C + c]
+            for j in range(d):
+                grad[c, j] += a0 * X[r0, j]
+            grad[c, d] += a0
+        i += 1
+
+
+@kernel
+def _squared_link(y, rows, indexed, s, m, Z, what):
+    """Residual z - y in place; returns (0.5 * sum r^2, 0)."""
+    loss = 0.0
+    for i in range(m):
+        Z[i] = Z[i] - y[_row(rows, indexed, s + i)]
+    if what & LOSS:
+        for i in range(m):
+            loss += 0.5 * np.float64(Z[i]) * np.float64(Z[i])
+    return loss, 0
+
+
+@kernel
+def _logistic_link(y, rows, indexed, s, m, Z, E, what):
+    """Residual sigmoid(z) - y in place; returns (sum of log-losses, correct)."""
+    loss = 0.0
+    correct = 0
+    if what & (LOSS | CORRECT):
+        for i in range(m):
+            z = np.float64(Z[i])
+            yi = np.float64(y[_row(rows, indexed, s + i)])
+            if what & LOSS:
+                loss += math.log1p(math.exp(-abs(z))) + max(z, 0.0) - yi * z
+            if (z > 0.0) == (yi > 0.5):
+                correct += 1
+    for i in range(m):
+        E[i] = -Z[i]
+    exp_block(E, E, m)
+    for i in range(m):
+        Z[i] = 1.0 / (1.0 + E[i]) - y[_row(rows, indexed, s + i)]
+    return loss, correct
+
+
+@kernel
+def _softmax_link(y, rows, indexed, s, m, C, Z, E, what):
+    """Residual softmax(z) - onehot(y) in place; returns (cross-entropy sum, correct)."""
+    loss = 0.0
+    correct = 0
+    for i in range(m):
+        top = Z[i * C]
+        arg = 0
+        for c in range(1, C):
+            if Z[i * C + c] > top:
+                top = Z[i * C + c]
+                arg = c
+        label = int(y[_row(rows, indexed, s + i)])
+        if arg == label:
+            correct += 1
+        for c in range(C):
+            E[i * C + c] = Z[i * C + c] - top
+        if what & LOSS:
+            # E holds z - max before exponentiation; keep the label's term.
+            loss -= np.float64(E[i * C + label])
+    exp_block(E, E, m * C)
+    for i in range(m):
+        total = 0.0
+        for c in range(C):
+            total += E[i * C + c]
+        if what & LOSS:
+            loss += math.log(total)
+        inv = 1.0 / total
+        label = int(y[_row(rows, indexed, s + i)])
+        for c in range(C):
+            Z[i * C + c] = E[i * C + c] * inv
+        Z[i * C + label] -= 1.0
+    return loss, correct
+
+
+@kernel
+def range_loss_grad(kind, X, y, theta, rows, indexed, start, stop, grad, Z, E, what):
+    """Accumulate over rows [start, stop) (through ``rows`` when indexed).
+
+    Adds the summed data gradient into ``grad`` when ``what & GRAD`` and returns
+    (summed loss, number correct).  Means and L2 are applied by the callers.
+    """
+    C = theta.shape[0]
+    loss = 0.0
+    correct = 0
+    for s in range(start, stop, CHUNK):
+        m = min(CHUNK, stop - s)
+        chunk_logits(X, theta, rows, indexed, s, m, Z)
+        if kind == SQUARED:
+            part, hits = _squared_link(y, rows, indexed, s, m, Z, what)
+        elif kind == LOGISTIC:
+            part, hits = _logistic_link(y, rows, indexed, s, m, Z, E, what)
+        else:
+            part, hits = _softmax_link(y, rows, indexed, s, m, C, Z, E, what)
+        loss += part
+        correct += hits
+        if what & GRAD:
+            chunk_gradient(X, Z, rows, indexed, s, m, grad)
+    return loss, correct

@@ -1,0 +1,65 @@
+"""Local training on one shard: the work a client or worker does between syncs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mpifl.config import Config
+from mpifl.data.shards import Shard
+from mpifl.kernels import ModelKernels
+from mpifl.rng import Purpose, stream
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    epochs: int
+    batch_size: int  # 0 = full batch
+    lr: float
+    momentum: float
+    l2: float
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> LocalSettings:
+        return cls(cfg["train.epochs"], cfg["train.batch_size"], cfg["train.lr"], cfg["train.momentum"], cfg["model.l2"])
+
+
+class LocalTrainer:
+    """Runs SGD epochs on one shard and keeps that shard's optimizer state.
+
+    The momentum buffer lives here, on the rank that owns the shard, and is
+    never sent anywhere.  Mini-batch order comes from (seed, round, owner, epoch).
+    """
+
+    def __init__(self, shard: Shard, kernels: ModelKernels, settings: LocalSettings, seed: int, owner: int):
+        self.shard = shard
+        self.kernels = kernels
+        self.settings = settings
+        self.seed = seed
+        self.owner = owner
+        self.velocity = kernels.spec.zeros()
+        self._grad = kernels.spec.zeros()
+        self._identity = np.arange(shard.n, dtype=np.int64)
+
+    def batch_size(self) -> int:
+        return self.settings.batch_size or self.shard.n
+
+    def order(self, rnd: int, epoch: int) -> np.ndarray:
+        """Row order for one epoch: shuffled for mini-batches, natural for full batch."""
+        if self.settings.batch_size == 0:
+            return self._identity
+        return stream(self.seed, Purpose.SHUFFLE, rnd, self.owner, epoch).permutation(self.shard.n)
+
+    def train(self, theta: np.ndarray, rnd: int) -> None:
+        """Run the configured local epochs on theta in place."""
+        s = self.settings
+        for epoch in range(s.epochs):
+            self.kernels.sgd_epoch(
+                self.shard.X, self.shard.y, theta, self.velocity, self._grad,
+                self.order(rnd, epoch), self.batch_size(), s.lr, s.momentum, s.l2,
+            )
+
+    def evaluate(self, theta: np.ndarray) -> tuple[float, int]:
+        """(summed loss, correct) of theta on this shard."""
+        return self.kernels.evaluate_sums(self.shard.X, self.shard.y, theta)

@@ -1,0 +1,25 @@
+"""Random streams derived from (seed, purpose, round, client, ...).
+
+Every random draw in mpifl comes from a stream keyed by what it is for, so a
+result never depends on the order in which ranks or clients consumed randomness,
+and a stream can be recreated anywhere (for example after a restart).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+
+class Purpose(IntEnum):
+    SPLIT = 1  # train/test split
+    PARTITION = 2  # assignment of training rows to clients or workers
+    SYNTHETIC = 3  # generation of synthetic data
+    CLIENT_SAMPLING = 4  # which clients train in a round
+    SHUFFLE = 5  # mini-batch order of one client in one round and epoch
+
+
+def stream(seed: int, purpose: Purpose, *keys: int) -> np.random.Generator:
+    """An independent generator for (seed, purpose, *keys)."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, int(purpose), *keys])))

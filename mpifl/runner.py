@@ -1,0 +1,129 @@
+"""Run one job on a communicator: validate collectively, compile, train, write results."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import mpi4py
+import numpy as np
+from mpi4py import MPI
+
+from mpifl import roles
+from mpifl.agree import collectively
+from mpifl.compile import set_threads
+from mpifl.config import Config
+from mpifl.data.shards import model_spec
+from mpifl.kernels import ModelKernels
+from mpifl.metrics import default_run_dir
+from mpifl.mpienv import threads_per_rank
+from mpifl.progress import RoundRecord, without_accuracy
+
+
+@dataclass
+class JobResult:
+    theta: np.ndarray
+    records: list[RoundRecord]
+    summary: dict
+    run_dir: Path | None
+
+
+def run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None = None, verbose: bool = True) -> JobResult:
+    """Train the configured job on ``comm``; every rank returns the final parameters.
+
+    Every input is checked on every rank before the first training collective,
+    and a failure anywhere raises the same MpiflError everywhere.
+    """
+    started = time.perf_counter()
+    collectively(comm, lambda: roles.check_rank_count(comm, cfg))
+    data = collectively(comm, lambda: roles.load_data(comm, cfg))
+    spec = model_spec(cfg)
+    threads = threads_per_rank(cfg["train.threads"])
+    set_threads(threads)
+    compile_seconds = comm.allreduce(roles.compile_in_node_order(comm, spec, threads), op=MPI.MAX)
+    kernels = ModelKernels(spec, threads)
+
+    run_dir = out_dir if out_dir is not None else comm.bcast(default_run_dir(cfg["mode"]), root=roles.ROOT)
+    writer = collectively(comm, lambda: _open_writer(comm, run_dir, cfg))
+    roles.say(comm, _banner(comm, cfg, spec, threads, compile_seconds) if verbose else "")
+    records: list[RoundRecord] = []
+
+    def report(record: RoundRecord) -> None:
+        record = record if spec.is_classifier else without_accuracy(record)
+        records.append(record)
+        if writer is not None:
+            writer.record(record.as_json())
+        if verbose:
+            roles.say(comm, record.line())
+
+    try:
+        train_started = time.perf_counter()
+        theta = roles.train(comm, cfg, data, kernels, report)
+        train_seconds = time.perf_counter() - train_started
+        records = comm.bcast(records, root=roles.ROOT)  # once, after training: clients keep none
+        summary = _summary(comm, cfg, records, compile_seconds, train_seconds, time.perf_counter() - started, threads)
+        if writer is not None:
+            writer.finish(summary, theta)
+    finally:
+        if writer is not None:
+            writer.close()
+    if verbose:
+        roles.say(comm, _closing(summary, run_dir))
+    return JobResult(theta, records, summary, run_dir)
+
+
+def _open_writer(comm, run_dir, cfg):
+    from mpifl.errors import MpiflError
+
+    try:
+        return roles.open_writer(comm, Path(run_dir), cfg)
+    except OSError as exc:
+        raise MpiflError(f"Cannot write the run directory {run_dir}: {exc.strerror}.") from None
+
+
+def _summary(comm, cfg, records, compile_seconds, train_seconds, wall_seconds, threads) -> dict:
+    last = records[-1]
+    return {
+        "mode": cfg["mode"],
+        "ranks": comm.Get_size(),
+        "rounds": cfg["rounds"],
+        "final_loss": last.loss,
+        "final_accuracy": last.accuracy,
+        "final_test_loss": last.test_loss,
+        "wall_seconds": wall_seconds,
+        "train_seconds": train_seconds,
+        "compile_seconds": compile_seconds,
+        "seconds_per_round": train_seconds / cfg["rounds"],
+        "threads_per_rank": threads,
+        "mpi_thread_level": mpi4py.rc.thread_level,
+        "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
+    }
+
+
+def _banner(comm, cfg, spec, threads, compile_seconds) -> str:
+    size = comm.Get_size()
+    if cfg["mode"] == "federated":
+        layout = f"1 server + {size - 1} clients"
+        algo = f"{cfg['server.strategy']}, fraction {cfg['server.fraction']}"
+    else:
+        layout = f"{size} workers"
+        algo = cfg["train.algorithm"]
+    return (
+        f"mpifl: {cfg['mode']} {spec.kind} on {cfg['data.name']} ({cfg['data.partition']}), "
+        f"{layout}, {algo}, {cfg['rounds']} rounds, {spec.dtype}\n"
+        f"       {threads} thread(s)/rank, MPI thread level {mpi4py.rc.thread_level}, "
+        f"kernels ready in {compile_seconds:.2f} s (compile or cache load, not counted below)"
+    )
+
+
+def _closing(summary: dict, run_dir) -> str:
+    acc = summary["final_accuracy"]
+    acc_text = "n/a" if acc is None else f"{acc:.4f}"
+    return (
+        f"done: {summary['rounds']} rounds in {summary['train_seconds']:.2f} s "
+        f"({summary['seconds_per_round'] * 1e3:.1f} ms/round), final train loss "
+        f"{summary['final_loss']:.5f}, test accuracy {acc_text}; compile {summary['compile_seconds']:.2f} s, "
+        f"wall {summary['wall_seconds']:.2f} s\n"
+        f"results: {run_dir}"
+    )
