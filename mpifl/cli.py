@@ -13,6 +13,7 @@ from pathlib import Path
 from mpi4py import MPI
 
 from mpifl import config, roles
+from mpifl.agree import collectively
 from mpifl.errors import ConfigError
 from mpifl.runner import run_job
 
@@ -49,7 +50,7 @@ def main(comm: MPI.Comm, argv: list[str] | None = None) -> int:
     if args.command == "info":
         roles.say(comm, _info(comm))
         return 0
-    cfg = config.load(args.job, args.overrides)
+    cfg = collectively(comm, lambda: config.load(args.job, args.overrides))
     run_job(comm, cfg, args.out, verbose=not args.quiet)
     return 0
 

@@ -46,7 +46,8 @@ def run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None = None, verbose: b
 
     run_dir = out_dir if out_dir is not None else comm.bcast(default_run_dir(cfg["mode"]), root=roles.ROOT)
     writer = collectively(comm, lambda: _open_writer(comm, run_dir, cfg))
-    roles.say(comm, _banner(comm, cfg, spec, threads, compile_seconds) if verbose else "")
+    if verbose:
+        roles.say(comm, _banner(comm, cfg, spec, threads, compile_seconds))
     records: list[RoundRecord] = []
 
     def report(record: RoundRecord) -> None:

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite: serial tests under pytest, then the MPI tests under
+# mpiexec -n 2 and -n 4 (pytest-mpi). Fails if any part fails or collects nothing.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+MPIEXEC=${MPIEXEC:-mpiexec}
+if ! command -v "$MPIEXEC" >/dev/null; then
+    echo "tests/run.sh: '$MPIEXEC' not found; install the mpich wheel (pip install mpich) or load your MPI" >&2
+    exit 1
+fi
+
+status=0
+run() {
+    echo "== $*"
+    "$@"
+    local rc=$?
+    if [ "$rc" -eq 5 ]; then
+        echo "tests/run.sh: no tests were collected by: $*" >&2
+        status=1
+    elif [ "$rc" -ne 0 ]; then
+        status=1
+    fi
+}
+
+run python -m pytest -q -m "not mpi" tests
+for n in 2 4; do
+    # Oversubscription is expected on small machines; mpifl picks a thread level that copes.
+    run "$MPIEXEC" -n "$n" python -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests
+done
+
+if [ "$status" -eq 0 ]; then echo "tests/run.sh: all parts passed"; else echo "tests/run.sh: FAILED" >&2; fi
+exit "$status"

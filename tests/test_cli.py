@@ -1,0 +1,97 @@
+"""The command line as users run it: real mpiexec, real processes, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+MPIEXEC = shutil.which("mpiexec")
+
+
+def mpirun(n, *args, cwd, timeout=120):
+    if MPIEXEC is None:
+        pytest.fail("mpiexec not found: install the 'mpich' wheel or load your cluster's MPI")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [MPIEXEC, "-n", str(n), sys.executable, *args], cwd=cwd, env=env,
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def test_default_job_on_8_ranks_reaches_90_percent(tmp_path):
+    proc = mpirun(8, "-m", "mpifl", "--out", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("round")]
+    assert len(lines) == 51 and "test acc" in lines[-1]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["final_accuracy"] >= 0.90
+    assert summary["ranks"] == 8 and summary["mode"] == "federated" and summary["rounds"] == 50
+    assert {"wall_seconds", "compile_seconds", "final_loss"} <= summary.keys()
+    rows = [json.loads(ln) for ln in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 51
+    assert {"round", "loss", "accuracy", "seconds", "compute_seconds", "comm_seconds"} <= rows[0].keys()
+    assert (tmp_path / "out" / "config.toml").read_text().startswith('mode = "federated"')
+    assert (tmp_path / "out" / "model.npz").stat().st_size > 0
+
+
+def test_default_run_directory_is_made_under_runs(tmp_path):
+    proc = mpirun(2, "-m", "mpifl", "--set", "rounds=2", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    made = list((tmp_path / "runs").glob("federated-*"))
+    assert len(made) == 1 and (made[0] / "summary.json").exists()
+
+
+def test_federated_on_one_rank_points_to_distributed_mode(tmp_path):
+    proc = mpirun(1, "-m", "mpifl", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2
+    assert "at least 2 ranks" in proc.stderr and "distributed" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_distributed_mode_runs_as_a_plain_process(tmp_path):
+    job = HERE.parent / "jobs" / "distributed_synthetic.toml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mpifl", "run", str(job), "--set", "rounds=2", "--set", "data.n_samples=5000", "--out", "o"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["ranks"] == 1
+
+
+def test_bad_config_fails_every_rank_once_without_traceback(tmp_path):
+    proc = mpirun(4, "-m", "mpifl", "--set", "train.lr=-1", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.count("The 'train.lr' parameter") == 1
+    assert "Got -1 instead." in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_key_in_a_job_file(tmp_path):
+    (tmp_path / "job.toml").write_text("[train]\nlearnig_rate = 0.1\n")
+    proc = mpirun(2, "-m", "mpifl", "run", "job.toml", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2 and "Unknown key 'train.learnig_rate' in job.toml" in proc.stderr
+
+
+def test_a_failing_rank_aborts_the_whole_job_quickly(tmp_path):
+    started = time.monotonic()
+    proc = mpirun(4, str(HERE / "fail_one_rank.py"), "--out", "out", cwd=tmp_path, timeout=60)
+    elapsed = time.monotonic() - started
+    assert proc.returncode != 0
+    assert "rank 2" in proc.stderr and "injected failure on a client" in proc.stderr
+    assert elapsed < 30
+
+
+def test_info_reports_the_mpi_setup(tmp_path):
+    proc = mpirun(2, "-m", "mpifl", "info", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0
+    assert "MPI library" in proc.stdout and ("MPICH" in proc.stdout or "Open MPI" in proc.stdout)
+    assert proc.stdout.count("thread level") == 1

@@ -1,0 +1,105 @@
+"""Job config: defaults, job files, overrides and the error messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mpifl import config
+from mpifl.errors import ConfigError
+
+JOBS = Path(__file__).resolve().parents[1] / "jobs"
+
+
+def test_default_job_file_is_the_builtin_default():
+    assert config.load(JOBS / "default.toml").values == config.load().values
+
+
+@pytest.mark.parametrize("job", sorted(p.name for p in JOBS.glob("*.toml")))
+def test_every_shipped_job_is_valid(job):
+    cfg = config.load(JOBS / job)
+    assert cfg["mode"] in ("federated", "distributed")
+
+
+def test_required_jobs_exist():
+    assert {"default.toml", "distributed_synthetic.toml", "federated_digits_iid.toml"} <= {
+        p.name for p in JOBS.glob("*.toml")
+    }
+
+
+def test_override_is_parsed_as_toml_then_as_string():
+    cfg = config.load(overrides=["train.lr=0.25", "mode=distributed", "data.name=\"synthetic\"", "rounds=3"])
+    assert cfg["train.lr"] == 0.25 and cfg["mode"] == "distributed"
+    assert cfg["data.name"] == "synthetic" and cfg["rounds"] == 3
+
+
+def test_int_is_accepted_for_a_float_and_stored_as_float():
+    cfg = config.load(overrides=["train.lr=1"])
+    assert cfg["train.lr"] == 1.0 and isinstance(cfg["train.lr"], float)
+
+
+def test_out_of_range_names_key_constraint_and_value():
+    with pytest.raises(ConfigError) as err:
+        config.load(overrides=["train.lr=-1"])
+    assert str(err.value) == (
+        "The 'train.lr' parameter in --set train.lr=-1 must be a float in the range (0, inf). Got -1 instead."
+    )
+
+
+def test_wrong_type_is_reported(tmp_path):
+    job = tmp_path / "job.toml"
+    job.write_text('rounds = "ten"\n')
+    with pytest.raises(ConfigError, match=r"The 'rounds' parameter in .*job.toml must be an int in the range \[1, inf\)\. Got 'ten' instead\."):
+        config.load(job)
+
+
+def test_bool_is_not_an_int():
+    with pytest.raises(ConfigError, match="'seed'"):
+        config.load(overrides=["seed=true"])
+
+
+def test_unknown_key_lists_the_valid_ones(tmp_path):
+    job = tmp_path / "job.toml"
+    job.write_text("[train]\nlearning_rate = 0.1\n")
+    with pytest.raises(ConfigError, match=r"Unknown key 'train.learning_rate' in .*job.toml\. Valid keys in \[train\]: .*train\.lr"):
+        config.load(job)
+
+
+def test_unknown_section():
+    with pytest.raises(ConfigError, match=r"Unknown section \[optimizer\]"):
+        config.load(overrides=["optimizer.lr=1"])
+
+
+def test_choice_error():
+    with pytest.raises(ConfigError, match=r"must be a str among \{'linear', 'logistic', 'softmax'\}\. Got 'svm' instead"):
+        config.load(overrides=["model.kind=svm"])
+
+
+def test_fraction_zero_is_out_of_range():
+    with pytest.raises(ConfigError, match=r"'server.fraction'.*range \(0, 1\]"):
+        config.load(overrides=["server.fraction=0"])
+
+
+def test_binary_model_on_ten_classes_is_refused():
+    with pytest.raises(ConfigError, match="'logistic' \\(binary\\)"):
+        config.load(overrides=["model.kind=logistic"])
+
+
+def test_missing_and_corrupt_job_files(tmp_path):
+    with pytest.raises(ConfigError, match="Cannot read job file .*nope.toml"):
+        config.load(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("rounds = = 3\n")
+    with pytest.raises(ConfigError, match="bad.toml is not valid TOML"):
+        config.load(bad)
+
+
+def test_set_without_equals():
+    with pytest.raises(ConfigError, match="--set expects section.key=value"):
+        config.load(overrides=["train.lr"])
+
+
+def test_nested_round_trip():
+    cfg = config.load()
+    assert cfg.as_nested()["train"]["lr"] == 0.5 and cfg.as_nested()["rounds"] == 50

@@ -1,0 +1,126 @@
+"""Every Numba kernel against the NumPy reference, and by finite differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_problem
+import naive
+
+from mpifl.kernels import ModelKernels
+from mpifl.kernels.expo import exp_block
+
+TOL = {"float64": 1e-12, "float32": 2e-5}
+
+
+def rel(a, b):
+    return np.max(np.abs(np.asarray(a, np.float64) - b)) / max(np.max(np.abs(b)), 1e-300)
+
+
+@pytest.mark.parametrize("n", [1, 3, 63, 64, 65, 130, 1000])
+def test_full_gradient_matches_numpy(kind, dtype, n):
+    spec, X, y, theta = make_problem(kind, n, 7, dtype)
+    grad = spec.zeros()
+    loss = ModelKernels(spec).full_gradient_sum(X, y, theta, grad, want_loss=True)
+    ref_loss, ref_grad = naive.loss_and_grad_sum(kind, X, y, theta)
+    assert rel(grad, ref_grad) < TOL[dtype]
+    assert abs(loss - ref_loss) / abs(ref_loss) < TOL[dtype]
+
+
+def test_loss_is_zero_when_not_asked(kind):
+    spec, X, y, theta = make_problem(kind, 50, 4, "float64")
+    assert ModelKernels(spec).full_gradient_sum(X, y, theta, spec.zeros(), want_loss=False) == 0.0
+
+
+def test_batch_gradient_uses_only_the_given_rows(kind, dtype):
+    spec, X, y, theta = make_problem(kind, 200, 6, dtype)
+    order = np.random.default_rng(1).permutation(200)
+    grad = spec.zeros()
+    ModelKernels(spec).batch_gradient_sum(X, y, theta, order, 17, 99, grad)
+    rows = order[17:99]
+    _, ref = naive.loss_and_grad_sum(kind, X[rows], y[rows], theta)
+    assert rel(grad, ref) < TOL[dtype]
+
+
+def test_gradient_matches_finite_differences(kind):
+    spec, X, y, theta = make_problem(kind, 40, 5, "float64", seed=3)
+    l2 = 0.1
+    kernels = ModelKernels(spec)
+    grad = spec.zeros()
+    kernels.full_gradient_sum(X, y, theta, grad)
+    kernels.finish_gradient(grad, theta, X.shape[0], l2)
+
+    def objective(t):
+        g = spec.zeros()
+        return kernels.full_gradient_sum(X, y, t, g, want_loss=True) / X.shape[0] + kernels.penalty(t, l2)
+
+    h = 1e-6
+    numeric = np.zeros_like(theta)
+    for idx in np.ndindex(theta.shape):
+        up, down = theta.copy(), theta.copy()
+        up[idx] += h
+        down[idx] -= h
+        numeric[idx] = (objective(up) - objective(down)) / (2 * h)
+    assert rel(grad, numeric) < 1e-6
+
+
+def test_finish_gradient_adds_l2_to_weights_only():
+    spec, X, y, theta = make_problem("softmax", 30, 4, "float64")
+    grad = spec.zeros()
+    ModelKernels(spec).full_gradient_sum(X, y, theta, grad)
+    ModelKernels.finish_gradient(grad, theta, X.shape[0], 0.25)
+    assert rel(grad, naive.mean_grad("softmax", X, y, theta, 0.25)) < 1e-12
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sgd_epoch_matches_numpy(kind, dtype, momentum):
+    spec, X, y, theta = make_problem(kind, 123, 5, dtype)
+    order = np.random.default_rng(2).permutation(123)
+    velocity = spec.zeros()
+    ref_theta, ref_velocity = naive.sgd_epoch(kind, X, y, theta, velocity, order, 16, 0.05, momentum, 0.01)
+    ModelKernels(spec).sgd_epoch(X, y, theta, velocity, spec.zeros(), order, 16, 0.05, momentum, 0.01)
+    assert rel(theta, ref_theta) < 50 * TOL[dtype]
+    if momentum:
+        assert rel(velocity, ref_velocity) < 50 * TOL[dtype]
+    else:
+        assert not velocity.any()  # plain SGD keeps no velocity
+
+
+def test_evaluate_matches_numpy(kind, dtype):
+    spec, X, y, theta = make_problem(kind, 301, 6, dtype)
+    loss, correct = ModelKernels(spec).evaluate_sums(X, y, theta)
+    ref_loss, _ = naive.loss_and_grad_sum(kind, X, y, theta)
+    assert abs(loss - ref_loss) / ref_loss < TOL[dtype]
+    if kind != "linear":
+        assert correct == naive.correct(kind, X, y, theta)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_threaded_gradient_matches_serial(kind, threads):
+    spec, X, y, theta = make_problem(kind, 1001, 9, "float64")
+    serial, threaded = spec.zeros(), spec.zeros()
+    loss1 = ModelKernels(spec, 1).full_gradient_sum(X, y, theta, serial, want_loss=True)
+    loss2 = ModelKernels(spec, threads).full_gradient_sum(X, y, theta, threaded, want_loss=True)
+    assert rel(threaded, serial) < 1e-12
+    assert abs(loss1 - loss2) / loss1 < 1e-12
+
+
+def test_nan_in_data_reaches_the_loss():
+    spec, X, y, theta = make_problem("logistic", 20, 3, "float64")
+    X[7, 1] = np.nan
+    loss = ModelKernels(spec).full_gradient_sum(X, y, theta, spec.zeros(), want_loss=True)
+    assert np.isnan(loss)
+
+
+def test_exp_block_is_accurate_over_the_float64_range():
+    x = np.concatenate([np.linspace(-700, 700, 20001), [-1e-9, 0.0, 1e-9]])
+    out = np.empty_like(x)
+    exp_block(x, out, x.size)
+    assert np.max(np.abs(out / np.exp(x) - 1.0)) < 1e-13
+
+
+def test_exp_block_saturates_instead_of_overflowing():
+    x = np.array([-1e6, 1e6])
+    out = np.empty_like(x)
+    exp_block(x, out, 2)
+    assert out[0] < 1e-300 and np.isfinite(out[1]) and out[1] > 1e307

@@ -1,0 +1,154 @@
+"""Parallel training equals its serial equivalent (run under mpiexec -n 2 and -n 4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+import naive
+
+from mpifl import config
+from mpifl.data.shards import client_shard, model_spec, worker_shards
+from mpifl.kernels import ModelKernels
+from mpifl.local import LocalSettings, LocalTrainer
+from mpifl.runner import run_job
+from mpifl.strategies import make_strategy
+
+COMM = MPI.COMM_WORLD
+
+SYNTHETIC = {
+    "linear": ["data.n_classes=2"],
+    "logistic": ["data.n_classes=2"],
+    "softmax": ["data.n_classes=4"],
+}
+
+
+def job(kind, *extra):
+    return config.load(
+        overrides=[
+            "data.name=synthetic", "data.n_samples=600", "data.n_features=5", "data.noise=0.3",
+            "data.partition=iid", f"model.kind={kind}", "model.l2=0.01", "rounds=8", "log_every=4",
+            *SYNTHETIC[kind], *extra,
+        ]
+    )
+
+
+def run(cfg, tmp_path):
+    out = COMM.bcast(tmp_path if COMM.rank == 0 else None)
+    return run_job(COMM, cfg, out / "run", verbose=False)
+
+
+def rel(a, b):
+    return np.max(np.abs(a - b)) / np.max(np.abs(b))
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("kind", ["linear", "logistic", "softmax"])
+def test_distributed_full_batch_gd_equals_serial_gd_on_the_union(kind, tmp_path):
+    cfg = job(kind, "mode=distributed", "train.algorithm=gradient_averaging", "train.batch_size=0")
+    result = run(cfg, tmp_path)
+    shards = [worker_shards(cfg, r, COMM.size)[0] for r in range(COMM.size)]
+    X = np.concatenate([s.X for s in shards])
+    y = np.concatenate([s.y for s in shards])
+    expected = naive.gradient_descent(kind, X, y, model_spec(cfg).zeros(), cfg["rounds"], cfg["train.lr"], cfg["model.l2"])
+    assert rel(result.theta, expected) < 1e-10
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("kind", ["logistic", "softmax"])
+def test_fedsgd_equals_distributed_gradient_descent(kind, tmp_path):
+    fed = run(job(kind, "mode=federated", "train.batch_size=0", "train.epochs=1"), tmp_path / "fed")
+    cfg = job(kind, "mode=federated", "train.batch_size=0")
+    clients = [client_shard(cfg, k, COMM.size - 1) for k in range(COMM.size - 1)]
+    X = np.concatenate([c.X for c in clients])
+    y = np.concatenate([c.y for c in clients])
+    serial = naive.gradient_descent(kind, X, y, model_spec(cfg).zeros(), cfg["rounds"], cfg["train.lr"], cfg["model.l2"])
+    dist = run(job(kind, "mode=distributed", "train.algorithm=gradient_averaging", "train.batch_size=0"), tmp_path / "dist")
+    assert rel(fed.theta, serial) < 1e-10
+    assert rel(fed.theta, dist.theta) < 1e-10
+
+
+@pytest.mark.mpi(min_size=2)
+def test_minibatch_gradient_averaging_equals_serial_sgd_over_the_union(tmp_path):
+    """With equal shards, each global step is one mean gradient over p local mini-batches."""
+    cfg = job("logistic", "mode=distributed", "train.algorithm=gradient_averaging", "train.batch_size=8",
+              "train.momentum=0.5", "data.test_fraction=0.0", f"data.n_samples={48 * COMM.size}", "rounds=2")
+    result = run(cfg, tmp_path)
+    p = COMM.size
+    shards = [worker_shards(cfg, r, p)[0] for r in range(p)]
+    spec = model_spec(cfg)
+    trainers = [LocalTrainer(s, ModelKernels(spec), LocalSettings.from_config(cfg), cfg["seed"], r) for r, s in enumerate(shards)]
+    theta = spec.zeros().astype(np.float64)
+    velocity = np.zeros_like(theta)
+    for rnd in range(1, cfg["rounds"] + 1):
+        orders = [t.order(rnd, 0) for t in trainers]
+        for step in range(48 // 8):
+            Xb = np.concatenate([s.X[o[step * 8:(step + 1) * 8]] for s, o in zip(shards, orders)])
+            yb = np.concatenate([s.y[o[step * 8:(step + 1) * 8]] for s, o in zip(shards, orders)])
+            velocity = 0.5 * velocity + naive.mean_grad("logistic", Xb, yb, theta, cfg["model.l2"])
+            theta = theta - cfg["train.lr"] * velocity
+    assert rel(result.theta, theta) < 1e-10
+
+
+@pytest.mark.mpi(min_size=2)
+def test_local_sgd_equals_serial_simulation(tmp_path):
+    cfg = job("softmax", "mode=distributed", "train.algorithm=local_sgd", "train.batch_size=16",
+              "train.epochs=2", "train.momentum=0.9", "train.lr=0.1")
+    result = run(cfg, tmp_path)
+    p = COMM.size
+    spec = model_spec(cfg)
+    shards = [worker_shards(cfg, r, p)[0] for r in range(p)]
+    trainers = [LocalTrainer(s, ModelKernels(spec), LocalSettings.from_config(cfg), cfg["seed"], r) for r, s in enumerate(shards)]
+    theta = spec.zeros()
+    for rnd in range(1, cfg["rounds"] + 1):
+        local = []
+        for t in trainers:
+            mine = theta.copy()
+            t.train(mine, rnd)
+            local.append(mine * t.shard.n)
+        theta = np.sum(local, axis=0) / sum(s.n for s in shards)
+    assert rel(result.theta, theta) < 1e-10
+
+
+@pytest.mark.mpi(min_size=3)
+def test_federated_partial_participation_equals_serial_simulation(tmp_path):
+    cfg = config.load(overrides=["rounds=6", "server.fraction=0.5", "train.momentum=0.5", "train.epochs=2", "log_every=3"])
+    result = run(cfg, tmp_path)
+    k = COMM.size - 1
+    spec = model_spec(cfg)
+    strategy = make_strategy(cfg)
+    trainers = [LocalTrainer(client_shard(cfg, c, k), ModelKernels(spec), LocalSettings.from_config(cfg), cfg["seed"], c) for c in range(k)]
+    theta = spec.zeros()
+    for rnd in range(1, cfg["rounds"] + 1):
+        mask = strategy.sample_clients(rnd, k)
+        updates = np.empty((k, spec.size))
+        weights = np.zeros(k)
+        for c, t in enumerate(trainers):
+            mine = theta.copy()
+            if mask[c]:
+                t.train(mine, rnd)
+                weights[c] = t.shard.n
+            updates[c] = mine.ravel()
+        theta = strategy.aggregate(theta, updates, weights)
+    assert np.array_equal(result.theta, theta)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("mode", ["federated", "distributed"])
+def test_same_config_same_ranks_gives_bitwise_identical_model(mode, tmp_path):
+    cfg = config.load(overrides=[f"mode={mode}", "rounds=5", "train.momentum=0.9"])
+    first = run(cfg, tmp_path / "a")
+    second = run(cfg, tmp_path / "b")
+    assert np.array_equal(first.theta, second.theta)
+    if COMM.rank == 0:
+        assert (first.run_dir / "model.npz").read_bytes() == (second.run_dir / "model.npz").read_bytes()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_every_rank_reports_the_same_records_and_summary(tmp_path):
+    result = run(config.load(overrides=["rounds=4", "log_every=2"]), tmp_path)
+    rounds = [r.round for r in result.records]
+    assert rounds == [0, 2, 4]
+    everyone = COMM.allgather((rounds, result.summary["final_loss"]))
+    assert all(e == everyone[0] for e in everyone)
+    assert result.records[-1].loss < result.records[0].loss
