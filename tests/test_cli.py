@@ -95,3 +95,17 @@ def test_info_reports_the_mpi_setup(tmp_path):
     assert proc.returncode == 0
     assert "MPI library" in proc.stdout and ("MPICH" in proc.stdout or "Open MPI" in proc.stdout)
     assert proc.stdout.count("thread level") == 1
+
+
+def test_jit_cache_is_written_once_and_reused_when_8_ranks_start_together(tmp_path):
+    cache = tmp_path / "numba-cache"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    cmd = [MPIEXEC, "-n", "8", sys.executable, "-m", "mpifl", "--set", "rounds=2", "--quiet"]
+    first = subprocess.run([*cmd, "--out", "a"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "NumbaWarning" not in first.stderr
+    files = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+    assert any(p.suffix == ".nbi" for p in files) and any(p.suffix == ".nbc" for p in files)
+    second = subprocess.run([*cmd, "--out", "b"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == files
