@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     rank = comm.Get_rank()
     try:
         return cli.main(comm, argv)
+    except SystemExit:  # --help: argparse exits cleanly; usage errors are ConfigErrors
+        raise
     except MpiflError as exc:
         if exc.collective:
             if rank == 0:

@@ -1,10 +1,14 @@
 """Buffer-based collectives with timing; arrays never travel through pickle.
 
-Each helper takes the communicator explicitly and charges its wall time
-(transfer plus waiting for the slowest rank) to the timer's comm clock.
+Each helper takes the communicator explicitly and adds its wall time
+(transfer plus waiting for the slowest rank) to ``timer.comm_seconds``.  The
+timing is two perf_counter calls, so a wrapped call costs about as much as a
+raw mpi4py call even for tiny buffers (benchmarks/collectives.py).
 """
 
 from __future__ import annotations
+
+from time import perf_counter
 
 import numpy as np
 from mpi4py import MPI
@@ -14,30 +18,43 @@ from mpifl.metrics import RoundTimer
 
 
 def allreduce_sum(comm: MPI.Comm, send: np.ndarray, recv: np.ndarray, timer: RoundTimer) -> None:
-    with timer.comm():
-        comm.Allreduce(send, recv, op=MPI.SUM)
+    t0 = perf_counter()
+    comm.Allreduce(send, recv, op=MPI.SUM)
+    timer.comm_seconds += perf_counter() - t0
 
 
 def allreduce_max(comm: MPI.Comm, send: np.ndarray, recv: np.ndarray, timer: RoundTimer) -> None:
-    with timer.comm():
-        comm.Allreduce(send, recv, op=MPI.MAX)
+    t0 = perf_counter()
+    comm.Allreduce(send, recv, op=MPI.MAX)
+    timer.comm_seconds += perf_counter() - t0
 
 
 def bcast(comm: MPI.Comm, buf: np.ndarray, timer: RoundTimer, root: int = 0) -> None:
-    with timer.comm():
-        comm.Bcast(buf, root=root)
+    t0 = perf_counter()
+    comm.Bcast(buf, root=root)
+    timer.comm_seconds += perf_counter() - t0
 
 
-def gather_from_others(
-    comm: MPI.Comm, send: np.ndarray, recv: np.ndarray, width: int, timer: RoundTimer, root: int = 0
-) -> None:
-    """Gather ``width`` values from every rank but the root into recv at the root.
+class GatherFromOthers:
+    """Gather ``width`` values of ``dtype`` from every rank but the root, one row per rank.
 
-    recv is (size - 1) x width at the root and ignored elsewhere; the root
-    passes an empty send of the same dtype, so it sends no dummy row.
+    The Gatherv layout (counts, displacements, MPI type) is built once; the
+    root's own count is zero, so it sends no dummy row.  recv is
+    (size - 1) x width at the root and is ignored elsewhere.
     """
-    counts = [0 if r == root else width for r in range(comm.Get_size())]
-    displs = [width * (r - (r > root)) for r in range(comm.Get_size())]
-    mpi_type = from_numpy_dtype(send.dtype)
-    with timer.comm():
-        comm.Gatherv([send, counts[comm.Get_rank()], mpi_type], [recv, counts, displs, mpi_type], root=root)
+
+    def __init__(self, comm: MPI.Comm, width: int, dtype: np.dtype, root: int = 0):
+        self.comm = comm
+        self.root = root
+        size = comm.Get_size()
+        self.counts = [0 if r == root else width for r in range(size)]
+        self.displs = [width * (r - (r > root)) for r in range(size)]
+        self.mpi_type = from_numpy_dtype(np.dtype(dtype))
+        self.my_count = self.counts[comm.Get_rank()]
+
+    def __call__(self, send: np.ndarray, recv: np.ndarray, timer: RoundTimer) -> None:
+        t0 = perf_counter()
+        self.comm.Gatherv(
+            [send, self.my_count, self.mpi_type], [recv, self.counts, self.displs, self.mpi_type], root=self.root
+        )
+        timer.comm_seconds += perf_counter() - t0

@@ -57,6 +57,8 @@ def serve(
     updates = np.empty((n_clients, spec.size), dtype=spec.dtype)
     stats = np.empty((n_clients, STATS))
     timer = RoundTimer()
+    gather_updates = collectives.GatherFromOthers(comm, spec.size, spec.dtype, SERVER)
+    gather_stats = collectives.GatherFromOthers(comm, STATS, np.float64, SERVER)
     last_seconds, last_compute = 0.0, 0.0  # of the round that produced theta
     for it in range(1, cfg["rounds"] + 2):
         timer.reset()
@@ -65,8 +67,8 @@ def serve(
         shared[spec.size :] = mask
         collectives.bcast(comm, shared, timer, root=SERVER)
         if mask.any():
-            collectives.gather_from_others(comm, nothing, updates, spec.size, timer, root=SERVER)
-        collectives.gather_from_others(comm, np.empty(0), stats, STATS, timer, root=SERVER)
+            gather_updates(nothing, updates, timer)
+        gather_stats(np.empty(0), stats, timer)
         with timer.compute():
             record = None
             if is_logged(it - 1, cfg):
@@ -110,6 +112,8 @@ def participate(comm: MPI.Comm, cfg: Config, shard: Shard, kernels: ModelKernels
     theta = spec.zeros()
     stats = np.zeros(STATS)
     timer = RoundTimer()
+    gather_updates = collectives.GatherFromOthers(comm, spec.size, spec.dtype, SERVER)
+    gather_stats = collectives.GatherFromOthers(comm, STATS, np.float64, SERVER)
     for it in range(1, cfg["rounds"] + 2):
         collectives.bcast(comm, shared, timer, root=SERVER)
         t0 = time.perf_counter()
@@ -124,5 +128,5 @@ def participate(comm: MPI.Comm, cfg: Config, shard: Shard, kernels: ModelKernels
             stats[0] = shard.n
         stats[4] = time.perf_counter() - t0
         if mask.any():
-            collectives.gather_from_others(comm, theta.ravel(), unused, spec.size, timer, root=SERVER)
-        collectives.gather_from_others(comm, stats, unused, STATS, timer, root=SERVER)
+            gather_updates(theta.ravel(), unused, timer)
+        gather_stats(stats, unused, timer)

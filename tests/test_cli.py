@@ -109,3 +109,8 @@ def test_jit_cache_is_written_once_and_reused_when_8_ranks_start_together(tmp_pa
     second = subprocess.run([*cmd, "--out", "b"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == files
+
+
+def test_help_exits_cleanly_and_prints_once(tmp_path):
+    proc = mpirun(2, "-m", "mpifl", "run", "--help", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.count("usage:") == 1 and "Abort" not in proc.stderr

@@ -21,7 +21,7 @@ def test_gather_from_others_places_rows_by_rank(dtype):
     send = np.full(width, COMM.rank, dtype=dtype) if COMM.rank else np.empty(0, dtype)
     recv = np.full((COMM.size - 1, width), -1, dtype=dtype)
     timer = RoundTimer()
-    collectives.gather_from_others(COMM, send, recv, width, timer)
+    collectives.GatherFromOthers(COMM, width, dtype)(send, recv, timer)
     if COMM.rank == 0:
         assert np.array_equal(recv, np.repeat(np.arange(1, COMM.size, dtype=dtype)[:, None], width, axis=1))
     assert timer.comm_seconds > 0
