@@ -39,3 +39,8 @@ def write_results(out: Path, name: str, table: str, data: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.md").write_text(table + "\n")
     (out / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
+def markdown_table(title: str, header: list[str], rows: list[str]) -> str:
+    """A titled markdown table from pre-formatted '| a | b |' rows."""
+    return "\n".join([title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header), *rows])

@@ -19,7 +19,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import alternate, machine, write_results  # noqa: E402
+from common import alternate, machine, markdown_table, write_results  # noqa: E402
 
 from mpifl.kernels import ModelKernels  # noqa: E402
 from mpifl.model import ModelSpec  # noqa: E402
@@ -105,14 +105,10 @@ def main() -> None:
             f"| {name} | (read X once: stream / X.sum()) | {read * 1e3:.1f} / {t['X.sum()'] * 1e3:.1f} | "
             f"{X.nbytes / read / 1e9:.1f} | | 1.00 | |"
         )
-    table = "\n".join(
-        [
-            f"Kernels, one thread, median of {args.repeat} alternating runs; {machine()}",
-            "",
-            "| case | system | ms | GB/s of X | speed vs NumPy | fraction of stream read | fraction of X.sum() |",
-            "|---|---|---|---|---|---|---|",
-            *rows,
-        ]
+    table = markdown_table(
+        f"Kernels, one thread, median of {args.repeat} alternating runs; {machine()}",
+        ["case", "system", "ms", "GB/s of X", "speed vs NumPy", "fraction of stream read", "fraction of X.sum()"],
+        rows,
     )
     print(table)
     write_results(args.out, "kernels", table, data)

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, write_results  # noqa: E402
+from common import machine, markdown_table, write_results  # noqa: E402
 
 HERE = Path(__file__).parent
 LEVELS = ("single", "multiple")
@@ -47,14 +47,10 @@ def main() -> None:
         for op in OPS:
             s, m = measured["single"][op]["raw"], measured["multiple"][op]["raw"]
             rows.append(f"| {ranks} | {op} | {s * 1e6:.1f} | {m * 1e6:.1f} | {m / s:.2f} |")
-    table = "\n".join(
-        [
-            f"Raw mpi4py collectives by MPI thread level; {machine()}",
-            "",
-            "| ranks | operation | single (us) | multiple (us) | multiple / single |",
-            "|---|---|---|---|---|",
-            *rows,
-        ]
+    table = markdown_table(
+        f"Raw mpi4py collectives by MPI thread level; {machine()}",
+        ["ranks", "operation", "single (us)", "multiple (us)", "multiple / single"],
+        rows,
     )
     print(table)
     write_results(args.out, "thread_levels", table, data)

@@ -98,6 +98,8 @@ def _record(
         seconds=seconds,
         compute_seconds=compute,
         comm_seconds=max(0.0, seconds - compute),
+        client_loss=(stats[:, 1] / stats[:, 3]).tolist(),
+        client_accuracy=(stats[:, 2] / stats[:, 3]).tolist(),
     )
 
 

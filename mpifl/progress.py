@@ -23,6 +23,8 @@ class RoundRecord:
     comm_seconds: float
     test_loss: float | None = None
     train_accuracy: float | None = None
+    client_loss: list[float] | None = None  # federated evaluation, one entry per client
+    client_accuracy: list[float] | None = None
 
     def as_json(self) -> dict:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
@@ -37,7 +39,7 @@ class RoundRecord:
 
 def without_accuracy(record: RoundRecord) -> RoundRecord:
     """For regression models, where accuracy has no meaning."""
-    return RoundRecord(**{**asdict(record), "accuracy": None, "train_accuracy": None})
+    return RoundRecord(**{**asdict(record), "accuracy": None, "train_accuracy": None, "client_accuracy": None})
 
 
 def is_logged(rnd: int, cfg) -> bool:

@@ -152,3 +152,19 @@ def test_every_rank_reports_the_same_records_and_summary(tmp_path):
     everyone = COMM.allgather((rounds, result.summary["final_loss"]))
     assert all(e == everyone[0] for e in everyone)
     assert result.records[-1].loss < result.records[0].loss
+
+
+@pytest.mark.mpi(min_size=3)
+def test_clients_report_their_own_loss_and_accuracy(tmp_path):
+    cfg = config.load(overrides=["rounds=3"])
+    result = run(cfg, tmp_path)
+    k = COMM.size - 1
+    spec = model_spec(cfg)
+    kernels = ModelKernels(spec)
+    last = result.records[-1]
+    assert len(last.client_loss) == k and len(last.client_accuracy) == k
+    for c in range(k):
+        shard = client_shard(cfg, c, k)
+        loss, correct = kernels.evaluate_sums(shard.X, shard.y, result.theta)
+        assert last.client_loss[c] == pytest.approx(loss / shard.n, rel=1e-12)
+        assert last.client_accuracy[c] == pytest.approx(correct / shard.n)
