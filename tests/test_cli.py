@@ -114,3 +114,10 @@ def test_jit_cache_is_written_once_and_reused_when_8_ranks_start_together(tmp_pa
 def test_help_exits_cleanly_and_prints_once(tmp_path):
     proc = mpirun(2, "-m", "mpifl", "run", "--help", cwd=tmp_path, timeout=60)
     assert proc.returncode == 0 and proc.stdout.count("usage:") == 1 and "Abort" not in proc.stderr
+
+
+def test_data_that_cannot_be_partitioned_fails_every_rank_with_one_message(tmp_path):
+    proc = mpirun(8, "-m", "mpifl", "--set", "data.name=synthetic", "--set", "data.n_samples=6",
+                  "--set", "data.n_classes=2", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.count("Cannot partition") == 1 and "Traceback" not in proc.stderr
