@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     from mpi4py import MPI
 
     from mpifl import cli
-    from mpifl.errors import EXIT_ABORTED, MpiflError
+    from mpifl.errors import EXIT_ABORTED, EXIT_USAGE, MpiflError
 
     comm = MPI.COMM_WORLD
     rank = comm.Get_rank()
@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     except MpiflError as exc:
         if exc.collective:
             if rank == 0:
-                print(f"mpifl: error: {exc}", file=sys.stderr, flush=True)
+                kind = "error: " if exc.exit_code == EXIT_USAGE else ""
+                print(f"mpifl: {kind}{exc}", file=sys.stderr, flush=True)
             return exc.exit_code
         print(f"mpifl: rank {rank}: error: {exc}", file=sys.stderr, flush=True)
         comm.Abort(exc.exit_code)

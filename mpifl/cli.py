@@ -36,6 +36,8 @@ def build_parser(comm: MPI.Comm) -> argparse.ArgumentParser:
                      help="override one config value; may be repeated")
     run.add_argument("--out", type=Path, help="run directory (default: runs/<mode>-<timestamp>)")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="continue RUN_DIR from its latest checkpoint (the job defaults to RUN_DIR/config.toml)")
     sub.add_parser("info", help="show the MPI, thread and JIT settings mpifl runs with")
     return parser
 
@@ -50,8 +52,13 @@ def main(comm: MPI.Comm, argv: list[str] | None = None) -> int:
     if args.command == "info":
         roles.say(comm, _info(comm))
         return 0
-    cfg = collectively(comm, lambda: config.load(args.job, args.overrides))
-    run_job(comm, cfg, args.out, verbose=not args.quiet)
+    job = args.job
+    if args.resume is not None and job is None:
+        job = args.resume / "config.toml"
+    cfg = collectively(comm, lambda: config.load(job, args.overrides))
+    if args.resume is not None and args.out is not None and args.out != args.resume:
+        raise ConfigError("--resume continues the run in RUN_DIR; leave out --out.", collective=True)
+    run_job(comm, cfg, args.resume or args.out, verbose=not args.quiet, resume=args.resume is not None)
     return 0
 
 

@@ -88,9 +88,10 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice]] = {
     "train.threads": (0, Interval(int, 0, 1024)),
     "server.strategy": ("fedavg", Choice(("fedavg",))),
     "server.fraction": (1.0, Interval(float, 0, 1, "right")),
+    "checkpoint.every": (0, Interval(int, 0, None)),
 }
 
-SECTIONS = ("data", "model", "train", "server")
+SECTIONS = ("data", "model", "train", "server", "checkpoint")
 
 
 @dataclass(frozen=True)

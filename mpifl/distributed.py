@@ -117,8 +117,13 @@ def train_distributed(
     test: Shard,
     kernels: ModelKernels,
     report: Callable[[RoundRecord], None],
+    checkpoints,
 ) -> np.ndarray:
-    """Train on this rank's shard in step with every other rank; returns the final theta."""
+    """Train on this rank's shard in step with every other rank; returns the final theta.
+
+    ``checkpoints`` (mpifl.roles.Checkpoints) gives the round to start from and
+    saves the state every checkpoint.every rounds.
+    """
     settings = LocalSettings.from_config(cfg)
     trainer = LocalTrainer(train, kernels, settings, cfg["seed"], comm.Get_rank())
     tester = LocalTrainer(test, kernels, settings, cfg["seed"], comm.Get_rank())
@@ -126,35 +131,50 @@ def train_distributed(
     test_layout = exchange_layout(comm, test.n)
     timer = RoundTimer()
     algorithm = ALGORITHMS[cfg["train.algorithm"]](comm, trainer, train_layout, timer)
-    theta = kernels.spec.zeros()
+    theta = checkpoints.theta.copy() if checkpoints.resumed else kernels.spec.zeros()
+    if "velocity" in checkpoints.local:
+        trainer.velocity[:] = checkpoints.local["velocity"]
+    first = checkpoints.start_round + 1 if checkpoints.resumed else 0
+    flag, anyone = np.zeros(1), np.zeros(1)
+    for rnd in range(first, cfg["rounds"] + 1):
+        timer.reset()
+        if rnd > 0:
+            algorithm.run_round(theta, rnd)
+        if is_logged(rnd, cfg):
+            _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, timer, report)
+        if checkpoints.due(rnd):
+            checkpoints.save(rnd, theta, {"velocity": trainer.velocity})
+        flag[0] = checkpoints.stop.requested
+        collectives.allreduce_max(comm, flag, anyone, timer)  # a signal may reach only some ranks
+        if anyone[0] and 0 < rnd < cfg["rounds"]:
+            checkpoints.stop_after(rnd, theta, {"velocity": trainer.velocity})
+    return theta
+
+
+def _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, timer, report) -> None:
+    """Evaluate theta on every shard and report the round (a collective)."""
+    kernels = trainer.kernels
     sums = np.empty(4)
     totals = np.empty(4)
     seconds = np.empty(2)
     slowest = np.empty(2)
-    for rnd in range(0, cfg["rounds"] + 1):
-        timer.reset()
-        if rnd > 0:
-            algorithm.run_round(theta, rnd)
-        if not is_logged(rnd, cfg):
-            continue
-        wall = timer.elapsed()
-        seconds[:] = (timer.compute_seconds, wall)
-        collectives.allreduce_max(comm, seconds, slowest, timer)
-        train_loss, train_correct = trainer.evaluate(theta)
-        test_loss, test_correct = tester.evaluate(theta)
-        sums[:] = (train_loss, train_correct, test_loss, test_correct)
-        collectives.allreduce_sum(comm, sums, totals, RoundTimer())
-        penalty = kernels.penalty(theta, settings.l2)
-        report(
-            RoundRecord(
-                round=rnd,
-                loss=totals[0] / train_layout.total + penalty,
-                train_accuracy=totals[1] / train_layout.total,
-                test_loss=totals[2] / test_layout.total if test_layout.total else math.nan,
-                accuracy=totals[3] / test_layout.total if test_layout.total else math.nan,
-                seconds=float(slowest[1]),
-                compute_seconds=float(slowest[0]),
-                comm_seconds=float(slowest[1] - slowest[0]),
-            )
+    wall = timer.elapsed()
+    seconds[:] = (timer.compute_seconds, wall)
+    collectives.allreduce_max(comm, seconds, slowest, timer)
+    train_loss, train_correct = trainer.evaluate(theta)
+    test_loss, test_correct = tester.evaluate(theta)
+    sums[:] = (train_loss, train_correct, test_loss, test_correct)
+    collectives.allreduce_sum(comm, sums, totals, RoundTimer())
+    penalty = kernels.penalty(theta, trainer.settings.l2)
+    report(
+        RoundRecord(
+            round=rnd,
+            loss=totals[0] / train_layout.total + penalty,
+            train_accuracy=totals[1] / train_layout.total,
+            test_loss=totals[2] / test_layout.total if test_layout.total else math.nan,
+            accuracy=totals[3] / test_layout.total if test_layout.total else math.nan,
+            seconds=float(slowest[1]),
+            compute_seconds=float(slowest[0]),
+            comm_seconds=float(slowest[1] - slowest[0]),
         )
-    return theta
+    )

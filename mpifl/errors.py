@@ -4,6 +4,7 @@ from __future__ import annotations
 
 EXIT_USAGE = 2  # bad config, bad arguments, bad data: fix the input and rerun
 EXIT_ABORTED = 1  # an unexpected failure on some rank; the job was aborted
+EXIT_STOPPED = 75  # stopped by SIGTERM/SIGUSR1 after checkpointing (EX_TEMPFAIL: requeue me)
 
 
 class MpiflError(Exception):

@@ -32,11 +32,12 @@ from mpifl.progress import RoundRecord, is_logged
 from mpifl.strategies import Strategy
 
 SERVER = 0
-STATS = 5  # weight, loss sum, correct, rows evaluated, compute seconds
+STATS = 6  # weight, loss sum, correct, rows evaluated, compute seconds, stop requested
 
 
 def _broadcast_buffer(kernels: ModelKernels, n_clients: int) -> np.ndarray:
-    return np.empty(kernels.spec.size + n_clients, dtype=kernels.spec.dtype)
+    """[theta | mask (one entry per client) | stop]."""
+    return np.empty(kernels.spec.size + n_clients + 1, dtype=kernels.spec.dtype)
 
 
 def serve(
@@ -46,12 +47,14 @@ def serve(
     kernels: ModelKernels,
     strategy: Strategy,
     report: Callable[[RoundRecord], None],
+    checkpoints,
 ) -> np.ndarray:
     """The server's loop; returns the final global parameters."""
     spec = kernels.spec
     n_clients = comm.Get_size() - 1
     tester = LocalTrainer(test, kernels, LocalSettings.from_config(cfg), cfg["seed"], SERVER)
-    theta = spec.zeros()
+    theta = checkpoints.theta.copy() if checkpoints.resumed else spec.zeros()
+    strategy.load_state(checkpoints.server)
     shared = _broadcast_buffer(kernels, n_clients)
     nothing = np.empty(0, dtype=spec.dtype)
     updates = np.empty((n_clients, spec.size), dtype=spec.dtype)
@@ -60,12 +63,18 @@ def serve(
     gather_updates = collectives.GatherFromOthers(comm, spec.size, spec.dtype, SERVER)
     gather_stats = collectives.GatherFromOthers(comm, STATS, np.float64, SERVER)
     last_seconds, last_compute = 0.0, 0.0  # of the round that produced theta
-    for it in range(1, cfg["rounds"] + 2):
+    stop = False
+    for it in range(checkpoints.start_round + 1, cfg["rounds"] + 2):
         timer.reset()
-        mask = strategy.sample_clients(it, n_clients) if it <= cfg["rounds"] else np.zeros(n_clients, bool)
+        stop = stop and it <= cfg["rounds"]
+        training = it <= cfg["rounds"] and not stop
+        mask = strategy.sample_clients(it, n_clients) if training else np.zeros(n_clients, bool)
         shared[: spec.size] = theta.ravel()
-        shared[spec.size :] = mask
+        shared[spec.size : -1] = mask
+        shared[-1] = stop
         collectives.bcast(comm, shared, timer, root=SERVER)
+        if stop:
+            checkpoints.stop_after(it - 1, theta, {}, strategy.state())
         if mask.any():
             gather_updates(nothing, updates, timer)
         gather_stats(np.empty(0), stats, timer)
@@ -79,6 +88,9 @@ def serve(
             report(record)
         last_seconds = timer.elapsed()
         last_compute = float(stats[:, 4].max()) + timer.compute_seconds
+        if checkpoints.due(it):
+            checkpoints.save(it, theta, {}, strategy.state())
+        stop = checkpoints.stop.requested or bool(stats[:, 5].max() > 0)
     return theta
 
 
@@ -103,12 +115,14 @@ def _record(
     )
 
 
-def participate(comm: MPI.Comm, cfg: Config, shard: Shard, kernels: ModelKernels) -> None:
+def participate(comm: MPI.Comm, cfg: Config, shard: Shard, kernels: ModelKernels, checkpoints) -> None:
     """A client's loop: evaluate the global model, train when sampled, send the result."""
     spec = kernels.spec
     client = comm.Get_rank() - 1
     n_clients = comm.Get_size() - 1
     trainer = LocalTrainer(shard, kernels, LocalSettings.from_config(cfg), cfg["seed"], client)
+    if "velocity" in checkpoints.local:
+        trainer.velocity[:] = checkpoints.local["velocity"]
     shared = _broadcast_buffer(kernels, n_clients)
     unused = np.empty(0)  # receive side of Gatherv, ignored off the root
     theta = spec.zeros()
@@ -116,10 +130,12 @@ def participate(comm: MPI.Comm, cfg: Config, shard: Shard, kernels: ModelKernels
     timer = RoundTimer()
     gather_updates = collectives.GatherFromOthers(comm, spec.size, spec.dtype, SERVER)
     gather_stats = collectives.GatherFromOthers(comm, STATS, np.float64, SERVER)
-    for it in range(1, cfg["rounds"] + 2):
+    for it in range(checkpoints.start_round + 1, cfg["rounds"] + 2):
         collectives.bcast(comm, shared, timer, root=SERVER)
+        if shared[-1]:
+            checkpoints.stop_after(it - 1, theta, {"velocity": trainer.velocity})
         t0 = time.perf_counter()
-        mask = shared[spec.size :] != 0
+        mask = shared[spec.size : -1] != 0
         theta[:] = shared[: spec.size].reshape(spec.shape)
         stats[:] = 0.0
         if is_logged(it - 1, cfg):
@@ -129,6 +145,9 @@ def participate(comm: MPI.Comm, cfg: Config, shard: Shard, kernels: ModelKernels
             trainer.train(theta, it)
             stats[0] = shard.n
         stats[4] = time.perf_counter() - t0
+        stats[5] = checkpoints.stop.requested
         if mask.any():
             gather_updates(theta.ravel(), unused, timer)
         gather_stats(stats, unused, timer)
+        if checkpoints.due(it):
+            checkpoints.save(it, theta, {"velocity": trainer.velocity})

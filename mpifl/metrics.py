@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import time
-import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +11,8 @@ from typing import Any, Iterator
 
 import numpy as np
 import tomli_w
+
+from mpifl.npzio import write_npz
 
 
 @dataclass
@@ -71,25 +70,14 @@ class RunWriter:
 
     def finish(self, summary: dict[str, Any], theta: np.ndarray) -> None:
         self._metrics.close()
-        save_model(self.directory / "model.npz", theta)
+        write_npz(self.directory / "model.npz", {"theta": theta})
+        (self.directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+    def stopped(self, summary: dict[str, Any]) -> None:
+        """A run stopped by a signal: its checkpoint, not model.npz, holds the state."""
+        self._metrics.close()
         (self.directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
     def close(self) -> None:
         if not self._metrics.closed:
             self._metrics.close()
-
-
-def save_model(path: Path, theta: np.ndarray) -> None:
-    """Write theta as .npz with fixed zip timestamps, atomically.
-
-    np.savez stamps the current time into the archive, which would make two
-    identical runs produce different bytes; determinism is checked bitwise.
-    """
-    payload = io.BytesIO()
-    np.lib.format.write_array(payload, np.ascontiguousarray(theta), allow_pickle=False)
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
-        archive.writestr(zipfile.ZipInfo("theta.npy", date_time=(1980, 1, 1, 0, 0, 0)), payload.getvalue())
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

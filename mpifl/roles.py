@@ -7,6 +7,7 @@ node compiles the kernels before the others load them from the cache.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -14,6 +15,7 @@ from typing import Callable
 import numpy as np
 from mpi4py import MPI
 
+from mpifl import checkpoint as ckpt_files
 from mpifl import federated
 from mpifl.compile import warm_up
 from mpifl.config import Config
@@ -24,6 +26,7 @@ from mpifl.kernels import ModelKernels
 from mpifl.metrics import RunWriter
 from mpifl.model import ModelSpec
 from mpifl.progress import RoundRecord
+from mpifl.stopping import StopFlag, Stopped
 from mpifl.strategies import make_strategy
 
 ROOT = 0
@@ -75,15 +78,16 @@ def _sleep_until(request: MPI.Request) -> None:
 
 
 def train(
-    comm: MPI.Comm, cfg: Config, data: tuple, kernels: ModelKernels, report: Callable[[RoundRecord], None]
+    comm: MPI.Comm, cfg: Config, data: tuple, kernels: ModelKernels,
+    report: Callable[[RoundRecord], None], checkpoints: Checkpoints,
 ) -> np.ndarray:
     """Run this rank's part of the job; every rank returns the final parameters."""
     if cfg["mode"] == "distributed":
-        return train_distributed(comm, cfg, *data, kernels, report)
+        return train_distributed(comm, cfg, *data, kernels, report, checkpoints)
     if comm.Get_rank() == federated.SERVER:
-        theta = federated.serve(comm, cfg, data[0], kernels, make_strategy(cfg), report)
+        theta = federated.serve(comm, cfg, data[0], kernels, make_strategy(cfg), report, checkpoints)
     else:
-        federated.participate(comm, cfg, data[0], kernels)
+        federated.participate(comm, cfg, data[0], kernels, checkpoints)
         theta = kernels.spec.zeros()
     comm.Bcast(theta, root=federated.SERVER)
     return theta
@@ -97,3 +101,83 @@ def say(comm: MPI.Comm, text: str) -> None:
     """Print once, from rank 0."""
     if is_root(comm):
         print(text, flush=True)
+
+
+class Checkpoints:
+    """The checkpoint protocol of one run, as seen by this rank (see mpifl.checkpoint).
+
+    Every rank saves its own state; rank 0 alone saves the global state and
+    moves the pointer.  After resume(), ``start_round``, ``theta``, ``local``
+    and ``server`` hold what the loops start from.
+    """
+
+    def __init__(
+        self, comm: MPI.Comm, run_dir: Path, cfg: Config, records: list[RoundRecord], stop: StopFlag | None = None
+    ):
+        self.comm = comm
+        self.stop = stop or StopFlag()
+        self.saved_round = -1
+        self.directory = Path(run_dir) / "checkpoint"
+        self.every = cfg["checkpoint.every"]
+        self.rounds = cfg["rounds"]
+        self.cfg = cfg
+        self.records = records
+        self.start_round = 0
+        self.theta: np.ndarray | None = None
+        self.local: dict[str, np.ndarray] = {}
+        self.server: dict[str, np.ndarray] = {}
+
+    @property
+    def resumed(self) -> bool:
+        return self.theta is not None
+
+    def prepare(self) -> None:
+        """Create the directory (rank 0), also for a stop-on-signal checkpoint; call collectively."""
+        if is_root(self.comm):
+            self.directory.mkdir(parents=True, exist_ok=True)
+
+    def due(self, rnd: int) -> bool:
+        return self.every > 0 and 0 < rnd <= self.rounds and rnd % self.every == 0
+
+    def save(self, rnd: int, theta: np.ndarray, local: dict[str, np.ndarray], server: dict[str, np.ndarray] | None = None) -> None:
+        if rnd == self.saved_round:
+            return
+        self.saved_round = rnd
+        rank = self.comm.Get_rank()
+        ckpt_files.write_npz(ckpt_files.rank_file(self.directory, rank, rnd), local)
+        self.comm.Barrier()  # every rank's file of this round is on disk
+        if is_root(self.comm):
+            rows = json.dumps([r.as_json() for r in self.records])
+            arrays = {"theta": theta, "records": np.array(rows)}
+            arrays.update({f"server.{k}": v for k, v in (server or {}).items()})
+            ckpt_files.write_npz(ckpt_files.state_file(self.directory, rnd), arrays)
+            ckpt_files.write_latest(self.directory, {
+                "format": ckpt_files.FORMAT_VERSION, "round": rnd, "ranks": self.comm.Get_size(),
+                "fingerprint": ckpt_files.fingerprint(self.cfg),
+            })
+            ckpt_files.remove_older(self.directory, "state_round_*.npz", rnd)
+        ckpt_files.remove_older(self.directory, f"rank_{rank:05d}_round_*.npz", rnd - max(self.every, 1))
+
+    def stop_after(self, rnd: int, theta: np.ndarray, local: dict[str, np.ndarray], server: dict | None = None) -> None:
+        """Checkpoint round rnd and raise Stopped on this rank (every rank calls it together)."""
+        self.save(rnd, theta, local, server)
+        raise Stopped(rnd, self.directory.parent)
+
+    def resume(self, spec: ModelSpec) -> list[RoundRecord]:
+        """Load the latest checkpoint on every rank; returns the metrics recorded before it."""
+        from mpifl.agree import collectively
+
+        pointer = collectively(self.comm, lambda: ckpt_files.read_latest(self.directory) if is_root(self.comm) else None)
+        meta = self.comm.bcast(pointer, root=ROOT)
+        collectively(self.comm, lambda: ckpt_files.check_compatible(meta, self.cfg, self.comm.Get_size(), self.directory.parent))
+        rnd = meta["round"]
+        rank = self.comm.Get_rank()
+        self.local = collectively(self.comm, lambda: ckpt_files.read_npz(ckpt_files.rank_file(self.directory, rank, rnd)))
+        state = collectively(self.comm, lambda: ckpt_files.read_npz(ckpt_files.state_file(self.directory, rnd)) if is_root(self.comm) else {})
+        theta = state["theta"] if is_root(self.comm) else spec.zeros()
+        self.comm.Bcast(theta, root=ROOT)
+        self.theta = theta
+        self.start_round = rnd
+        self.server = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("server.")}
+        rows = json.loads(str(state["records"][()])) if is_root(self.comm) else []
+        return [RoundRecord(**row) for row in rows]

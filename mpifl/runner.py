@@ -19,6 +19,7 @@ from mpifl.kernels import ModelKernels
 from mpifl.metrics import default_run_dir
 from mpifl.mpienv import threads_per_rank
 from mpifl.progress import RoundRecord, without_accuracy
+from mpifl.stopping import StopFlag, Stopped
 
 
 @dataclass
@@ -29,7 +30,9 @@ class JobResult:
     run_dir: Path | None
 
 
-def run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None = None, verbose: bool = True) -> JobResult:
+def run_job(
+    comm: MPI.Comm, cfg: Config, out_dir: Path | None = None, verbose: bool = True, resume: bool = False
+) -> JobResult:
     """Train the configured job on ``comm``; every rank returns the final parameters.
 
     Every input is checked on every rank before the first training collective,
@@ -45,10 +48,20 @@ def run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None = None, verbose: b
     kernels = ModelKernels(spec, threads)
 
     run_dir = out_dir if out_dir is not None else comm.bcast(default_run_dir(cfg["mode"]), root=roles.ROOT)
+    records: list[RoundRecord] = []
+    stop = StopFlag()
+    checkpoints = roles.Checkpoints(comm, Path(run_dir), cfg, records, stop)
+    if resume:
+        records.extend(checkpoints.resume(spec))
     writer = collectively(comm, lambda: _open_writer(comm, run_dir, cfg))
+    collectively(comm, checkpoints.prepare)
+    if writer is not None:
+        for record in records:
+            writer.record(record.as_json())
     if verbose:
         roles.say(comm, _banner(comm, cfg, spec, threads, compile_seconds))
-    records: list[RoundRecord] = []
+        if checkpoints.resumed:
+            roles.say(comm, f"       resumed from the checkpoint of round {checkpoints.start_round} in {run_dir}")
 
     def report(record: RoundRecord) -> None:
         record = record if spec.is_classifier else without_accuracy(record)
@@ -60,10 +73,17 @@ def run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None = None, verbose: b
 
     try:
         train_started = time.perf_counter()
-        theta = roles.train(comm, cfg, data, kernels, report)
+        try:
+            with stop.installed():
+                theta = roles.train(comm, cfg, data, kernels, report, checkpoints)
+        except Stopped as exc:
+            if writer is not None:
+                writer.stopped({"status": "stopped", "after_round": exc.after_round, "ranks": comm.Get_size()})
+            raise
         train_seconds = time.perf_counter() - train_started
         records = comm.bcast(records, root=roles.ROOT)  # once, after training: clients keep none
-        summary = _summary(comm, cfg, records, compile_seconds, train_seconds, time.perf_counter() - started, threads)
+        rounds_run = cfg["rounds"] - checkpoints.start_round
+        summary = _summary(comm, cfg, records, compile_seconds, train_seconds, time.perf_counter() - started, threads, rounds_run)
         if writer is not None:
             writer.finish(summary, theta)
     finally:
@@ -83,9 +103,10 @@ def _open_writer(comm, run_dir, cfg):
         raise MpiflError(f"Cannot write the run directory {run_dir}: {exc.strerror}.") from None
 
 
-def _summary(comm, cfg, records, compile_seconds, train_seconds, wall_seconds, threads) -> dict:
+def _summary(comm, cfg, records, compile_seconds, train_seconds, wall_seconds, threads, rounds_run) -> dict:
     last = records[-1]
     return {
+        "status": "finished",
         "mode": cfg["mode"],
         "ranks": comm.Get_size(),
         "rounds": cfg["rounds"],
@@ -95,7 +116,8 @@ def _summary(comm, cfg, records, compile_seconds, train_seconds, wall_seconds, t
         "wall_seconds": wall_seconds,
         "train_seconds": train_seconds,
         "compile_seconds": compile_seconds,
-        "seconds_per_round": train_seconds / cfg["rounds"],
+        "rounds_run": rounds_run,
+        "seconds_per_round": train_seconds / max(rounds_run, 1),
         "threads_per_rank": threads,
         "mpi_thread_level": mpi4py.rc.thread_level,
         "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
@@ -122,7 +144,7 @@ def _closing(summary: dict, run_dir) -> str:
     acc = summary["final_accuracy"]
     acc_text = "n/a" if acc is None else f"{acc:.4f}"
     return (
-        f"done: {summary['rounds']} rounds in {summary['train_seconds']:.2f} s "
+        f"done: {summary['rounds_run']} rounds in {summary['train_seconds']:.2f} s "
         f"({summary['seconds_per_round'] * 1e3:.1f} ms/round), final train loss "
         f"{summary['final_loss']:.5f}, test accuracy {acc_text}; compile {summary['compile_seconds']:.2f} s, "
         f"wall {summary['wall_seconds']:.2f} s\n"

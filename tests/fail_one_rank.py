@@ -11,10 +11,10 @@ FAILING_RANK = 2
 _participate = mpifl.federated.participate
 
 
-def failing_participate(comm, cfg, shard, kernels):
+def failing_participate(comm, *args):
     if comm.Get_rank() == FAILING_RANK:
         raise RuntimeError("injected failure on a client")
-    return _participate(comm, cfg, shard, kernels)
+    return _participate(comm, *args)
 
 
 mpifl.federated.participate = failing_participate

@@ -34,6 +34,13 @@ class Strategy(ABC):
             mask[chosen] = True
         return mask
 
+    def state(self) -> dict[str, np.ndarray]:
+        """Server-side optimizer state to checkpoint (FedAvg has none)."""
+        return {}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what state() returned."""
+
     @abstractmethod
     def aggregate(self, theta: np.ndarray, updates: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """New global parameters from the clients' parameters (one row each) and weights."""

@@ -1,0 +1,54 @@
+"""Graceful stop on SIGTERM or SIGUSR1: finish the round, checkpoint, exit 75.
+
+Slurm sends SIGTERM at preemption and the signal of ``--signal`` before the
+time limit.  The handler only sets a flag; the training loops agree on it at
+the end of a round (a signal may reach only some ranks), save a checkpoint
+and raise Stopped on every rank.
+"""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+from typing import Iterator
+
+from mpifl.errors import EXIT_STOPPED, MpiflError
+
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class StopFlag:
+    """Set by a signal handler; read once per round."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    def _handle(self, signum, _frame) -> None:
+        self.signal = signum
+
+    @contextmanager
+    def installed(self) -> Iterator[StopFlag]:
+        previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+class Stopped(MpiflError):
+    """Raised on every rank after a requested stop was checkpointed."""
+
+    exit_code = EXIT_STOPPED
+
+    def __init__(self, after_round: int, run_dir):
+        super().__init__(
+            f"stopped by a signal after round {after_round}; the checkpoint is in {run_dir}/checkpoint. "
+            f"Resume with: python -m mpifl run --resume {run_dir}",
+            collective=True,
+        )
+        self.after_round = after_round

@@ -1,0 +1,123 @@
+"""Checkpoints and signals: a killed, stopped or finished run resumes to a bitwise-identical model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+MPIEXEC = shutil.which("mpiexec")
+
+JOBS = {
+    "federated": ["--set", "train.momentum=0.9", "--set", "server.fraction=0.5"],
+    "distributed": ["--set", "mode=distributed", "--set", "train.momentum=0.9", "--set", "train.algorithm=local_sgd"],
+}
+
+
+def mpifl(n, *args, cwd, script=None, timeout=120):
+    head = [str(script)] if script else ["-m", "mpifl"]
+    return subprocess.run([MPIEXEC, "-n", str(n), sys.executable, *head, *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("mode", ["federated", "distributed"])
+def test_killed_run_resumes_to_the_same_bytes(mode, tmp_path):
+    common = ["--set", "rounds=30", "--set", "checkpoint.every=5", "--quiet", *JOBS[mode]]
+    full = mpifl(4, *common, "--out", "full", cwd=tmp_path)
+    assert full.returncode == 0, full.stderr
+    killed = mpifl(4, "23", "1", "SIGKILL", *common, "--out", "cut", cwd=tmp_path, script=HERE / "signal_at_round.py")
+    assert killed.returncode != 0
+    assert json.loads((tmp_path / "cut" / "checkpoint" / "latest.json").read_text())["round"] == 20
+    assert not (tmp_path / "cut" / "model.npz").exists()
+    resumed = mpifl(4, "--resume", "cut", *common, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "cut" / "model.npz").read_bytes() == (tmp_path / "full" / "model.npz").read_bytes()
+    full_rows = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    cut_rows = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["loss"] for r in cut_rows] == [json.loads(r)["loss"] for r in full_rows]
+
+
+def test_finished_run_continues_for_more_rounds(tmp_path):
+    args = ["--set", "checkpoint.every=5", "--set", "train.momentum=0.9", "--quiet"]
+    assert mpifl(3, "--set", "rounds=15", *args, "--out", "long", cwd=tmp_path).returncode == 0
+    assert mpifl(3, "--set", "rounds=10", *args, "--out", "short", cwd=tmp_path).returncode == 0
+    more = mpifl(3, "--resume", "short", "--set", "rounds=15", "--quiet", cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    assert (tmp_path / "short" / "model.npz").read_bytes() == (tmp_path / "long" / "model.npz").read_bytes()
+    assert json.loads((tmp_path / "short" / "summary.json").read_text())["rounds_run"] == 5
+
+
+def test_checkpoint_from_another_rank_count_is_refused(tmp_path):
+    assert mpifl(3, "--set", "rounds=5", "--set", "checkpoint.every=5", "--quiet", "--out", "r", cwd=tmp_path).returncode == 0
+    proc = mpifl(4, "--resume", "r", cwd=tmp_path)
+    assert proc.returncode == 2 and "written by 3 ranks; this job has 4" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+    assert mpifl(2, "--set", "rounds=5", "--set", "checkpoint.every=5", "--quiet", "--out", "r", cwd=tmp_path).returncode == 0
+    proc = mpifl(2, "--resume", "r", "--set", "train.lr=0.1", cwd=tmp_path)
+    assert proc.returncode == 2 and "different config" in proc.stderr
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path):
+    assert mpifl(2, "--set", "rounds=2", "--quiet", "--out", "r", cwd=tmp_path).returncode == 0
+    proc = mpifl(2, "--resume", "r", cwd=tmp_path)
+    assert proc.returncode == 2 and "No checkpoint to resume from" in proc.stderr
+
+
+def test_old_checkpoints_are_pruned(tmp_path):
+    assert mpifl(3, "--set", "rounds=20", "--set", "checkpoint.every=5", "--quiet", "--out", "r", cwd=tmp_path).returncode == 0
+    names = sorted(p.name for p in (tmp_path / "r" / "checkpoint").iterdir())
+    assert "state_round_00000020.npz" in names and "state_round_00000015.npz" not in names
+    assert {n for n in names if n.startswith("rank_00001")} == {
+        "rank_00001_round_00000015.npz", "rank_00001_round_00000020.npz"}
+
+
+@pytest.mark.parametrize("mode, signame, expected_round", [
+    ("distributed", "SIGUSR1", 12),  # all ranks agree at the end of the round the signal arrived in
+    ("federated", "SIGTERM", 13),  # a client's flag reaches the server with the next round's results
+])
+def test_signal_finishes_the_round_checkpoints_and_exits_75(mode, signame, expected_round, tmp_path):
+    common = ["--set", "rounds=30", "--quiet", *JOBS[mode]]
+    full = mpifl(4, *common, "--out", "full", cwd=tmp_path)
+    assert full.returncode == 0, full.stderr
+    stopped = mpifl(4, "12", "2", signame, *common, "--out", "cut", cwd=tmp_path, script=HERE / "signal_at_round.py")
+    assert stopped.returncode == 75, stopped.stderr
+    assert stopped.stderr.count(f"stopped by a signal after round {expected_round}") == 1
+    assert "Traceback" not in stopped.stderr
+    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert summary["status"] == "stopped" and summary["after_round"] == expected_round
+    assert not (tmp_path / "cut" / "model.npz").exists()
+    resumed = mpifl(4, "--resume", "cut", *common, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "cut" / "model.npz").read_bytes() == (tmp_path / "full" / "model.npz").read_bytes()
+
+
+def test_sigterm_to_mpiexec_stops_every_rank_gracefully(tmp_path):
+    proc = subprocess.Popen(
+        [MPIEXEC, "-n", "4", sys.executable, "-m", "mpifl", "--set", "rounds=10000000", "--set", "log_every=500",
+         "--out", "r"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    metrics = tmp_path / "r" / "metrics.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 75, err
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["status"] == "stopped"
+    assert json.loads((tmp_path / "r" / "checkpoint" / "latest.json").read_text())["round"] > 0
+
+
+def test_resume_with_nothing_left_to_run_is_refused(tmp_path):
+    assert mpifl(2, "--set", "rounds=5", "--set", "checkpoint.every=5", "--quiet", "--out", "r", cwd=tmp_path).returncode == 0
+    proc = mpifl(2, "--resume", "r", cwd=tmp_path)
+    assert proc.returncode == 2 and "nothing is left to run" in proc.stderr
