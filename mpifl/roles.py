@@ -17,6 +17,7 @@ from mpi4py import MPI
 
 from mpifl import checkpoint as ckpt_files
 from mpifl import federated
+from mpifl.agree import collectively
 from mpifl.compile import warm_up
 from mpifl.config import Config
 from mpifl.data.shards import client_shard, server_test_set, worker_shards
@@ -139,7 +140,10 @@ class Checkpoints:
     def due(self, rnd: int) -> bool:
         return self.every > 0 and 0 < rnd <= self.rounds and rnd % self.every == 0
 
-    def save(self, rnd: int, theta: np.ndarray, local: dict[str, np.ndarray], server: dict[str, np.ndarray] | None = None) -> None:
+    def save(
+        self, rnd: int, theta: np.ndarray, local: dict[str, np.ndarray], server: dict[str, np.ndarray] | None = None
+    ) -> None:
+        """Save round rnd: this rank's file, a barrier, then rank 0's state and pointer."""
         if rnd == self.saved_round:
             return
         self.saved_round = rnd
@@ -165,15 +169,21 @@ class Checkpoints:
 
     def resume(self, spec: ModelSpec) -> list[RoundRecord]:
         """Load the latest checkpoint on every rank; returns the metrics recorded before it."""
-        from mpifl.agree import collectively
-
-        pointer = collectively(self.comm, lambda: ckpt_files.read_latest(self.directory) if is_root(self.comm) else None)
+        root = is_root(self.comm)
+        pointer = collectively(self.comm, lambda: ckpt_files.read_latest(self.directory) if root else None)
         meta = self.comm.bcast(pointer, root=ROOT)
-        collectively(self.comm, lambda: ckpt_files.check_compatible(meta, self.cfg, self.comm.Get_size(), self.directory.parent))
+        collectively(
+            self.comm,
+            lambda: ckpt_files.check_compatible(meta, self.cfg, self.comm.Get_size(), self.directory.parent),
+        )
         rnd = meta["round"]
         rank = self.comm.Get_rank()
-        self.local = collectively(self.comm, lambda: ckpt_files.read_npz(ckpt_files.rank_file(self.directory, rank, rnd)))
-        state = collectively(self.comm, lambda: ckpt_files.read_npz(ckpt_files.state_file(self.directory, rnd)) if is_root(self.comm) else {})
+        self.local = collectively(
+            self.comm, lambda: ckpt_files.read_npz(ckpt_files.rank_file(self.directory, rank, rnd))
+        )
+        state = collectively(
+            self.comm, lambda: ckpt_files.read_npz(ckpt_files.state_file(self.directory, rnd)) if root else {}
+        )
         theta = state["theta"] if is_root(self.comm) else spec.zeros()
         self.comm.Bcast(theta, root=ROOT)
         self.theta = theta

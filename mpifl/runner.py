@@ -15,6 +15,7 @@ from mpifl.agree import collectively
 from mpifl.compile import set_threads
 from mpifl.config import Config
 from mpifl.data.shards import model_spec
+from mpifl.errors import MpiflError
 from mpifl.kernels import ModelKernels
 from mpifl.metrics import default_run_dir
 from mpifl.mpienv import threads_per_rank
@@ -83,7 +84,9 @@ def run_job(
         train_seconds = time.perf_counter() - train_started
         records = comm.bcast(records, root=roles.ROOT)  # once, after training: clients keep none
         rounds_run = cfg["rounds"] - checkpoints.start_round
-        summary = _summary(comm, cfg, records, compile_seconds, train_seconds, time.perf_counter() - started, threads, rounds_run)
+        summary = _summary(
+            comm, cfg, records, compile_seconds, train_seconds, time.perf_counter() - started, threads, rounds_run
+        )
         if writer is not None:
             writer.finish(summary, theta)
     finally:
@@ -95,8 +98,6 @@ def run_job(
 
 
 def _open_writer(comm, run_dir, cfg):
-    from mpifl.errors import MpiflError
-
     try:
         return roles.open_writer(comm, Path(run_dir), cfg)
     except OSError as exc:
