@@ -29,6 +29,12 @@ def allreduce_max(comm: MPI.Comm, send: np.ndarray, recv: np.ndarray, timer: Rou
     timer.comm_seconds += perf_counter() - t0
 
 
+def allgather(comm: MPI.Comm, send: np.ndarray, recv: np.ndarray, timer: RoundTimer) -> None:
+    t0 = perf_counter()
+    comm.Allgather(send, recv)
+    timer.comm_seconds += perf_counter() - t0
+
+
 def bcast(comm: MPI.Comm, buf: np.ndarray, timer: RoundTimer, root: int = 0) -> None:
     t0 = perf_counter()
     comm.Bcast(buf, root=root)

@@ -23,7 +23,7 @@ from mpifl.data.shards import Shard
 from mpifl.kernels import ModelKernels
 from mpifl.local import LocalSettings, LocalTrainer
 from mpifl.metrics import RoundTimer
-from mpifl.progress import RoundRecord, is_logged
+from mpifl.progress import RoundRecord, is_logged, time_breakdown
 
 
 @dataclass(frozen=True)
@@ -156,11 +156,11 @@ def _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, tim
     kernels = trainer.kernels
     sums = np.empty(4)
     totals = np.empty(4)
-    seconds = np.empty(2)
-    slowest = np.empty(2)
-    wall = timer.elapsed()
-    seconds[:] = (timer.compute_seconds, wall)
-    collectives.allreduce_max(comm, seconds, slowest, timer)
+    mine = np.array([timer.compute_seconds, timer.comm_seconds, timer.elapsed()])
+    everyone = np.empty((comm.Get_size(), 3))
+    collectives.allgather(comm, mine, everyone, RoundTimer())
+    breakdown, slowest_rank = time_breakdown(everyone[:, 0], everyone[:, 1])
+    seconds, compute = float(everyone[:, 2].max()), float(everyone[:, 0].max())
     train_loss, train_correct = trainer.evaluate(theta)
     test_loss, test_correct = tester.evaluate(theta)
     sums[:] = (train_loss, train_correct, test_loss, test_correct)
@@ -173,8 +173,10 @@ def _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, tim
             train_accuracy=totals[1] / train_layout.total,
             test_loss=totals[2] / test_layout.total if test_layout.total else math.nan,
             accuracy=totals[3] / test_layout.total if test_layout.total else math.nan,
-            seconds=float(slowest[1]),
-            compute_seconds=float(slowest[0]),
-            comm_seconds=float(slowest[1] - slowest[0]),
+            seconds=seconds,
+            compute_seconds=compute,
+            comm_seconds=max(0.0, seconds - compute),
+            breakdown=breakdown,
+            slowest_rank=slowest_rank,
         )
     )

@@ -17,6 +17,7 @@ that know which rank plays which role.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -28,11 +29,13 @@ from mpifl.data.shards import Shard
 from mpifl.kernels import ModelKernels
 from mpifl.local import LocalSettings, LocalTrainer
 from mpifl.metrics import RoundTimer
-from mpifl.progress import RoundRecord, is_logged
+from mpifl.progress import RoundRecord, is_logged, time_breakdown
 from mpifl.strategies import Strategy
 
 SERVER = 0
-STATS = 6  # weight, loss sum, correct, rows evaluated, compute seconds, stop requested
+# weight, loss sum, correct, rows evaluated, compute seconds, stop requested,
+# and the client's communication seconds of the previous round (known only after its Gatherv)
+STATS = 7
 
 
 def _broadcast_buffer(kernels: ModelKernels, n_clients: int) -> np.ndarray:
@@ -62,7 +65,9 @@ def serve(
     timer = RoundTimer()
     gather_updates = collectives.GatherFromOthers(comm, spec.size, spec.dtype, SERVER)
     gather_stats = collectives.GatherFromOthers(comm, STATS, np.float64, SERVER)
-    last_seconds, last_compute = 0.0, 0.0  # of the round that produced theta
+    # timings of the round that produced theta, reported with the next round's record
+    last_seconds, last_compute, last_server = 0.0, 0.0, (0.0, 0.0)
+    last_client_compute = np.zeros(n_clients)
     stop = False
     for it in range(checkpoints.start_round + 1, cfg["rounds"] + 2):
         timer.reset()
@@ -82,12 +87,20 @@ def serve(
             record = None
             if is_logged(it - 1, cfg):
                 record = _record(it - 1, theta, stats, tester, cfg["model.l2"], last_seconds, last_compute)
+                if it > 1:
+                    spread, slowest = time_breakdown(
+                        np.concatenate(([last_server[0]], last_client_compute)),
+                        np.concatenate(([last_server[1]], stats[:, 6])),
+                    )
+                    record = replace(record, breakdown=spread, slowest_rank=slowest)
             if mask.any():
                 theta = strategy.aggregate(theta, updates, stats[:, 0] * mask)
         if record is not None:
             report(record)
         last_seconds = timer.elapsed()
         last_compute = float(stats[:, 4].max()) + timer.compute_seconds
+        last_client_compute = stats[:, 4].copy()
+        last_server = (timer.compute_seconds, timer.comm_seconds)
         if checkpoints.due(it):
             checkpoints.save(it, theta, {}, strategy.state())
         stop = checkpoints.stop.requested or bool(stats[:, 5].max() > 0)
@@ -130,7 +143,9 @@ def participate(comm: MPI.Comm, cfg: Config, shard: Shard, kernels: ModelKernels
     timer = RoundTimer()
     gather_updates = collectives.GatherFromOthers(comm, spec.size, spec.dtype, SERVER)
     gather_stats = collectives.GatherFromOthers(comm, STATS, np.float64, SERVER)
+    previous_comm = 0.0
     for it in range(checkpoints.start_round + 1, cfg["rounds"] + 2):
+        timer.reset()
         collectives.bcast(comm, shared, timer, root=SERVER)
         if shared[-1]:
             checkpoints.stop_after(it - 1, theta, {"velocity": trainer.velocity})
@@ -146,8 +161,10 @@ def participate(comm: MPI.Comm, cfg: Config, shard: Shard, kernels: ModelKernels
             stats[0] = shard.n
         stats[4] = time.perf_counter() - t0
         stats[5] = checkpoints.stop.requested
+        stats[6] = previous_comm
         if mask.any():
             gather_updates(theta.ravel(), unused, timer)
         gather_stats(stats, unused, timer)
+        previous_comm = timer.comm_seconds
         if checkpoints.due(it):
             checkpoints.save(it, theta, {"velocity": trainer.velocity})

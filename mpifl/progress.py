@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class RoundRecord:
     train_accuracy: float | None = None
     client_loss: list[float] | None = None  # federated evaluation, one entry per client
     client_accuracy: list[float] | None = None
+    breakdown: dict[str, list[float]] | None = None  # [min, mean, max] over ranks of compute, comm, wait
+    slowest_rank: int | None = None
 
     def as_json(self) -> dict:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
@@ -45,3 +50,22 @@ def without_accuracy(record: RoundRecord) -> RoundRecord:
 def is_logged(rnd: int, cfg) -> bool:
     """Rounds whose metrics are recorded: the initial model, every log_every-th, the last."""
     return rnd == 0 or rnd % cfg["log_every"] == 0 or rnd == cfg["rounds"]
+
+
+def time_breakdown(compute: np.ndarray, comm: np.ndarray) -> tuple[dict[str, list[float]], int]:
+    """Split each rank's collective time into waiting for the slowest rank and transfer.
+
+    A rank that computed for c seconds, in a round whose slowest rank computed
+    for c_max, spent at most c_max - c of its collective time waiting; the rest
+    is transfer.  Returns [min, mean, max] over ranks of each, and the slowest rank.
+    """
+    wait = np.minimum(comm, compute.max() - compute)
+    parts = {"compute": compute, "comm": comm - wait, "wait": wait}
+    spread = {name: [float(v.min()), float(v.mean()), float(v.max())] for name, v in parts.items()}
+    return spread, int(np.argmax(compute))
+
+
+def slowest_overall(records: list[RoundRecord]) -> int | None:
+    """The rank that was slowest in the most recorded rounds."""
+    ranks = [r.slowest_rank for r in records if r.slowest_rank is not None and r.round > 0]
+    return Counter(ranks).most_common(1)[0][0] if ranks else None

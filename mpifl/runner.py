@@ -19,7 +19,7 @@ from mpifl.errors import MpiflError
 from mpifl.kernels import ModelKernels
 from mpifl.metrics import default_run_dir
 from mpifl.mpienv import threads_per_rank
-from mpifl.progress import RoundRecord, without_accuracy
+from mpifl.progress import RoundRecord, slowest_overall, without_accuracy
 from mpifl.stopping import StopFlag, Stopped
 
 
@@ -114,6 +114,7 @@ def _summary(comm, cfg, records, compile_seconds, train_seconds, wall_seconds, t
         "final_loss": last.loss,
         "final_accuracy": last.accuracy,
         "final_test_loss": last.test_loss,
+        "slowest_rank": slowest_overall(records),
         "wall_seconds": wall_seconds,
         "train_seconds": train_seconds,
         "compile_seconds": compile_seconds,
@@ -148,6 +149,6 @@ def _closing(summary: dict, run_dir) -> str:
         f"done: {summary['rounds_run']} rounds in {summary['train_seconds']:.2f} s "
         f"({summary['seconds_per_round'] * 1e3:.1f} ms/round), final train loss "
         f"{summary['final_loss']:.5f}, test accuracy {acc_text}; compile {summary['compile_seconds']:.2f} s, "
-        f"wall {summary['wall_seconds']:.2f} s\n"
+        f"wall {summary['wall_seconds']:.2f} s; slowest rank {summary['slowest_rank']}\n"
         f"results: {run_dir}"
     )

@@ -174,3 +174,15 @@ def test_clients_report_their_own_loss_and_accuracy(tmp_path):
         loss, correct = kernels.evaluate_sums(shard.X, shard.y, result.theta)
         assert last.client_loss[c] == pytest.approx(loss / shard.n, rel=1e-12)
         assert last.client_accuracy[c] == pytest.approx(correct / shard.n)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("mode", ["federated", "distributed"])
+def test_rounds_carry_a_per_rank_time_breakdown(mode, tmp_path):
+    result = run(config.load(overrides=[f"mode={mode}", "rounds=3"]), tmp_path)
+    for record in result.records[1:]:
+        assert set(record.breakdown) == {"compute", "comm", "wait"}
+        for low, mean, high in record.breakdown.values():
+            assert 0.0 <= low <= mean <= high
+        assert 0 <= record.slowest_rank < COMM.size
+    assert result.summary["slowest_rank"] in range(COMM.size)
