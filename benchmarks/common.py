@@ -7,7 +7,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 
 def machine() -> str:

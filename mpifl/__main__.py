@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         comm.Abort(exc.exit_code)
     except BaseException:  # noqa: BLE001 - any failure must end the job, not hang it
         text = traceback.format_exc()
-        print("".join(f"mpifl: rank {rank}: {line}\n" for line in text.splitlines()), file=sys.stderr, end="", flush=True)
+        prefixed = "".join(f"mpifl: rank {rank}: {line}\n" for line in text.splitlines())
+        print(prefixed, file=sys.stderr, end="", flush=True)
         comm.Abort(EXIT_ABORTED)
     return EXIT_ABORTED
 

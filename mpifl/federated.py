@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from mpi4py import MPI

@@ -38,7 +38,8 @@ class RoundRecord:
         acc = "   n/a" if self.accuracy is None or math.isnan(self.accuracy) else f"{self.accuracy:6.4f}"
         return (
             f"round {self.round:4d}  train loss {self.loss:9.5f}  test acc {acc}  "
-            f"{self.seconds * 1e3:8.2f} ms (compute {self.compute_seconds * 1e3:7.2f}, comm {self.comm_seconds * 1e3:7.2f})"
+            f"{self.seconds * 1e3:8.2f} ms "
+            f"(compute {self.compute_seconds * 1e3:7.2f}, comm {self.comm_seconds * 1e3:7.2f})"
         )
 
 

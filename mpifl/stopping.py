@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 from contextlib import contextmanager
-from typing import Iterator
+from collections.abc import Iterator
 
 from mpifl.errors import EXIT_STOPPED, MpiflError
 

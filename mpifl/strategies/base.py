@@ -39,7 +39,8 @@ class Strategy(ABC):
         return {}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore what state() returned."""
+        """Restore what state() returned; a stateless strategy has nothing to restore."""
+        return None
 
     @abstractmethod
     def aggregate(self, theta: np.ndarray, updates: np.ndarray, weights: np.ndarray) -> np.ndarray:
