@@ -8,6 +8,7 @@ node compiles the kernels before the others load them from the cache.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from collections.abc import Callable
@@ -38,6 +39,13 @@ def is_root(comm: MPI.Comm) -> bool:
 
 
 def check_rank_count(comm: MPI.Comm, cfg: Config) -> None:
+    expected = os.environ.get("MPIFL_EXPECT_RANKS", "")
+    if expected.isdigit() and int(expected) != comm.Get_size():
+        raise RankCountError(
+            f"This process is rank {comm.Get_rank()} of {comm.Get_size()}, but {expected} tasks were started "
+            "(MPIFL_EXPECT_RANKS). If every task says 'rank 0 of 1', they came up as singletons: the "
+            "launcher and the MPI library disagree (with the mpich wheel use 'srun --mpi=pmi2' or mpiexec)."
+        )
     if cfg["mode"] == "federated" and comm.Get_size() < 2:
         raise RankCountError(
             "Federated mode needs at least 2 ranks (rank 0 serves, the others are clients); "

@@ -1,0 +1,86 @@
+"""slurm/mpifl.sbatch on a real single-node Slurm (started by slurm/cluster/start.sh).
+
+The cluster is started for this module and stopped after it.  If Slurm cannot
+be started, the tests fail and say why; they are never skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SBATCH = REPO / "slurm" / "mpifl.sbatch"
+JOB = REPO / "jobs" / "default.toml"
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    state = tmp_path_factory.mktemp("slurm-state")
+    start = subprocess.run([str(REPO / "slurm" / "cluster" / "start.sh"), str(state)],
+                           capture_output=True, text=True, timeout=300)
+    if start.returncode != 0:
+        pytest.fail(f"could not start Slurm (root and Debian's slurm-wlm are needed):\n{start.stdout}\n{start.stderr}")
+    env = {**os.environ, "SLURM_CONF": str(state / "slurm.conf")}
+    try:
+        yield env
+    finally:
+        subprocess.run([str(REPO / "slurm" / "cluster" / "stop.sh"), str(state)], timeout=60)
+
+
+def sbatch(env, cwd, *args, wait=True, extra_env=None):
+    cmd = ["sbatch", "--parsable", *(["--wait"] if wait else []), *args]
+    return subprocess.run(cmd, cwd=cwd, env={**env, **(extra_env or {})}, capture_output=True, text=True, timeout=300)
+
+
+def test_sbatch_runs_the_default_job_on_8_tasks(slurm, tmp_path):
+    proc = sbatch(slurm, tmp_path, "--output=out.txt", str(SBATCH), str(JOB), str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stderr + (tmp_path / "out.txt").read_text()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["ranks"] == 8 and summary["status"] == "finished" and summary["final_accuracy"] >= 0.90
+    assert "round   50" in (tmp_path / "out.txt").read_text()
+
+
+def test_tasks_that_come_up_as_singletons_fail_at_once(slurm, tmp_path):
+    started = time.monotonic()
+    proc = sbatch(slurm, tmp_path, "--ntasks=4", "--output=out.txt", str(SBATCH), str(JOB), str(tmp_path / "run"),
+                  extra_env={"MPIFL_SRUN_MPI": "none"})
+    out = (tmp_path / "out.txt").read_text()
+    assert proc.returncode != 0
+    assert "rank 0 of 1, but 4 tasks were started" in out and "singletons" in out
+    assert time.monotonic() - started < 60
+
+
+def test_signal_checkpoints_requeues_and_resumes_to_the_same_model(slurm, tmp_path):
+    args = ["--set", "rounds=20000", "--set", "log_every=1000"]
+    job = sbatch(slurm, tmp_path, "--ntasks=4", "--output=out.txt", str(SBATCH), str(JOB), str(tmp_path / "run"),
+                 *args, wait=False)
+    assert job.returncode == 0, job.stderr
+    job_id = job.stdout.strip().split(";")[0]
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    # what --signal=B:USR1@120 does before the time limit, without waiting for it
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], env=slurm, check=True, timeout=30)
+    summary = tmp_path / "run" / "summary.json"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not (summary.exists() and '"finished"' in summary.read_text()):
+        time.sleep(0.5)
+    out = (tmp_path / "out.txt").read_text()
+    assert "stopped after a checkpoint; requeueing" in out, out
+    assert "restart 1: resuming" in out, out
+    assert json.loads(summary.read_text())["status"] == "finished", out
+    reference = subprocess.run(
+        [shutil.which("mpiexec"), "-n", "4", sys.executable, "-m", "mpifl", *args, "--out", "ref", "--quiet"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert reference.returncode == 0, reference.stderr
+    assert (tmp_path / "run" / "model.npz").read_bytes() == (tmp_path / "ref" / "model.npz").read_bytes()
