@@ -47,23 +47,22 @@ def test_out_of_range_names_key_constraint_and_value():
     )
 
 
-def test_wrong_type_is_reported(tmp_path):
+@pytest.mark.parametrize("text, message", [
+    ('rounds = "ten"\n',
+     r"The 'rounds' parameter in .*job.toml must be an int in the range \[1, inf\)\. Got 'ten' instead\."),
+    ("[train]\nlearning_rate = 0.1\n",
+     r"Unknown key 'train.learning_rate' in .*job.toml\. Valid keys in \[train\]: .*train\.lr"),
+])
+def test_job_file_errors_name_the_file_key_and_value(tmp_path, text, message):
     job = tmp_path / "job.toml"
-    job.write_text('rounds = "ten"\n')
-    with pytest.raises(ConfigError, match=r"The 'rounds' parameter in .*job.toml must be an int in the range \[1, inf\)\. Got 'ten' instead\."):
+    job.write_text(text)
+    with pytest.raises(ConfigError, match=message):
         config.load(job)
 
 
 def test_bool_is_not_an_int():
     with pytest.raises(ConfigError, match="'seed'"):
         config.load(overrides=["seed=true"])
-
-
-def test_unknown_key_lists_the_valid_ones(tmp_path):
-    job = tmp_path / "job.toml"
-    job.write_text("[train]\nlearning_rate = 0.1\n")
-    with pytest.raises(ConfigError, match=r"Unknown key 'train.learning_rate' in .*job.toml\. Valid keys in \[train\]: .*train\.lr"):
-        config.load(job)
 
 
 def test_unknown_section():
