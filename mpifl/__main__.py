@@ -14,6 +14,15 @@ from mpifl.mpienv import prepare_process
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["scale"]:  # a driver that launches MPI jobs; it does not join one
+        from mpifl.scaling.cli import main as scale
+
+        return scale(args[1:])
+    if args[:1] == ["partition"]:  # a serial tool: it writes files for jobs to read
+        from mpifl.data.partition_cli import main as partition
+
+        return partition(args[1:])
     prepare_process()
     from mpi4py import MPI
 

@@ -8,6 +8,7 @@ raw mpi4py call even for tiny buffers (benchmarks/collectives.py).
 
 from __future__ import annotations
 
+import os
 from time import perf_counter
 
 import numpy as np
@@ -64,3 +65,19 @@ class GatherFromOthers:
             [send, self.my_count, self.mpi_type], [recv, self.counts, self.displs, self.mpi_type], root=self.root
         )
         timer.comm_seconds += perf_counter() - t0
+
+
+def node_occupancy(comm: MPI.Comm) -> tuple[int, int]:
+    """(ranks on the busiest node, cores on the smallest node), the same on every rank.
+
+    A scaling point with more ranks per node than cores measures the
+    operating system's scheduler as much as mpifl, so results carry this.
+    """
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        ranks_here = node.Get_size()
+    finally:
+        node.Free()
+    busiest = comm.allreduce(ranks_here, op=MPI.MAX)
+    cores = comm.allreduce(os.cpu_count() or 1, op=MPI.MIN)
+    return busiest, cores

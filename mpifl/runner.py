@@ -12,6 +12,7 @@ from mpi4py import MPI
 
 from mpifl import roles
 from mpifl.agree import collectively
+from mpifl.comm import node_occupancy
 from mpifl.compile import set_threads
 from mpifl.config import Config
 from mpifl.data.shards import model_spec
@@ -46,6 +47,7 @@ def run_job(
     threads = threads_per_rank(cfg["train.threads"])
     set_threads(threads)
     compile_seconds = comm.allreduce(roles.compile_in_node_order(comm, spec, threads), op=MPI.MAX)
+    occupancy = node_occupancy(comm)
     kernels = ModelKernels(spec, threads)
 
     run_dir = out_dir if out_dir is not None else comm.bcast(default_run_dir(cfg["mode"]), root=roles.ROOT)
@@ -87,6 +89,7 @@ def run_job(
         summary = _summary(
             comm, cfg, records, compile_seconds, train_seconds, time.perf_counter() - started, threads, rounds_run
         )
+        summary["ranks_per_node"], summary["cores_per_node"] = occupancy
         if writer is not None:
             writer.finish(summary, theta)
     finally:

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,28 @@ def test_signal_checkpoints_requeues_and_resumes_to_the_same_model(slurm, tmp_pa
     )
     assert reference.returncode == 0, reference.stderr
     assert (tmp_path / "run" / "model.npz").read_bytes() == (tmp_path / "ref" / "model.npz").read_bytes()
+
+
+def test_a_rendered_scaling_study_runs_under_slurm_and_is_collected(slurm, tmp_path):
+    study = tmp_path / "study.toml"
+    study.write_text(
+        f'[study]\njob = "{REPO / "jobs" / "distributed_synthetic.toml"}"\nkind = "weak"\nranks = [1, 2]\n'
+        'set = ["data.n_samples=20000", "rounds=4", "log_every=1"]\n[slurm]\ntime = "00:05:00"\n'
+    )
+    render = subprocess.run([sys.executable, "-m", "mpifl", "scale", str(study), "--sbatch", "--out", "st"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert render.returncode == 0, render.stderr
+    files = sorted((tmp_path / "st" / "sbatch").glob("*.sbatch"))
+    assert [f.name for f in files] == ["p0001.sbatch", "p0002.sbatch"]
+    for path in files:
+        proc = sbatch(slurm, tmp_path, str(path))
+        assert proc.returncode == 0, proc.stderr + (tmp_path / "st" / "logs" / f"{path.stem}.out").read_text()
+    collected = subprocess.run([sys.executable, "-m", "mpifl", "scale", "--collect", "st"],
+                               cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert collected.returncode == 0, collected.stderr
+    rows = (tmp_path / "st" / "scaling.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[1].startswith("weak,distributed,1,1,") and rows[2].startswith("weak,distributed,2,2,")
+    sizes = [tomllib.loads((tmp_path / "st" / "points" / p / "config.toml").read_text())["data"]["n_samples"]
+             for p in ("p0001-r0", "p0002-r0")]
+    assert sizes == [20000, 40000]  # weak scaling: rows per worker held
+    assert "PROJECTION (alpha-beta model" in collected.stdout

@@ -1,0 +1,129 @@
+"""A scaling study as data: the job, the rank counts, the kind, the repeats.
+
+A study file is TOML with a [study] table (see slurm/studies/); the same
+fields can be given on the command line for a plain job file.  Strong scaling
+runs the job as written at every rank count.  Weak scaling keeps the rows per
+worker of the smallest point: data.n_samples grows with the worker count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from mpifl import config
+from mpifl.config import Config
+from mpifl.errors import ConfigError
+from mpifl.scaling.traffic import workers
+
+KINDS = ("strong", "weak")
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """How rendered sbatch files ask for resources; empty strings are left out."""
+
+    tasks_per_node: int = 0  # 0: let Slurm place the tasks
+    cpus_per_task: int = 1
+    time: str = "00:30:00"
+    partition: str = ""
+    account: str = ""
+    launcher: str = "srun"  # or "mpiexec"
+    srun_mpi: str = "pmi2"
+    exclusive: bool = False
+
+
+@dataclass(frozen=True)
+class Study:
+    job: Path | None  # None: the built-in default job
+    kind: str
+    ranks: tuple[int, ...]
+    repeat: int = 1
+    overrides: tuple[str, ...] = ()
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+
+    def config(self, ranks: int) -> Config:
+        """The job config of the point at ``ranks`` ranks."""
+        return config.load(self.job, [*self.overrides, *self.point_overrides(ranks)])
+
+    def base(self) -> Config:
+        return config.load(self.job, list(self.overrides))
+
+    def point_overrides(self, ranks: int) -> list[str]:
+        if self.kind == "strong":
+            return []
+        base = self.base()
+        rows = base["data.n_samples"] * workers(base["mode"], ranks) // workers(base["mode"], self.ranks[0])
+        return [f"data.n_samples={rows}"]
+
+    def validate(self) -> None:
+        """Check everything before a single point runs, so a study never fails half-way on input."""
+        if self.kind not in KINDS:
+            raise ConfigError(f"The study kind must be one of {KINDS}. Got {self.kind!r} instead.")
+        if not self.ranks or any(r < 1 for r in self.ranks) or list(self.ranks) != sorted(set(self.ranks)):
+            raise ConfigError(f"The study ranks must be distinct positive ints in increasing order. Got {list(self.ranks)}.")
+        if self.repeat < 1:
+            raise ConfigError(f"The study repeat must be an int >= 1. Got {self.repeat} instead.")
+        base = self.base()
+        if base["mode"] == "federated" and self.ranks[0] < 2:
+            raise ConfigError(
+                f"Federated mode needs 2 or more ranks (1 server + clients); the study asks for {self.ranks[0]}."
+            )
+        if self.kind == "weak" and base["data.name"] != "synthetic":
+            raise ConfigError(
+                f"Weak scaling grows data.n_samples with the worker count, which needs data.name = 'synthetic'; "
+                f"the job uses {base['data.name']!r}, whose size is fixed."
+            )
+        for ranks in self.ranks:
+            self.config(ranks)
+
+
+def parse_ranks(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--ranks expects comma-separated ints such as 1,2,4,8. Got {text!r}.") from None
+
+
+def load(path: Path | None, cli: dict[str, Any]) -> Study:
+    """A study from a study file or a job file, with command-line fields taking precedence."""
+    table: dict[str, Any] = {}
+    job = path
+    if path is not None:
+        try:
+            doc = tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"Cannot read {path}: {exc.strerror}.") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}.") from None
+        if "study" in doc:
+            table = dict(doc["study"])
+            job = _job_path(path, table.pop("job", None))
+            slurm = doc.get("slurm", {})
+            unknown = set(table) - {"kind", "ranks", "repeat", "set"} | set(slurm) - set(SlurmOptions.__dataclass_fields__)
+            if unknown:
+                raise ConfigError(f"Unknown keys in study file {path}: {', '.join(sorted(unknown))}.")
+            table["slurm"] = SlurmOptions(**slurm)
+    fields = {
+        "kind": cli.get("kind") or table.get("kind"),
+        "ranks": cli.get("ranks") or tuple(table.get("ranks", ())),
+        "repeat": cli.get("repeat") or table.get("repeat", 1),
+        "overrides": (*table.get("set", ()), *cli.get("overrides", ())),
+    }
+    missing = [name for name in ("kind", "ranks") if not fields[name]]
+    if missing:
+        raise ConfigError(f"A scaling study needs --{' and --'.join(missing)} (or a study file that gives them).")
+    return Study(job=job, slurm=table.get("slurm", SlurmOptions()), **fields)
+
+
+def _job_path(study_path: Path, job: str | None) -> Path | None:
+    """A study's job path, relative to the current directory, else to the study file."""
+    if job is None:
+        return None
+    candidate = Path(job)
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    return Path(study_path).parent / candidate
