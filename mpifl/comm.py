@@ -42,22 +42,28 @@ def bcast(comm: MPI.Comm, buf: np.ndarray, timer: RoundTimer, root: int = 0) -> 
     timer.comm_seconds += perf_counter() - t0
 
 
-class GatherFromOthers:
-    """Gather ``width`` values of ``dtype`` from every rank but the root, one row per rank.
+class GatherToRoot:
+    """Gatherv of ``counts[r]`` values of ``dtype`` from each rank r into one array at the root.
 
-    The Gatherv layout (counts, displacements, MPI type) is built once; the
-    root's own count is zero, so it sends no dummy row.  recv is
-    (size - 1) x width at the root and is ignored elsewhere.
+    The layout (counts, displacements, MPI type) is kept between calls and
+    rebuilt only by set_counts, which every rank calls with the same counts
+    (they are computed, never communicated).  A root count of zero means the
+    root sends no dummy row.  recv is ignored off the root.
     """
 
-    def __init__(self, comm: MPI.Comm, width: int, dtype: np.dtype, root: int = 0):
+    def __init__(self, comm: MPI.Comm, counts: list[int], dtype: np.dtype, root: int = 0):
         self.comm = comm
         self.root = root
-        size = comm.Get_size()
-        self.counts = [0 if r == root else width for r in range(size)]
-        self.displs = [width * (r - (r > root)) for r in range(size)]
         self.mpi_type = from_numpy_dtype(np.dtype(dtype))
-        self.my_count = self.counts[comm.Get_rank()]
+        self.set_counts(counts)
+
+    def set_counts(self, counts: list[int]) -> None:
+        self.counts = [int(c) for c in counts]
+        self.displs = [0] * len(self.counts)
+        for r in range(1, len(self.counts)):
+            self.displs[r] = self.displs[r - 1] + self.counts[r - 1]
+        self.total = self.displs[-1] + self.counts[-1]
+        self.my_count = self.counts[self.comm.Get_rank()]
 
     def __call__(self, send: np.ndarray, recv: np.ndarray, timer: RoundTimer) -> None:
         t0 = perf_counter()
@@ -65,6 +71,14 @@ class GatherFromOthers:
             [send, self.my_count, self.mpi_type], [recv, self.counts, self.displs, self.mpi_type], root=self.root
         )
         timer.comm_seconds += perf_counter() - t0
+
+
+class GatherFromOthers(GatherToRoot):
+    """``width`` values from every rank but the root: (size - 1) x width at the root."""
+
+    def __init__(self, comm: MPI.Comm, width: int, dtype: np.dtype, root: int = 0):
+        counts = [0 if r == root else width for r in range(comm.Get_size())]
+        super().__init__(comm, counts, dtype, root)
 
 
 def node_occupancy(comm: MPI.Comm) -> tuple[int, int]:

@@ -59,12 +59,32 @@ class Choice:
         return "a str among {" + ", ".join(repr(o) for o in self.options) + "}"
 
 
+@dataclass(frozen=True)
+class Text:
+    """Any string, e.g. a path."""
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, str)
+
+    def describe(self) -> str:
+        return "a str"
+
+
+@dataclass(frozen=True)
+class Flag:
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, bool)
+
+    def describe(self) -> str:
+        return "a bool (true or false)"
+
+
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
 # The default values are the default job: federated softmax on digits, 7 clients.
-SCHEMA: dict[str, tuple[Any, Interval | Choice]] = {
+SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag]] = {
     "mode": ("federated", Choice(("federated", "distributed"))),
     "seed": (0, Interval(int, 0, 2**63 - 1)),
     "rounds": (50, Interval(int, 1, None)),
@@ -77,6 +97,12 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice]] = {
     "data.n_features": (20, Interval(int, 1, None)),
     "data.n_classes": (2, Interval(int, 2, None)),
     "data.noise": (0.1, Interval(float, 0, None)),
+    # files: a directory from 'python -m mpifl partition', or one .npy (distributed mode); "" = data.name
+    "data.path": ("", Text()),
+    "data.verify": (True, Flag()),  # check every file's sha256 against the manifest before training
+    "data.label_column": (-1, Interval(int, None, None)),  # the label column of a single .npy file
+    "data.clients": (0, Interval(int, 0, None)),  # federated clients K of a built-in set; 0 = one per client rank
+    "data.rows_per_rank": (0, Interval(int, 0, None)),  # synthetic: generate this many rows per worker/client
     "model.kind": ("softmax", Choice(("linear", "logistic", "softmax"))),
     "model.l2": (0.0, Interval(float, 0, None)),
     "model.dtype": ("float64", Choice(("float32", "float64"))),
@@ -169,6 +195,13 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
             )
         if isinstance(constraint, Interval) and constraint.kind is float:
             values[key] = float(value)
+    if values["data.rows_per_rank"] and values["data.name"] != "synthetic":
+        raise ConfigError(
+            f"The 'data.rows_per_rank' parameter in {source} generates synthetic rows on each rank; "
+            f"it needs data.name = 'synthetic'. Got data.name = {values['data.name']!r}."
+        )
+    if values["data.path"]:
+        return
     if values["data.name"] == "digits" and values["model.kind"] == "logistic":
         raise ConfigError(
             f"The 'model.kind' parameter in {source} is 'logistic' (binary), but data.name "

@@ -18,6 +18,7 @@ class Purpose(IntEnum):
     SYNTHETIC = 3  # generation of synthetic data
     CLIENT_SAMPLING = 4  # which clients train in a round
     SHUFFLE = 5  # mini-batch order of one client in one round and epoch
+    SYNTHETIC_MODEL = 6  # the true model behind synthetic rows generated per rank
 
 
 def stream(seed: int, purpose: Purpose, *keys: int) -> np.random.Generator:

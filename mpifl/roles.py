@@ -21,7 +21,7 @@ from mpifl import federated
 from mpifl.agree import collectively
 from mpifl.compile import warm_up
 from mpifl.config import Config
-from mpifl.data.shards import client_shard, server_test_set, worker_shards
+from mpifl.data.shards import check_fit, client_count, client_shards, hosted, server_test_set, worker_shards
 from mpifl.distributed import train_distributed
 from mpifl.errors import RankCountError
 from mpifl.kernels import ModelKernels
@@ -56,13 +56,16 @@ def check_rank_count(comm: MPI.Comm, cfg: Config) -> None:
 
 
 def load_data(comm: MPI.Comm, cfg: Config) -> tuple:
-    """This rank's data: the test split on the server, a client's or a worker's shard elsewhere."""
+    """This rank's data: the test split on the server, its clients' shards or a worker's shard elsewhere."""
     rank, size = comm.Get_rank(), comm.Get_size()
     if cfg["mode"] == "distributed":
         return worker_shards(cfg, rank, size)
+    n_clients = client_count(cfg, size)
+    check_fit(n_clients, size - 1, "client")
     if rank == federated.SERVER:
-        return (server_test_set(cfg),)
-    return (client_shard(cfg, rank - 1, size - 1),)
+        return (server_test_set(cfg), n_clients)
+    clients = hosted(n_clients, size - 1, rank - 1)
+    return (client_shards(cfg, clients, n_clients), clients, n_clients)
 
 
 def compile_in_node_order(comm: MPI.Comm, spec: ModelSpec, threads: int) -> float:
@@ -94,9 +97,10 @@ def train(
     if cfg["mode"] == "distributed":
         return train_distributed(comm, cfg, *data, kernels, report, checkpoints)
     if comm.Get_rank() == federated.SERVER:
-        theta = federated.serve(comm, cfg, data[0], kernels, make_strategy(cfg), report, checkpoints)
+        test, n_clients = data
+        theta = federated.serve(comm, cfg, test, n_clients, kernels, make_strategy(cfg), report, checkpoints)
     else:
-        federated.participate(comm, cfg, data[0], kernels, checkpoints)
+        federated.participate(comm, cfg, *data, kernels, checkpoints)
         theta = kernels.spec.zeros()
     comm.Bcast(theta, root=federated.SERVER)
     return theta

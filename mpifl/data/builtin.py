@@ -40,3 +40,23 @@ def make_synthetic(
     W = rng.standard_normal((n_features, n_classes)) / np.sqrt(n_features)
     logits = X @ W + noise * rng.standard_normal((n_samples, n_classes))
     return X, np.argmax(logits, axis=1).astype(np.float64)
+
+
+def synthetic_part(
+    n_samples: int, n_features: int, n_classes: int, noise: float, regression: bool, seed: int, part: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of part ``part`` (a worker, a client, or a test set), generated where they are used.
+
+    The true model comes from (seed, model) and the rows from (seed, part), so
+    any number of ranks can each make their own rows of one common problem,
+    with no files and no communication: weak-scaling studies of any size.
+    """
+    model = stream(seed, Purpose.SYNTHETIC_MODEL)
+    rng = stream(seed, Purpose.SYNTHETIC, part)
+    X = rng.standard_normal((n_samples, n_features))
+    if regression:
+        w = model.standard_normal(n_features) / np.sqrt(n_features)
+        return X, X @ w + noise * rng.standard_normal(n_samples)
+    W = model.standard_normal((n_features, n_classes)) / np.sqrt(n_features)
+    logits = X @ W + noise * rng.standard_normal((n_samples, n_classes))
+    return X, np.argmax(logits, axis=1).astype(np.float64)

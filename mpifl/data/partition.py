@@ -59,6 +59,52 @@ def dirichlet(labels: np.ndarray, parts: int, alpha: float, rng: np.random.Gener
     )
 
 
+def shards(labels: np.ndarray, parts: int, per_client: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """The pathological non-IID split of McMahan et al. (2017).
+
+    Rows are sorted by label (ties in random order), cut into parts * per_client
+    equal shards, and each client gets per_client shards drawn at random.
+    """
+    n_shards = parts * per_client
+    if n_shards > labels.size:
+        raise DataError(f"Cannot cut {labels.size} rows into {n_shards} shards ({parts} clients x {per_client}).")
+    order = rng.permutation(labels.size)
+    order = order[np.argsort(labels[order], kind="stable")]
+    pieces = np.array_split(order, n_shards)
+    dealt = rng.permutation(n_shards).reshape(parts, per_client)
+    return [np.sort(np.concatenate([pieces[s] for s in mine])) for mine in dealt]
+
+
+def quantity(n: int, parts: int, rng: np.random.Generator, distribution: str = "lognormal",
+             spread: float = 1.0) -> list[np.ndarray]:
+    """Quantity skew: client sizes proportional to log-normal(0, spread) or Pareto(spread) draws.
+
+    Every client gets at least one row; the rest are dealt by largest remainder.
+    """
+    if parts > n:
+        raise DataError(f"Cannot partition {n} rows over {parts} clients: every client needs at least one row.")
+    if distribution == "lognormal":
+        weights = rng.lognormal(0.0, spread, parts)
+    elif distribution == "powerlaw":
+        weights = rng.pareto(spread, parts) + 1.0
+    else:
+        raise DataError(f"Unknown quantity distribution {distribution!r}; use 'lognormal' or 'powerlaw'.")
+    share = weights / weights.sum() * (n - parts)
+    counts = np.floor(share).astype(np.int64)
+    remainder = n - parts - int(counts.sum())
+    counts[np.argsort(share - counts, kind="stable")[::-1][:remainder]] += 1
+    counts += 1
+    order = rng.permutation(n)
+    return [np.sort(p) for p in np.split(order, np.cumsum(counts)[:-1])]
+
+
+def natural(groups: np.ndarray) -> list[np.ndarray]:
+    """One client per distinct group id (a writer, a user, a device), in increasing id order."""
+    ids, inverse = np.unique(groups, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(inverse, minlength=ids.size))[:-1])
+
+
 def partition(method: str, labels: np.ndarray, parts: int, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
     """Dispatch on the config's data.partition."""
     if parts > labels.size:

@@ -1,0 +1,183 @@
+"""``python -m mpifl partition``: cut a data set into per-client files and a manifest.
+
+    python -m mpifl partition SOURCE --clients K --method iid|dirichlet|shards|quantity|natural
+                              [--alpha A] [--shards-per-client S] [--seed N] [--test-fraction F]
+                              [--label-column C] [--id-column C] [--dtype float32|float64] --out DIR [--plot]
+
+Runs without MPI.  SOURCE is a CSV, LIBSVM/svmlight, .npy or .npz file, or
+'digits' or 'synthetic'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mpifl.data import partition as methods
+from mpifl.data import sources, store
+from mpifl.data.sparse import CSR
+from mpifl.errors import DataError, MpiflError
+from mpifl.rng import Purpose, stream
+
+METHODS = ("iid", "dirichlet", "shards", "quantity", "natural")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mpifl partition", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="data file (CSV, LIBSVM, .npy, .npz) or 'digits' or 'synthetic'")
+    p.add_argument("--clients", type=int, help="number of clients K (natural: one per id; may be left out)")
+    p.add_argument("--method", choices=METHODS, default="iid")
+    p.add_argument("--alpha", type=float, default=0.5, help="dirichlet: label concentration (smaller = more skew)")
+    p.add_argument("--shards-per-client", type=int, default=2, help="shards: label-sorted shards per client")
+    p.add_argument("--quantity", choices=("lognormal", "powerlaw"), default="lognormal",
+                   help="quantity: distribution of client sizes")
+    p.add_argument("--spread", type=float, default=1.0, help="quantity: log-normal sigma, or the Pareto shape")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--test-fraction", type=float, default=0.2, help="held-out rows for the server's test set")
+    p.add_argument("--label-column", help="CSV/.npy: label column, by name or index (default: the last)")
+    p.add_argument("--id-column", help="CSV: the column whose values define natural clients")
+    p.add_argument("--task", choices=("classification", "regression"), default="classification")
+    p.add_argument("--format", choices=("auto", "csv", "libsvm", "npy", "npz"), default="auto")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="stored dtype; match the job's model.dtype so ranks can map the files without a copy")
+    p.add_argument("--n-samples", type=int, default=10_000, help="synthetic: rows")
+    p.add_argument("--n-features", type=int, default=20, help="synthetic: features")
+    p.add_argument("--n-classes", type=int, default=2, help="synthetic: classes")
+    p.add_argument("--out", type=Path, required=True, help="partition directory to create")
+    p.add_argument("--force", action="store_true", help="replace an existing partition directory")
+    p.add_argument("--plot", action="store_true", help="also draw the per-client label distribution to a PNG")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        manifest = run(args)
+    except MpiflError as exc:
+        print(f"mpifl partition: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    rows = [c["rows"] for c in manifest["clients"]]
+    print(f"wrote {len(rows)} clients ({min(rows)} to {max(rows)} rows, {sum(rows)} in all) and "
+          f"{manifest['test']['rows']} test rows to {args.out}")
+    if args.plot:
+        path = plot_labels(manifest, args.out / "label_distribution.png")
+        print(f"label distribution: {path}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> dict:
+    if not 0 <= args.test_fraction < 1:
+        raise DataError(f"--test-fraction must be in [0, 1). Got {args.test_fraction}.")
+    if args.method != "natural" and (args.clients is None or args.clients < 1):
+        raise DataError(f"--clients must be a positive int for --method {args.method}.")
+    out = args.out
+    if (out / store.MANIFEST).exists() and not args.force:
+        raise DataError(f"{out} already holds a partition; pass --force to replace it.")
+    table = sources.read(args.source, args.label_column, args.id_column, args.format,
+                         {"n_samples": args.n_samples, "n_features": args.n_features,
+                          "n_classes": args.n_classes, "seed": args.seed})
+    y, label_values = _labels(table.y, args.task, args.source)
+    train, test = methods.split_train_test(table.n, args.test_fraction, stream(args.seed, Purpose.SPLIT))
+    parts = _partition(args, y[train], None if table.groups is None else table.groups[train])
+    if out.exists() and args.force:
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    dtype = np.dtype(args.dtype)
+    n_classes = len(label_values) if args.task == "classification" else 1
+    clients = []
+    for k, rows in enumerate(parts):
+        chosen = train[rows]
+        files = store.write_part(out, store.client_dir(k), _take(table.X, chosen), y[chosen], dtype)
+        entry = {"id": k, "dir": store.client_dir(k), "rows": int(chosen.size), "files": files}
+        if args.task == "classification":
+            entry["label_counts"] = np.bincount(y[chosen].astype(np.int64), minlength=n_classes).tolist()
+        if table.groups is not None and args.method == "natural":
+            entry["group"] = float(table.groups[chosen[0]])
+        clients.append(entry)
+    test_files = store.write_part(out, "test", _take(table.X, test), y[test], dtype)
+    manifest = {
+        "format": store.FORMAT, "version": store.VERSION,
+        "source": str(args.source), "task": args.task, "n_features": int(table.X.shape[1]),
+        "n_classes": n_classes, "label_values": label_values, "dtype": args.dtype,
+        "sparse": isinstance(table.X, CSR), "method": args.method, "params": _params(args),
+        "seed": args.seed, "test_fraction": args.test_fraction,
+        "clients": clients, "test": {"dir": "test", "rows": int(test.size), "files": test_files},
+    }
+    store.write_manifest(out, manifest)
+    return manifest
+
+
+def _labels(y: np.ndarray, task: str, source: str) -> tuple[np.ndarray, list[float]]:
+    """Classification labels mapped to 0..C-1 (the original values kept in the manifest)."""
+    if not np.isfinite(y).all():
+        raise DataError(f"{source}: the label column contains NaN or inf values.")
+    if task == "regression":
+        return y.astype(np.float64), []
+    if (y != np.floor(y)).any():
+        raise DataError(f"{source}: the labels are not whole numbers; pass --task regression for real targets.")
+    values, codes = np.unique(y, return_inverse=True)
+    if values.size < 2:
+        raise DataError(f"{source}: every row has label {values[0]:g}; classification needs 2 or more classes.")
+    return codes.astype(np.float64), values.tolist()
+
+
+def _partition(args, labels: np.ndarray, groups: np.ndarray | None) -> list[np.ndarray]:
+    rng = stream(args.seed, Purpose.PARTITION)
+    if args.method == "natural":
+        if groups is None:
+            raise DataError("--method natural needs an id column: --id-column for CSV, qid: fields for LIBSVM, "
+                            "or a 'groups' array in .npz.")
+        parts = methods.natural(groups)
+        if args.clients is not None and args.clients != len(parts):
+            raise DataError(f"--method natural makes one client per id: {len(parts)} ids, but --clients {args.clients}.")
+        return parts
+    if args.method == "shards":
+        return methods.shards(labels, args.clients, args.shards_per_client, rng)
+    if args.method == "quantity":
+        return methods.quantity(labels.size, args.clients, rng, args.quantity, args.spread)
+    if args.method == "dirichlet" and args.task == "regression":
+        raise DataError("--method dirichlet skews labels; a regression task has none. Use iid or quantity.")
+    return methods.partition(args.method, labels, args.clients, args.alpha, rng)
+
+
+def _params(args) -> dict:
+    return {"iid": {}, "natural": {"id_column": args.id_column},
+            "dirichlet": {"alpha": args.alpha}, "shards": {"shards_per_client": args.shards_per_client},
+            "quantity": {"distribution": args.quantity, "spread": args.spread}}[args.method]
+
+
+def _take(X, rows: np.ndarray):
+    return X.take(rows) if isinstance(X, CSR) else X[rows]
+
+
+def plot_labels(manifest: dict, path: Path) -> Path:
+    """A stacked bar per client: how many rows of each class it holds."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise DataError('Plotting needs matplotlib: pip install "mpifl[plot]".') from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    clients = manifest["clients"]
+    counts = np.array([c.get("label_counts", [c["rows"]]) for c in clients])
+    fig, ax = plt.subplots(figsize=(min(2 + 0.12 * len(clients), 30), 4.5))
+    bottom = np.zeros(len(clients))
+    names = manifest["label_values"] or ["rows"]
+    for j in range(counts.shape[1]):
+        ax.bar(np.arange(len(clients)), counts[:, j], bottom=bottom, width=0.9, label=f"{names[j]:g}"
+               if isinstance(names[j], float) else str(names[j]))
+        bottom += counts[:, j]
+    ax.set(xlabel="client", ylabel="rows", title=f"{manifest['method']} {manifest['params']}: "
+           f"{len(clients)} clients, {manifest['source']}")
+    if counts.shape[1] <= 20:
+        ax.legend(title="label", fontsize=7, ncol=2, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
