@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
 from collections.abc import Callable
+from typing import TypeVar
 
 from mpi4py import MPI
 

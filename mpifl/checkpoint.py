@@ -27,7 +27,7 @@ __all__ = ["read_npz", "write_npz"]
 
 FORMAT_VERSION = 1
 # Keys a resumed run may change without changing what it computes.
-_FREE_KEYS = ("rounds", "log_every", "checkpoint.every")
+_FREE_KEYS = ("rounds", "log_every", "checkpoint.every", "data.verify")
 
 
 def fingerprint(cfg: Config) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mpi4py import MPI
 
-from mpifl import config, roles
+from mpifl import audit, config, roles
 from mpifl.agree import collectively
 from mpifl.errors import ConfigError
 from mpifl.runner import run_job
@@ -37,6 +37,8 @@ def build_parser(comm: MPI.Comm) -> argparse.ArgumentParser:
                      help="override one config value; may be repeated")
     run.add_argument("--out", type=Path, help="run directory (default: runs/<mode>-<timestamp>)")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    run.add_argument("--audit", action="store_true",
+                     help="write each rank's list of opened files to RUN_DIR/audit/ (also MPIFL_AUDIT=1)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR",
                      help="continue RUN_DIR from its latest checkpoint (the job defaults to RUN_DIR/config.toml)")
     sub.add_parser("info", help="show the MPI, thread and JIT settings mpifl runs with")
@@ -59,7 +61,8 @@ def main(comm: MPI.Comm, argv: list[str] | None = None) -> int:
     cfg = collectively(comm, lambda: config.load(job, args.overrides))
     if args.resume is not None and args.out is not None and args.out != args.resume:
         raise ConfigError("--resume continues the run in RUN_DIR; leave out --out.", collective=True)
-    run_job(comm, cfg, args.resume or args.out, verbose=not args.quiet, resume=args.resume is not None)
+    run_job(comm, cfg, args.resume or args.out, verbose=not args.quiet, resume=args.resume is not None,
+            audit=audit.requested(args.audit))
     return 0
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import copy
 import math
-import tomllib
 from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from mpifl.errors import ConfigError
 

@@ -19,8 +19,8 @@ module and mpifl.roles are the only places that know which rank plays which role
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 from mpi4py import MPI

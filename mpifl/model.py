@@ -17,6 +17,7 @@ class ModelSpec:
     n_features: int
     n_classes: int
     dtype: np.dtype
+    sparse: bool = False  # rows arrive as CSR (LIBSVM data): the CSR kernels are compiled too
 
     @property
     def code(self) -> int:

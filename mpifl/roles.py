@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from mpi4py import MPI
@@ -21,7 +21,14 @@ from mpifl import federated
 from mpifl.agree import collectively
 from mpifl.compile import warm_up
 from mpifl.config import Config
-from mpifl.data.shards import check_fit, client_count, client_shards, hosted, server_test_set, worker_shards
+from mpifl.data.shards import (
+    check_fit,
+    client_count,
+    client_shards,
+    hosted,
+    server_test_set,
+    worker_shards,
+)
 from mpifl.distributed import train_distributed
 from mpifl.errors import RankCountError
 from mpifl.kernels import ModelKernels

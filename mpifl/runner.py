@@ -10,6 +10,7 @@ import mpi4py
 import numpy as np
 from mpi4py import MPI
 
+from mpifl import audit as audits
 from mpifl import roles
 from mpifl.agree import collectively
 from mpifl.comm import node_occupancy
@@ -33,17 +34,32 @@ class JobResult:
 
 
 def run_job(
-    comm: MPI.Comm, cfg: Config, out_dir: Path | None = None, verbose: bool = True, resume: bool = False
+    comm: MPI.Comm, cfg: Config, out_dir: Path | None = None, verbose: bool = True, resume: bool = False,
+    audit: bool = False,
 ) -> JobResult:
     """Train the configured job on ``comm``; every rank returns the final parameters.
 
     Every input is checked on every rank before the first training collective,
-    and a failure anywhere raises the same MpiflError everywhere.
+    and a failure anywhere raises the same MpiflError everywhere.  With
+    ``audit``, each rank records the files it opens and writes the list to
+    RUN_DIR/audit/ (mpifl.audit).
     """
+    if audit:
+        audits.RECORDER.start()
+    try:
+        result = _run_job(comm, cfg, out_dir, verbose, resume)
+    finally:
+        opened = audits.RECORDER.stop() if audit else None
+    if opened is not None:
+        audits.write(result.run_dir, comm.Get_rank(), opened)
+    return result
+
+
+def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, resume: bool) -> JobResult:
     started = time.perf_counter()
     collectively(comm, lambda: roles.check_rank_count(comm, cfg))
+    spec = collectively(comm, lambda: model_spec(cfg))
     data = collectively(comm, lambda: roles.load_data(comm, cfg))
-    spec = model_spec(cfg)
     threads = threads_per_rank(cfg["train.threads"])
     set_threads(threads)
     compile_seconds = comm.allreduce(roles.compile_in_node_order(comm, spec, threads), op=MPI.MAX)

@@ -9,8 +9,8 @@ and raise Stopped on every rank.
 from __future__ import annotations
 
 import signal
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from mpifl.errors import EXIT_STOPPED, MpiflError
 

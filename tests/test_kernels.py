@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import naive
 import numpy as np
 import pytest
 from conftest import make_problem
-import naive
 
 from mpifl.kernels import ModelKernels
 from mpifl.kernels.expo import exp_block

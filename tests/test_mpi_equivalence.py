@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import naive
 import numpy as np
 import pytest
 from mpi4py import MPI
-import naive
 
 from mpifl import config
 from mpifl.data.shards import client_shard, model_spec, worker_shards
@@ -115,11 +115,14 @@ def test_local_sgd_equals_serial_simulation(tmp_path):
     assert rel(result.theta, theta) < 1e-10
 
 
-@pytest.mark.mpi(min_size=3)
-def test_federated_partial_participation_equals_serial_simulation(tmp_path):
-    cfg = config.load(overrides=["rounds=6", "server.fraction=0.5", "train.momentum=0.5", "train.epochs=2", "log_every=3"])
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("per_rank", [1, 3])
+def test_federated_partial_participation_equals_serial_simulation(per_rank, tmp_path):
+    """FedAvg with sampling and per-client momentum; with per_rank 3, each rank hosts 3 clients."""
+    k = per_rank * (COMM.size - 1)
+    cfg = config.load(overrides=["rounds=6", "server.fraction=0.5", "train.momentum=0.5", "train.epochs=2",
+                                 "log_every=3", f"data.clients={k}"])
     result = run(cfg, tmp_path)
-    k = COMM.size - 1
     spec = model_spec(cfg)
     strategy = make_strategy(cfg)
     trainers = [LocalTrainer(client_shard(cfg, c, k), ModelKernels(spec), LocalSettings.from_config(cfg), cfg["seed"], c) for c in range(k)]

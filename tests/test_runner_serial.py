@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+import naive
 import numpy as np
 import pytest
 from mpi4py import MPI
-import naive
 
 from mpifl import config
 from mpifl.data.shards import model_spec, worker_shards

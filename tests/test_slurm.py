@@ -12,10 +12,10 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 SBATCH = REPO / "slurm" / "mpifl.sbatch"

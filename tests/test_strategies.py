@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mpifl.strategies import FedAvg, make_strategy, weighted_mean
 from mpifl import config
+from mpifl.strategies import FedAvg, make_strategy, weighted_mean
 
 
 def test_fedavg_is_the_sample_weighted_mean():

@@ -20,7 +20,12 @@ import numpy as np
 
 from mpifl.config import Config
 from mpifl.data import files
-from mpifl.data.builtin import DIGITS_CLASSES, load_digits, make_synthetic, synthetic_part
+from mpifl.data.builtin import (
+    DIGITS_CLASSES,
+    load_digits,
+    make_synthetic,
+    synthetic_part,
+)
 from mpifl.data.partition import _bounds, contiguous, partition, split_train_test
 from mpifl.data.sparse import CSR
 from mpifl.errors import DataError, RankCountError
@@ -46,16 +51,18 @@ class Shard:
 
 def model_spec(cfg: Config) -> ModelSpec:
     """The model the config asks for, sized to its data source (a partition's manifest, say)."""
+    sparse = False
     if cfg["data.path"]:
         n_features, n_classes, task = _file_shape(cfg)
         _check_task(cfg, n_classes, task)
+        sparse = files.is_partition(cfg["data.path"]) and files.manifest_of(cfg["data.path"]).sparse
     elif cfg["data.name"] == "digits":
         n_features, n_classes = 64, DIGITS_CLASSES
     else:
         n_features, n_classes = cfg["data.n_features"], cfg["data.n_classes"]
     if cfg["model.kind"] == "linear":
         n_classes = 1
-    return ModelSpec(cfg["model.kind"], n_features, n_classes, np.dtype(cfg["model.dtype"]))
+    return ModelSpec(cfg["model.kind"], n_features, n_classes, np.dtype(cfg["model.dtype"]), sparse)
 
 
 def _file_shape(cfg: Config) -> tuple[int, int, str]:

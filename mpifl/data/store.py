@@ -146,7 +146,8 @@ def load_part(manifest: Manifest, entry: dict, who: str, dtype: np.dtype, verify
     if not shape_ok or y.shape != (rows,):
         raise DataError(f"{who}: the arrays in {where} do not hold the {rows} rows {root / MANIFEST} lists.")
     if not features_ok:
-        raise DataError(f"{who}: {where} has features beyond the manifest's n_features = {manifest.n_features} "
+        found = "column indices beyond" if manifest.sparse else f"{X.shape[1] if X.ndim == 2 else '?'} features, not"
+        raise DataError(f"{who}: {where} has {found} the manifest's n_features = {manifest.n_features} "
                         "(the clients disagree on the feature count).")
     if not finite or not np.isfinite(y).all():
         raise DataError(f"{who}: {where} contains NaN or inf values.")

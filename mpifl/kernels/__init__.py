@@ -16,6 +16,13 @@ from mpifl.kernels.drivers import (
     sgd_epoch,
 )
 from mpifl.kernels.losses import CHUNK, KIND_CODES
+from mpifl.kernels.sparse import (
+    evaluate_sums_csr,
+    full_gradient_sum_csr,
+    full_gradient_sum_csr_threaded,
+    gradient_sum_csr,
+    sgd_epoch_csr,
+)
 
 if TYPE_CHECKING:
     from mpifl.model import ModelSpec
@@ -28,7 +35,8 @@ class ModelKernels:
 
     Every method takes and fills preallocated C-contiguous arrays of the
     model's dtype; nothing here allocates per call except the threaded path's
-    fixed per-thread buffers made at construction.
+    fixed per-thread buffers made at construction.  X is a dense array or a
+    mpifl.data.sparse.CSR (anything with data, indices and indptr).
     """
 
     def __init__(self, spec: ModelSpec, threads: int = 1):
@@ -44,6 +52,15 @@ class ModelKernels:
 
     def full_gradient_sum(self, X, y, theta, grad, want_loss=False) -> float:
         """Summed gradient over all rows into grad; the summed loss if asked (else 0)."""
+        if _is_csr(X):
+            if self.threads > 1:
+                return full_gradient_sum_csr_threaded(
+                    self.spec.code, X.data, X.indices, X.indptr, y, theta, grad, self._partial, self._Zs, self._Es,
+                    want_loss,
+                )
+            return full_gradient_sum_csr(
+                self.spec.code, X.data, X.indices, X.indptr, y, theta, grad, self._Z, self._E, want_loss
+            )
         if self.threads > 1:
             return full_gradient_sum_threaded(
                 self.spec.code, X, y, theta, grad, self._partial, self._Zs, self._Es, want_loss
@@ -52,12 +69,23 @@ class ModelKernels:
 
     def batch_gradient_sum(self, X, y, theta, order, start, stop, grad, want_loss=False) -> float:
         """Summed gradient over rows order[start:stop] into grad."""
+        if _is_csr(X):
+            return gradient_sum_csr(
+                self.spec.code, X.data, X.indices, X.indptr, y, theta, order, start, stop, grad, self._Z, self._E,
+                want_loss,
+            )
         return gradient_sum(
             self.spec.code, X, y, theta, order, start, stop, grad, self._Z, self._E, want_loss
         )
 
     def sgd_epoch(self, X, y, theta, velocity, grad, order, batch_size, lr, momentum, l2):
         """One local epoch of mini-batch SGD over rows in ``order``, updating theta in place."""
+        if _is_csr(X):
+            sgd_epoch_csr(
+                self.spec.code, X.data, X.indices, X.indptr, y, theta, velocity, grad, self._Z, self._E,
+                order, batch_size, lr, momentum, l2,
+            )
+            return
         sgd_epoch(
             self.spec.code, X, y, theta, velocity, grad, self._Z, self._E,
             order, batch_size, lr, momentum, l2,
@@ -65,7 +93,10 @@ class ModelKernels:
 
     def evaluate_sums(self, X, y, theta) -> tuple[float, int]:
         """(summed loss, correct predictions) of theta on X, y."""
-        loss, correct = evaluate_sums(self.spec.code, X, y, theta, self._Z, self._E)
+        if _is_csr(X):
+            loss, correct = evaluate_sums_csr(self.spec.code, X.data, X.indices, X.indptr, y, theta, self._Z, self._E)
+        else:
+            loss, correct = evaluate_sums(self.spec.code, X, y, theta, self._Z, self._E)
         return float(loss), int(correct)
 
     @staticmethod
@@ -76,3 +107,7 @@ class ModelKernels:
     @staticmethod
     def penalty(theta, l2) -> float:
         return float(l2_penalty(theta, l2))
+
+
+def _is_csr(X) -> bool:
+    return hasattr(X, "indptr")

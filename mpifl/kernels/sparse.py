@@ -1,0 +1,152 @@
+"""Fused loss and gradient for rows stored as CSR (data, indices, indptr), as in LIBSVM data.
+
+The same chunked structure as mpifl.kernels.losses: logits for a chunk of
+rows, the shared link functions (residual, loss, correct), then a scatter of
+the residuals into the gradient.  One pass over each row's nonzeros per
+phase, no temporaries that grow with n, pure and allocation-free.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from mpifl.jit import kernel, threaded_kernel
+from mpifl.kernels.drivers import add_l2_and_scale
+from mpifl.kernels.losses import (
+    CHUNK,
+    CORRECT,
+    GRAD,
+    LOGISTIC,
+    LOSS,
+    SQUARED,
+    _logistic_link,
+    _row,
+    _softmax_link,
+    _squared_link,
+)
+
+
+@kernel
+def chunk_logits_csr(data, indices, indptr, theta, rows, indexed, s, m, Z):
+    """Z[i*C + c] = theta[c, :d] . x_i + theta[c, d] over the nonzeros of x_i."""
+    C = theta.shape[0]
+    d = theta.shape[1] - 1
+    for i in range(m):
+        r = _row(rows, indexed, s + i)
+        lo = indptr[r]
+        hi = indptr[r + 1]
+        for c in range(C):
+            z = theta[c, d]
+            for p in range(lo, hi):
+                z += data[p] * theta[c, indices[p]]
+            Z[i * C + c] = z
+
+
+@kernel
+def chunk_gradient_csr(data, indices, indptr, R, rows, indexed, s, m, grad):
+    """grad[c, j] += R[i, c] x_ij over the nonzeros, and grad[c, d] += R[i, c]."""
+    C = grad.shape[0]
+    d = grad.shape[1] - 1
+    for i in range(m):
+        r = _row(rows, indexed, s + i)
+        lo = indptr[r]
+        hi = indptr[r + 1]
+        for c in range(C):
+            a = R[i * C + c]
+            for p in range(lo, hi):
+                grad[c, indices[p]] += a * data[p]
+            grad[c, d] += a
+
+
+@kernel
+def range_loss_grad_csr(kind, data, indices, indptr, y, theta, rows, indexed, start, stop, grad, Z, E, what):
+    """As losses.range_loss_grad, for CSR rows: adds into grad, returns (summed loss, correct)."""
+    C = theta.shape[0]
+    loss = 0.0
+    correct = 0
+    for s in range(start, stop, CHUNK):
+        m = min(CHUNK, stop - s)
+        chunk_logits_csr(data, indices, indptr, theta, rows, indexed, s, m, Z)
+        if kind == SQUARED:
+            part, hits = _squared_link(y, rows, indexed, s, m, Z, what)
+        elif kind == LOGISTIC:
+            part, hits = _logistic_link(y, rows, indexed, s, m, Z, E, what)
+        else:
+            part, hits = _softmax_link(y, rows, indexed, s, m, C, Z, E, what)
+        loss += part
+        correct += hits
+        if what & GRAD:
+            chunk_gradient_csr(data, indices, indptr, Z, rows, indexed, s, m, grad)
+    return loss, correct
+
+
+@kernel
+def gradient_sum_csr(kind, data, indices, indptr, y, theta, rows, start, stop, grad, Z, E, want_loss):
+    grad[:] = 0
+    what = GRAD | LOSS if want_loss else GRAD
+    loss, _ = range_loss_grad_csr(kind, data, indices, indptr, y, theta, rows, True, start, stop, grad, Z, E, what)
+    return loss
+
+
+@kernel
+def full_gradient_sum_csr(kind, data, indices, indptr, y, theta, grad, Z, E, want_loss):
+    grad[:] = 0
+    what = GRAD | LOSS if want_loss else GRAD
+    no_rows = np.empty(0, dtype=np.int64)
+    n = indptr.shape[0] - 1
+    loss, _ = range_loss_grad_csr(kind, data, indices, indptr, y, theta, no_rows, False, 0, n, grad, Z, E, what)
+    return loss
+
+
+@threaded_kernel
+def full_gradient_sum_csr_threaded(kind, data, indices, indptr, y, theta, grad, partial, Zs, Es, want_loss):
+    """Fixed row ranges per thread and a fixed-order sum, as the dense threaded kernel."""
+    T = partial.shape[0]
+    n = indptr.shape[0] - 1
+    what = GRAD | LOSS if want_loss else GRAD
+    losses = np.zeros(T)
+    no_rows = np.empty(0, dtype=np.int64)
+    for t in numba.prange(T):
+        partial[t] = 0
+        losses[t], _ = range_loss_grad_csr(
+            kind, data, indices, indptr, y, theta, no_rows, False, t * n // T, (t + 1) * n // T,
+            partial[t], Zs[t], Es[t], what,
+        )
+    grad[:] = 0
+    total = 0.0
+    for t in range(T):
+        grad += partial[t]
+        total += losses[t]
+    return total
+
+
+@kernel
+def sgd_epoch_csr(kind, data, indices, indptr, y, theta, velocity, grad, Z, E, order, batch_size, lr, momentum, l2):
+    """One epoch of mini-batch SGD with momentum over CSR rows.
+
+    The L2 term and the update are dense, O(d) per step, as in the dense path.
+    """
+    n = order.shape[0]
+    for s in range(0, n, batch_size):
+        e = min(n, s + batch_size)
+        grad[:] = 0
+        range_loss_grad_csr(kind, data, indices, indptr, y, theta, order, True, s, e, grad, Z, E, GRAD)
+        add_l2_and_scale(grad, theta, e - s, l2)
+        if momentum != 0.0:
+            for c in range(theta.shape[0]):
+                for j in range(theta.shape[1]):
+                    velocity[c, j] = momentum * velocity[c, j] + grad[c, j]
+                    theta[c, j] -= lr * velocity[c, j]
+        else:
+            for c in range(theta.shape[0]):
+                for j in range(theta.shape[1]):
+                    theta[c, j] -= lr * grad[c, j]
+
+
+@kernel
+def evaluate_sums_csr(kind, data, indices, indptr, y, theta, Z, E):
+    no_rows = np.empty(0, dtype=np.int64)
+    n = indptr.shape[0] - 1
+    return range_loss_grad_csr(kind, data, indices, indptr, y, theta, no_rows, False, 0, n, theta, Z, E,
+                               LOSS | CORRECT)

@@ -1,0 +1,90 @@
+"""The CSR kernels against the NumPy reference on the same rows made dense, for every kind and dtype."""
+
+from __future__ import annotations
+
+import naive
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from mpifl.data.sparse import CSR
+from mpifl.kernels import ModelKernels
+from mpifl.model import ModelSpec
+
+TOL = {"float64": 1e-12, "float32": 2e-5}
+OUTPUTS = {"linear": 1, "logistic": 2, "softmax": 5}
+
+
+def sparse_problem(kind, n, d, dtype, density=0.1, seed=0):
+    """Random CSR rows, a few of them empty, with labels and parameters."""
+    rng = np.random.default_rng(seed)
+    dense = sp.random(n, d, density=density, random_state=seed, format="csr", dtype=np.float64).toarray()
+    dense[:: max(n // 5, 1)] = 0.0  # rows with no nonzeros at all
+    X = CSR.from_dense(dense.astype(dtype))
+    spec = ModelSpec(kind, d, OUTPUTS[kind], np.dtype(dtype), sparse=True)
+    y = rng.standard_normal(n) if kind == "linear" else rng.integers(0, OUTPUTS[kind], n).astype(np.float64)
+    theta = (0.3 * rng.standard_normal(spec.shape)).astype(dtype)
+    return spec, X, dense.astype(dtype), y.astype(dtype), theta
+
+
+def rel(a, b):
+    return np.max(np.abs(np.asarray(a, np.float64) - b)) / max(np.max(np.abs(b)), 1e-300)
+
+
+@pytest.mark.parametrize("n", [1, 64, 65, 300])
+def test_csr_full_gradient_and_loss_match_numpy(kind, dtype, n):
+    spec, X, dense, y, theta = sparse_problem(kind, n, 40, dtype)
+    grad = spec.zeros()
+    loss = ModelKernels(spec).full_gradient_sum(X, y, theta, grad, want_loss=True)
+    ref_loss, ref_grad = naive.loss_and_grad_sum(kind, dense, y, theta)
+    assert rel(grad, ref_grad) < TOL[dtype]
+    assert abs(loss - ref_loss) / abs(ref_loss) < TOL[dtype]
+
+
+def test_csr_batch_gradient_uses_only_the_given_rows(kind, dtype):
+    spec, X, dense, y, theta = sparse_problem(kind, 200, 30, dtype, seed=1)
+    order = np.random.default_rng(2).permutation(200)
+    grad = spec.zeros()
+    ModelKernels(spec).batch_gradient_sum(X, y, theta, order, 13, 150, grad)
+    rows = order[13:150]
+    assert rel(grad, naive.loss_and_grad_sum(kind, dense[rows], y[rows], theta)[1]) < TOL[dtype]
+
+
+def test_csr_sgd_epoch_matches_numpy(kind):
+    spec, X, dense, y, theta = sparse_problem(kind, 150, 20, "float64", seed=3)
+    velocity = (0.1 * np.random.default_rng(4).standard_normal(spec.shape))
+    order = np.random.default_rng(5).permutation(150)
+    ref_theta, ref_velocity = naive.sgd_epoch(kind, dense, y, theta, velocity, order, 16, 0.1, 0.9, 0.01)
+    ModelKernels(spec).sgd_epoch(X, y, theta, velocity, spec.zeros(), order, 16, 0.1, 0.9, 0.01)
+    assert rel(theta, ref_theta) < 1e-12 and rel(velocity, ref_velocity) < 1e-12
+
+
+def test_csr_evaluation_matches_numpy(kind, dtype):
+    spec, X, dense, y, theta = sparse_problem(kind, 129, 25, dtype, seed=6)
+    loss, correct = ModelKernels(spec).evaluate_sums(X, y, theta)
+    ref_loss, _ = naive.loss_and_grad_sum(kind, dense, y, theta)
+    assert abs(loss - ref_loss) / abs(ref_loss) < TOL[dtype]
+    if kind != "linear":
+        assert correct == naive.correct(kind, dense, y, theta)
+
+
+def test_threaded_csr_gradient_equals_the_serial_one(kind):
+    spec, X, _, y, theta = sparse_problem(kind, 1000, 50, "float64", seed=7)
+    serial, threaded = spec.zeros(), spec.zeros()
+    ModelKernels(spec).full_gradient_sum(X, y, theta, serial)
+    ModelKernels(spec, threads=3).full_gradient_sum(X, y, theta, threaded)
+    assert rel(threaded, serial) < 1e-13
+
+
+def test_csr_take_and_from_scipy_keep_the_rows():
+    m = sp.random(50, 9, density=0.3, random_state=0, format="csr")
+    X = CSR.from_scipy(m)
+    rows = np.array([7, 0, 49, 7])
+    np.testing.assert_array_equal(X.take(rows).toarray(), m.toarray()[rows])
+    assert X.nnz == m.nnz and X.shape == (50, 9)
+
+
+def test_csr_nan_propagates_into_the_loss():
+    spec, X, _, y, theta = sparse_problem("logistic", 100, 10, "float64", density=0.5)
+    X.data[3] = np.nan
+    assert np.isnan(ModelKernels(spec).full_gradient_sum(X, y, theta, spec.zeros(), want_loss=True))
