@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from mpifl.kernels import ModelKernels
+from mpifl.kernels.checks import all_finite, labels_in_range
 from mpifl.model import ModelSpec
 
 
@@ -41,6 +42,8 @@ def warm_up(spec: ModelSpec, threads: int) -> float:
         kernels.sgd_epoch(Xs, y, theta, velocity, grad, order, 2, 0.1, 0.5, 0.0)
         kernels.evaluate_sums(Xs, y, theta)
     kernels.finish_gradient(grad, theta, rows, 0.1)
+    all_finite(X.reshape(-1))
+    labels_in_range(y, 2)
     kernels.penalty(theta, 0.1)
     return time.perf_counter() - t0
 

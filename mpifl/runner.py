@@ -59,10 +59,13 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
     started = time.perf_counter()
     collectively(comm, lambda: roles.check_rank_count(comm, cfg))
     spec = collectively(comm, lambda: model_spec(cfg))
-    data = collectively(comm, lambda: roles.load_data(comm, cfg))
     threads = threads_per_rank(cfg["train.threads"])
     set_threads(threads)
+    # before the data: the checks that loading runs are kernels too, compiled once per node
     compile_seconds = comm.allreduce(roles.compile_in_node_order(comm, spec, threads), op=MPI.MAX)
+    load_started = time.perf_counter()
+    data = collectively(comm, lambda: roles.load_data(comm, cfg))
+    load_seconds = comm.allreduce(time.perf_counter() - load_started, op=MPI.MAX)
     occupancy = node_occupancy(comm)
     kernels = ModelKernels(spec, threads)
 
@@ -106,6 +109,8 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
             comm, cfg, records, compile_seconds, train_seconds, time.perf_counter() - started, threads, rounds_run
         )
         summary["ranks_per_node"], summary["cores_per_node"] = occupancy
+        summary["load_seconds"] = load_seconds  # reading and checking the data, slowest rank
+        summary["setup_seconds"] = train_started - started  # validation, data, compile: before round 1
         if writer is not None:
             writer.finish(summary, theta)
     finally:

@@ -29,3 +29,26 @@ def test_collectives_benchmark_smoke(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["ranks"] == 2 and "mpifl / raw" in proc.stdout
+
+
+def test_sparse_benchmark_smoke(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "sparse.py"), "--rows", "3000", "--features", "700", "--nnz", "20",
+         "--repeat", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "sparse.json").read_text())
+    assert data["max_rel_diff"] < 1e-8 and {"mpifl", "scipy", "read"} == set(data["seconds"])
+
+
+def test_data_loading_benchmark_smoke(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "data_loading.py"), "--gigabytes", "0.005", "--clients", "12", "--ranks", "3",
+         "--warm-only", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    first = json.loads((tmp_path / "data_loading.json").read_text())["first_round"]
+    assert set(first) == {"true/warm JIT cache", "false/warm JIT cache"}
+    assert all(v["first_round"] > v["round1"] > 0 for v in first.values())

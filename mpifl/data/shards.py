@@ -29,6 +29,7 @@ from mpifl.data.builtin import (
 from mpifl.data.partition import _bounds, contiguous, partition, split_train_test
 from mpifl.data.sparse import CSR
 from mpifl.errors import DataError, RankCountError
+from mpifl.kernels.checks import all_finite
 from mpifl.model import ModelSpec
 from mpifl.rng import Purpose, stream
 
@@ -216,7 +217,7 @@ def _generated(cfg: Config, rows: int, part: int, name: str) -> Shard:
 
 
 def _checked(shard: Shard, name: str, cfg: Config) -> Shard:
-    if not (np.isfinite(shard.X).all() and np.isfinite(shard.y).all()):
+    if not (all_finite(shard.X.reshape(-1)) and all_finite(shard.y)):
         raise DataError(f"The {name} contain NaN or inf values.")
     if cfg["model.kind"] != "linear":
         y = shard.y

@@ -21,6 +21,7 @@ import numpy as np
 
 from mpifl.data.sparse import CSR
 from mpifl.errors import DataError
+from mpifl.kernels.checks import all_finite, labels_in_range
 
 FORMAT = "mpifl-partition"
 VERSION = 1
@@ -136,12 +137,12 @@ def load_part(manifest: Manifest, entry: dict, who: str, dtype: np.dtype, verify
                 manifest.n_features)
         shape_ok = X.indptr.size == rows + 1 and X.indptr[-1] == X.data.size == X.indices.size
         features_ok = X.indices.size == 0 or (0 <= int(X.indices.min()) and int(X.indices.max()) < manifest.n_features)
-        finite = X.all_finite()
+        finite = all_finite(X.data)
     else:
         X = _as(arrays["X.npy"], dtype)
         shape_ok = X.ndim == 2 and X.shape[0] == rows
         features_ok = X.ndim == 2 and X.shape[1] == manifest.n_features
-        finite = bool(np.isfinite(X).all())
+        finite = X.ndim == 2 and all_finite(X.reshape(-1))
     where = root / entry["dir"]
     if not shape_ok or y.shape != (rows,):
         raise DataError(f"{who}: the arrays in {where} do not hold the {rows} rows {root / MANIFEST} lists.")
@@ -149,12 +150,12 @@ def load_part(manifest: Manifest, entry: dict, who: str, dtype: np.dtype, verify
         found = "column indices beyond" if manifest.sparse else f"{X.shape[1] if X.ndim == 2 else '?'} features, not"
         raise DataError(f"{who}: {where} has {found} the manifest's n_features = {manifest.n_features} "
                         "(the clients disagree on the feature count).")
-    if not finite or not np.isfinite(y).all():
+    if not finite or not all_finite(y):
         raise DataError(f"{who}: {where} contains NaN or inf values.")
     if manifest.is_classifier:
-        bad = (y != np.floor(y)) | (y < 0) | (y >= manifest.n_classes)
-        if bad.any():
-            raise DataError(f"{who}: {where} has label {y[bad][0]:g}, outside the manifest's "
+        bad = labels_in_range(y, manifest.n_classes)
+        if bad >= 0:
+            raise DataError(f"{who}: {where} has label {y[bad]:g}, outside the manifest's "
                             f"{manifest.n_classes} classes 0..{manifest.n_classes - 1}.")
     return X, y
 
