@@ -108,6 +108,9 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag]] = {
     "model.l2": (0.0, Interval(float, 0, None)),
     "model.dtype": ("float64", Choice(("float32", "float64"))),
     "train.algorithm": ("local_sgd", Choice(("gradient_averaging", "local_sgd"))),
+    "train.optimizer": ("sgd", Choice(("sgd", "lbfgs"))),  # lbfgs: distributed full-batch L-BFGS
+    "train.tol": (1e-6, Interval(float, 0, None)),  # lbfgs: stop when max |gradient| <= tol
+    "train.history": (10, Interval(int, 1, 1000)),  # lbfgs: (s, y) pairs kept
     "train.epochs": (1, Interval(int, 1, None)),
     "train.batch_size": (32, Interval(int, 0, None)),
     "train.lr": (0.5, Interval(float, 0, None, "neither")),
@@ -200,6 +203,12 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
         raise ConfigError(
             f"The 'data.rows_per_rank' parameter in {source} generates synthetic rows on each rank; "
             f"it needs data.name = 'synthetic'. Got data.name = {values['data.name']!r}."
+        )
+    if values["train.optimizer"] == "lbfgs" and values["mode"] != "distributed":
+        raise ConfigError(
+            f"The 'train.optimizer' parameter in {origins.get('train.optimizer', source)} is 'lbfgs', which runs "
+            "in distributed mode (every rank takes the same L-BFGS steps on Allreduced gradients). "
+            "Set mode = \"distributed\"."
         )
     if values["data.path"]:
         return

@@ -21,6 +21,7 @@ from mpifl import comm as collectives
 from mpifl.config import Config
 from mpifl.data.shards import Shard
 from mpifl.kernels import ModelKernels
+from mpifl.lbfgs import Lbfgs
 from mpifl.local import LocalSettings, LocalTrainer
 from mpifl.metrics import RoundTimer
 from mpifl.progress import RoundRecord, is_logged, time_breakdown
@@ -107,7 +108,71 @@ class ModelAveraging:
             theta /= self.layout.total
 
 
+class DistributedLbfgs:
+    """Full-batch L-BFGS: each evaluation is one Allreduce of [summed gradient | summed loss].
+
+    Every rank holds the same float64 iterate and L-BFGS state and takes the
+    same steps, so nothing but the gradient travels.  A round is one L-BFGS
+    iteration (one or more evaluations, as the line search needs).
+    """
+
+    def __init__(self, comm: MPI.Comm, trainer: LocalTrainer, layout: Layout, timer: RoundTimer,
+                 history: int, tol: float):
+        self.comm = comm
+        self.trainer = trainer
+        self.layout = layout
+        self.timer = timer
+        spec = trainer.kernels.spec
+        self.optimizer = Lbfgs(spec.size, history, tol)
+        self.x: np.ndarray | None = None  # the float64 iterate
+        self._theta = spec.zeros()
+        self._grad = spec.zeros()
+        self._send = np.empty(spec.size + 1)
+        self._recv = np.empty(spec.size + 1)
+
+    @property
+    def converged(self) -> bool:
+        return self.optimizer.converged
+
+    def objective(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        t = self.trainer
+        shape = self._theta.shape
+        with self.timer.compute():
+            self._theta[:] = x.reshape(shape)
+            loss = t.kernels.full_gradient_sum(t.shard.X, t.shard.y, self._theta, self._grad, want_loss=True)
+            self._send[:-1] = self._grad.ravel()
+            self._send[-1] = loss
+        collectives.allreduce_sum(self.comm, self._send, self._recv, self.timer)
+        with self.timer.compute():
+            n, l2 = self.layout.total, t.settings.l2
+            grad = self._recv[:-1] / n
+            weights = x.reshape(shape)[:, :-1]
+            grad.reshape(shape)[:, :-1] += l2 * weights
+            return float(self._recv[-1] / n + 0.5 * l2 * np.sum(weights * weights)), grad
+
+    def run_round(self, theta: np.ndarray, rnd: int) -> None:
+        if self.x is None:
+            self.x = theta.astype(np.float64).ravel()
+        self.optimizer.step(self.x, self.objective)
+        theta[:] = self.x.reshape(theta.shape)
+
+    def state(self) -> dict[str, np.ndarray]:
+        x = self.x if self.x is not None else np.full(self._theta.size, np.nan)
+        return {**self.optimizer.state(), "lbfgs.x": x}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        if "lbfgs.x" in state and not np.isnan(state["lbfgs.x"]).any():
+            self.optimizer.load_state(state)
+            self.x = state["lbfgs.x"].copy()
+
+
 ALGORITHMS = {"gradient_averaging": GradientAveraging, "local_sgd": ModelAveraging}
+
+
+def make_algorithm(cfg: Config, comm: MPI.Comm, trainer: LocalTrainer, layout: Layout, timer: RoundTimer):
+    if cfg["train.optimizer"] == "lbfgs":
+        return DistributedLbfgs(comm, trainer, layout, timer, cfg["train.history"], cfg["train.tol"])
+    return ALGORITHMS[cfg["train.algorithm"]](comm, trainer, layout, timer)
 
 
 def train_distributed(
@@ -130,24 +195,34 @@ def train_distributed(
     train_layout = exchange_layout(comm, train.n)
     test_layout = exchange_layout(comm, test.n)
     timer = RoundTimer()
-    algorithm = ALGORITHMS[cfg["train.algorithm"]](comm, trainer, train_layout, timer)
+    algorithm = make_algorithm(cfg, comm, trainer, train_layout, timer)
     theta = checkpoints.theta.copy() if checkpoints.resumed else kernels.spec.zeros()
     if "velocity" in checkpoints.local:
         trainer.velocity[:] = checkpoints.local["velocity"]
+    if hasattr(algorithm, "load_state"):
+        algorithm.load_state(checkpoints.local)
+
+    def local_state() -> dict[str, np.ndarray]:
+        extra = algorithm.state() if hasattr(algorithm, "state") else {}
+        return {"velocity": trainer.velocity, **extra}
+
     first = checkpoints.start_round + 1 if checkpoints.resumed else 0
     flag, anyone = np.zeros(1), np.zeros(1)
     for rnd in range(first, cfg["rounds"] + 1):
         timer.reset()
         if rnd > 0:
             algorithm.run_round(theta, rnd)
-        if is_logged(rnd, cfg):
+        converged = getattr(algorithm, "converged", False)  # the same on every rank
+        if is_logged(rnd, cfg) or converged:
             _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, timer, report)
-        if checkpoints.due(rnd):
-            checkpoints.save(rnd, theta, {"velocity": trainer.velocity})
+        if checkpoints.due(rnd) or (converged and checkpoints.every):
+            checkpoints.save(rnd, theta, local_state())
+        if converged:
+            break
         flag[0] = checkpoints.stop.requested
         collectives.allreduce_max(comm, flag, anyone, timer)  # a signal may reach only some ranks
         if anyone[0] and 0 < rnd < cfg["rounds"]:
-            checkpoints.stop_after(rnd, theta, {"velocity": trainer.velocity})
+            checkpoints.stop_after(rnd, theta, local_state())
     return theta
 
 

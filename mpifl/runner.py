@@ -104,7 +104,7 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
             raise
         train_seconds = time.perf_counter() - train_started
         records = comm.bcast(records, root=roles.ROOT)  # once, after training: clients keep none
-        rounds_run = cfg["rounds"] - checkpoints.start_round
+        rounds_run = records[-1].round - checkpoints.start_round  # the last round is always recorded
         summary = _summary(
             comm, cfg, records, compile_seconds, train_seconds, time.perf_counter() - started, threads, rounds_run
         )
@@ -168,7 +168,7 @@ def _banner(comm, cfg, spec, threads, compile_seconds) -> str:
 
 def _closing(summary: dict, run_dir) -> str:
     acc = summary["final_accuracy"]
-    acc_text = "n/a" if acc is None else f"{acc:.4f}"
+    acc_text = "n/a" if acc is None or acc != acc else f"{acc:.4f}"  # None: regression; NaN: no test rows
     return (
         f"done: {summary['rounds_run']} rounds in {summary['train_seconds']:.2f} s "
         f"({summary['seconds_per_round'] * 1e3:.1f} ms/round), final train loss "

@@ -18,6 +18,7 @@ MPIEXEC = shutil.which("mpiexec")
 JOBS = {
     "federated": ["--set", "train.momentum=0.9", "--set", "server.fraction=0.5"],
     "distributed": ["--set", "mode=distributed", "--set", "train.momentum=0.9", "--set", "train.algorithm=local_sgd"],
+    "lbfgs": ["--set", "mode=distributed", "--set", "train.optimizer=lbfgs", "--set", "train.tol=0"],
 }
 
 
@@ -27,7 +28,7 @@ def mpifl(n, *args, cwd, script=None, timeout=120):
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("mode", ["federated", "distributed"])
+@pytest.mark.parametrize("mode", ["federated", "distributed", "lbfgs"])
 def test_killed_run_resumes_to_the_same_bytes(mode, tmp_path):
     common = ["--set", "rounds=30", "--set", "checkpoint.every=5", "--quiet", *JOBS[mode]]
     full = mpifl(4, *common, "--out", "full", cwd=tmp_path)

@@ -189,3 +189,24 @@ def test_rounds_carry_a_per_rank_time_breakdown(mode, tmp_path):
             assert 0.0 <= low <= mean <= high
         assert 0 <= record.slowest_rank < COMM.size
     assert result.summary["slowest_rank"] in range(COMM.size)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_distributed_lbfgs_equals_serial_lbfgs_on_the_union(tmp_path):
+    from mpifl.lbfgs import Lbfgs
+
+    cfg = job("softmax", "mode=distributed", "train.optimizer=lbfgs", "train.tol=0", "rounds=12")
+    result = run(cfg, tmp_path)
+    shards = [worker_shards(cfg, r, COMM.size)[0] for r in range(COMM.size)]
+    X = np.vstack([s.X for s in shards])
+    y = np.concatenate([s.y for s in shards])
+    spec = model_spec(cfg)
+
+    def objective(x):
+        theta = x.reshape(spec.shape)
+        return naive.objective("softmax", X, y, theta, 0.01), naive.mean_grad("softmax", X, y, theta, 0.01).ravel()
+
+    opt, x = Lbfgs(spec.size, cfg["train.history"], 0.0), np.zeros(spec.size)
+    for _ in range(12):
+        opt.step(x, objective)
+    assert rel(result.theta.ravel(), x) < 1e-9
