@@ -16,6 +16,10 @@ import numpy as np
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]  # theta -> (loss, gradient), both new objects
 
 C1, C2 = 1e-4, 0.9  # sufficient decrease and curvature constants
+# Near the optimum the loss stops changing in floating point long before the
+# gradient does; there the approximate Wolfe test of Hager and Zhang (2005),
+# which trusts slopes, lets L-BFGS keep converging to full precision.
+ROUNDING = 1e-12
 MAX_LINE_SEARCH = 40
 
 
@@ -69,7 +73,7 @@ class Lbfgs:
             slope = float(self.grad @ p)
         first = 1.0 if self.count else min(1.0, 1.0 / max(np.abs(self.grad).sum(), 1e-300))
         alpha, loss, grad = self._line_search(theta, p, slope, first, objective)
-        if not loss < self.loss:  # rounding has the last word: the iterate is the optimum to precision
+        if loss > self.loss + self._rounding(self.loss) or alpha == 0.0:  # no step helps: optimal to precision
             self.converged = True
             return
         s = alpha * p
@@ -94,6 +98,16 @@ class Lbfgs:
         self.count, self.loss, self.started = int(count), float(loss), bool(started)
         self.evaluations, self.converged = int(evaluations), bool(converged)
 
+    @staticmethod
+    def _rounding(f: float) -> float:
+        return ROUNDING * max(abs(f), 1e-300)
+
+    def _acceptable(self, f0: float, slope0: float, alpha: float, f: float, slope: float) -> bool:
+        """Strong Wolfe, or approximate Wolfe where the loss is flat to rounding."""
+        if f <= f0 + C1 * alpha * slope0 and abs(slope) <= -C2 * slope0:
+            return True
+        return f <= f0 + self._rounding(f0) and C2 * slope0 <= slope <= (2 * C1 - 1) * slope0
+
     def _call(self, objective: Objective, theta: np.ndarray) -> tuple[float, np.ndarray]:
         self.evaluations += 1
         return objective(theta)
@@ -105,6 +119,8 @@ class Lbfgs:
         for i in range(MAX_LINE_SEARCH):
             f, g = self._call(objective, theta + alpha * p)
             slope = float(g @ p)
+            if self._acceptable(f0, slope0, alpha, f, slope):
+                return alpha, f, g
             if f > f0 + C1 * alpha * slope0 or (i > 0 and f >= prev_f):
                 return self._zoom(theta, p, f0, slope0, prev_alpha, prev_f, prev_slope, alpha, f, slope, objective)
             if abs(slope) <= -C2 * slope0:
@@ -121,6 +137,8 @@ class Lbfgs:
             alpha = _cubic_min(lo, f_lo, s_lo, hi, f_hi, s_hi)
             f, g = self._call(objective, theta + alpha * p)
             slope = float(g @ p)
+            if self._acceptable(f0, slope0, alpha, f, slope):
+                return alpha, f, g
             if f > f0 + C1 * alpha * slope0 or f >= f_lo:
                 hi, f_hi, s_hi = alpha, f, slope
             else:
