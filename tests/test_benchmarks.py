@@ -52,3 +52,16 @@ def test_data_loading_benchmark_smoke(tmp_path):
     first = json.loads((tmp_path / "data_loading.json").read_text())["first_round"]
     assert set(first) == {"true/warm JIT cache", "false/warm JIT cache"}
     assert all(v["first_round"] > v["round1"] > 0 for v in first.values())
+
+
+def test_side_by_side_runner_smoke(tmp_path):
+    """The runner's tiny version, as CI runs it: peers that are not installed are reported, not required."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--smoke", "--only", "federated,sklearn", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert {"mpifl", "numpy"} <= set(data["federated"]["8"])
+    assert data["sklearn"]["mpifl lbfgs, 2 ranks"]["seconds"] > 0
+    assert "Machine:" in (tmp_path / "bench.md").read_text()

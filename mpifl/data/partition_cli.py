@@ -86,27 +86,41 @@ def run(args: argparse.Namespace) -> dict:
     parts = _partition(args, y[train], None if table.groups is None else table.groups[train])
     if out.exists() and args.force:
         shutil.rmtree(out)
+    groups = table.groups if args.method == "natural" else None
+    return write_partition(
+        out, table.X, y, [train[rows] for rows in parts], test, np.dtype(args.dtype), label_values,
+        {"source": str(args.source), "method": args.method, "params": _params(args), "seed": args.seed,
+         "test_fraction": args.test_fraction, "task": args.task},
+        groups,
+    )
+
+
+def write_partition(out: Path, X, y: np.ndarray, clients: list[np.ndarray], test: np.ndarray, dtype: np.dtype,
+                    label_values: list[float], meta: dict, groups: np.ndarray | None = None) -> dict:
+    """Write client and test files and the manifest from rows already assigned; returns the manifest.
+
+    ``y`` holds labels 0..C-1 (or real targets when meta["task"] is
+    "regression"); ``clients[k]`` and ``test`` index rows of X and y.
+    """
     out.mkdir(parents=True)
-    dtype = np.dtype(args.dtype)
-    n_classes = len(label_values) if args.task == "classification" else 1
-    clients = []
-    for k, rows in enumerate(parts):
-        chosen = train[rows]
-        files = store.write_part(out, store.client_dir(k), _take(table.X, chosen), y[chosen], dtype)
+    task = meta.get("task", "classification")
+    n_classes = len(label_values) if task == "classification" else 1
+    entries = []
+    for k, chosen in enumerate(clients):
+        files = store.write_part(out, store.client_dir(k), _take(X, chosen), y[chosen], dtype)
         entry = {"id": k, "dir": store.client_dir(k), "rows": int(chosen.size), "files": files}
-        if args.task == "classification":
+        if task == "classification":
             entry["label_counts"] = np.bincount(y[chosen].astype(np.int64), minlength=n_classes).tolist()
-        if table.groups is not None and args.method == "natural":
-            entry["group"] = float(table.groups[chosen[0]])
-        clients.append(entry)
-    test_files = store.write_part(out, "test", _take(table.X, test), y[test], dtype)
+        if groups is not None and chosen.size:
+            entry["group"] = float(groups[chosen[0]])
+        entries.append(entry)
+    test_files = store.write_part(out, "test", _take(X, test), y[test], dtype)
     manifest = {
-        "format": store.FORMAT, "version": store.VERSION,
-        "source": str(args.source), "task": args.task, "n_features": int(table.X.shape[1]),
-        "n_classes": n_classes, "label_values": label_values, "dtype": args.dtype,
-        "sparse": isinstance(table.X, CSR), "method": args.method, "params": _params(args),
-        "seed": args.seed, "test_fraction": args.test_fraction,
-        "clients": clients, "test": {"dir": "test", "rows": int(test.size), "files": test_files},
+        "format": store.FORMAT, "version": store.VERSION, "source": meta.get("source", ""), "task": task,
+        "n_features": int(X.shape[1]), "n_classes": n_classes, "label_values": label_values,
+        "dtype": str(dtype), "sparse": isinstance(X, CSR), "method": meta.get("method", "given"),
+        "params": meta.get("params", {}), "seed": meta.get("seed"), "test_fraction": meta.get("test_fraction"),
+        "clients": entries, "test": {"dir": "test", "rows": int(test.size), "files": test_files},
     }
     store.write_manifest(out, manifest)
     return manifest
