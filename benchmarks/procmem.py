@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
 SAMPLE_SECONDS = 0.1
 
 

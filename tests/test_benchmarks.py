@@ -62,6 +62,6 @@ def test_side_by_side_runner_smoke(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((tmp_path / "bench.json").read_text())
-    assert {"mpifl", "numpy"} <= set(data["federated"]["8"])
+    assert {"mpifl, 9 ranks", "numpy"} <= set(data["federated"]["8"])
     assert data["sklearn"]["mpifl lbfgs, 2 ranks"]["seconds"] > 0
     assert "Machine:" in (tmp_path / "bench.md").read_text()

@@ -32,7 +32,7 @@ def main(path: str, target: float, out: str) -> None:
     X, y = np.ascontiguousarray(table[:, :-1]), table[:, -1]
     result = {}
     for max_iter in range(1, 200):
-        model = LogisticRegression(penalty=None, solver="lbfgs", max_iter=max_iter, tol=1e-12)
+        model = LogisticRegression(C=np.inf, solver="lbfgs", max_iter=max_iter, tol=1e-12)
         t0 = time.perf_counter()
         model.fit(X, y)
         seconds = time.perf_counter() - t0
