@@ -64,7 +64,7 @@ def test_traffic_of_a_federated_round_is_one_bcast_and_two_gathers():
     cfg = config.load(None)  # the default job: softmax on digits, 650 float64 parameters
     per_round = traffic.per_round(cfg, 8, rows_per_worker=200)
     assert [(c.name, c.nbytes) for c in per_round] == [("Bcast", (650 + 7 + 1) * 8), ("Gather", 650 * 8), ("Gather", 56)]
-    assert traffic.workers("federated", 8) == 7 and traffic.train_rows(cfg) == 1797 - 359
+    assert traffic.workers("federated", 8) == 7 and traffic.train_rows(cfg, 8) == 1797 - 359
 
 
 def _inputs(kind):
@@ -92,6 +92,9 @@ def test_weak_study_grows_the_data_with_the_workers():
     assert study.config(2)["data.n_samples"] == 200_000
     assert study.config(8)["data.n_samples"] == 800_000
     assert Study(job=SYNTHETIC, kind="strong", ranks=(2, 8)).config(8)["data.n_samples"] == 200_000
+    per_rank = Study(job=SYNTHETIC, kind="weak", ranks=(1, 4), overrides=("data.rows_per_rank=5000",))
+    assert per_rank.point_overrides(4) == []  # each worker makes its own 5,000 rows at any rank count
+    assert traffic.train_rows(per_rank.config(4), 4) == 20_000
 
 
 @pytest.mark.parametrize(
@@ -175,3 +178,15 @@ def test_a_failing_point_stops_the_study_and_names_its_log(tmp_path):
     assert "Cannot partition 1 training rows over 2 clients" in proc.stderr
     assert (tmp_path / "study" / "points" / "p0001-r0" / "summary.json").exists()
     assert not (tmp_path / "study" / "scaling.csv").exists()
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "slurm" / "studies").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_study_files_are_valid_from_any_directory(path, tmp_path, monkeypatch):
+    from mpifl.scaling import study as studies
+
+    monkeypatch.chdir(tmp_path)
+    study = studies.load(path, {})
+    study.validate()
+    assert study.job is None or study.job.exists()
+    files = render_sbatch(study, tmp_path / "out")
+    assert len(files) == len(study.ranks)

@@ -87,7 +87,7 @@ def collect(study: Study, out: Path) -> list[ScalingRow]:
         rows.append(
             ScalingRow(
                 kind=study.kind, mode=cfg["mode"], ranks=ranks, workers=w, repeats=len(runs),
-                train_rows=train_rows(cfg),
+                train_rows=train_rows(cfg, ranks),
                 seconds_per_round=statistics.median(times), seconds_per_round_min=min(times),
                 seconds_per_round_max=max(times),
                 compute_seconds=statistics.median(s[1] for s in splits),

@@ -3,7 +3,8 @@
 A study file is TOML with a [study] table (see slurm/studies/); the same
 fields can be given on the command line for a plain job file.  Strong scaling
 runs the job as written at every rank count.  Weak scaling keeps the rows per
-worker of the smallest point: data.n_samples grows with the worker count.
+worker of the smallest point: data.n_samples grows with the worker count, or,
+with data.rows_per_rank, every worker generates its own rows and nothing changes.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class Study:
         if self.kind == "strong":
             return []
         base = self.base()
+        if base["data.rows_per_rank"]:  # every worker already makes its own rows: nothing to scale
+            return []
         rows = base["data.n_samples"] * workers(base["mode"], ranks) // workers(base["mode"], self.ranks[0])
         return [f"data.n_samples={rows}"]
 
@@ -120,10 +123,14 @@ def load(path: Path | None, cli: dict[str, Any]) -> Study:
 
 
 def _job_path(study_path: Path, job: str | None) -> Path | None:
-    """A study's job path, relative to the current directory, else to the study file."""
+    """A study's job path: as given (absolute, or relative to the current directory), else relative to
+    the study file's directory or one of its parents (so slurm/studies/*.toml can name jobs/...)."""
     if job is None:
         return None
     candidate = Path(job)
     if candidate.is_absolute() or candidate.exists():
         return candidate
-    return Path(study_path).parent / candidate
+    for parent in Path(study_path).resolve().parents:
+        if (parent / candidate).exists():
+            return parent / candidate
+    return candidate  # config.load names it in its error

@@ -23,8 +23,19 @@ class Collective:
     count: int  # per round
 
 
-def train_rows(cfg: Config) -> int:
-    """Training rows in the whole job (all workers together)."""
+def train_rows(cfg: Config, ranks: int) -> int:
+    """Training rows in the whole job (all workers together) at ``ranks`` ranks."""
+    if cfg["data.rows_per_rank"]:
+        return cfg["data.rows_per_rank"] * workers(cfg["mode"], ranks)
+    if cfg["data.path"]:
+        from mpifl.data import files
+
+        if files.is_partition(cfg["data.path"]):
+            return sum(int(c["rows"]) for c in files.manifest_of(cfg["data.path"]).doc["clients"])
+        import numpy as np
+
+        n = np.load(cfg["data.path"], mmap_mode="r").shape[0]
+        return n - round(n * cfg["data.test_fraction"])
     if cfg["data.name"] == "digits":
         from mpifl.data.builtin import load_digits
 
