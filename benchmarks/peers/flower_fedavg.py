@@ -14,23 +14,7 @@ import sys
 import time
 
 import numpy as np
-
-BATCH, LR = 32, 0.5
-
-
-def local_epoch(W, X, y, rng):
-    order = rng.permutation(y.size)
-    for s in range(0, y.size, BATCH):
-        b = order[s : s + BATCH]
-        Z = X[b] @ W[:-1] + W[-1]
-        Z -= Z.max(axis=1, keepdims=True)
-        P = np.exp(Z)
-        P /= P.sum(axis=1, keepdims=True)
-        P[np.arange(b.size), y[b]] -= 1.0
-        P /= b.size
-        W[:-1] -= LR * (X[b].T @ P)
-        W[-1] -= LR * P.sum(axis=0)
-    return W
+from softmax_sgd import sgd_epoch
 
 
 def main(path: str, rounds: int, out: str) -> None:
@@ -56,7 +40,7 @@ def main(path: str, rounds: int, out: str) -> None:
 
         def fit(self, parameters, config):
             rng = np.random.default_rng([int(config["round"]), self.k])
-            W = local_epoch(parameters[0].copy(), self.X, self.y, rng)
+            W = sgd_epoch(parameters[0].copy(), self.X, self.y, rng.permutation(self.y.size))
             return [W], self.y.size, {}
 
     def client_fn(context: Context):

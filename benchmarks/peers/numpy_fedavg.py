@@ -13,8 +13,7 @@ import sys
 import time
 
 import numpy as np
-
-BATCH, LR, EPOCHS = 32, 0.5, 1
+from softmax_sgd import sgd_epoch
 
 
 def main(path: str, rounds: int, out: str) -> None:
@@ -31,17 +30,7 @@ def main(path: str, rounds: int, out: str) -> None:
         for k, rows in enumerate(clients):
             local = W.copy()
             rng = np.random.default_rng([rnd, k])
-            order = rows[rng.permutation(rows.size)]
-            for s in range(0, order.size, BATCH):
-                b = order[s : s + BATCH]
-                Z = X[b] @ local[:-1] + local[-1]
-                Z -= Z.max(axis=1, keepdims=True)
-                P = np.exp(Z)
-                P /= P.sum(axis=1, keepdims=True)
-                P[np.arange(b.size), y[b]] -= 1.0
-                P /= b.size
-                local[:-1] -= LR * (X[b].T @ P)
-                local[-1] -= LR * P.sum(axis=0)
+            sgd_epoch(local, X, y, rows[rng.permutation(rows.size)])
             total += rows.size * local
             weight += rows.size
         W = total / weight

@@ -26,6 +26,20 @@ def add_l2_and_scale(grad, theta, count, l2):
 
 
 @kernel
+def momentum_step(theta, velocity, grad, lr, momentum):
+    """Heavy-ball SGD: velocity = momentum * velocity + grad; theta -= lr * velocity (plain SGD at 0)."""
+    if momentum != 0.0:
+        for c in range(theta.shape[0]):
+            for j in range(theta.shape[1]):
+                velocity[c, j] = momentum * velocity[c, j] + grad[c, j]
+                theta[c, j] -= lr * velocity[c, j]
+    else:
+        for c in range(theta.shape[0]):
+            for j in range(theta.shape[1]):
+                theta[c, j] -= lr * grad[c, j]
+
+
+@kernel
 def l2_penalty(theta, l2):
     """0.5 * l2 * ||W||^2, the bias excluded."""
     C, P = theta.shape
@@ -92,15 +106,7 @@ def sgd_epoch(kind, X, y, theta, velocity, grad, Z, E, order, batch_size, lr, mo
         grad[:] = 0
         range_loss_grad(kind, X, y, theta, order, True, s, e, grad, Z, E, GRAD)
         add_l2_and_scale(grad, theta, e - s, l2)
-        if momentum != 0.0:
-            for c in range(theta.shape[0]):
-                for j in range(theta.shape[1]):
-                    velocity[c, j] = momentum * velocity[c, j] + grad[c, j]
-                    theta[c, j] -= lr * velocity[c, j]
-        else:
-            for c in range(theta.shape[0]):
-                for j in range(theta.shape[1]):
-                    theta[c, j] -= lr * grad[c, j]
+        momentum_step(theta, velocity, grad, lr, momentum)
 
 
 @kernel

@@ -189,6 +189,16 @@ def _softmax_link(y, rows, indexed, s, m, C, Z, E, what):
 
 
 @kernel
+def link(kind, y, rows, indexed, s, m, C, Z, E, what):
+    """The model kind's link on a chunk of logits: residuals in Z; returns (summed loss, correct)."""
+    if kind == SQUARED:
+        return _squared_link(y, rows, indexed, s, m, Z, what)
+    if kind == LOGISTIC:
+        return _logistic_link(y, rows, indexed, s, m, Z, E, what)
+    return _softmax_link(y, rows, indexed, s, m, C, Z, E, what)
+
+
+@kernel
 def range_loss_grad(kind, X, y, theta, rows, indexed, start, stop, grad, Z, E, what):
     """Accumulate over rows [start, stop) (through ``rows`` when indexed).
 
@@ -204,12 +214,7 @@ def range_loss_grad(kind, X, y, theta, rows, indexed, start, stop, grad, Z, E, w
     for s in range(start, stop, CHUNK):
         m = min(CHUNK, stop - s)
         chunk_logits(X, theta, rows, indexed, s, m, Z)
-        if kind == SQUARED:
-            part, hits = _squared_link(y, rows, indexed, s, m, Z, what)
-        elif kind == LOGISTIC:
-            part, hits = _logistic_link(y, rows, indexed, s, m, Z, E, what)
-        else:
-            part, hits = _softmax_link(y, rows, indexed, s, m, C, Z, E, what)
+        part, hits = link(kind, y, rows, indexed, s, m, C, Z, E, what)
         loss += part
         correct += hits
         if what & GRAD:

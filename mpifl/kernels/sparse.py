@@ -12,19 +12,8 @@ import numba
 import numpy as np
 
 from mpifl.jit import kernel, threaded_kernel
-from mpifl.kernels.drivers import add_l2_and_scale
-from mpifl.kernels.losses import (
-    CHUNK,
-    CORRECT,
-    GRAD,
-    LOGISTIC,
-    LOSS,
-    SQUARED,
-    _logistic_link,
-    _row,
-    _softmax_link,
-    _squared_link,
-)
+from mpifl.kernels.drivers import add_l2_and_scale, momentum_step
+from mpifl.kernels.losses import CHUNK, CORRECT, GRAD, LOSS, _row, link
 
 
 @kernel
@@ -68,12 +57,7 @@ def range_loss_grad_csr(kind, data, indices, indptr, y, theta, rows, indexed, st
     for s in range(start, stop, CHUNK):
         m = min(CHUNK, stop - s)
         chunk_logits_csr(data, indices, indptr, theta, rows, indexed, s, m, Z)
-        if kind == SQUARED:
-            part, hits = _squared_link(y, rows, indexed, s, m, Z, what)
-        elif kind == LOGISTIC:
-            part, hits = _logistic_link(y, rows, indexed, s, m, Z, E, what)
-        else:
-            part, hits = _softmax_link(y, rows, indexed, s, m, C, Z, E, what)
+        part, hits = link(kind, y, rows, indexed, s, m, C, Z, E, what)
         loss += part
         correct += hits
         if what & GRAD:
@@ -133,15 +117,7 @@ def sgd_epoch_csr(kind, data, indices, indptr, y, theta, velocity, grad, Z, E, o
         grad[:] = 0
         range_loss_grad_csr(kind, data, indices, indptr, y, theta, order, True, s, e, grad, Z, E, GRAD)
         add_l2_and_scale(grad, theta, e - s, l2)
-        if momentum != 0.0:
-            for c in range(theta.shape[0]):
-                for j in range(theta.shape[1]):
-                    velocity[c, j] = momentum * velocity[c, j] + grad[c, j]
-                    theta[c, j] -= lr * velocity[c, j]
-        else:
-            for c in range(theta.shape[0]):
-                for j in range(theta.shape[1]):
-                    theta[c, j] -= lr * grad[c, j]
+        momentum_step(theta, velocity, grad, lr, momentum)
 
 
 @kernel
