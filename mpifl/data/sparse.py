@@ -60,6 +60,3 @@ class CSR:
         indptr = np.zeros(X.shape[0] + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=X.shape[0]), out=indptr[1:])
         return cls(np.ascontiguousarray(X[rows, cols]), cols.astype(np.int32), indptr, X.shape[1])
-
-    def all_finite(self) -> bool:
-        return bool(np.isfinite(self.data).all())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from mpifl.errors import MpiflError
@@ -104,8 +104,6 @@ def collect(study: Study, out: Path) -> list[ScalingRow]:
 
 
 def with_speedup(rows: list[ScalingRow]) -> list[ScalingRow]:
-    from dataclasses import replace
-
     base = rows[0]
     out = []
     for row in rows:
