@@ -31,7 +31,7 @@ def warm_up(spec: ModelSpec, threads: int) -> float:
     order = np.arange(rows, dtype=np.int64)
     kernels.full_gradient_sum(X, y, theta, grad, want_loss=True)
     kernels.batch_gradient_sum(X, y, theta, order, 0, rows, grad)
-    kernels.sgd_epoch(X, y, theta, velocity, grad, order, 2, 0.1, 0.5, 0.0)
+    kernels.sgd_epoch(X, y, theta, velocity, grad, order, 2, 0.1, 0.5, 0.0, (spec.zeros(), 0.1, spec.zeros()))
     kernels.evaluate_sums(X, y, theta)
     if spec.sparse:
         from mpifl.data.sparse import CSR
@@ -39,7 +39,7 @@ def warm_up(spec: ModelSpec, threads: int) -> float:
         Xs = CSR.from_dense(X)
         kernels.full_gradient_sum(Xs, y, theta, grad, want_loss=True)
         kernels.batch_gradient_sum(Xs, y, theta, order, 0, rows, grad)
-        kernels.sgd_epoch(Xs, y, theta, velocity, grad, order, 2, 0.1, 0.5, 0.0)
+        kernels.sgd_epoch(Xs, y, theta, velocity, grad, order, 2, 0.1, 0.5, 0.0, (spec.zeros(), 0.1, spec.zeros()))
         kernels.evaluate_sums(Xs, y, theta)
     kernels.finish_gradient(grad, theta, rows, 0.1)
     all_finite(X.reshape(-1))

@@ -8,80 +8,16 @@ key, the constraint and the value received, in scikit-learn's style:
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
+from mpifl.constraints import Choice, Flag, Interval, Text
+from mpifl.constraints import violation
 from mpifl.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A numeric range; ``kind`` is int or float."""
-
-    kind: type
-    low: float | None
-    high: float | None
-    closed: str = "both"  # "both" | "left" | "right" | "neither"
-
-    def accepts(self, value: Any) -> bool:
-        if isinstance(value, bool):
-            return False
-        if self.kind is int and not isinstance(value, Integral):
-            return False
-        if self.kind is float and not isinstance(value, Real):
-            return False
-        if isinstance(value, float) and not math.isfinite(value):
-            return False
-        left_ok = self.low is None or (value >= self.low if self.closed in ("both", "left") else value > self.low)
-        right_ok = self.high is None or (value <= self.high if self.closed in ("both", "right") else value < self.high)
-        return left_ok and right_ok
-
-    def describe(self) -> str:
-        lo = "-inf" if self.low is None else _num(self.low)
-        hi = "inf" if self.high is None else _num(self.high)
-        left = "[" if self.closed in ("both", "left") and self.low is not None else "("
-        right = "]" if self.closed in ("both", "right") and self.high is not None else ")"
-        return f"{'an int' if self.kind is int else 'a float'} in the range {left}{lo}, {hi}{right}"
-
-
-@dataclass(frozen=True)
-class Choice:
-    options: tuple[Any, ...]
-
-    def accepts(self, value: Any) -> bool:
-        return isinstance(value, type(self.options[0])) and value in self.options
-
-    def describe(self) -> str:
-        return "a str among {" + ", ".join(repr(o) for o in self.options) + "}"
-
-
-@dataclass(frozen=True)
-class Text:
-    """Any string, e.g. a path."""
-
-    def accepts(self, value: Any) -> bool:
-        return isinstance(value, str)
-
-    def describe(self) -> str:
-        return "a str"
-
-
-@dataclass(frozen=True)
-class Flag:
-    def accepts(self, value: Any) -> bool:
-        return isinstance(value, bool)
-
-    def describe(self) -> str:
-        return "a bool (true or false)"
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
+from mpifl.strategies import STRATEGIES, STRATEGY_KEYS
 
 
 # The default values are the default job: federated softmax on digits, 7 clients.
@@ -90,7 +26,7 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag]] = {
     "seed": (0, Interval(int, 0, 2**63 - 1)),
     "rounds": (50, Interval(int, 1, None)),
     "log_every": (1, Interval(int, 1, None)),
-    "data.name": ("digits", Choice(("digits", "synthetic"))),
+    "data.name": ("digits", Choice(("digits", "synthetic", "fedprox_synthetic"))),
     "data.partition": ("dirichlet", Choice(("iid", "dirichlet"))),
     "data.alpha": (0.5, Interval(float, 0, None, "neither")),
     "data.test_fraction": (0.2, Interval(float, 0, 1, "left")),
@@ -98,11 +34,16 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag]] = {
     "data.n_features": (20, Interval(int, 1, None)),
     "data.n_classes": (2, Interval(int, 2, None)),
     "data.noise": (0.1, Interval(float, 0, None)),
+    # the FedProx paper's Synthetic(alpha, beta): model and input heterogeneity across clients (std devs)
+    "data.fedprox_alpha": (0.0, Interval(float, 0, None)),
+    "data.fedprox_beta": (0.0, Interval(float, 0, None)),
+    "data.fedprox_iid": (False, Flag()),  # one shared model and mean-zero inputs (the paper's Synthetic-IID)
     # files: a directory from 'python -m mpifl partition', or one .npy (distributed mode); "" = data.name
     "data.path": ("", Text()),
     "data.verify": (True, Flag()),  # check every file's sha256 against the manifest before training
     "data.label_column": (-1, Interval(int, None, None)),  # the label column of a single .npy file
-    "data.clients": (0, Interval(int, 0, None)),  # federated clients K of a built-in set; 0 = one per client rank
+    # federated clients K of a built-in set; 0 = one per client rank (30 for fedprox_synthetic)
+    "data.clients": (0, Interval(int, 0, None)),
     "data.rows_per_rank": (0, Interval(int, 0, None)),  # synthetic: generate this many rows per worker/client
     "model.kind": ("softmax", Choice(("linear", "logistic", "softmax"))),
     "model.l2": (0.0, Interval(float, 0, None)),
@@ -116,12 +57,18 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag]] = {
     "train.lr": (0.5, Interval(float, 0, None, "neither")),
     "train.momentum": (0.0, Interval(float, 0, 1, "left")),
     "train.threads": (0, Interval(int, 0, 1024)),
-    "server.strategy": ("fedavg", Choice(("fedavg",))),
+    # share of each round's sampled clients that run 1..train.epochs local epochs (FedProx's stragglers)
+    "train.stragglers": (0.0, Interval(float, 0, 1)),
+    "server.strategy": ("fedavg", Choice(tuple(STRATEGIES))),
     "server.fraction": (1.0, Interval(float, 0, 1, "right")),
+    "server.drop_stragglers": (False, Flag()),  # drop the stragglers' updates (the FedProx paper's FedAvg)
+    # server.lr, server.momentum, server.proximal_mu, ...: declared by each strategy (mpifl.strategies)
     "checkpoint.every": (0, Interval(int, 0, None)),
 }
 
 SECTIONS = ("data", "model", "train", "server", "checkpoint")
+# Keys that exist only for the strategies that declare them (mpifl.strategies: each class's `parameters`).
+STRATEGY_PARAMETER_KEYS = {f"server.{key}": users for key, users in STRATEGY_KEYS.items()}
 
 
 @dataclass(frozen=True)
@@ -165,9 +112,10 @@ def flatten(table: dict[str, Any], source: str) -> dict[str, Any]:
         else:
             flat[key] = value
     for key in flat:
-        if key not in SCHEMA:
+        if key not in SCHEMA and key not in STRATEGY_PARAMETER_KEYS:
             section = key.split(".", 1)[0] if "." in key else None
-            siblings = sorted(k for k in SCHEMA if (k.split(".", 1)[0] if "." in k else None) == section)
+            known = [*SCHEMA, *STRATEGY_PARAMETER_KEYS]
+            siblings = sorted(k for k in known if (k.split(".", 1)[0] if "." in k else None) == section)
             raise ConfigError(
                 f"Unknown key '{key}' in {source}. Valid keys"
                 + (f" in [{section}]" if section else " at the top level")
@@ -190,15 +138,11 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
     """Check every key against its declared constraint and the cross-key rules."""
-    for key, value in values.items():
-        constraint = SCHEMA[key][1]
-        if not constraint.accepts(value):
-            raise ConfigError(
-                f"The '{key}' parameter in {origins.get(key, source)} must be "
-                f"{constraint.describe()}. Got {value!r} instead."
-            )
-        if isinstance(constraint, Interval) and constraint.kind is float:
-            values[key] = float(value)
+    for key in list(values):
+        if key in STRATEGY_PARAMETER_KEYS:
+            continue
+        _check_value(values, key, SCHEMA[key][1], origins.get(key, source))
+    _check_strategy(values, origins, source)
     if values["data.rows_per_rank"] and values["data.name"] != "synthetic":
         raise ConfigError(
             f"The 'data.rows_per_rank' parameter in {source} generates synthetic rows on each rank; "
@@ -227,6 +171,34 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
             f"The 'data.n_classes' parameter in {source} must be 2 for model.kind 'logistic'. "
             f"Got {values['data.n_classes']} instead."
         )
+
+
+def _check_value(values: dict[str, Any], key: str, constraint, origin: str) -> None:
+    message = violation(key, origin, constraint, values[key])
+    if message:
+        raise ConfigError(message)
+    if isinstance(constraint, Interval) and constraint.kind is float:
+        values[key] = float(values[key])
+
+
+def _check_strategy(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
+    """Fill in the strategy's own server.* defaults, check them, and refuse keys it does not use."""
+    name = values["server.strategy"]
+    declared = STRATEGIES[name].parameters
+    for key, users in STRATEGY_PARAMETER_KEYS.items():
+        short = key.split(".", 1)[1]
+        if short in declared:
+            values.setdefault(key, declared[short][0])
+            _check_value(values, key, declared[short][1], origins.get(key, source))
+        elif key in values:
+            raise ConfigError(
+                f"The '{key}' parameter in {origins.get(key, source)} is not used by server.strategy "
+                f"{name!r}; it belongs to " + ", ".join(repr(u) for u in users) + "."
+            )
+    if values["mode"] == "distributed":
+        for key in ("train.stragglers", "server.drop_stragglers"):
+            if key in origins and values[key]:
+                raise ConfigError(f"The '{key}' parameter in {origins[key]} applies to federated mode only.")
 
 
 def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:

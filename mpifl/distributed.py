@@ -11,7 +11,6 @@ Two algorithms:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,15 +19,15 @@ from mpi4py import MPI
 from mpifl import comm as collectives
 from mpifl.config import Config
 from mpifl.data.shards import Shard
-from mpifl.kernels import ModelKernels
 from mpifl.lbfgs import Lbfgs
 from mpifl.local import LocalSettings, LocalTrainer
+from mpifl.loop import Loop
 from mpifl.metrics import RoundTimer
 from mpifl.progress import RoundRecord, is_logged, time_breakdown
 
 
 @dataclass(frozen=True)
-class Layout:
+class ShardSizes:
     """Every worker's shard size, known to all ranks after one Allgather."""
 
     sizes: np.ndarray
@@ -45,16 +44,16 @@ class Layout:
         return math.ceil(int(self.sizes.max()) / batch)
 
 
-def exchange_layout(comm: MPI.Comm, n_local: int) -> Layout:
+def exchange_sizes(comm: MPI.Comm, n_local: int) -> ShardSizes:
     sizes = np.empty(comm.Get_size(), dtype=np.int64)
     comm.Allgather(np.array([n_local], dtype=np.int64), sizes)
-    return Layout(sizes)
+    return ShardSizes(sizes)
 
 
 class GradientAveraging:
     """Synchronous data-parallel SGD: one gradient Allreduce per step."""
 
-    def __init__(self, comm: MPI.Comm, trainer: LocalTrainer, layout: Layout, timer: RoundTimer):
+    def __init__(self, comm: MPI.Comm, trainer: LocalTrainer, layout: ShardSizes, timer: RoundTimer):
         self.comm = comm
         self.trainer = trainer
         self.layout = layout
@@ -92,7 +91,7 @@ class GradientAveraging:
 class ModelAveraging:
     """Local SGD: train.epochs local epochs, then one Allreduce of n_r * theta_r."""
 
-    def __init__(self, comm: MPI.Comm, trainer: LocalTrainer, layout: Layout, timer: RoundTimer):
+    def __init__(self, comm: MPI.Comm, trainer: LocalTrainer, layout: ShardSizes, timer: RoundTimer):
         self.comm = comm
         self.trainer = trainer
         self.layout = layout
@@ -116,7 +115,7 @@ class DistributedLbfgs:
     iteration (one or more evaluations, as the line search needs).
     """
 
-    def __init__(self, comm: MPI.Comm, trainer: LocalTrainer, layout: Layout, timer: RoundTimer,
+    def __init__(self, comm: MPI.Comm, trainer: LocalTrainer, layout: ShardSizes, timer: RoundTimer,
                  history: int, tol: float):
         self.comm = comm
         self.trainer = trainer
@@ -169,31 +168,24 @@ class DistributedLbfgs:
 ALGORITHMS = {"gradient_averaging": GradientAveraging, "local_sgd": ModelAveraging}
 
 
-def make_algorithm(cfg: Config, comm: MPI.Comm, trainer: LocalTrainer, layout: Layout, timer: RoundTimer):
+def make_algorithm(cfg: Config, comm: MPI.Comm, trainer: LocalTrainer, layout: ShardSizes, timer: RoundTimer):
     if cfg["train.optimizer"] == "lbfgs":
         return DistributedLbfgs(comm, trainer, layout, timer, cfg["train.history"], cfg["train.tol"])
     return ALGORITHMS[cfg["train.algorithm"]](comm, trainer, layout, timer)
 
 
-def train_distributed(
-    comm: MPI.Comm,
-    cfg: Config,
-    train: Shard,
-    test: Shard,
-    kernels: ModelKernels,
-    report: Callable[[RoundRecord], None],
-    checkpoints,
-) -> np.ndarray:
+def train_distributed(loop: Loop, train: Shard, test: Shard) -> np.ndarray:
     """Train on this rank's shard in step with every other rank; returns the final theta.
 
-    ``checkpoints`` (mpifl.roles.Checkpoints) gives the round to start from and
-    saves the state every checkpoint.every rounds.
+    ``loop.checkpoints`` gives the round to start from and saves the state
+    every checkpoint.every rounds.
     """
+    comm, cfg, kernels, checkpoints = loop.comm, loop.cfg, loop.kernels, loop.checkpoints
     settings = LocalSettings.from_config(cfg)
     trainer = LocalTrainer(train, kernels, settings, cfg["seed"], comm.Get_rank())
     tester = LocalTrainer(test, kernels, settings, cfg["seed"], comm.Get_rank())
-    train_layout = exchange_layout(comm, train.n)
-    test_layout = exchange_layout(comm, test.n)
+    train_layout = exchange_sizes(comm, train.n)
+    test_layout = exchange_sizes(comm, test.n)
     timer = RoundTimer()
     algorithm = make_algorithm(cfg, comm, trainer, train_layout, timer)
     theta = checkpoints.theta.copy() if checkpoints.resumed else kernels.spec.zeros()
@@ -214,15 +206,15 @@ def train_distributed(
             algorithm.run_round(theta, rnd)
         converged = getattr(algorithm, "converged", False)  # the same on every rank
         if is_logged(rnd, cfg) or converged:
-            _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, timer, report)
+            _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, timer, loop.report)
         if checkpoints.due(rnd) or (converged and checkpoints.every):
-            checkpoints.save(rnd, theta, local_state())
+            loop.save(rnd, theta, local_state())
         if converged:
             break
-        flag[0] = checkpoints.stop.requested
+        flag[0] = loop.stop.requested
         collectives.allreduce_max(comm, flag, anyone, timer)  # a signal may reach only some ranks
         if anyone[0] and 0 < rnd < cfg["rounds"]:
-            checkpoints.stop_after(rnd, theta, local_state())
+            loop.stop_after(rnd, theta, local_state())
     return theta
 
 

@@ -1,215 +1,239 @@
 """Federated mode: rank 0 is the server; ranks 1..p-1 host the K clients, a contiguous block each.
 
-A round, as seen by every rank:
-1. Bcast   [theta_{r-1} | mask_r (K entries) | stop] from the server (one buffer);
-2. each client rank evaluates theta_{r-1} on each of its clients (federated
-   evaluation, on recorded rounds), and trains each sampled client from it,
-   one after another; every client keeps its own momentum;
-3. Gatherv of the sampled clients' theta_k (counts follow from the mask, so
-   nothing but parameters travels), and Gatherv of the per-client stats
-   [weight, loss, correct, rows] and the per-rank [compute, stop, comm];
-4. the server aggregates with its strategy and tests theta_r on its test set.
+A round, as seen by every rank (mpifl.protocol lays out every buffer from
+the algorithm's declared fields, so no algorithm writes transport code):
+1. Bcast of the downlink [theta | declared fields | epochs per client | stop];
+2. each client rank evaluates theta on each of its clients (on recorded
+   rounds), and trains every client whose epochs are > 0, one after another,
+   from theta under its algorithm's local objective; each client keeps its
+   own momentum and algorithm state (SCAFFOLD's c_k) on this rank;
+3. Gatherv of one payload row [delta | declared model-sized fields] per
+   client that trained (counts follow from the epochs every rank already
+   has), and Gatherv of the per-client statistics and per-rank timings;
+4. the server's strategy aggregates the results, and the server tests the
+   new theta on its test set.
 
 The clients' evaluation of theta_r arrives with round r+1, so the row for
-round r is written then, and a final evaluation-only round (empty mask)
-closes the run.  The server holds the test split and nothing else.  This
-module and mpifl.roles are the only places that know which rank plays which role.
+round r is written then, and a final evaluation-only round (no client
+trains) closes the run.  The server holds the test split and nothing else.
+This module and mpifl.roles are the only places that know which rank plays
+which role.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 from mpi4py import MPI
 
 from mpifl import comm as collectives
-from mpifl.config import Config
-from mpifl.data.shards import Shard, hosted
-from mpifl.kernels import ModelKernels
+from mpifl.data.shards import ClientData, Shard, hosted
 from mpifl.local import LocalSettings, LocalTrainer
+from mpifl.loop import Loop
 from mpifl.metrics import RoundTimer
+from mpifl.model import ModelSpec
 from mpifl.progress import RoundRecord, is_logged, time_breakdown
-from mpifl.strategies import Strategy
+from mpifl.protocol import Wire
+from mpifl.strategies import RoundResults, Strategy, strategy_params
+from mpifl.strategies.base import LocalRun
 
 SERVER = 0
-CLIENT_STATS = 4  # weight (rows trained on, 0 if not sampled), loss sum, correct, rows evaluated
-RANK_STATS = 3  # compute seconds, stop requested, the rank's comm seconds of the previous round
+_PENDING = "round."  # server-state keys of the last aggregation's metrics, reported with the next record
 
 
-class Layout:
-    """Which rank hosts which clients, and the Gatherv counts that follow; the same on every rank."""
-
-    def __init__(self, comm: MPI.Comm, n_clients: int, width: int):
-        self.n_clients = n_clients
-        self.hosts = comm.Get_size() - 1
-        self.width = width
-        self.blocks = [hosted(n_clients, self.hosts, h) for h in range(self.hosts)]
-        self.stats_counts = [0] + [len(b) * CLIENT_STATS + RANK_STATS for b in self.blocks]
-        offsets = np.cumsum([0, *self.stats_counts[1:]])
-        self.client_rows = np.concatenate(
-            [off + np.arange(len(b) * CLIENT_STATS) for off, b in zip(offsets, self.blocks)]
-        ) if n_clients else np.empty(0, np.int64)
-        self.rank_rows = np.concatenate([off + len(b) * CLIENT_STATS + np.arange(RANK_STATS)
-                                         for off, b in zip(offsets, self.blocks)])
-
-    def update_counts(self, mask: np.ndarray) -> list[int]:
-        """Gatherv counts of the round's updates: width values per sampled client."""
-        return [0] + [int(mask[b.start : b.stop].sum()) * self.width for b in self.blocks]
-
-    def split_stats(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(K x CLIENT_STATS, hosts x RANK_STATS) from the gathered stats."""
-        return flat[self.client_rows].reshape(-1, CLIENT_STATS), flat[self.rank_rows].reshape(-1, RANK_STATS)
+def make_wire(comm: MPI.Comm, strategy: type[Strategy], spec: ModelSpec, n_clients: int) -> Wire:
+    """The round's buffers for this algorithm, the same on every rank."""
+    hosts = comm.Get_size() - 1
+    blocks = [hosted(n_clients, hosts, h) for h in range(hosts)]
+    return Wire(strategy.downlink, strategy.uplink, spec.shape, spec.dtype, blocks)
 
 
-def _broadcast_buffer(kernels: ModelKernels, n_clients: int) -> np.ndarray:
-    """[theta | mask (one entry per client) | stop]."""
-    return np.empty(kernels.spec.size + n_clients + 1, dtype=kernels.spec.dtype)
-
-
-def serve(
-    comm: MPI.Comm,
-    cfg: Config,
-    test: Shard,
-    n_clients: int,
-    kernels: ModelKernels,
-    strategy: Strategy,
-    report: Callable[[RoundRecord], None],
-    checkpoints,
-) -> np.ndarray:
+def serve(loop: Loop, test: Shard, n_clients: int, strategy: Strategy) -> np.ndarray:
     """The server's loop; returns the final global parameters."""
-    spec = kernels.spec
-    layout = Layout(comm, n_clients, spec.size)
-    tester = LocalTrainer(test, kernels, LocalSettings.from_config(cfg), cfg["seed"], SERVER)
+    comm, cfg, spec = loop.comm, loop.cfg, loop.kernels.spec
+    wire = make_wire(comm, type(strategy), spec, n_clients)
+    tester = LocalTrainer(test, loop.kernels, LocalSettings.from_config(cfg), cfg["seed"], SERVER)
+    checkpoints = loop.checkpoints
     theta = checkpoints.theta.copy() if checkpoints.resumed else spec.zeros()
     strategy.load_state(checkpoints.server)
-    shared = _broadcast_buffer(kernels, n_clients)
+    pending = _load_pending(checkpoints.server)
+    downlink = wire.downlink_buffer()
+    down = wire.downlink_views(downlink)
+    payload = wire.payload_buffer(n_clients)
+    gathered = np.empty(sum(wire.stats_counts))
     nothing = np.empty(0, dtype=spec.dtype)
-    updates = np.empty((n_clients, spec.size), dtype=spec.dtype)
-    flat_stats = np.empty(sum(layout.stats_counts))
     timer = RoundTimer()
-    gather_updates = collectives.GatherToRoot(comm, [0] * comm.Get_size(), spec.dtype, SERVER)
-    gather_stats = collectives.GatherToRoot(comm, layout.stats_counts, np.float64, SERVER)
+    gather_payload = collectives.GatherToRoot(comm, [0] * comm.Get_size(), spec.dtype, SERVER)
+    gather_stats = collectives.GatherToRoot(comm, wire.stats_counts, np.float64, SERVER)
     # timings of the round that produced theta, reported with the next round's record
     last_seconds, last_compute, last_server = 0.0, 0.0, (0.0, 0.0)
-    last_rank_compute = np.zeros(layout.hosts)
+    last_rank_compute = np.zeros(len(wire.blocks))
     stop = False
     for it in range(checkpoints.start_round + 1, cfg["rounds"] + 2):
         timer.reset()
         stop = stop and it <= cfg["rounds"]
         training = it <= cfg["rounds"] and not stop
-        mask = strategy.sample_clients(it, n_clients) if training else np.zeros(n_clients, bool)
-        shared[: spec.size] = theta.ravel()
-        shared[spec.size : -1] = mask
-        shared[-1] = stop
-        collectives.bcast(comm, shared, timer, root=SERVER)
+        epochs = strategy.plan(it) if training else np.zeros(n_clients, dtype=np.int64)
+        down["theta"][...] = theta
+        for name, value in strategy.downlink_values().items():
+            down[name][...] = value
+        down["epochs"][:] = epochs
+        down["stop"][0] = stop
+        collectives.bcast(comm, downlink, timer, root=SERVER)
         if stop:
-            checkpoints.stop_after(it - 1, theta, {}, strategy.state())
-        if mask.any():
-            gather_updates.set_counts(layout.update_counts(mask))
-            gather_updates(nothing, updates, timer)
-        gather_stats(np.empty(0), flat_stats, timer)
-        stats, rank_stats = layout.split_stats(flat_stats)
+            loop.stop_after(it - 1, theta, {}, {**strategy.state(), **_pending_state(pending)})
+        trained = np.flatnonzero(epochs)
+        if trained.size:
+            gather_payload.set_counts(wire.payload_counts(epochs))
+            gather_payload(nothing, payload, timer)
+        gather_stats(np.empty(0), gathered, timer)
+        stats, rank_stats = wire.split_stats(gathered)
         with timer.compute():
             record = None
             if is_logged(it - 1, cfg):
-                record = _record(it - 1, theta, stats, tester, cfg["model.l2"], last_seconds, last_compute)
+                record = _record(it - 1, theta, stats, tester, cfg["model.l2"], last_seconds, last_compute, pending)
                 if it > 1:
                     spread, slowest = time_breakdown(
                         np.concatenate(([last_server[0]], last_rank_compute)),
-                        np.concatenate(([last_server[1]], rank_stats[:, 2])),
+                        np.concatenate(([last_server[1]], rank_stats["comm"])),
                     )
                     record = replace(record, breakdown=spread, slowest_rank=slowest)
-            if mask.any():
-                theta = strategy.aggregate(theta, updates[: int(mask.sum())], stats[mask, 0])
+            if trained.size:
+                theta, metrics = strategy.aggregate(it, theta, _results(wire, payload, stats, trained))
+                pending = {"participants": float(trained.size), **metrics}
         if record is not None:
-            report(record)
+            loop.report(record)
         last_seconds = timer.elapsed()
-        last_compute = float(rank_stats[:, 0].max()) + timer.compute_seconds
-        last_rank_compute = rank_stats[:, 0].copy()
+        last_compute = float(rank_stats["compute"].max()) + timer.compute_seconds
+        last_rank_compute = rank_stats["compute"].copy()
         last_server = (timer.compute_seconds, timer.comm_seconds)
         if checkpoints.due(it):
-            checkpoints.save(it, theta, {}, strategy.state())
-        stop = checkpoints.stop.requested or bool(rank_stats[:, 1].max() > 0)
+            loop.save(it, theta, {}, {**strategy.state(), **_pending_state(pending)})
+        stop = loop.stop.requested or bool(rank_stats["stop"].max() > 0)
     return theta
 
 
+def _results(wire: Wire, payload: np.ndarray, stats: dict[str, np.ndarray], trained: np.ndarray) -> RoundResults:
+    """The trained clients' rows, by field name, in client order."""
+    columns = wire.payload.columns(payload[: trained.size])
+    fields = {name: columns[name] if name in columns else stats[name][trained] for name in wire.uplink_names}
+    return RoundResults(clients=trained, deltas=columns["delta"], weights=stats["weight"][trained], fields=fields)
+
+
+def _pending_state(pending: dict[str, float]) -> dict[str, np.ndarray]:
+    return {_PENDING + name: np.array([value]) for name, value in pending.items()}
+
+
+def _load_pending(server_state: dict[str, np.ndarray]) -> dict[str, float]:
+    return {k[len(_PENDING):]: float(v[0]) for k, v in server_state.items() if k.startswith(_PENDING)}
+
+
 def _record(
-    rnd: int, theta: np.ndarray, stats: np.ndarray, tester: LocalTrainer, l2: float,
-    seconds: float, compute: float,
+    rnd: int, theta: np.ndarray, stats: dict[str, np.ndarray], tester: LocalTrainer, l2: float,
+    seconds: float, compute: float, aggregated: dict[str, float],
 ) -> RoundRecord:
-    rows = stats[:, 3].sum()
+    rows = stats["rows"].sum()
     test_loss, test_correct = tester.evaluate(theta)
     n_test = tester.shard.n
+    own_test = stats["test_rows"] > 0
+    client_test = np.divide(stats["test_correct"], stats["test_rows"], out=np.full(own_test.shape, np.nan),
+                            where=own_test)
+    server = {k: v for k, v in aggregated.items() if k != "participants"} if rnd > 0 else None
     return RoundRecord(
         round=rnd,
-        loss=float(stats[:, 1].sum() / rows) + tester.kernels.penalty(theta, l2),
-        train_accuracy=float(stats[:, 2].sum() / rows),
+        loss=float(stats["loss"].sum() / rows) + tester.kernels.penalty(theta, l2),
+        train_accuracy=float(stats["correct"].sum() / rows),
         test_loss=test_loss / n_test if n_test else float("nan"),
         accuracy=test_correct / n_test if n_test else float("nan"),
         seconds=seconds,
         compute_seconds=compute,
         comm_seconds=max(0.0, seconds - compute),
-        client_loss=(stats[:, 1] / stats[:, 3]).tolist(),
-        client_accuracy=(stats[:, 2] / stats[:, 3]).tolist(),
+        client_loss=(stats["loss"] / stats["rows"]).tolist(),
+        client_accuracy=(stats["correct"] / stats["rows"]).tolist(),
+        client_test_accuracy=[float(a) if has else None for a, has in zip(client_test, own_test)]
+        if own_test.any() else None,
+        mean_client_accuracy=float(client_test[own_test].mean()) if own_test.any() else None,
+        participants=int(aggregated["participants"]) if rnd > 0 and "participants" in aggregated else None,
+        server=server or None,
     )
 
 
-def participate(
-    comm: MPI.Comm, cfg: Config, shards: list[Shard], clients: range, n_clients: int,
-    kernels: ModelKernels, checkpoints,
-) -> None:
-    """A client rank's loop: for each of its clients, evaluate the global model, train when sampled."""
-    spec = kernels.spec
-    layout = Layout(comm, n_clients, spec.size)
+def participate(loop: Loop, data: list[ClientData], clients: range, n_clients: int, strategy: type[Strategy]) -> None:
+    """A client rank's loop: for each of its clients, evaluate the global model, train when planned."""
+    comm, cfg, spec = loop.comm, loop.cfg, loop.kernels.spec
+    wire = make_wire(comm, strategy, spec, n_clients)
     settings = LocalSettings.from_config(cfg)
-    trainers = [LocalTrainer(shard, kernels, settings, cfg["seed"], k) for shard, k in zip(shards, clients)]
-    if "velocity" in checkpoints.local:
-        for trainer, velocity in zip(trainers, checkpoints.local["velocity"]):
-            trainer.velocity[:] = velocity
-    shared = _broadcast_buffer(kernels, n_clients)
-    unused = np.empty(0)  # receive side of Gatherv, ignored off the root
+    trainers = [LocalTrainer(c.train, loop.kernels, settings, cfg["seed"], k) for c, k in zip(data, clients)]
+    testers = [None if c.test is None else LocalTrainer(c.test, loop.kernels, settings, cfg["seed"], k)
+               for c, k in zip(data, clients)]
+    half = strategy.client(strategy_params(cfg.values), spec.shape, spec.dtype)
+    states = {name: np.zeros((len(clients), *spec.shape), dtype=spec.dtype) for name in half.state}
+    _restore(loop.checkpoints.local, trainers, states)
+    downlink = wire.downlink_buffer()
+    down = wire.downlink_views(downlink)
+    payload = wire.payload_buffer(len(clients))
+    rows_out = [wire.payload.views(row) for row in payload]
+    stats = wire.stats_buffer(len(clients))
+    client_stats, own = wire.stats_views(stats, len(clients))
     theta = spec.zeros()
-    outgoing = np.empty((len(clients), spec.size), dtype=spec.dtype)
-    stats = np.zeros(len(clients) * CLIENT_STATS + RANK_STATS)
-    client_stats = stats[: len(clients) * CLIENT_STATS].reshape(len(clients), CLIENT_STATS)
+    unused = np.empty(0)  # receive side of Gatherv, ignored off the root
     timer = RoundTimer()
-    gather_updates = collectives.GatherToRoot(comm, [0] * comm.Get_size(), spec.dtype, SERVER)
-    gather_stats = collectives.GatherToRoot(comm, layout.stats_counts, np.float64, SERVER)
+    gather_payload = collectives.GatherToRoot(comm, [0] * comm.Get_size(), spec.dtype, SERVER)
+    gather_stats = collectives.GatherToRoot(comm, wire.stats_counts, np.float64, SERVER)
     previous_comm = 0.0
 
     def local_state() -> dict[str, np.ndarray]:
-        return {"velocity": np.stack([t.velocity for t in trainers])}
+        return {"velocity": np.stack([t.velocity for t in trainers]),
+                **{f"state.{name}": value for name, value in states.items()}}
 
-    for it in range(checkpoints.start_round + 1, cfg["rounds"] + 2):
+    for it in range(loop.checkpoints.start_round + 1, cfg["rounds"] + 2):
         timer.reset()
-        collectives.bcast(comm, shared, timer, root=SERVER)
-        if shared[-1]:
-            checkpoints.stop_after(it - 1, theta, local_state())
+        collectives.bcast(comm, downlink, timer, root=SERVER)
+        if down["stop"][0]:
+            loop.stop_after(it - 1, theta, local_state())
         t0 = time.perf_counter()
-        mask = shared[spec.size : -1] != 0
-        theta[:] = shared[: spec.size].reshape(spec.shape)
+        theta[...] = down["theta"]
+        epochs = down["epochs"]
         stats[:] = 0.0
         sent = 0
         for j, (k, trainer) in enumerate(zip(clients, trainers)):
+            mine = client_stats[j]
             if is_logged(it - 1, cfg):
-                client_stats[j, 1], client_stats[j, 2] = trainer.evaluate(theta)
-                client_stats[j, 3] = trainer.shard.n
-            if mask[k]:
-                mine = outgoing[sent].reshape(spec.shape)
-                mine[:] = theta
-                trainer.train(mine, it)
-                client_stats[j, 0] = trainer.shard.n
+                mine["loss"][0], mine["correct"][0] = trainer.evaluate(theta)
+                mine["rows"][0] = trainer.shard.n
+                if testers[j] is not None:
+                    mine["test_loss"][0], mine["test_correct"][0] = testers[j].evaluate(theta)
+                    mine["test_rows"][0] = testers[j].shard.n
+            if epochs[k] > 0:
+                out = rows_out[sent]
+                own_state = {name: value[j] for name, value in states.items()}
+                delta = out["delta"]
+                delta[...] = theta
+                steps = trainer.train(delta, it, int(epochs[k]), half.objective(theta, down, own_state))
+                delta -= theta
+                run = LocalRun(steps, settings.lr, settings.momentum)
+                half.report(delta, down, own_state, run, {**out, **mine})
+                mine["weight"][0] = trainer.shard.n
                 sent += 1
-        stats[-3] = time.perf_counter() - t0
-        stats[-2] = checkpoints.stop.requested
-        stats[-1] = previous_comm
-        if mask.any():
-            gather_updates.set_counts(layout.update_counts(mask))
-            gather_updates(outgoing[:sent].ravel(), unused, timer)
+        own["compute"][0] = time.perf_counter() - t0
+        own["stop"][0] = loop.stop.requested
+        own["comm"][0] = previous_comm
+        if (epochs > 0).any():
+            gather_payload.set_counts(wire.payload_counts(epochs))
+            gather_payload(payload[:sent], unused, timer)
         gather_stats(stats, unused, timer)
         previous_comm = timer.comm_seconds
-        if checkpoints.due(it):
-            checkpoints.save(it, theta, local_state())
+        if loop.checkpoints.due(it):
+            loop.save(it, theta, local_state())
+
+
+def _restore(local: dict[str, np.ndarray], trainers: list[LocalTrainer], states: dict[str, np.ndarray]) -> None:
+    """Per-client momentum and algorithm state from this rank's checkpoint file."""
+    if "velocity" in local:
+        for trainer, velocity in zip(trainers, local["velocity"]):
+            trainer.velocity[:] = velocity
+    for name, value in states.items():
+        if f"state.{name}" in local:
+            value[...] = local[f"state.{name}"]

@@ -53,14 +53,24 @@ class LocalTrainer:
             return self._identity
         return stream(self.seed, Purpose.SHUFFLE, rnd, self.owner, epoch).permutation(self.shard.n)
 
-    def train(self, theta: np.ndarray, rnd: int) -> None:
-        """Run the configured local epochs on theta in place."""
+    def steps(self, epochs: int) -> int:
+        """Local SGD steps taken in ``epochs`` epochs (the last batch of an epoch may be short)."""
+        return epochs * -(-self.shard.n // self.batch_size())
+
+    def train(self, theta: np.ndarray, rnd: int, epochs: int | None = None, hook=None) -> int:
+        """Run local epochs (the configured number by default) on theta in place; returns the steps taken.
+
+        ``hook`` is the local objective's (anchor, mu, correction); see
+        mpifl.kernels.drivers.objective_hook.
+        """
         s = self.settings
-        for epoch in range(s.epochs):
+        epochs = s.epochs if epochs is None else epochs
+        for epoch in range(epochs):
             self.kernels.sgd_epoch(
                 self.shard.X, self.shard.y, theta, self.velocity, self._grad,
-                self.order(rnd, epoch), self.batch_size(), s.lr, s.momentum, s.l2,
+                self.order(rnd, epoch), self.batch_size(), s.lr, s.momentum, s.l2, hook,
             )
+        return self.steps(epochs)
 
     def evaluate(self, theta: np.ndarray) -> tuple[float, int]:
         """(summed loss, correct) of theta on this shard."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -30,9 +31,14 @@ class RoundRecord:
     client_accuracy: list[float] | None = None
     breakdown: dict[str, list[float]] | None = None  # [min, mean, max] over ranks of compute, comm, wait
     slowest_rank: int | None = None
+    client_test_accuracy: list[float | None] | None = None  # each client's own test rows (where it has them)
+    mean_client_accuracy: float | None = None  # unweighted mean over the clients that have test rows
+    participants: int | None = None  # clients whose updates were aggregated in this round
+    server: dict[str, float] | None = None  # what the strategy reported when aggregating this round
 
     def as_json(self) -> dict:
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+        """A dict for strict JSON: NaN and infinities become null, also inside lists and dicts."""
+        return {k: _finite(v) for k, v in asdict(self).items()}
 
     def line(self) -> str:
         acc = "   n/a" if self.accuracy is None or math.isnan(self.accuracy) else f"{self.accuracy:6.4f}"
@@ -43,9 +49,31 @@ class RoundRecord:
         )
 
 
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+class Recorder:
+    """Keeps the round records of a run and publishes each as it arrives (files, console)."""
+
+    def __init__(self, publish: Callable[[RoundRecord], RoundRecord]):
+        self.records: list[RoundRecord] = []
+        self._publish = publish
+
+    def report(self, record: RoundRecord) -> None:
+        self.records.append(self._publish(record))
+
+
 def without_accuracy(record: RoundRecord) -> RoundRecord:
     """For regression models, where accuracy has no meaning."""
-    return RoundRecord(**{**asdict(record), "accuracy": None, "train_accuracy": None, "client_accuracy": None})
+    return RoundRecord(**{**asdict(record), "accuracy": None, "train_accuracy": None, "client_accuracy": None,
+                          "client_test_accuracy": None, "mean_client_accuracy": None})
 
 
 def is_logged(rnd: int, cfg) -> bool:

@@ -19,6 +19,8 @@ class Purpose(IntEnum):
     CLIENT_SAMPLING = 4  # which clients train in a round
     SHUFFLE = 5  # mini-batch order of one client in one round and epoch
     SYNTHETIC_MODEL = 6  # the true model behind synthetic rows generated per rank
+    STRAGGLERS = 7  # which sampled clients straggle in a round, and their epochs
+    FEDPROX_SYNTHETIC = 8  # the FedProx paper's Synthetic(alpha, beta) clients
 
 
 def stream(seed: int, purpose: Purpose, *keys: int) -> np.random.Generator:

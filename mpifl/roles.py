@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -21,22 +21,15 @@ from mpifl import federated
 from mpifl.agree import collectively
 from mpifl.compile import warm_up
 from mpifl.config import Config
-from mpifl.data.shards import (
-    check_fit,
-    client_count,
-    client_shards,
-    hosted,
-    server_test_set,
-    worker_shards,
-)
+from mpifl.data.shards import DataSource, check_fit, hosted
 from mpifl.distributed import train_distributed
-from mpifl.errors import RankCountError
-from mpifl.kernels import ModelKernels
+from mpifl.errors import ConfigError, RankCountError
+from mpifl.loop import Loop
 from mpifl.metrics import RunWriter
 from mpifl.model import ModelSpec
 from mpifl.progress import RoundRecord
-from mpifl.stopping import StopFlag, Stopped
-from mpifl.strategies import make_strategy
+from mpifl.stopping import Stopped
+from mpifl.strategies import STRATEGIES, Setup, Strategy, strategy_params
 
 ROOT = 0
 
@@ -62,17 +55,30 @@ def check_rank_count(comm: MPI.Comm, cfg: Config) -> None:
         )
 
 
-def load_data(comm: MPI.Comm, cfg: Config) -> tuple:
-    """This rank's data: the test split on the server, its clients' shards or a worker's shard elsewhere."""
+def load_data(comm: MPI.Comm, cfg: Config, source: DataSource) -> tuple:
+    """This rank's data: the test split on the server, its clients' data or a worker's shard elsewhere."""
     rank, size = comm.Get_rank(), comm.Get_size()
     if cfg["mode"] == "distributed":
-        return worker_shards(cfg, rank, size)
-    n_clients = client_count(cfg, size)
+        return source.worker(rank, size)
+    n_clients = source.n_clients(size)
     check_fit(n_clients, size - 1, "client")
+    problem = STRATEGIES[cfg["server.strategy"]].check(strategy_params(cfg.values), n_clients)
+    if problem:
+        raise ConfigError(f"server.strategy {cfg['server.strategy']!r}: {problem}")
     if rank == federated.SERVER:
-        return (server_test_set(cfg), n_clients)
+        return (source.server_test(), n_clients)
     clients = hosted(n_clients, size - 1, rank - 1)
-    return (client_shards(cfg, clients, n_clients), clients, n_clients)
+    return (source.clients(clients, n_clients), clients, n_clients)
+
+
+def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int) -> Strategy:
+    """The server half of the configured algorithm."""
+    cls = STRATEGIES[cfg["server.strategy"]]
+    return cls(Setup(
+        params=strategy_params(cfg.values), n_clients=n_clients, seed=cfg["seed"], fraction=cfg["server.fraction"],
+        epochs=cfg["train.epochs"], stragglers=cfg["train.stragglers"], drop_stragglers=cfg["server.drop_stragglers"],
+        local_lr=cfg["train.lr"], local_momentum=cfg["train.momentum"], shape=spec.shape, dtype=spec.dtype,
+    ))
 
 
 def compile_in_node_order(comm: MPI.Comm, spec: ModelSpec, threads: int) -> float:
@@ -96,19 +102,17 @@ def _sleep_until(request: MPI.Request) -> None:
         time.sleep(0.005)
 
 
-def train(
-    comm: MPI.Comm, cfg: Config, data: tuple, kernels: ModelKernels,
-    report: Callable[[RoundRecord], None], checkpoints: Checkpoints,
-) -> np.ndarray:
+def train(loop: Loop, data: tuple) -> np.ndarray:
     """Run this rank's part of the job; every rank returns the final parameters."""
+    comm, cfg, spec = loop.comm, loop.cfg, loop.kernels.spec
     if cfg["mode"] == "distributed":
-        return train_distributed(comm, cfg, *data, kernels, report, checkpoints)
+        return train_distributed(loop, *data)
     if comm.Get_rank() == federated.SERVER:
         test, n_clients = data
-        theta = federated.serve(comm, cfg, test, n_clients, kernels, make_strategy(cfg), report, checkpoints)
+        theta = federated.serve(loop, test, n_clients, make_strategy(cfg, spec, n_clients))
     else:
-        federated.participate(comm, cfg, *data, kernels, checkpoints)
-        theta = kernels.spec.zeros()
+        federated.participate(loop, *data, STRATEGIES[cfg["server.strategy"]])
+        theta = spec.zeros()
     comm.Bcast(theta, root=federated.SERVER)
     return theta
 
@@ -124,24 +128,20 @@ def say(comm: MPI.Comm, text: str) -> None:
 
 
 class Checkpoints:
-    """The checkpoint protocol of one run, as seen by this rank (see mpifl.checkpoint).
+    """The checkpoint protocol of one run, as seen by this rank (files: mpifl.checkpoint).
 
-    Every rank saves its own state; rank 0 alone saves the global state and
-    moves the pointer.  After resume(), ``start_round``, ``theta``, ``local``
-    and ``server`` hold what the loops start from.
+    Every rank saves its own state; rank 0 alone saves the global state, the
+    records so far and the pointer.  After resume(), ``start_round``,
+    ``theta``, ``local`` and ``server`` hold what the loops start from.
     """
 
-    def __init__(
-        self, comm: MPI.Comm, run_dir: Path, cfg: Config, records: list[RoundRecord], stop: StopFlag | None = None
-    ):
+    def __init__(self, comm: MPI.Comm, run_dir: Path, cfg: Config):
         self.comm = comm
-        self.stop = stop or StopFlag()
         self.saved_round = -1
         self.directory = Path(run_dir) / "checkpoint"
-        self.every = cfg["checkpoint.every"]
-        self.rounds = cfg["rounds"]
+        self.every: int = cfg["checkpoint.every"]
+        self.rounds: int = cfg["rounds"]
         self.cfg = cfg
-        self.records = records
         self.start_round = 0
         self.theta: np.ndarray | None = None
         self.local: dict[str, np.ndarray] = {}
@@ -159,20 +159,19 @@ class Checkpoints:
     def due(self, rnd: int) -> bool:
         return self.every > 0 and 0 < rnd <= self.rounds and rnd % self.every == 0
 
-    def save(
-        self, rnd: int, theta: np.ndarray, local: dict[str, np.ndarray], server: dict[str, np.ndarray] | None = None
-    ) -> None:
+    def save(self, rnd: int, theta: np.ndarray, local: Mapping[str, np.ndarray], server: Mapping[str, np.ndarray],
+             records: list[RoundRecord]) -> None:
         """Save round rnd: this rank's file, a barrier, then rank 0's state and pointer."""
         if rnd == self.saved_round:
             return
         self.saved_round = rnd
         rank = self.comm.Get_rank()
-        ckpt_files.write_npz(ckpt_files.rank_file(self.directory, rank, rnd), local)
+        ckpt_files.write_npz(ckpt_files.rank_file(self.directory, rank, rnd), dict(local))
         self.comm.Barrier()  # every rank's file of this round is on disk
         if is_root(self.comm):
-            rows = json.dumps([r.as_json() for r in self.records])
+            rows = json.dumps([r.as_json() for r in records])
             arrays = {"theta": theta, "records": np.array(rows)}
-            arrays.update({f"server.{k}": v for k, v in (server or {}).items()})
+            arrays.update({f"server.{k}": v for k, v in server.items()})
             ckpt_files.write_npz(ckpt_files.state_file(self.directory, rnd), arrays)
             ckpt_files.write_latest(self.directory, {
                 "format": ckpt_files.FORMAT_VERSION, "round": rnd, "ranks": self.comm.Get_size(),
@@ -181,10 +180,11 @@ class Checkpoints:
             ckpt_files.remove_older(self.directory, "state_round_*.npz", rnd)
         ckpt_files.remove_older(self.directory, f"rank_{rank:05d}_round_*.npz", rnd - max(self.every, 1))
 
-    def stop_after(self, rnd: int, theta: np.ndarray, local: dict[str, np.ndarray], server: dict | None = None) -> None:
+    def stop_after(self, rnd: int, theta: np.ndarray, local: Mapping[str, np.ndarray],
+                   server: Mapping[str, np.ndarray], records: list[RoundRecord]) -> None:
         """Checkpoint round rnd and raise Stopped on this rank (every rank calls it together)."""
-        self.save(rnd, theta, local, server)
-        raise Stopped(rnd, self.directory.parent)
+        self.save(rnd, theta, local, server, records)
+        raise Stopped(rnd, self.directory.parent, self.comm.Get_size())
 
     def resume(self, spec: ModelSpec) -> list[RoundRecord]:
         """Load the latest checkpoint on every rank; returns the metrics recorded before it."""
@@ -203,10 +203,10 @@ class Checkpoints:
         state = collectively(
             self.comm, lambda: ckpt_files.read_npz(ckpt_files.state_file(self.directory, rnd)) if root else {}
         )
-        theta = state["theta"] if is_root(self.comm) else spec.zeros()
+        theta = state["theta"] if root else spec.zeros()
         self.comm.Bcast(theta, root=ROOT)
         self.theta = theta
         self.start_round = rnd
         self.server = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("server.")}
-        rows = json.loads(str(state["records"][()])) if is_root(self.comm) else []
+        rows = json.loads(str(state["records"][()])) if root else []
         return [RoundRecord(**row) for row in rows]

@@ -16,12 +16,13 @@ from mpifl.agree import collectively
 from mpifl.comm import node_occupancy
 from mpifl.compile import set_threads
 from mpifl.config import Config
-from mpifl.data.shards import model_spec
+from mpifl.data.shards import model_spec, resolve
 from mpifl.errors import MpiflError
 from mpifl.kernels import ModelKernels
 from mpifl.metrics import default_run_dir
 from mpifl.mpienv import threads_per_rank
-from mpifl.progress import RoundRecord, slowest_overall, without_accuracy
+from mpifl.loop import Loop
+from mpifl.progress import Recorder, RoundRecord, slowest_overall, without_accuracy
 from mpifl.stopping import StopFlag, Stopped
 
 
@@ -58,52 +59,54 @@ def run_job(
 def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, resume: bool) -> JobResult:
     started = time.perf_counter()
     collectively(comm, lambda: roles.check_rank_count(comm, cfg))
-    spec = collectively(comm, lambda: model_spec(cfg))
+    source = collectively(comm, lambda: resolve(cfg))
+    spec = collectively(comm, lambda: model_spec(cfg, source))
     threads = threads_per_rank(cfg["train.threads"])
     set_threads(threads)
     # before the data: the checks that loading runs are kernels too, compiled once per node
     compile_seconds = comm.allreduce(roles.compile_in_node_order(comm, spec, threads), op=MPI.MAX)
     load_started = time.perf_counter()
-    data = collectively(comm, lambda: roles.load_data(comm, cfg))
+    data = collectively(comm, lambda: roles.load_data(comm, cfg, source))
     load_seconds = comm.allreduce(time.perf_counter() - load_started, op=MPI.MAX)
     occupancy = node_occupancy(comm)
     kernels = ModelKernels(spec, threads)
 
     run_dir = out_dir if out_dir is not None else comm.bcast(default_run_dir(cfg["mode"]), root=roles.ROOT)
-    records: list[RoundRecord] = []
-    stop = StopFlag()
-    checkpoints = roles.Checkpoints(comm, Path(run_dir), cfg, records, stop)
-    if resume:
-        records.extend(checkpoints.resume(spec))
+    checkpoints = roles.Checkpoints(comm, Path(run_dir), cfg)
+    earlier = checkpoints.resume(spec) if resume else []
     writer = collectively(comm, lambda: _open_writer(comm, run_dir, cfg))
     collectively(comm, checkpoints.prepare)
     if writer is not None:
-        for record in records:
+        for record in earlier:
             writer.record(record.as_json())
     if verbose:
         roles.say(comm, _banner(comm, cfg, spec, threads, compile_seconds))
         if checkpoints.resumed:
             roles.say(comm, f"       resumed from the checkpoint of round {checkpoints.start_round} in {run_dir}")
 
-    def report(record: RoundRecord) -> None:
+    def publish(record: RoundRecord) -> RoundRecord:
         record = record if spec.is_classifier else without_accuracy(record)
-        records.append(record)
         if writer is not None:
             writer.record(record.as_json())
         if verbose:
             roles.say(comm, record.line())
+        return record
 
+    recorder = Recorder(publish)
+    recorder.records.extend(earlier)
+    stop = StopFlag()
+    loop = Loop(comm, cfg, kernels, recorder, checkpoints, stop)
     try:
         train_started = time.perf_counter()
         try:
             with stop.installed():
-                theta = roles.train(comm, cfg, data, kernels, report, checkpoints)
+                theta = roles.train(loop, data)
         except Stopped as exc:
             if writer is not None:
                 writer.stopped({"status": "stopped", "after_round": exc.after_round, "ranks": comm.Get_size()})
             raise
         train_seconds = time.perf_counter() - train_started
-        records = comm.bcast(records, root=roles.ROOT)  # once, after training: clients keep none
+        records = comm.bcast(recorder.records, root=roles.ROOT)  # once, after training: clients keep none
         rounds_run = records[-1].round - checkpoints.start_round  # the last round is always recorded
         summary = _summary(
             comm, cfg, records, compile_seconds, train_seconds, time.perf_counter() - started, threads, rounds_run

@@ -45,10 +45,10 @@ class Stopped(MpiflError):
 
     exit_code = EXIT_STOPPED
 
-    def __init__(self, after_round: int, run_dir):
+    def __init__(self, after_round: int, run_dir, ranks: int):
         super().__init__(
             f"stopped by a signal after round {after_round}; the checkpoint is in {run_dir}/checkpoint. "
-            f"Resume with: python -m mpifl run --resume {run_dir}",
+            f"Resume with: mpiexec -n {ranks} python -m mpifl run --resume {run_dir}",
             collective=True,
         )
         self.after_round = after_round

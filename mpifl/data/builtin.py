@@ -60,3 +60,42 @@ def synthetic_part(
     W = model.standard_normal((n_features, n_classes)) / np.sqrt(n_features)
     logits = X @ W + noise * rng.standard_normal((n_samples, n_classes))
     return X, np.argmax(logits, axis=1).astype(np.float64)
+
+
+FEDPROX_FEATURES = 60
+FEDPROX_CLASSES = 10
+FEDPROX_TRAIN_SHARE = 0.9
+
+
+def fedprox_synthetic_client(seed: int, client: int, alpha: float, beta: float, iid: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Client ``client``'s rows of Synthetic(alpha, beta) from the FedProx paper (Li et al. 2020, section 5.1).
+
+    The recipe of the authors' generator, which takes alpha and beta as
+    standard deviations: n_k = int(lognormal(4, 2)) + 50 rows; u_k ~ N(0, alpha),
+    B_k ~ N(0, beta), v_k ~ N(B_k, 1) per feature; W_k (60 x 10) and b_k ~ N(u_k, 1);
+    x ~ N(v_k, diag(j^-1.2)); y = argmax(softmax(x W_k + b_k)).  The IID
+    variant shares one W, b ~ N(0, 1) and draws x ~ N(0, diag(j^-1.2)).
+    Each client has its own stream (seed, client), so any rank can make any
+    client's rows without the others.
+    """
+    rng = stream(seed, Purpose.FEDPROX_SYNTHETIC, 0, client)
+    n = int(rng.lognormal(4, 2)) + 50
+    d, classes = FEDPROX_FEATURES, FEDPROX_CLASSES
+    if iid:
+        shared = stream(seed, Purpose.FEDPROX_SYNTHETIC, 1)
+        W, b = shared.normal(0.0, 1.0, (d, classes)), shared.normal(0.0, 1.0, classes)
+        v = np.zeros(d)
+    else:
+        u = rng.normal(0.0, alpha)
+        centre = rng.normal(0.0, beta)
+        v = rng.normal(centre, 1.0, d)
+        W, b = rng.normal(u, 1.0, (d, classes)), rng.normal(u, 1.0, classes)
+    scale = np.arange(1, d + 1, dtype=np.float64) ** -0.6  # standard deviations sqrt(j^-1.2)
+    X = v + rng.standard_normal((n, d)) * scale
+    y = np.argmax(X @ W + b, axis=1).astype(np.float64)  # softmax is monotone: argmax of the logits
+    return X, y
+
+
+def fedprox_split(n: int) -> int:
+    """Rows of a client's Synthetic(alpha, beta) data that are for training; the rest are its test rows."""
+    return int(FEDPROX_TRAIN_SHARE * n)

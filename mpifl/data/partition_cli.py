@@ -5,7 +5,9 @@
                               [--label-column C] [--id-column C] [--dtype float32|float64] --out DIR [--plot]
 
 Runs without MPI.  SOURCE is a CSV, LIBSVM/svmlight, .npy or .npz file, or
-'digits' or 'synthetic'.
+'digits', 'synthetic' or 'fedprox_synthetic' (the FedProx paper's
+Synthetic(alpha, beta): --clients defaults to 30, each client is one natural
+client, and the test set is the union of the clients' 10% test rows).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ METHODS = ("iid", "dirichlet", "shards", "quantity", "natural")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mpifl partition", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", help="data file (CSV, LIBSVM, .npy, .npz) or 'digits' or 'synthetic'")
+    p.add_argument("source", help="data file (CSV, LIBSVM, .npy, .npz), 'digits', 'synthetic' or 'fedprox_synthetic'")
     p.add_argument("--clients", type=int, help="number of clients K (natural: one per id; may be left out)")
     p.add_argument("--method", choices=METHODS, default="iid")
     p.add_argument("--alpha", type=float, default=0.5, help="dirichlet: label concentration (smaller = more skew)")
@@ -48,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-samples", type=int, default=10_000, help="synthetic: rows")
     p.add_argument("--n-features", type=int, default=20, help="synthetic: features")
     p.add_argument("--n-classes", type=int, default=2, help="synthetic: classes")
+    p.add_argument("--fedprox-alpha", type=float, default=0.0, help="fedprox_synthetic: model heterogeneity")
+    p.add_argument("--fedprox-beta", type=float, default=0.0, help="fedprox_synthetic: input heterogeneity")
+    p.add_argument("--fedprox-iid", action="store_true", help="fedprox_synthetic: the paper's IID variant")
     p.add_argument("--out", type=Path, required=True, help="partition directory to create")
     p.add_argument("--force", action="store_true", help="replace an existing partition directory")
     p.add_argument("--plot", action="store_true", help="also draw the per-client label distribution to a PNG")
@@ -71,6 +76,8 @@ def main(argv: list[str]) -> int:
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.source == "fedprox_synthetic":
+        return _fedprox(args)
     if not 0 <= args.test_fraction < 1:
         raise DataError(f"--test-fraction must be in [0, 1). Got {args.test_fraction}.")
     if args.method != "natural" and (args.clients is None or args.clients < 1):
@@ -93,6 +100,33 @@ def run(args: argparse.Namespace) -> dict:
          "test_fraction": args.test_fraction, "task": args.task},
         groups,
     )
+
+
+def _fedprox(args: argparse.Namespace) -> dict:
+    """Synthetic(alpha, beta): client k's generated rows are client k; the test set is every client's test rows."""
+    from mpifl.data.builtin import FEDPROX_CLASSES, fedprox_split, fedprox_synthetic_client
+
+    if args.fedprox_alpha < 0 or args.fedprox_beta < 0:
+        raise DataError("--fedprox-alpha and --fedprox-beta are standard deviations and must be >= 0.")
+    k = args.clients or 30
+    if k < 1:
+        raise DataError(f"--clients must be a positive int. Got {k}.")
+    if (args.out / store.MANIFEST).exists() and not args.force:
+        raise DataError(f"{args.out} already holds a partition; pass --force to replace it.")
+    blocks = [fedprox_synthetic_client(args.seed, c, args.fedprox_alpha, args.fedprox_beta, args.fedprox_iid)
+              for c in range(k)]
+    X = np.concatenate([b[0] for b in blocks])
+    y = np.concatenate([b[1] for b in blocks])
+    starts = np.cumsum([0, *(b[1].size for b in blocks)])
+    cuts = [fedprox_split(b[1].size) for b in blocks]
+    clients = [np.arange(s, s + c) for s, c in zip(starts, cuts)]
+    test = np.concatenate([np.arange(s + c, e) for s, c, e in zip(starts, cuts, starts[1:])])
+    if args.out.exists() and args.force:
+        shutil.rmtree(args.out)
+    params = {"alpha": args.fedprox_alpha, "beta": args.fedprox_beta, "iid": args.fedprox_iid}
+    return write_partition(args.out, X, y, clients, test, np.dtype(args.dtype), list(range(FEDPROX_CLASSES)),
+                           {"source": "fedprox_synthetic", "method": "natural", "params": params, "seed": args.seed,
+                            "test_fraction": 0.1, "task": "classification"})
 
 
 def write_partition(out: Path, X, y: np.ndarray, clients: list[np.ndarray], test: np.ndarray, dtype: np.dtype,

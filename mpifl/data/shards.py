@@ -1,18 +1,21 @@
-"""What each rank trains or evaluates on, derived from the config and its index.
+"""What each rank trains or evaluates on: the job's data source, resolved once from the config.
 
-Sources, by the config:
-- data.path, a partition directory: each rank maps only its own clients'
-  files (mpifl.data.files); the server maps only the test files;
-- data.path, one .npy file (distributed mode): each worker reads its rows;
-- data.rows_per_rank: synthetic rows generated on each rank from (seed, part);
-- otherwise a built-in set, which every rank derives its own share of from
-  the same seeded split and partition.
+``resolve(cfg)`` looks at data.path and data.name once and returns one of:
+- PartitionFiles: a directory from 'python -m mpifl partition'; each rank maps
+  only its own clients' files, the server only the test files;
+- NpyTable: one .npy file (distributed mode); each worker reads its rows;
+- PerRankSynthetic: data.rows_per_rank rows generated on each rank from (seed, part);
+- BuiltinSplit: digits or synthetic, which every rank derives its own share
+  of from the same seeded split and partition;
+- FedproxSynthetic: the FedProx paper's Synthetic(alpha, beta), each client
+  generated from (seed, client), with its own 90/10 train/test split.
 
 No data is ever sent between ranks.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +25,10 @@ from mpifl.config import Config
 from mpifl.data import files
 from mpifl.data.builtin import (
     DIGITS_CLASSES,
+    FEDPROX_CLASSES,
+    FEDPROX_FEATURES,
+    fedprox_split,
+    fedprox_synthetic_client,
     load_digits,
     make_synthetic,
     synthetic_part,
@@ -32,6 +39,8 @@ from mpifl.errors import DataError, RankCountError
 from mpifl.kernels.checks import all_finite
 from mpifl.model import ModelSpec
 from mpifl.rng import Purpose, stream
+
+FEDPROX_DEFAULT_CLIENTS = 30
 
 
 @dataclass(frozen=True)
@@ -50,59 +59,20 @@ class Shard:
         return isinstance(self.X, CSR)
 
 
-def model_spec(cfg: Config) -> ModelSpec:
-    """The model the config asks for, sized to its data source (a partition's manifest, say)."""
-    sparse = False
-    if cfg["data.path"]:
-        n_features, n_classes, task = _file_shape(cfg)
-        _check_task(cfg, n_classes, task)
-        sparse = files.is_partition(cfg["data.path"]) and files.manifest_of(cfg["data.path"]).sparse
-    elif cfg["data.name"] == "digits":
-        n_features, n_classes = 64, DIGITS_CLASSES
-    else:
-        n_features, n_classes = cfg["data.n_features"], cfg["data.n_classes"]
-    if cfg["model.kind"] == "linear":
-        n_classes = 1
-    return ModelSpec(cfg["model.kind"], n_features, n_classes, np.dtype(cfg["model.dtype"]), sparse)
+@dataclass(frozen=True)
+class ClientData:
+    """One federated client's rows: what it trains on, and its own test rows where the source has them."""
+
+    train: Shard
+    test: Shard | None = None
 
 
-def _file_shape(cfg: Config) -> tuple[int, int, str]:
-    path = cfg["data.path"]
-    if files.is_partition(path):
-        m = files.manifest_of(path)
-        return m.n_features, m.n_classes, m.doc["task"]
-    if not Path(path).exists():
-        raise DataError(f"data.path {path} does not exist.")
-    try:
-        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path} cannot be read as .npy (truncated or corrupt?): {exc}") from None
-    if len(shape) != 2 or shape[1] < 2:
-        raise DataError(f"{path} must hold a 2-D array of features and a label column; its shape is {shape}.")
-    task = "regression" if cfg["model.kind"] == "linear" else "classification"
-    return shape[1] - 1, cfg["data.n_classes"], task
-
-
-def _check_task(cfg: Config, n_classes: int, task: str) -> None:
-    where = cfg["data.path"]
-    if task == "regression" and cfg["model.kind"] != "linear":
-        raise DataError(f"{where} holds a regression task; use model.kind = \"linear\".")
-    if task == "classification" and cfg["model.kind"] == "linear":
-        raise DataError(f"{where} holds {n_classes} classes; use model.kind = \"softmax\" or \"logistic\".")
-    if cfg["model.kind"] == "logistic" and n_classes != 2:
-        raise DataError(f"{where} holds {n_classes} classes; model.kind 'logistic' needs 2. Use \"softmax\".")
-
-
-def client_count(cfg: Config, size: int) -> int:
-    """K, the number of federated clients: the partition's, data.clients, or one per client rank."""
-    if cfg["data.path"]:
-        if not files.is_partition(cfg["data.path"]):
-            raise DataError(
-                f"Federated mode needs a partition directory (python -m mpifl partition); data.path "
-                f"{cfg['data.path']} is a single file, which serves distributed mode."
-            )
-        return files.manifest_of(cfg["data.path"]).n_clients
-    return cfg["data.clients"] or size - 1
+@dataclass(frozen=True)
+class DataShape:
+    n_features: int
+    n_classes: int
+    task: str  # "classification" or "regression"
+    sparse: bool = False
 
 
 def hosted(n_clients: int, n_hosts: int, host: int) -> range:
@@ -119,48 +89,288 @@ def check_fit(n_clients: int, n_hosts: int, role: str) -> None:
         )
 
 
-def _source(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
-    if cfg["data.name"] == "digits":
-        return load_digits()
-    return make_synthetic(
-        cfg["data.n_samples"], cfg["data.n_features"], cfg["data.n_classes"],
-        cfg["data.noise"], cfg["model.kind"] == "linear", cfg["seed"],
-    )
+class DataSource(ABC):
+    """Where a job's rows come from; every method returns only the caller's own share."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.dtype = np.dtype(cfg["model.dtype"])
+
+    @abstractmethod
+    def shape(self) -> DataShape:
+        """Features, classes and task, from the source's metadata (no rows are read)."""
+
+    def n_clients(self, ranks: int) -> int:
+        """K, the number of federated clients: data.clients, or one per client rank."""
+        return self.cfg["data.clients"] or ranks - 1
+
+    @abstractmethod
+    def clients(self, ids: range, n_clients: int) -> list[ClientData]:
+        """The rows of federated clients ``ids`` (0-based) out of ``n_clients``."""
+
+    @abstractmethod
+    def server_test(self) -> Shard:
+        """The test rows the federated server holds."""
+
+    @abstractmethod
+    def worker(self, worker: int, n_workers: int) -> tuple[Shard, Shard]:
+        """(train, test) rows of distributed worker ``worker``."""
+
+    @abstractmethod
+    def train_rows(self, ranks: int, workers: int) -> int:
+        """Training rows of the whole job (for traffic models), without reading rows where possible."""
+
+    def _shard(self, X: np.ndarray, y: np.ndarray, rows: np.ndarray, name: str) -> Shard:
+        shard = Shard(np.ascontiguousarray(X[rows], dtype=self.dtype), np.ascontiguousarray(y[rows], dtype=self.dtype))
+        if not (np.isfinite(shard.X).all() and np.isfinite(shard.y).all()):
+            raise DataError(f"The data of {name} contains NaN or inf values.")
+        return shard
 
 
-def _split(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    X, y = _source(cfg)
-    train, test = split_train_test(y.size, cfg["data.test_fraction"], stream(cfg["seed"], Purpose.SPLIT))
-    return X, y, train, test
+class BuiltinSplit(DataSource):
+    """digits or synthetic: one seeded train/test split, partitioned over clients or workers."""
+
+    def shape(self) -> DataShape:
+        cfg = self.cfg
+        regression = cfg["model.kind"] == "linear"
+        if cfg["data.name"] == "digits":
+            return DataShape(64, DIGITS_CLASSES, "classification")
+        return DataShape(cfg["data.n_features"], cfg["data.n_classes"], "regression" if regression else "classification")
+
+    def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        cfg = self.cfg
+        if cfg["data.name"] == "digits":
+            X, y = load_digits()
+        else:
+            X, y = make_synthetic(cfg["data.n_samples"], cfg["data.n_features"], cfg["data.n_classes"],
+                                  cfg["data.noise"], cfg["model.kind"] == "linear", cfg["seed"])
+        train, test = split_train_test(y.size, cfg["data.test_fraction"], stream(cfg["seed"], Purpose.SPLIT))
+        return X, y, train, test
+
+    def _parts(self, y: np.ndarray, train: np.ndarray, parts: int) -> list[np.ndarray]:
+        cfg = self.cfg
+        method = cfg["data.partition"]
+        if cfg["model.kind"] == "linear" and method == "dirichlet":
+            raise DataError("data.partition 'dirichlet' needs class labels; model.kind 'linear' has none. Use 'iid'.")
+        pieces = partition(method, y[train], parts, cfg["data.alpha"], stream(cfg["seed"], Purpose.PARTITION))
+        return [train[p] for p in pieces]
+
+    def clients(self, ids: range, n_clients: int) -> list[ClientData]:
+        X, y, train, _ = self._rows()
+        rows = self._parts(y, train, n_clients)
+        return [ClientData(self._shard(X, y, rows[k], f"client {k}")) for k in ids]
+
+    def server_test(self) -> Shard:
+        X, y, _, test = self._rows()
+        return self._shard(X, y, test, "the test set")
+
+    def worker(self, worker: int, n_workers: int) -> tuple[Shard, Shard]:
+        X, y, train, test = self._rows()
+        train_rows = self._parts(y, train, n_workers)[worker]
+        test_rows = test[contiguous(test.size, n_workers)[worker]]
+        return (self._shard(X, y, train_rows, f"worker {worker}"),
+                self._shard(X, y, test_rows, f"the test set of worker {worker}"))
+
+    def train_rows(self, ranks: int, workers: int) -> int:
+        total = load_digits()[1].size if self.cfg["data.name"] == "digits" else self.cfg["data.n_samples"]
+        return total - round(total * self.cfg["data.test_fraction"])
 
 
-def _shard(X: np.ndarray, y: np.ndarray, rows: np.ndarray, dtype: np.dtype, name: str) -> Shard:
-    shard = Shard(np.ascontiguousarray(X[rows], dtype=dtype), np.ascontiguousarray(y[rows], dtype=dtype))
-    if not (np.isfinite(shard.X).all() and np.isfinite(shard.y).all()):
-        raise DataError(f"The data of {name} contains NaN or inf values.")
-    return shard
+class PerRankSynthetic(BuiltinSplit):
+    """data.rows_per_rank: each worker or client generates its own rows of one common synthetic problem."""
+
+    def _generated(self, rows: int, part: int, name: str) -> Shard:
+        cfg = self.cfg
+        X, y = synthetic_part(rows, cfg["data.n_features"], cfg["data.n_classes"], cfg["data.noise"],
+                              cfg["model.kind"] == "linear", cfg["seed"], part % (2**32))
+        return self._shard(X, y, np.arange(rows), name)
+
+    def _test_rows(self) -> int:
+        f = self.cfg["data.test_fraction"]
+        return int(round(self.cfg["data.rows_per_rank"] * f / (1 - f)))
+
+    def clients(self, ids: range, n_clients: int) -> list[ClientData]:
+        return [ClientData(self._generated(self.cfg["data.rows_per_rank"], 1 + k, f"client {k}")) for k in ids]
+
+    def server_test(self) -> Shard:
+        return self._generated(self._test_rows(), 0, "the test set")
+
+    def worker(self, worker: int, n_workers: int) -> tuple[Shard, Shard]:
+        return (self._generated(self.cfg["data.rows_per_rank"], 1 + worker, f"worker {worker}"),
+                self._generated(self._test_rows(), -1 - worker, f"the test rows of worker {worker}"))
+
+    def train_rows(self, ranks: int, workers: int) -> int:
+        return self.cfg["data.rows_per_rank"] * workers
 
 
-def _train_parts(cfg: Config, y: np.ndarray, train: np.ndarray, parts: int) -> list[np.ndarray]:
-    labels = y[train]
-    method = cfg["data.partition"]
-    if cfg["model.kind"] == "linear" and method == "dirichlet":
-        raise DataError("data.partition 'dirichlet' needs class labels; model.kind 'linear' has none. Use 'iid'.")
-    pieces = partition(method, labels, parts, cfg["data.alpha"], stream(cfg["seed"], Purpose.PARTITION))
-    return [train[p] for p in pieces]
+class FedproxSynthetic(DataSource):
+    """Synthetic(alpha, beta) of the FedProx paper: K clients (30 by default), each with a 90/10 split.
 
+    The server's test set is the union of the clients' test rows, in client order.
+    """
+
+    def shape(self) -> DataShape:
+        return DataShape(FEDPROX_FEATURES, FEDPROX_CLASSES, "classification")
+
+    def n_clients(self, ranks: int) -> int:
+        return self.cfg["data.clients"] or FEDPROX_DEFAULT_CLIENTS
+
+    def _client(self, k: int) -> tuple[Shard, Shard]:
+        cfg = self.cfg
+        X, y = fedprox_synthetic_client(cfg["seed"], k, cfg["data.fedprox_alpha"], cfg["data.fedprox_beta"],
+                                        cfg["data.fedprox_iid"])
+        cut = fedprox_split(y.size)
+        return (self._shard(X, y, np.arange(cut), f"client {k}"),
+                self._shard(X, y, np.arange(cut, y.size), f"the test rows of client {k}"))
+
+    def clients(self, ids: range, n_clients: int) -> list[ClientData]:
+        return [ClientData(*self._client(k)) for k in ids]
+
+    def _union(self, ids: range, part: int) -> Shard:
+        shards = [self._client(k)[part] for k in ids]
+        return Shard(np.concatenate([s.X for s in shards]), np.concatenate([s.y for s in shards]))
+
+    def server_test(self) -> Shard:
+        return self._union(range(self.n_clients(0)), 1)
+
+    def worker(self, worker: int, n_workers: int) -> tuple[Shard, Shard]:
+        k = self.n_clients(0)
+        check_fit(k, n_workers, "worker")
+        mine = hosted(k, n_workers, worker)
+        return self._union(mine, 0), self._union(mine, 1)
+
+    def train_rows(self, ranks: int, workers: int) -> int:
+        return sum(self._client(k)[0].n for k in range(self.n_clients(ranks)))
+
+
+class PartitionFiles(DataSource):
+    """A partition directory: per-client files and a manifest; ranks map only their own files."""
+
+    def __init__(self, cfg: Config):
+        super().__init__(cfg)
+        self.path = cfg["data.path"]
+
+    def shape(self) -> DataShape:
+        m = files.manifest_of(self.path)
+        return DataShape(m.n_features, m.n_classes, m.doc["task"], m.sparse)
+
+    def n_clients(self, ranks: int) -> int:
+        return files.manifest_of(self.path).n_clients
+
+    def clients(self, ids: range, n_clients: int) -> list[ClientData]:
+        parts = files.client_parts(self.path, ids, self.dtype, self.cfg["data.verify"])
+        return [ClientData(Shard(X, y)) for X, y in parts]
+
+    def server_test(self) -> Shard:
+        return Shard(*files.test_part(self.path, self.dtype, self.cfg["data.verify"]))
+
+    def worker(self, worker: int, n_workers: int) -> tuple[Shard, Shard]:
+        manifest = files.manifest_of(self.path)
+        check_fit(manifest.n_clients, n_workers, "worker")
+        mine = hosted(manifest.n_clients, n_workers, worker)
+        train = Shard(*files.concat(files.client_parts(self.path, mine, self.dtype, self.cfg["data.verify"])))
+        share = _bounds(int(manifest.doc["test"]["rows"]), n_workers)[worker]
+        return train, Shard(*files.test_part(self.path, self.dtype, self.cfg["data.verify"], share))
+
+    def train_rows(self, ranks: int, workers: int) -> int:
+        return sum(int(c["rows"]) for c in files.manifest_of(self.path).doc["clients"])
+
+
+class NpyTable(DataSource):
+    """One .npy file of features and a label column: each distributed worker reads its own rows."""
+
+    def __init__(self, cfg: Config):
+        super().__init__(cfg)
+        self.path = cfg["data.path"]
+
+    def _table_shape(self) -> tuple[int, ...]:
+        if not Path(self.path).exists():
+            raise DataError(f"data.path {self.path} does not exist.")
+        try:
+            shape = np.load(self.path, mmap_mode="r", allow_pickle=False).shape
+        except (ValueError, OSError, EOFError) as exc:
+            raise DataError(f"{self.path} cannot be read as .npy (truncated or corrupt?): {exc}") from None
+        if len(shape) != 2 or shape[1] < 2:
+            raise DataError(f"{self.path} must hold a 2-D array of features and a label column; its shape is {shape}.")
+        return shape
+
+    def shape(self) -> DataShape:
+        shape = self._table_shape()
+        task = "regression" if self.cfg["model.kind"] == "linear" else "classification"
+        return DataShape(shape[1] - 1, self.cfg["data.n_classes"], task)
+
+    def _federated_only(self):
+        raise DataError(
+            f"Federated mode needs a partition directory (python -m mpifl partition); data.path "
+            f"{self.path} is a single file, which serves distributed mode."
+        )
+
+    def n_clients(self, ranks: int) -> int:
+        self._federated_only()
+
+    def clients(self, ids: range, n_clients: int) -> list[ClientData]:
+        self._federated_only()
+
+    def server_test(self) -> Shard:
+        self._federated_only()
+
+    def worker(self, worker: int, n_workers: int) -> tuple[Shard, Shard]:
+        (Xt, yt), (Xs, ys), _ = files.npy_rows(self.path, self.cfg["data.label_column"], self.cfg["data.test_fraction"],
+                                              worker, n_workers, self.dtype)
+        name = f"rows of worker {worker} in {self.path}"
+        return self._checked(Shard(Xt, yt), name), self._checked(Shard(Xs, ys), name)
+
+    def train_rows(self, ranks: int, workers: int) -> int:
+        n = self._table_shape()[0]
+        return n - round(n * self.cfg["data.test_fraction"])
+
+    def _checked(self, shard: Shard, name: str) -> Shard:
+        if not (all_finite(shard.X.reshape(-1)) and all_finite(shard.y)):
+            raise DataError(f"The {name} contain NaN or inf values.")
+        if self.cfg["model.kind"] != "linear":
+            y = shard.y
+            bad = (y != np.floor(y)) | (y < 0) | (y >= self.cfg["data.n_classes"])
+            if bad.any():
+                raise DataError(f"The {name} include label {y[bad][0]:g}, outside 0..{self.cfg['data.n_classes'] - 1} "
+                                "(data.n_classes).")
+        return shard
+
+
+def resolve(cfg: Config) -> DataSource:
+    """The one place that decides where the job's data comes from."""
+    path = cfg["data.path"]
+    if path:
+        return PartitionFiles(cfg) if files.is_partition(path) else NpyTable(cfg)
+    if cfg["data.name"] == "fedprox_synthetic":
+        return FedproxSynthetic(cfg)
+    if cfg["data.rows_per_rank"]:
+        return PerRankSynthetic(cfg)
+    return BuiltinSplit(cfg)
+
+
+def model_spec(cfg: Config, source: DataSource | None = None) -> ModelSpec:
+    """The model the config asks for, sized to its data source (a partition's manifest, say)."""
+    shape = (source or resolve(cfg)).shape()
+    _check_task(cfg, shape)
+    n_classes = 1 if cfg["model.kind"] == "linear" else shape.n_classes
+    return ModelSpec(cfg["model.kind"], shape.n_features, n_classes, np.dtype(cfg["model.dtype"]), shape.sparse)
+
+
+def _check_task(cfg: Config, shape: DataShape) -> None:
+    where = cfg["data.path"] or f"data.name {cfg['data.name']!r}"
+    kind = cfg["model.kind"]
+    if shape.task == "regression" and kind != "linear":
+        raise DataError(f"{where} holds a regression task; use model.kind = \"linear\".")
+    if shape.task == "classification" and kind == "linear":
+        raise DataError(f"{where} holds {shape.n_classes} classes; use model.kind = \"softmax\" or \"logistic\".")
+    if kind == "logistic" and shape.n_classes != 2:
+        raise DataError(f"{where} holds {shape.n_classes} classes; model.kind 'logistic' needs 2. Use \"softmax\".")
+
+
+# Shorthands for tests and tools that want one share without holding a source.
 
 def client_shards(cfg: Config, clients: range, n_clients: int) -> list[Shard]:
-    """Training rows of federated clients ``clients`` (0-based) out of ``n_clients``."""
-    dtype = np.dtype(cfg["model.dtype"])
-    if cfg["data.path"]:
-        parts = files.client_parts(cfg["data.path"], clients, dtype, cfg["data.verify"])
-        return [Shard(X, y) for X, y in parts]
-    if cfg["data.rows_per_rank"]:
-        return [_generated(cfg, cfg["data.rows_per_rank"], 1 + k, f"client {k}") for k in clients]
-    X, y, train, _ = _split(cfg)
-    rows = _train_parts(cfg, y, train, n_clients)
-    return [_shard(X, y, rows[k], dtype, f"client {k}") for k in clients]
+    return [c.train for c in resolve(cfg).clients(clients, n_clients)]
 
 
 def client_shard(cfg: Config, client: int, n_clients: int) -> Shard:
@@ -168,61 +378,12 @@ def client_shard(cfg: Config, client: int, n_clients: int) -> Shard:
 
 
 def server_test_set(cfg: Config) -> Shard:
-    """The test split, held by the federated server."""
-    if cfg["data.path"]:
-        return Shard(*files.test_part(cfg["data.path"], np.dtype(cfg["model.dtype"]), cfg["data.verify"]))
-    if cfg["data.rows_per_rank"]:
-        return _generated(cfg, _test_rows_per_part(cfg), 0, "the test set")
-    X, y, _, test = _split(cfg)
-    return _shard(X, y, test, np.dtype(cfg["model.dtype"]), "the test set")
+    return resolve(cfg).server_test()
 
 
 def worker_shards(cfg: Config, worker: int, n_workers: int) -> tuple[Shard, Shard]:
-    """(train, test) rows of distributed worker ``worker``; the test split is cut evenly."""
-    dtype = np.dtype(cfg["model.dtype"])
-    path = cfg["data.path"]
-    if path and files.is_partition(path):
-        manifest = files.manifest_of(path)
-        check_fit(manifest.n_clients, n_workers, "worker")
-        mine = hosted(manifest.n_clients, n_workers, worker)
-        train = Shard(*files.concat(files.client_parts(path, mine, dtype, cfg["data.verify"])))
-        share = _bounds(int(manifest.doc["test"]["rows"]), n_workers)[worker]
-        return train, Shard(*files.test_part(path, dtype, cfg["data.verify"], share))
-    if path:
-        (Xt, yt), (Xs, ys), _ = files.npy_rows(path, cfg["data.label_column"], cfg["data.test_fraction"],
-                                              worker, n_workers, dtype)
-        name = f"rows of worker {worker} in {path}"
-        return _checked(Shard(Xt, yt), name, cfg), _checked(Shard(Xs, ys), name, cfg)
-    if cfg["data.rows_per_rank"]:
-        return (_generated(cfg, cfg["data.rows_per_rank"], 1 + worker, f"worker {worker}"),
-                _generated(cfg, _test_rows_per_part(cfg), -1 - worker, f"the test rows of worker {worker}"))
-    X, y, train, test = _split(cfg)
-    train_rows = _train_parts(cfg, y, train, n_workers)[worker]
-    test_rows = test[contiguous(test.size, n_workers)[worker]]
-    return (
-        _shard(X, y, train_rows, dtype, f"worker {worker}"),
-        _shard(X, y, test_rows, dtype, f"the test set of worker {worker}"),
-    )
+    return resolve(cfg).worker(worker, n_workers)
 
 
-def _test_rows_per_part(cfg: Config) -> int:
-    f = cfg["data.test_fraction"]
-    return int(round(cfg["data.rows_per_rank"] * f / (1 - f)))
-
-
-def _generated(cfg: Config, rows: int, part: int, name: str) -> Shard:
-    X, y = synthetic_part(rows, cfg["data.n_features"], cfg["data.n_classes"], cfg["data.noise"],
-                          cfg["model.kind"] == "linear", cfg["seed"], part % (2**32))
-    return _shard(X, y, np.arange(rows), np.dtype(cfg["model.dtype"]), name)
-
-
-def _checked(shard: Shard, name: str, cfg: Config) -> Shard:
-    if not (all_finite(shard.X.reshape(-1)) and all_finite(shard.y)):
-        raise DataError(f"The {name} contain NaN or inf values.")
-    if cfg["model.kind"] != "linear":
-        y = shard.y
-        bad = (y != np.floor(y)) | (y < 0) | (y >= cfg["data.n_classes"])
-        if bad.any():
-            raise DataError(f"The {name} include label {y[bad][0]:g}, outside 0..{cfg['data.n_classes'] - 1} "
-                            "(data.n_classes).")
-    return shard
+def client_count(cfg: Config, size: int) -> int:
+    return resolve(cfg).n_clients(size)

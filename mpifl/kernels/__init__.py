@@ -45,6 +45,7 @@ class ModelKernels:
         width = CHUNK * spec.n_outputs
         self._Z = np.empty(width, dtype=spec.dtype)
         self._E = np.empty(width, dtype=spec.dtype)
+        self._no_correction = np.empty((0, 0), dtype=spec.dtype)
         if threads > 1:
             self._partial = np.empty((threads, *spec.shape), dtype=spec.dtype)
             self._Zs = np.empty((threads, width), dtype=spec.dtype)
@@ -78,17 +79,24 @@ class ModelKernels:
             self.spec.code, X, y, theta, order, start, stop, grad, self._Z, self._E, want_loss
         )
 
-    def sgd_epoch(self, X, y, theta, velocity, grad, order, batch_size, lr, momentum, l2):
-        """One local epoch of mini-batch SGD over rows in ``order``, updating theta in place."""
+    def sgd_epoch(self, X, y, theta, velocity, grad, order, batch_size, lr, momentum, l2, hook=None):
+        """One local epoch of mini-batch SGD over rows in ``order``, updating theta in place.
+
+        ``hook`` is the local objective's (anchor, mu, correction), or None for
+        the plain loss; see mpifl.kernels.drivers.objective_hook.
+        """
+        anchor, mu, correction = hook if hook is not None else (theta, 0.0, self._no_correction)
+        if correction is None:
+            correction = self._no_correction
         if _is_csr(X):
             sgd_epoch_csr(
                 self.spec.code, X.data, X.indices, X.indptr, y, theta, velocity, grad, self._Z, self._E,
-                order, batch_size, lr, momentum, l2,
+                order, batch_size, lr, momentum, l2, anchor, mu, correction,
             )
             return
         sgd_epoch(
             self.spec.code, X, y, theta, velocity, grad, self._Z, self._E,
-            order, batch_size, lr, momentum, l2,
+            order, batch_size, lr, momentum, l2, anchor, mu, correction,
         )
 
     def evaluate_sums(self, X, y, theta) -> tuple[float, int]:

@@ -40,6 +40,26 @@ def momentum_step(theta, velocity, grad, lr, momentum):
 
 
 @kernel
+def objective_hook(grad, theta, anchor, mu, correction):
+    """Add the local objective's extra terms to a mean gradient, in place.
+
+    ``mu * (theta - anchor)`` is the gradient of FedProx's proximal term
+    (mu / 2) ||theta - anchor||^2, and ``correction`` is a constant drift
+    correction such as SCAFFOLD's c - c_k.  mu = 0 and an empty correction
+    skip both loops, so plain local SGD runs exactly the code it ran before.
+    """
+    C, P = grad.shape
+    if mu != 0.0:
+        for c in range(C):
+            for j in range(P):
+                grad[c, j] += mu * (theta[c, j] - anchor[c, j])
+    if correction.size != 0:
+        for c in range(C):
+            for j in range(P):
+                grad[c, j] += correction[c, j]
+
+
+@kernel
 def l2_penalty(theta, l2):
     """0.5 * l2 * ||W||^2, the bias excluded."""
     C, P = theta.shape
@@ -98,14 +118,19 @@ def full_gradient_sum_threaded(kind, X, y, theta, grad, partial, Zs, Es, want_lo
 
 
 @kernel
-def sgd_epoch(kind, X, y, theta, velocity, grad, Z, E, order, batch_size, lr, momentum, l2):
-    """One epoch of mini-batch SGD with heavy-ball momentum, in the given row order."""
+def sgd_epoch(kind, X, y, theta, velocity, grad, Z, E, order, batch_size, lr, momentum, l2, anchor, mu, correction):
+    """One epoch of mini-batch SGD with heavy-ball momentum, in the given row order.
+
+    Each step's gradient is the mean data gradient plus l2 * W plus the
+    objective hook (anchor, mu, correction); see objective_hook.
+    """
     n = order.shape[0]
     for s in range(0, n, batch_size):
         e = min(n, s + batch_size)
         grad[:] = 0
         range_loss_grad(kind, X, y, theta, order, True, s, e, grad, Z, E, GRAD)
         add_l2_and_scale(grad, theta, e - s, l2)
+        objective_hook(grad, theta, anchor, mu, correction)
         momentum_step(theta, velocity, grad, lr, momentum)
 
 

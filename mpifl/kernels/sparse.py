@@ -12,7 +12,7 @@ import numba
 import numpy as np
 
 from mpifl.jit import kernel, threaded_kernel
-from mpifl.kernels.drivers import add_l2_and_scale, momentum_step
+from mpifl.kernels.drivers import add_l2_and_scale, momentum_step, objective_hook
 from mpifl.kernels.losses import CHUNK, CORRECT, GRAD, LOSS, _row, link
 
 
@@ -106,10 +106,12 @@ def full_gradient_sum_csr_threaded(kind, data, indices, indptr, y, theta, grad, 
 
 
 @kernel
-def sgd_epoch_csr(kind, data, indices, indptr, y, theta, velocity, grad, Z, E, order, batch_size, lr, momentum, l2):
+def sgd_epoch_csr(kind, data, indices, indptr, y, theta, velocity, grad, Z, E, order, batch_size, lr, momentum, l2,
+                  anchor, mu, correction):
     """One epoch of mini-batch SGD with momentum over CSR rows.
 
-    The L2 term and the update are dense, O(d) per step, as in the dense path.
+    The L2 term, the objective hook and the update are dense, O(d) per step,
+    as in the dense path.
     """
     n = order.shape[0]
     for s in range(0, n, batch_size):
@@ -117,6 +119,7 @@ def sgd_epoch_csr(kind, data, indices, indptr, y, theta, velocity, grad, Z, E, o
         grad[:] = 0
         range_loss_grad_csr(kind, data, indices, indptr, y, theta, order, True, s, e, grad, Z, E, GRAD)
         add_l2_and_scale(grad, theta, e - s, l2)
+        objective_hook(grad, theta, anchor, mu, correction)
         momentum_step(theta, velocity, grad, lr, momentum)
 
 

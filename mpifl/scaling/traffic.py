@@ -25,24 +25,9 @@ class Collective:
 
 def train_rows(cfg: Config, ranks: int) -> int:
     """Training rows in the whole job (all workers together) at ``ranks`` ranks."""
-    if cfg["data.rows_per_rank"]:
-        return cfg["data.rows_per_rank"] * workers(cfg["mode"], ranks)
-    if cfg["data.path"]:
-        from mpifl.data import files
+    from mpifl.data.shards import resolve
 
-        if files.is_partition(cfg["data.path"]):
-            return sum(int(c["rows"]) for c in files.manifest_of(cfg["data.path"]).doc["clients"])
-        import numpy as np
-
-        n = np.load(cfg["data.path"], mmap_mode="r").shape[0]
-        return n - round(n * cfg["data.test_fraction"])
-    if cfg["data.name"] == "digits":
-        from mpifl.data.builtin import load_digits
-
-        total = load_digits()[1].size
-    else:
-        total = cfg["data.n_samples"]
-    return total - round(total * cfg["data.test_fraction"])
+    return resolve(cfg).train_rows(ranks, workers(cfg["mode"], ranks))
 
 
 def workers(mode: str, ranks: int) -> int:

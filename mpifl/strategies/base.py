@@ -1,52 +1,147 @@
-"""The aggregation interface: pure NumPy maths, no transport.
+"""An algorithm is a pair: a server half (Strategy) and a client half (ClientUpdate), registered under one name.
 
-The federated loop gathers client results and calls a strategy; a strategy
-never touches the communicator.  New algorithms (FedProx, FedAdam, robust
-aggregators) subclass Strategy and override what they change.
+The pair declares everything the transport needs: the server.* parameters
+it uses (with defaults and constraints), the extra fields that travel down
+with theta and up with each client's delta, and the per-client state that
+stays on the client's rank.  Neither half ever touches the communicator:
+mpifl.federated moves the bytes, mpifl.protocol lays them out.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
-from mpifl.rng import Purpose, stream
+from mpifl.constraints import Constraint
+from mpifl.protocol import Field
+from mpifl.strategies.sampling import round_plan
+
+Hook = tuple[np.ndarray, float, np.ndarray | None]  # (anchor, mu, correction): see kernels.drivers.objective_hook
+
+
+@dataclass(frozen=True)
+class RoundResults:
+    """What the clients that trained in one round sent, in client order."""
+
+    clients: np.ndarray  # (m,) client ids
+    deltas: np.ndarray  # (m, *shape) theta_k - theta, in the model's dtype
+    weights: np.ndarray  # (m,) rows each client trained on, float64
+    fields: Mapping[str, np.ndarray]  # each declared uplink field: (m, *shape) or (m,)
+
+    @property
+    def count(self) -> int:
+        return int(self.clients.size)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a server half is built from; the same values on every rank."""
+
+    params: Mapping[str, Any]  # the strategy's own server.* values, defaults filled in
+    n_clients: int
+    seed: int
+    fraction: float  # share of clients sampled each round
+    epochs: int  # train.epochs
+    stragglers: float  # share of each round's sampled clients that run fewer epochs
+    drop_stragglers: bool
+    local_lr: float  # train.lr
+    local_momentum: float  # train.momentum
+    shape: tuple[int, ...]  # theta's shape
+    dtype: np.dtype  # theta's dtype
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    """What a client's half learns about the local training it shaped."""
+
+    steps: int  # SGD steps taken this round
+    lr: float
+    momentum: float
+
+
+class ClientUpdate:
+    """The client's half: the local objective, and the uplink fields beyond delta.
+
+    The default is plain local SGD (FedAvg's client): no extra objective term
+    and nothing sent but delta and the statistics.
+    """
+
+    state: ClassVar[tuple[str, ...]] = ()  # model-shaped arrays per client, kept (and checkpointed) on its rank
+
+    def __init__(self, params: Mapping[str, Any], shape: tuple[int, ...], dtype: np.dtype):
+        self.params = params
+        self.shape = shape
+        self.dtype = np.dtype(dtype)
+
+    def objective(self, theta: np.ndarray, downlink: Mapping[str, np.ndarray],
+                  state: Mapping[str, np.ndarray]) -> Hook | None:
+        """The (anchor, mu, correction) hook of this client's local objective, or None for the plain loss."""
+        return None
+
+    def report(self, delta: np.ndarray, downlink: Mapping[str, np.ndarray], state: Mapping[str, np.ndarray],
+               run: LocalRun, out: Mapping[str, np.ndarray]) -> None:
+        """Fill the declared uplink fields in ``out`` and update this client's state, after training."""
+        return None
 
 
 class Strategy(ABC):
-    """Chooses the clients of a round and turns their results into a new global model."""
+    """The server's half: samples clients, turns their results into a new model, keeps server state."""
 
-    def __init__(self, fraction: float, seed: int):
-        if not 0.0 < fraction <= 1.0:
+    name: ClassVar[str]
+    parameters: ClassVar[dict[str, tuple[Any, Constraint]]] = {}  # server.<key>: (default, constraint)
+    downlink: ClassVar[tuple[Field, ...]] = ()  # model-sized fields sent with theta
+    uplink: ClassVar[tuple[Field, ...]] = ()  # fields sent with each client's delta
+    client: ClassVar[type[ClientUpdate]] = ClientUpdate
+
+    def __init__(self, setup: Setup):
+        if not 0.0 < setup.fraction <= 1.0:
             raise ValueError("The client fraction must be in (0, 1].")
-        self.fraction = fraction
-        self.seed = seed
+        self.setup = setup
+        self.params = setup.params
 
-    def sample_clients(self, rnd: int, n_clients: int) -> np.ndarray:
-        """Boolean mask of the clients that train in round ``rnd``."""
-        count = max(1, int(round(self.fraction * n_clients)))
-        mask = np.zeros(n_clients, dtype=bool)
-        if count == n_clients:
-            mask[:] = True
-        else:
-            chosen = stream(self.seed, Purpose.CLIENT_SAMPLING, rnd).choice(n_clients, count, replace=False)
-            mask[chosen] = True
-        return mask
-
-    def state(self) -> dict[str, np.ndarray]:
-        """Server-side optimizer state to checkpoint (FedAvg has none)."""
-        return {}
-
-    def load_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore what state() returned; a stateless strategy has nothing to restore."""
+    @classmethod
+    def check(cls, params: Mapping[str, Any], n_clients: int) -> str | None:
+        """A message if these parameters cannot work together (beyond each one's constraint), else None."""
         return None
 
+    def plan(self, rnd: int) -> np.ndarray:
+        """Local epochs of every client in round ``rnd`` (0: does not train); see sampling.round_plan."""
+        s = self.setup
+        return round_plan(s.seed, rnd, s.n_clients, s.fraction, s.epochs, s.stragglers, s.drop_stragglers)
+
+    def downlink_values(self) -> dict[str, np.ndarray]:
+        """Current values of the declared downlink fields (theta is sent by the loop)."""
+        return {}
+
     @abstractmethod
-    def aggregate(self, theta: np.ndarray, updates: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """New global parameters from the clients' parameters (one row each) and weights."""
+    def aggregate(self, rnd: int, theta: np.ndarray, results: RoundResults) -> tuple[np.ndarray, dict[str, float]]:
+        """(new theta in theta's dtype, metrics for metrics.jsonl) from one round's results."""
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Server state to checkpoint (stateless strategies have none)."""
+        return {}
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore what state() returned."""
+        for name, value in self.state().items():
+            if name in state:
+                value[...] = state[name]
 
 
 def weighted_mean(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Sum of weights[k] * rows[k] over sum of weights, accumulated in float64."""
-    return (weights.astype(np.float64) @ rows.astype(np.float64)) / float(weights.sum())
+    """Sum of weights[k] * rows[k] over sum of weights, accumulated in float64; rows keep their trailing shape."""
+    flat = rows.reshape(rows.shape[0], -1).astype(np.float64)
+    return ((weights.astype(np.float64) @ flat) / float(weights.sum())).reshape(rows.shape[1:])
+
+
+def apply_step(theta: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """theta + step, computed in float64 and returned in theta's dtype."""
+    return (theta.astype(np.float64) + step).astype(theta.dtype)
+
+
+def norm(x: np.ndarray) -> float:
+    return float(np.sqrt(np.sum(np.square(x, dtype=np.float64))))

@@ -1,15 +1,15 @@
-"""FedAvg (McMahan et al. 2017): the sample-weighted mean of the clients' models."""
+"""FedAvg (McMahan et al. 2017): theta + the sample-weighted mean of the clients' deltas."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from mpifl.strategies.base import Strategy, weighted_mean
+from mpifl.strategies.base import RoundResults, Strategy, apply_step, norm, weighted_mean
 
 
 class FedAvg(Strategy):
-    def aggregate(self, theta: np.ndarray, updates: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Weighted mean of the updates; a round where nobody trained keeps theta."""
-        if weights.sum() <= 0:
-            return theta.copy()
-        return weighted_mean(updates, weights).astype(theta.dtype).reshape(theta.shape)
+    name = "fedavg"
+
+    def aggregate(self, rnd: int, theta: np.ndarray, results: RoundResults) -> tuple[np.ndarray, dict[str, float]]:
+        step = weighted_mean(results.deltas, results.weights)
+        return apply_step(theta, step), {"update_norm": norm(step)}

@@ -1,0 +1,46 @@
+"""What every training loop is handed: the communicator, the job, the kernels, and where results go."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from mpi4py import MPI
+
+from mpifl.config import Config
+from mpifl.kernels import ModelKernels
+from mpifl.progress import Recorder, RoundRecord
+from mpifl.stopping import StopFlag
+
+if TYPE_CHECKING:
+    from mpifl.roles import Checkpoints
+
+
+@dataclass
+class Loop:
+    """One rank's view of a training run.
+
+    The loops report rounds to ``recorder``, read ``stop`` once per round and
+    save through ``checkpoints``; the checkpoint holds the records so far.
+    """
+
+    comm: MPI.Comm
+    cfg: Config
+    kernels: ModelKernels
+    recorder: Recorder
+    checkpoints: Checkpoints
+    stop: StopFlag
+
+    def report(self, record: RoundRecord) -> None:
+        self.recorder.report(record)
+
+    def save(self, rnd: int, theta: np.ndarray, local: Mapping[str, np.ndarray],
+             server: Mapping[str, np.ndarray] | None = None) -> None:
+        self.checkpoints.save(rnd, theta, local, server or {}, self.recorder.records)
+
+    def stop_after(self, rnd: int, theta: np.ndarray, local: Mapping[str, np.ndarray],
+                   server: Mapping[str, np.ndarray] | None = None) -> None:
+        """Checkpoint round rnd and raise Stopped on this rank (every rank calls it together)."""
+        self.checkpoints.stop_after(rnd, theta, local, server or {}, self.recorder.records)

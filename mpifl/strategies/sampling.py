@@ -1,0 +1,41 @@
+"""Who trains in a round, and for how many local epochs: pure functions of (seed, round).
+
+Client sampling is uniform without replacement across all K clients.
+Systems heterogeneity follows the FedProx paper (Li et al. 2020, section 5.2):
+a share ``stragglers`` of the sampled clients run a number of local epochs
+drawn uniformly from 1..epochs; with ``drop``, they are dropped instead, as
+the paper's FedAvg baseline does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpifl.rng import Purpose, stream
+
+
+def sample_clients(seed: int, rnd: int, n_clients: int, fraction: float) -> np.ndarray:
+    """Boolean mask of the clients sampled in round ``rnd``."""
+    count = max(1, int(round(fraction * n_clients)))
+    mask = np.zeros(n_clients, dtype=bool)
+    if count == n_clients:
+        mask[:] = True
+    else:
+        mask[stream(seed, Purpose.CLIENT_SAMPLING, rnd).choice(n_clients, count, replace=False)] = True
+    return mask
+
+
+def round_plan(
+    seed: int, rnd: int, n_clients: int, fraction: float, epochs: int, stragglers: float, drop: bool
+) -> np.ndarray:
+    """Local epochs per client for round ``rnd`` (0 = not training), as int64."""
+    sampled = np.flatnonzero(sample_clients(seed, rnd, n_clients, fraction))
+    plan = np.zeros(n_clients, dtype=np.int64)
+    plan[sampled] = epochs
+    slow = int(round(stragglers * sampled.size))
+    if slow:
+        rng = stream(seed, Purpose.STRAGGLERS, rnd)
+        chosen = np.sort(rng.choice(sampled, slow, replace=False))
+        plan[chosen] = 0 if drop else rng.integers(1, epochs + 1, size=slow)
+    return plan
+
