@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,17 +68,22 @@ class RunWriter:
         self._metrics = open(directory / "metrics.jsonl", "w", buffering=1)
 
     def record(self, row: dict[str, Any]) -> None:
-        self._metrics.write(json.dumps(row) + "\n")
+        self._metrics.write(json.dumps(row, allow_nan=False) + "\n")
 
     def finish(self, summary: dict[str, Any], theta: np.ndarray) -> None:
         self._metrics.close()
         write_npz(self.directory / "model.npz", {"theta": theta})
-        (self.directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        self._write_summary(summary)
 
     def stopped(self, summary: dict[str, Any]) -> None:
         """A run stopped by a signal: its checkpoint, not model.npz, holds the state."""
         self._metrics.close()
-        (self.directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        self._write_summary(summary)
+
+    def _write_summary(self, summary: dict[str, Any]) -> None:
+        """Strict JSON: a NaN or infinity is written as null."""
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
+        (self.directory / "summary.json").write_text(json.dumps(clean, indent=2, allow_nan=False) + "\n")
 
     def close(self) -> None:
         if not self._metrics.closed:

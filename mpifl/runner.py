@@ -112,6 +112,9 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
             comm, cfg, records, compile_seconds, train_seconds, time.perf_counter() - started, threads, rounds_run
         )
         summary["ranks_per_node"], summary["cores_per_node"] = occupancy
+        if cfg["mode"] == "federated":
+            summary["strategy"] = cfg["server.strategy"]
+            summary["final_mean_client_accuracy"] = records[-1].mean_client_accuracy
         summary["load_seconds"] = load_seconds  # reading and checking the data, slowest rank
         summary["setup_seconds"] = train_started - started  # validation, data, compile: before round 1
         if writer is not None:
@@ -141,6 +144,8 @@ def _summary(comm, cfg, records, compile_seconds, train_seconds, wall_seconds, t
         "final_loss": last.loss,
         "final_accuracy": last.accuracy,
         "final_test_loss": last.test_loss,
+        "best_accuracy": max((r.accuracy for r in records if r.accuracy is not None and r.accuracy == r.accuracy),
+                             default=None),
         "slowest_rank": slowest_overall(records),
         "wall_seconds": wall_seconds,
         "train_seconds": train_seconds,

@@ -11,10 +11,10 @@ FAILING_RANK = 2
 _participate = mpifl.federated.participate
 
 
-def failing_participate(comm, *args):
-    if comm.Get_rank() == FAILING_RANK:
+def failing_participate(loop, *args):
+    if loop.comm.Get_rank() == FAILING_RANK:
         raise RuntimeError("injected failure on a client")
-    return _participate(comm, *args)
+    return _participate(loop, *args)
 
 
 mpifl.federated.participate = failing_participate

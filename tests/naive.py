@@ -54,13 +54,21 @@ def correct(kind, X, y, theta):
     return int(np.sum(np.argmax(Z, axis=1) == y.astype(int)))
 
 
-def sgd_epoch(kind, X, y, theta, velocity, order, batch, lr, momentum, l2):
-    """One epoch of mini-batch SGD with heavy-ball momentum, in float64."""
+def sgd_epoch(kind, X, y, theta, velocity, order, batch, lr, momentum, l2, anchor=None, mu=0.0, correction=None):
+    """One epoch of mini-batch SGD with heavy-ball momentum, in float64.
+
+    The local objective may add FedProx's (mu / 2) ||theta - anchor||^2 and a
+    constant gradient correction (SCAFFOLD's c - c_k).
+    """
     theta = theta.astype(np.float64).copy()
     velocity = velocity.astype(np.float64).copy()
     for s in range(0, order.size, batch):
         rows = order[s : s + batch]
         g = mean_grad(kind, X[rows], y[rows], theta, l2)
+        if mu:
+            g = g + mu * (theta - anchor)
+        if correction is not None:
+            g = g + correction
         velocity = momentum * velocity + g
         theta -= lr * velocity
     return theta, velocity
@@ -70,4 +78,73 @@ def gradient_descent(kind, X, y, theta, steps, lr, l2):
     theta = theta.astype(np.float64).copy()
     for _ in range(steps):
         theta -= lr * mean_grad(kind, X, y, theta, l2)
+    return theta
+
+
+def fednova_norm(tau, rho):
+    """||a_k||_1 of Wang et al. (2020) for tau local steps of SGD with momentum rho."""
+    if rho == 0:
+        return float(tau)
+    return (tau - rho * (1 - rho**tau) / (1 - rho)) / (1 - rho)
+
+
+def federated(algorithm, params, trainers, rounds, plan, n_clients, shape, lr, momentum):
+    """Serial simulation of one federated algorithm, written from its paper's pseudo-code.
+
+    ``trainers[k].train(theta, rnd, epochs, hook)`` is client k's local SGD
+    (the compiled kernels, themselves checked against sgd_epoch above) and
+    returns its step count; ``plan(rnd)`` gives each client's epochs.
+    Everything on the server is float64.
+    """
+    theta = np.zeros(shape)
+    c, c_k = np.zeros(shape), [np.zeros(shape) for _ in range(n_clients)]
+    v, m = np.zeros(shape), np.zeros(shape)
+    if algorithm in ("fedadagrad", "fedadam", "fedyogi"):
+        v = np.full(shape, params["tau"] ** 2)
+    for rnd in range(1, rounds + 1):
+        epochs = plan(rnd)
+        chosen = np.flatnonzero(epochs)
+        models, sizes, steps, control_changes = [], [], [], []
+        for k in chosen:
+            y = theta.copy()
+            hook = None
+            if algorithm == "fedprox":
+                hook = (theta, params["proximal_mu"], None)
+            if algorithm == "scaffold":
+                hook = (theta, 0.0, c - c_k[k])
+            tau = trainers[k].train(y, rnd, int(epochs[k]), hook)
+            if algorithm == "scaffold":  # option II
+                new_c = c_k[k] - c + (theta - y) / (fednova_norm(tau, momentum) * lr)
+                control_changes.append(new_c - c_k[k])
+                c_k[k] = new_c
+            models.append(y)
+            sizes.append(trainers[k].shard.n)
+            steps.append(tau)
+        if not models:
+            continue
+        p = np.array(sizes, dtype=np.float64) / sum(sizes)
+        average = sum(pk * yk for pk, yk in zip(p, models))  # FedAvg's model average
+        mean_delta = average - theta
+        if algorithm in ("fedavg", "fedprox"):
+            theta = average
+        elif algorithm == "scaffold":
+            theta = theta + params["lr"] * np.mean([yk - theta for yk in models], axis=0)
+            c = c + sum(control_changes) / n_clients
+        elif algorithm == "fednova":
+            a = np.array([fednova_norm(t, momentum) for t in steps])
+            tau_eff = float(p @ a)
+            theta = theta - tau_eff * sum(pk * (theta - yk) / ak for pk, yk, ak in zip(p, models, a))
+        elif algorithm == "fedavgm":
+            v = params["momentum"] * v + (theta - average)
+            theta = theta - params["lr"] * v
+        else:
+            m = params["beta1"] * m + (1 - params["beta1"]) * mean_delta
+            d2 = mean_delta**2
+            if algorithm == "fedadagrad":
+                v = v + d2
+            elif algorithm == "fedadam":
+                v = params["beta2"] * v + (1 - params["beta2"]) * d2
+            else:
+                v = v - (1 - params["beta2"]) * d2 * np.sign(v - d2)
+            theta = theta + params["lr"] * m / (np.sqrt(v) + params["tau"])
     return theta

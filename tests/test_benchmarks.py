@@ -65,3 +65,15 @@ def test_side_by_side_runner_smoke(tmp_path):
     assert {"mpifl, 9 ranks", "numpy"} <= set(data["federated"]["8"])
     assert data["sklearn"]["mpifl lbfgs, 2 ranks"]["seconds"] > 0
     assert "Machine:" in (tmp_path / "bench.md").read_text()
+
+
+def test_heterogeneity_study_smoke(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "heterogeneity.py"), "--smoke", "--ranks", "2", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "heterogeneity.json").read_text())
+    assert len(data["synthetic"]) == 5 and len(data["digits"]) == 5
+    assert all(len(r["curve"]) == 4 for r in data["synthetic"])  # rounds 0..3
+    assert (tmp_path / "heterogeneity.png").stat().st_size > 0

@@ -19,6 +19,10 @@ JOBS = {
     "federated": ["--set", "train.momentum=0.9", "--set", "server.fraction=0.5"],
     "distributed": ["--set", "mode=distributed", "--set", "train.momentum=0.9", "--set", "train.algorithm=local_sgd"],
     "lbfgs": ["--set", "mode=distributed", "--set", "train.optimizer=lbfgs", "--set", "train.tol=0"],
+    # stateful federated algorithms: SCAFFOLD's client controls, FedAvgM's momentum, the FedOpt moments
+    **{name: ["--set", f"server.strategy={name}", "--set", "server.fraction=0.5", "--set", "train.stragglers=0.5",
+              "--set", "train.epochs=2"]
+       for name in ("scaffold", "fedavgm", "fedadagrad", "fedadam", "fedyogi")},
 }
 
 
@@ -28,7 +32,7 @@ def mpifl(n, *args, cwd, script=None, timeout=120):
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("mode", ["federated", "distributed", "lbfgs"])
+@pytest.mark.parametrize("mode", list(JOBS))
 def test_killed_run_resumes_to_the_same_bytes(mode, tmp_path):
     common = ["--set", "rounds=30", "--set", "checkpoint.every=5", "--quiet", *JOBS[mode]]
     full = mpifl(4, *common, "--out", "full", cwd=tmp_path)
@@ -42,7 +46,8 @@ def test_killed_run_resumes_to_the_same_bytes(mode, tmp_path):
     assert (tmp_path / "cut" / "model.npz").read_bytes() == (tmp_path / "full" / "model.npz").read_bytes()
     full_rows = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     cut_rows = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(r)["loss"] for r in cut_rows] == [json.loads(r)["loss"] for r in full_rows]
+    for key in ("loss", "participants", "server"):
+        assert [json.loads(r).get(key) for r in cut_rows] == [json.loads(r).get(key) for r in full_rows]
 
 
 def test_finished_run_continues_for_more_rounds(tmp_path):

@@ -86,6 +86,31 @@ def test_sgd_epoch_matches_numpy(kind, dtype, momentum):
         assert not velocity.any()  # plain SGD keeps no velocity
 
 
+@pytest.mark.parametrize("mu, with_correction", [(0.7, False), (0.0, True), (0.3, True)])
+def test_sgd_epoch_objective_hook_matches_numpy(kind, dtype, mu, with_correction):
+    """FedProx's proximal term and SCAFFOLD's drift correction inside the compiled step."""
+    spec, X, y, theta = make_problem(kind, 97, 5, dtype)
+    rng = np.random.default_rng(3)
+    anchor = (0.5 * rng.standard_normal(spec.shape)).astype(dtype)
+    correction = (0.2 * rng.standard_normal(spec.shape)).astype(dtype) if with_correction else None
+    order = rng.permutation(97)
+    velocity = spec.zeros()
+    ref_theta, _ = naive.sgd_epoch(kind, X, y, theta, velocity, order, 16, 0.05, 0.5, 0.01, anchor, mu, correction)
+    ModelKernels(spec).sgd_epoch(X, y, theta, velocity, spec.zeros(), order, 16, 0.05, 0.5, 0.01,
+                                 (anchor, mu, correction))
+    assert rel(theta, ref_theta) < 50 * TOL[dtype]
+
+
+def test_an_idle_hook_changes_nothing_bit_for_bit():
+    spec, X, y, theta = make_problem("softmax", 80, 4, "float64")
+    order = np.arange(80)
+    plain, hooked = theta.copy(), theta.copy()
+    kernels = ModelKernels(spec)
+    kernels.sgd_epoch(X, y, plain, spec.zeros(), spec.zeros(), order, 8, 0.1, 0.9, 0.0)
+    kernels.sgd_epoch(X, y, hooked, spec.zeros(), spec.zeros(), order, 8, 0.1, 0.9, 0.0, (theta * 2, 0.0, None))
+    assert np.array_equal(plain, hooked)
+
+
 def test_evaluate_matches_numpy(kind, dtype):
     spec, X, y, theta = make_problem(kind, 301, 6, dtype)
     loss, correct = ModelKernels(spec).evaluate_sums(X, y, theta)

@@ -59,6 +59,18 @@ def test_csr_sgd_epoch_matches_numpy(kind):
     assert rel(theta, ref_theta) < 1e-12 and rel(velocity, ref_velocity) < 1e-12
 
 
+def test_csr_sgd_epoch_objective_hook_matches_numpy(kind):
+    spec, X, dense, y, theta = sparse_problem(kind, 120, 20, "float64", seed=7)
+    rng = np.random.default_rng(8)
+    anchor, correction = rng.standard_normal(spec.shape), 0.1 * rng.standard_normal(spec.shape)
+    order = rng.permutation(120)
+    velocity = spec.zeros()
+    ref_theta, _ = naive.sgd_epoch(kind, dense, y, theta, velocity, order, 16, 0.1, 0.9, 0.01, anchor, 0.4, correction)
+    ModelKernels(spec).sgd_epoch(X, y, theta, velocity, spec.zeros(), order, 16, 0.1, 0.9, 0.01,
+                                 (anchor, 0.4, correction))
+    assert rel(theta, ref_theta) < 1e-12
+
+
 def test_csr_evaluation_matches_numpy(kind, dtype):
     spec, X, dense, y, theta = sparse_problem(kind, 129, 25, dtype, seed=6)
     loss, correct = ModelKernels(spec).evaluate_sums(X, y, theta)

@@ -15,7 +15,7 @@ from mpifl.data.shards import client_shards, hosted, model_spec
 from mpifl.kernels import ModelKernels
 from mpifl.local import LocalSettings, LocalTrainer
 from mpifl.runner import run_job
-from mpifl.strategies import make_strategy
+from mpifl.strategies.sampling import sample_clients
 
 COMM = MPI.COMM_WORLD
 
@@ -64,10 +64,9 @@ def test_federated_training_from_files_equals_serial_fedavg_over_the_same_files(
     settings = LocalSettings.from_config(cfg)
     shards = client_shards(cfg, range(n_clients), n_clients)
     trainers = [LocalTrainer(s, ModelKernels(spec), settings, cfg["seed"], k) for k, s in enumerate(shards)]
-    strategy = make_strategy(cfg)
     theta = spec.zeros()
     for rnd in range(1, cfg["rounds"] + 1):
-        mask = strategy.sample_clients(rnd, n_clients)
+        mask = sample_clients(cfg["seed"], rnd, n_clients, cfg["server.fraction"])
         total, weight = np.zeros(spec.shape), 0.0
         for k in np.flatnonzero(mask):
             mine = theta.copy()

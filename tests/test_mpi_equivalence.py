@@ -12,7 +12,7 @@ from mpifl.data.shards import client_shard, model_spec, worker_shards
 from mpifl.kernels import ModelKernels
 from mpifl.local import LocalSettings, LocalTrainer
 from mpifl.runner import run_job
-from mpifl.strategies import make_strategy
+from mpifl.strategies.sampling import sample_clients
 
 COMM = MPI.COMM_WORLD
 
@@ -124,11 +124,10 @@ def test_federated_partial_participation_equals_serial_simulation(per_rank, tmp_
                                  "log_every=3", f"data.clients={k}"])
     result = run(cfg, tmp_path)
     spec = model_spec(cfg)
-    strategy = make_strategy(cfg)
     trainers = [LocalTrainer(client_shard(cfg, c, k), ModelKernels(spec), LocalSettings.from_config(cfg), cfg["seed"], c) for c in range(k)]
     theta = spec.zeros()
     for rnd in range(1, cfg["rounds"] + 1):
-        mask = strategy.sample_clients(rnd, k)
+        mask = sample_clients(cfg["seed"], rnd, k, cfg["server.fraction"])
         updates = np.empty((k, spec.size))
         weights = np.zeros(k)
         for c, t in enumerate(trainers):
