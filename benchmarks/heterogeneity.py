@@ -46,6 +46,7 @@ ALGORITHMS = {
 DIGITS = ["data.name=digits", "data.partition=dirichlet", "data.alpha=0.1", "data.clients=64",
           "server.fraction=0.25", "rounds=100", "train.epochs=1", "train.batch_size=32", "train.lr=0.5"]
 DIGITS_TARGET = 0.90
+ALL_STRATEGIES = ("fedavg", "fedprox", "scaffold", "fednova", "fedavgm", "fedadagrad", "fedadam", "fedyogi")
 
 
 def run_point(ranks: int, job: Path, overrides: list[str], out: Path) -> list[dict]:
@@ -98,6 +99,27 @@ def digits(args, out: Path) -> list[dict]:
         print(f"digits  {algo:26s} final {results[-1]['final']:.4f} rounds to {DIGITS_TARGET}: "
               f"{results[-1]['rounds_to_target']}", flush=True)
     return results
+
+
+def round_cost(args, out: Path) -> dict:
+    """Per-round time of every algorithm at 64 digits clients, all training, alternating runs, median of 3."""
+    import statistics
+
+    times: dict[str, list[float]] = {name: [] for name in ALL_STRATEGIES}
+    for rep in range(1 if args.smoke else 3):
+        for name in ALL_STRATEGIES:
+            run_dir = out / "runs" / f"cost-{name}-{rep}"
+            run_point(args.ranks, ROOT / "jobs" / "default.toml",
+                      ["data.clients=64", f"server.strategy={name}", f"rounds={args.rounds or 100}",
+                       f"log_every={args.rounds or 100}"], run_dir)
+            times[name].append(json.loads((run_dir / "summary.json").read_text())["seconds_per_round"])
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def cost_table(cost: dict) -> str:
+    base = cost["fedavg"]
+    return ("| strategy | ms per round | vs FedAvg |\n|---|---|---|\n"
+            + "\n".join(f"| {name} | {t * 1e3:.2f} | {t / base:.2f}x |" for name, t in cost.items()) + "\n")
 
 
 def write_csv(path: Path, results: list[dict]) -> None:
@@ -169,7 +191,7 @@ def plot(results: list[dict], path: Path, datasets: list[str], shares: tuple[flo
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ranks", type=int, default=3)
-    p.add_argument("--only", default="synthetic,digits")
+    p.add_argument("--only", default="synthetic,digits,cost")
     p.add_argument("--rounds", type=int, default=0, help="override the rounds (0 = the study's)")
     p.add_argument("--smoke", action="store_true", help="3 rounds, Synthetic(1,1) and 90%% stragglers only")
     p.add_argument("--out", type=Path, default=HERE / "results" / "heterogeneity")
@@ -192,6 +214,11 @@ def main() -> int:
         write_csv(args.out / "digits.csv", results)
         report += ["## Digits, Dirichlet 0.1, 64 clients, 16 per round\n", digits_table(results)]
         everything["digits"] = results
+    if "cost" in args.only:
+        cost = round_cost(args, args.out)
+        report += [f"## Round time at 64 digits clients, all training, {args.ranks} ranks (median of 3)\n",
+                   cost_table(cost)]
+        everything["cost"] = cost
     (args.out / "heterogeneity.md").write_text("\n".join(report))
     (args.out / "heterogeneity.json").write_text(json.dumps(everything, indent=1) + "\n")
     print("\n".join(report))

@@ -1,7 +1,7 @@
 """mpifl side by side with Flower, PyTorch DDP, scikit-learn and the hardware, from one command.
 
     pip install -e ".[bench]"
-    python benchmarks/run.py [--only federated,ddp,sklearn,hardware] [--repeat 3] [--out benchmarks/results]
+    python benchmarks/run.py [--only federated,algorithms,ddp,sklearn,hardware] [--repeat 3] [--out benchmarks/results]
     python benchmarks/run.py --smoke          # tiny sizes, what CI runs; peers that are not installed are skipped
 
 Every comparison runs the systems in turn in one invocation (alternating,
@@ -32,7 +32,7 @@ from mpifl.data.builtin import load_digits  # noqa: E402
 from mpifl.data.partition_cli import write_partition  # noqa: E402
 
 PY = sys.executable
-SECTIONS = ("federated", "ddp", "sklearn", "hardware")
+SECTIONS = ("federated", "algorithms", "ddp", "sklearn", "hardware")
 
 
 def installed(module: str) -> bool:
@@ -244,7 +244,79 @@ def hardware(tmp: Path, repeat: int, smoke: bool) -> tuple[str, dict]:
                    "collectives": json.loads(c_json.read_text()), "stdout": k.stdout[-200:]}
 
 
-RUNNERS = {"federated": federated, "ddp": ddp, "sklearn": sklearn_case, "hardware": hardware}
+# -- algorithms: FedProx and FedAdam on Synthetic(1,1), against Flower's strategies and a NumPy loop ------------
+
+def fedprox_data(tmp: Path, clients: int) -> Path:
+    """mpifl's own Synthetic(1,1) clients (seed 0) as one npz for the peers."""
+    from mpifl import config
+    from mpifl.data.shards import resolve
+
+    cfg = config.load(overrides=["data.name=fedprox_synthetic", "data.fedprox_alpha=1", "data.fedprox_beta=1",
+                                 f"data.clients={clients}"])
+    source = resolve(cfg)
+    parts = source.clients(range(clients), clients)
+    test = source.server_test()
+    npz = tmp / f"synthetic11-{clients}.npz"
+    np.savez(npz, X_train=np.vstack([p.train.X for p in parts]), y_train=np.concatenate([p.train.y for p in parts]),
+             client_ids=np.concatenate([np.full(p.train.n, k) for k, p in enumerate(parts)]), X_test=test.X,
+             y_test=test.y)
+    return npz
+
+
+def algorithms(tmp: Path, repeat: int, smoke: bool) -> tuple[str, dict]:
+    """FedProx (mu = 1) and FedAdam, 30 clients all training each round, batch 10, lr 0.01, 20 local epochs:
+    the same clients, row orders and maths in every system (Flower's FedAdam keeps its own server maths)."""
+    sys.path.insert(0, str(HERE / "peers"))
+    from fedopt_common import SETTINGS
+
+    clients, rounds = (6, 2) if smoke else (30, 20)
+    npz = fedprox_data(tmp, clients)
+    ranks = len(os.sched_getaffinity(0)) + 1
+    peers = ["numpy"] + (["flower"] if installed("flwr") and not smoke else [])
+    s = SETTINGS
+    mpifl_sets = {"fedprox": ["server.strategy=fedprox", f"server.proximal_mu={s['mu']}"],
+                  "fedadam": ["server.strategy=fedadam", f"server.lr={s['eta']}", f"server.beta1={s['beta1']}",
+                              f"server.beta2={s['beta2']}", f"server.tau={s['tau']}"]}
+    rows, data = [], {}
+    for algorithm, extra in mpifl_sets.items():
+        runs: dict[str, list[dict]] = {"mpifl": [], **{p: [] for p in peers}}
+        for rep in range(repeat):
+            run_dir = tmp / f"alg-{algorithm}-{rep}"
+            sets = ["data.name=fedprox_synthetic", "data.fedprox_alpha=1", "data.fedprox_beta=1",
+                    f"data.clients={clients}", f"rounds={rounds}", f"log_every={rounds}", "server.fraction=1",
+                    f"train.batch_size={s['batch']}", f"train.lr={s['lr']}", f"train.epochs={s['epochs']}", *extra]
+            m = checked(measure([mpiexec(), "-n", str(ranks), PY, "-m", "mpifl", "run", "--out", str(run_dir),
+                                 "--quiet", *[a for kv in sets for a in ("--set", kv)]]), "mpifl")
+            summary = json.loads((run_dir / "summary.json").read_text())
+            runs["mpifl"].append({"accuracy": summary["final_accuracy"], "seconds_per_round": summary["seconds_per_round"],
+                                  "wall": m.wall_seconds, "peak_mib": m.peak_pss_mib})
+            for peer in peers:
+                out = tmp / f"alg-{algorithm}-{peer}-{rep}.json"
+                script = HERE / "peers" / ("flower_fedopt.py" if peer == "flower" else "numpy_fedopt.py")
+                m = checked(measure([PY, str(script), algorithm, str(npz), str(rounds), str(out)]), peer)
+                runs[peer].append({**json.loads(out.read_text()), "wall": m.wall_seconds, "peak_mib": m.peak_pss_mib})
+        summary = {p: {k: statistics.median(r[k] for r in rs) for k in ("wall", "seconds_per_round", "accuracy")}
+                   | {"peak_mib": max(r["peak_mib"] for r in rs)} for p, rs in runs.items()}
+        data[algorithm] = summary
+        base = summary["mpifl"]
+        for system, v in summary.items():
+            ratio = "" if system == "mpifl" else (f"**{v['seconds_per_round'] / base['seconds_per_round']:.0f}x** / "
+                                                 f"{v['wall'] / base['wall']:.1f}x")
+            name = f"mpifl, {ranks} ranks" if system == "mpifl" else system
+            rows.append(f"| {algorithm} | {name} | {v['wall']:.2f} s | {v['seconds_per_round'] * 1e3:.1f} ms | "
+                        f"{v['peak_mib']:.0f} MiB | {v['accuracy']:.4f} | {ratio} |")
+        if "flower" not in peers:
+            rows.append(f"| {algorithm} | flower | not run ({'smoke' if smoke else 'not installed'}) | | | | |")
+    table = markdown_table(
+        f"FedProx (mu = {s['mu']}) and FedAdam (eta {s['eta']}, beta1 {s['beta1']}, beta2 {s['beta2']}, tau {s['tau']}) "
+        f"on Synthetic(1,1), {clients} clients all training, batch {s['batch']}, lr {s['lr']}, {s['epochs']} local "
+        f"epochs, {rounds} rounds; median of {repeat}",
+        ["algorithm", "system", "wall (with start-up)", "per round", "peak memory (PSS)", "accuracy",
+         "system / mpifl: per round / wall"], rows)
+    return table, data
+
+
+RUNNERS = {"federated": federated, "algorithms": algorithms, "ddp": ddp, "sklearn": sklearn_case, "hardware": hardware}
 
 
 def main():

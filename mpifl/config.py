@@ -195,6 +195,11 @@ def _check_strategy(values: dict[str, Any], origins: dict[str, str], source: str
                 f"The '{key}' parameter in {origins.get(key, source)} is not used by server.strategy "
                 f"{name!r}; it belongs to " + ", ".join(repr(u) for u in users) + "."
             )
+    if values["data.name"] != "fedprox_synthetic" or values["data.path"]:
+        for key in ("data.fedprox_alpha", "data.fedprox_beta", "data.fedprox_iid"):
+            if key in origins:
+                raise ConfigError(f"The '{key}' parameter in {origins[key]} applies to data.name = "
+                                  "'fedprox_synthetic' (without data.path) only.")
     if values["mode"] == "distributed":
         for key in ("train.stragglers", "server.drop_stragglers"):
             if key in origins and values[key]:

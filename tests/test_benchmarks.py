@@ -57,13 +57,16 @@ def test_data_loading_benchmark_smoke(tmp_path):
 def test_side_by_side_runner_smoke(tmp_path):
     """The runner's tiny version, as CI runs it: peers that are not installed are reported, not required."""
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "run.py"), "--smoke", "--only", "federated,sklearn", "--out", str(tmp_path)],
+        [sys.executable, str(BENCH / "run.py"), "--smoke", "--only", "federated,algorithms,sklearn", "--out",
+         str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((tmp_path / "bench.json").read_text())
     assert {"mpifl, 9 ranks", "numpy"} <= set(data["federated"]["8"])
     assert data["sklearn"]["mpifl lbfgs, 2 ranks"]["seconds"] > 0
+    for algorithm in ("fedprox", "fedadam"):  # the same clients, orders and maths: the same accuracy
+        assert data["algorithms"][algorithm]["mpifl"]["accuracy"] == data["algorithms"][algorithm]["numpy"]["accuracy"]
     assert "Machine:" in (tmp_path / "bench.md").read_text()
 
 
@@ -77,3 +80,4 @@ def test_heterogeneity_study_smoke(tmp_path):
     assert len(data["synthetic"]) == 5 and len(data["digits"]) == 5
     assert all(len(r["curve"]) == 4 for r in data["synthetic"])  # rounds 0..3
     assert (tmp_path / "heterogeneity.png").stat().st_size > 0
+    assert set(data["cost"]) == {"fedavg", "fedprox", "scaffold", "fednova", "fedavgm", "fedadagrad", "fedadam", "fedyogi"}

@@ -205,6 +205,7 @@ def test_each_strategy_gets_its_declared_defaults():
     (["server.strategy=fedprox", "server.proximal_mu=-1"], "must be a float in the range [0, inf)"),
     (["server.strategy=fedsgd"], "'server.strategy' parameter in --set server.strategy=fedsgd must be a str among"),
     (["mode=distributed", "train.stragglers=0.5"], "applies to federated mode only"),
+    (["data.fedprox_alpha=1"], "applies to data.name = 'fedprox_synthetic'"),
 ])
 def test_strategy_parameters_are_validated_with_clear_messages(overrides, message):
     with pytest.raises(ConfigError) as info:
