@@ -9,7 +9,7 @@ raw mpi4py call even for tiny buffers (benchmarks/collectives.py).
 from __future__ import annotations
 
 import os
-from time import perf_counter
+from time import perf_counter, sleep
 
 import numpy as np
 from mpi4py import MPI
@@ -36,9 +36,30 @@ def allgather(comm: MPI.Comm, send: np.ndarray, recv: np.ndarray, timer: RoundTi
     timer.comm_seconds += perf_counter() - t0
 
 
-def bcast(comm: MPI.Comm, buf: np.ndarray, timer: RoundTimer, root: int = 0) -> None:
+POLL_SECONDS = 5e-5  # sleep between tests while polling
+
+
+def wait_patiently(request: MPI.Request) -> None:
+    """Wait for a non-blocking call by testing it between short sleeps, leaving the core to ranks that compute.
+
+    MPI's own wait keeps polling the network, and on a node with more ranks
+    than cores the waiting ranks then take CPU time from the working ones (in
+    a federated round: the server, and the clients that finished first).
+    Sleeping adds wake-up latency, so callers poll only where waits are long.
+    Every rank must choose the same way for the same call, because a
+    blocking collective never matches a non-blocking one.
+    """
+    while not request.Test():
+        sleep(POLL_SECONDS)
+
+
+def bcast(comm: MPI.Comm, buf: np.ndarray, timer: RoundTimer, root: int = 0, poll: bool = False) -> None:
+    """Bcast; with ``poll`` (the same on every rank), Ibcast waited for by wait_patiently."""
     t0 = perf_counter()
-    comm.Bcast(buf, root=root)
+    if poll:
+        wait_patiently(comm.Ibcast(buf, root=root))
+    else:
+        comm.Bcast(buf, root=root)
     timer.comm_seconds += perf_counter() - t0
 
 
@@ -65,11 +86,15 @@ class GatherToRoot:
         self.total = self.displs[-1] + self.counts[-1]
         self.my_count = self.counts[self.comm.Get_rank()]
 
-    def __call__(self, send: np.ndarray, recv: np.ndarray, timer: RoundTimer) -> None:
+    def __call__(self, send: np.ndarray, recv: np.ndarray, timer: RoundTimer, poll: bool = False) -> None:
+        """Gatherv; with ``poll`` (the same on every rank), Igatherv waited for by wait_patiently."""
         t0 = perf_counter()
-        self.comm.Gatherv(
-            [send, self.my_count, self.mpi_type], [recv, self.counts, self.displs, self.mpi_type], root=self.root
-        )
+        sendbuf = [send, self.my_count, self.mpi_type]
+        recvbuf = [recv, self.counts, self.displs, self.mpi_type]
+        if poll:
+            wait_patiently(self.comm.Igatherv(sendbuf, recvbuf, root=self.root))
+        else:
+            self.comm.Gatherv(sendbuf, recvbuf, root=self.root)
         timer.comm_seconds += perf_counter() - t0
 
 

@@ -197,7 +197,7 @@ def _check_strategy(values: dict[str, Any], origins: dict[str, str], source: str
             )
     if values["data.name"] != "fedprox_synthetic" or values["data.path"]:
         for key in ("data.fedprox_alpha", "data.fedprox_beta", "data.fedprox_iid"):
-            if key in origins:
+            if key in origins and values[key] != SCHEMA[key][0]:  # a written config.toml holds every key
                 raise ConfigError(f"The '{key}' parameter in {origins[key]} applies to data.name = "
                                   "'fedprox_synthetic' (without data.path) only.")
     if values["mode"] == "distributed":

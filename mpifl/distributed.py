@@ -66,8 +66,7 @@ class GradientAveraging:
         t = self.trainer
         s = t.settings
         batch = s.batch_size or int(self.layout.sizes.max())
-        for epoch in range(s.epochs):
-            order = t.order(rnd, epoch)
+        for order in t.orders(rnd, s.epochs):
             for step in range(self.layout.steps_per_epoch(batch)):
                 with self.timer.compute():
                     if s.batch_size == 0:

@@ -26,10 +26,9 @@ import time
 from dataclasses import replace
 
 import numpy as np
-from mpi4py import MPI
 
 from mpifl import comm as collectives
-from mpifl.data.shards import ClientData, Shard, hosted
+from mpifl.data.shards import ClientData, Shard
 from mpifl.local import LocalSettings, LocalTrainer
 from mpifl.loop import Loop
 from mpifl.metrics import RoundTimer
@@ -40,20 +39,22 @@ from mpifl.strategies import RoundResults, Strategy, strategy_params
 from mpifl.strategies.base import LocalRun
 
 SERVER = 0
+# On a node with more ranks than cores, rounds whose compute took longer than this are waited for by polling with sleeps
+# (mpifl.comm.wait_patiently); shorter ones wait in MPI, where a sleep's wake-up latency would dominate.
+LONG_ROUND_SECONDS = 2e-3
 _PENDING = "round."  # server-state keys of the last aggregation's metrics, reported with the next record
 
 
-def make_wire(comm: MPI.Comm, strategy: type[Strategy], spec: ModelSpec, n_clients: int) -> Wire:
-    """The round's buffers for this algorithm, the same on every rank."""
-    hosts = comm.Get_size() - 1
-    blocks = [hosted(n_clients, hosts, h) for h in range(hosts)]
+def make_wire(strategy: type[Strategy], spec: ModelSpec, blocks: list[range]) -> Wire:
+    """The round's buffers for this algorithm, the same on every rank; blocks[h] are client rank h+1's clients."""
     return Wire(strategy.downlink, strategy.uplink, spec.shape, spec.dtype, blocks)
 
 
-def serve(loop: Loop, test: Shard, n_clients: int, strategy: Strategy) -> np.ndarray:
+def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> np.ndarray:
     """The server's loop; returns the final global parameters."""
     comm, cfg, spec = loop.comm, loop.cfg, loop.kernels.spec
-    wire = make_wire(comm, type(strategy), spec, n_clients)
+    wire = make_wire(type(strategy), spec, blocks)
+    n_clients = wire.n_clients
     tester = LocalTrainer(test, loop.kernels, LocalSettings.from_config(cfg), cfg["seed"], SERVER)
     checkpoints = loop.checkpoints
     theta = checkpoints.theta.copy() if checkpoints.resumed else spec.zeros()
@@ -67,6 +68,7 @@ def serve(loop: Loop, test: Shard, n_clients: int, strategy: Strategy) -> np.nda
     timer = RoundTimer()
     gather_payload = collectives.GatherToRoot(comm, [0] * comm.Get_size(), spec.dtype, SERVER)
     gather_stats = collectives.GatherToRoot(comm, wire.stats_counts, np.float64, SERVER)
+    poll = False  # how every rank waits in this round's collectives; the server decides, the downlink tells
     # timings of the round that produced theta, reported with the next round's record
     last_seconds, last_compute, last_server = 0.0, 0.0, (0.0, 0.0)
     last_rank_compute = np.zeros(len(wire.blocks))
@@ -81,14 +83,16 @@ def serve(loop: Loop, test: Shard, n_clients: int, strategy: Strategy) -> np.nda
             down[name][...] = value
         down["epochs"][:] = epochs
         down["stop"][0] = stop
-        collectives.bcast(comm, downlink, timer, root=SERVER)
+        down["poll"][0] = loop.patient and last_compute > LONG_ROUND_SECONDS  # compute: no feedback from the wait
+        collectives.bcast(comm, downlink, timer, root=SERVER, poll=poll)
+        poll = bool(down["poll"][0])
         if stop:
             loop.stop_after(it - 1, theta, {}, {**strategy.state(), **_pending_state(pending)})
         trained = np.flatnonzero(epochs)
         if trained.size:
             gather_payload.set_counts(wire.payload_counts(epochs))
-            gather_payload(nothing, payload, timer)
-        gather_stats(np.empty(0), gathered, timer)
+            gather_payload(nothing, payload, timer, poll)
+        gather_stats(np.empty(0), gathered, timer, poll)
         stats, rank_stats = wire.split_stats(gathered)
         with timer.compute():
             record = None
@@ -160,10 +164,11 @@ def _record(
     )
 
 
-def participate(loop: Loop, data: list[ClientData], clients: range, n_clients: int, strategy: type[Strategy]) -> None:
+def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list[range],
+                strategy: type[Strategy]) -> None:
     """A client rank's loop: for each of its clients, evaluate the global model, train when planned."""
     comm, cfg, spec = loop.comm, loop.cfg, loop.kernels.spec
-    wire = make_wire(comm, strategy, spec, n_clients)
+    wire = make_wire(strategy, spec, blocks)
     settings = LocalSettings.from_config(cfg)
     trainers = [LocalTrainer(c.train, loop.kernels, settings, cfg["seed"], k) for c, k in zip(data, clients)]
     testers = [None if c.test is None else LocalTrainer(c.test, loop.kernels, settings, cfg["seed"], k)
@@ -182,6 +187,7 @@ def participate(loop: Loop, data: list[ClientData], clients: range, n_clients: i
     timer = RoundTimer()
     gather_payload = collectives.GatherToRoot(comm, [0] * comm.Get_size(), spec.dtype, SERVER)
     gather_stats = collectives.GatherToRoot(comm, wire.stats_counts, np.float64, SERVER)
+    poll = False  # how every rank waits in this round's collectives; the server decides, the downlink tells
     previous_comm = 0.0
 
     def local_state() -> dict[str, np.ndarray]:
@@ -190,7 +196,8 @@ def participate(loop: Loop, data: list[ClientData], clients: range, n_clients: i
 
     for it in range(loop.checkpoints.start_round + 1, cfg["rounds"] + 2):
         timer.reset()
-        collectives.bcast(comm, downlink, timer, root=SERVER)
+        collectives.bcast(comm, downlink, timer, root=SERVER, poll=poll)
+        poll = bool(down["poll"][0])
         if down["stop"][0]:
             loop.stop_after(it - 1, theta, local_state())
         t0 = time.perf_counter()
@@ -222,8 +229,8 @@ def participate(loop: Loop, data: list[ClientData], clients: range, n_clients: i
         own["comm"][0] = previous_comm
         if (epochs > 0).any():
             gather_payload.set_counts(wire.payload_counts(epochs))
-            gather_payload(payload[:sent], unused, timer)
-        gather_stats(stats, unused, timer)
+            gather_payload(payload[:sent], unused, timer, poll)
+        gather_stats(stats, unused, timer, poll)
         previous_comm = timer.comm_seconds
         if loop.checkpoints.due(it):
             loop.save(it, theta, local_state())

@@ -24,6 +24,9 @@ class Loop:
 
     The loops report rounds to ``recorder``, read ``stop`` once per round and
     save through ``checkpoints``; the checkpoint holds the records so far.
+    ``patient`` is set where a node has more ranks than cores: ranks that
+    wait long in a collective then poll with sleeps instead of spinning
+    (mpifl.comm.Waiting).
     """
 
     comm: MPI.Comm
@@ -32,6 +35,7 @@ class Loop:
     recorder: Recorder
     checkpoints: Checkpoints
     stop: StopFlag
+    patient: bool = False
 
     def report(self, record: RoundRecord) -> None:
         self.recorder.report(record)

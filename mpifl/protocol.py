@@ -5,9 +5,10 @@ flat buffers and named views of them, identically on every rank, so that the
 loops in mpifl.federated move bytes without knowing what they mean:
 
 - **downlink**, one ``Bcast`` in the model's dtype:
-  ``[theta | declared downlink fields | epochs (one per client) | stop]``.
+  ``[theta | declared downlink fields | epochs (one per client) | stop | poll]``.
   ``epochs[k]`` is client k's number of local epochs this round; 0 means it
-  does not train (not sampled, or a dropped straggler).
+  does not train (not sampled, or a dropped straggler).  ``poll`` tells every
+  rank how to wait in this round's collectives (mpifl.comm.wait_patiently).
 - **payload**, one ``Gatherv`` row per client that trained, in the model's
   dtype: ``[delta | declared model-sized uplink fields]``.
 - **stats**, one ``Gatherv`` of float64 from every client rank, every round:
@@ -138,13 +139,14 @@ class Wire:
     # -- downlink ---------------------------------------------------------------------------------------------
 
     def downlink_buffer(self) -> np.ndarray:
-        return np.zeros(self.down.width + self.n_clients + 1, dtype=self.dtype)
+        return np.zeros(self.down.width + self.n_clients + 2, dtype=self.dtype)
 
     def downlink_views(self, buffer: np.ndarray) -> dict[str, np.ndarray]:
-        """The declared fields (theta first), plus 'epochs' (one per client) and 'stop' (one value)."""
+        """The declared fields (theta first), plus 'epochs' (one per client), 'stop' and 'poll' (one value each)."""
         views = self.down.views(buffer[: self.down.width])
-        views["epochs"] = buffer[self.down.width : -1]
-        views["stop"] = buffer[-1:]
+        views["epochs"] = buffer[self.down.width : -2]
+        views["stop"] = buffer[-2:-1]
+        views["poll"] = buffer[-1:]
         return views
 
     # -- payload: one row per client that trained -------------------------------------------------------------

@@ -17,7 +17,7 @@ class Purpose(IntEnum):
     PARTITION = 2  # assignment of training rows to clients or workers
     SYNTHETIC = 3  # generation of synthetic data
     CLIENT_SAMPLING = 4  # which clients train in a round
-    SHUFFLE = 5  # mini-batch order of one client in one round and epoch
+    SHUFFLE = 5  # mini-batch orders of one client in one round, drawn epoch after epoch
     SYNTHETIC_MODEL = 6  # the true model behind synthetic rows generated per rank
     STRAGGLERS = 7  # which sampled clients straggle in a round, and their epochs
     FEDPROX_SYNTHETIC = 8  # the FedProx paper's Synthetic(alpha, beta) clients

@@ -21,7 +21,7 @@ from mpifl import federated
 from mpifl.agree import collectively
 from mpifl.compile import warm_up
 from mpifl.config import Config
-from mpifl.data.shards import DataSource, check_fit, hosted
+from mpifl.data.shards import DataSource, balanced_blocks, check_fit
 from mpifl.distributed import train_distributed
 from mpifl.errors import ConfigError, RankCountError
 from mpifl.loop import Loop
@@ -65,10 +65,11 @@ def load_data(comm: MPI.Comm, cfg: Config, source: DataSource) -> tuple:
     problem = STRATEGIES[cfg["server.strategy"]].check(strategy_params(cfg.values), n_clients)
     if problem:
         raise ConfigError(f"server.strategy {cfg['server.strategy']!r}: {problem}")
+    blocks = balanced_blocks(source.client_rows(n_clients), size - 1)
     if rank == federated.SERVER:
-        return (source.server_test(), n_clients)
-    clients = hosted(n_clients, size - 1, rank - 1)
-    return (source.clients(clients, n_clients), clients, n_clients)
+        return (source.server_test(), blocks)
+    clients = blocks[rank - 1]
+    return (source.clients(clients, n_clients), clients, blocks)
 
 
 def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int) -> Strategy:
@@ -108,8 +109,8 @@ def train(loop: Loop, data: tuple) -> np.ndarray:
     if cfg["mode"] == "distributed":
         return train_distributed(loop, *data)
     if comm.Get_rank() == federated.SERVER:
-        test, n_clients = data
-        theta = federated.serve(loop, test, n_clients, make_strategy(cfg, spec, n_clients))
+        test, blocks = data
+        theta = federated.serve(loop, test, blocks, make_strategy(cfg, spec, blocks[-1].stop))
     else:
         federated.participate(loop, *data, STRATEGIES[cfg["server.strategy"]])
         theta = spec.zeros()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,7 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
     recorder = Recorder(publish)
     recorder.records.extend(earlier)
     stop = StopFlag()
-    loop = Loop(comm, cfg, kernels, recorder, checkpoints, stop)
+    loop = Loop(comm, cfg, kernels, recorder, checkpoints, stop, patient=_oversubscribed(occupancy))
     try:
         train_started = time.perf_counter()
         try:
@@ -125,6 +126,15 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
     if verbose:
         roles.say(comm, _closing(summary, run_dir))
     return JobResult(theta, records, summary, run_dir)
+
+
+def _oversubscribed(occupancy: tuple[int, int]) -> bool:
+    """More ranks than cores on some node; MPIFL_WAIT=poll or spin forces the choice."""
+    choice = os.environ.get("MPIFL_WAIT", "").lower()
+    if choice in ("poll", "spin"):
+        return choice == "poll"
+    ranks_per_node, cores_per_node = occupancy
+    return ranks_per_node > cores_per_node
 
 
 def _open_writer(comm, run_dir, cfg):

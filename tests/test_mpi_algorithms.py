@@ -107,14 +107,15 @@ def test_the_uplink_carries_exactly_the_declared_fields(name, tmp_path, monkeypa
     sent = []
     original = collectives.GatherToRoot.__call__
 
-    def counting(self, send, recv, timer):
+    def counting(self, send, recv, timer, *how):
         if self.mpi_type.Get_size() == 4 and COMM.rank != 0:  # float32: the payload (stats are float64)
             sent.append(self.my_count)
-        original(self, send, recv, timer)
+        original(self, send, recv, timer, *how)
 
     monkeypatch.setattr(collectives.GatherToRoot, "__call__", counting)
     k = 2 * (COMM.size - 1)
-    cfg = config.load(overrides=["rounds=3", f"data.clients={k}", "model.dtype=float32", f"server.strategy={name}"])
+    cfg = config.load(overrides=["rounds=3", f"data.clients={k}", "data.partition=iid", "model.dtype=float32",
+                                 f"server.strategy={name}"])
     run(cfg, tmp_path)
     size = model_spec(cfg).size
     per_client = 2 * size if name == "scaffold" else size

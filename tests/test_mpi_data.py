@@ -11,7 +11,7 @@ from mpi4py import MPI
 
 from mpifl import audit, config
 from mpifl.data import partition_cli, store
-from mpifl.data.shards import client_shards, hosted, model_spec
+from mpifl.data.shards import balanced_blocks, client_shards, model_spec
 from mpifl.kernels import ModelKernels
 from mpifl.local import LocalSettings, LocalTrainer
 from mpifl.runner import run_job
@@ -41,7 +41,8 @@ def test_each_rank_opens_only_its_own_clients_files_and_the_server_none(tmp_path
     def files_of(entry):
         return {str((root / "parts" / rel).resolve()) for rel in entry["files"]}
 
-    mine = hosted(n_clients, COMM.size - 1, COMM.rank - 1) if COMM.rank else range(0)
+    blocks = balanced_blocks([int(c["rows"]) for c in manifest.doc["clients"]], COMM.size - 1)
+    mine = blocks[COMM.rank - 1] if COMM.rank else range(0)
     client_files = {path for path in opened if "/client_" in path}
     # exactly its own: none missing (memory-mapped loads are seen), none of another client's
     assert client_files == set().union(*[files_of(manifest.client(k)) for k in mine])

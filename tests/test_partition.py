@@ -89,3 +89,17 @@ def test_worker_shards_follow_the_model_dtype():
     cfg = config.load(overrides=["mode=distributed", "model.dtype=float32"])
     train, test = worker_shards(cfg, 1, 3)
     assert train.X.dtype == np.float32 and train.X.flags.c_contiguous and test.n in (119, 120)
+
+
+def test_balanced_blocks_are_contiguous_nonempty_and_even_by_rows():
+    from mpifl.data.shards import balanced_blocks
+
+    rows = [82, 58, 692, 118, 54, 45, 138, 48, 109, 127, 80, 870, 139, 271, 45, 50, 283, 1617, 88, 153]
+    for hosts in (1, 2, 3, 7, 20):
+        blocks = balanced_blocks(rows, hosts)
+        assert [b.start for b in blocks[1:]] == [b.stop for b in blocks[:-1]] and blocks[-1].stop == len(rows)
+        assert blocks[0].start == 0 and all(len(b) >= 1 for b in blocks)
+    two = balanced_blocks(rows, 2)
+    loads = [sum(rows[k] for k in b) for b in two]
+    assert max(loads) <= sum(rows) / 2 + max(rows) / 2  # within half a client of even
+    assert balanced_blocks([10] * 8, 4) == [range(0, 2), range(2, 4), range(4, 6), range(6, 8)]

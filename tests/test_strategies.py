@@ -166,7 +166,7 @@ def test_wire_views_name_every_field():
                 [range(0, 1), range(1, 3)])
     buffer = wire.downlink_buffer()
     down = wire.downlink_views(buffer)
-    assert set(down) == {"theta", "control", "epochs", "stop"} and down["control"].shape == SHAPE
+    assert set(down) == {"theta", "control", "epochs", "stop", "poll"} and down["control"].shape == SHAPE
     down["epochs"][:] = [1, 2, 3]
     assert buffer.dtype == np.float32 and list(buffer[12:15]) == [1, 2, 3]
     stats = wire.stats_buffer(2)
@@ -206,6 +206,7 @@ def test_each_strategy_gets_its_declared_defaults():
     (["server.strategy=fedsgd"], "'server.strategy' parameter in --set server.strategy=fedsgd must be a str among"),
     (["mode=distributed", "train.stragglers=0.5"], "applies to federated mode only"),
     (["data.fedprox_alpha=1"], "applies to data.name = 'fedprox_synthetic'"),
+    (["data.fedprox_iid=true"], "applies to data.name = 'fedprox_synthetic'"),
 ])
 def test_strategy_parameters_are_validated_with_clear_messages(overrides, message):
     with pytest.raises(ConfigError) as info:

@@ -2,8 +2,9 @@
 
 DATA.npz (written by benchmarks/run.py) holds X_train, y_train, client_ids,
 X_test and y_test: mpifl's own fedprox_synthetic clients.  A client's row
-order in round r and epoch e is mpifl's stream (seed, SHUFFLE, r, k, e), so
-every system takes the same SGD steps.
+orders in round r are drawn epoch after epoch from mpifl's stream
+(seed, SHUFFLE, r, k), so
+every system takes the same SGD steps (mpifl.local.LocalTrainer.orders).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ def local_train(W, X, y, rows, rnd, k, mu, sgd_epoch):
     """The client's local epochs in mpifl's row order; returns the trained W."""
     s = SETTINGS
     anchor = W.copy()
-    for epoch in range(s["epochs"]):
-        order = rows[stream(s["seed"], Purpose.SHUFFLE, rnd, k, epoch).permutation(rows.size)]
-        sgd_epoch(W, X, y, order, s["batch"], s["lr"], mu, anchor)
+    rng = stream(s["seed"], Purpose.SHUFFLE, rnd, k)
+    for _ in range(s["epochs"]):
+        sgd_epoch(W, X, y, rows[rng.permutation(rows.size)], s["batch"], s["lr"], mu, anchor)
     return W
 
 

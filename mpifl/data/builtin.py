@@ -79,7 +79,7 @@ def fedprox_synthetic_client(seed: int, client: int, alpha: float, beta: float, 
     client's rows without the others.
     """
     rng = stream(seed, Purpose.FEDPROX_SYNTHETIC, 0, client)
-    n = int(rng.lognormal(4, 2)) + 50
+    n = _fedprox_rows(rng)
     d, classes = FEDPROX_FEATURES, FEDPROX_CLASSES
     if iid:
         shared = stream(seed, Purpose.FEDPROX_SYNTHETIC, 1)
@@ -94,6 +94,16 @@ def fedprox_synthetic_client(seed: int, client: int, alpha: float, beta: float, 
     X = v + rng.standard_normal((n, d)) * scale
     y = np.argmax(X @ W + b, axis=1).astype(np.float64)  # softmax is monotone: argmax of the logits
     return X, y
+
+
+def _fedprox_rows(rng: np.random.Generator) -> int:
+    """n_k = int(lognormal(4, 2)) + 50: the first draw of a client's stream."""
+    return int(rng.lognormal(4, 2)) + 50
+
+
+def fedprox_client_rows(seed: int, client: int) -> int:
+    """Client ``client``'s number of rows, without generating them."""
+    return _fedprox_rows(stream(seed, Purpose.FEDPROX_SYNTHETIC, 0, client))
 
 
 def fedprox_split(n: int) -> int:

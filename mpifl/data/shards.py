@@ -27,6 +27,7 @@ from mpifl.data.builtin import (
     DIGITS_CLASSES,
     FEDPROX_CLASSES,
     FEDPROX_FEATURES,
+    fedprox_client_rows,
     fedprox_split,
     fedprox_synthetic_client,
     load_digits,
@@ -81,6 +82,28 @@ def hosted(n_clients: int, n_hosts: int, host: int) -> range:
     return range(lo, hi)
 
 
+def balanced_blocks(rows: list[int], hosts: int) -> list[range]:
+    """Contiguous blocks of clients, one per host, whose row totals are as even as contiguity allows.
+
+    A round lasts as long as its busiest client rank, and with clients of
+    very unequal sizes (the FedProx benchmark's are log-normal) equal client
+    counts leave most ranks waiting for one.  The blocks stay contiguous, so
+    the gathers stay in client order, and they are a pure function of the
+    sizes, so every rank computes the same ones.  Every host gets a client.
+    """
+    n = len(rows)
+    prefix = np.concatenate(([0], np.cumsum(np.asarray(rows, dtype=np.float64))))
+    cuts = [0]
+    for h in range(1, hosts):
+        target = prefix[-1] * h / hosts
+        above = int(np.searchsorted(prefix, target))  # first cut whose prefix reaches the target
+        cut = above if above < len(prefix) and (above == 0 or prefix[above] - target <= target - prefix[above - 1]) \
+            else above - 1
+        cuts.append(min(max(cut, cuts[-1] + 1), n - (hosts - h)))
+    cuts.append(n)
+    return [range(lo, hi) for lo, hi in zip(cuts, cuts[1:])]
+
+
 def check_fit(n_clients: int, n_hosts: int, role: str) -> None:
     if n_clients < n_hosts:
         raise RankCountError(
@@ -107,6 +130,10 @@ class DataSource(ABC):
     @abstractmethod
     def clients(self, ids: range, n_clients: int) -> list[ClientData]:
         """The rows of federated clients ``ids`` (0-based) out of ``n_clients``."""
+
+    @abstractmethod
+    def client_rows(self, n_clients: int) -> list[int]:
+        """Every client's number of training rows (to balance client ranks), without loading the rows."""
 
     @abstractmethod
     def server_test(self) -> Shard:
@@ -160,6 +187,10 @@ class BuiltinSplit(DataSource):
         rows = self._parts(y, train, n_clients)
         return [ClientData(self._shard(X, y, rows[k], f"client {k}")) for k in ids]
 
+    def client_rows(self, n_clients: int) -> list[int]:
+        _, y, train, _ = self._rows()
+        return [part.size for part in self._parts(y, train, n_clients)]
+
     def server_test(self) -> Shard:
         X, y, _, test = self._rows()
         return self._shard(X, y, test, "the test set")
@@ -191,6 +222,9 @@ class PerRankSynthetic(BuiltinSplit):
 
     def clients(self, ids: range, n_clients: int) -> list[ClientData]:
         return [ClientData(self._generated(self.cfg["data.rows_per_rank"], 1 + k, f"client {k}")) for k in ids]
+
+    def client_rows(self, n_clients: int) -> list[int]:
+        return [self.cfg["data.rows_per_rank"]] * n_clients
 
     def server_test(self) -> Shard:
         return self._generated(self._test_rows(), 0, "the test set")
@@ -226,6 +260,9 @@ class FedproxSynthetic(DataSource):
     def clients(self, ids: range, n_clients: int) -> list[ClientData]:
         return [ClientData(*self._client(k)) for k in ids]
 
+    def client_rows(self, n_clients: int) -> list[int]:
+        return [fedprox_split(fedprox_client_rows(self.cfg["seed"], k)) for k in range(n_clients)]
+
     def _union(self, ids: range, part: int) -> Shard:
         shards = [self._client(k)[part] for k in ids]
         return Shard(np.concatenate([s.X for s in shards]), np.concatenate([s.y for s in shards]))
@@ -260,6 +297,9 @@ class PartitionFiles(DataSource):
     def clients(self, ids: range, n_clients: int) -> list[ClientData]:
         parts = files.client_parts(self.path, ids, self.dtype, self.cfg["data.verify"])
         return [ClientData(Shard(X, y)) for X, y in parts]
+
+    def client_rows(self, n_clients: int) -> list[int]:
+        return [int(c["rows"]) for c in files.manifest_of(self.path).doc["clients"]]
 
     def server_test(self) -> Shard:
         return Shard(*files.test_part(self.path, self.dtype, self.cfg["data.verify"]))
@@ -309,6 +349,9 @@ class NpyTable(DataSource):
         self._federated_only()
 
     def clients(self, ids: range, n_clients: int) -> list[ClientData]:
+        self._federated_only()
+
+    def client_rows(self, n_clients: int) -> list[int]:
         self._federated_only()
 
     def server_test(self) -> Shard:
