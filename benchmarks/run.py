@@ -263,22 +263,32 @@ def fedprox_data(tmp: Path, clients: int) -> Path:
     return npz
 
 
+# which peers run which algorithm: the NumPy loop and Flower have FedProx and FedAdam, pfl-research FedProx and SCAFFOLD
+PEERS = {"numpy": ("numpy_fedopt.py", "numpy", ("fedprox", "fedadam")),
+         "flower": ("flower_fedopt.py", "flwr", ("fedprox", "fedadam")),
+         "pfl": ("pfl_fedopt.py", "pfl", ("fedprox", "scaffold"))}
+
+
 def algorithms(tmp: Path, repeat: int, smoke: bool) -> tuple[str, dict]:
-    """FedProx (mu = 1) and FedAdam, 30 clients all training each round, batch 10, lr 0.01, 20 local epochs:
-    the same clients, row orders and maths in every system (Flower's FedAdam keeps its own server maths)."""
+    """FedProx (mu = 1), FedAdam and SCAFFOLD, 30 clients all training each round, batch 10, lr 0.01, 20 local
+    epochs: the same clients in every system; the same row orders and maths in mpifl, the NumPy loop and Flower
+    (Flower's FedAdam keeps its own server maths; pfl draws its own batches)."""
     sys.path.insert(0, str(HERE / "peers"))
     from fedopt_common import SETTINGS
 
     clients, rounds = (6, 2) if smoke else (30, 20)
     npz = fedprox_data(tmp, clients)
     ranks = len(os.sched_getaffinity(0)) + 1
-    peers = ["numpy"] + (["flower"] if installed("flwr") and not smoke else [])
+    available = {p for p, (_, module, _) in PEERS.items() if p == "numpy" or (installed(module) and not smoke)}
     s = SETTINGS
     mpifl_sets = {"fedprox": ["server.strategy=fedprox", f"server.proximal_mu={s['mu']}"],
                   "fedadam": ["server.strategy=fedadam", f"server.lr={s['eta']}", f"server.beta1={s['beta1']}",
-                              f"server.beta2={s['beta2']}", f"server.tau={s['tau']}"]}
+                              f"server.beta2={s['beta2']}", f"server.tau={s['tau']}"],
+                  "scaffold": ["server.strategy=scaffold"]}
     rows, data = [], {}
     for algorithm, extra in mpifl_sets.items():
+        peers = [p for p in PEERS if algorithm in PEERS[p][2] and p in available]
+        missing = [p for p in PEERS if algorithm in PEERS[p][2] and p not in available]
         runs: dict[str, list[dict]] = {"mpifl": [], **{p: [] for p in peers}}
         for rep in range(repeat):
             run_dir = tmp / f"alg-{algorithm}-{rep}"
@@ -292,7 +302,7 @@ def algorithms(tmp: Path, repeat: int, smoke: bool) -> tuple[str, dict]:
                                   "wall": m.wall_seconds, "peak_mib": m.peak_pss_mib})
             for peer in peers:
                 out = tmp / f"alg-{algorithm}-{peer}-{rep}.json"
-                script = HERE / "peers" / ("flower_fedopt.py" if peer == "flower" else "numpy_fedopt.py")
+                script = HERE / "peers" / PEERS[peer][0]
                 m = checked(measure([PY, str(script), algorithm, str(npz), str(rounds), str(out)]), peer)
                 runs[peer].append({**json.loads(out.read_text()), "wall": m.wall_seconds, "peak_mib": m.peak_pss_mib})
         summary = {p: {k: statistics.median(r[k] for r in rs) for k in ("wall", "seconds_per_round", "accuracy")}
@@ -305,10 +315,11 @@ def algorithms(tmp: Path, repeat: int, smoke: bool) -> tuple[str, dict]:
             name = f"mpifl, {ranks} ranks" if system == "mpifl" else system
             rows.append(f"| {algorithm} | {name} | {v['wall']:.2f} s | {v['seconds_per_round'] * 1e3:.1f} ms | "
                         f"{v['peak_mib']:.0f} MiB | {v['accuracy']:.4f} | {ratio} |")
-        if "flower" not in peers:
-            rows.append(f"| {algorithm} | flower | not run ({'smoke' if smoke else 'not installed'}) | | | | |")
+        for peer in missing:
+            rows.append(f"| {algorithm} | {peer} | not run ({'smoke' if smoke else 'not installed'}) | | | | |")
     table = markdown_table(
-        f"FedProx (mu = {s['mu']}) and FedAdam (eta {s['eta']}, beta1 {s['beta1']}, beta2 {s['beta2']}, tau {s['tau']}) "
+        f"FedProx (mu = {s['mu']}), FedAdam (eta {s['eta']}, beta1 {s['beta1']}, beta2 {s['beta2']}, tau {s['tau']}) "
+        f"and SCAFFOLD "
         f"on Synthetic(1,1), {clients} clients all training, batch {s['batch']}, lr {s['lr']}, {s['epochs']} local "
         f"epochs, {rounds} rounds; median of {repeat}",
         ["algorithm", "system", "wall (with start-up)", "per round", "peak memory (PSS)", "accuracy",

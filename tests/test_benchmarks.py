@@ -67,6 +67,7 @@ def test_side_by_side_runner_smoke(tmp_path):
     assert data["sklearn"]["mpifl lbfgs, 2 ranks"]["seconds"] > 0
     for algorithm in ("fedprox", "fedadam"):  # the same clients, orders and maths: the same accuracy
         assert data["algorithms"][algorithm]["mpifl"]["accuracy"] == data["algorithms"][algorithm]["numpy"]["accuracy"]
+    assert data["algorithms"]["scaffold"]["mpifl"]["accuracy"] > 0
     assert "Machine:" in (tmp_path / "bench.md").read_text()
 
 
@@ -80,4 +81,6 @@ def test_heterogeneity_study_smoke(tmp_path):
     assert len(data["synthetic"]) == 5 and len(data["digits"]) == 5
     assert all(len(r["curve"]) == 4 for r in data["synthetic"])  # rounds 0..3
     assert (tmp_path / "heterogeneity.png").stat().st_size > 0
-    assert set(data["cost"]) == {"fedavg", "fedprox", "scaffold", "fednova", "fedavgm", "fedadagrad", "fedadam", "fedyogi"}
+    assert set(data["cost"]) == {"digits", "Synthetic(1,1)"}
+    assert set(data["cost"]["digits"]) == {"fedavg", "fedprox", "scaffold", "fednova", "fedavgm", "fedadagrad",
+                                           "fedadam", "fedyogi"}

@@ -134,7 +134,7 @@ class Strategy(ABC):
 
 def weighted_mean(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Sum of weights[k] * rows[k] over sum of weights, accumulated in float64; rows keep their trailing shape."""
-    flat = rows.reshape(rows.shape[0], -1).astype(np.float64)
+    flat = rows.reshape(rows.shape[0], -1).astype(np.float64, copy=False)
     return ((weights.astype(np.float64) @ flat) / float(weights.sum())).reshape(rows.shape[1:])
 
 

@@ -24,13 +24,12 @@ from mpifl.protocol import FLOAT64, Field
 from mpifl.strategies.base import ClientUpdate, RoundResults, Strategy, apply_step, norm
 
 
-def effective_steps(steps: np.ndarray | float, momentum: float) -> np.ndarray:
-    """||a_k||_1 of the FedNova paper for `steps` SGD steps with heavy-ball momentum."""
-    tau = np.asarray(steps, dtype=np.float64)
+def effective_steps(steps, momentum: float):
+    """||a_k||_1 of the FedNova paper for ``steps`` SGD steps (a number or an array) with heavy-ball momentum."""
     if momentum == 0.0:
-        return tau
+        return steps * 1.0
     rho = momentum
-    return (tau - rho * (1.0 - rho**tau) / (1.0 - rho)) / (1.0 - rho)
+    return (steps - rho * (1.0 - rho**steps) / (1.0 - rho)) / (1.0 - rho)
 
 
 class StepCountingClient(ClientUpdate):
@@ -44,7 +43,7 @@ class FedNova(Strategy):
     client = StepCountingClient
 
     def aggregate(self, rnd: int, theta: np.ndarray, results: RoundResults) -> tuple[np.ndarray, dict[str, float]]:
-        a = effective_steps(results.fields["steps"], self.setup.local_momentum)
+        a = effective_steps(results.fields["steps"].astype(np.float64), self.setup.local_momentum)
         p = results.weights / results.weights.sum()
         flat = results.deltas.reshape(results.count, -1).astype(np.float64)
         tau_eff = float(p @ a)

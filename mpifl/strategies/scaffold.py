@@ -40,10 +40,11 @@ class ControlVariateClient(ClientUpdate):
         return theta, 0.0, self._correction
 
     def report(self, delta, downlink, state, run, out) -> None:
-        scale = 1.0 / (run.lr * float(effective_steps(run.steps, run.momentum)))
-        # c_k+ - c_k = -c - delta / (K eta), computed in float64
-        out["delta_control"][...] = -downlink["control"].astype(np.float64) - scale * delta.astype(np.float64)
-        state["control"] += out["delta_control"]
+        scale = 1.0 / (run.lr * effective_steps(run.steps, run.momentum))
+        change = out["delta_control"]  # c_k+ - c_k = -c - delta / (K eta), in place: no temporaries
+        np.multiply(delta, -scale, out=change)
+        change -= downlink["control"]
+        state["control"] += change
 
 
 class Scaffold(Strategy):
@@ -61,10 +62,8 @@ class Scaffold(Strategy):
         return {"control": self.control}
 
     def aggregate(self, rnd: int, theta: np.ndarray, results: RoundResults) -> tuple[np.ndarray, dict[str, float]]:
-        flat = results.deltas.reshape(results.count, -1).astype(np.float64)
-        step = (self.params["lr"] * flat.mean(axis=0)).reshape(theta.shape)
-        dc = results.fields["delta_control"].reshape(results.count, -1).astype(np.float64)
-        self.control += (dc.sum(axis=0) / self.setup.n_clients).reshape(theta.shape)
+        step = self.params["lr"] * results.deltas.mean(axis=0, dtype=np.float64)
+        self.control += results.fields["delta_control"].sum(axis=0, dtype=np.float64) / self.setup.n_clients
         return apply_step(theta, step), {"update_norm": norm(step), "control_norm": norm(self.control)}
 
     def state(self) -> dict[str, np.ndarray]:
