@@ -111,6 +111,8 @@ class Strategy(ABC):
     def plan(self, rnd: int) -> np.ndarray:
         """Local epochs of every client in round ``rnd`` (0: does not train); see sampling.round_plan."""
         s = self.setup
+        if s.fraction == 1.0 and s.stragglers == 0.0:  # every client, every round: no draw to make
+            return np.full(s.n_clients, s.epochs, dtype=np.int64)
         return round_plan(s.seed, rnd, s.n_clients, s.fraction, s.epochs, s.stragglers, s.drop_stragglers)
 
     def downlink_values(self) -> dict[str, np.ndarray]:
@@ -139,9 +141,12 @@ def weighted_mean(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def apply_step(theta: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """theta + step, computed in float64 and returned in theta's dtype."""
-    return (theta.astype(np.float64) + step).astype(theta.dtype)
+    """theta + step, computed in float64 and returned in theta's dtype (a new array)."""
+    new = theta.astype(np.float64)
+    new += step
+    return new.astype(theta.dtype, copy=False)
 
 
 def norm(x: np.ndarray) -> float:
-    return float(np.sqrt(np.sum(np.square(x, dtype=np.float64))))
+    flat = x.reshape(-1).astype(np.float64, copy=False)
+    return float(np.sqrt(flat @ flat))
