@@ -142,8 +142,10 @@ def _record(
     test_loss, test_correct = tester.evaluate(theta)
     n_test = tester.shard.n
     own_test = stats["test_rows"] > 0
-    client_test = np.divide(stats["test_correct"], stats["test_rows"], out=np.full(own_test.shape, np.nan),
-                            where=own_test)
+    client_test = None
+    if own_test.any():
+        client_test = np.divide(stats["test_correct"], stats["test_rows"], out=np.full(own_test.shape, np.nan),
+                                where=own_test)
     server = {k: v for k, v in aggregated.items() if k != "participants"} if rnd > 0 else None
     return RoundRecord(
         round=rnd,
@@ -156,9 +158,9 @@ def _record(
         comm_seconds=max(0.0, seconds - compute),
         client_loss=(stats["loss"] / stats["rows"]).tolist(),
         client_accuracy=(stats["correct"] / stats["rows"]).tolist(),
-        client_test_accuracy=[float(a) if has else None for a, has in zip(client_test, own_test)]
-        if own_test.any() else None,
-        mean_client_accuracy=float(client_test[own_test].mean()) if own_test.any() else None,
+        client_test_accuracy=None if client_test is None else
+        [float(a) if has else None for a, has in zip(client_test, own_test)],
+        mean_client_accuracy=None if client_test is None else float(client_test[own_test].mean()),
         participants=int(aggregated["participants"]) if rnd > 0 and "participants" in aggregated else None,
         server=server or None,
     )
