@@ -30,3 +30,9 @@ def kernel(fn):
 def threaded_kernel(fn):
     """Compile a kernel whose outer loop is a ``prange`` over row ranges."""
     return numba.njit(parallel=True, **KERNEL_OPTIONS)(fn)
+
+
+def inline_kernel(fn):
+    """A kernel inlined into its callers at Numba IR level: for the per-chunk phases, whose
+    call overhead (every array passed as its exploded fields) would dominate short chunks."""
+    return numba.njit(inline="always", **KERNEL_OPTIONS)(fn)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpifl.kernels.losses import KIND_CODES
+from mpifl.kernels.flags import KIND_CODES
 
 
 @dataclass(frozen=True)

@@ -11,19 +11,21 @@ import json
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from mpi4py import MPI
 
 from mpifl import checkpoint as ckpt_files
-from mpifl import federated
+from mpifl import federated, tuning
 from mpifl.agree import collectively
 from mpifl.compile import warm_up
 from mpifl.config import Config
 from mpifl.data.shards import DataSource, balanced_blocks, check_fit
 from mpifl.distributed import train_distributed
 from mpifl.errors import ConfigError, RankCountError
+from mpifl.kernels.variants import Selection
 from mpifl.loop import Loop
 from mpifl.metrics import RunWriter
 from mpifl.model import ModelSpec
@@ -82,19 +84,34 @@ def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int) -> Strategy:
     ))
 
 
-def compile_in_node_order(comm: MPI.Comm, spec: ModelSpec, threads: int) -> float:
-    """Compile on each node's first rank, then load from the cache on the rest."""
+@dataclass(frozen=True)
+class KernelSetup:
+    """What the node's first rank settled before training: compiled kernels and their variants."""
+
+    compile_seconds: float  # this rank's compile or cache load
+    selection: Selection  # the node's variants, the same on every rank of the node
+    choice_seconds: float  # timing the variants on the node's first rank; 0 when cached or pinned
+
+
+def compile_in_node_order(comm: MPI.Comm, spec: ModelSpec, threads: int, batch_size: int) -> KernelSetup:
+    """Compile and choose the variants on each node's first rank; the rest load the cache and take its choice."""
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
     try:
+        choice_seconds = 0.0
         if node.Get_rank() == 0:
             seconds = warm_up(spec, threads)
+            started = time.perf_counter()
+            selection = tuning.choose(spec, batch_size, threads)
+            choice_seconds = time.perf_counter() - started
             node.Ibarrier().Wait()  # a non-blocking barrier matches only its own kind
         else:
             _sleep_until(node.Ibarrier())
             seconds = warm_up(spec, threads)
+            selection = None
+        selection = node.bcast(selection, root=0)  # once, at setup: a few names
     finally:
         node.Free()
-    return seconds
+    return KernelSetup(seconds, selection, choice_seconds)
 
 
 def _sleep_until(request: MPI.Request) -> None:

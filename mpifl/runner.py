@@ -12,14 +12,14 @@ import numpy as np
 from mpi4py import MPI
 
 from mpifl import audit as audits
-from mpifl import roles
+from mpifl import machine, roles
 from mpifl.agree import collectively
 from mpifl.comm import node_occupancy
 from mpifl.compile import set_threads
 from mpifl.config import Config
 from mpifl.data.shards import model_spec, resolve
 from mpifl.errors import MpiflError
-from mpifl.kernels import ModelKernels
+from mpifl.kernels import ModelKernels, variants
 from mpifl.metrics import default_run_dir
 from mpifl.mpienv import threads_per_rank
 from mpifl.loop import Loop
@@ -64,13 +64,16 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
     spec = collectively(comm, lambda: model_spec(cfg, source))
     threads = threads_per_rank(cfg["train.threads"])
     set_threads(threads)
+    collectively(comm, variants.pinned)  # a misspelt MPIFL_KERNEL_VARIANT fails on every rank, before compiling
     # before the data: the checks that loading runs are kernels too, compiled once per node
-    compile_seconds = comm.allreduce(roles.compile_in_node_order(comm, spec, threads), op=MPI.MAX)
+    setup = roles.compile_in_node_order(comm, spec, threads, cfg["train.batch_size"])
+    compile_seconds = comm.allreduce(setup.compile_seconds, op=MPI.MAX)
+    kernel_variants = _kernel_variants(comm, setup)
     load_started = time.perf_counter()
     data = collectively(comm, lambda: roles.load_data(comm, cfg, source))
     load_seconds = comm.allreduce(time.perf_counter() - load_started, op=MPI.MAX)
     occupancy = node_occupancy(comm)
-    kernels = ModelKernels(spec, threads)
+    kernels = ModelKernels(spec, threads, setup.selection)
 
     run_dir = out_dir if out_dir is not None else comm.bcast(default_run_dir(cfg["mode"]), root=roles.ROOT)
     checkpoints = roles.Checkpoints(comm, Path(run_dir), cfg)
@@ -81,7 +84,7 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
         for record in earlier:
             writer.record(record.as_json())
     if verbose:
-        roles.say(comm, _banner(comm, cfg, spec, threads, compile_seconds))
+        roles.say(comm, _banner(comm, cfg, spec, threads, compile_seconds, kernel_variants))
         if checkpoints.resumed:
             roles.say(comm, f"       resumed from the checkpoint of round {checkpoints.start_round} in {run_dir}")
 
@@ -113,6 +116,7 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
             comm, cfg, records, compile_seconds, train_seconds, time.perf_counter() - started, threads, rounds_run
         )
         summary["ranks_per_node"], summary["cores_per_node"] = occupancy
+        summary["kernel_variants"] = kernel_variants
         if cfg["mode"] == "federated":
             summary["strategy"] = cfg["server.strategy"]
             summary["final_mean_client_accuracy"] = records[-1].mean_client_accuracy
@@ -168,7 +172,23 @@ def _summary(comm, cfg, records, compile_seconds, train_seconds, wall_seconds, t
     }
 
 
-def _banner(comm, cfg, spec, threads, compile_seconds) -> str:
+def _kernel_variants(comm: MPI.Comm, setup: roles.KernelSetup) -> dict:
+    """The variants every node runs, for the summary: rank 0's node, and the others where they differ."""
+    mine = setup.selection.names()
+    everyone = comm.allgather(mine)  # once, at setup
+    record = {
+        **mine,
+        "how": setup.selection.how,
+        "choice_seconds": comm.allreduce(setup.choice_seconds, op=MPI.MAX),
+        "cpu": machine.describe(),
+        "pinned_by": variants.PIN_VARIABLE if setup.selection.how == "pinned" else None,
+    }
+    if any(names != mine for names in everyone):
+        record["by_rank"] = everyone  # nodes of different CPUs chose differently
+    return record
+
+
+def _banner(comm, cfg, spec, threads, compile_seconds, kernel_variants) -> str:
     size = comm.Get_size()
     if cfg["mode"] == "federated":
         layout = f"1 server + {size - 1} clients"
@@ -180,8 +200,19 @@ def _banner(comm, cfg, spec, threads, compile_seconds) -> str:
         f"mpifl: {cfg['mode']} {spec.kind} on {cfg['data.name']} ({cfg['data.partition']}), "
         f"{layout}, {algo}, {cfg['rounds']} rounds, {spec.dtype}\n"
         f"       {threads} thread(s)/rank, MPI thread level {mpi4py.rc.thread_level}, "
-        f"kernels ready in {compile_seconds:.2f} s (compile or cache load, not counted below)"
+        f"kernels ready in {compile_seconds:.2f} s (compile or cache load, not counted below)\n"
+        f"       kernel variants: {variants.GRADIENT} {kernel_variants[variants.GRADIENT]}, "
+        f"{variants.SGD} {kernel_variants[variants.SGD]} ({_how(kernel_variants)}) on {kernel_variants['cpu']}"
     )
+
+
+def _how(kernel_variants: dict) -> str:
+    how = kernel_variants["how"]
+    if how == "measured":
+        return f"measured in {kernel_variants['choice_seconds']:.2f} s, cached"
+    if how == "pinned":
+        return f"pinned by {variants.PIN_VARIABLE}"
+    return how
 
 
 def _closing(summary: dict, run_dir) -> str:

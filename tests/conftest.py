@@ -11,7 +11,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Whole runs are compared with serial references built from ModelKernels(spec),
+# so both sides must walk rows the same way: pin one variant unless the caller
+# pinned another (MPIFL_KERNEL_VARIANT=plain tests/run.sh runs the suite on the
+# floor).  Kernel tests name their variant; test_tuning.py unpins to test the chooser.
+os.environ.setdefault("MPIFL_KERNEL_VARIANT", "tuned")
 
+from mpifl.kernels import ModelKernels  # noqa: E402
+from mpifl.kernels.variants import BY_NAME, Selection  # noqa: E402
 from mpifl.model import ModelSpec  # noqa: E402
 
 KINDS = {"linear": 1, "logistic": 2, "softmax": 5}
@@ -37,3 +44,13 @@ def kind(request):
 @pytest.fixture(params=["float64", "float32"])
 def dtype(request):
     return request.param
+
+
+@pytest.fixture(params=list(BY_NAME))
+def variant(request):
+    return request.param
+
+
+def kernels_for(spec: ModelSpec, variant: str, threads: int = 1) -> ModelKernels:
+    """Kernels that run ``variant`` for every operation."""
+    return ModelKernels(spec, threads, Selection.everywhere(BY_NAME[variant], "test"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import naive
 import numpy as np
 import pytest
-from conftest import make_problem
+from conftest import kernels_for, make_problem
 
 from mpifl.kernels import ModelKernels
 from mpifl.kernels.expo import exp_block
@@ -17,26 +17,26 @@ def rel(a, b):
     return np.max(np.abs(np.asarray(a, np.float64) - b)) / max(np.max(np.abs(b)), 1e-300)
 
 
-@pytest.mark.parametrize("n", [1, 3, 63, 64, 65, 130, 1000])
-def test_full_gradient_matches_numpy(kind, dtype, n):
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 7, 8, 9, 63, 64, 65, 129, 1000])
+def test_full_gradient_matches_numpy(kind, dtype, n, variant):
     spec, X, y, theta = make_problem(kind, n, 7, dtype)
     grad = spec.zeros()
-    loss = ModelKernels(spec).full_gradient_sum(X, y, theta, grad, want_loss=True)
+    loss = kernels_for(spec, variant).full_gradient_sum(X, y, theta, grad, want_loss=True)
     ref_loss, ref_grad = naive.loss_and_grad_sum(kind, X, y, theta)
     assert rel(grad, ref_grad) < TOL[dtype]
     assert abs(loss - ref_loss) / abs(ref_loss) < TOL[dtype]
 
 
-def test_loss_is_zero_when_not_asked(kind):
+def test_loss_is_zero_when_not_asked(kind, variant):
     spec, X, y, theta = make_problem(kind, 50, 4, "float64")
-    assert ModelKernels(spec).full_gradient_sum(X, y, theta, spec.zeros(), want_loss=False) == 0.0
+    assert kernels_for(spec, variant).full_gradient_sum(X, y, theta, spec.zeros(), want_loss=False) == 0.0
 
 
-def test_batch_gradient_uses_only_the_given_rows(kind, dtype):
+def test_batch_gradient_uses_only_the_given_rows(kind, dtype, variant):
     spec, X, y, theta = make_problem(kind, 200, 6, dtype)
     order = np.random.default_rng(1).permutation(200)
     grad = spec.zeros()
-    ModelKernels(spec).batch_gradient_sum(X, y, theta, order, 17, 99, grad)
+    kernels_for(spec, variant).batch_gradient_sum(X, y, theta, order, 17, 99, grad)
     rows = order[17:99]
     _, ref = naive.loss_and_grad_sum(kind, X[rows], y[rows], theta)
     assert rel(grad, ref) < TOL[dtype]
@@ -73,12 +73,12 @@ def test_finish_gradient_adds_l2_to_weights_only():
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_sgd_epoch_matches_numpy(kind, dtype, momentum):
+def test_sgd_epoch_matches_numpy(kind, dtype, momentum, variant):
     spec, X, y, theta = make_problem(kind, 123, 5, dtype)
     order = np.random.default_rng(2).permutation(123)
     velocity = spec.zeros()
     ref_theta, ref_velocity = naive.sgd_epoch(kind, X, y, theta, velocity, order, 16, 0.05, momentum, 0.01)
-    ModelKernels(spec).sgd_epoch(X, y, theta, velocity, spec.zeros(), order, 16, 0.05, momentum, 0.01)
+    kernels_for(spec, variant).sgd_epoch(X, y, theta, velocity, spec.zeros(), order, 16, 0.05, momentum, 0.01)
     assert rel(theta, ref_theta) < 50 * TOL[dtype]
     if momentum:
         assert rel(velocity, ref_velocity) < 50 * TOL[dtype]
@@ -87,7 +87,7 @@ def test_sgd_epoch_matches_numpy(kind, dtype, momentum):
 
 
 @pytest.mark.parametrize("mu, with_correction", [(0.7, False), (0.0, True), (0.3, True)])
-def test_sgd_epoch_objective_hook_matches_numpy(kind, dtype, mu, with_correction):
+def test_sgd_epoch_objective_hook_matches_numpy(kind, dtype, mu, with_correction, variant):
     """FedProx's proximal term and SCAFFOLD's drift correction inside the compiled step."""
     spec, X, y, theta = make_problem(kind, 97, 5, dtype)
     rng = np.random.default_rng(3)
@@ -96,8 +96,8 @@ def test_sgd_epoch_objective_hook_matches_numpy(kind, dtype, mu, with_correction
     order = rng.permutation(97)
     velocity = spec.zeros()
     ref_theta, _ = naive.sgd_epoch(kind, X, y, theta, velocity, order, 16, 0.05, 0.5, 0.01, anchor, mu, correction)
-    ModelKernels(spec).sgd_epoch(X, y, theta, velocity, spec.zeros(), order, 16, 0.05, 0.5, 0.01,
-                                 (anchor, mu, correction))
+    kernels_for(spec, variant).sgd_epoch(X, y, theta, velocity, spec.zeros(), order, 16, 0.05, 0.5, 0.01,
+                                         (anchor, mu, correction))
     assert rel(theta, ref_theta) < 50 * TOL[dtype]
 
 
@@ -111,9 +111,9 @@ def test_an_idle_hook_changes_nothing_bit_for_bit():
     assert np.array_equal(plain, hooked)
 
 
-def test_evaluate_matches_numpy(kind, dtype):
+def test_evaluate_matches_numpy(kind, dtype, variant):
     spec, X, y, theta = make_problem(kind, 301, 6, dtype)
-    loss, correct = ModelKernels(spec).evaluate_sums(X, y, theta)
+    loss, correct = kernels_for(spec, variant).evaluate_sums(X, y, theta)
     ref_loss, _ = naive.loss_and_grad_sum(kind, X, y, theta)
     assert abs(loss - ref_loss) / ref_loss < TOL[dtype]
     if kind != "linear":
@@ -121,19 +121,19 @@ def test_evaluate_matches_numpy(kind, dtype):
 
 
 @pytest.mark.parametrize("threads", [2, 3])
-def test_threaded_gradient_matches_serial(kind, threads):
+def test_threaded_gradient_matches_serial(kind, threads, variant):
     spec, X, y, theta = make_problem(kind, 1001, 9, "float64")
     serial, threaded = spec.zeros(), spec.zeros()
-    loss1 = ModelKernels(spec, 1).full_gradient_sum(X, y, theta, serial, want_loss=True)
-    loss2 = ModelKernels(spec, threads).full_gradient_sum(X, y, theta, threaded, want_loss=True)
+    loss1 = kernels_for(spec, variant, 1).full_gradient_sum(X, y, theta, serial, want_loss=True)
+    loss2 = kernels_for(spec, variant, threads).full_gradient_sum(X, y, theta, threaded, want_loss=True)
     assert rel(threaded, serial) < 1e-12
     assert abs(loss1 - loss2) / loss1 < 1e-12
 
 
-def test_nan_in_data_reaches_the_loss():
-    spec, X, y, theta = make_problem("logistic", 20, 3, "float64")
+def test_nan_in_data_reaches_the_loss(kind, variant):
+    spec, X, y, theta = make_problem(kind, 20, 3, "float64")
     X[7, 1] = np.nan
-    loss = ModelKernels(spec).full_gradient_sum(X, y, theta, spec.zeros(), want_loss=True)
+    loss = kernels_for(spec, variant).full_gradient_sum(X, y, theta, spec.zeros(), want_loss=True)
     assert np.isnan(loss)
 
 

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from conftest import kernels_for
+
 from mpifl.data.sparse import CSR
 from mpifl.kernels import ModelKernels
 from mpifl.model import ModelSpec
@@ -32,59 +34,59 @@ def rel(a, b):
 
 
 @pytest.mark.parametrize("n", [1, 64, 65, 300])
-def test_csr_full_gradient_and_loss_match_numpy(kind, dtype, n):
+def test_csr_full_gradient_and_loss_match_numpy(kind, dtype, n, variant):
     spec, X, dense, y, theta = sparse_problem(kind, n, 40, dtype)
     grad = spec.zeros()
-    loss = ModelKernels(spec).full_gradient_sum(X, y, theta, grad, want_loss=True)
+    loss = kernels_for(spec, variant).full_gradient_sum(X, y, theta, grad, want_loss=True)
     ref_loss, ref_grad = naive.loss_and_grad_sum(kind, dense, y, theta)
     assert rel(grad, ref_grad) < TOL[dtype]
     assert abs(loss - ref_loss) / abs(ref_loss) < TOL[dtype]
 
 
-def test_csr_batch_gradient_uses_only_the_given_rows(kind, dtype):
+def test_csr_batch_gradient_uses_only_the_given_rows(kind, dtype, variant):
     spec, X, dense, y, theta = sparse_problem(kind, 200, 30, dtype, seed=1)
     order = np.random.default_rng(2).permutation(200)
     grad = spec.zeros()
-    ModelKernels(spec).batch_gradient_sum(X, y, theta, order, 13, 150, grad)
+    kernels_for(spec, variant).batch_gradient_sum(X, y, theta, order, 13, 150, grad)
     rows = order[13:150]
     assert rel(grad, naive.loss_and_grad_sum(kind, dense[rows], y[rows], theta)[1]) < TOL[dtype]
 
 
-def test_csr_sgd_epoch_matches_numpy(kind):
+def test_csr_sgd_epoch_matches_numpy(kind, variant):
     spec, X, dense, y, theta = sparse_problem(kind, 150, 20, "float64", seed=3)
     velocity = (0.1 * np.random.default_rng(4).standard_normal(spec.shape))
     order = np.random.default_rng(5).permutation(150)
     ref_theta, ref_velocity = naive.sgd_epoch(kind, dense, y, theta, velocity, order, 16, 0.1, 0.9, 0.01)
-    ModelKernels(spec).sgd_epoch(X, y, theta, velocity, spec.zeros(), order, 16, 0.1, 0.9, 0.01)
+    kernels_for(spec, variant).sgd_epoch(X, y, theta, velocity, spec.zeros(), order, 16, 0.1, 0.9, 0.01)
     assert rel(theta, ref_theta) < 1e-12 and rel(velocity, ref_velocity) < 1e-12
 
 
-def test_csr_sgd_epoch_objective_hook_matches_numpy(kind):
+def test_csr_sgd_epoch_objective_hook_matches_numpy(kind, variant):
     spec, X, dense, y, theta = sparse_problem(kind, 120, 20, "float64", seed=7)
     rng = np.random.default_rng(8)
     anchor, correction = rng.standard_normal(spec.shape), 0.1 * rng.standard_normal(spec.shape)
     order = rng.permutation(120)
     velocity = spec.zeros()
     ref_theta, _ = naive.sgd_epoch(kind, dense, y, theta, velocity, order, 16, 0.1, 0.9, 0.01, anchor, 0.4, correction)
-    ModelKernels(spec).sgd_epoch(X, y, theta, velocity, spec.zeros(), order, 16, 0.1, 0.9, 0.01,
-                                 (anchor, 0.4, correction))
+    kernels_for(spec, variant).sgd_epoch(X, y, theta, velocity, spec.zeros(), order, 16, 0.1, 0.9, 0.01,
+                                         (anchor, 0.4, correction))
     assert rel(theta, ref_theta) < 1e-12
 
 
-def test_csr_evaluation_matches_numpy(kind, dtype):
+def test_csr_evaluation_matches_numpy(kind, dtype, variant):
     spec, X, dense, y, theta = sparse_problem(kind, 129, 25, dtype, seed=6)
-    loss, correct = ModelKernels(spec).evaluate_sums(X, y, theta)
+    loss, correct = kernels_for(spec, variant).evaluate_sums(X, y, theta)
     ref_loss, _ = naive.loss_and_grad_sum(kind, dense, y, theta)
     assert abs(loss - ref_loss) / abs(ref_loss) < TOL[dtype]
     if kind != "linear":
         assert correct == naive.correct(kind, dense, y, theta)
 
 
-def test_threaded_csr_gradient_equals_the_serial_one(kind):
+def test_threaded_csr_gradient_equals_the_serial_one(kind, variant):
     spec, X, _, y, theta = sparse_problem(kind, 1000, 50, "float64", seed=7)
     serial, threaded = spec.zeros(), spec.zeros()
-    ModelKernels(spec).full_gradient_sum(X, y, theta, serial)
-    ModelKernels(spec, threads=3).full_gradient_sum(X, y, theta, threaded)
+    kernels_for(spec, variant).full_gradient_sum(X, y, theta, serial)
+    kernels_for(spec, variant, threads=3).full_gradient_sum(X, y, theta, threaded)
     assert rel(threaded, serial) < 1e-13
 
 
@@ -96,7 +98,7 @@ def test_csr_take_and_from_scipy_keep_the_rows():
     assert X.nnz == m.nnz and X.shape == (50, 9)
 
 
-def test_csr_nan_propagates_into_the_loss():
-    spec, X, _, y, theta = sparse_problem("logistic", 100, 10, "float64", density=0.5)
+def test_csr_nan_propagates_into_the_loss(kind, variant):
+    spec, X, _, y, theta = sparse_problem(kind, 100, 10, "float64", density=0.5)
     X.data[3] = np.nan
-    assert np.isnan(ModelKernels(spec).full_gradient_sum(X, y, theta, spec.zeros(), want_loss=True))
+    assert np.isnan(kernels_for(spec, variant).full_gradient_sum(X, y, theta, spec.zeros(), want_loss=True))

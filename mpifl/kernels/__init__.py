@@ -15,7 +15,9 @@ from mpifl.kernels.drivers import (
     l2_penalty,
     sgd_epoch,
 )
-from mpifl.kernels.losses import CHUNK, KIND_CODES
+from mpifl.kernels.flags import KIND_CODES
+from mpifl.kernels.losses import CHUNK
+from mpifl.kernels.variants import Selection, default_selection
 from mpifl.kernels.sparse import (
     evaluate_sums_csr,
     full_gradient_sum_csr,
@@ -37,11 +39,19 @@ class ModelKernels:
     model's dtype; nothing here allocates per call except the threaded path's
     fixed per-thread buffers made at construction.  X is a dense array or a
     mpifl.data.sparse.CSR (anything with data, indices and indptr).
+
+    ``selection`` says which variant the full-batch calls (gradient,
+    evaluation) and the mini-batch calls (SGD epochs, batch gradients) run;
+    mpifl.tuning chooses it by measurement.  Left out, it is the variant
+    pinned by MPIFL_KERNEL_VARIANT, else the default one.
     """
 
-    def __init__(self, spec: ModelSpec, threads: int = 1):
+    def __init__(self, spec: ModelSpec, threads: int = 1, selection: Selection | None = None):
         self.spec = spec
         self.threads = threads
+        self.selection = selection if selection is not None else default_selection()
+        self._full = self.selection.gradient.code
+        self._batch = self.selection.sgd.code
         width = CHUNK * spec.n_outputs
         self._Z = np.empty(width, dtype=spec.dtype)
         self._E = np.empty(width, dtype=spec.dtype)
@@ -56,27 +66,27 @@ class ModelKernels:
         if _is_csr(X):
             if self.threads > 1:
                 return full_gradient_sum_csr_threaded(
-                    self.spec.code, X.data, X.indices, X.indptr, y, theta, grad, self._partial, self._Zs, self._Es,
+                    self.spec.code, self._full, X.data, X.indices, X.indptr, y, theta, grad, self._partial, self._Zs, self._Es,
                     want_loss,
                 )
             return full_gradient_sum_csr(
-                self.spec.code, X.data, X.indices, X.indptr, y, theta, grad, self._Z, self._E, want_loss
+                self.spec.code, self._full, X.data, X.indices, X.indptr, y, theta, grad, self._Z, self._E, want_loss
             )
         if self.threads > 1:
             return full_gradient_sum_threaded(
-                self.spec.code, X, y, theta, grad, self._partial, self._Zs, self._Es, want_loss
+                self.spec.code, self._full, X, y, theta, grad, self._partial, self._Zs, self._Es, want_loss
             )
-        return full_gradient_sum(self.spec.code, X, y, theta, grad, self._Z, self._E, want_loss)
+        return full_gradient_sum(self.spec.code, self._full, X, y, theta, grad, self._Z, self._E, want_loss)
 
     def batch_gradient_sum(self, X, y, theta, order, start, stop, grad, want_loss=False) -> float:
         """Summed gradient over rows order[start:stop] into grad."""
         if _is_csr(X):
             return gradient_sum_csr(
-                self.spec.code, X.data, X.indices, X.indptr, y, theta, order, start, stop, grad, self._Z, self._E,
+                self.spec.code, self._batch, X.data, X.indices, X.indptr, y, theta, order, start, stop, grad, self._Z, self._E,
                 want_loss,
             )
         return gradient_sum(
-            self.spec.code, X, y, theta, order, start, stop, grad, self._Z, self._E, want_loss
+            self.spec.code, self._batch, X, y, theta, order, start, stop, grad, self._Z, self._E, want_loss
         )
 
     def sgd_epoch(self, X, y, theta, velocity, grad, order, batch_size, lr, momentum, l2, hook=None):
@@ -90,21 +100,21 @@ class ModelKernels:
             correction = self._no_correction
         if _is_csr(X):
             sgd_epoch_csr(
-                self.spec.code, X.data, X.indices, X.indptr, y, theta, velocity, grad, self._Z, self._E,
+                self.spec.code, self._batch, X.data, X.indices, X.indptr, y, theta, velocity, grad, self._Z, self._E,
                 order, batch_size, lr, momentum, l2, anchor, mu, correction,
             )
             return
         sgd_epoch(
-            self.spec.code, X, y, theta, velocity, grad, self._Z, self._E,
+            self.spec.code, self._batch, X, y, theta, velocity, grad, self._Z, self._E,
             order, batch_size, lr, momentum, l2, anchor, mu, correction,
         )
 
     def evaluate_sums(self, X, y, theta) -> tuple[float, int]:
         """(summed loss, correct predictions) of theta on X, y."""
         if _is_csr(X):
-            loss, correct = evaluate_sums_csr(self.spec.code, X.data, X.indices, X.indptr, y, theta, self._Z, self._E)
+            loss, correct = evaluate_sums_csr(self.spec.code, self._full, X.data, X.indices, X.indptr, y, theta, self._Z, self._E)
         else:
-            loss, correct = evaluate_sums(self.spec.code, X, y, theta, self._Z, self._E)
+            loss, correct = evaluate_sums(self.spec.code, self._full, X, y, theta, self._Z, self._E)
         return float(loss), int(correct)
 
     @staticmethod

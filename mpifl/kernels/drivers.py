@@ -10,7 +10,8 @@ import numba
 import numpy as np
 
 from mpifl.jit import kernel, threaded_kernel
-from mpifl.kernels.losses import CORRECT, GRAD, LOSS, range_loss_grad
+from mpifl.kernels.flags import CORRECT, GRAD, LOSS
+from mpifl.kernels.losses import range_loss_grad
 
 
 @kernel
@@ -71,26 +72,26 @@ def l2_penalty(theta, l2):
 
 
 @kernel
-def gradient_sum(kind, X, y, theta, rows, start, stop, grad, Z, E, want_loss):
+def gradient_sum(kind, variant, X, y, theta, rows, start, stop, grad, Z, E, want_loss):
     """Summed data gradient over rows[start:stop]; returns the summed loss."""
     grad[:] = 0
     what = GRAD | LOSS if want_loss else GRAD
-    loss, _ = range_loss_grad(kind, X, y, theta, rows, True, start, stop, grad, Z, E, what)
+    loss, _ = range_loss_grad(kind, variant, X, y, theta, rows, True, start, stop, grad, Z, E, what)
     return loss
 
 
 @kernel
-def full_gradient_sum(kind, X, y, theta, grad, Z, E, want_loss):
+def full_gradient_sum(kind, variant, X, y, theta, grad, Z, E, want_loss):
     """Summed data gradient over every row of X; returns the summed loss."""
     grad[:] = 0
     what = GRAD | LOSS if want_loss else GRAD
     no_rows = np.empty(0, dtype=np.int64)
-    loss, _ = range_loss_grad(kind, X, y, theta, no_rows, False, 0, X.shape[0], grad, Z, E, what)
+    loss, _ = range_loss_grad(kind, variant, X, y, theta, no_rows, False, 0, X.shape[0], grad, Z, E, what)
     return loss
 
 
 @threaded_kernel
-def full_gradient_sum_threaded(kind, X, y, theta, grad, partial, Zs, Es, want_loss):
+def full_gradient_sum_threaded(kind, variant, X, y, theta, grad, partial, Zs, Es, want_loss):
     """As full_gradient_sum, split over partial.shape[0] threads.
 
     Each thread owns one contiguous row range and its own gradient and scratch
@@ -107,7 +108,7 @@ def full_gradient_sum_threaded(kind, X, y, theta, grad, partial, Zs, Es, want_lo
         lo = t * n // T
         hi = (t + 1) * n // T
         losses[t], _ = range_loss_grad(
-            kind, X, y, theta, no_rows, False, lo, hi, partial[t], Zs[t], Es[t], what
+            kind, variant, X, y, theta, no_rows, False, lo, hi, partial[t], Zs[t], Es[t], what
         )
     grad[:] = 0
     total = 0.0
@@ -118,7 +119,7 @@ def full_gradient_sum_threaded(kind, X, y, theta, grad, partial, Zs, Es, want_lo
 
 
 @kernel
-def sgd_epoch(kind, X, y, theta, velocity, grad, Z, E, order, batch_size, lr, momentum, l2, anchor, mu, correction):
+def sgd_epoch(kind, variant, X, y, theta, velocity, grad, Z, E, order, batch_size, lr, momentum, l2, anchor, mu, correction):
     """One epoch of mini-batch SGD with heavy-ball momentum, in the given row order.
 
     Each step's gradient is the mean data gradient plus l2 * W plus the
@@ -128,17 +129,17 @@ def sgd_epoch(kind, X, y, theta, velocity, grad, Z, E, order, batch_size, lr, mo
     for s in range(0, n, batch_size):
         e = min(n, s + batch_size)
         grad[:] = 0
-        range_loss_grad(kind, X, y, theta, order, True, s, e, grad, Z, E, GRAD)
+        range_loss_grad(kind, variant, X, y, theta, order, True, s, e, grad, Z, E, GRAD)
         add_l2_and_scale(grad, theta, e - s, l2)
         objective_hook(grad, theta, anchor, mu, correction)
         momentum_step(theta, velocity, grad, lr, momentum)
 
 
 @kernel
-def evaluate_sums(kind, X, y, theta, Z, E):
+def evaluate_sums(kind, variant, X, y, theta, Z, E):
     """(summed loss, number correct) of theta on every row of X."""
     no_rows = np.empty(0, dtype=np.int64)
     # Without GRAD in the flags the gradient argument is never touched.
     return range_loss_grad(
-        kind, X, y, theta, no_rows, False, 0, X.shape[0], theta, Z, E, LOSS | CORRECT
+        kind, variant, X, y, theta, no_rows, False, 0, X.shape[0], theta, Z, E, LOSS | CORRECT
     )

@@ -1,9 +1,12 @@
 """Fused loss and gradient over a range of rows, for the three model kinds.
 
 Parameters are stored as ``theta[c, :d]`` (weights of output c) and
-``theta[c, d]`` (its bias).  Rows are processed in chunks of ``CHUNK`` rows in
-three passes that stay in L1: logits, link (residual and, on request, loss),
-and the gradient update.  There is no temporary whose size grows with n.
+``theta[c, d]`` (its bias).  Rows are processed in chunks in three passes that
+stay in L1: logits, link (residual and, on request, loss), and the gradient
+update.  There is no temporary whose size grows with n.  How many rows a chunk
+holds, how rows are blocked inside it and which ``exp`` the link uses is the
+kernel *variant* (mpifl.kernels.variants), passed as a small int and looked up
+once per chunk.
 
 All functions are pure: no MPI, no I/O, preallocated C-contiguous arrays only.
 """
@@ -16,41 +19,32 @@ import numpy as np
 
 from mpifl.jit import kernel
 from mpifl.kernels.expo import exp_block
+from mpifl.kernels.flags import CORRECT, GRAD, LOSS, LOGISTIC, SOFTMAX, SQUARED, row_at
+from mpifl.kernels.rowwise import plain_range
+from mpifl.kernels.variants import AXPY_ROWS, CHUNK_ROWS, DOT_ROWS, FLOOR_CODE, MAX_CHUNK_ROWS, POLY_EXP
 
-SQUARED, LOGISTIC, SOFTMAX = 0, 1, 2
-KIND_CODES = {"linear": SQUARED, "logistic": LOGISTIC, "softmax": SOFTMAX}
-CHUNK = 64
-
-# What a range kernel computes; flags are checked once per chunk, never per row.
-GRAD = 1
-LOSS = 2
-CORRECT = 4
+CHUNK = MAX_CHUNK_ROWS  # rows of scratch the callers allocate (times the outputs)
 
 
 @kernel
-def _row(rows, indexed, k):
-    return rows[k] if indexed else k
+def _logits8(X, theta, rows, indexed, s, m, Z):
+    """Z[i*C + c] = theta[c, :d] . x_i + theta[c, d], eight rows at a time.
 
-
-@kernel
-def chunk_logits(X, theta, rows, indexed, s, m, Z):
-    """Z[i*C + c] = theta[c, :d] . x_i + theta[c, d] for the m rows from s.
-
-    Eight rows at a time: eight independent dot products hide the latency of
-    each one's final horizontal reduction, which dominates when d is small.
+    Eight independent dot products hide the latency of each one's final
+    horizontal reduction, which dominates when d is small (on AVX-512).
     """
     d = X.shape[1]
     C = theta.shape[0]
     i = 0
     while i + 8 <= m:
-        r0 = _row(rows, indexed, s + i)
-        r1 = _row(rows, indexed, s + i + 1)
-        r2 = _row(rows, indexed, s + i + 2)
-        r3 = _row(rows, indexed, s + i + 3)
-        r4 = _row(rows, indexed, s + i + 4)
-        r5 = _row(rows, indexed, s + i + 5)
-        r6 = _row(rows, indexed, s + i + 6)
-        r7 = _row(rows, indexed, s + i + 7)
+        r0 = row_at(rows, indexed, s + i)
+        r1 = row_at(rows, indexed, s + i + 1)
+        r2 = row_at(rows, indexed, s + i + 2)
+        r3 = row_at(rows, indexed, s + i + 3)
+        r4 = row_at(rows, indexed, s + i + 4)
+        r5 = row_at(rows, indexed, s + i + 5)
+        r6 = row_at(rows, indexed, s + i + 6)
+        r7 = row_at(rows, indexed, s + i + 7)
         for c in range(C):
             b = theta[c, d]
             z0 = b
@@ -80,27 +74,77 @@ def chunk_logits(X, theta, rows, indexed, s, m, Z):
             Z[(i + 6) * C + c] = z6
             Z[(i + 7) * C + c] = z7
         i += 8
-    while i < m:
-        r0 = _row(rows, indexed, s + i)
+    _logits1(X, theta, rows, indexed, s, i, m, Z)
+
+
+@kernel
+def _logits4(X, theta, rows, indexed, s, m, Z):
+    """As _logits8, four rows at a time: fewer live registers (AVX2 has 16)."""
+    d = X.shape[1]
+    C = theta.shape[0]
+    i = 0
+    while i + 4 <= m:
+        r0 = row_at(rows, indexed, s + i)
+        r1 = row_at(rows, indexed, s + i + 1)
+        r2 = row_at(rows, indexed, s + i + 2)
+        r3 = row_at(rows, indexed, s + i + 3)
+        for c in range(C):
+            b = theta[c, d]
+            z0 = b
+            z1 = b
+            z2 = b
+            z3 = b
+            for j in range(d):
+                t = theta[c, j]
+                z0 += X[r0, j] * t
+                z1 += X[r1, j] * t
+                z2 += X[r2, j] * t
+                z3 += X[r3, j] * t
+            Z[i * C + c] = z0
+            Z[(i + 1) * C + c] = z1
+            Z[(i + 2) * C + c] = z2
+            Z[(i + 3) * C + c] = z3
+        i += 4
+    _logits1(X, theta, rows, indexed, s, i, m, Z)
+
+
+@kernel
+def _logits1(X, theta, rows, indexed, s, first, m, Z):
+    """One row at a time, for chunk rows first..m-1."""
+    d = X.shape[1]
+    C = theta.shape[0]
+    for i in range(first, m):
+        r0 = row_at(rows, indexed, s + i)
         for c in range(C):
             z0 = theta[c, d]
             for j in range(d):
                 z0 += X[r0, j] * theta[c, j]
             Z[i * C + c] = z0
-        i += 1
 
 
 @kernel
-def chunk_gradient(X, R, rows, indexed, s, m, grad):
-    """grad[c, :d] += sum_i R[i, c] x_i and grad[c, d] += sum_i R[i, c]."""
+def chunk_logits(variant, X, theta, rows, indexed, s, m, Z):
+    """Z[i*C + c] = theta[c, :d] . x_i + theta[c, d] for the m rows from s."""
+    block = DOT_ROWS[variant]
+    if block == 8:
+        _logits8(X, theta, rows, indexed, s, m, Z)
+    elif block == 4:
+        _logits4(X, theta, rows, indexed, s, m, Z)
+    else:
+        _logits1(X, theta, rows, indexed, s, 0, m, Z)
+
+
+@kernel
+def _gradient4(X, R, rows, indexed, s, m, grad):
+    """grad += the chunk's residual-weighted rows, four rows per pass over grad."""
     d = X.shape[1]
     C = grad.shape[0]
     i = 0
     while i + 4 <= m:
-        r0 = _row(rows, indexed, s + i)
-        r1 = _row(rows, indexed, s + i + 1)
-        r2 = _row(rows, indexed, s + i + 2)
-        r3 = _row(rows, indexed, s + i + 3)
+        r0 = row_at(rows, indexed, s + i)
+        r1 = row_at(rows, indexed, s + i + 1)
+        r2 = row_at(rows, indexed, s + i + 2)
+        r3 = row_at(rows, indexed, s + i + 3)
         for c in range(C):
             a0 = R[i * C + c]
             a1 = R[(i + 1) * C + c]
@@ -110,14 +154,41 @@ def chunk_gradient(X, R, rows, indexed, s, m, grad):
                 grad[c, j] += a0 * X[r0, j] + a1 * X[r1, j] + a2 * X[r2, j] + a3 * X[r3, j]
             grad[c, d] += a0 + a1 + a2 + a3
         i += 4
-    while i < m:
-        r0 = _row(rows, indexed, s + i)
+    _gradient1(X, R, rows, indexed, s, i, m, grad)
+
+
+@kernel
+def _gradient1(X, R, rows, indexed, s, first, m, grad):
+    """grad[c, :d] += R[i, c] x_i and grad[c, d] += R[i, c], for chunk rows first..m-1."""
+    d = X.shape[1]
+    C = grad.shape[0]
+    for i in range(first, m):
+        r0 = row_at(rows, indexed, s + i)
         for c in range(C):
             a0 = R[i * C + c]
             for j in range(d):
                 grad[c, j] += a0 * X[r0, j]
             grad[c, d] += a0
-        i += 1
+
+
+@kernel
+def chunk_gradient(variant, X, R, rows, indexed, s, m, grad):
+    """grad[c, :d] += sum_i R[i, c] x_i and grad[c, d] += sum_i R[i, c]."""
+    block = AXPY_ROWS[variant]
+    if block == 4:
+        _gradient4(X, R, rows, indexed, s, m, grad)
+    else:
+        _gradient1(X, R, rows, indexed, s, 0, m, grad)
+
+
+@kernel
+def exp_values(poly, E, m):
+    """E[i] = exp(E[i]) for i < m, with the polynomial exp or libm's."""
+    if poly:
+        exp_block(E, E, m)
+    else:
+        for i in range(m):
+            E[i] = math.exp(E[i])
 
 
 @kernel
@@ -125,7 +196,7 @@ def _squared_link(y, rows, indexed, s, m, Z, what):
     """Residual z - y in place; returns (0.5 * sum r^2, 0)."""
     loss = 0.0
     for i in range(m):
-        Z[i] = Z[i] - y[_row(rows, indexed, s + i)]
+        Z[i] = Z[i] - y[row_at(rows, indexed, s + i)]
     if what & LOSS:
         for i in range(m):
             loss += 0.5 * np.float64(Z[i]) * np.float64(Z[i])
@@ -133,28 +204,28 @@ def _squared_link(y, rows, indexed, s, m, Z, what):
 
 
 @kernel
-def _logistic_link(y, rows, indexed, s, m, Z, E, what):
+def _logistic_link(poly, y, rows, indexed, s, m, Z, E, what):
     """Residual sigmoid(z) - y in place; returns (sum of log-losses, correct)."""
     loss = 0.0
     correct = 0
     if what & (LOSS | CORRECT):
         for i in range(m):
             z = np.float64(Z[i])
-            yi = np.float64(y[_row(rows, indexed, s + i)])
+            yi = np.float64(y[row_at(rows, indexed, s + i)])
             if what & LOSS:
                 loss += math.log1p(math.exp(-abs(z))) + max(z, 0.0) - yi * z
             if (z > 0.0) == (yi > 0.5):
                 correct += 1
     for i in range(m):
         E[i] = -Z[i]
-    exp_block(E, E, m)
+    exp_values(poly, E, m)
     for i in range(m):
-        Z[i] = 1.0 / (1.0 + E[i]) - y[_row(rows, indexed, s + i)]
+        Z[i] = 1.0 / (1.0 + E[i]) - y[row_at(rows, indexed, s + i)]
     return loss, correct
 
 
 @kernel
-def _softmax_link(y, rows, indexed, s, m, C, Z, E, what):
+def _softmax_link(poly, y, rows, indexed, s, m, C, Z, E, what):
     """Residual softmax(z) - onehot(y) in place; returns (cross-entropy sum, correct)."""
     loss = 0.0
     correct = 0
@@ -165,7 +236,7 @@ def _softmax_link(y, rows, indexed, s, m, C, Z, E, what):
             if Z[i * C + c] > top:
                 top = Z[i * C + c]
                 arg = c
-        label = int(y[_row(rows, indexed, s + i)])
+        label = int(y[row_at(rows, indexed, s + i)])
         if arg == label:
             correct += 1
         for c in range(C):
@@ -173,7 +244,7 @@ def _softmax_link(y, rows, indexed, s, m, C, Z, E, what):
         if what & LOSS:
             # E holds z - max before exponentiation; keep the label's term.
             loss -= np.float64(E[i * C + label])
-    exp_block(E, E, m * C)
+    exp_values(poly, E, m * C)
     for i in range(m):
         total = 0.0
         for c in range(C):
@@ -181,7 +252,7 @@ def _softmax_link(y, rows, indexed, s, m, C, Z, E, what):
         if what & LOSS:
             loss += math.log(total)
         inv = 1.0 / total
-        label = int(y[_row(rows, indexed, s + i)])
+        label = int(y[row_at(rows, indexed, s + i)])
         for c in range(C):
             Z[i * C + c] = E[i * C + c] * inv
         Z[i * C + label] -= 1.0
@@ -189,36 +260,40 @@ def _softmax_link(y, rows, indexed, s, m, C, Z, E, what):
 
 
 @kernel
-def link(kind, y, rows, indexed, s, m, C, Z, E, what):
+def link(kind, poly, y, rows, indexed, s, m, C, Z, E, what):
     """The model kind's link on a chunk of logits: residuals in Z; returns (summed loss, correct)."""
     if kind == SQUARED:
         return _squared_link(y, rows, indexed, s, m, Z, what)
     if kind == LOGISTIC:
-        return _logistic_link(y, rows, indexed, s, m, Z, E, what)
-    return _softmax_link(y, rows, indexed, s, m, C, Z, E, what)
+        return _logistic_link(poly, y, rows, indexed, s, m, Z, E, what)
+    return _softmax_link(poly, y, rows, indexed, s, m, C, Z, E, what)
 
 
 @kernel
-def range_loss_grad(kind, X, y, theta, rows, indexed, start, stop, grad, Z, E, what):
-    """Accumulate over rows [start, stop) (through ``rows`` when indexed).
+def range_loss_grad(kind, variant, X, y, theta, rows, indexed, start, stop, grad, Z, E, what):
+    """Accumulate over rows [start, stop) (through ``rows`` when indexed), walked as ``variant`` says.
 
     Adds the summed data gradient into ``grad`` when ``what & GRAD`` and returns
     (summed loss, number correct).  Means and L2 are applied by the callers.
     """
+    if variant == FLOOR_CODE:
+        return plain_range(kind, X, y, theta, rows, indexed, start, stop, grad, Z, what)
     C = theta.shape[0]
     loss = 0.0
     correct = 0
     # A local accumulator: LLVM knows it aliases neither X nor theta, so the
     # gradient loop vectorises without runtime overlap checks (1.2x faster).
     acc = np.zeros(grad.shape, dtype=grad.dtype) if what & GRAD else grad
-    for s in range(start, stop, CHUNK):
-        m = min(CHUNK, stop - s)
-        chunk_logits(X, theta, rows, indexed, s, m, Z)
-        part, hits = link(kind, y, rows, indexed, s, m, C, Z, E, what)
+    step = CHUNK_ROWS[variant]
+    poly = POLY_EXP[variant]
+    for s in range(start, stop, step):
+        m = min(step, stop - s)
+        chunk_logits(variant, X, theta, rows, indexed, s, m, Z)
+        part, hits = link(kind, poly, y, rows, indexed, s, m, C, Z, E, what)
         loss += part
         correct += hits
         if what & GRAD:
-            chunk_gradient(X, Z, rows, indexed, s, m, acc)
+            chunk_gradient(variant, X, Z, rows, indexed, s, m, acc)
     if what & GRAD:
         grad += acc
     return loss, correct

@@ -13,7 +13,10 @@ import numpy as np
 
 from mpifl.jit import kernel, threaded_kernel
 from mpifl.kernels.drivers import add_l2_and_scale, momentum_step, objective_hook
-from mpifl.kernels.losses import CHUNK, CORRECT, GRAD, LOSS, _row, link
+from mpifl.kernels.flags import CORRECT, GRAD, LOSS, row_at
+from mpifl.kernels.losses import link
+from mpifl.kernels.rowwise import plain_range_csr
+from mpifl.kernels.variants import CHUNK_ROWS, FLOOR_CODE, POLY_EXP
 
 
 @kernel
@@ -22,7 +25,7 @@ def chunk_logits_csr(data, indices, indptr, theta, rows, indexed, s, m, Z):
     C = theta.shape[0]
     d = theta.shape[1] - 1
     for i in range(m):
-        r = _row(rows, indexed, s + i)
+        r = row_at(rows, indexed, s + i)
         lo = indptr[r]
         hi = indptr[r + 1]
         for c in range(C):
@@ -38,7 +41,7 @@ def chunk_gradient_csr(data, indices, indptr, R, rows, indexed, s, m, grad):
     C = grad.shape[0]
     d = grad.shape[1] - 1
     for i in range(m):
-        r = _row(rows, indexed, s + i)
+        r = row_at(rows, indexed, s + i)
         lo = indptr[r]
         hi = indptr[r + 1]
         for c in range(C):
@@ -49,15 +52,23 @@ def chunk_gradient_csr(data, indices, indptr, R, rows, indexed, s, m, grad):
 
 
 @kernel
-def range_loss_grad_csr(kind, data, indices, indptr, y, theta, rows, indexed, start, stop, grad, Z, E, what):
-    """As losses.range_loss_grad, for CSR rows: adds into grad, returns (summed loss, correct)."""
+def range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, indexed, start, stop, grad, Z, E, what):
+    """As losses.range_loss_grad, for CSR rows: adds into grad, returns (summed loss, correct).
+
+    Rows are not blocked (each row has its own nonzeros), so a variant sets
+    only the chunk length and the exp.
+    """
+    if variant == FLOOR_CODE:
+        return plain_range_csr(kind, data, indices, indptr, y, theta, rows, indexed, start, stop, grad, Z, what)
     C = theta.shape[0]
     loss = 0.0
     correct = 0
-    for s in range(start, stop, CHUNK):
-        m = min(CHUNK, stop - s)
+    step = CHUNK_ROWS[variant]
+    poly = POLY_EXP[variant]
+    for s in range(start, stop, step):
+        m = min(step, stop - s)
         chunk_logits_csr(data, indices, indptr, theta, rows, indexed, s, m, Z)
-        part, hits = link(kind, y, rows, indexed, s, m, C, Z, E, what)
+        part, hits = link(kind, poly, y, rows, indexed, s, m, C, Z, E, what)
         loss += part
         correct += hits
         if what & GRAD:
@@ -66,25 +77,25 @@ def range_loss_grad_csr(kind, data, indices, indptr, y, theta, rows, indexed, st
 
 
 @kernel
-def gradient_sum_csr(kind, data, indices, indptr, y, theta, rows, start, stop, grad, Z, E, want_loss):
+def gradient_sum_csr(kind, variant, data, indices, indptr, y, theta, rows, start, stop, grad, Z, E, want_loss):
     grad[:] = 0
     what = GRAD | LOSS if want_loss else GRAD
-    loss, _ = range_loss_grad_csr(kind, data, indices, indptr, y, theta, rows, True, start, stop, grad, Z, E, what)
+    loss, _ = range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, True, start, stop, grad, Z, E, what)
     return loss
 
 
 @kernel
-def full_gradient_sum_csr(kind, data, indices, indptr, y, theta, grad, Z, E, want_loss):
+def full_gradient_sum_csr(kind, variant, data, indices, indptr, y, theta, grad, Z, E, want_loss):
     grad[:] = 0
     what = GRAD | LOSS if want_loss else GRAD
     no_rows = np.empty(0, dtype=np.int64)
     n = indptr.shape[0] - 1
-    loss, _ = range_loss_grad_csr(kind, data, indices, indptr, y, theta, no_rows, False, 0, n, grad, Z, E, what)
+    loss, _ = range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, no_rows, False, 0, n, grad, Z, E, what)
     return loss
 
 
 @threaded_kernel
-def full_gradient_sum_csr_threaded(kind, data, indices, indptr, y, theta, grad, partial, Zs, Es, want_loss):
+def full_gradient_sum_csr_threaded(kind, variant, data, indices, indptr, y, theta, grad, partial, Zs, Es, want_loss):
     """Fixed row ranges per thread and a fixed-order sum, as the dense threaded kernel."""
     T = partial.shape[0]
     n = indptr.shape[0] - 1
@@ -94,7 +105,7 @@ def full_gradient_sum_csr_threaded(kind, data, indices, indptr, y, theta, grad, 
     for t in numba.prange(T):
         partial[t] = 0
         losses[t], _ = range_loss_grad_csr(
-            kind, data, indices, indptr, y, theta, no_rows, False, t * n // T, (t + 1) * n // T,
+            kind, variant, data, indices, indptr, y, theta, no_rows, False, t * n // T, (t + 1) * n // T,
             partial[t], Zs[t], Es[t], what,
         )
     grad[:] = 0
@@ -106,7 +117,7 @@ def full_gradient_sum_csr_threaded(kind, data, indices, indptr, y, theta, grad, 
 
 
 @kernel
-def sgd_epoch_csr(kind, data, indices, indptr, y, theta, velocity, grad, Z, E, order, batch_size, lr, momentum, l2,
+def sgd_epoch_csr(kind, variant, data, indices, indptr, y, theta, velocity, grad, Z, E, order, batch_size, lr, momentum, l2,
                   anchor, mu, correction):
     """One epoch of mini-batch SGD with momentum over CSR rows.
 
@@ -117,15 +128,15 @@ def sgd_epoch_csr(kind, data, indices, indptr, y, theta, velocity, grad, Z, E, o
     for s in range(0, n, batch_size):
         e = min(n, s + batch_size)
         grad[:] = 0
-        range_loss_grad_csr(kind, data, indices, indptr, y, theta, order, True, s, e, grad, Z, E, GRAD)
+        range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, order, True, s, e, grad, Z, E, GRAD)
         add_l2_and_scale(grad, theta, e - s, l2)
         objective_hook(grad, theta, anchor, mu, correction)
         momentum_step(theta, velocity, grad, lr, momentum)
 
 
 @kernel
-def evaluate_sums_csr(kind, data, indices, indptr, y, theta, Z, E):
+def evaluate_sums_csr(kind, variant, data, indices, indptr, y, theta, Z, E):
     no_rows = np.empty(0, dtype=np.int64)
     n = indptr.shape[0] - 1
-    return range_loss_grad_csr(kind, data, indices, indptr, y, theta, no_rows, False, 0, n, theta, Z, E,
+    return range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, no_rows, False, 0, n, theta, Z, E,
                                LOSS | CORRECT)

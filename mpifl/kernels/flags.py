@@ -1,0 +1,19 @@
+"""Codes the kernels share: model kinds, what a range kernel computes, and row lookup."""
+
+from __future__ import annotations
+
+from mpifl.jit import inline_kernel
+
+SQUARED, LOGISTIC, SOFTMAX = 0, 1, 2
+KIND_CODES = {"linear": SQUARED, "logistic": LOGISTIC, "softmax": SOFTMAX}
+
+# What a range kernel computes; flags are checked once per chunk, never per row.
+GRAD = 1
+LOSS = 2
+CORRECT = 4
+
+
+@inline_kernel
+def row_at(rows, indexed, k):
+    """The k-th row of a range: rows[k] for a shuffled order, else k itself."""
+    return rows[k] if indexed else k

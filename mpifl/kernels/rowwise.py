@@ -1,0 +1,109 @@
+"""The floor variant: one row at a time, its dot products, its link with libm's exp, its axpy.
+
+This is the loop a careful user writes first, with no blocking and no
+hand-made exp.  It is a variant like the others, measured against them, and
+no chosen variant may be slower than it; on some CPUs (AVX2 without AVX-512)
+it is the fastest.  The scalar link below is the per-row twin of
+mpifl.kernels.losses' chunk links: same sums, same conventions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mpifl.jit import inline_kernel, kernel
+from mpifl.kernels.flags import GRAD, LOGISTIC, LOSS, SQUARED, row_at
+
+
+@inline_kernel
+def row_link(kind, label, C, Z, what):
+    """Residuals of one row's logits Z[:C] in place; returns (loss, 1 if predicted right else 0)."""
+    if kind == SQUARED:
+        Z[0] = Z[0] - label
+        r = np.float64(Z[0])
+        return (0.5 * r * r if what & LOSS else 0.0), 0
+    if kind == LOGISTIC:
+        z = np.float64(Z[0])
+        yi = np.float64(label)
+        loss = math.log1p(math.exp(-abs(z))) + max(z, 0.0) - yi * z if what & LOSS else 0.0
+        hit = 1 if (z > 0.0) == (yi > 0.5) else 0
+        Z[0] = 1.0 / (1.0 + math.exp(-Z[0])) - label
+        return loss, hit
+    top = Z[0]
+    arg = 0
+    for c in range(1, C):
+        if Z[c] > top:
+            top = Z[c]
+            arg = c
+    k = int(label)
+    loss = -np.float64(Z[k] - top) if what & LOSS else 0.0
+    total = 0.0
+    for c in range(C):
+        Z[c] = math.exp(Z[c] - top)
+        total += Z[c]
+    if what & LOSS:
+        loss += math.log(total)
+    inv = 1.0 / total
+    for c in range(C):
+        Z[c] = Z[c] * inv
+    Z[k] -= 1.0
+    return loss, (1 if arg == k else 0)
+
+
+@kernel
+def plain_range(kind, X, y, theta, rows, indexed, start, stop, grad, Z, what):
+    """As losses.range_loss_grad, one dense row at a time."""
+    d = X.shape[1]
+    C = theta.shape[0]
+    loss = 0.0
+    correct = 0
+    acc = np.zeros(grad.shape, dtype=grad.dtype) if what & GRAD else grad
+    for k in range(start, stop):
+        r = row_at(rows, indexed, k)
+        for c in range(C):
+            z = theta[c, d]
+            for j in range(d):
+                z += X[r, j] * theta[c, j]
+            Z[c] = z
+        part, hit = row_link(kind, y[r], C, Z, what)
+        loss += part
+        correct += hit
+        if what & GRAD:
+            for c in range(C):
+                a = Z[c]
+                for j in range(d):
+                    acc[c, j] += a * X[r, j]
+                acc[c, d] += a
+    if what & GRAD:
+        grad += acc
+    return loss, correct
+
+
+@kernel
+def plain_range_csr(kind, data, indices, indptr, y, theta, rows, indexed, start, stop, grad, Z, what):
+    """As sparse.range_loss_grad_csr, one CSR row at a time."""
+    C = theta.shape[0]
+    d = theta.shape[1] - 1
+    loss = 0.0
+    correct = 0
+    for k in range(start, stop):
+        r = row_at(rows, indexed, k)
+        lo = indptr[r]
+        hi = indptr[r + 1]
+        for c in range(C):
+            z = theta[c, d]
+            for p in range(lo, hi):
+                z += data[p] * theta[c, indices[p]]
+            Z[c] = z
+        part, hit = row_link(kind, y[r], C, Z, what)
+        loss += part
+        correct += hit
+        if what & GRAD:
+            for c in range(C):
+                a = Z[c]
+                for p in range(lo, hi):
+                    grad[c, indices[p]] += a * data[p]
+                grad[c, d] += a
+    return loss, correct
