@@ -81,5 +81,27 @@ def _info(comm: MPI.Comm) -> str:
             f"usable cores     {usable_cores()} on rank 0",
             f"threads per rank {threads_per_rank()} (train.threads, else SLURM_CPUS_PER_TASK, else 1)",
             f"numba            {numba.__version__}, cache dir {numba.config.CACHE_DIR or 'next to the sources'}",
+            *_variant_lines(),
         ]
     )
+
+
+def _variant_lines() -> list[str]:
+    """The CPU, the kernel variants, and the choices cached for this machine (rank 0's node)."""
+    from mpifl import machine, tuning
+    from mpifl.kernels import variants
+
+    store = tuning.ChoiceStore()
+    pin = variants.pinned()
+    lines = [
+        f"cpu              {machine.describe()}",
+        f"kernel variants  {', '.join(v.name for v in variants.VARIANTS)}"
+        + (f"; pinned to {pin.name} by {variants.PIN_VARIABLE}" if pin else "; chosen by measurement per node"),
+    ]
+    lines += [f"  {v.name:<14} {v.about}" for v in variants.VARIANTS]
+    choices = store.read()
+    lines.append(f"chosen variants  {len(choices)} shape class(es) cached in {store.path}")
+    for key, entry in sorted(choices.items()):
+        names = entry.get("variants", {})
+        lines.append(f"  {key:<40} " + ", ".join(f"{op} {names.get(op)}" for op in variants.OPERATIONS))
+    return lines

@@ -1,0 +1,142 @@
+"""The variant chooser: measures once per shape class, caches per machine, honours the pin.
+
+A fake timer (a ``measure`` that returns set times) makes every choice here
+deterministic; one test runs the real timer to check it measures every variant.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from mpifl import config, tuning
+from mpifl.errors import ConfigError
+from mpifl.kernels.variants import BY_NAME, GRADIENT, OPERATIONS, PIN_VARIABLE, SGD, VARIANTS
+from mpifl.model import ModelSpec
+from mpifl.runner import run_job
+
+SPEC = ModelSpec("logistic", 30, 2, np.dtype("float64"))
+IDENTITY = {"cpu": "Test CPU", "llvm_cpu": "testcpu", "vector_flags": ["avx2"], "features_sha256": "0",
+            "triple": "x86_64", "numba": "0"}
+
+
+@pytest.fixture(autouse=True)
+def unpinned(monkeypatch):
+    monkeypatch.delenv(PIN_VARIABLE, raising=False)
+
+
+class FakeTimer:
+    """Returns set seconds per (operation, variant) and counts the measurements asked of it."""
+
+    def __init__(self, seconds: dict):
+        self.seconds = seconds
+        self.calls = 0
+
+    def __call__(self, spec, threads, batch_size, operation, candidates):
+        self.calls += 1
+        return {v.name: self.seconds[operation][v.name] for v in candidates}
+
+
+def timer(gradient: dict, sgd: dict) -> FakeTimer:
+    return FakeTimer({GRADIENT: gradient, SGD: sgd})
+
+
+def test_choose_picks_the_fastest_per_operation_and_records_it(tmp_path):
+    store = tuning.ChoiceStore(tmp_path, IDENTITY)
+    fake = timer({"tuned": 3.0, "libm4": 1.0, "plain": 2.0}, {"tuned": 1.0, "libm4": 5.0, "plain": 4.0})
+    selection = tuning.choose(SPEC, 32, store=store, measure=fake)
+    assert (selection.gradient.name, selection.sgd.name, selection.how) == ("libm4", "tuned", "measured")
+    entry = json.loads(store.path.read_text())["choices"][tuning.choice_key(SPEC, 32)]
+    assert entry["variants"] == {GRADIENT: "libm4", SGD: "tuned"}
+    assert entry["seconds"][GRADIENT]["plain"] == 2.0
+
+
+def test_a_cached_choice_is_reused_without_timing_again(tmp_path):
+    store = tuning.ChoiceStore(tmp_path, IDENTITY)
+    first = timer({"tuned": 3.0, "libm4": 1.0, "plain": 2.0}, {"tuned": 3.0, "libm4": 2.0, "plain": 1.0})
+    tuning.choose(SPEC, 32, store=store, measure=first)
+    # the second timer would choose differently, so a re-measurement would show
+    second = timer({"tuned": 1.0, "libm4": 3.0, "plain": 3.0}, {"tuned": 1.0, "libm4": 3.0, "plain": 3.0})
+    again = tuning.choose(SPEC, 32, store=tuning.ChoiceStore(tmp_path, IDENTITY), measure=second)
+    assert second.calls == 0
+    assert (again.gradient.name, again.sgd.name, again.how) == ("libm4", "plain", "cached")
+
+
+def test_the_pin_wins_and_nothing_is_timed_or_written(tmp_path, monkeypatch):
+    monkeypatch.setenv(PIN_VARIABLE, "plain")
+    store = tuning.ChoiceStore(tmp_path, IDENTITY)
+    fake = timer({v.name: 1.0 for v in VARIANTS}, {v.name: 1.0 for v in VARIANTS})
+    selection = tuning.choose(SPEC, 32, store=store, measure=fake)
+    assert (selection.gradient.name, selection.sgd.name, selection.how) == ("plain", "plain", "pinned")
+    assert fake.calls == 0 and not store.path.exists()
+
+
+def test_an_unknown_pin_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv(PIN_VARIABLE, "avx9000")
+    with pytest.raises(ConfigError, match=f"{PIN_VARIABLE}='avx9000' is not a kernel variant; use one of tuned"):
+        tuning.choose(SPEC, 32, store=None, measure=None)
+
+
+def test_a_tie_goes_to_the_earlier_candidate(tmp_path):
+    fake = timer({v.name: 1.0 for v in VARIANTS}, {v.name: 1.0 for v in VARIANTS})
+    selection = tuning.choose(SPEC, 32, store=tuning.ChoiceStore(tmp_path, IDENTITY), measure=fake)
+    assert selection.gradient is VARIANTS[0] and selection.sgd is VARIANTS[0]
+
+
+def test_choose_only_from_the_candidates_given(tmp_path):
+    store = tuning.ChoiceStore(tmp_path, IDENTITY)
+    fake = timer({"tuned": 1.0, "libm4": 2.0, "plain": 3.0}, {"tuned": 1.0, "libm4": 2.0, "plain": 3.0})
+    only = (BY_NAME["libm4"], BY_NAME["plain"])
+    selection = tuning.choose(SPEC, 32, store=store, measure=fake, candidates=only)
+    assert selection.gradient.name == "libm4" and selection.sgd.name == "libm4"
+    # a cached choice outside the candidates is measured again
+    tuning.choose(SPEC, 32, store=store, measure=fake, candidates=(BY_NAME["plain"],))
+    assert fake.calls == 4
+
+
+def test_choices_are_kept_apart_by_machine_and_shape_class(tmp_path):
+    fake = timer({"tuned": 2.0, "libm4": 1.0, "plain": 3.0}, {"tuned": 2.0, "libm4": 1.0, "plain": 3.0})
+    tuning.choose(SPEC, 32, store=tuning.ChoiceStore(tmp_path, IDENTITY), measure=fake)
+    other_cpu = tuning.ChoiceStore(tmp_path, {**IDENTITY, "vector_flags": ["avx512f", "avx2"]})
+    assert other_cpu.path != tuning.ChoiceStore(tmp_path, IDENTITY).path and other_cpu.read() == {}
+    store = tuning.ChoiceStore(tmp_path, IDENTITY)
+    assert store.get(tuning.choice_key(ModelSpec("logistic", 32, 2, np.dtype("float64")), 20)) is not None
+    assert store.get(tuning.choice_key(ModelSpec("logistic", 33, 2, np.dtype("float64")), 32)) is None
+    assert store.get(tuning.choice_key(ModelSpec("logistic", 30, 2, np.dtype("float32")), 32)) is None
+    assert store.get(tuning.choice_key(ModelSpec("logistic", 30, 2, np.dtype("float64"), sparse=True), 32)) is None
+    assert store.get(tuning.choice_key(SPEC, 64)) is None
+
+
+def test_a_corrupt_cache_is_ignored_and_rewritten(tmp_path):
+    store = tuning.ChoiceStore(tmp_path, IDENTITY)
+    store.path.write_text("{ not json")
+    fake = timer({"tuned": 2.0, "libm4": 1.0, "plain": 3.0}, {"tuned": 2.0, "libm4": 1.0, "plain": 3.0})
+    assert tuning.choose(SPEC, 32, store=store, measure=fake).how == "measured"
+    assert json.loads(store.path.read_text())["identity"] == IDENTITY
+
+
+@pytest.mark.parametrize("spec", [
+    ModelSpec("softmax", 12, 4, np.dtype("float32")),
+    ModelSpec("linear", 5, 1, np.dtype("float64"), sparse=True),
+])
+def test_the_real_timer_measures_every_variant_for_every_operation(spec):
+    for operation in OPERATIONS:
+        seconds = tuning.measure_variants(spec, 1, 8, operation, VARIANTS)
+        assert set(seconds) == {v.name for v in VARIANTS}
+        assert all(0.0 < s < 1.0 for s in seconds.values())
+
+
+def test_a_run_records_its_measured_then_cached_variants_and_repeats_bitwise(tmp_path, monkeypatch):
+    monkeypatch.setattr(tuning, "cache_directory", lambda: tmp_path / "cache")
+    cfg = config.load(overrides=["mode=distributed", "rounds=3", "log_every=1"])
+    first = run_job(MPI.COMM_SELF, cfg, tmp_path / "first", verbose=False)
+    second = run_job(MPI.COMM_SELF, cfg, tmp_path / "second", verbose=False)
+    recorded = [json.loads((tmp_path / run / "summary.json").read_text())["kernel_variants"]
+                for run in ("first", "second")]
+    assert [r["how"] for r in recorded] == ["measured", "cached"]
+    assert recorded[0][GRADIENT] == recorded[1][GRADIENT] in BY_NAME
+    assert recorded[0][SGD] == recorded[1][SGD] in BY_NAME
+    assert np.array_equal(first.theta, second.theta)
