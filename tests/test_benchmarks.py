@@ -18,7 +18,7 @@ def test_kernel_benchmark_smoke(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "kernels.json").read_text())
-    assert len(data["cases"]) == 3 and "speed vs NumPy" in (tmp_path / "kernels.md").read_text()
+    assert len(data["cases"]) == 4 and "speed vs NumPy" in (tmp_path / "kernels.md").read_text()
 
 
 def test_collectives_benchmark_smoke(tmp_path):

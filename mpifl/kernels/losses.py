@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from mpifl.jit import kernel
+from mpifl.jit import inline_kernel, kernel
 from mpifl.kernels.expo import exp_block
 from mpifl.kernels.flags import CORRECT, GRAD, LOSS, LOGISTIC, SOFTMAX, SQUARED, row_at
 from mpifl.kernels.rowwise import plain_range
@@ -122,7 +122,7 @@ def _logits1(X, theta, rows, indexed, s, first, m, Z):
             Z[i * C + c] = z0
 
 
-@kernel
+@inline_kernel
 def chunk_logits(variant, X, theta, rows, indexed, s, m, Z):
     """Z[i*C + c] = theta[c, :d] . x_i + theta[c, d] for the m rows from s."""
     block = DOT_ROWS[variant]
@@ -171,7 +171,7 @@ def _gradient1(X, R, rows, indexed, s, first, m, grad):
             grad[c, d] += a0
 
 
-@kernel
+@inline_kernel
 def chunk_gradient(variant, X, R, rows, indexed, s, m, grad):
     """grad[c, :d] += sum_i R[i, c] x_i and grad[c, d] += sum_i R[i, c]."""
     block = AXPY_ROWS[variant]
@@ -181,7 +181,7 @@ def chunk_gradient(variant, X, R, rows, indexed, s, m, grad):
         _gradient1(X, R, rows, indexed, s, 0, m, grad)
 
 
-@kernel
+@inline_kernel
 def exp_values(poly, E, m):
     """E[i] = exp(E[i]) for i < m, with the polynomial exp or libm's."""
     if poly:
@@ -259,7 +259,7 @@ def _softmax_link(poly, y, rows, indexed, s, m, C, Z, E, what):
     return loss, correct
 
 
-@kernel
+@inline_kernel
 def link(kind, poly, y, rows, indexed, s, m, C, Z, E, what):
     """The model kind's link on a chunk of logits: residuals in Z; returns (summed loss, correct)."""
     if kind == SQUARED:
