@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+
 import naive
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from conftest import kernels_for, make_problem
 
 from mpifl.kernels import ModelKernels
 from mpifl.kernels.expo import exp_block
+from mpifl.kernels.prefetch import evict
 
 TOL = {"float64": 1e-12, "float32": 2e-5}
 
@@ -149,3 +152,10 @@ def test_exp_block_saturates_instead_of_overflowing():
     out = np.empty_like(x)
     exp_block(x, out, 2)
     assert out[0] < 1e-300 and np.isfinite(out[1]) and out[1] > 1e307
+
+
+def test_evicting_an_array_from_the_caches_keeps_its_values():
+    X = np.random.default_rng(0).standard_normal((300, 7))
+    before = X.copy()
+    assert evict(X) is (platform.machine().lower() in ("x86_64", "amd64", "x86", "i686"))
+    assert np.array_equal(X, before)

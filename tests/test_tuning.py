@@ -46,7 +46,8 @@ def timer(gradient: dict, sgd: dict) -> FakeTimer:
 
 def test_choose_picks_the_fastest_per_operation_and_records_it(tmp_path):
     store = tuning.ChoiceStore(tmp_path, IDENTITY)
-    fake = timer({"tuned": 3.0, "libm4": 1.0, "plain": 2.0}, {"tuned": 1.0, "libm4": 5.0, "plain": 4.0})
+    fake = timer({"tuned": 3.0, "prefetch": 1.5, "libm4": 1.0, "plain": 2.0},
+                 {"tuned": 1.0, "prefetch": 1.5, "libm4": 5.0, "plain": 4.0})
     selection = tuning.choose(SPEC, 32, store=store, measure=fake)
     assert (selection.gradient.name, selection.sgd.name, selection.how) == ("libm4", "tuned", "measured")
     entry = json.loads(store.path.read_text())["choices"][tuning.choice_key(SPEC, 32)]
@@ -56,10 +57,12 @@ def test_choose_picks_the_fastest_per_operation_and_records_it(tmp_path):
 
 def test_a_cached_choice_is_reused_without_timing_again(tmp_path):
     store = tuning.ChoiceStore(tmp_path, IDENTITY)
-    first = timer({"tuned": 3.0, "libm4": 1.0, "plain": 2.0}, {"tuned": 3.0, "libm4": 2.0, "plain": 1.0})
+    first = timer({"tuned": 3.0, "prefetch": 3.0, "libm4": 1.0, "plain": 2.0},
+                  {"tuned": 3.0, "prefetch": 3.0, "libm4": 2.0, "plain": 1.0})
     tuning.choose(SPEC, 32, store=store, measure=first)
     # the second timer would choose differently, so a re-measurement would show
-    second = timer({"tuned": 1.0, "libm4": 3.0, "plain": 3.0}, {"tuned": 1.0, "libm4": 3.0, "plain": 3.0})
+    second = timer({"tuned": 1.0, "prefetch": 3.0, "libm4": 3.0, "plain": 3.0},
+                   {"tuned": 1.0, "prefetch": 3.0, "libm4": 3.0, "plain": 3.0})
     again = tuning.choose(SPEC, 32, store=tuning.ChoiceStore(tmp_path, IDENTITY), measure=second)
     assert second.calls == 0
     assert (again.gradient.name, again.sgd.name, again.how) == ("libm4", "plain", "cached")
@@ -88,7 +91,8 @@ def test_a_tie_goes_to_the_earlier_candidate(tmp_path):
 
 def test_choose_only_from_the_candidates_given(tmp_path):
     store = tuning.ChoiceStore(tmp_path, IDENTITY)
-    fake = timer({"tuned": 1.0, "libm4": 2.0, "plain": 3.0}, {"tuned": 1.0, "libm4": 2.0, "plain": 3.0})
+    fake = timer({"tuned": 1.0, "prefetch": 1.0, "libm4": 2.0, "plain": 3.0},
+                 {"tuned": 1.0, "prefetch": 1.0, "libm4": 2.0, "plain": 3.0})
     only = (BY_NAME["libm4"], BY_NAME["plain"])
     selection = tuning.choose(SPEC, 32, store=store, measure=fake, candidates=only)
     assert selection.gradient.name == "libm4" and selection.sgd.name == "libm4"
@@ -98,7 +102,8 @@ def test_choose_only_from_the_candidates_given(tmp_path):
 
 
 def test_choices_are_kept_apart_by_machine_and_shape_class(tmp_path):
-    fake = timer({"tuned": 2.0, "libm4": 1.0, "plain": 3.0}, {"tuned": 2.0, "libm4": 1.0, "plain": 3.0})
+    fake = timer({"tuned": 2.0, "prefetch": 2.0, "libm4": 1.0, "plain": 3.0},
+                 {"tuned": 2.0, "prefetch": 2.0, "libm4": 1.0, "plain": 3.0})
     tuning.choose(SPEC, 32, store=tuning.ChoiceStore(tmp_path, IDENTITY), measure=fake)
     other_cpu = tuning.ChoiceStore(tmp_path, {**IDENTITY, "vector_flags": ["avx512f", "avx2"]})
     assert other_cpu.path != tuning.ChoiceStore(tmp_path, IDENTITY).path and other_cpu.read() == {}
@@ -113,7 +118,8 @@ def test_choices_are_kept_apart_by_machine_and_shape_class(tmp_path):
 def test_a_corrupt_cache_is_ignored_and_rewritten(tmp_path):
     store = tuning.ChoiceStore(tmp_path, IDENTITY)
     store.path.write_text("{ not json")
-    fake = timer({"tuned": 2.0, "libm4": 1.0, "plain": 3.0}, {"tuned": 2.0, "libm4": 1.0, "plain": 3.0})
+    fake = timer({"tuned": 2.0, "prefetch": 2.0, "libm4": 1.0, "plain": 3.0},
+                 {"tuned": 2.0, "prefetch": 2.0, "libm4": 1.0, "plain": 3.0})
     assert tuning.choose(SPEC, 32, store=store, measure=fake).how == "measured"
     assert json.loads(store.path.read_text())["identity"] == IDENTITY
 

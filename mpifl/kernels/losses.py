@@ -21,7 +21,8 @@ from mpifl.jit import inline_kernel, kernel
 from mpifl.kernels.expo import exp_block
 from mpifl.kernels.flags import CORRECT, GRAD, LOSS, LOGISTIC, SOFTMAX, SQUARED, row_at
 from mpifl.kernels.rowwise import plain_range
-from mpifl.kernels.variants import AXPY_ROWS, CHUNK_ROWS, DOT_ROWS, FLOOR_CODE, MAX_CHUNK_ROWS, POLY_EXP
+from mpifl.kernels.prefetch import prefetch_rows
+from mpifl.kernels.variants import AXPY_ROWS, CHUNK_ROWS, DOT_ROWS, FLOOR_CODE, LEAD_ROWS, MAX_CHUNK_ROWS, POLY_EXP
 
 CHUNK = MAX_CHUNK_ROWS  # rows of scratch the callers allocate (times the outputs)
 
@@ -286,14 +287,24 @@ def range_loss_grad(kind, variant, X, y, theta, rows, indexed, start, stop, grad
     acc = np.zeros(grad.shape, dtype=grad.dtype) if what & GRAD else grad
     step = CHUNK_ROWS[variant]
     poly = POLY_EXP[variant]
+    lead = LEAD_ROWS[variant]
+    part_rows = max(step // 4, 1)  # prefetches go out a quarter chunk per phase boundary
     for s in range(start, stop, step):
         m = min(step, stop - s)
+        if lead:
+            prefetch_rows(X, rows, indexed, s + lead, part_rows, stop)
         chunk_logits(variant, X, theta, rows, indexed, s, m, Z)
+        if lead:
+            prefetch_rows(X, rows, indexed, s + lead + part_rows, part_rows, stop)
         part, hits = link(kind, poly, y, rows, indexed, s, m, C, Z, E, what)
         loss += part
         correct += hits
+        if lead:
+            prefetch_rows(X, rows, indexed, s + lead + 2 * part_rows, part_rows, stop)
         if what & GRAD:
             chunk_gradient(variant, X, Z, rows, indexed, s, m, acc)
+        if lead:
+            prefetch_rows(X, rows, indexed, s + lead + 3 * part_rows, step - 3 * part_rows, stop)
     if what & GRAD:
         grad += acc
     return loss, correct

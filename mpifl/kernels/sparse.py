@@ -16,7 +16,8 @@ from mpifl.kernels.drivers import add_l2_and_scale, momentum_step, objective_hoo
 from mpifl.kernels.flags import CORRECT, GRAD, LOSS, row_at
 from mpifl.kernels.losses import link
 from mpifl.kernels.rowwise import plain_range_csr
-from mpifl.kernels.variants import CHUNK_ROWS, FLOOR_CODE, POLY_EXP
+from mpifl.kernels.prefetch import prefetch_csr_rows
+from mpifl.kernels.variants import CHUNK_ROWS, FLOOR_CODE, LEAD_ROWS, POLY_EXP
 
 
 @kernel
@@ -56,7 +57,7 @@ def range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, in
     """As losses.range_loss_grad, for CSR rows: adds into grad, returns (summed loss, correct).
 
     Rows are not blocked (each row has its own nonzeros), so a variant sets
-    only the chunk length and the exp.
+    only the chunk length, the exp and how far ahead to prefetch.
     """
     if variant == FLOOR_CODE:
         return plain_range_csr(kind, data, indices, indptr, y, theta, rows, indexed, start, stop, grad, Z, what)
@@ -65,8 +66,11 @@ def range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, in
     correct = 0
     step = CHUNK_ROWS[variant]
     poly = POLY_EXP[variant]
+    lead = LEAD_ROWS[variant]
     for s in range(start, stop, step):
         m = min(step, stop - s)
+        if lead:
+            prefetch_csr_rows(data, indices, indptr, rows, indexed, s + lead, step, stop)
         chunk_logits_csr(data, indices, indptr, theta, rows, indexed, s, m, Z)
         part, hits = link(kind, poly, y, rows, indexed, s, m, C, Z, E, what)
         loss += part

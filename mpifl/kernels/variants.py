@@ -26,14 +26,18 @@ class Variant:
     dot_rows: int  # rows whose dot products run interleaved (dense data)
     axpy_rows: int  # rows added into the gradient per pass over it (dense data)
     poly_exp: bool  # mpifl.kernels.expo's vectorisable exp, else libm's
+    lead_chunks: int  # prefetch the rows this many chunks ahead (0: leave it to the hardware)
     about: str
 
 
 VARIANTS = (
-    Variant("tuned", 0, 64, 8, 4, True,
+    Variant("tuned", 0, 64, 8, 4, True, 0,
             "64-row chunks, 8-row dot blocks, 4-row axpy blocks, polynomial exp (tuned on AVX-512)"),
-    Variant("libm4", 1, 64, 4, 4, False, "64-row chunks, 4-row blocks, libm exp"),
-    Variant("plain", 2, 1, 1, 1, False, "one row at a time: dot, libm exp, axpy (the floor; mpifl.kernels.rowwise)"),
+    Variant("prefetch", 1, 32, 8, 4, True, 2,
+            "as tuned in 32-row chunks, prefetching the rows two chunks ahead during the compute phases"),
+    Variant("libm4", 2, 64, 4, 4, False, 0, "64-row chunks, 4-row blocks, libm exp"),
+    Variant("plain", 3, 1, 1, 1, False, 0,
+            "one row at a time: dot, libm exp, axpy (the floor; mpifl.kernels.rowwise)"),
 )
 BY_NAME = {v.name: v for v in VARIANTS}
 FLOOR = BY_NAME["plain"]
@@ -50,6 +54,7 @@ CHUNK_ROWS = tuple(v.chunk_rows for v in VARIANTS)
 DOT_ROWS = tuple(v.dot_rows for v in VARIANTS)
 AXPY_ROWS = tuple(v.axpy_rows for v in VARIANTS)
 POLY_EXP = tuple(v.poly_exp for v in VARIANTS)
+LEAD_ROWS = tuple(v.lead_chunks * v.chunk_rows for v in VARIANTS)
 MAX_CHUNK_ROWS = max(CHUNK_ROWS)
 
 
