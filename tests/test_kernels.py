@@ -10,7 +10,7 @@ import pytest
 from conftest import kernels_for, make_problem
 
 from mpifl.kernels import ModelKernels
-from mpifl.kernels.expo import exp_block
+from mpifl.kernels.expo import exp_block, sigmoid_residuals
 from mpifl.kernels.prefetch import evict
 
 TOL = {"float64": 1e-12, "float32": 2e-5}
@@ -145,6 +145,26 @@ def test_exp_block_is_accurate_over_the_float64_range():
     out = np.empty_like(x)
     exp_block(x, out, x.size)
     assert np.max(np.abs(out / np.exp(x) - 1.0)) < 1e-13
+
+
+def test_float32_exp_block_is_accurate_over_the_float32_range():
+    x = np.concatenate([np.linspace(-87, 88, 20001), [-1e-6, 0.0, 1e-6]]).astype(np.float32)
+    out = np.empty_like(x)
+    exp_block(x, out, x.size)
+    assert out.dtype == np.float32
+    assert np.max(np.abs(out / np.exp(x.astype(np.float64)) - 1.0)) < 4e-7
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sigmoid_residuals_match_numpy(dtype):
+    z = np.linspace(-40, 40, 301).astype(dtype)
+    y = (np.arange(301) % 2).astype(dtype)
+    rows = np.random.default_rng(0).permutation(301)
+    expected = 1.0 / (1.0 + np.exp(-z[:100].astype(np.float64))) - y[rows[5:105]]
+    Z = z.copy()
+    sigmoid_residuals(Z, y, rows, True, 5, 100)
+    assert np.max(np.abs(Z[:100] - expected)) < (4e-7 if dtype == "float32" else 1e-15)
+    assert np.array_equal(Z[100:], z[100:])
 
 
 def test_exp_block_saturates_instead_of_overflowing():

@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from mpifl.jit import inline_kernel, kernel
-from mpifl.kernels.expo import exp_block
+from mpifl.kernels.expo import exp_block, sigmoid_residuals
 from mpifl.kernels.flags import CORRECT, GRAD, LOSS, LOGISTIC, SOFTMAX, SQUARED, row_at
 from mpifl.kernels.rowwise import plain_range
 from mpifl.kernels.prefetch import prefetch_rows
@@ -217,11 +217,14 @@ def _logistic_link(poly, y, rows, indexed, s, m, Z, E, what):
                 loss += math.log1p(math.exp(-abs(z))) + max(z, 0.0) - yi * z
             if (z > 0.0) == (yi > 0.5):
                 correct += 1
-    for i in range(m):
-        E[i] = -Z[i]
-    exp_values(poly, E, m)
-    for i in range(m):
-        Z[i] = 1.0 / (1.0 + E[i]) - y[row_at(rows, indexed, s + i)]
+    if poly:
+        sigmoid_residuals(Z, y, rows, indexed, s, m)
+    else:
+        for i in range(m):
+            E[i] = -Z[i]
+        exp_values(poly, E, m)
+        for i in range(m):
+            Z[i] = 1.0 / (1.0 + E[i]) - y[row_at(rows, indexed, s + i)]
     return loss, correct
 
 
