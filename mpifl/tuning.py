@@ -28,7 +28,7 @@ from mpifl.model import ModelSpec
 
 SAMPLE_BYTES = 4 << 20  # the full-batch sample, evicted from the caches before every timed pass
 SGD_SAMPLE_ROWS = 1024  # the mini-batch sample: a client's shard, in cache like one
-REPEATS = 5  # alternating rounds; each variant keeps its best time
+REPEATS = 7  # alternating rounds; each variant keeps its best time
 DEFAULT_BATCH = 32
 
 # measure(spec, threads, batch_size, operation, candidates) -> {variant name: seconds}

@@ -136,6 +136,39 @@ def chunk_logits(variant, X, theta, rows, indexed, s, m, Z):
 
 
 @kernel
+def _gradient8(X, R, rows, indexed, s, m, grad):
+    """grad += the chunk's residual-weighted rows, eight rows per pass over grad."""
+    d = X.shape[1]
+    C = grad.shape[0]
+    i = 0
+    while i + 8 <= m:
+        r0 = row_at(rows, indexed, s + i)
+        r1 = row_at(rows, indexed, s + i + 1)
+        r2 = row_at(rows, indexed, s + i + 2)
+        r3 = row_at(rows, indexed, s + i + 3)
+        r4 = row_at(rows, indexed, s + i + 4)
+        r5 = row_at(rows, indexed, s + i + 5)
+        r6 = row_at(rows, indexed, s + i + 6)
+        r7 = row_at(rows, indexed, s + i + 7)
+        for c in range(C):
+            a0 = R[i * C + c]
+            a1 = R[(i + 1) * C + c]
+            a2 = R[(i + 2) * C + c]
+            a3 = R[(i + 3) * C + c]
+            a4 = R[(i + 4) * C + c]
+            a5 = R[(i + 5) * C + c]
+            a6 = R[(i + 6) * C + c]
+            a7 = R[(i + 7) * C + c]
+            for j in range(d):
+                grad[c, j] += (a0 * X[r0, j] + a1 * X[r1, j] + a2 * X[r2, j] + a3 * X[r3, j]) + (
+                    a4 * X[r4, j] + a5 * X[r5, j] + a6 * X[r6, j] + a7 * X[r7, j]
+                )
+            grad[c, d] += (a0 + a1 + a2 + a3) + (a4 + a5 + a6 + a7)
+        i += 8
+    _gradient1(X, R, rows, indexed, s, i, m, grad)
+
+
+@kernel
 def _gradient4(X, R, rows, indexed, s, m, grad):
     """grad += the chunk's residual-weighted rows, four rows per pass over grad."""
     d = X.shape[1]
@@ -176,7 +209,9 @@ def _gradient1(X, R, rows, indexed, s, first, m, grad):
 def chunk_gradient(variant, X, R, rows, indexed, s, m, grad):
     """grad[c, :d] += sum_i R[i, c] x_i and grad[c, d] += sum_i R[i, c]."""
     block = AXPY_ROWS[variant]
-    if block == 4:
+    if block == 8:
+        _gradient8(X, R, rows, indexed, s, m, grad)
+    elif block == 4:
         _gradient4(X, R, rows, indexed, s, m, grad)
     else:
         _gradient1(X, R, rows, indexed, s, 0, m, grad)

@@ -33,12 +33,13 @@ class Variant:
 VARIANTS = (
     Variant("tuned", 0, 64, 8, 4, True, 0,
             "64-row chunks, 8-row dot blocks, 4-row axpy blocks, polynomial exp (tuned on AVX-512)"),
-    Variant("prefetch", 1, 32, 8, 4, True, 2,
-            "as tuned in 32-row chunks, prefetching the rows two chunks ahead during the compute phases"),
+    Variant("prefetch", 1, 32, 8, 8, True, 2,
+            "32-row chunks, 8-row dot and axpy blocks, polynomial exp, the rows two chunks ahead prefetched"),
     Variant("libm4", 2, 64, 4, 4, False, 0, "64-row chunks, 4-row blocks, libm exp"),
     Variant("plain", 3, 1, 1, 1, False, 0,
             "one row at a time: dot, libm exp, axpy (the floor; mpifl.kernels.rowwise)"),
 )
+assert all(v.code == i for i, v in enumerate(VARIANTS)), "a variant's code is its index in the tables below"
 BY_NAME = {v.name: v for v in VARIANTS}
 FLOOR = BY_NAME["plain"]
 FLOOR_CODE = FLOOR.code  # an int, for the compiled kernels
