@@ -10,6 +10,7 @@ a given cache.  MPIFL_KERNEL_VARIANT pins one variant and skips all of this.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -53,7 +54,7 @@ class ChoiceStore:
     """One JSON file of choices per machine identity; written whole and atomically."""
 
     def __init__(self, directory: Path | None = None, ident: dict | None = None):
-        self.identity = ident if ident is not None else machine.identity()
+        self.identity = ident if ident is not None else {**machine.identity(), "kernels": kernels_fingerprint()}
         self.path = (directory or cache_directory()) / f"kernel-variants-{machine.identity_key(self.identity)}.json"
 
     def read(self) -> dict:
@@ -85,6 +86,16 @@ class ChoiceStore:
             os.replace(tmp, self.path)
         except OSError:
             tmp.unlink(missing_ok=True)
+
+
+def kernels_fingerprint() -> str:
+    """A hash of the kernel sources: a release that changes a kernel measures its choices afresh."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted([root / "jit.py", *(root / "kernels").glob("*.py")]):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _valid_names(names) -> bool:
