@@ -33,7 +33,7 @@ def rel(a, b):
     return np.max(np.abs(np.asarray(a, np.float64) - b)) / max(np.max(np.abs(b)), 1e-300)
 
 
-@pytest.mark.parametrize("n", [1, 64, 65, 300])
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 31, 32, 33, 64, 65, 300])
 def test_csr_full_gradient_and_loss_match_numpy(kind, dtype, n, variant):
     spec, X, dense, y, theta = sparse_problem(kind, n, 40, dtype)
     grad = spec.zeros()
