@@ -129,7 +129,7 @@ def sgd_epoch(kind, variant, X, y, theta, velocity, grad, Z, E, order, batch_siz
     for s in range(0, n, batch_size):
         e = min(n, s + batch_size)
         grad[:] = 0
-        range_loss_grad(kind, variant, X, y, theta, order, True, s, e, grad, Z, E, GRAD)
+        range_loss_grad(kind, variant, X, y, theta, order, True, s, e, grad, Z, E, np.int64(GRAD))
         add_l2_and_scale(grad, theta, e - s, l2)
         objective_hook(grad, theta, anchor, mu, correction)
         momentum_step(theta, velocity, grad, lr, momentum)
@@ -141,5 +141,6 @@ def evaluate_sums(kind, variant, X, y, theta, Z, E):
     no_rows = np.empty(0, dtype=np.int64)
     # Without GRAD in the flags the gradient argument is never touched.
     return range_loss_grad(
-        kind, variant, X, y, theta, no_rows, False, 0, X.shape[0], theta, Z, E, LOSS | CORRECT
+        kind, variant, X, y, theta, no_rows, False, 0, X.shape[0], theta, Z, E,
+        np.int64(LOSS | CORRECT),
     )

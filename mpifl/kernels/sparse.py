@@ -84,7 +84,8 @@ def range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, in
 def gradient_sum_csr(kind, variant, data, indices, indptr, y, theta, rows, start, stop, grad, Z, E, want_loss):
     grad[:] = 0
     what = GRAD | LOSS if want_loss else GRAD
-    loss, _ = range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, True, start, stop, grad, Z, E, what)
+    loss, _ = range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, True, start, stop, grad, Z,
+                                   E, what)
     return loss
 
 
@@ -94,7 +95,8 @@ def full_gradient_sum_csr(kind, variant, data, indices, indptr, y, theta, grad, 
     what = GRAD | LOSS if want_loss else GRAD
     no_rows = np.empty(0, dtype=np.int64)
     n = indptr.shape[0] - 1
-    loss, _ = range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, no_rows, False, 0, n, grad, Z, E, what)
+    loss, _ = range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, no_rows, False,
+                                   0, n, grad, Z, E, what)
     return loss
 
 
@@ -132,7 +134,8 @@ def sgd_epoch_csr(kind, variant, data, indices, indptr, y, theta, velocity, grad
     for s in range(0, n, batch_size):
         e = min(n, s + batch_size)
         grad[:] = 0
-        range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, order, True, s, e, grad, Z, E, GRAD)
+        range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, order, True, s, e, grad, Z, E,
+                            np.int64(GRAD))
         add_l2_and_scale(grad, theta, e - s, l2)
         objective_hook(grad, theta, anchor, mu, correction)
         momentum_step(theta, velocity, grad, lr, momentum)
@@ -142,5 +145,5 @@ def sgd_epoch_csr(kind, variant, data, indices, indptr, y, theta, velocity, grad
 def evaluate_sums_csr(kind, variant, data, indices, indptr, y, theta, Z, E):
     no_rows = np.empty(0, dtype=np.int64)
     n = indptr.shape[0] - 1
-    return range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, no_rows, False, 0, n, theta, Z, E,
-                               LOSS | CORRECT)
+    return range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, no_rows, False,
+                               0, n, theta, Z, E, np.int64(LOSS | CORRECT))
