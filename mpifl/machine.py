@@ -25,10 +25,21 @@ def cpu_model() -> str:
 
 
 def codegen_target() -> tuple[str, str, str]:
-    """(triple, CPU name, feature string) that Numba compiles for, NUMBA_CPU_NAME and _FEATURES included."""
-    from numba.core.registry import cpu_target
+    """(triple, CPU name, feature string) that Numba compiles for, NUMBA_CPU_NAME and _FEATURES included.
 
-    return tuple(cpu_target.target_context.codegen().magic_tuple())
+    This is the tuple Numba keys its own JIT cache by; if its internals move,
+    the host's own name and features (what Numba compiles for by default) stand in.
+    """
+    try:
+        from numba.core.registry import cpu_target
+
+        return tuple(cpu_target.target_context.codegen().magic_tuple())
+    except (ImportError, AttributeError):
+        import llvmlite.binding as llvm
+
+        name = numba.config.CPU_NAME or llvm.get_host_cpu_name()
+        features = numba.config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
+        return (llvm.get_default_triple(), name, features)
 
 
 def vector_flags() -> list[str]:

@@ -146,3 +146,21 @@ def test_a_run_records_its_measured_then_cached_variants_and_repeats_bitwise(tmp
     assert recorded[0][GRADIENT] == recorded[1][GRADIENT] in BY_NAME
     assert recorded[0][SGD] == recorded[1][SGD] in BY_NAME
     assert np.array_equal(first.theta, second.theta)
+
+
+def test_the_machine_identity_names_the_cpu_and_changes_with_its_flags(monkeypatch):
+    from mpifl import machine
+
+    ident = machine.identity()
+    assert ident["cpu"] and ident["llvm_cpu"] and isinstance(ident["vector_flags"], list)
+    assert machine.identity_key(ident) == machine.identity_key(dict(ident))
+    assert machine.identity_key(ident) != machine.identity_key({**ident, "vector_flags": ["sse4.2"]})
+    monkeypatch.setattr(machine, "codegen_target", lambda: ("x86_64", "znver3", "+avx,+avx2,+fma,-avx512f,+sse4.2"))
+    assert machine.vector_flags() == ["avx2", "fma", "avx", "sse4.2"]
+    assert "LLVM target znver3 (avx2, fma, avx, sse4.2)" in machine.describe()
+
+
+def test_a_new_kernel_source_gets_a_new_choice_file(tmp_path, monkeypatch):
+    before = tuning.ChoiceStore(tmp_path)
+    monkeypatch.setattr(tuning, "kernels_fingerprint", lambda: "a different release")
+    assert tuning.ChoiceStore(tmp_path).path != before.path
