@@ -185,7 +185,7 @@ def _sample(spec: ModelSpec, operation: str):
     if spec.sparse:
         from mpifl.data.sparse import CSR
 
-        per_row = max(1, d // 20)
+        per_row = min(max(1, d // 20), 64)  # text data (rcv1, news20) has tens of nonzeros a row
         indices = np.sort(rng.integers(0, d, (rows, per_row)), axis=1).astype(np.int32)
         data = rng.standard_normal((rows, per_row)).astype(spec.dtype)
         indptr = np.arange(0, rows * per_row + 1, per_row, dtype=np.int64)
