@@ -23,14 +23,19 @@ from mpifl.kernels.flags import row_at
 LINE_BYTES = 64
 
 
+def _byte_address(context, builder, signature, args):
+    """The i8* address of element args[1] (C order) of the array args[0]."""
+    data = context.make_array(signature.args[0])(context, builder, args[0]).data
+    return builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(8).as_pointer())
+
+
 @intrinsic
 def prefetch(typingctx, array, flat_index):
     """Hint the cache hierarchy to fetch array's element ``flat_index`` (C order) for reading."""
     sig = types.void(array, flat_index)
 
     def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        address = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(8).as_pointer())
+        address = _byte_address(context, builder, signature, args)
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [address.type, i32, i32, i32])
         fn = builder.module.declare_intrinsic("llvm.prefetch", [address.type], fnty)
@@ -69,8 +74,7 @@ def _clflush(typingctx, array, flat_index):
     sig = types.void(array, flat_index)
 
     def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        address = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(8).as_pointer())
+        address = _byte_address(context, builder, signature, args)
         fnty = ir.FunctionType(ir.VoidType(), [address.type])
         builder.call(builder.module.declare_intrinsic("llvm.x86.sse2.clflush", (), fnty), [address])
         return context.get_dummy_value()

@@ -81,29 +81,42 @@ def plain_range(kind, X, y, theta, rows, indexed, start, stop, grad, Z, what):
     return loss, correct
 
 
+@inline_kernel
+def csr_row_logits(data, indices, lo, hi, theta, Z, at):
+    """Z[at + c] = theta[c, :d] . x + theta[c, d] over one CSR row's nonzeros lo .. hi-1."""
+    C = theta.shape[0]
+    d = theta.shape[1] - 1
+    for c in range(C):
+        z = theta[c, d]
+        for p in range(lo, hi):
+            z += data[p] * theta[c, indices[p]]
+        Z[at + c] = z
+
+
+@inline_kernel
+def csr_row_axpy(data, indices, lo, hi, R, at, grad):
+    """grad[c, j] += R[at + c] x_j over one CSR row's nonzeros, and grad[c, d] += R[at + c]."""
+    C = grad.shape[0]
+    d = grad.shape[1] - 1
+    for c in range(C):
+        a = R[at + c]
+        for p in range(lo, hi):
+            grad[c, indices[p]] += a * data[p]
+        grad[c, d] += a
+
+
 @kernel
 def plain_range_csr(kind, data, indices, indptr, y, theta, rows, indexed, start, stop, grad, Z, what):
     """As sparse.range_loss_grad_csr, one CSR row at a time."""
     C = theta.shape[0]
-    d = theta.shape[1] - 1
     loss = 0.0
     correct = 0
     for k in range(start, stop):
         r = row_at(rows, indexed, k)
-        lo = indptr[r]
-        hi = indptr[r + 1]
-        for c in range(C):
-            z = theta[c, d]
-            for p in range(lo, hi):
-                z += data[p] * theta[c, indices[p]]
-            Z[c] = z
+        csr_row_logits(data, indices, indptr[r], indptr[r + 1], theta, Z, 0)
         part, hit = row_link(kind, y[r], C, Z, what)
         loss += part
         correct += hit
         if what & GRAD:
-            for c in range(C):
-                a = Z[c]
-                for p in range(lo, hi):
-                    grad[c, indices[p]] += a * data[p]
-                grad[c, d] += a
+            csr_row_axpy(data, indices, indptr[r], indptr[r + 1], Z, 0, grad)
     return loss, correct

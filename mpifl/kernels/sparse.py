@@ -15,7 +15,7 @@ from mpifl.jit import kernel, threaded_kernel
 from mpifl.kernels.drivers import add_l2_and_scale, momentum_step, objective_hook
 from mpifl.kernels.flags import CORRECT, GRAD, LOSS, row_at
 from mpifl.kernels.losses import link
-from mpifl.kernels.rowwise import plain_range_csr
+from mpifl.kernels.rowwise import csr_row_axpy, csr_row_logits, plain_range_csr
 from mpifl.kernels.prefetch import prefetch_csr_rows
 from mpifl.kernels.variants import CHUNK_ROWS, FLOOR_CODE, LEAD_ROWS, POLY_EXP
 
@@ -24,32 +24,18 @@ from mpifl.kernels.variants import CHUNK_ROWS, FLOOR_CODE, LEAD_ROWS, POLY_EXP
 def chunk_logits_csr(data, indices, indptr, theta, rows, indexed, s, m, Z):
     """Z[i*C + c] = theta[c, :d] . x_i + theta[c, d] over the nonzeros of x_i."""
     C = theta.shape[0]
-    d = theta.shape[1] - 1
     for i in range(m):
         r = row_at(rows, indexed, s + i)
-        lo = indptr[r]
-        hi = indptr[r + 1]
-        for c in range(C):
-            z = theta[c, d]
-            for p in range(lo, hi):
-                z += data[p] * theta[c, indices[p]]
-            Z[i * C + c] = z
+        csr_row_logits(data, indices, indptr[r], indptr[r + 1], theta, Z, i * C)
 
 
 @kernel
 def chunk_gradient_csr(data, indices, indptr, R, rows, indexed, s, m, grad):
     """grad[c, j] += R[i, c] x_ij over the nonzeros, and grad[c, d] += R[i, c]."""
     C = grad.shape[0]
-    d = grad.shape[1] - 1
     for i in range(m):
         r = row_at(rows, indexed, s + i)
-        lo = indptr[r]
-        hi = indptr[r + 1]
-        for c in range(C):
-            a = R[i * C + c]
-            for p in range(lo, hi):
-                grad[c, indices[p]] += a * data[p]
-            grad[c, d] += a
+        csr_row_axpy(data, indices, indptr[r], indptr[r + 1], R, i * C, grad)
 
 
 @kernel
