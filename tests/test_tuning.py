@@ -164,3 +164,19 @@ def test_a_new_kernel_source_gets_a_new_choice_file(tmp_path, monkeypatch):
     before = tuning.ChoiceStore(tmp_path)
     monkeypatch.setattr(tuning, "kernels_fingerprint", lambda: "a different release")
     assert tuning.ChoiceStore(tmp_path).path != before.path
+
+
+@pytest.mark.parametrize("algorithm", [
+    ["train.algorithm=gradient_averaging", "train.batch_size=0"],  # full-batch gradients
+    ["train.algorithm=local_sgd"],  # SGD epochs
+])
+def test_a_whole_run_agrees_across_variants_to_rounding(tmp_path, monkeypatch, algorithm):
+    """The variant changes loop structure only: whole runs end in models that differ by rounding."""
+    models = {}
+    for variant in BY_NAME:
+        monkeypatch.setenv(PIN_VARIABLE, variant)
+        cfg = config.load(overrides=["mode=distributed", "rounds=4", "log_every=4", *algorithm])
+        models[variant] = run_job(MPI.COMM_SELF, cfg, tmp_path / variant, verbose=False).theta
+    reference = models["plain"]
+    for variant, theta in models.items():
+        assert np.max(np.abs(theta - reference)) <= 1e-10 * np.max(np.abs(reference)), variant
