@@ -19,10 +19,12 @@ from mpi4py import MPI
 from mpifl import comm as collectives
 from mpifl.config import Config
 from mpifl.data.shards import Shard
+from mpifl.errors import Diverged
 from mpifl.lbfgs import Lbfgs
 from mpifl.local import LocalSettings, LocalTrainer
 from mpifl.loop import Loop
 from mpifl.metrics import RoundTimer
+from mpifl.stopping import divergence
 from mpifl.progress import RoundRecord, is_logged, time_breakdown
 
 
@@ -198,27 +200,32 @@ def train_distributed(loop: Loop, train: Shard, test: Shard) -> np.ndarray:
         return {"velocity": trainer.velocity, **extra}
 
     first = checkpoints.start_round + 1 if checkpoints.resumed else 0
-    flag, anyone = np.zeros(1), np.zeros(1)
+    flag, anyone = np.zeros(2), np.zeros(2)  # [stop requested, divergence code]
     for rnd in range(first, cfg["rounds"] + 1):
         timer.reset()
         if rnd > 0:
             algorithm.run_round(theta, rnd)
         converged = getattr(algorithm, "converged", False)  # the same on every rank
+        loss = 0.0  # only logged rounds compute the loss
         if is_logged(rnd, cfg) or converged:
-            _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, timer, loop.report)
+            loss = _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, timer, loop.report)
+        flag[0] = loop.stop.requested
+        flag[1] = divergence(theta, loss)
+        collectives.allreduce_max(comm, flag, anyone, timer)  # a signal or a NaN may reach only some ranks
+        if anyone[1]:
+            raise Diverged(rnd, int(anyone[1]), cfg["train.lr"])
         if checkpoints.due(rnd) or (converged and checkpoints.every):
             loop.save(rnd, theta, local_state())
         if converged:
             break
-        flag[0] = loop.stop.requested
-        collectives.allreduce_max(comm, flag, anyone, timer)  # a signal may reach only some ranks
         if anyone[0] and 0 < rnd < cfg["rounds"]:
             loop.stop_after(rnd, theta, local_state())
     return theta
 
 
-def _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, timer, report) -> None:
-    """Evaluate theta on every shard and report the round (a collective)."""
+
+def _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, timer, report) -> float:
+    """Evaluate theta on every shard and report the round (a collective); returns the training loss."""
     kernels = trainer.kernels
     sums = np.empty(4)
     totals = np.empty(4)
@@ -232,10 +239,11 @@ def _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, tim
     sums[:] = (train_loss, train_correct, test_loss, test_correct)
     collectives.allreduce_sum(comm, sums, totals, RoundTimer())
     penalty = kernels.penalty(theta, trainer.settings.l2)
+    loss = totals[0] / train_layout.total + penalty
     report(
         RoundRecord(
             round=rnd,
-            loss=totals[0] / train_layout.total + penalty,
+            loss=loss,
             train_accuracy=totals[1] / train_layout.total,
             test_loss=totals[2] / test_layout.total if test_layout.total else math.nan,
             accuracy=totals[3] / test_layout.total if test_layout.total else math.nan,
@@ -246,3 +254,4 @@ def _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, tim
             slowest_rank=slowest_rank,
         )
     )
+    return loss

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 EXIT_USAGE = 2  # bad config, bad arguments, bad data: fix the input and rerun
 EXIT_ABORTED = 1  # an unexpected failure on some rank; the job was aborted
+EXIT_DIVERGED = 3  # the loss or the parameters stopped being finite; a smaller learning rate may help
 EXIT_STOPPED = 75  # stopped by SIGTERM/SIGUSR1 after checkpointing (EX_TEMPFAIL: requeue me)
 
 
@@ -31,3 +32,20 @@ class DataError(MpiflError):
 
 class RankCountError(MpiflError):
     """A job that cannot run on this number of ranks."""
+
+
+class Diverged(MpiflError):
+    """Raised on every rank when training produced a non-finite loss or parameters."""
+
+    exit_code = EXIT_DIVERGED
+    PARAMETERS, LOSS = 2, 1  # codes the ranks agree on; the larger one wins
+
+    def __init__(self, after_round: int, code: int, lr: float):
+        what = "the parameters" if code == self.PARAMETERS else "the training loss"
+        super().__init__(
+            f"training diverged: {what} stopped being finite by round {after_round}. "
+            f"Try a smaller train.lr (this run used {lr:g}); no model.npz was written, "
+            f"and any checkpoint holds the last finite round.",
+            collective=True,
+        )
+        self.after_round = after_round

@@ -2,7 +2,9 @@
 
 A round, as seen by every rank (mpifl.protocol lays out every buffer from
 the algorithm's declared fields, so no algorithm writes transport code):
-1. Bcast of the downlink [theta | declared fields | epochs per client | stop];
+1. Bcast of the downlink [theta | declared fields | epochs per client | stop]
+   (stop: 0 to go on, STOP_SIGNAL after a signal, STOP_SIGNAL + a Diverged
+   code once the server saw a non-finite loss or model);
 2. each client rank evaluates theta on each of its clients (on recorded
    rounds), and trains every client whose epochs are > 0, one after another,
    from theta under its algorithm's local objective; each client keeps its
@@ -29,16 +31,19 @@ import numpy as np
 
 from mpifl import comm as collectives
 from mpifl.data.shards import ClientData, Shard
+from mpifl.errors import Diverged
 from mpifl.local import LocalSettings, LocalTrainer
 from mpifl.loop import Loop
 from mpifl.metrics import RoundTimer
 from mpifl.model import ModelSpec
 from mpifl.progress import RoundRecord, is_logged, time_breakdown
 from mpifl.protocol import Wire
+from mpifl.stopping import divergence
 from mpifl.strategies import RoundResults, Strategy, strategy_params
 from mpifl.strategies.base import LocalRun
 
 SERVER = 0
+STOP_SIGNAL = 1  # the downlink's stop code after SIGTERM/SIGUSR1; above it, 1 + a Diverged code
 # On a node with more ranks than cores, rounds whose compute took longer than this are waited for by polling with sleeps
 # (mpifl.comm.wait_patiently); shorter ones wait in MPI, where a sleep's wake-up latency would dominate.
 LONG_ROUND_SECONDS = 2e-3
@@ -72,22 +77,22 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
     # timings of the round that produced theta, reported with the next round's record
     last_seconds, last_compute, last_server = 0.0, 0.0, (0.0, 0.0)
     last_rank_compute = np.zeros(len(wire.blocks))
-    stop = False
+    halt = 0  # the downlink's stop code for this round (see STOP_SIGNAL)
     for it in range(checkpoints.start_round + 1, cfg["rounds"] + 2):
         timer.reset()
-        stop = stop and it <= cfg["rounds"]
-        training = it <= cfg["rounds"] and not stop
+        halt = 0 if halt == STOP_SIGNAL and it > cfg["rounds"] else halt  # the last round ends the run anyway
+        training = it <= cfg["rounds"] and not halt
         epochs = strategy.plan(it) if training else np.zeros(n_clients, dtype=np.int64)
         down["theta"][...] = theta
         for name, value in strategy.downlink_values().items():
             down[name][...] = value
         down["epochs"][:] = epochs
-        down["stop"][0] = stop
+        down["stop"][0] = halt
         down["poll"][0] = loop.patient and last_compute > LONG_ROUND_SECONDS  # compute: no feedback from the wait
         collectives.bcast(comm, downlink, timer, root=SERVER, poll=poll)
         poll = bool(down["poll"][0])
-        if stop:
-            loop.stop_after(it - 1, theta, {}, {**strategy.state(), **_pending_state(pending)})
+        if halt:
+            _halt(loop, it, theta, halt, {}, {**strategy.state(), **_pending_state(pending)})
         trained = np.flatnonzero(epochs)
         if trained.size:
             gather_payload.set_counts(wire.payload_counts(epochs))
@@ -114,9 +119,18 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
         last_rank_compute = rank_stats["compute"].copy()
         last_server = (timer.compute_seconds, timer.comm_seconds)
         if checkpoints.due(it):
-            loop.save(it, theta, {}, {**strategy.state(), **_pending_state(pending)})
-        stop = loop.stop.requested or bool(rank_stats["stop"].max() > 0)
+            loop.save(it, theta, {}, {**strategy.state(), **_pending_state(pending)})  # not committed if diverged
+        diverged = divergence(theta, record.loss if record is not None else 0.0)
+        signalled = loop.stop.requested or bool(rank_stats["stop"].max() > 0)
+        halt = STOP_SIGNAL + diverged if diverged else int(signalled)
     return theta
+
+
+def _halt(loop: Loop, it: int, theta: np.ndarray, code: int, local: dict, server: dict | None = None) -> None:
+    """Act on the downlink's stop code, on every rank alike: report divergence, or checkpoint and stop."""
+    if code > STOP_SIGNAL:
+        raise Diverged(it - 1, code - STOP_SIGNAL, loop.cfg["train.lr"])
+    loop.stop_after(it - 1, theta, local, server)
 
 
 def _results(wire: Wire, payload: np.ndarray, stats: dict[str, np.ndarray], trained: np.ndarray) -> RoundResults:
@@ -201,7 +215,7 @@ def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list
         collectives.bcast(comm, downlink, timer, root=SERVER, poll=poll)
         poll = bool(down["poll"][0])
         if down["stop"][0]:
-            loop.stop_after(it - 1, theta, local_state())
+            _halt(loop, it, theta, int(down["stop"][0]), local_state())
         t0 = time.perf_counter()
         theta[...] = down["theta"]
         epochs = down["epochs"]

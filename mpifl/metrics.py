@@ -76,7 +76,7 @@ class RunWriter:
         self._write_summary(summary)
 
     def stopped(self, summary: dict[str, Any]) -> None:
-        """A run stopped by a signal: its checkpoint, not model.npz, holds the state."""
+        """A run stopped by a signal or by divergence: its checkpoint, not model.npz, holds the state."""
         self._metrics.close()
         self._write_summary(summary)
 

@@ -24,13 +24,14 @@ from mpifl.compile import warm_up
 from mpifl.config import Config
 from mpifl.data.shards import DataSource, balanced_blocks, check_fit
 from mpifl.distributed import train_distributed
-from mpifl.errors import ConfigError, RankCountError
+from mpifl.errors import ConfigError, Diverged, RankCountError
+from mpifl.kernels.checks import all_finite
 from mpifl.kernels.variants import Selection
 from mpifl.loop import Loop
 from mpifl.metrics import RunWriter
 from mpifl.model import ModelSpec
 from mpifl.progress import RoundRecord
-from mpifl.stopping import Stopped
+from mpifl.stopping import Stopped, divergence
 from mpifl.strategies import STRATEGIES, Setup, Strategy, strategy_params
 
 ROOT = 0
@@ -125,13 +126,18 @@ def train(loop: Loop, data: tuple) -> np.ndarray:
     comm, cfg, spec = loop.comm, loop.cfg, loop.kernels.spec
     if cfg["mode"] == "distributed":
         return train_distributed(loop, *data)
+    verdict = np.zeros(1)  # whether the last round, which no later downlink reports on, diverged
     if comm.Get_rank() == federated.SERVER:
         test, blocks = data
         theta = federated.serve(loop, test, blocks, make_strategy(cfg, spec, blocks[-1].stop))
+        verdict[0] = divergence(theta, loop.recorder.records[-1].loss)
     else:
         federated.participate(loop, *data, STRATEGIES[cfg["server.strategy"]])
         theta = spec.zeros()
     comm.Bcast(theta, root=federated.SERVER)
+    comm.Bcast(verdict, root=federated.SERVER)
+    if verdict[0]:
+        raise Diverged(cfg["rounds"], int(verdict[0]), cfg["train.lr"])
     return theta
 
 
@@ -186,7 +192,7 @@ class Checkpoints:
         rank = self.comm.Get_rank()
         ckpt_files.write_npz(ckpt_files.rank_file(self.directory, rank, rnd), dict(local))
         self.comm.Barrier()  # every rank's file of this round is on disk
-        if is_root(self.comm):
+        if is_root(self.comm) and all_finite(theta.reshape(-1)):  # never commit a diverged model
             rows = json.dumps([r.as_json() for r in records])
             arrays = {"theta": theta, "records": np.array(rows)}
             arrays.update({f"server.{k}": v for k, v in server.items()})

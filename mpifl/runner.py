@@ -18,7 +18,7 @@ from mpifl.comm import node_occupancy
 from mpifl.compile import set_threads
 from mpifl.config import Config
 from mpifl.data.shards import model_spec, resolve
-from mpifl.errors import MpiflError
+from mpifl.errors import Diverged, MpiflError
 from mpifl.kernels import ModelKernels, variants
 from mpifl.metrics import default_run_dir
 from mpifl.mpienv import threads_per_rank
@@ -108,6 +108,11 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
         except Stopped as exc:
             if writer is not None:
                 writer.stopped({"status": "stopped", "after_round": exc.after_round, "ranks": comm.Get_size()})
+            raise
+        except Diverged as exc:
+            if writer is not None:
+                writer.stopped({"status": "diverged", "after_round": exc.after_round, "ranks": comm.Get_size(),
+                                "message": str(exc)})
             raise
         train_seconds = time.perf_counter() - train_started
         records = comm.bcast(recorder.records, root=roles.ROOT)  # once, after training: clients keep none

@@ -1,18 +1,23 @@
-"""Graceful stop on SIGTERM or SIGUSR1: finish the round, checkpoint, exit 75.
+"""Why a run ends early: a signal (finish the round, checkpoint, exit 75) or divergence (exit 3).
 
 Slurm sends SIGTERM at preemption and the signal of ``--signal`` before the
 time limit.  The handler only sets a flag; the training loops agree on it at
 the end of a round (a signal may reach only some ranks), save a checkpoint
-and raise Stopped on every rank.
+and raise Stopped on every rank.  A non-finite loss or model is agreed on
+the same way, in the same messages, and raises Diverged on every rank.
 """
 
 from __future__ import annotations
 
+import math
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from mpifl.errors import EXIT_STOPPED, MpiflError
+import numpy as np
+
+from mpifl.errors import EXIT_STOPPED, Diverged, MpiflError
+from mpifl.kernels.checks import all_finite
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -52,3 +57,10 @@ class Stopped(MpiflError):
             collective=True,
         )
         self.after_round = after_round
+
+
+def divergence(theta: np.ndarray, loss: float) -> int:
+    """Diverged.PARAMETERS or Diverged.LOSS when that quantity is not finite, else 0."""
+    if not all_finite(theta.reshape(-1)):
+        return Diverged.PARAMETERS
+    return Diverged.LOSS if not math.isfinite(loss) else 0

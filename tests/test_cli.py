@@ -139,3 +139,16 @@ def test_data_that_cannot_be_partitioned_fails_every_rank_with_one_message(tmp_p
                   "--set", "data.n_classes=2", cwd=tmp_path, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.count("Cannot partition") == 1 and "Traceback" not in proc.stderr
+
+
+def test_a_diverging_job_exits_3_with_one_message_and_strict_json(tmp_path):
+    proc = mpirun(3, "-m", "mpifl", "run", str(HERE.parent / "jobs" / "distributed_synthetic.toml"), "--set", "train.lr=1e30",
+                  "--set", "model.kind=linear", "--set", "train.momentum=0.99", "--out", "out", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    output = proc.stdout + proc.stderr
+    assert output.count("training diverged: the parameters stopped being finite") == 1
+    assert "Try a smaller train.lr" in output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(),
+                         parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert summary["status"] == "diverged"
+    assert not (tmp_path / "out" / "model.npz").exists()
