@@ -209,13 +209,13 @@ def train_distributed(loop: Loop, train: Shard, test: Shard) -> np.ndarray:
         loss = 0.0  # only logged rounds compute the loss
         if is_logged(rnd, cfg) or converged:
             loss = _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, timer, loop.report)
+        if checkpoints.due(rnd) or (converged and checkpoints.every):
+            loop.save(rnd, theta, local_state())  # a non-finite model is written but never committed
         flag[0] = loop.stop.requested
         flag[1] = divergence(theta, loss)
         collectives.allreduce_max(comm, flag, anyone, timer)  # a signal or a NaN may reach only some ranks
         if anyone[1]:
             raise Diverged(rnd, int(anyone[1]), cfg["train.lr"])
-        if checkpoints.due(rnd) or (converged and checkpoints.every):
-            loop.save(rnd, theta, local_state())
         if converged:
             break
         if anyone[0] and 0 < rnd < cfg["rounds"]:
