@@ -22,6 +22,7 @@ from pathlib import Path
 from mpifl.config import Config
 from mpifl.errors import MpiflError
 from mpifl.npzio import read_npz, write_npz
+from mpifl.stopping import resume_command
 
 __all__ = ["read_npz", "write_npz"]
 
@@ -70,7 +71,7 @@ def check_compatible(meta: dict, cfg: Config, ranks: int, directory: Path) -> No
     if meta["ranks"] != ranks:
         raise MpiflError(
             f"The checkpoint in {directory} was written by {meta['ranks']} ranks; this job has {ranks}. "
-            f"Resume with mpiexec -n {meta['ranks']}."
+            f"Resume with: {resume_command(directory, meta['ranks'])}"
         )
     if meta["fingerprint"] != fingerprint(cfg):
         raise MpiflError(

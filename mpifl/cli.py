@@ -42,6 +42,8 @@ def build_parser(comm: MPI.Comm) -> argparse.ArgumentParser:
                      help="write each rank's list of opened files to RUN_DIR/audit/ (also MPIFL_AUDIT=1)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR",
                      help="continue RUN_DIR from its latest checkpoint (the job defaults to RUN_DIR/config.toml)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="write over the run already in --out (without it, such a directory is refused)")
     sub.add_parser("info", help="show the MPI, thread and JIT settings mpifl runs with")
     return parser
 
@@ -63,7 +65,7 @@ def main(comm: MPI.Comm, argv: list[str] | None = None) -> int:
     if args.resume is not None and args.out is not None and args.out != args.resume:
         raise ConfigError("--resume continues the run in RUN_DIR; leave out --out.", collective=True)
     run_job(comm, cfg, args.resume or args.out, verbose=not args.quiet, resume=args.resume is not None,
-            audit=audit.requested(args.audit))
+            audit=audit.requested(args.audit), overwrite=args.overwrite)
     return 0
 
 

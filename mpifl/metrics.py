@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import tomli_w
 
+from mpifl.errors import ConfigError
 from mpifl.npzio import write_npz
 
 
@@ -50,8 +52,32 @@ class RoundTimer:
         return time.perf_counter() - self.started
 
 
+RUN_FILES = ("config.toml", "metrics.jsonl", "summary.json", "model.npz", "checkpoint")
+
+
 def default_run_dir(mode: str) -> Path:
-    return Path("runs") / f"{mode}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """runs/<mode>-<timestamp>, with -2, -3, ... when a run of the same second already has it."""
+    base = Path("runs") / f"{mode}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def claim_run_dir(directory: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse a directory that holds another run, unless resuming it or told to write over it."""
+    held = [name for name in RUN_FILES if (directory / name).exists()]
+    if not held or resume:
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"The run directory {directory} already holds a run ({', '.join(held)}). Continue it with "
+            f"--resume {directory}, write over it with --overwrite, or choose another --out."
+        )
+    for name in held:
+        path = directory / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 class RunWriter:

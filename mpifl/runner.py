@@ -20,7 +20,7 @@ from mpifl.config import Config
 from mpifl.data.shards import model_spec, resolve
 from mpifl.errors import Diverged, MpiflError
 from mpifl.kernels import ModelKernels, variants
-from mpifl.metrics import default_run_dir
+from mpifl.metrics import claim_run_dir, default_run_dir
 from mpifl.mpienv import threads_per_rank
 from mpifl.loop import Loop
 from mpifl.progress import Recorder, RoundRecord, slowest_overall, without_accuracy
@@ -37,7 +37,7 @@ class JobResult:
 
 def run_job(
     comm: MPI.Comm, cfg: Config, out_dir: Path | None = None, verbose: bool = True, resume: bool = False,
-    audit: bool = False,
+    audit: bool = False, overwrite: bool = False,
 ) -> JobResult:
     """Train the configured job on ``comm``; every rank returns the final parameters.
 
@@ -49,7 +49,7 @@ def run_job(
     if audit:
         audits.RECORDER.start()
     try:
-        result = _run_job(comm, cfg, out_dir, verbose, resume)
+        result = _run_job(comm, cfg, out_dir, verbose, resume, overwrite)
     finally:
         opened = audits.RECORDER.stop() if audit else None
     if opened is not None:
@@ -57,7 +57,8 @@ def run_job(
     return result
 
 
-def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, resume: bool) -> JobResult:
+def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, resume: bool,
+             overwrite: bool) -> JobResult:
     started = time.perf_counter()
     collectively(comm, lambda: roles.check_rank_count(comm, cfg))
     source = collectively(comm, lambda: resolve(cfg))
@@ -75,8 +76,11 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
     occupancy = node_occupancy(comm)
     kernels = ModelKernels(spec, threads, setup.selection)
 
-    run_dir = out_dir if out_dir is not None else comm.bcast(default_run_dir(cfg["mode"]), root=roles.ROOT)
-    checkpoints = roles.Checkpoints(comm, Path(run_dir), cfg)
+    if out_dir is None:
+        out_dir = comm.bcast(default_run_dir(cfg["mode"]) if roles.is_root(comm) else None, root=roles.ROOT)
+    run_dir = Path(out_dir)
+    collectively(comm, lambda: claim_run_dir(run_dir, resume, overwrite) if roles.is_root(comm) else None)
+    checkpoints = roles.Checkpoints(comm, run_dir, cfg)
     earlier = checkpoints.resume(spec) if resume else []
     writer = collectively(comm, lambda: _open_writer(comm, run_dir, cfg))
     collectively(comm, checkpoints.prepare)

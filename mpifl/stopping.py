@@ -10,9 +10,11 @@ the same way, in the same messages, and raises Diverged on every rank.
 from __future__ import annotations
 
 import math
+import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -53,7 +55,7 @@ class Stopped(MpiflError):
     def __init__(self, after_round: int, run_dir, ranks: int):
         super().__init__(
             f"stopped by a signal after round {after_round}; the checkpoint is in {run_dir}/checkpoint. "
-            f"Resume with: mpiexec -n {ranks} python -m mpifl run --resume {run_dir}",
+            f"Resume with: {resume_command(run_dir, ranks)}",
             collective=True,
         )
         self.after_round = after_round
@@ -64,3 +66,9 @@ def divergence(theta: np.ndarray, loss: float) -> int:
     if not all_finite(theta.reshape(-1)):
         return Diverged.PARAMETERS
     return Diverged.LOSS if not math.isfinite(loss) else 0
+
+
+def resume_command(run_dir, ranks: int) -> str:
+    """The whole command that continues run_dir: launcher, rank count, job file and directory."""
+    launcher = "srun" if "SLURM_JOB_ID" in os.environ else "mpiexec"
+    return f"{launcher} -n {ranks} python -m mpifl run {Path(run_dir) / 'config.toml'} --resume {run_dir}"

@@ -98,6 +98,7 @@ def test_signal_finishes_the_round_checkpoints_and_exits_75(mode, signame, expec
     stopped = mpifl(4, "12", "2", signame, *common, "--out", "cut", cwd=tmp_path, script=HERE / "signal_at_round.py")
     assert stopped.returncode == 75, stopped.stderr
     assert stopped.stderr.count(f"stopped by a signal after round {expected_round}") == 1
+    assert "Resume with: mpiexec -n 4 python -m mpifl run cut/config.toml --resume cut" in stopped.stderr
     assert "Traceback" not in stopped.stderr
     summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
     assert summary["status"] == "stopped" and summary["after_round"] == expected_round

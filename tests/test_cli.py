@@ -152,3 +152,18 @@ def test_a_diverging_job_exits_3_with_one_message_and_strict_json(tmp_path):
                          parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert summary["status"] == "diverged"
     assert not (tmp_path / "out" / "model.npz").exists()
+
+
+def test_a_run_directory_is_never_written_over_without_overwrite(tmp_path):
+    first = mpirun(2, "-m", "mpifl", "--set", "rounds=2", "--quiet", "--out", "r", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    model = (tmp_path / "r" / "model.npz").read_bytes()
+    again = mpirun(2, "-m", "mpifl", "--set", "rounds=3", "--quiet", "--out", "r", cwd=tmp_path)
+    assert again.returncode == 2
+    assert "The run directory r already holds a run" in again.stderr and "--resume r" in again.stderr
+    assert "--overwrite" in again.stderr
+    assert (tmp_path / "r" / "model.npz").read_bytes() == model
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["rounds"] == 2
+    over = mpirun(2, "-m", "mpifl", "--set", "rounds=3", "--quiet", "--out", "r", "--overwrite", cwd=tmp_path)
+    assert over.returncode == 0, over.stderr
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["rounds"] == 3

@@ -48,3 +48,30 @@ def test_dirichlet_needs_labels(tmp_path):
     cfg = config.load(overrides=["mode=distributed", "data.name=synthetic", "model.kind=linear"])
     with pytest.raises(MpiflError, match="needs class labels"):
         run_job(MPI.COMM_SELF, cfg, tmp_path / "run", verbose=False)
+
+
+def test_default_run_dirs_of_the_same_second_do_not_collide(tmp_path, monkeypatch):
+    from mpifl import metrics
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(metrics.time, "strftime", lambda _fmt: "20261126-080000")
+    first = metrics.default_run_dir("federated")
+    first.mkdir(parents=True)
+    second = metrics.default_run_dir("federated")
+    second.mkdir()
+    assert (first.name, second.name, metrics.default_run_dir("federated").name) == (
+        "federated-20261126-080000", "federated-20261126-080000-2", "federated-20261126-080000-3")
+
+
+def test_overwrite_deletes_the_old_run_files_and_nothing_else(tmp_path):
+    from mpifl.metrics import claim_run_dir
+
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "summary.json").write_text("{}")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(MpiflError, match="already holds a run \\(summary.json, checkpoint\\)"):
+        claim_run_dir(tmp_path, resume=False, overwrite=False)
+    claim_run_dir(tmp_path, resume=True, overwrite=False)  # resuming continues the run in place
+    assert (tmp_path / "summary.json").exists()
+    claim_run_dir(tmp_path, resume=False, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
