@@ -208,25 +208,35 @@ def _check_strategy(values: dict[str, Any], origins: dict[str, str], source: str
 
 def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
     """Read a job file (or the defaults), apply --set overrides and validate."""
+    if path is None:
+        return build(None, "<defaults>", overrides)
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"Cannot read job file {source}: {exc.strerror}.") from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Job file {source} is not valid TOML: {exc}.") from None
+    return build(table, source, overrides)
+
+
+def build(table: dict[str, Any] | None, source: str, overrides: list[str] = (),
+          settings: dict[str, Any] | None = None) -> Config:
+    """The defaults, then a job table, then --set texts, then typed settings ({"train.lr": 0.1}); validated."""
     values = defaults()
     origins: dict[str, str] = {}
-    source = "<defaults>"
-    if path is not None:
-        source = str(path)
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise ConfigError(f"Cannot read job file {source}: {exc.strerror}.") from None
-        try:
-            table = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"Job file {source} is not valid TOML: {exc}.") from None
+    if table is not None:
         values.update(flatten(table, source))
         origins.update(dict.fromkeys(flatten(table, source), source))
     for text in overrides:
         key, value = parse_override(text)
         values.update(flatten(_nest(key, value), "--set"))
         origins[key] = f"--set {text}"
+    for key, value in (settings or {}).items():
+        values.update(flatten(_nest(key, value), "override"))
+        origins[key] = f"override {key}={value!r}"
     check(values, origins, source)
     return Config(values=values, source=source)
 

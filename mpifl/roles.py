@@ -159,10 +159,10 @@ class Checkpoints:
     ``theta``, ``local`` and ``server`` hold what the loops start from.
     """
 
-    def __init__(self, comm: MPI.Comm, run_dir: Path, cfg: Config):
+    def __init__(self, comm: MPI.Comm, run_dir: Path | None, cfg: Config):
         self.comm = comm
         self.saved_round = -1
-        self.directory = Path(run_dir) / "checkpoint"
+        self.directory = Path(run_dir) / "checkpoint" if run_dir is not None else None  # None: nothing is saved
         self.every: int = cfg["checkpoint.every"]
         self.rounds: int = cfg["rounds"]
         self.cfg = cfg
@@ -177,7 +177,7 @@ class Checkpoints:
 
     def prepare(self) -> None:
         """Create the directory (rank 0), also for a stop-on-signal checkpoint; call collectively."""
-        if is_root(self.comm):
+        if is_root(self.comm) and self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
 
     def due(self, rnd: int) -> bool:
@@ -186,7 +186,7 @@ class Checkpoints:
     def save(self, rnd: int, theta: np.ndarray, local: Mapping[str, np.ndarray], server: Mapping[str, np.ndarray],
              records: list[RoundRecord]) -> None:
         """Save round rnd: this rank's file, a barrier, then rank 0's state and pointer."""
-        if rnd == self.saved_round:
+        if rnd == self.saved_round or self.directory is None:
             return
         self.saved_round = rnd
         rank = self.comm.Get_rank()
@@ -208,7 +208,7 @@ class Checkpoints:
                    server: Mapping[str, np.ndarray], records: list[RoundRecord]) -> None:
         """Checkpoint round rnd and raise Stopped on this rank (every rank calls it together)."""
         self.save(rnd, theta, local, server, records)
-        raise Stopped(rnd, self.directory.parent, self.comm.Get_size())
+        raise Stopped(rnd, self.directory.parent if self.directory is not None else None, self.comm.Get_size())
 
     def resume(self, spec: ModelSpec) -> list[RoundRecord]:
         """Load the latest checkpoint on every rank; returns the metrics recorded before it."""

@@ -18,7 +18,7 @@ from mpifl.comm import node_occupancy
 from mpifl.compile import set_threads
 from mpifl.config import Config
 from mpifl.data.shards import model_spec, resolve
-from mpifl.errors import Diverged, MpiflError
+from mpifl.errors import ConfigError, Diverged, MpiflError
 from mpifl.kernels import ModelKernels, variants
 from mpifl.metrics import claim_run_dir, default_run_dir
 from mpifl.mpienv import threads_per_rank
@@ -37,19 +37,20 @@ class JobResult:
 
 def run_job(
     comm: MPI.Comm, cfg: Config, out_dir: Path | None = None, verbose: bool = True, resume: bool = False,
-    audit: bool = False, overwrite: bool = False,
+    audit: bool = False, overwrite: bool = False, write: bool = True,
 ) -> JobResult:
     """Train the configured job on ``comm``; every rank returns the final parameters.
 
     Every input is checked on every rank before the first training collective,
     and a failure anywhere raises the same MpiflError everywhere.  With
     ``audit``, each rank records the files it opens and writes the list to
-    RUN_DIR/audit/ (mpifl.audit).
+    RUN_DIR/audit/ (mpifl.audit).  With ``write=False`` no run directory is
+    written at all (checkpoints and audits, which need one, are refused).
     """
     if audit:
         audits.RECORDER.start()
     try:
-        result = _run_job(comm, cfg, out_dir, verbose, resume, overwrite)
+        result = _run_job(comm, cfg, out_dir if write else None, verbose, resume, overwrite, write)
     finally:
         opened = audits.RECORDER.stop() if audit else None
     if opened is not None:
@@ -58,9 +59,11 @@ def run_job(
 
 
 def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, resume: bool,
-             overwrite: bool) -> JobResult:
+             overwrite: bool, write: bool) -> JobResult:
     started = time.perf_counter()
     collectively(comm, lambda: roles.check_rank_count(comm, cfg))
+    if not write:
+        collectively(comm, lambda: _check_writeless(cfg, resume))
     source = collectively(comm, lambda: resolve(cfg))
     spec = collectively(comm, lambda: model_spec(cfg, source))
     threads = threads_per_rank(cfg["train.threads"])
@@ -76,13 +79,15 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
     occupancy = node_occupancy(comm)
     kernels = ModelKernels(spec, threads, setup.selection)
 
-    if out_dir is None:
-        out_dir = comm.bcast(default_run_dir(cfg["mode"]) if roles.is_root(comm) else None, root=roles.ROOT)
-    run_dir = Path(out_dir)
-    collectively(comm, lambda: claim_run_dir(run_dir, resume, overwrite) if roles.is_root(comm) else None)
+    run_dir = None
+    if write:
+        if out_dir is None:
+            out_dir = comm.bcast(default_run_dir(cfg["mode"]) if roles.is_root(comm) else None, root=roles.ROOT)
+        run_dir = Path(out_dir)
+        collectively(comm, lambda: claim_run_dir(run_dir, resume, overwrite) if roles.is_root(comm) else None)
     checkpoints = roles.Checkpoints(comm, run_dir, cfg)
     earlier = checkpoints.resume(spec) if resume else []
-    writer = collectively(comm, lambda: _open_writer(comm, run_dir, cfg))
+    writer = collectively(comm, lambda: _open_writer(comm, run_dir, cfg)) if write else None
     collectively(comm, checkpoints.prepare)
     if writer is not None:
         for record in earlier:
@@ -131,6 +136,7 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
             summary["final_mean_client_accuracy"] = records[-1].mean_client_accuracy
         summary["load_seconds"] = load_seconds  # reading and checking the data, slowest rank
         summary["setup_seconds"] = train_started - started  # validation, data, compile: before round 1
+        summary = comm.bcast(summary, root=roles.ROOT)  # once: every rank returns what rank 0 writes
         if writer is not None:
             writer.finish(summary, theta)
     finally:
@@ -139,6 +145,14 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
     if verbose:
         roles.say(comm, _closing(summary, run_dir))
     return JobResult(theta, records, summary, run_dir)
+
+
+def _check_writeless(cfg: Config, resume: bool) -> None:
+    """A run without a directory cannot checkpoint or resume."""
+    if cfg["checkpoint.every"] or resume:
+        raise ConfigError(
+            f"{'resume' if resume else 'checkpoint.every'} needs a run directory: give one (out=DIR, --out DIR)."
+        )
 
 
 def _oversubscribed(occupancy: tuple[int, int]) -> bool:
@@ -232,5 +246,5 @@ def _closing(summary: dict, run_dir) -> str:
         f"({summary['seconds_per_round'] * 1e3:.1f} ms/round), final train loss "
         f"{summary['final_loss']:.5f}, test accuracy {acc_text}; compile {summary['compile_seconds']:.2f} s, "
         f"wall {summary['wall_seconds']:.2f} s; slowest rank {summary['slowest_rank']}\n"
-        f"results: {run_dir}"
+        f"results: {run_dir if run_dir is not None else 'not written (no run directory)'}"
     )

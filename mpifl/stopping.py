@@ -53,11 +53,9 @@ class Stopped(MpiflError):
     exit_code = EXIT_STOPPED
 
     def __init__(self, after_round: int, run_dir, ranks: int):
-        super().__init__(
-            f"stopped by a signal after round {after_round}; the checkpoint is in {run_dir}/checkpoint. "
-            f"Resume with: {resume_command(run_dir, ranks)}",
-            collective=True,
-        )
+        where = (f"the checkpoint is in {run_dir}/checkpoint. Resume with: {resume_command(run_dir, ranks)}"
+                 if run_dir is not None else "there was no run directory, so nothing was saved")
+        super().__init__(f"stopped by a signal after round {after_round}; {where}", collective=True)
         self.after_round = after_round
 
 
