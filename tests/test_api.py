@@ -72,7 +72,8 @@ def test_run_returns_the_same_result_on_every_rank_as_the_command_line_path(tmp_
     timings = {"seconds", "compute_seconds", "comm_seconds", "breakdown", "slowest_rank"}
     assert [{k: v for k, v in r.items() if k not in timings} for r in result.history] == [
         {k: v for k, v in r.as_json().items() if k not in timings} for r in direct.records]
-    assert (root / "api" / "model.npz").read_bytes() == (root / "direct" / "model.npz").read_bytes()
+    if COMM.rank == 0:  # rank 0 writes the files; the others may return before it has
+        assert (root / "api" / "model.npz").read_bytes() == (root / "direct" / "model.npz").read_bytes()
 
 
 @pytest.mark.mpi(min_size=2)
