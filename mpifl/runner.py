@@ -17,6 +17,7 @@ from mpifl.agree import collectively
 from mpifl.comm import node_occupancy
 from mpifl.compile import set_threads
 from mpifl.config import Config
+from mpifl.console import Console
 from mpifl.data.shards import model_spec, resolve
 from mpifl.errors import ConfigError, Diverged, MpiflError
 from mpifl.kernels import ModelKernels, variants
@@ -97,12 +98,14 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
         if checkpoints.resumed:
             roles.say(comm, f"       resumed from the checkpoint of round {checkpoints.start_round} in {run_dir}")
 
+    console = Console(cfg["rounds"], checkpoints.start_round) if verbose and roles.is_root(comm) else None
+
     def publish(record: RoundRecord) -> RoundRecord:
         record = record if spec.is_classifier else without_accuracy(record)
         if writer is not None:
             writer.record(record.as_json())
-        if verbose:
-            roles.say(comm, record.line())
+        if console is not None:
+            console.show(record)
         return record
 
     recorder = Recorder(publish)
@@ -140,6 +143,8 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
         if writer is not None:
             writer.finish(summary, theta)
     finally:
+        if console is not None:
+            console.close()
         if writer is not None:
             writer.close()
     if verbose:

@@ -167,3 +167,15 @@ def test_a_run_directory_is_never_written_over_without_overwrite(tmp_path):
     over = mpirun(2, "-m", "mpifl", "--set", "rounds=3", "--quiet", "--out", "r", "--overwrite", cwd=tmp_path)
     assert over.returncode == 0, over.stderr
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["rounds"] == 3
+
+
+def test_the_progress_bar_on_a_terminal_and_lines_in_a_log(tmp_path):
+    env = {**os.environ, "MPIFL_PROGRESS": "bar"}
+    cmd = [MPIEXEC, "-n", "3", sys.executable, "-m", "mpifl", "--set", "rounds=6"]
+    bar = subprocess.run([*cmd, "--out", "bar"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert bar.returncode == 0, bar.stderr
+    assert "6/6 rounds" in bar.stdout + bar.stderr and "round    6  train loss" not in bar.stdout
+    log = mpirun(3, "-m", "mpifl", "--set", "rounds=6", "--out", "log", cwd=tmp_path)  # stdout is a pipe here
+    assert "round    6  train loss" in log.stdout and "rounds [" not in log.stdout + log.stderr
+    quiet = mpirun(3, "-m", "mpifl", "--set", "rounds=6", "--out", "quiet", "--quiet", cwd=tmp_path)
+    assert quiet.stdout == "" and quiet.returncode == 0
