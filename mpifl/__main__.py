@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         from mpifl.data.partition_cli import main as partition
 
         return partition(args[1:])
+    if args[:1] in (["plot"], ["compare"]):  # serial tools over run directories
+        from mpifl.report_cli import main as report
+
+        return report(args[0], args[1:])
     prepare_process()
     from mpi4py import MPI
 

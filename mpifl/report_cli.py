@@ -1,0 +1,108 @@
+"""``python -m mpifl plot RUN_DIR ... --out curves.png`` and ``python -m mpifl compare RUN_DIR ...``.
+
+Serial tools over finished (or stopped) run directories: no MPI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mpifl.errors import ConfigError, MpiflError
+from mpifl.rundirs import RunDir, labels
+
+BAND = (10, 90)  # percentiles of the clients' accuracy drawn as a band
+
+
+def main(command: str, argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m mpifl {command}")
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    if command == "plot":
+        parser.add_argument("--out", type=Path, default=Path("curves.png"), help="image file (default: curves.png)")
+    args = parser.parse_args(argv)
+    try:
+        runs = [RunDir.read(path) for path in args.runs]
+        if command == "plot":
+            plot(runs, args.out)
+            print(f"wrote {args.out}")
+        else:
+            print(compare(runs))
+    except MpiflError as exc:
+        print(f"mpifl: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+def compare(runs: list[RunDir]) -> str:
+    """A markdown table of the runs' final and best metrics and their time per round."""
+    rows = ["| run | status | rounds | final loss | final accuracy | best accuracy | ms per round |",
+            "|---|---|---|---|---|---|---|"]
+    for run, label in zip(runs, labels(runs)):
+        s = run.summary
+        rows.append(
+            f"| {label} | {s.get('status', 'running or killed')} | {s.get('rounds_run', len(run.history))} | "
+            f"{_num(s.get('final_loss'), '.5f')} | {_num(s.get('final_accuracy'), '.4f')} | "
+            f"{_num(s.get('best_accuracy'), '.4f')} | {_num(_ms(s.get('seconds_per_round')), '.2f')} |"
+        )
+    return "\n".join(rows)
+
+
+def plot(runs: list[RunDir], out: Path) -> None:
+    """Test accuracy and training loss against round and against training time, one line per run."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("Plots need matplotlib: pip install 'mpifl[plot]' (or pip install matplotlib).") from None
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharey="row")
+    for run, label in zip(runs, labels(runs)):
+        per_round = run.summary.get("seconds_per_round") or _mean_round_seconds(run)
+        for col, scale in enumerate((1.0, per_round)):
+            rounds, acc = run.series("accuracy")
+            (line,) = axes[0, col].plot(np.array(rounds) * scale, acc, label=label)
+            band = _client_band(run)
+            if band is not None:
+                r, low, high = band
+                axes[0, col].fill_between(np.array(r) * scale, low, high, color=line.get_color(), alpha=0.15)
+            rounds, loss = run.series("loss")
+            axes[1, col].plot(np.array(rounds) * scale, loss, color=line.get_color())
+    for col, xlabel in enumerate(("round", "training time (s)")):
+        axes[1, col].set_xlabel(xlabel)
+    axes[0, 0].set_ylabel(f"test accuracy (band: clients' {BAND[0]}th-{BAND[1]}th percentile)")
+    axes[1, 0].set_ylabel("training loss")
+    axes[1, 0].set_yscale("log")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def _client_band(run: RunDir):
+    """(rounds, low, high) percentiles of the clients' accuracy, where the run recorded them."""
+    key = "client_test_accuracy" if any(r.get("client_test_accuracy") for r in run.history) else "client_accuracy"
+    rows = [(r["round"], [v for v in r[key] if v is not None]) for r in run.history if r.get(key)]
+    rows = [(rnd, values) for rnd, values in rows if values]
+    if not rows:
+        return None
+    low = [float(np.percentile(v, BAND[0])) for _, v in rows]
+    high = [float(np.percentile(v, BAND[1])) for _, v in rows]
+    return [rnd for rnd, _ in rows], low, high
+
+
+def _mean_round_seconds(run: RunDir) -> float:
+    seconds = [r["seconds"] for r in run.history if r.get("seconds")]
+    return float(np.mean(seconds)) if seconds else 1.0
+
+
+def _ms(seconds):
+    return None if seconds is None else seconds * 1e3
+
+
+def _num(value, fmt: str) -> str:
+    return "n/a" if value is None else format(value, fmt)

@@ -1,0 +1,49 @@
+"""Finished run directories read back: config, per-round history and summary, for plots and comparisons."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mpifl.config import flatten
+from mpifl.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+    config: dict[str, Any]  # dotted keys, as --set spells them
+    history: list[dict]  # metrics.jsonl, one dict per recorded round
+    summary: dict  # summary.json; {} for a run that is still going or was killed
+
+    @classmethod
+    def read(cls, path: Path) -> RunDir:
+        """Read a run directory; a missing or damaged file is a clear error naming it."""
+        path = Path(path)
+        for name in ("config.toml", "metrics.jsonl"):
+            if not (path / name).is_file():
+                raise ConfigError(f"{path} is not a run directory: it has no {name}.")
+        try:
+            config = flatten(tomllib.loads((path / "config.toml").read_text()), str(path / "config.toml"))
+            history = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line]
+            summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else {}
+        except (ValueError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"Cannot read the run in {path}: {exc}.") from None
+        return cls(path, config, history, summary)
+
+    def series(self, key: str) -> tuple[list[int], list[float]]:
+        """(rounds, values) of one per-round quantity, skipping rounds where it is missing (null)."""
+        rows = [(r["round"], r[key]) for r in self.history if r.get(key) is not None]
+        return [r for r, _ in rows], [v for _, v in rows]
+
+
+def labels(runs: list[RunDir]) -> list[str]:
+    """Each run named by the config values that differ between the runs (its directory when none do)."""
+    keys = sorted({k for run in runs for k in run.config}
+                  - {k for k in runs[0].config if all(r.config.get(k) == runs[0].config[k] for r in runs)})
+    if not keys or len(runs) == 1:
+        return [run.path.name for run in runs]
+    return [", ".join(f"{k}={run.config.get(k)}" for k in keys) for run in runs]

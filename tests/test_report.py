@@ -1,0 +1,77 @@
+"""python -m mpifl plot and compare over run directories (serial tools, no MPI)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import tomli_w
+
+import mpifl
+from mpifl.errors import ConfigError
+from mpifl.rundirs import RunDir, labels
+
+
+def make_run(path, lr, final_accuracy, rounds=4, clients=True):
+    """A run directory as mpifl writes it, with a made-up history."""
+    path.mkdir(parents=True)
+    (path / "config.toml").write_text(tomli_w.dumps(mpifl.job(None, train__lr=lr, rounds=rounds).as_nested()))
+    rows = []
+    for r in range(rounds + 1):
+        acc = final_accuracy * r / rounds
+        rows.append({"round": r, "loss": 2.0 / (r + 1), "accuracy": acc, "seconds": 0.002,
+                     "client_accuracy": [acc - 0.1, acc, acc + 0.05] if clients else None})
+    (path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (path / "summary.json").write_text(json.dumps({
+        "status": "finished", "rounds_run": rounds, "final_loss": rows[-1]["loss"], "final_accuracy": final_accuracy,
+        "best_accuracy": final_accuracy, "seconds_per_round": 0.002}))
+    return path
+
+
+def test_runs_are_labelled_by_what_differs(tmp_path):
+    a = RunDir.read(make_run(tmp_path / "a", 0.5, 0.9))
+    b = RunDir.read(make_run(tmp_path / "b", 0.05, 0.8))
+    assert labels([a, b]) == ["train.lr=0.5", "train.lr=0.05"]
+    assert labels([a, RunDir.read(make_run(tmp_path / "c", 0.5, 0.7))]) == ["a", "c"]
+    assert a.series("accuracy") == ([0, 1, 2, 3, 4], [0.0, 0.225, 0.45, 0.675, 0.9])
+
+
+def test_compare_prints_final_and_best_metrics_and_time_per_round(tmp_path):
+    make_run(tmp_path / "a", 0.5, 0.9)
+    make_run(tmp_path / "b", 0.05, 0.8)
+    proc = subprocess.run([sys.executable, "-m", "mpifl", "compare", "a", "b"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "| train.lr=0.5 | finished | 4 | 0.40000 | 0.9000 | 0.9000 | 2.00 |" in proc.stdout
+    assert "| train.lr=0.05 | finished | 4 | 0.40000 | 0.8000 | 0.8000 | 2.00 |" in proc.stdout
+
+
+def test_plot_writes_curves_for_two_runs(tmp_path):
+    pytest.importorskip("matplotlib")
+    make_run(tmp_path / "a", 0.5, 0.9)
+    make_run(tmp_path / "b", 0.05, 0.8, clients=False)
+    proc = subprocess.run([sys.executable, "-m", "mpifl", "plot", "a", "b", "--out", "figs/curves.png"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    image = (tmp_path / "figs" / "curves.png").read_bytes()
+    assert image[:8] == b"\x89PNG\r\n\x1a\n" and len(image) > 20_000
+
+
+def test_a_directory_without_a_run_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="empty is not a run directory: it has no config.toml"):
+        RunDir.read(tmp_path / "empty")
+    proc = subprocess.run([sys.executable, "-m", "mpifl", "compare", "empty"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "is not a run directory" in proc.stderr
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch):
+    from mpifl import report_cli
+
+    make_run(tmp_path / "a", 0.5, 0.9)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'mpifl\[plot\]'"):
+        report_cli.plot([RunDir.read(tmp_path / "a")], tmp_path / "x.png")
