@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from mpi4py import MPI
@@ -17,7 +18,7 @@ from mpifl.agree import collectively
 from mpifl.errors import ConfigError
 from mpifl.runner import run_job
 
-COMMANDS = ("run", "info")
+COMMANDS = ("run", "info", "sweep")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,6 +46,10 @@ def build_parser(comm: MPI.Comm) -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true",
                      help="write over the run already in --out (without it, such a directory is refused)")
     sub.add_parser("info", help="show the MPI, thread and JIT settings mpifl runs with")
+    sweep = sub.add_parser("sweep", help="run a grid of jobs on groups of ranks (see mpifl.sweep)")
+    sweep.add_argument("file", type=Path, help="sweep file (TOML): job, [grid], [set], ranks_per_job, schedule, out")
+    sweep.add_argument("--out", type=Path, help="sweep directory (default: the file's out, else runs/sweep-<time>)")
+    sweep.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return parser
 
 
@@ -58,6 +63,8 @@ def main(comm: MPI.Comm, argv: list[str] | None = None) -> int:
     if args.command == "info":
         roles.say(comm, _info(comm))
         return 0
+    if args.command == "sweep":
+        return _sweep(comm, args)
     job = args.job
     if args.resume is not None and job is None:
         job = args.resume / "config.toml"
@@ -66,6 +73,24 @@ def main(comm: MPI.Comm, argv: list[str] | None = None) -> int:
         raise ConfigError("--resume continues the run in RUN_DIR; leave out --out.", collective=True)
     run_job(comm, cfg, args.resume or args.out, verbose=not args.quiet, resume=args.resume is not None,
             audit=audit.requested(args.audit), overwrite=args.overwrite)
+    return 0
+
+
+def _sweep(comm: MPI.Comm, args) -> int:
+    from dataclasses import replace
+
+    from mpifl.sweep import Sweep, run_sweep
+
+    plan = collectively(comm, lambda: Sweep.read(args.file))
+    if args.out is not None:
+        plan = replace(plan, out=args.out)
+    started = time.perf_counter()
+    rows = run_sweep(comm, plan, verbose=not args.quiet)
+    if roles.is_root(comm) and not args.quiet:
+        failed = sum(row["status"] == "failed" for row in rows)
+        print(f"sweep: {len(rows)} points ({failed} failed) on {comm.Get_size() // plan.ranks_per_job} groups of "
+              f"{plan.ranks_per_job} rank(s) in {time.perf_counter() - started:.1f} s; {plan.out / 'sweep.csv'}",
+              flush=True)
     return 0
 
 

@@ -86,3 +86,13 @@ def test_heterogeneity_study_smoke(tmp_path):
     assert set(data["cost"]) == {"digits", "Synthetic(1,1)"}
     assert set(data["cost"]["digits"]) == {"fedavg", "fedprox", "scaffold", "fednova", "fedavgm", "fedadagrad",
                                            "fedadam", "fedyogi"}
+
+
+def test_sweep_benchmark_smoke(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "sweep.py"), "--ranks", "4", "--points", "2", "--rounds", "2", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "sweep.json").read_text())
+    assert data["points"] == 2 and data["sweep_seconds"] > 0 and "time vs the sweep" in proc.stdout

@@ -110,3 +110,17 @@ def test_a_rendered_scaling_study_runs_under_slurm_and_is_collected(slurm, tmp_p
              for p in ("p0001-r0", "p0002-r0")]
     assert sizes == [20000, 40000]  # weak scaling: rows per worker held
     assert "PROJECTION (alpha-beta model" in collected.stdout
+
+
+def test_a_sweep_runs_inside_one_allocation(slurm, tmp_path):
+    (tmp_path / "sweep.toml").write_text(
+        f'job = "{REPO / "jobs" / "distributed_synthetic.toml"}"\nranks_per_job = 2\nout = "sweep"\n'
+        '[grid]\nseed = [1, 2, 3]\n[set]\nrounds = 3\n'
+    )
+    proc = sbatch(slurm, tmp_path, "--ntasks=4", "--output=out.txt", str(REPO / "slurm" / "sweep.sbatch"),
+                  "sweep.toml")
+    out = (tmp_path / "out.txt").read_text()
+    assert proc.returncode == 0, proc.stderr + out
+    assert "sweep: 3 points (0 failed) on 2 groups of 2 rank(s)" in out
+    rows = (tmp_path / "sweep" / "sweep.csv").read_text().splitlines()
+    assert len(rows) == 4 and all(",finished," in row for row in rows[1:])

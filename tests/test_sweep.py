@@ -1,0 +1,94 @@
+"""python -m mpifl sweep: points on groups of ranks, bitwise like solo runs, failures recorded, files checked."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mpifl.errors import ConfigError
+from mpifl.sweep import Sweep
+
+REPO = Path(__file__).resolve().parents[1]
+MPIEXEC = shutil.which("mpiexec")
+SWEEP = '''
+job = "{job}"
+ranks_per_job = 2
+schedule = "{schedule}"
+out = "out"
+
+[grid]
+seed = [1, 2]
+"train.lr" = [0.2, -1.0, 0.5]
+
+[set]
+rounds = 4
+'''
+
+
+def mpiexec(n, *args, cwd):
+    if MPIEXEC is None:
+        pytest.fail("mpiexec not found: install the 'mpich' wheel or load your cluster's MPI")
+    return subprocess.run([MPIEXEC, "-n", str(n), sys.executable, "-m", "mpifl", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+@pytest.mark.parametrize("schedule", ["dynamic", "static"])
+def test_a_sweep_on_4_ranks_in_groups_of_2_equals_solo_runs_bit_for_bit(tmp_path, schedule):
+    job = REPO / "jobs" / "distributed_synthetic.toml"
+    (tmp_path / "sweep.toml").write_text(SWEEP.format(job=job, schedule=schedule))
+    proc = mpiexec(4, "sweep", "sweep.toml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "sweep: 6 points (2 failed) on 2 groups of 2 rank(s)" in proc.stdout
+    rows = list(csv.DictReader(open(tmp_path / "out" / "sweep.csv")))
+    assert [row["point"] for row in rows] == ["0", "1", "2", "3", "4", "5"]
+    assert {row["group"] for row in rows} == {"0", "1"}
+    for row in rows:
+        if row["train.lr"] == "-1.0":  # one bad value fails its point only, with the usual message
+            assert row["status"] == "failed" and "'train.lr' parameter" in row["message"]
+            continue
+        assert row["status"] == "finished" and float(row["final_accuracy"]) > 0.5
+        solo = mpiexec(2, "run", str(job), "--set", "rounds=4", "--set", f"seed={row['seed']}",
+                       "--set", f"train.lr={row['train.lr']}", "--out", f"solo-{row['point']}", "--quiet",
+                       cwd=tmp_path)
+        assert solo.returncode == 0, solo.stderr
+        assert (tmp_path / row["run_dir"] / "model.npz").read_bytes() == \
+            (tmp_path / f"solo-{row['point']}" / "model.npz").read_bytes()
+
+
+def test_a_rank_count_that_does_not_split_into_groups_is_refused_on_every_rank(tmp_path):
+    (tmp_path / "sweep.toml").write_text(SWEEP.format(job=REPO / "jobs" / "distributed_synthetic.toml",
+                                                      schedule="dynamic"))
+    proc = mpiexec(3, "sweep", "sweep.toml", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("ranks_per_job=2 ranks, but the job has 3: start a multiple of 2 ranks") == 1
+    again = mpiexec(2, "sweep", "sweep.toml", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    refused = mpiexec(2, "sweep", "sweep.toml", cwd=tmp_path)
+    assert refused.returncode == 2 and "already holds a sweep" in refused.stderr
+
+
+def test_sweep_files_are_checked_with_messages_that_name_the_file_and_key(tmp_path):
+    path = tmp_path / "bad.toml"
+    for text, message in [
+        ("ranks_per_job = 0\n[grid]\nseed = [1]", "'ranks_per_job' parameter in .*bad.toml must be an int >= 1"),
+        ("[grid]\nseed = []", "must give each key a non-empty list"),
+        ('schedule = "random"\n[grid]\nseed = [1]', "'schedule' parameter in .*bad.toml must be one of"),
+        ("grids = 1", "Unknown key\\(s\\) grids in .*bad.toml"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            Sweep.read(path)
+
+
+def test_points_are_the_product_of_the_grid_in_file_order(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[grid]\n"train.lr" = [0.1, 0.2]\nserver = {strategy = ["fedavg", "scaffold"]}\n')
+    assert Sweep.read(path).points() == [
+        {"train.lr": 0.1, "server.strategy": "fedavg"}, {"train.lr": 0.1, "server.strategy": "scaffold"},
+        {"train.lr": 0.2, "server.strategy": "fedavg"}, {"train.lr": 0.2, "server.strategy": "scaffold"}]
