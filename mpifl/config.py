@@ -210,16 +210,19 @@ def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
     """Read a job file (or the defaults), apply --set overrides and validate."""
     if path is None:
         return build(None, "<defaults>", overrides)
-    source = str(path)
+    return build(read_toml(path, "job file"), str(path), overrides)
+
+
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """A TOML file's tables; a missing or broken file is a ConfigError that names it ("Cannot read job file X")."""
     try:
         text = Path(path).read_text()
     except OSError as exc:
-        raise ConfigError(f"Cannot read job file {source}: {exc.strerror}.") from None
+        raise ConfigError(f"Cannot read {what} {path}: {exc.strerror}.") from None
     try:
-        table = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"Job file {source} is not valid TOML: {exc}.") from None
-    return build(table, source, overrides)
+        raise ConfigError(f"{what[0].upper()}{what[1:]} {path} is not valid TOML: {exc}.") from None
 
 
 def build(table: dict[str, Any] | None, source: str, overrides: list[str] = (),

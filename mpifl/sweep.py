@@ -19,7 +19,6 @@ import csv
 import itertools
 import os
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from mpi4py import MPI
 
 from mpifl import api
 from mpifl.agree import collectively
+from mpifl.config import read_toml
 from mpifl.errors import ConfigError, MpiflError
 from mpifl.runner import run_job
 
@@ -49,12 +49,7 @@ class Sweep:
     @classmethod
     def read(cls, path: Path) -> Sweep:
         """Read and check a sweep file; every problem names the file and the key."""
-        try:
-            table = tomllib.loads(Path(path).read_text())
-        except OSError as exc:
-            raise ConfigError(f"Cannot read sweep file {path}: {exc.strerror}.") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"Sweep file {path} is not valid TOML: {exc}.") from None
+        table = read_toml(path, "sweep file")
         unknown = set(table) - {"job", "grid", "set", "ranks_per_job", "schedule", "out"}
         if unknown:
             raise ConfigError(f"Unknown key(s) {', '.join(sorted(unknown))} in {path}. Valid keys: job, grid, set, "

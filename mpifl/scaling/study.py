@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
 
 from mpifl import config
-from mpifl.config import Config
+from mpifl.config import Config, read_toml
 from mpifl.errors import ConfigError
 from mpifl.scaling.traffic import workers
 
@@ -96,12 +95,7 @@ def load(path: Path | None, cli: dict[str, Any]) -> Study:
     table: dict[str, Any] = {}
     job = path
     if path is not None:
-        try:
-            doc = tomllib.loads(Path(path).read_text())
-        except OSError as exc:
-            raise ConfigError(f"Cannot read {path}: {exc.strerror}.") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}.") from None
+        doc = read_toml(path, "study or job file")
         if "study" in doc:
             table = dict(doc["study"])
             job = _job_path(path, table.pop("job", None))
