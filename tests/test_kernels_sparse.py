@@ -10,7 +10,6 @@ import scipy.sparse as sp
 from conftest import kernels_for
 
 from mpifl.data.sparse import CSR
-from mpifl.kernels import ModelKernels
 from mpifl.model import ModelSpec
 
 TOL = {"float64": 1e-12, "float32": 2e-5}

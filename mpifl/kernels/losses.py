@@ -19,7 +19,7 @@ import numpy as np
 
 from mpifl.jit import inline_kernel, kernel
 from mpifl.kernels.expo import exp_block, sigmoid_residuals
-from mpifl.kernels.flags import CORRECT, GRAD, LOSS, LOGISTIC, SOFTMAX, SQUARED, row_at
+from mpifl.kernels.flags import CORRECT, GRAD, LOSS, LOGISTIC, SQUARED, row_at
 from mpifl.kernels.rowwise import plain_range
 from mpifl.kernels.prefetch import prefetch_rows
 from mpifl.kernels.variants import AXPY_ROWS, CHUNK_ROWS, DOT_ROWS, FLOOR_CODE, LEAD_ROWS, MAX_CHUNK_ROWS, POLY_EXP
