@@ -22,6 +22,11 @@ KERNEL_OPTIONS = {
 }
 
 
+# For the compile-time choices (mpifl.kernels.switch): the chosen implementation is
+# inlined into its caller, so choosing costs no call.
+CHOICE_OPTIONS = {"inline": "always", "jit_options": {k: KERNEL_OPTIONS[k] for k in ("fastmath", "error_model", "boundscheck")}}
+
+
 def kernel(fn):
     """Compile a serial kernel with the project's options."""
     return numba.njit(**KERNEL_OPTIONS)(fn)

@@ -26,7 +26,8 @@ from mpifl.data.shards import DataSource, balanced_blocks, check_fit
 from mpifl.distributed import train_distributed
 from mpifl.errors import ConfigError, Diverged, RankCountError
 from mpifl.kernels.checks import all_finite
-from mpifl.kernels.variants import Selection
+from mpifl.kernel_plan import KernelPlan
+from mpifl.kernels.variants import Selection, tuning_mode
 from mpifl.loop import Loop
 from mpifl.metrics import RunWriter
 from mpifl.model import ModelSpec
@@ -89,30 +90,67 @@ def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int) -> Strategy:
 class KernelSetup:
     """What the node's first rank settled before training: compiled kernels and their variants."""
 
-    compile_seconds: float  # this rank's compile or cache load
+    compile_seconds: float  # this rank's compiles or cache loads
     selection: Selection  # the node's variants, the same on every rank of the node
-    choice_seconds: float  # timing the variants on the node's first rank; 0 when cached or pinned
+    choice_seconds: float = 0.0  # timing the variants on the node's first rank; 0 when cached, pinned or skipped
 
 
-def compile_in_node_order(comm: MPI.Comm, spec: ModelSpec, threads: int, batch_size: int) -> KernelSetup:
-    """Compile and choose the variants on each node's first rank; the rest load the cache and take its choice."""
+def compile_in_node_order(comm: MPI.Comm, spec: ModelSpec, plan: KernelPlan, batch_size: int) -> KernelSetup:
+    """Compile the planned kernels on each node's first rank, in the pinned or cached variants (else the
+    default); the other ranks then load them from the cache.  Nothing is timed yet: see tune_in_node_order."""
+    return _in_node_order(comm, lambda: tuning.recall(spec, batch_size, plan.tuned),
+                          lambda selection: warm_up(spec, plan, selection))
+
+
+def tune_in_node_order(comm: MPI.Comm, spec: ModelSpec, plan: KernelPlan, batch_size: int, setup: KernelSetup,
+                       rows: int) -> KernelSetup:
+    """Measure the variants on each node's first rank when nothing is pinned or cached and the job is long
+    enough to repay it (tuning.Workload); the other ranks then load what was chosen."""
+    mode = tuning_mode()
+    if setup.selection.how in ("pinned", "cached") or not plan.tuned or mode == "never":
+        return setup
+    workload = tuning.Workload(rows, plan.passes, setup.compile_seconds) if mode == "auto" else None
+    timed = [0.0]
+
+    def settle() -> Selection:
+        started = time.perf_counter()
+        selection = tuning.choose(spec, batch_size, plan.threads, operations=plan.tuned, workload=workload)
+        timed[0] = time.perf_counter() - started
+        return selection
+
+    tuned = _in_node_order(comm, settle, lambda selection: warm_up(spec, plan, selection))
+    return KernelSetup(setup.compile_seconds + tuned.compile_seconds, tuned.selection, timed[0])
+
+
+def _in_node_order(comm: MPI.Comm, settle, compile_for) -> KernelSetup:
+    """The node's first rank settles the variants and compiles them while the others sleep (they would
+    spin in a blocking call and slow it, or skew its timings); then the others take its selection and
+    load what it wrote to the JIT cache."""
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
     try:
-        choice_seconds = 0.0
         if node.Get_rank() == 0:
-            seconds = warm_up(spec, threads)
-            started = time.perf_counter()
-            selection = tuning.choose(spec, batch_size, threads)
-            choice_seconds = time.perf_counter() - started
+            selection = settle()
+            seconds = compile_for(selection)
             node.Ibarrier().Wait()  # a non-blocking barrier matches only its own kind
+            node.bcast(selection, root=0)  # once, at setup: a few names
         else:
             _sleep_until(node.Ibarrier())
-            seconds = warm_up(spec, threads)
-            selection = None
-        selection = node.bcast(selection, root=0)  # once, at setup: a few names
+            selection = node.bcast(None, root=0)
+            seconds = compile_for(selection)
     finally:
         node.Free()
-    return KernelSetup(seconds, selection, choice_seconds)
+    return KernelSetup(seconds, selection)
+
+
+def training_rows(comm: MPI.Comm, cfg: Config, data: tuple) -> int:
+    """The most training rows any rank holds (the server holds none): the busiest rank's kernel work."""
+    if cfg["mode"] == "distributed":
+        mine = data[0].n
+    elif comm.Get_rank() == federated.SERVER:
+        mine = 0
+    else:
+        mine = sum(client.train.n for client in data[0])
+    return comm.allreduce(mine, op=MPI.MAX)
 
 
 def _sleep_until(request: MPI.Request) -> None:

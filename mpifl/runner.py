@@ -20,6 +20,7 @@ from mpifl.config import Config
 from mpifl.console import Console
 from mpifl.data.shards import model_spec, resolve
 from mpifl.errors import ConfigError, Diverged, MpiflError
+from mpifl.kernel_plan import plan_for
 from mpifl.kernels import ModelKernels, variants
 from mpifl.metrics import claim_run_dir, default_run_dir
 from mpifl.mpienv import threads_per_rank
@@ -70,13 +71,17 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
     threads = threads_per_rank(cfg["train.threads"])
     set_threads(threads)
     collectively(comm, variants.pinned)  # a misspelt MPIFL_KERNEL_VARIANT fails on every rank, before compiling
+    collectively(comm, variants.tuning_mode)
     # before the data: the checks that loading runs are kernels too, compiled once per node
-    setup = roles.compile_in_node_order(comm, spec, threads, cfg["train.batch_size"])
-    compile_seconds = comm.allreduce(setup.compile_seconds, op=MPI.MAX)
-    kernel_variants = _kernel_variants(comm, setup)
+    plan = plan_for(cfg, threads)
+    setup = roles.compile_in_node_order(comm, spec, plan, cfg["train.batch_size"])
     load_started = time.perf_counter()
     data = collectively(comm, lambda: roles.load_data(comm, cfg, source))
     load_seconds = comm.allreduce(time.perf_counter() - load_started, op=MPI.MAX)
+    rows = roles.training_rows(comm, cfg, data)
+    setup = roles.tune_in_node_order(comm, spec, plan, cfg["train.batch_size"], setup, rows)
+    compile_seconds = comm.allreduce(setup.compile_seconds, op=MPI.MAX)
+    kernel_variants = _kernel_variants(comm, setup)
     occupancy = node_occupancy(comm)
     kernels = ModelKernels(spec, threads, setup.selection)
 
@@ -210,6 +215,7 @@ def _kernel_variants(comm: MPI.Comm, setup: roles.KernelSetup) -> dict:
         "choice_seconds": comm.allreduce(setup.choice_seconds, op=MPI.MAX),
         "cpu": machine.describe(),
         "pinned_by": variants.PIN_VARIABLE if setup.selection.how == "pinned" else None,
+        "note": setup.selection.note or None,
     }
     if any(names != mine for names in everyone):
         record["by_rank"] = everyone  # nodes of different CPUs chose differently
@@ -240,6 +246,8 @@ def _how(kernel_variants: dict) -> str:
         return f"measured in {kernel_variants['choice_seconds']:.2f} s, cached"
     if how == "pinned":
         return f"pinned by {variants.PIN_VARIABLE}"
+    if kernel_variants.get("note"):
+        return f"{how}; {kernel_variants['note']}"
     return how
 
 

@@ -6,6 +6,11 @@ by the CPU model and the code generated for it (mpifl.machine).  A later job
 of the same class on the same kind of machine reads the cached choice and
 times nothing, so the choice, and with it every result, is deterministic for
 a given cache.  MPIFL_KERNEL_VARIANT pins one variant and skips all of this.
+
+Timing the variants means compiling them all, seconds per variant on a cold
+JIT cache.  A job whose kernels run for less than that could gain (a variant
+has won up to MAX_GAIN over the default) keeps the default variant and caches
+nothing, so the next, bigger job of its class still measures: see Workload.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numba
@@ -24,13 +30,15 @@ import numpy as np
 from mpifl import machine
 from mpifl.kernels import ModelKernels
 from mpifl.kernels.prefetch import evict
-from mpifl.kernels.variants import GRADIENT, OPERATIONS, SGD, VARIANTS, Selection, Variant, pinned
+from mpifl.kernels.variants import DEFAULT, GRADIENT, OPERATIONS, SGD, VARIANTS, Selection, Variant, pinned
 from mpifl.model import ModelSpec
 
 SAMPLE_BYTES = 4 << 20  # the full-batch sample, evicted from the caches before every timed pass
 SGD_SAMPLE_ROWS = 1024  # the mini-batch sample: a client's shard, in cache like one
 REPEATS = 7  # alternating rounds; each variant keeps its best time
 DEFAULT_BATCH = 32
+MAX_GAIN = 0.4  # the largest share of kernel time a chosen variant has saved over the default (AVX2, f64 gradient)
+LEAST_VARIANT_COST = 0.5  # seconds to load and time one more variant when its code is already in the JIT cache
 
 # measure(spec, threads, batch_size, operation, candidates) -> {variant name: seconds}
 Measure = Callable[[ModelSpec, int, int, str, Sequence[Variant]], dict]
@@ -99,8 +107,10 @@ def kernels_fingerprint() -> str:
 
 
 def _valid_names(names) -> bool:
+    """A cached entry names a known variant for one or both operations (a job chooses only those it trains with)."""
     known = {v.name for v in VARIANTS}
-    return isinstance(names, dict) and all(names.get(op) in known for op in OPERATIONS)
+    return (isinstance(names, dict) and bool(names) and set(names) <= set(OPERATIONS)
+            and all(names[op] in known for op in names))
 
 
 def _bucket(value: int) -> int:
@@ -116,24 +126,75 @@ def choice_key(spec: ModelSpec, batch_size: int) -> str:
             f"c{_bucket(spec.n_outputs)}/b{batch}")
 
 
+@dataclass(frozen=True)
+class Workload:
+    """How much kernel work a job will do on its busiest rank, to decide whether choosing pays."""
+
+    rows: int  # training rows on the busiest rank
+    passes: int  # passes of the training operation over them (rounds x epochs)
+    compile_seconds: float  # what compiling the job's kernels in one variant took here
+
+    def worth_measuring(self, default_seconds: float, sample_rows: int, others: int) -> str | None:
+        """None when choosing can repay compiling ``others`` more variants; else why not."""
+        kernel_seconds = default_seconds / max(sample_rows, 1) * self.rows * self.passes
+        cost = max(self.compile_seconds, LEAST_VARIANT_COST) * others
+        if kernel_seconds * MAX_GAIN >= cost:
+            return None
+        return (f"not measured: the kernels run about {kernel_seconds:.2g} s in this job, and compiling {others} "
+                f"more variants costs about {cost:.2g} s")
+
+
 def choose(
     spec: ModelSpec, batch_size: int, threads: int = 1, store: ChoiceStore | None = None,
     measure: Measure | None = None, candidates: Sequence[Variant] = VARIANTS,
+    operations: Sequence[str] = OPERATIONS, workload: Workload | None = None,
 ) -> Selection:
-    """The pinned variant, else the cached choice for this shape class, else measure and cache one."""
+    """The pinned variant, else the cached choice for this shape class, else measure and cache one.
+
+    Only ``operations`` (those the job trains with) are chosen; the others keep
+    the default.  With a ``workload``, an operation whose kernels would not run
+    long enough to repay the compiles keeps the default too (see Workload).
+    """
     pin = pinned()
     if pin is not None:
         return Selection.everywhere(pin, "pinned")
     store = store if store is not None else ChoiceStore()
     key = choice_key(spec, batch_size)
+    allowed = {v.name for v in candidates}
     cached = store.get(key)
-    if cached is not None and all(cached["variants"][op] in {v.name for v in candidates} for op in OPERATIONS):
-        return Selection.from_names(cached["variants"], "cached")
+    names = {op: name for op, name in (cached["variants"] if cached else {}).items() if name in allowed}
+    missing = [op for op in operations if op not in names]
+    if not missing:
+        return Selection.from_names(names, "cached" if names else "default")
     measure = measure if measure is not None else measure_variants
-    seconds = {op: measure(spec, threads, batch_size, op, candidates) for op in OPERATIONS}
-    names = {op: fastest(seconds[op], candidates).name for op in OPERATIONS}
-    store.put(key, {"variants": names, "seconds": seconds, "chosen_on": machine.cpu_model()})
-    return Selection.from_names(names, "measured")
+    seconds = dict(cached.get("seconds", {})) if cached else {}
+    notes = []
+    for op in missing:
+        if workload is not None:
+            default = DEFAULT if DEFAULT in candidates else candidates[0]
+            first = measure(spec, threads, batch_size, op, [default])[default.name]
+            why = workload.worth_measuring(first, sample_rows(spec, op), len(candidates) - 1)
+            if why is not None:
+                notes.append(f"{op}: {why}")
+                continue
+        seconds[op] = measure(spec, threads, batch_size, op, candidates)
+        names[op] = fastest(seconds[op], candidates).name
+    measured = [op for op in missing if op in seconds and op in names]
+    if measured:
+        store.put(key, {"variants": names, "seconds": seconds, "chosen_on": machine.cpu_model()})
+    how = "measured" if measured else ("cached" if cached and names else "default")
+    return Selection.from_names(names, how, "; ".join(notes))
+
+
+def recall(spec: ModelSpec, batch_size: int, operations: Sequence[str] = OPERATIONS,
+           store: ChoiceStore | None = None) -> Selection:
+    """The pinned or cached variants, timing nothing: what a job compiles before its data is loaded."""
+    pin = pinned()
+    if pin is not None:
+        return Selection.everywhere(pin, "pinned")
+    cached = (store if store is not None else ChoiceStore()).get(choice_key(spec, batch_size))
+    names = cached["variants"] if cached else {}
+    return Selection.from_names(names, "cached" if all(op in names for op in operations) else "default")
 
 
 def fastest(seconds: dict, candidates: Sequence[Variant]) -> Variant:
@@ -171,12 +232,17 @@ def _evict(X) -> None:
         evict(part)
 
 
+def sample_rows(spec: ModelSpec, operation: str) -> int:
+    """Rows in the timing sample: a client's shard for SGD, about SAMPLE_BYTES of rows for the full gradient."""
+    row_bytes = max(spec.n_features, 1) * spec.dtype.itemsize
+    return SGD_SAMPLE_ROWS if operation == SGD else int(np.clip(SAMPLE_BYTES // row_bytes, 512, 1 << 16))
+
+
 def _sample(spec: ModelSpec, operation: str):
     """Random rows of the job's width, dtype and layout, with labels the kind accepts."""
     rng = np.random.default_rng(0)
     d = spec.n_features
-    row_bytes = max(d, 1) * spec.dtype.itemsize
-    rows = SGD_SAMPLE_ROWS if operation == SGD else int(np.clip(SAMPLE_BYTES // row_bytes, 512, 1 << 16))
+    rows = sample_rows(spec, operation)
     if spec.kind == "linear":
         y = rng.standard_normal(rows)
     else:

@@ -9,7 +9,7 @@ import pytest
 from mpi4py import MPI
 
 from mpifl import config, tuning
-from mpifl.kernels.variants import BY_NAME, GRADIENT, PIN_VARIABLE, SGD
+from mpifl.kernels.variants import BY_NAME, GRADIENT, PIN_VARIABLE, SGD, TUNING_VARIABLE
 from mpifl.runner import run_job
 
 COMM = MPI.COMM_WORLD
@@ -18,6 +18,7 @@ COMM = MPI.COMM_WORLD
 @pytest.mark.mpi(min_size=2)
 def test_every_rank_runs_the_node_choice_and_a_second_run_reuses_it(tmp_path, monkeypatch):
     monkeypatch.delenv(PIN_VARIABLE, raising=False)
+    monkeypatch.setenv(TUNING_VARIABLE, "always")
     root = COMM.bcast(tmp_path if COMM.rank == 0 else None)
     monkeypatch.setattr(tuning, "cache_directory", lambda: root / "cache")
     cfg = config.load(overrides=["mode=distributed", "data.name=synthetic", "model.kind=logistic", "rounds=3"])

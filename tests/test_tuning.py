@@ -14,7 +14,7 @@ from mpi4py import MPI
 
 from mpifl import config, tuning
 from mpifl.errors import ConfigError
-from mpifl.kernels.variants import BY_NAME, GRADIENT, OPERATIONS, PIN_VARIABLE, SGD, VARIANTS
+from mpifl.kernels.variants import BY_NAME, GRADIENT, OPERATIONS, PIN_VARIABLE, SGD, TUNING_VARIABLE, VARIANTS
 from mpifl.model import ModelSpec
 from mpifl.runner import run_job
 
@@ -26,6 +26,7 @@ IDENTITY = {"cpu": "Test CPU", "llvm_cpu": "testcpu", "vector_flags": ["avx2"], 
 @pytest.fixture(autouse=True)
 def unpinned(monkeypatch):
     monkeypatch.delenv(PIN_VARIABLE, raising=False)
+    monkeypatch.delenv(TUNING_VARIABLE, raising=False)
 
 
 class FakeTimer:
@@ -137,6 +138,7 @@ def test_the_real_timer_measures_every_variant_for_every_operation(spec):
 
 def test_a_run_records_its_measured_then_cached_variants_and_repeats_bitwise(tmp_path, monkeypatch):
     monkeypatch.setattr(tuning, "cache_directory", lambda: tmp_path / "cache")
+    monkeypatch.setenv(TUNING_VARIABLE, "always")
     cfg = config.load(overrides=["mode=distributed", "rounds=3", "log_every=1"])
     first = run_job(MPI.COMM_SELF, cfg, tmp_path / "first", verbose=False)
     second = run_job(MPI.COMM_SELF, cfg, tmp_path / "second", verbose=False)
@@ -180,3 +182,76 @@ def test_a_whole_run_agrees_across_variants_to_rounding(tmp_path, monkeypatch, a
     reference = models["plain"]
     for variant, theta in models.items():
         assert np.max(np.abs(theta - reference)) <= 1e-10 * np.max(np.abs(reference)), variant
+
+
+def test_only_the_operations_a_job_trains_with_are_measured_and_cached(tmp_path):
+    store = tuning.ChoiceStore(tmp_path, IDENTITY)
+    fake = timer({"tuned": 3.0, "prefetch": 1.0, "libm4": 2.0, "plain": 4.0},
+                 {"tuned": 3.0, "prefetch": 2.0, "libm4": 1.0, "plain": 4.0})
+    selection = tuning.choose(SPEC, 32, store=store, measure=fake, operations=(SGD,))
+    assert (selection.gradient.name, selection.sgd.name, selection.how) == ("tuned", "libm4", "measured")
+    assert fake.calls == 1
+    assert store.get(tuning.choice_key(SPEC, 32))["variants"] == {SGD: "libm4"}
+    assert tuning.recall(SPEC, 32, (SGD,), store).how == "cached"
+    # a full-batch job of the same class measures the gradient alone and keeps the SGD choice
+    later = tuning.choose(SPEC, 32, store=store, measure=fake, operations=(GRADIENT,))
+    assert (later.gradient.name, later.sgd.name, later.how, fake.calls) == ("prefetch", "libm4", "measured", 2)
+    assert store.get(tuning.choice_key(SPEC, 32))["variants"] == {SGD: "libm4", GRADIENT: "prefetch"}
+
+
+def test_recall_times_nothing_and_says_what_it_found(tmp_path, monkeypatch):
+    store = tuning.ChoiceStore(tmp_path, IDENTITY)
+    assert tuning.recall(SPEC, 32, OPERATIONS, store) == tuning.Selection()  # the default, how "default"
+    store.put(tuning.choice_key(SPEC, 32), {"variants": {GRADIENT: "plain", SGD: "libm4"}})
+    found = tuning.recall(SPEC, 32, OPERATIONS, store)
+    assert (found.gradient.name, found.sgd.name, found.how) == ("plain", "libm4", "cached")
+    monkeypatch.setenv(PIN_VARIABLE, "prefetch")
+    assert tuning.recall(SPEC, 32, OPERATIONS, store).describe() == "gradient: prefetch, sgd: prefetch (pinned)"
+
+
+class OneSampleTimer(FakeTimer):
+    """Times the default variant's sample at ``per_row`` seconds a row, the others as set."""
+
+    def __init__(self, seconds: dict, per_row: float):
+        super().__init__(seconds)
+        self.per_row = per_row
+
+    def __call__(self, spec, threads, batch_size, operation, candidates):
+        if len(candidates) == 1:
+            self.calls += 1
+            return {candidates[0].name: self.per_row * tuning.sample_rows(spec, operation)}
+        return super().__call__(spec, threads, batch_size, operation, candidates)
+
+
+def test_a_job_too_short_to_repay_the_compiles_keeps_the_default_and_caches_nothing(tmp_path):
+    store = tuning.ChoiceStore(tmp_path, IDENTITY)
+    seconds = {op: {"tuned": 2.0, "prefetch": 1.0, "libm4": 3.0, "plain": 3.0} for op in OPERATIONS}
+    # 1e-6 s a row x 1,000 rows x 50 passes = 0.05 s of kernels; three 2-second compiles would cost 6 s
+    short = tuning.Workload(rows=1_000, passes=50, compile_seconds=2.0)
+    fake = OneSampleTimer(seconds, per_row=1e-6)
+    selection = tuning.choose(SPEC, 32, store=store, measure=fake, operations=(SGD,), workload=short)
+    assert (selection.sgd.name, selection.how, fake.calls) == ("tuned", "default", 1)
+    assert "kernels run about 0.05 s in this job, and compiling 3 more variants costs about 6 s" in selection.note
+    assert not store.path.exists()
+    # 1e-6 s x 1e6 rows x 50 passes = 50 s of kernels: worth 6 s of compiling
+    long = tuning.Workload(rows=1_000_000, passes=50, compile_seconds=2.0)
+    selection = tuning.choose(SPEC, 32, store=store, measure=fake, operations=(SGD,), workload=long)
+    assert (selection.sgd.name, selection.how, selection.note) == ("prefetch", "measured", "")
+
+
+def test_an_unknown_tuning_mode_is_a_clear_error(monkeypatch):
+    from mpifl.kernels.variants import tuning_mode
+
+    monkeypatch.setenv(TUNING_VARIABLE, "sometimes")
+    with pytest.raises(ConfigError, match=f"{TUNING_VARIABLE}='sometimes' is not a tuning mode; use one of auto"):
+        tuning_mode()
+
+
+def test_a_short_run_keeps_the_default_variants_and_says_why(tmp_path, monkeypatch):
+    monkeypatch.setattr(tuning, "cache_directory", lambda: tmp_path / "cache")
+    cfg = config.load(overrides=["mode=distributed", "rounds=3", "log_every=1"])
+    run_job(MPI.COMM_SELF, cfg, tmp_path / "run", verbose=False)
+    recorded = json.loads((tmp_path / "run" / "summary.json").read_text())["kernel_variants"]
+    assert (recorded["how"], recorded[SGD]) == ("default", "tuned")
+    assert recorded["note"].startswith("sgd: not measured: the kernels run about")
+    assert not list((tmp_path / "cache").glob("kernel-variants-*.json"))

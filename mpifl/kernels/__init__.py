@@ -6,25 +6,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mpifl.kernels.drivers import (
-    add_l2_and_scale,
-    evaluate_sums,
-    full_gradient_sum,
-    full_gradient_sum_threaded,
-    gradient_sum,
-    l2_penalty,
-    sgd_epoch,
-)
+from mpifl.kernels.drivers import add_l2_and_scale, l2_penalty
+from mpifl.kernels.entries import entry_points
 from mpifl.kernels.flags import KIND_CODES
 from mpifl.kernels.losses import CHUNK
 from mpifl.kernels.variants import Selection, default_selection
-from mpifl.kernels.sparse import (
-    evaluate_sums_csr,
-    full_gradient_sum_csr,
-    full_gradient_sum_csr_threaded,
-    gradient_sum_csr,
-    sgd_epoch_csr,
-)
 
 if TYPE_CHECKING:
     from mpifl.model import ModelSpec
@@ -52,6 +38,11 @@ class ModelKernels:
         self.selection = selection if selection is not None else default_selection()
         self._full = self.selection.gradient.code
         self._batch = self.selection.sgd.code
+        # Entries compile on first call, for this kind and these variants only.
+        self._dense_full = entry_points("dense", spec.code, self._full)
+        self._dense_batch = entry_points("dense", spec.code, self._batch)
+        self._csr_full = entry_points("csr", spec.code, self._full)
+        self._csr_batch = entry_points("csr", spec.code, self._batch)
         width = CHUNK * spec.n_outputs
         self._Z = np.empty(width, dtype=spec.dtype)
         self._E = np.empty(width, dtype=spec.dtype)
@@ -65,29 +56,21 @@ class ModelKernels:
         """Summed gradient over all rows into grad; the summed loss if asked (else 0)."""
         if _is_csr(X):
             if self.threads > 1:
-                return full_gradient_sum_csr_threaded(
-                    self.spec.code, self._full, X.data, X.indices, X.indptr, y, theta, grad, self._partial, self._Zs, self._Es,
-                    want_loss,
+                return self._csr_full.full_gradient_threaded(
+                    X.data, X.indices, X.indptr, y, theta, grad, self._partial, self._Zs, self._Es, want_loss
                 )
-            return full_gradient_sum_csr(
-                self.spec.code, self._full, X.data, X.indices, X.indptr, y, theta, grad, self._Z, self._E, want_loss
-            )
+            return self._csr_full.full_gradient(X.data, X.indices, X.indptr, y, theta, grad, self._Z, self._E, want_loss)
         if self.threads > 1:
-            return full_gradient_sum_threaded(
-                self.spec.code, self._full, X, y, theta, grad, self._partial, self._Zs, self._Es, want_loss
-            )
-        return full_gradient_sum(self.spec.code, self._full, X, y, theta, grad, self._Z, self._E, want_loss)
+            return self._dense_full.full_gradient_threaded(X, y, theta, grad, self._partial, self._Zs, self._Es, want_loss)
+        return self._dense_full.full_gradient(X, y, theta, grad, self._Z, self._E, want_loss)
 
     def batch_gradient_sum(self, X, y, theta, order, start, stop, grad, want_loss=False) -> float:
         """Summed gradient over rows order[start:stop] into grad."""
         if _is_csr(X):
-            return gradient_sum_csr(
-                self.spec.code, self._batch, X.data, X.indices, X.indptr, y, theta, order, start, stop, grad, self._Z, self._E,
-                want_loss,
+            return self._csr_batch.batch_gradient(
+                X.data, X.indices, X.indptr, y, theta, order, start, stop, grad, self._Z, self._E, want_loss
             )
-        return gradient_sum(
-            self.spec.code, self._batch, X, y, theta, order, start, stop, grad, self._Z, self._E, want_loss
-        )
+        return self._dense_batch.batch_gradient(X, y, theta, order, start, stop, grad, self._Z, self._E, want_loss)
 
     def sgd_epoch(self, X, y, theta, velocity, grad, order, batch_size, lr, momentum, l2, hook=None):
         """One local epoch of mini-batch SGD over rows in ``order``, updating theta in place.
@@ -99,22 +82,21 @@ class ModelKernels:
         if correction is None:
             correction = self._no_correction
         if _is_csr(X):
-            sgd_epoch_csr(
-                self.spec.code, self._batch, X.data, X.indices, X.indptr, y, theta, velocity, grad, self._Z, self._E,
+            self._csr_batch.sgd_epoch(
+                X.data, X.indices, X.indptr, y, theta, velocity, grad, self._Z, self._E,
                 order, batch_size, lr, momentum, l2, anchor, mu, correction,
             )
             return
-        sgd_epoch(
-            self.spec.code, self._batch, X, y, theta, velocity, grad, self._Z, self._E,
-            order, batch_size, lr, momentum, l2, anchor, mu, correction,
+        self._dense_batch.sgd_epoch(
+            X, y, theta, velocity, grad, self._Z, self._E, order, batch_size, lr, momentum, l2, anchor, mu, correction
         )
 
     def evaluate_sums(self, X, y, theta) -> tuple[float, int]:
         """(summed loss, correct predictions) of theta on X, y."""
         if _is_csr(X):
-            loss, correct = evaluate_sums_csr(self.spec.code, self._full, X.data, X.indices, X.indptr, y, theta, self._Z, self._E)
+            loss, correct = self._csr_full.evaluate(X.data, X.indices, X.indptr, y, theta, self._Z, self._E)
         else:
-            loss, correct = evaluate_sums(self.spec.code, self._full, X, y, theta, self._Z, self._E)
+            loss, correct = self._dense_full.evaluate(X, y, theta, self._Z, self._E)
         return float(loss), int(correct)
 
     @staticmethod

@@ -17,3 +17,13 @@ CORRECT = 4
 def row_at(rows, indexed, k):
     """The k-th row of a range: rows[k] for a shuffled order, else k itself."""
     return rows[k] if indexed else k
+
+
+@inline_kernel
+def is_indexed(rows):
+    """Whether a range is walked through ``rows`` (a shuffled order) or in storage order (``rows`` empty).
+
+    A runtime value on purpose: ordered and in-order walks share one compiled
+    kernel, and the test in row_at is loop-invariant, so LLVM hoists it.
+    """
+    return rows.shape[0] > 0

@@ -5,8 +5,9 @@ Parameters are stored as ``theta[c, :d]`` (weights of output c) and
 stay in L1: logits, link (residual and, on request, loss), and the gradient
 update.  There is no temporary whose size grows with n.  How many rows a chunk
 holds, how rows are blocked inside it and which ``exp`` the link uses is the
-kernel *variant* (mpifl.kernels.variants), passed as a small int and looked up
-once per chunk.
+kernel *variant* (mpifl.kernels.variants).  The kind and the variant are
+compile-time constants (mpifl.kernels.switch): each pair compiles only its own
+code paths.
 
 All functions are pure: no MPI, no I/O, preallocated C-contiguous arrays only.
 """
@@ -19,9 +20,10 @@ import numpy as np
 
 from mpifl.jit import inline_kernel, kernel
 from mpifl.kernels.expo import exp_block, sigmoid_residuals
-from mpifl.kernels.flags import CORRECT, GRAD, LOSS, LOGISTIC, SQUARED, row_at
+from mpifl.kernels.flags import CORRECT, GRAD, LOGISTIC, LOSS, SOFTMAX, SQUARED, row_at
 from mpifl.kernels.rowwise import plain_range
 from mpifl.kernels.prefetch import prefetch_rows
+from mpifl.kernels.switch import compile_time_choice, constant
 from mpifl.kernels.variants import AXPY_ROWS, CHUNK_ROWS, DOT_ROWS, FLOOR_CODE, LEAD_ROWS, MAX_CHUNK_ROWS, POLY_EXP
 
 CHUNK = MAX_CHUNK_ROWS  # rows of scratch the callers allocate (times the outputs)
@@ -109,7 +111,7 @@ def _logits4(X, theta, rows, indexed, s, m, Z):
     _logits1(X, theta, rows, indexed, s, i, m, Z)
 
 
-@kernel
+@inline_kernel
 def _logits1(X, theta, rows, indexed, s, first, m, Z):
     """One row at a time, for chunk rows first..m-1."""
     d = X.shape[1]
@@ -123,16 +125,21 @@ def _logits1(X, theta, rows, indexed, s, first, m, Z):
             Z[i * C + c] = z0
 
 
-@inline_kernel
 def chunk_logits(variant, X, theta, rows, indexed, s, m, Z):
-    """Z[i*C + c] = theta[c, :d] . x_i + theta[c, d] for the m rows from s."""
+    """Z[i*C + c] = theta[c, :d] . x_i + theta[c, d] for the m rows from s, in the variant's row blocks."""
     block = DOT_ROWS[variant]
-    if block == 8:
-        _logits8(X, theta, rows, indexed, s, m, Z)
-    elif block == 4:
-        _logits4(X, theta, rows, indexed, s, m, Z)
-    else:
-        _logits1(X, theta, rows, indexed, s, 0, m, Z)
+    if block == 1:
+        return _logits1(X, theta, rows, indexed, s, 0, m, Z)
+    return (_logits8 if block == 8 else _logits4)(X, theta, rows, indexed, s, m, Z)
+
+
+@compile_time_choice(chunk_logits)
+def _chunk_logits(variant, X, theta, rows, indexed, s, m, Z):
+    block = DOT_ROWS[constant(variant, "variant")]
+    if block == 1:
+        return lambda variant, X, theta, rows, indexed, s, m, Z: _logits1(X, theta, rows, indexed, s, 0, m, Z)
+    blocked = _logits8 if block == 8 else _logits4
+    return lambda variant, X, theta, rows, indexed, s, m, Z: blocked(X, theta, rows, indexed, s, m, Z)
 
 
 @kernel
@@ -191,7 +198,7 @@ def _gradient4(X, R, rows, indexed, s, m, grad):
     _gradient1(X, R, rows, indexed, s, i, m, grad)
 
 
-@kernel
+@inline_kernel
 def _gradient1(X, R, rows, indexed, s, first, m, grad):
     """grad[c, :d] += R[i, c] x_i and grad[c, d] += R[i, c], for chunk rows first..m-1."""
     d = X.shape[1]
@@ -205,30 +212,44 @@ def _gradient1(X, R, rows, indexed, s, first, m, grad):
             grad[c, d] += a0
 
 
-@inline_kernel
 def chunk_gradient(variant, X, R, rows, indexed, s, m, grad):
-    """grad[c, :d] += sum_i R[i, c] x_i and grad[c, d] += sum_i R[i, c]."""
+    """grad[c, :d] += sum_i R[i, c] x_i and grad[c, d] += sum_i R[i, c], in the variant's row blocks."""
     block = AXPY_ROWS[variant]
-    if block == 8:
-        _gradient8(X, R, rows, indexed, s, m, grad)
-    elif block == 4:
-        _gradient4(X, R, rows, indexed, s, m, grad)
-    else:
-        _gradient1(X, R, rows, indexed, s, 0, m, grad)
+    if block == 1:
+        return _gradient1(X, R, rows, indexed, s, 0, m, grad)
+    return (_gradient8 if block == 8 else _gradient4)(X, R, rows, indexed, s, m, grad)
 
 
-@inline_kernel
-def exp_values(poly, E, m):
-    """E[i] = exp(E[i]) for i < m, with the polynomial exp or libm's."""
-    if poly:
-        exp_block(E, E, m)
-    else:
-        for i in range(m):
-            E[i] = math.exp(E[i])
+@compile_time_choice(chunk_gradient)
+def _chunk_gradient(variant, X, R, rows, indexed, s, m, grad):
+    block = AXPY_ROWS[constant(variant, "variant")]
+    if block == 1:
+        return lambda variant, X, R, rows, indexed, s, m, grad: _gradient1(X, R, rows, indexed, s, 0, m, grad)
+    blocked = _gradient8 if block == 8 else _gradient4
+    return lambda variant, X, R, rows, indexed, s, m, grad: blocked(X, R, rows, indexed, s, m, grad)
 
 
 @kernel
-def _squared_link(y, rows, indexed, s, m, Z, what):
+def _libm_exp(E, m):
+    """E[i] = exp(E[i]) for i < m with libm's scalar exp."""
+    for i in range(m):
+        E[i] = math.exp(E[i])
+
+
+def exp_values(variant, E, m):
+    """E[i] = exp(E[i]) for i < m, with the polynomial exp or libm's, as the variant says."""
+    return exp_block(E, E, m) if POLY_EXP[variant] else _libm_exp(E, m)
+
+
+@compile_time_choice(exp_values)
+def _exp_values(variant, E, m):
+    if POLY_EXP[constant(variant, "variant")]:
+        return lambda variant, E, m: exp_block(E, E, m)
+    return lambda variant, E, m: _libm_exp(E, m)
+
+
+@kernel
+def _squared_link(variant, y, rows, indexed, s, m, C, Z, E, what):
     """Residual z - y in place; returns (0.5 * sum r^2, 0)."""
     loss = 0.0
     for i in range(m):
@@ -240,7 +261,31 @@ def _squared_link(y, rows, indexed, s, m, Z, what):
 
 
 @kernel
-def _logistic_link(poly, y, rows, indexed, s, m, Z, E, what):
+def _libm_sigmoid_residuals(Z, y, rows, indexed, s, m, E):
+    """Z[i] = 1 / (1 + exp(-Z[i])) - y[row i] with libm's exp (E is scratch)."""
+    for i in range(m):
+        E[i] = -Z[i]
+    _libm_exp(E, m)
+    for i in range(m):
+        Z[i] = 1.0 / (1.0 + E[i]) - y[row_at(rows, indexed, s + i)]
+
+
+def sigmoid_link(variant, Z, y, rows, indexed, s, m, E):
+    """The logistic residuals, with the polynomial exp or libm's, as the variant says."""
+    if POLY_EXP[variant]:
+        return sigmoid_residuals(Z, y, rows, indexed, s, m)
+    return _libm_sigmoid_residuals(Z, y, rows, indexed, s, m, E)
+
+
+@compile_time_choice(sigmoid_link)
+def _sigmoid_link(variant, Z, y, rows, indexed, s, m, E):
+    if POLY_EXP[constant(variant, "variant")]:
+        return lambda variant, Z, y, rows, indexed, s, m, E: sigmoid_residuals(Z, y, rows, indexed, s, m)
+    return lambda variant, Z, y, rows, indexed, s, m, E: _libm_sigmoid_residuals(Z, y, rows, indexed, s, m, E)
+
+
+@kernel
+def _logistic_link(variant, y, rows, indexed, s, m, C, Z, E, what):
     """Residual sigmoid(z) - y in place; returns (sum of log-losses, correct)."""
     loss = 0.0
     correct = 0
@@ -252,19 +297,12 @@ def _logistic_link(poly, y, rows, indexed, s, m, Z, E, what):
                 loss += math.log1p(math.exp(-abs(z))) + max(z, 0.0) - yi * z
             if (z > 0.0) == (yi > 0.5):
                 correct += 1
-    if poly:
-        sigmoid_residuals(Z, y, rows, indexed, s, m)
-    else:
-        for i in range(m):
-            E[i] = -Z[i]
-        exp_values(poly, E, m)
-        for i in range(m):
-            Z[i] = 1.0 / (1.0 + E[i]) - y[row_at(rows, indexed, s + i)]
+    sigmoid_link(variant, Z, y, rows, indexed, s, m, E)
     return loss, correct
 
 
 @kernel
-def _softmax_link(poly, y, rows, indexed, s, m, C, Z, E, what):
+def _softmax_link(variant, y, rows, indexed, s, m, C, Z, E, what):
     """Residual softmax(z) - onehot(y) in place; returns (cross-entropy sum, correct)."""
     loss = 0.0
     correct = 0
@@ -283,7 +321,7 @@ def _softmax_link(poly, y, rows, indexed, s, m, C, Z, E, what):
         if what & LOSS:
             # E holds z - max before exponentiation; keep the label's term.
             loss -= np.float64(E[i * C + label])
-    exp_values(poly, E, m * C)
+    exp_values(variant, E, m * C)
     for i in range(m):
         total = 0.0
         for c in range(C):
@@ -298,25 +336,24 @@ def _softmax_link(poly, y, rows, indexed, s, m, C, Z, E, what):
     return loss, correct
 
 
-@inline_kernel
-def link(kind, poly, y, rows, indexed, s, m, C, Z, E, what):
+_LINKS = {SQUARED: _squared_link, LOGISTIC: _logistic_link, SOFTMAX: _softmax_link}
+
+
+def link(kind, variant, y, rows, indexed, s, m, C, Z, E, what):
     """The model kind's link on a chunk of logits: residuals in Z; returns (summed loss, correct)."""
-    if kind == SQUARED:
-        return _squared_link(y, rows, indexed, s, m, Z, what)
-    if kind == LOGISTIC:
-        return _logistic_link(poly, y, rows, indexed, s, m, Z, E, what)
-    return _softmax_link(poly, y, rows, indexed, s, m, C, Z, E, what)
+    return _LINKS[kind](variant, y, rows, indexed, s, m, C, Z, E, what)
+
+
+@compile_time_choice(link)
+def _link(kind, variant, y, rows, indexed, s, m, C, Z, E, what):
+    chosen = _LINKS[constant(kind, "kind")]
+    return lambda kind, variant, y, rows, indexed, s, m, C, Z, E, what: chosen(
+        variant, y, rows, indexed, s, m, C, Z, E, what)
 
 
 @kernel
-def range_loss_grad(kind, variant, X, y, theta, rows, indexed, start, stop, grad, Z, E, what):
-    """Accumulate over rows [start, stop) (through ``rows`` when indexed), walked as ``variant`` says.
-
-    Adds the summed data gradient into ``grad`` when ``what & GRAD`` and returns
-    (summed loss, number correct).  Means and L2 are applied by the callers.
-    """
-    if variant == FLOOR_CODE:
-        return plain_range(kind, X, y, theta, rows, indexed, start, stop, grad, Z, what)
+def chunked_range(kind, variant, X, y, theta, rows, indexed, start, stop, grad, Z, E, what):
+    """range_loss_grad for the chunked variants: logits, link and gradient chunk by chunk."""
     C = theta.shape[0]
     loss = 0.0
     correct = 0
@@ -324,7 +361,6 @@ def range_loss_grad(kind, variant, X, y, theta, rows, indexed, start, stop, grad
     # gradient loop vectorises without runtime overlap checks (1.2x faster).
     acc = np.zeros(grad.shape, dtype=grad.dtype) if what & GRAD else grad
     step = CHUNK_ROWS[variant]
-    poly = POLY_EXP[variant]
     lead = LEAD_ROWS[variant]
     part_rows = max(step // 4, 1)  # prefetches go out a quarter chunk per phase boundary
     for s in range(start, stop, step):
@@ -334,7 +370,7 @@ def range_loss_grad(kind, variant, X, y, theta, rows, indexed, start, stop, grad
         chunk_logits(variant, X, theta, rows, indexed, s, m, Z)
         if lead:
             prefetch_rows(X, rows, indexed, s + lead + part_rows, part_rows, stop)
-        part, hits = link(kind, poly, y, rows, indexed, s, m, C, Z, E, what)
+        part, hits = link(kind, variant, y, rows, indexed, s, m, C, Z, E, what)
         loss += part
         correct += hits
         if lead:
@@ -346,3 +382,23 @@ def range_loss_grad(kind, variant, X, y, theta, rows, indexed, start, stop, grad
     if what & GRAD:
         grad += acc
     return loss, correct
+
+
+def range_loss_grad(kind, variant, X, y, theta, rows, indexed, start, stop, grad, Z, E, what):
+    """Accumulate over rows [start, stop) (through ``rows`` when indexed), walked as ``variant`` says.
+
+    Adds the summed data gradient into ``grad`` when ``what & GRAD`` and returns
+    (summed loss, number correct).  Means and L2 are applied by the callers.
+    """
+    if variant == FLOOR_CODE:
+        return plain_range(kind, X, y, theta, rows, indexed, start, stop, grad, Z, what)
+    return chunked_range(kind, variant, X, y, theta, rows, indexed, start, stop, grad, Z, E, what)
+
+
+@compile_time_choice(range_loss_grad)
+def _range_loss_grad(kind, variant, X, y, theta, rows, indexed, start, stop, grad, Z, E, what):
+    if constant(variant, "variant") == FLOOR_CODE:
+        return lambda kind, variant, X, y, theta, rows, indexed, start, stop, grad, Z, E, what: plain_range(
+            kind, X, y, theta, rows, indexed, start, stop, grad, Z, what)
+    return lambda kind, variant, X, y, theta, rows, indexed, start, stop, grad, Z, E, what: chunked_range(
+        kind, variant, X, y, theta, rows, indexed, start, stop, grad, Z, E, what)

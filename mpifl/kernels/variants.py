@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from mpifl.errors import ConfigError
 
 PIN_VARIABLE = "MPIFL_KERNEL_VARIANT"
+TUNING_VARIABLE = "MPIFL_KERNEL_TUNING"
+TUNING_MODES = ("auto", "always", "never")  # auto: measure when the job is long enough to repay it (mpifl.tuning)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,14 @@ def pinned() -> Variant | None:
     return BY_NAME[name]
 
 
+def tuning_mode() -> str:
+    """When to measure variants, from MPIFL_KERNEL_TUNING (default auto); an unknown value is a clear error."""
+    mode = os.environ.get(TUNING_VARIABLE, "").strip() or "auto"
+    if mode not in TUNING_MODES:
+        raise ConfigError(f"{TUNING_VARIABLE}={mode!r} is not a tuning mode; use one of {', '.join(TUNING_MODES)}.")
+    return mode
+
+
 @dataclass(frozen=True)
 class Selection:
     """The variant each operation runs with, for one model (kind, dtype, layout)."""
@@ -78,14 +88,16 @@ class Selection:
     gradient: Variant = DEFAULT
     sgd: Variant = DEFAULT
     how: str = "default"  # "default", "pinned", "measured" or "cached"
+    note: str = ""  # why an operation kept the default, when the chooser did not measure it
 
     @classmethod
     def everywhere(cls, variant: Variant, how: str) -> Selection:
         return cls(variant, variant, how)
 
     @classmethod
-    def from_names(cls, names: dict, how: str) -> Selection:
-        return cls(BY_NAME[names[GRADIENT]], BY_NAME[names[SGD]], how)
+    def from_names(cls, names: dict, how: str, note: str = "") -> Selection:
+        """The named variant per operation; an operation left out keeps the default."""
+        return cls(BY_NAME[names.get(GRADIENT, DEFAULT.name)], BY_NAME[names.get(SGD, DEFAULT.name)], how, note)
 
     def names(self) -> dict:
         return {GRADIENT: self.gradient.name, SGD: self.sgd.name}

@@ -1,0 +1,198 @@
+"""The compiled entry points of one model kind and one variant: the loops the training code calls.
+
+Each entry is a kernel that closes over the kind and variant codes, so Numba
+sees them as constants and compiles only that kind's link and that variant's
+loops (mpifl.kernels.switch): a job compiles just the entries it calls.
+Numba keys its on-disk cache by the closed-over values, so each (kind,
+variant) pair is compiled once per machine and loaded afterwards.  The
+mini-batch loop runs inside Numba, so no Python runs per batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from mpifl.jit import kernel, threaded_kernel
+from mpifl.kernels.drivers import add_l2_and_scale, momentum_step, objective_hook
+from mpifl.kernels.flags import CORRECT, GRAD, KIND_CODES, LOSS, is_indexed
+from mpifl.kernels.losses import range_loss_grad
+from mpifl.kernels.sparse import range_loss_grad_csr
+from mpifl.kernels.variants import VARIANTS
+
+EVALUATE = np.int64(LOSS | CORRECT)  # int64, not a literal: evaluation shares the gradient's compiled range kernel
+JUST_GRAD = np.int64(GRAD)
+
+# The calls an entry set offers, by the names a KernelPlan uses.
+OPERATIONS = ("full_gradient", "batch_gradient", "sgd_epoch", "evaluate")
+
+
+@dataclass(frozen=True)
+class Entries:
+    """One layout's calls; each takes the arrays its loop needs, as ModelKernels passes them."""
+
+    full_gradient: object
+    full_gradient_threaded: object
+    batch_gradient: object
+    sgd_epoch: object
+    evaluate: object
+
+    def dispatchers(self) -> dict:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+_BOUND: dict[tuple[str, int, int], Entries] = {}
+
+
+def entry_points(layout: str, kind: int, variant: int) -> Entries:
+    """The entry points of one layout ("dense" or "csr"), kind and variant; made once per process."""
+    key = (layout, kind, variant)
+    if key not in _BOUND:
+        _BOUND[key] = (dense_entries if layout == "dense" else csr_entries)(kind, variant)
+    return _BOUND[key]
+
+
+def compiled() -> list[str]:
+    """Every entry point this process has compiled or loaded, as layout/kind/variant/operation."""
+    kinds = {code: name for name, code in KIND_CODES.items()}
+    return sorted(
+        f"{layout}/{kinds[kind]}/{VARIANTS[variant].name}/{name}"
+        for (layout, kind, variant), bound in _BOUND.items()
+        for name, dispatcher in bound.dispatchers().items() if dispatcher.signatures
+    )
+
+
+def dense_entries(kind: int, variant: int) -> Entries:
+    """Entry points for dense rows (2-D C-contiguous X)."""
+
+    @kernel
+    def full_gradient(X, y, theta, grad, Z, E, want_loss):
+        """Summed data gradient over every row of X; returns the summed loss (0 unless asked)."""
+        grad[:] = 0
+        what = GRAD | LOSS if want_loss else GRAD
+        rows = np.empty(0, dtype=np.int64)
+        loss, _ = range_loss_grad(kind, variant, X, y, theta, rows, is_indexed(rows), np.int64(0), X.shape[0], grad,
+                                  Z, E, what)
+        return loss
+
+    @threaded_kernel
+    def full_gradient_threaded(X, y, theta, grad, partial, Zs, Es, want_loss):
+        """As full_gradient, split over partial.shape[0] threads.
+
+        Each thread owns one contiguous row range and its own gradient and
+        scratch; the partial gradients are summed in a fixed order, so the
+        result depends on the thread count only, never on scheduling.
+        """
+        T = partial.shape[0]
+        n = X.shape[0]
+        what = GRAD | LOSS if want_loss else GRAD
+        losses = np.zeros(T)
+        rows = np.empty(0, dtype=np.int64)
+        for t in numba.prange(T):
+            partial[t] = 0
+            losses[t], _ = range_loss_grad(kind, variant, X, y, theta, rows, is_indexed(rows), t * n // T,
+                                           (t + 1) * n // T, partial[t], Zs[t], Es[t], what)
+        grad[:] = 0
+        total = 0.0
+        for t in range(T):
+            grad += partial[t]
+            total += losses[t]
+        return total
+
+    @kernel
+    def batch_gradient(X, y, theta, rows, start, stop, grad, Z, E, want_loss):
+        """Summed data gradient over rows[start:stop]; returns the summed loss (0 unless asked)."""
+        grad[:] = 0
+        what = GRAD | LOSS if want_loss else GRAD
+        loss, _ = range_loss_grad(kind, variant, X, y, theta, rows, is_indexed(rows), start, stop, grad, Z, E, what)
+        return loss
+
+    @kernel
+    def sgd_epoch(X, y, theta, velocity, grad, Z, E, order, batch_size, lr, momentum, l2, anchor, mu, correction):
+        """One epoch of mini-batch SGD with heavy-ball momentum, in the given row order.
+
+        Each step's gradient is the mean data gradient plus l2 * W plus the
+        objective hook (anchor, mu, correction); see drivers.objective_hook.
+        """
+        n = order.shape[0]
+        indexed = is_indexed(order)
+        for s in range(0, n, batch_size):
+            e = min(n, s + batch_size)
+            grad[:] = 0
+            range_loss_grad(kind, variant, X, y, theta, order, indexed, s, e, grad, Z, E, JUST_GRAD)
+            add_l2_and_scale(grad, theta, e - s, l2)
+            objective_hook(grad, theta, anchor, mu, correction)
+            momentum_step(theta, velocity, grad, lr, momentum)
+
+    @kernel
+    def evaluate(X, y, theta, Z, E):
+        """(summed loss, number correct) of theta on every row of X; the gradient argument is never touched."""
+        rows = np.empty(0, dtype=np.int64)
+        return range_loss_grad(kind, variant, X, y, theta, rows, is_indexed(rows), np.int64(0), X.shape[0], theta, Z,
+                               E, EVALUATE)
+
+    return Entries(full_gradient, full_gradient_threaded, batch_gradient, sgd_epoch, evaluate)
+
+
+def csr_entries(kind: int, variant: int) -> Entries:
+    """Entry points for CSR rows, passed as (data, indices, indptr); the same loops as the dense ones."""
+
+    @kernel
+    def full_gradient(data, indices, indptr, y, theta, grad, Z, E, want_loss):
+        grad[:] = 0
+        what = GRAD | LOSS if want_loss else GRAD
+        rows = np.empty(0, dtype=np.int64)
+        loss, _ = range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, is_indexed(rows),
+                                      np.int64(0), indptr.shape[0] - 1, grad, Z, E, what)
+        return loss
+
+    @threaded_kernel
+    def full_gradient_threaded(data, indices, indptr, y, theta, grad, partial, Zs, Es, want_loss):
+        T = partial.shape[0]
+        n = indptr.shape[0] - 1
+        what = GRAD | LOSS if want_loss else GRAD
+        losses = np.zeros(T)
+        rows = np.empty(0, dtype=np.int64)
+        for t in numba.prange(T):
+            partial[t] = 0
+            losses[t], _ = range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, is_indexed(rows),
+                                               t * n // T, (t + 1) * n // T, partial[t], Zs[t], Es[t], what)
+        grad[:] = 0
+        total = 0.0
+        for t in range(T):
+            grad += partial[t]
+            total += losses[t]
+        return total
+
+    @kernel
+    def batch_gradient(data, indices, indptr, y, theta, rows, start, stop, grad, Z, E, want_loss):
+        grad[:] = 0
+        what = GRAD | LOSS if want_loss else GRAD
+        loss, _ = range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, is_indexed(rows), start,
+                                      stop, grad, Z, E, what)
+        return loss
+
+    @kernel
+    def sgd_epoch(data, indices, indptr, y, theta, velocity, grad, Z, E, order, batch_size, lr, momentum, l2, anchor,
+                  mu, correction):
+        """The L2 term, the objective hook and the update are dense, O(d) per step, as in the dense loop."""
+        n = order.shape[0]
+        indexed = is_indexed(order)
+        for s in range(0, n, batch_size):
+            e = min(n, s + batch_size)
+            grad[:] = 0
+            range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, order, indexed, s, e, grad, Z, E,
+                                JUST_GRAD)
+            add_l2_and_scale(grad, theta, e - s, l2)
+            objective_hook(grad, theta, anchor, mu, correction)
+            momentum_step(theta, velocity, grad, lr, momentum)
+
+    @kernel
+    def evaluate(data, indices, indptr, y, theta, Z, E):
+        rows = np.empty(0, dtype=np.int64)
+        return range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, is_indexed(rows), np.int64(0),
+                                   indptr.shape[0] - 1, theta, Z, E, EVALUATE)
+
+    return Entries(full_gradient, full_gradient_threaded, batch_gradient, sgd_epoch, evaluate)

@@ -1,0 +1,77 @@
+"""Compile only what a job uses: the plan read from the config, and the specialisations a real job compiles.
+
+The job tests start from an empty Numba cache (NUMBA_CACHE_DIR in a temporary
+directory), so every kernel a job needs is compiled in front of the test and
+shows in its dispatcher's signatures; tests/compiled_kernels.py reports them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mpifl import config
+from mpifl.kernel_plan import plan_for
+from mpifl.kernels.variants import GRADIENT, PIN_VARIABLE, SGD, TUNING_VARIABLE
+
+REPORTER = Path(__file__).with_name("compiled_kernels.py")
+
+
+@pytest.mark.parametrize("overrides, operations, tuned", [
+    ([], {"sgd_epoch", "evaluate"}, (SGD,)),  # the default job: federated
+    (["mode=distributed", "train.algorithm=local_sgd"], {"sgd_epoch", "evaluate"}, (SGD,)),
+    (["mode=distributed", "train.algorithm=gradient_averaging", "train.batch_size=0"],
+     {"full_gradient", "evaluate"}, (GRADIENT,)),
+    (["mode=distributed", "train.algorithm=gradient_averaging", "train.batch_size=64"],
+     {"batch_gradient", "evaluate"}, (SGD,)),
+    (["mode=distributed", "train.optimizer=lbfgs"], {"full_gradient", "evaluate"}, (GRADIENT,)),
+])
+def test_the_plan_names_the_calls_of_the_configured_loop(overrides, operations, tuned):
+    plan = plan_for(config.load(overrides=["rounds=7", "train.epochs=3", *overrides]), threads=1)
+    assert plan.operations == operations and plan.tuned == tuned
+    assert plan.finishes_gradients == bool(operations & {"full_gradient", "batch_gradient"})
+    assert plan.passes == (14 if "train.optimizer=lbfgs" in overrides else 21)
+
+
+def compiled_by(tmp_path: Path, ranks: int, overrides: list[str], env: dict | None = None) -> list[dict]:
+    """Every rank's report of a job's compiled kernels, after warm-up and after training, from a cold cache."""
+    launcher = [shutil.which("mpiexec") or pytest.fail("mpiexec not found"), "-n", str(ranks)] if ranks > 1 else []
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    environment.pop(PIN_VARIABLE, None)  # the job chooses its variants as a user's would, unless a test pins one
+    environment.update(env or {})
+    proc = subprocess.run([*launcher, sys.executable, str(REPORTER), *overrides], cwd=tmp_path, env=environment,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_the_default_job_compiles_its_kind_and_variant_only_and_nothing_during_training(tmp_path):
+    reports = compiled_by(tmp_path, 2, ["rounds=2"], {TUNING_VARIABLE: "auto"})
+    for report in reports:  # nothing was left to compile in the training loop
+        assert report["after_warm_up"] == report["after_training"]
+        assert report["after_training"]["entries"] == ["dense/softmax/tuned/evaluate", "dense/softmax/tuned/sgd_epoch"]
+    # the node's first rank compiled; these ten are every specialisation the job needed
+    assert reports[0]["after_training"]["functions"] == {
+        "losses._logits8": 1, "losses._gradient4": 1, "losses._softmax_link": 1, "losses.chunked_range": 1,
+        "expo.exp_block": 1, "drivers.l2_penalty": 1, "checks.all_finite": 1, "checks.labels_in_range": 1,
+    }
+    # the other rank loaded the entries from the cache and compiled nothing
+    assert set(reports[1]["after_training"]["functions"]) <= {"drivers.l2_penalty", "checks.all_finite",
+                                                                "checks.labels_in_range"}
+
+
+def test_a_full_batch_job_on_the_floor_variant_compiles_the_row_loop_and_not_the_chunked_one(tmp_path):
+    (report,) = compiled_by(tmp_path, 1, ["mode=distributed", "data.name=synthetic", "model.kind=logistic",
+                                          "model.dtype=float32", "train.algorithm=gradient_averaging",
+                                          "train.batch_size=0", "rounds=2"], {PIN_VARIABLE: "plain"})
+    assert report["after_warm_up"] == report["after_training"]
+    assert report["after_training"]["entries"] == ["dense/logistic/plain/evaluate", "dense/logistic/plain/full_gradient"]
+    functions = report["after_training"]["functions"]
+    assert functions.get("rowwise.plain_range") == 1
+    assert not {"losses.chunked_range", "losses._logits8", "losses._softmax_link", "sparse.chunked_range_csr"} & set(functions)
