@@ -84,13 +84,22 @@ def exp_block(src, dst, m):
 
 @kernel
 def sigmoid_residuals(Z, y, rows, indexed, s, m):
-    """Z[i] = 1 / (1 + exp(-Z[i])) - y[row i], one vectorised pass in the precision of Z."""
+    """Z[i] = 1 / (1 + exp(-Z[i])) - y[row i], one vectorised pass in the precision of Z.
+
+    The sigmoid pass and the label pass are separate loops, and the label
+    pass is written twice (shuffled rows, rows in order), so that neither
+    loop holds a branch and both vectorise.
+    """
     if Z.itemsize == 4:
         one = np.float32(1.0)
         for i in range(m):
-            k = rows[s + i] if indexed else s + i
-            Z[i] = one / (one + exp32(-Z[i])) - y[k]
+            Z[i] = one / (one + exp32(-Z[i]))
     else:
         for i in range(m):
-            k = rows[s + i] if indexed else s + i
-            Z[i] = 1.0 / (1.0 + exp64(-Z[i])) - y[k]
+            Z[i] = 1.0 / (1.0 + exp64(-Z[i]))
+    if indexed:
+        for i in range(m):
+            Z[i] -= y[rows[s + i]]
+    else:
+        for i in range(m):
+            Z[i] -= y[s + i]

@@ -250,10 +250,14 @@ def _exp_values(variant, E, m):
 
 @kernel
 def _squared_link(variant, y, rows, indexed, s, m, C, Z, E, what):
-    """Residual z - y in place; returns (0.5 * sum r^2, 0)."""
+    """Residual z - y in place; returns (0.5 * sum r^2, 0).  Two branch-free loops, as in sigmoid_residuals."""
     loss = 0.0
-    for i in range(m):
-        Z[i] = Z[i] - y[row_at(rows, indexed, s + i)]
+    if indexed:
+        for i in range(m):
+            Z[i] -= y[rows[s + i]]
+    else:
+        for i in range(m):
+            Z[i] -= y[s + i]
     if what & LOSS:
         for i in range(m):
             loss += 0.5 * np.float64(Z[i]) * np.float64(Z[i])
