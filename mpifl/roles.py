@@ -95,31 +95,35 @@ class KernelSetup:
     choice_seconds: float = 0.0  # timing the variants on the node's first rank; 0 when cached, pinned or skipped
 
 
-def compile_in_node_order(comm: MPI.Comm, spec: ModelSpec, plan: KernelPlan, batch_size: int) -> KernelSetup:
-    """Compile the planned kernels on each node's first rank, in the pinned or cached variants (else the
-    default); the other ranks then load them from the cache.  Nothing is timed yet: see tune_in_node_order."""
-    return _in_node_order(comm, lambda: tuning.recall(spec, batch_size, plan.tuned),
-                          lambda selection: warm_up(spec, plan, selection))
+def compile_in_node_order(comm: MPI.Comm, spec: ModelSpec, plan: KernelPlan, batch_size: int,
+                          rows: int) -> KernelSetup:
+    """Settle the variants and compile the planned kernels on each node's first rank; the other ranks
+    then take its variants and load the kernels from the cache.
 
-
-def tune_in_node_order(comm: MPI.Comm, spec: ModelSpec, plan: KernelPlan, batch_size: int, setup: KernelSetup,
-                       rows: int) -> KernelSetup:
-    """Measure the variants on each node's first rank when nothing is pinned or cached and the job is long
-    enough to repay it (tuning.Workload); the other ranks then load what was chosen."""
+    The variants are the pinned or cached ones; else, as MPIFL_KERNEL_TUNING says (auto: by the job's
+    size, ``rows`` per training rank, see tuning.Workload), the measured fastest, the default or the floor.
+    """
     mode = tuning_mode()
-    if setup.selection.how in ("pinned", "cached") or not plan.tuned or mode == "never":
-        return setup
-    workload = tuning.Workload(rows, plan.passes, setup.compile_seconds) if mode == "auto" else None
     timed = [0.0]
 
     def settle() -> Selection:
         started = time.perf_counter()
-        selection = tuning.choose(spec, batch_size, plan.threads, operations=plan.tuned, workload=workload)
+        if mode == "never" or not plan.tuned:
+            selection = tuning.recall(spec, batch_size, plan.tuned)
+        else:
+            workload = tuning.Workload(rows, plan.passes) if mode == "auto" else None
+            selection = tuning.choose(spec, batch_size, plan.threads, operations=plan.tuned, workload=workload)
         timed[0] = time.perf_counter() - started
         return selection
 
-    tuned = _in_node_order(comm, settle, lambda selection: warm_up(spec, plan, selection))
-    return KernelSetup(setup.compile_seconds + tuned.compile_seconds, tuned.selection, timed[0])
+    setup = _in_node_order(comm, settle, lambda selection: warm_up(spec, plan, selection))
+    return KernelSetup(setup.compile_seconds, setup.selection, timed[0])
+
+
+def training_rows_per_rank(comm: MPI.Comm, cfg: Config, source: DataSource) -> int:
+    """The job's training rows over the ranks that train (all but the server), without reading them."""
+    trainers = comm.Get_size() - 1 if cfg["mode"] == "federated" else comm.Get_size()
+    return -(-source.train_rows(comm.Get_size(), trainers) // max(trainers, 1))
 
 
 def _in_node_order(comm: MPI.Comm, settle, compile_for) -> KernelSetup:
@@ -140,17 +144,6 @@ def _in_node_order(comm: MPI.Comm, settle, compile_for) -> KernelSetup:
     finally:
         node.Free()
     return KernelSetup(seconds, selection)
-
-
-def training_rows(comm: MPI.Comm, cfg: Config, data: tuple) -> int:
-    """The most training rows any rank holds (the server holds none): the busiest rank's kernel work."""
-    if cfg["mode"] == "distributed":
-        mine = data[0].n
-    elif comm.Get_rank() == federated.SERVER:
-        mine = 0
-    else:
-        mine = sum(client.train.n for client in data[0])
-    return comm.allreduce(mine, op=MPI.MAX)
 
 
 def _sleep_until(request: MPI.Request) -> None:

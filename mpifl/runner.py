@@ -72,16 +72,15 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
     set_threads(threads)
     collectively(comm, variants.pinned)  # a misspelt MPIFL_KERNEL_VARIANT fails on every rank, before compiling
     collectively(comm, variants.tuning_mode)
-    # before the data: the checks that loading runs are kernels too, compiled once per node
     plan = plan_for(cfg, threads)
-    setup = roles.compile_in_node_order(comm, spec, plan, cfg["train.batch_size"])
+    rows = collectively(comm, lambda: roles.training_rows_per_rank(comm, cfg, source))
+    # before the data: the checks that loading runs are kernels too, compiled once per node
+    setup = roles.compile_in_node_order(comm, spec, plan, cfg["train.batch_size"], rows)
+    compile_seconds = comm.allreduce(setup.compile_seconds, op=MPI.MAX)
+    kernel_variants = _kernel_variants(comm, setup)
     load_started = time.perf_counter()
     data = collectively(comm, lambda: roles.load_data(comm, cfg, source))
     load_seconds = comm.allreduce(time.perf_counter() - load_started, op=MPI.MAX)
-    rows = roles.training_rows(comm, cfg, data)
-    setup = roles.tune_in_node_order(comm, spec, plan, cfg["train.batch_size"], setup, rows)
-    compile_seconds = comm.allreduce(setup.compile_seconds, op=MPI.MAX)
-    kernel_variants = _kernel_variants(comm, setup)
     occupancy = node_occupancy(comm)
     kernels = ModelKernels(spec, threads, setup.selection)
 

@@ -8,9 +8,12 @@ times nothing, so the choice, and with it every result, is deterministic for
 a given cache.  MPIFL_KERNEL_VARIANT pins one variant and skips all of this.
 
 Timing the variants means compiling them all, seconds per variant on a cold
-JIT cache.  A job whose kernels run for less than that could gain (a variant
-has won up to MAX_GAIN over the default) keeps the default variant and caches
-nothing, so the next, bigger job of its class still measures: see Workload.
+JIT cache, and the chunked variants take more than twice as long to compile
+as the floor.  So a job is sized first (Workload): one whose kernels run for
+less than a faster variant could save (at most MAX_GAIN of the floor's time)
+runs on the floor; a longer one on the default variant; and one long enough
+to repay compiling every variant measures them.  The first two cache nothing,
+so the next, bigger job of the class still measures.
 """
 
 from __future__ import annotations
@@ -30,15 +33,19 @@ import numpy as np
 from mpifl import machine
 from mpifl.kernels import ModelKernels
 from mpifl.kernels.prefetch import evict
-from mpifl.kernels.variants import DEFAULT, GRADIENT, OPERATIONS, SGD, VARIANTS, Selection, Variant, pinned
+from mpifl.kernels.variants import DEFAULT, FLOOR, GRADIENT, OPERATIONS, SGD, VARIANTS, Selection, Variant, pinned
 from mpifl.model import ModelSpec
 
 SAMPLE_BYTES = 4 << 20  # the full-batch sample, evicted from the caches before every timed pass
 SGD_SAMPLE_ROWS = 1024  # the mini-batch sample: a client's shard, in cache like one
 REPEATS = 7  # alternating rounds; each variant keeps its best time
 DEFAULT_BATCH = 32
-MAX_GAIN = 0.4  # the largest share of kernel time a chosen variant has saved over the default (AVX2, f64 gradient)
-LEAST_VARIANT_COST = 0.5  # seconds to load and time one more variant when its code is already in the JIT cache
+# Sizing a job, from figures measured with benchmarks/kernels.py and benchmarks/first_run.py on the
+# 2-core Xeon (AVX-512) and its AVX2 stand-in; they decide only what to compile, never a result's value.
+MAX_GAIN = 0.4  # the largest share of the floor's time a faster variant has saved (1.56x: f64 logistic)
+FLOOR_SECONDS_PER_MAC = 1.2e-9  # the floor, per row x (features + 1) x outputs per pass, memory-bound at its slowest
+VARIANT_COMPILE_SECONDS = 6.0  # a cold compile of one chunked variant of a job's kernels (5.9 s: the default job)
+FLOOR_COMPILE_SECONDS = 2.5  # the same for the floor (2.5 s)
 
 # measure(spec, threads, batch_size, operation, candidates) -> {variant name: seconds}
 Measure = Callable[[ModelSpec, int, int, str, Sequence[Variant]], dict]
@@ -128,20 +135,28 @@ def choice_key(spec: ModelSpec, batch_size: int) -> str:
 
 @dataclass(frozen=True)
 class Workload:
-    """How much kernel work a job will do on its busiest rank, to decide whether choosing pays."""
+    """How much kernel work a job does on one rank, to decide what compiling and choosing can pay for."""
 
-    rows: int  # training rows on the busiest rank
+    rows: int  # training rows per training rank
     passes: int  # passes of the training operation over them (rounds x epochs)
-    compile_seconds: float  # what compiling the job's kernels in one variant took here
 
-    def worth_measuring(self, default_seconds: float, sample_rows: int, others: int) -> str | None:
-        """None when choosing can repay compiling ``others`` more variants; else why not."""
-        kernel_seconds = default_seconds / max(sample_rows, 1) * self.rows * self.passes
-        cost = max(self.compile_seconds, LEAST_VARIANT_COST) * others
-        if kernel_seconds * MAX_GAIN >= cost:
-            return None
-        return (f"not measured: the kernels run about {kernel_seconds:.2g} s in this job, and compiling {others} "
-                f"more variants costs about {cost:.2g} s")
+    def floor_seconds(self, spec: ModelSpec) -> float:
+        """The kernel seconds of the job on the floor variant, from the floor's slowest measured rate."""
+        return FLOOR_SECONDS_PER_MAC * self.rows * (spec.n_features + 1) * spec.n_outputs * self.passes
+
+    def decide(self, spec: ModelSpec, others: int) -> tuple[str, str]:
+        """("measure", "") when measuring can repay compiling ``others`` more variants; else ("default" or
+        "floor", why): the default variant when its speed repays its longer compile, else the floor."""
+        seconds = self.floor_seconds(spec)
+        saving = seconds * MAX_GAIN
+        if saving >= VARIANT_COMPILE_SECONDS * others:
+            return "measure", ""
+        extra = VARIANT_COMPILE_SECONDS - FLOOR_COMPILE_SECONDS
+        if saving >= extra:
+            return "default", (f"not measured: the kernels run about {seconds:.2g} s, too short to repay "
+                               f"compiling {others} more variants (about {VARIANT_COMPILE_SECONDS * others:.0f} s)")
+        return "floor", (f"the floor: the kernels run about {seconds:.2g} s, so a faster variant would save under "
+                         f"{saving:.2g} s and take about {extra:.1f} s longer to compile")
 
 
 def choose(
@@ -152,8 +167,8 @@ def choose(
     """The pinned variant, else the cached choice for this shape class, else measure and cache one.
 
     Only ``operations`` (those the job trains with) are chosen; the others keep
-    the default.  With a ``workload``, an operation whose kernels would not run
-    long enough to repay the compiles keeps the default too (see Workload).
+    the default.  With a ``workload``, a job too short to repay measuring runs
+    on the default variant or the floor instead, and nothing is cached (see Workload).
     """
     pin = pinned()
     if pin is not None:
@@ -168,22 +183,18 @@ def choose(
         return Selection.from_names(names, "cached" if names else "default")
     measure = measure if measure is not None else measure_variants
     seconds = dict(cached.get("seconds", {})) if cached else {}
-    notes = []
+    kept = dict(names)  # what the cache holds and may hold: measured choices only
+    verdict, why = workload.decide(spec, len(candidates) - 1) if workload is not None else ("measure", "")
+    if verdict != "measure":
+        # too short to measure: every operation not cached, evaluation included, runs the one variant
+        chosen = (FLOOR if verdict == "floor" else DEFAULT).name
+        names.update({op: chosen for op in OPERATIONS if op not in names})
+        return Selection.from_names(names, "cached" if kept else "default", why)
     for op in missing:
-        if workload is not None:
-            default = DEFAULT if DEFAULT in candidates else candidates[0]
-            first = measure(spec, threads, batch_size, op, [default])[default.name]
-            why = workload.worth_measuring(first, sample_rows(spec, op), len(candidates) - 1)
-            if why is not None:
-                notes.append(f"{op}: {why}")
-                continue
         seconds[op] = measure(spec, threads, batch_size, op, candidates)
-        names[op] = fastest(seconds[op], candidates).name
-    measured = [op for op in missing if op in seconds and op in names]
-    if measured:
-        store.put(key, {"variants": names, "seconds": seconds, "chosen_on": machine.cpu_model()})
-    how = "measured" if measured else ("cached" if cached and names else "default")
-    return Selection.from_names(names, how, "; ".join(notes))
+        names[op] = kept[op] = fastest(seconds[op], candidates).name
+    store.put(key, {"variants": kept, "seconds": seconds, "chosen_on": machine.cpu_model()})
+    return Selection.from_names(names, "measured")
 
 
 def recall(spec: ModelSpec, batch_size: int, operations: Sequence[str] = OPERATIONS,

@@ -51,19 +51,30 @@ def compiled_by(tmp_path: Path, ranks: int, overrides: list[str], env: dict | No
     return json.loads(proc.stdout)
 
 
-def test_the_default_job_compiles_its_kind_and_variant_only_and_nothing_during_training(tmp_path):
+def test_the_default_job_is_sized_to_the_floor_and_compiles_nothing_else_nor_during_training(tmp_path):
     reports = compiled_by(tmp_path, 2, ["rounds=2"], {TUNING_VARIABLE: "auto"})
     for report in reports:  # nothing was left to compile in the training loop
         assert report["after_warm_up"] == report["after_training"]
+        assert report["after_training"]["entries"] == ["dense/softmax/plain/evaluate", "dense/softmax/plain/sgd_epoch"]
+    # the node's first rank compiled these four and the two entries: every specialisation the job needed
+    assert reports[0]["after_training"]["functions"] == {
+        "rowwise.plain_range": 1, "drivers.l2_penalty": 1, "checks.all_finite": 1, "checks.labels_in_range": 1,
+    }
+    # the other rank loaded the entries from the cache and compiled no range kernel
+    assert set(reports[1]["after_training"]["functions"]) <= {"drivers.l2_penalty", "checks.all_finite",
+                                                                "checks.labels_in_range"}
+
+
+def test_the_default_variant_compiles_its_kind_and_blocks_only(tmp_path):
+    reports = compiled_by(tmp_path, 2, ["rounds=2"], {TUNING_VARIABLE: "never"})
+    for report in reports:
+        assert report["after_warm_up"] == report["after_training"]
         assert report["after_training"]["entries"] == ["dense/softmax/tuned/evaluate", "dense/softmax/tuned/sgd_epoch"]
-    # the node's first rank compiled; these ten are every specialisation the job needed
+    # tuned: 8-row dots and 4-row axpys, the softmax link and the polynomial exp; no other kind, block or layout
     assert reports[0]["after_training"]["functions"] == {
         "losses._logits8": 1, "losses._gradient4": 1, "losses._softmax_link": 1, "losses.chunked_range": 1,
         "expo.exp_block": 1, "drivers.l2_penalty": 1, "checks.all_finite": 1, "checks.labels_in_range": 1,
     }
-    # the other rank loaded the entries from the cache and compiled nothing
-    assert set(reports[1]["after_training"]["functions"]) <= {"drivers.l2_penalty", "checks.all_finite",
-                                                                "checks.labels_in_range"}
 
 
 def test_a_full_batch_job_on_the_floor_variant_compiles_the_row_loop_and_not_the_chunked_one(tmp_path):
@@ -75,3 +86,19 @@ def test_a_full_batch_job_on_the_floor_variant_compiles_the_row_loop_and_not_the
     functions = report["after_training"]["functions"]
     assert functions.get("rowwise.plain_range") == 1
     assert not {"losses.chunked_range", "losses._logits8", "losses._softmax_link", "sparse.chunked_range_csr"} & set(functions)
+
+
+def test_the_cli_sets_numba_up_without_blas_and_scipy_still_imports_afterwards():
+    pytest.importorskip("scipy")
+    script = (
+        "import numba, numpy as np\n"
+        "from mpifl.numba_setup import set_up_numba_without_blas\n"
+        "set_up_numba_without_blas()\n"
+        "import numba.np.arraymath as arraymath\n"
+        "assert arraymath._HAVE_BLAS is False, 'Numba found a BLAS'\n"
+        "import scipy.linalg\n"
+        "assert numba.njit(lambda x: x.sum())(np.ones(3)) == 3.0\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -209,34 +209,28 @@ def test_recall_times_nothing_and_says_what_it_found(tmp_path, monkeypatch):
     assert tuning.recall(SPEC, 32, OPERATIONS, store).describe() == "gradient: prefetch, sgd: prefetch (pinned)"
 
 
-class OneSampleTimer(FakeTimer):
-    """Times the default variant's sample at ``per_row`` seconds a row, the others as set."""
-
-    def __init__(self, seconds: dict, per_row: float):
-        super().__init__(seconds)
-        self.per_row = per_row
-
-    def __call__(self, spec, threads, batch_size, operation, candidates):
-        if len(candidates) == 1:
-            self.calls += 1
-            return {candidates[0].name: self.per_row * tuning.sample_rows(spec, operation)}
-        return super().__call__(spec, threads, batch_size, operation, candidates)
-
-
-def test_a_job_too_short_to_repay_the_compiles_keeps_the_default_and_caches_nothing(tmp_path):
+def test_a_job_is_sized_to_the_floor_the_default_or_a_measured_choice(tmp_path):
     store = tuning.ChoiceStore(tmp_path, IDENTITY)
-    seconds = {op: {"tuned": 2.0, "prefetch": 1.0, "libm4": 3.0, "plain": 3.0} for op in OPERATIONS}
-    # 1e-6 s a row x 1,000 rows x 50 passes = 0.05 s of kernels; three 2-second compiles would cost 6 s
-    short = tuning.Workload(rows=1_000, passes=50, compile_seconds=2.0)
-    fake = OneSampleTimer(seconds, per_row=1e-6)
-    selection = tuning.choose(SPEC, 32, store=store, measure=fake, operations=(SGD,), workload=short)
-    assert (selection.sgd.name, selection.how, fake.calls) == ("tuned", "default", 1)
-    assert "kernels run about 0.05 s in this job, and compiling 3 more variants costs about 6 s" in selection.note
-    assert not store.path.exists()
-    # 1e-6 s x 1e6 rows x 50 passes = 50 s of kernels: worth 6 s of compiling
-    long = tuning.Workload(rows=1_000_000, passes=50, compile_seconds=2.0)
-    selection = tuning.choose(SPEC, 32, store=store, measure=fake, operations=(SGD,), workload=long)
-    assert (selection.sgd.name, selection.how, selection.note) == ("prefetch", "measured", "")
+    fake = timer({"tuned": 2.0, "prefetch": 1.0, "libm4": 3.0, "plain": 3.0},
+                 {"tuned": 2.0, "prefetch": 1.0, "libm4": 3.0, "plain": 3.0})
+    spec = ModelSpec("softmax", 63, 10, np.dtype("float64"))  # 64 x 10 multiply-adds a row
+    per_pass = tuning.FLOOR_SECONDS_PER_MAC * 640
+    # 10,000 row-passes: about 8 ms of kernels; a faster variant cannot repay its longer compile
+    short = tuning.choose(spec, 32, store=store, measure=fake, operations=(SGD,),
+                          workload=tuning.Workload(rows=1_000, passes=10))
+    assert (short.gradient.name, short.sgd.name, short.how, fake.calls) == ("plain", "plain", "default", 0)
+    assert short.note.startswith(f"the floor: the kernels run about {per_pass * 1e4:.2g} s")
+    # about 15 s: the default variant's speed repays its compile, measuring all four would not
+    middle = tuning.choose(spec, 32, store=store, measure=fake, operations=(SGD,),
+                           workload=tuning.Workload(rows=20_000, passes=1_000))
+    assert (middle.gradient.name, middle.sgd.name, middle.how, fake.calls) == ("tuned", "tuned", "default", 0)
+    assert "too short to repay compiling 3 more variants" in middle.note
+    assert not store.path.exists()  # neither is a measurement, so neither is cached
+    # about 150 s: measure, choose and cache
+    long = tuning.choose(spec, 32, store=store, measure=fake, operations=(SGD,),
+                         workload=tuning.Workload(rows=200_000, passes=1_000))
+    assert (long.sgd.name, long.how, long.note, fake.calls) == ("prefetch", "measured", "", 1)
+    assert store.get(tuning.choice_key(spec, 32))["variants"] == {SGD: "prefetch"}
 
 
 def test_an_unknown_tuning_mode_is_a_clear_error(monkeypatch):
@@ -247,11 +241,11 @@ def test_an_unknown_tuning_mode_is_a_clear_error(monkeypatch):
         tuning_mode()
 
 
-def test_a_short_run_keeps_the_default_variants_and_says_why(tmp_path, monkeypatch):
+def test_a_short_run_runs_on_the_floor_and_says_why(tmp_path, monkeypatch):
     monkeypatch.setattr(tuning, "cache_directory", lambda: tmp_path / "cache")
     cfg = config.load(overrides=["mode=distributed", "rounds=3", "log_every=1"])
     run_job(MPI.COMM_SELF, cfg, tmp_path / "run", verbose=False)
     recorded = json.loads((tmp_path / "run" / "summary.json").read_text())["kernel_variants"]
-    assert (recorded["how"], recorded[SGD]) == ("default", "tuned")
-    assert recorded["note"].startswith("sgd: not measured: the kernels run about")
+    assert (recorded["how"], recorded[GRADIENT], recorded[SGD]) == ("default", "plain", "plain")
+    assert recorded["note"].startswith("the floor: the kernels run about")
     assert not list((tmp_path / "cache").glob("kernel-variants-*.json"))
