@@ -123,12 +123,13 @@ def _variant_lines() -> list[str]:
     lines = [
         f"cpu              {machine.describe()}",
         f"kernel variants  {', '.join(v.name for v in variants.VARIANTS)}"
-        + (f"; pinned to {pin.name} by {variants.PIN_VARIABLE}" if pin else "; chosen by measurement per node"),
+        + (f"; pinned to {pin.name} by {variants.PIN_VARIABLE}" if pin else
+           f"; by job size, measured per node for long jobs ({variants.TUNING_VARIABLE}={variants.tuning_mode()})"),
     ]
     lines += [f"  {v.name:<14} {v.about}" for v in variants.VARIANTS]
     choices = store.read()
     lines.append(f"chosen variants  {len(choices)} shape class(es) cached in {store.path}")
     for key, entry in sorted(choices.items()):
         names = entry.get("variants", {})
-        lines.append(f"  {key:<40} " + ", ".join(f"{op} {names.get(op)}" for op in variants.OPERATIONS))
+        lines.append(f"  {key:<40} " + ", ".join(f"{op} {names[op]}" for op in variants.OPERATIONS if op in names))
     return lines
