@@ -96,3 +96,13 @@ def test_sweep_benchmark_smoke(tmp_path):
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "sweep.json").read_text())
     assert data["points"] == 2 and data["sweep_seconds"] > 0 and "time vs the sweep" in proc.stdout
+
+
+def test_first_run_benchmark_smoke(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "first_run.py"), "--ranks", "2", "--warm", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "first_run.json").read_text())["results"]["this tree"]
+    assert data["cold"]["compile"] > 0 and data["warm_wall"] > 0 and "cold: empty NUMBA_CACHE_DIR" in proc.stdout
