@@ -57,6 +57,26 @@ def objective_hook(grad, theta, anchor, mu, correction):
                 grad[c, j] += correction[c, j]
 
 
+@inline_kernel
+def sgd_step(grad, theta, velocity, count, lr, momentum, l2, anchor, mu, correction):
+    """One mini-batch step from a summed data gradient over ``count`` rows: mean, L2, the objective hook, update."""
+    add_l2_and_scale(grad, theta, count, l2)
+    objective_hook(grad, theta, anchor, mu, correction)
+    momentum_step(theta, velocity, grad, lr, momentum)
+
+
+@inline_kernel
+def sum_partials(grad, partial, losses):
+    """grad = the threads' partial gradients summed in thread order (fixed, so results never depend on
+    scheduling); returns their summed loss."""
+    grad[:] = 0
+    total = 0.0
+    for t in range(partial.shape[0]):
+        grad += partial[t]
+        total += losses[t]
+    return total
+
+
 @kernel
 def l2_penalty(theta, l2):
     """0.5 * l2 * ||W||^2, the bias excluded."""

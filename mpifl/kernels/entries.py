@@ -16,7 +16,7 @@ import numba
 import numpy as np
 
 from mpifl.jit import kernel, threaded_kernel
-from mpifl.kernels.drivers import add_l2_and_scale, momentum_step, objective_hook
+from mpifl.kernels.drivers import sgd_step, sum_partials
 from mpifl.kernels.flags import CORRECT, GRAD, KIND_CODES, LOSS, is_indexed
 from mpifl.kernels.losses import range_loss_grad
 from mpifl.kernels.sparse import range_loss_grad_csr
@@ -82,8 +82,7 @@ def dense_entries(kind: int, variant: int) -> Entries:
         """As full_gradient, split over partial.shape[0] threads.
 
         Each thread owns one contiguous row range and its own gradient and
-        scratch; the partial gradients are summed in a fixed order, so the
-        result depends on the thread count only, never on scheduling.
+        scratch (see drivers.sum_partials).
         """
         T = partial.shape[0]
         n = X.shape[0]
@@ -94,12 +93,7 @@ def dense_entries(kind: int, variant: int) -> Entries:
             partial[t] = 0
             losses[t], _ = range_loss_grad(kind, variant, X, y, theta, rows, is_indexed(rows), t * n // T,
                                            (t + 1) * n // T, partial[t], Zs[t], Es[t], what)
-        grad[:] = 0
-        total = 0.0
-        for t in range(T):
-            grad += partial[t]
-            total += losses[t]
-        return total
+        return sum_partials(grad, partial, losses)
 
     @kernel
     def batch_gradient(X, y, theta, rows, start, stop, grad, Z, E, want_loss):
@@ -122,9 +116,7 @@ def dense_entries(kind: int, variant: int) -> Entries:
             e = min(n, s + batch_size)
             grad[:] = 0
             range_loss_grad(kind, variant, X, y, theta, order, indexed, s, e, grad, Z, E, JUST_GRAD)
-            add_l2_and_scale(grad, theta, e - s, l2)
-            objective_hook(grad, theta, anchor, mu, correction)
-            momentum_step(theta, velocity, grad, lr, momentum)
+            sgd_step(grad, theta, velocity, e - s, lr, momentum, l2, anchor, mu, correction)
 
     @kernel
     def evaluate(X, y, theta, Z, E):
@@ -159,12 +151,7 @@ def csr_entries(kind: int, variant: int) -> Entries:
             partial[t] = 0
             losses[t], _ = range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, is_indexed(rows),
                                                t * n // T, (t + 1) * n // T, partial[t], Zs[t], Es[t], what)
-        grad[:] = 0
-        total = 0.0
-        for t in range(T):
-            grad += partial[t]
-            total += losses[t]
-        return total
+        return sum_partials(grad, partial, losses)
 
     @kernel
     def batch_gradient(data, indices, indptr, y, theta, rows, start, stop, grad, Z, E, want_loss):
@@ -185,9 +172,7 @@ def csr_entries(kind: int, variant: int) -> Entries:
             grad[:] = 0
             range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, order, indexed, s, e, grad, Z, E,
                                 JUST_GRAD)
-            add_l2_and_scale(grad, theta, e - s, l2)
-            objective_hook(grad, theta, anchor, mu, correction)
-            momentum_step(theta, velocity, grad, lr, momentum)
+            sgd_step(grad, theta, velocity, e - s, lr, momentum, l2, anchor, mu, correction)
 
     @kernel
     def evaluate(data, indices, indptr, y, theta, Z, E):

@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from mpifl.jit import inline_kernel, kernel
+from mpifl.kernels.flags import subtract_labels
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.6931471803691238
@@ -86,9 +87,8 @@ def exp_block(src, dst, m):
 def sigmoid_residuals(Z, y, rows, indexed, s, m):
     """Z[i] = 1 / (1 + exp(-Z[i])) - y[row i], one vectorised pass in the precision of Z.
 
-    The sigmoid pass and the label pass are separate loops, and the label
-    pass is written twice (shuffled rows, rows in order), so that neither
-    loop holds a branch and both vectorise.
+    The sigmoid pass and the label pass (flags.subtract_labels) are separate
+    loops, so that neither holds a branch and both vectorise.
     """
     if Z.itemsize == 4:
         one = np.float32(1.0)
@@ -97,9 +97,4 @@ def sigmoid_residuals(Z, y, rows, indexed, s, m):
     else:
         for i in range(m):
             Z[i] = 1.0 / (1.0 + exp64(-Z[i]))
-    if indexed:
-        for i in range(m):
-            Z[i] -= y[rows[s + i]]
-    else:
-        for i in range(m):
-            Z[i] -= y[s + i]
+    subtract_labels(Z, y, rows, indexed, s, m)

@@ -27,3 +27,14 @@ def is_indexed(rows):
     kernel, and the test in row_at is loop-invariant, so LLVM hoists it.
     """
     return rows.shape[0] > 0
+
+
+@inline_kernel
+def subtract_labels(Z, y, rows, indexed, s, m):
+    """Z[i] -= y[row s + i] for i < m, in two branch-free loops (shuffled rows, rows in order) that vectorise."""
+    if indexed:
+        for i in range(m):
+            Z[i] -= y[rows[s + i]]
+    else:
+        for i in range(m):
+            Z[i] -= y[s + i]

@@ -20,7 +20,7 @@ import numpy as np
 
 from mpifl.jit import inline_kernel, kernel
 from mpifl.kernels.expo import exp_block, sigmoid_residuals
-from mpifl.kernels.flags import CORRECT, GRAD, LOGISTIC, LOSS, SOFTMAX, SQUARED, row_at
+from mpifl.kernels.flags import CORRECT, GRAD, LOGISTIC, LOSS, SOFTMAX, SQUARED, row_at, subtract_labels
 from mpifl.kernels.rowwise import plain_range
 from mpifl.kernels.prefetch import prefetch_rows
 from mpifl.kernels.switch import compile_time_choice, constant
@@ -250,14 +250,9 @@ def _exp_values(variant, E, m):
 
 @kernel
 def _squared_link(variant, y, rows, indexed, s, m, C, Z, E, what):
-    """Residual z - y in place; returns (0.5 * sum r^2, 0).  Two branch-free loops, as in sigmoid_residuals."""
+    """Residual z - y in place; returns (0.5 * sum r^2, 0)."""
     loss = 0.0
-    if indexed:
-        for i in range(m):
-            Z[i] -= y[rows[s + i]]
-    else:
-        for i in range(m):
-            Z[i] -= y[s + i]
+    subtract_labels(Z, y, rows, indexed, s, m)
     if what & LOSS:
         for i in range(m):
             loss += 0.5 * np.float64(Z[i]) * np.float64(Z[i])
@@ -271,7 +266,8 @@ def _libm_sigmoid_residuals(Z, y, rows, indexed, s, m, E):
         E[i] = -Z[i]
     _libm_exp(E, m)
     for i in range(m):
-        Z[i] = 1.0 / (1.0 + E[i]) - y[row_at(rows, indexed, s + i)]
+        Z[i] = 1.0 / (1.0 + E[i])
+    subtract_labels(Z, y, rows, indexed, s, m)
 
 
 def sigmoid_link(variant, Z, y, rows, indexed, s, m, E):
