@@ -148,3 +148,36 @@ def federated(algorithm, params, trainers, rounds, plan, n_clients, shape, lr, m
                 v = v - (1 - params["beta2"]) * d2 * np.sign(v - d2)
             theta = theta + params["lr"] * m / (np.sqrt(v) + params["tau"])
     return theta
+
+
+def mlp_loss_and_grad_sum(layout, activation, kind, X, y, theta):
+    """(summed loss, summed flat gradient) of an MLP's data term, forward and backward in float64 NumPy."""
+    X, y, theta = (a.astype(np.float64) for a in (X, y, theta))
+    H = [X]
+    for layer in range(layout.n_layers):
+        Z = H[-1] @ layout.weights(theta, layer) + layout.bias(theta, layer)
+        if layer < layout.n_layers - 1:
+            Z = np.maximum(Z, 0.0) if activation == "relu" else np.tanh(Z)
+        H.append(Z)
+    Z = H[-1]
+    if kind == "linear":
+        R = Z - y[:, None]
+        loss = 0.5 * np.sum(R**2)
+    elif kind == "logistic":
+        z = Z[:, 0]
+        loss = np.sum(np.logaddexp(0.0, z) - y * z)
+        R = (1.0 / (1.0 + np.exp(-z)) - y)[:, None]
+    else:
+        Zs = Z - Z.max(axis=1, keepdims=True)
+        logp = Zs - np.log(np.exp(Zs).sum(axis=1, keepdims=True))
+        Y = np.eye(Z.shape[1])[y.astype(int)]
+        loss = -np.sum(logp * Y)
+        R = np.exp(logp) - Y
+    grad = np.zeros_like(theta)
+    for layer in range(layout.n_layers - 1, -1, -1):
+        layout.weights(grad, layer)[...] = H[layer].T @ R
+        layout.bias(grad, layer)[...] = R.sum(axis=0)
+        if layer:
+            R = R @ layout.weights(theta, layer).T
+            R = R * (H[layer] > 0) if activation == "relu" else R * (1.0 - H[layer] ** 2)
+    return float(loss), grad

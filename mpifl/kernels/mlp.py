@@ -1,0 +1,312 @@
+"""A multilayer perceptron's fused loss, gradient and SGD step on one flat parameter vector.
+
+Layer l maps ``widths[l]`` inputs to ``widths[l + 1]`` outputs.  Its weights
+are stored input-major, ``W[k, j]`` from input k to unit j, so that the
+forward product and both backward products run over contiguous rows; its
+biases follow.  Every layer is a view into theta (MlpLayout), and the
+collectives send theta as it is.
+
+The products are BLAS GEMMs through Numba's ``np.dot`` into preallocated
+buffers; everything else (bias, activation, its derivative, the output link
+shared with the linear kernels, the update) are loops in the same compiled
+call, so a mini-batch step is one Python call with no allocation.
+
+All functions are pure: no MPI, no I/O, preallocated C-contiguous arrays only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from mpifl.jit import kernel
+from mpifl.kernels.flags import CORRECT, GRAD, LOSS, is_indexed
+from mpifl.kernels.losses import link
+
+RELU, TANH = 0, 1
+ACTIVATIONS = {"relu": RELU, "tanh": TANH}
+CHUNK_ROWS = 256  # rows per forward/backward pass of a full-batch gradient or an evaluation
+
+
+@dataclass(frozen=True)
+class MlpLayout:
+    """Where each layer's weights and biases sit in the flat theta, for widths (inputs, hidden..., outputs)."""
+
+    widths: tuple[int, ...]
+
+    def __post_init__(self):
+        if len(self.widths) < 2 or min(self.widths) < 1:
+            raise ValueError(f"An MLP needs at least an input and an output width, all positive; got {self.widths}.")
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.widths) - 1
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """int64 (layers, 2): the offset of each layer's weights and of its biases in theta."""
+        out = np.empty((self.n_layers, 2), dtype=np.int64)
+        at = 0
+        for layer in range(self.n_layers):
+            n, m = self.widths[layer], self.widths[layer + 1]
+            out[layer] = (at, at + n * m)
+            at += n * m + m
+        return out
+
+    @property
+    def size(self) -> int:
+        return sum(n * m + m for n, m in zip(self.widths[:-1], self.widths[1:]))
+
+    def weights(self, theta: np.ndarray, layer: int) -> np.ndarray:
+        n, m = self.widths[layer], self.widths[layer + 1]
+        at = int(self.offsets[layer, 0])
+        return theta[at:at + n * m].reshape(n, m)
+
+    def bias(self, theta: np.ndarray, layer: int) -> np.ndarray:
+        at = int(self.offsets[layer, 1])
+        return theta[at:at + self.widths[layer + 1]]
+
+    def penalised(self) -> np.ndarray:
+        """True where model.l2 applies: the weights, not the biases."""
+        mask = np.zeros(self.size, dtype=bool)
+        for at, bias_at in self.offsets:
+            mask[at:bias_at] = True
+        return mask
+
+    def initial(self, rng: np.random.Generator, activation: str, dtype) -> np.ndarray:
+        """He-normal weights for ReLU, Glorot-uniform for tanh; zero biases."""
+        theta = np.zeros(self.size, dtype=np.float64)
+        for layer in range(self.n_layers):
+            n, m = self.widths[layer], self.widths[layer + 1]
+            W = self.weights(theta, layer)
+            if activation == "relu":
+                W[...] = rng.standard_normal((n, m)) * math.sqrt(2.0 / n)
+            else:
+                limit = math.sqrt(6.0 / (n + m))
+                W[...] = rng.uniform(-limit, limit, (n, m))
+        return theta.astype(dtype)
+
+
+@dataclass
+class MlpBuffers:
+    """Scratch for batches of up to ``rows`` rows: activations of every layer, two delta panels, one
+    gradient panel, allocated once per model and reused by every call."""
+
+    A: np.ndarray  # rows x (sum of widths): the input rows, then each layer's output
+    D: np.ndarray  # 2 x rows x (widest layer): the delta being propagated, and the next one
+    G: np.ndarray  # the largest weight matrix: a product to add into an accumulated gradient
+    E: np.ndarray  # rows x outputs: the output link's exp scratch
+
+    @classmethod
+    def allocate(cls, layout: MlpLayout, rows: int, dtype) -> MlpBuffers:
+        widths = layout.widths
+        biggest = max(n * m for n, m in zip(widths[:-1], widths[1:]))
+        return cls(np.empty(rows * sum(widths), dtype=dtype), np.empty(2 * rows * max(widths), dtype=dtype),
+                   np.empty(biggest, dtype=dtype), np.empty(rows * widths[-1], dtype=dtype))
+
+
+@kernel
+def _activation_offsets(widths, m):
+    """Where layer l's activations (m rows of widths[l]) start in A; A_0 holds the input rows."""
+    at = np.empty(widths.shape[0], dtype=np.int64)
+    total = 0
+    for layer in range(widths.shape[0]):
+        at[layer] = total
+        total += m * widths[layer]
+    return at
+
+
+@kernel
+def forward(theta, offsets, widths, activation, X, rows, indexed, s, m, A):
+    """The outputs' logits for rows s .. s+m-1 (through ``rows`` when indexed), into the last panel of A.
+
+    Hidden layers keep their activations in A for the backward pass.
+    """
+    L = offsets.shape[0]
+    at = _activation_offsets(widths, m)
+    d = widths[0]
+    inputs = A[at[0]:at[0] + m * d].reshape((m, d))
+    for i in range(m):
+        r = rows[s + i] if indexed else s + i
+        for j in range(d):
+            inputs[i, j] = X[r, j]
+    for layer in range(L):
+        n, w = widths[layer], widths[layer + 1]
+        H = A[at[layer]:at[layer] + m * n].reshape((m, n))
+        W = theta[offsets[layer, 0]:offsets[layer, 0] + n * w].reshape((n, w))
+        b = theta[offsets[layer, 1]:offsets[layer, 1] + w]
+        Z = A[at[layer + 1]:at[layer + 1] + m * w].reshape((m, w))
+        np.dot(H, W, Z)
+        hidden = layer < L - 1
+        for i in range(m):
+            for j in range(w):
+                Z[i, j] += b[j]
+        if hidden and activation == RELU:
+            for i in range(m):
+                for j in range(w):
+                    Z[i, j] = max(Z[i, j], 0.0)
+        elif hidden:
+            for i in range(m):
+                for j in range(w):
+                    Z[i, j] = math.tanh(Z[i, j])
+
+
+@kernel
+def backward(theta, offsets, widths, activation, A, m, D, G, grad, accumulate):
+    """Summed gradient of the batch's loss from the output residuals (in D's first panel) into grad.
+
+    With ``accumulate`` each product is added to grad (a full-batch sum over
+    chunks); otherwise it overwrites grad (one mini-batch step).
+    """
+    L = offsets.shape[0]
+    at = _activation_offsets(widths, m)
+    half = D.shape[0] // 2
+    current, spare = 0, half
+    for layer in range(L - 1, -1, -1):
+        n, w = widths[layer], widths[layer + 1]
+        H = A[at[layer]:at[layer] + m * n].reshape((m, n))
+        R = D[current:current + m * w].reshape((m, w))
+        gW = grad[offsets[layer, 0]:offsets[layer, 0] + n * w].reshape((n, w))
+        gb = grad[offsets[layer, 1]:offsets[layer, 1] + w]
+        if accumulate:
+            product = G[:n * w].reshape((n, w))
+            np.dot(H.T, R, product)
+            for k in range(n):
+                for j in range(w):
+                    gW[k, j] += product[k, j]
+        else:
+            np.dot(H.T, R, gW)
+            gb[:] = 0
+        for i in range(m):
+            for j in range(w):
+                gb[j] += R[i, j]
+        if layer == 0:
+            break
+        W = theta[offsets[layer, 0]:offsets[layer, 0] + n * w].reshape((n, w))
+        below = D[spare:spare + m * n].reshape((m, n))
+        np.dot(R, W.T, below)
+        if activation == RELU:
+            for i in range(m):
+                for k in range(n):
+                    if H[i, k] <= 0.0:
+                        below[i, k] = 0.0
+        else:
+            for i in range(m):
+                for k in range(n):
+                    below[i, k] *= 1.0 - H[i, k] * H[i, k]
+        current, spare = spare, current
+
+
+@kernel
+def flat_sgd_step(grad, theta, velocity, count, lr, momentum, l2, offsets, anchor, mu, correction):
+    """Summed gradient -> mean + l2 on the weights + the objective hook; then heavy-ball SGD on theta.
+
+    The hook is the round protocol's (anchor, mu, correction), as in
+    drivers.objective_hook: mu = 0 and an empty correction skip it.
+    """
+    inv = 1.0 / count if count > 0 else 0.0
+    P = theta.shape[0]
+    for i in range(P):
+        grad[i] *= inv
+    if l2 != 0.0:
+        for layer in range(offsets.shape[0]):
+            for i in range(offsets[layer, 0], offsets[layer, 1]):
+                grad[i] += l2 * theta[i]
+    if mu != 0.0:
+        for i in range(P):
+            grad[i] += mu * (theta[i] - anchor[i])
+    if correction.size != 0:
+        for i in range(P):
+            grad[i] += correction[i]
+    if momentum != 0.0:
+        for i in range(P):
+            velocity[i] = momentum * velocity[i] + grad[i]
+            theta[i] -= lr * velocity[i]
+    else:
+        for i in range(P):
+            theta[i] -= lr * grad[i]
+
+
+@kernel
+def weight_penalty(theta, offsets, l2):
+    """0.5 * l2 * (sum of squared weights), the biases excluded."""
+    total = 0.0
+    for layer in range(offsets.shape[0]):
+        for i in range(offsets[layer, 0], offsets[layer, 1]):
+            total += np.float64(theta[i]) * np.float64(theta[i])
+    return 0.5 * l2 * total
+
+
+WHAT_STEP = np.int64(GRAD)
+WHAT_EVALUATE = np.int64(LOSS | CORRECT)
+
+
+def mlp_entries(kind: int, activation: int, variant: int):
+    """The entry points of one output kind, activation and variant (closed over, so compile-time constants).
+
+    The output link is the linear kernels' (losses.link): the same losses,
+    residuals and accuracy conventions for the MLP's outputs as for a
+    linear model's logits.  Returns (sgd_epoch, full_gradient, evaluate).
+    """
+
+    @kernel
+    def sgd_epoch(theta, offsets, widths, X, y, velocity, grad, A, D, G, E, order, batch_size, lr, momentum, l2,
+                  anchor, mu, correction):
+        """One epoch of mini-batch SGD in the given row order: one forward, backward and update per batch."""
+        n = order.shape[0]
+        C = widths[widths.shape[0] - 1]
+        indexed = is_indexed(order)
+        for s in range(0, n, batch_size):
+            m = min(n, s + batch_size) - s
+            _residuals(kind, variant, activation, theta, offsets, widths, X, y, order, indexed, s, m, A, D, E, C,
+                       WHAT_STEP)
+            backward(theta, offsets, widths, activation, A, m, D, G, grad, False)
+            flat_sgd_step(grad, theta, velocity, m, lr, momentum, l2, offsets, anchor, mu, correction)
+
+    @kernel
+    def full_gradient(theta, offsets, widths, X, y, grad, A, D, G, E, want_loss):
+        """Summed gradient over every row of X, chunk by chunk; returns the summed loss (0 unless asked)."""
+        grad[:] = 0
+        C = widths[widths.shape[0] - 1]
+        what = GRAD | LOSS if want_loss else GRAD
+        rows = np.empty(0, dtype=np.int64)
+        loss = 0.0
+        for s in range(0, X.shape[0], CHUNK_ROWS):
+            m = min(X.shape[0], s + CHUNK_ROWS) - s
+            part, _ = _residuals(kind, variant, activation, theta, offsets, widths, X, y, rows, is_indexed(rows),
+                                 s, m, A, D, E, C, what)
+            loss += part
+            backward(theta, offsets, widths, activation, A, m, D, G, grad, True)
+        return loss
+
+    @kernel
+    def evaluate(theta, offsets, widths, X, y, A, D, E):
+        """(summed loss, number correct) over every row of X."""
+        C = widths[widths.shape[0] - 1]
+        rows = np.empty(0, dtype=np.int64)
+        loss = 0.0
+        correct = 0
+        for s in range(0, X.shape[0], CHUNK_ROWS):
+            m = min(X.shape[0], s + CHUNK_ROWS) - s
+            part, hits = _residuals(kind, variant, activation, theta, offsets, widths, X, y, rows, is_indexed(rows),
+                                    s, m, A, D, E, C, WHAT_EVALUATE)
+            loss += part
+            correct += hits
+        return loss, correct
+
+    return sgd_epoch, full_gradient, evaluate
+
+
+@kernel
+def _residuals(kind, variant, activation, theta, offsets, widths, X, y, rows, indexed, s, m, A, D, E, C, what):
+    """Forward m rows, then the output link: residuals (dloss/dlogits, summed) in D's first panel;
+    returns (summed loss, correct)."""
+    forward(theta, offsets, widths, activation, X, rows, indexed, s, m, A)
+    last = _activation_offsets(widths, m)[widths.shape[0] - 1]
+    Z = A[last:last + m * C]
+    part, hits = link(kind, variant, y, rows, indexed, s, m, C, Z, E, what)
+    for k in range(m * C):
+        D[k] = Z[k]
+    return part, hits

@@ -1,0 +1,118 @@
+"""The MLP kernels against a NumPy forward/backward and against finite differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import naive
+from mpifl.kernels.flags import KIND_CODES
+from mpifl.kernels.mlp import ACTIVATIONS, MlpBuffers, MlpLayout, mlp_entries, weight_penalty
+from mpifl.kernels.variants import DEFAULT
+
+OUTPUTS = {"softmax": 3, "logistic": 1, "linear": 1}
+
+
+def problem(kind, dtype, rows=37, widths=(5, 7, 6), seed=0):
+    rng = np.random.default_rng(seed)
+    layout = MlpLayout((*widths, OUTPUTS[kind]))
+    X = rng.standard_normal((rows, widths[0])).astype(dtype)
+    if kind == "softmax":
+        y = rng.integers(0, 3, rows).astype(dtype)
+    elif kind == "logistic":
+        y = rng.integers(0, 2, rows).astype(dtype)
+    else:
+        y = rng.standard_normal(rows).astype(dtype)
+    theta = layout.initial(rng, "relu", dtype) + (0.05 * rng.standard_normal(layout.size)).astype(dtype)
+    return layout, X, y, theta
+
+
+def calls(kind, activation):
+    return mlp_entries(KIND_CODES[kind], ACTIVATIONS[activation], DEFAULT.code)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("kind", ["softmax", "logistic", "linear"])
+@pytest.mark.parametrize("rows", [1, 255, 256, 257, 600])  # around the 256-row chunk
+def test_full_gradient_matches_numpy(kind, activation, dtype, rtol, rows):
+    layout, X, y, theta = problem(kind, dtype, rows)
+    _, full_gradient, evaluate = calls(kind, activation)
+    buffers = MlpBuffers.allocate(layout, 256, dtype)
+    grad = np.zeros(layout.size, dtype=dtype)
+    loss = full_gradient(theta, layout.offsets, np.array(layout.widths), X, y, grad, buffers.A, buffers.D, buffers.G,
+                         buffers.E, True)
+    want_loss, want_grad = naive.mlp_loss_and_grad_sum(layout, activation, kind, X, y, theta)
+    assert loss == pytest.approx(want_loss, rel=rtol)
+    np.testing.assert_allclose(grad, want_grad, rtol=rtol * 10, atol=rtol * np.abs(want_grad).max())
+    eval_loss, _ = evaluate(theta, layout.offsets, np.array(layout.widths), X, y, buffers.A, buffers.D, buffers.E)
+    assert eval_loss == pytest.approx(want_loss, rel=rtol)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("kind", ["softmax", "logistic", "linear"])
+def test_gradient_matches_finite_differences(kind, activation):
+    layout, X, y, theta = problem(kind, np.float64, rows=9)
+    _, full_gradient, _ = calls(kind, activation)
+    buffers = MlpBuffers.allocate(layout, 256, np.float64)
+    widths = np.array(layout.widths)
+    grad = np.zeros(layout.size)
+    full_gradient(theta, layout.offsets, widths, X, y, grad, buffers.A, buffers.D, buffers.G, buffers.E, False)
+
+    def loss_at(point):
+        scratch = np.zeros(layout.size)
+        return full_gradient(point, layout.offsets, widths, X, y, scratch, buffers.A, buffers.D, buffers.G,
+                             buffers.E, True)
+
+    step = 1e-6
+    for i in np.random.default_rng(1).choice(layout.size, 25, replace=False):
+        up, down = theta.copy(), theta.copy()
+        up[i] += step
+        down[i] -= step
+        assert grad[i] == pytest.approx((loss_at(up) - loss_at(down)) / (2 * step), rel=1e-5, abs=1e-7), i
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+@pytest.mark.parametrize("batch", [1, 10, 16, 50])
+def test_an_sgd_epoch_matches_numpy_steps_with_momentum_l2_and_the_hook(dtype, rtol, batch):
+    layout, X, y, theta = problem("softmax", dtype, rows=53)
+    sgd_epoch, _, _ = calls("softmax", "tanh")
+    rng = np.random.default_rng(2)
+    order = rng.permutation(53).astype(np.int64)
+    anchor = (theta + 0.01).astype(dtype)
+    correction = (0.001 * rng.standard_normal(layout.size)).astype(dtype)
+    lr, momentum, l2, mu = 0.1, 0.9, 1e-3, 0.05
+    buffers = MlpBuffers.allocate(layout, batch, dtype)
+    mine, velocity, grad = theta.copy(), np.zeros(layout.size, dtype), np.zeros(layout.size, dtype)
+    sgd_epoch(mine, layout.offsets, np.array(layout.widths), X, y, velocity, grad, buffers.A, buffers.D, buffers.G,
+              buffers.E, order, batch, lr, momentum, l2, anchor, mu, correction)
+    want, want_velocity = theta.astype(np.float64), np.zeros(layout.size)
+    penalised = layout.penalised()
+    for s in range(0, 53, batch):
+        rows = order[s:s + batch]
+        _, g = naive.mlp_loss_and_grad_sum(layout, "tanh", "softmax", X[rows], y[rows], want)
+        g = g / len(rows) + l2 * want * penalised + mu * (want - anchor) + correction
+        want_velocity = momentum * want_velocity + g
+        want = want - lr * want_velocity
+    np.testing.assert_allclose(mine, want, rtol=rtol, atol=rtol)
+
+
+def test_the_layout_is_views_into_one_vector_and_l2_spares_the_biases():
+    layout = MlpLayout((4, 3, 2))
+    theta = np.arange(layout.size, dtype=np.float64)
+    assert layout.size == 4 * 3 + 3 + 3 * 2 + 2
+    assert np.shares_memory(layout.weights(theta, 1), theta) and layout.weights(theta, 1).shape == (3, 2)
+    assert layout.bias(theta, 0).tolist() == [12.0, 13.0, 14.0]
+    assert layout.penalised().sum() == 4 * 3 + 3 * 2
+    expected = 0.5 * 0.1 * float(np.sum(theta[layout.penalised()] ** 2))
+    assert weight_penalty(theta, layout.offsets, 0.1) == pytest.approx(expected)
+
+
+def test_initialisation_is_seeded_and_scaled_per_activation():
+    layout = MlpLayout((400, 300, 10))
+    he = layout.initial(np.random.default_rng(0), "relu", np.float32)
+    assert np.array_equal(he, layout.initial(np.random.default_rng(0), "relu", np.float32)) and he.dtype == np.float32
+    assert np.std(layout.weights(he, 0)) == pytest.approx(np.sqrt(2 / 400), rel=0.02)
+    glorot = layout.initial(np.random.default_rng(0), "tanh", np.float64)
+    assert np.abs(layout.weights(glorot, 0)).max() <= np.sqrt(6 / 700)
+    assert not layout.bias(glorot, 0).any()
