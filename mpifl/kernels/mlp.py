@@ -206,10 +206,11 @@ def flat_sgd_step(grad, theta, velocity, count, lr, momentum, l2, offsets, ancho
     The hook is the round protocol's (anchor, mu, correction), as in
     drivers.objective_hook: mu = 0 and an empty correction skip it.
     """
-    inv = 1.0 / count if count > 0 else 0.0
+    inv = theta.dtype.type(1.0 / count if count > 0 else 0.0)  # in the parameters' precision: twice the lanes
     P = theta.shape[0]
-    for i in range(P):
-        grad[i] *= inv
+    if count != 1:
+        for i in range(P):
+            grad[i] *= inv
     if l2 != 0.0:
         for layer in range(offsets.shape[0]):
             for i in range(offsets[layer, 0], offsets[layer, 1]):
@@ -225,8 +226,9 @@ def flat_sgd_step(grad, theta, velocity, count, lr, momentum, l2, offsets, ancho
             velocity[i] = momentum * velocity[i] + grad[i]
             theta[i] -= lr * velocity[i]
     else:
+        rate = theta.dtype.type(lr)
         for i in range(P):
-            theta[i] -= lr * grad[i]
+            theta[i] -= rate * grad[i]
 
 
 @kernel
@@ -260,10 +262,11 @@ def mlp_entries(kind: int, activation: int, variant: int):
         indexed = is_indexed(order)
         for s in range(0, n, batch_size):
             m = min(n, s + batch_size) - s
+            # residuals scaled by 1/m: backward then yields the mean gradient, and the step needs no pass to scale it
             _residuals(kind, variant, activation, theta, offsets, widths, X, y, order, indexed, s, m, A, D, E, C,
-                       WHAT_STEP)
+                       WHAT_STEP, 1.0 / m)
             backward(theta, offsets, widths, activation, A, m, D, G, grad, False)
-            flat_sgd_step(grad, theta, velocity, m, lr, momentum, l2, offsets, anchor, mu, correction)
+            flat_sgd_step(grad, theta, velocity, 1, lr, momentum, l2, offsets, anchor, mu, correction)
 
     @kernel
     def full_gradient(theta, offsets, widths, X, y, grad, A, D, G, E, want_loss):
@@ -276,7 +279,7 @@ def mlp_entries(kind: int, activation: int, variant: int):
         for s in range(0, X.shape[0], CHUNK_ROWS):
             m = min(X.shape[0], s + CHUNK_ROWS) - s
             part, _ = _residuals(kind, variant, activation, theta, offsets, widths, X, y, rows, is_indexed(rows),
-                                 s, m, A, D, E, C, what)
+                                 s, m, A, D, E, C, what, 1.0)
             loss += part
             backward(theta, offsets, widths, activation, A, m, D, G, grad, True)
         return loss
@@ -291,7 +294,7 @@ def mlp_entries(kind: int, activation: int, variant: int):
         for s in range(0, X.shape[0], CHUNK_ROWS):
             m = min(X.shape[0], s + CHUNK_ROWS) - s
             part, hits = _residuals(kind, variant, activation, theta, offsets, widths, X, y, rows, is_indexed(rows),
-                                    s, m, A, D, E, C, WHAT_EVALUATE)
+                                    s, m, A, D, E, C, WHAT_EVALUATE, 1.0)
             loss += part
             correct += hits
         return loss, correct
@@ -300,13 +303,14 @@ def mlp_entries(kind: int, activation: int, variant: int):
 
 
 @kernel
-def _residuals(kind, variant, activation, theta, offsets, widths, X, y, rows, indexed, s, m, A, D, E, C, what):
-    """Forward m rows, then the output link: residuals (dloss/dlogits, summed) in D's first panel;
+def _residuals(kind, variant, activation, theta, offsets, widths, X, y, rows, indexed, s, m, A, D, E, C, what, scale):
+    """Forward m rows, then the output link: residuals (dloss/dlogits) times ``scale`` in D's first panel;
     returns (summed loss, correct)."""
     forward(theta, offsets, widths, activation, X, rows, indexed, s, m, A)
     last = _activation_offsets(widths, m)[widths.shape[0] - 1]
     Z = A[last:last + m * C]
     part, hits = link(kind, variant, y, rows, indexed, s, m, C, Z, E, what)
+    factor = D.dtype.type(scale)
     for k in range(m * C):
-        D[k] = Z[k]
+        D[k] = Z[k] * factor
     return part, hits
