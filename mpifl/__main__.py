@@ -12,7 +12,6 @@ import time
 import traceback
 
 from mpifl.mpienv import prepare_process
-from mpifl.numba_setup import set_up_numba_without_blas
 
 ABORT_GRACE_SECONDS = 0.5
 
@@ -32,7 +31,6 @@ def main(argv: list[str] | None = None) -> int:
 
         return report(args[0], args[1:])
     prepare_process()
-    set_up_numba_without_blas()
     from mpi4py import MPI
 
     from mpifl import cli

@@ -14,14 +14,14 @@ from typing import Any
 
 import tomllib
 
-from mpifl.constraints import Choice, Flag, Interval, Text
+from mpifl.constraints import Choice, Flag, Interval, Text, Widths
 from mpifl.constraints import violation
 from mpifl.errors import ConfigError
 from mpifl.strategies import STRATEGIES, STRATEGY_KEYS
 
 
 # The default values are the default job: federated softmax on digits, 7 clients.
-SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag]] = {
+SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "mode": ("federated", Choice(("federated", "distributed"))),
     "seed": (0, Interval(int, 0, 2**63 - 1)),
     "rounds": (50, Interval(int, 1, None)),
@@ -45,7 +45,11 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag]] = {
     # federated clients K of a built-in set; 0 = one per client rank (30 for fedprox_synthetic)
     "data.clients": (0, Interval(int, 0, None)),
     "data.rows_per_rank": (0, Interval(int, 0, None)),  # synthetic: generate this many rows per worker/client
-    "model.kind": ("softmax", Choice(("linear", "logistic", "softmax"))),
+    "model.kind": ("softmax", Choice(("linear", "logistic", "softmax", "mlp"))),
+    # mlp: hidden layer widths, their activation, and the output layer's link (the task)
+    "model.hidden": ([200, 200], Widths()),
+    "model.activation": ("relu", Choice(("relu", "tanh"))),
+    "model.output": ("softmax", Choice(("linear", "logistic", "softmax"))),
     "model.l2": (0.0, Interval(float, 0, None)),
     "model.dtype": ("float64", Choice(("float32", "float64"))),
     "train.algorithm": ("local_sgd", Choice(("gradient_averaging", "local_sgd"))),
@@ -91,6 +95,11 @@ class Config:
             else:
                 out[key] = value
         return out
+
+
+def output_kind(values) -> str:
+    """The model's output link, which is also the task: a linear kind itself, or an MLP's model.output."""
+    return values["model.output"] if values["model.kind"] == "mlp" else values["model.kind"]
 
 
 def defaults() -> dict[str, Any]:
@@ -156,19 +165,21 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
         )
     if values["data.path"]:
         return
-    if values["data.name"] == "digits" and values["model.kind"] == "logistic":
+    output = output_kind(values)
+    key = "model.output" if values["model.kind"] == "mlp" else "model.kind"
+    if values["data.name"] == "digits" and output == "logistic":
         raise ConfigError(
-            f"The 'model.kind' parameter in {source} is 'logistic' (binary), but data.name "
-            "'digits' has 10 classes. Use model.kind = \"softmax\"."
+            f"The '{key}' parameter in {source} is 'logistic' (binary), but data.name "
+            f"'digits' has 10 classes. Use {key} = \"softmax\"."
         )
-    if values["data.name"] == "digits" and values["model.kind"] == "linear":
+    if values["data.name"] == "digits" and output == "linear":
         raise ConfigError(
-            f"The 'model.kind' parameter in {source} is 'linear' (regression), but data.name "
-            "'digits' is a classification task. Use model.kind = \"softmax\"."
+            f"The '{key}' parameter in {source} is 'linear' (regression), but data.name "
+            f"'digits' is a classification task. Use {key} = \"softmax\"."
         )
-    if values["data.name"] == "synthetic" and values["model.kind"] == "logistic" and values["data.n_classes"] != 2:
+    if values["data.name"] == "synthetic" and output == "logistic" and values["data.n_classes"] != 2:
         raise ConfigError(
-            f"The 'data.n_classes' parameter in {source} must be 2 for model.kind 'logistic'. "
+            f"The 'data.n_classes' parameter in {source} must be 2 for {key} 'logistic'. "
             f"Got {values['data.n_classes']} instead."
         )
 

@@ -74,11 +74,25 @@ class Flag:
         return "a bool (true or false)"
 
 
+@dataclass(frozen=True)
+class Widths:
+    """A list of positive ints, e.g. an MLP's hidden layer widths; it may be empty."""
+
+    most: int = 1 << 20
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, list) and all(
+            isinstance(v, Integral) and not isinstance(v, bool) and 1 <= v <= self.most for v in value)
+
+    def describe(self) -> str:
+        return f"a list of ints in the range [1, {self.most}], such as [200, 200]"
+
+
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
-Constraint = Interval | Choice | Text | Flag
+Constraint = Interval | Choice | Text | Flag | Widths
 
 
 def violation(key: str, origin: str, constraint: Constraint, value: Any) -> str | None:

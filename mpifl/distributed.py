@@ -129,6 +129,7 @@ class DistributedLbfgs:
         self._grad = spec.zeros()
         self._send = np.empty(spec.size + 1)
         self._recv = np.empty(spec.size + 1)
+        self._penalised = spec.penalised().ravel()  # the weights; model.l2 never touches a bias
 
     @property
     def converged(self) -> bool:
@@ -146,8 +147,8 @@ class DistributedLbfgs:
         with self.timer.compute():
             n, l2 = self.layout.total, t.settings.l2
             grad = self._recv[:-1] / n
-            weights = x.reshape(shape)[:, :-1]
-            grad.reshape(shape)[:, :-1] += l2 * weights
+            weights = x[self._penalised]
+            grad[self._penalised] += l2 * weights
             return float(self._recv[-1] / n + 0.5 * l2 * np.sum(weights * weights)), grad
 
     def run_round(self, theta: np.ndarray, rnd: int) -> None:
@@ -189,7 +190,7 @@ def train_distributed(loop: Loop, train: Shard, test: Shard) -> np.ndarray:
     test_layout = exchange_sizes(comm, test.n)
     timer = RoundTimer()
     algorithm = make_algorithm(cfg, comm, trainer, train_layout, timer)
-    theta = checkpoints.theta.copy() if checkpoints.resumed else kernels.spec.zeros()
+    theta = checkpoints.theta.copy() if checkpoints.resumed else kernels.spec.initial(cfg["seed"])
     if "velocity" in checkpoints.local:
         trainer.velocity[:] = checkpoints.local["velocity"]
     if hasattr(algorithm, "load_state"):

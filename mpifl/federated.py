@@ -62,7 +62,7 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
     n_clients = wire.n_clients
     tester = LocalTrainer(test, loop.kernels, LocalSettings.from_config(cfg), cfg["seed"], SERVER)
     checkpoints = loop.checkpoints
-    theta = checkpoints.theta.copy() if checkpoints.resumed else spec.zeros()
+    theta = checkpoints.theta.copy() if checkpoints.resumed else spec.initial(cfg["seed"])
     strategy.load_state(checkpoints.server)
     pending = _load_pending(checkpoints.server)
     downlink = wire.downlink_buffer()

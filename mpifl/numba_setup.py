@@ -5,9 +5,11 @@ support, and with it ``scipy.linalg`` (when SciPy is installed), to find a
 BLAS for ``np.dot`` and ``np.linalg`` in jitted code.  mpifl's kernels use
 neither, and the import costs about 0.2 s of CPU per process: 1.7 s for 8
 ranks, a fifth of a warm run of the default job on 2 cores.  A CLI process
-compiles mpifl's kernels only, so it sets Numba up with ``scipy.linalg``
-hidden, which it may import normally afterwards.  Library use (mpifl.run in
-a user's script) leaves Numba alone: the user's own jitted code may need BLAS.
+running a linear model compiles mpifl's kernels only, so it sets Numba up
+with ``scipy.linalg`` hidden, which it may import normally afterwards.  The
+MLP's products are BLAS calls, so its jobs keep it, and so do sweeps (their
+points may mix kinds) and library use (mpifl.run in a user's script: the
+user's own jitted code may need BLAS).
 """
 
 from __future__ import annotations
@@ -15,6 +17,13 @@ from __future__ import annotations
 import sys
 
 BLAS_MODULE = "scipy.linalg"
+
+
+BLAS_KINDS = ("mlp",)  # model kinds whose kernels call BLAS through np.dot
+
+
+def model_uses_blas(kind: str) -> bool:
+    return kind in BLAS_KINDS
 
 
 def set_up_numba_without_blas() -> None:

@@ -21,6 +21,7 @@ class Purpose(IntEnum):
     SYNTHETIC_MODEL = 6  # the true model behind synthetic rows generated per rank
     STRAGGLERS = 7  # which sampled clients straggle in a round, and their epochs
     FEDPROX_SYNTHETIC = 8  # the FedProx paper's Synthetic(alpha, beta) clients
+    MODEL_INIT = 9  # a model's initial parameters (an MLP's He or Glorot weights)
 
 
 def stream(seed: int, purpose: Purpose, *keys: int) -> np.random.Generator:

@@ -12,7 +12,7 @@ import numpy as np
 from mpi4py import MPI
 
 from mpifl import audit as audits
-from mpifl import machine, roles
+from mpifl import machine, roles, tuning
 from mpifl.agree import collectively
 from mpifl.comm import node_occupancy
 from mpifl.compile import set_threads
@@ -229,13 +229,18 @@ def _banner(comm, cfg, spec, threads, compile_seconds, kernel_variants) -> str:
     else:
         layout = f"{size} workers"
         algo = cfg["train.algorithm"]
+    model = spec.kind
+    if spec.kind == "mlp":
+        model = f"mlp {'-'.join(map(str, spec.layout.widths))} ({spec.activation}, {spec.link} output)"
+    chosen = (kernel_variants["note"] if spec.kind in tuning.ONE_VARIANT_KINDS else
+              f"{variants.GRADIENT} {kernel_variants[variants.GRADIENT]}, {variants.SGD} "
+              f"{kernel_variants[variants.SGD]} ({_how(kernel_variants)})")
     return (
-        f"mpifl: {cfg['mode']} {spec.kind} on {cfg['data.name']} ({cfg['data.partition']}), "
+        f"mpifl: {cfg['mode']} {model} on {cfg['data.name']} ({cfg['data.partition']}), "
         f"{layout}, {algo}, {cfg['rounds']} rounds, {spec.dtype}\n"
         f"       {threads} thread(s)/rank, MPI thread level {mpi4py.rc.thread_level}, "
         f"kernels ready in {compile_seconds:.2f} s (compile or cache load, not counted below)\n"
-        f"       kernel variants: {variants.GRADIENT} {kernel_variants[variants.GRADIENT]}, "
-        f"{variants.SGD} {kernel_variants[variants.SGD]} ({_how(kernel_variants)}) on {kernel_variants['cpu']}"
+        f"       kernel variants: {chosen} on {kernel_variants['cpu']}"
     )
 
 

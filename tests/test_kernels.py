@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import kernels_for, make_problem
 
-from mpifl.kernels import ModelKernels
+from mpifl.kernels import LinearKernels, ModelKernels
 from mpifl.kernels.expo import exp_block, sigmoid_residuals
 from mpifl.kernels.prefetch import evict
 
@@ -71,7 +71,7 @@ def test_finish_gradient_adds_l2_to_weights_only():
     spec, X, y, theta = make_problem("softmax", 30, 4, "float64")
     grad = spec.zeros()
     ModelKernels(spec).full_gradient_sum(X, y, theta, grad)
-    ModelKernels.finish_gradient(grad, theta, X.shape[0], 0.25)
+    LinearKernels.finish_gradient(grad, theta, X.shape[0], 0.25)
     assert rel(grad, naive.mean_grad("softmax", X, y, theta, 0.25)) < 1e-12
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mpifl.config import Config
+from mpifl.config import Config, output_kind
 from mpifl.data import files
 from mpifl.data.builtin import (
     DIGITS_CLASSES,
@@ -36,7 +36,7 @@ from mpifl.data.builtin import (
 )
 from mpifl.data.partition import _bounds, contiguous, partition, split_train_test
 from mpifl.data.sparse import CSR
-from mpifl.errors import DataError, RankCountError
+from mpifl.errors import ConfigError, DataError, RankCountError
 from mpifl.kernels.checks import all_finite
 from mpifl.model import ModelSpec
 from mpifl.rng import Purpose, stream
@@ -159,7 +159,7 @@ class BuiltinSplit(DataSource):
 
     def shape(self) -> DataShape:
         cfg = self.cfg
-        regression = cfg["model.kind"] == "linear"
+        regression = output_kind(cfg) == "linear"
         if cfg["data.name"] == "digits":
             return DataShape(64, DIGITS_CLASSES, "classification")
         return DataShape(cfg["data.n_features"], cfg["data.n_classes"], "regression" if regression else "classification")
@@ -170,14 +170,14 @@ class BuiltinSplit(DataSource):
             X, y = load_digits()
         else:
             X, y = make_synthetic(cfg["data.n_samples"], cfg["data.n_features"], cfg["data.n_classes"],
-                                  cfg["data.noise"], cfg["model.kind"] == "linear", cfg["seed"])
+                                  cfg["data.noise"], output_kind(cfg) == "linear", cfg["seed"])
         train, test = split_train_test(y.size, cfg["data.test_fraction"], stream(cfg["seed"], Purpose.SPLIT))
         return X, y, train, test
 
     def _parts(self, y: np.ndarray, train: np.ndarray, parts: int) -> list[np.ndarray]:
         cfg = self.cfg
         method = cfg["data.partition"]
-        if cfg["model.kind"] == "linear" and method == "dirichlet":
+        if output_kind(cfg) == "linear" and method == "dirichlet":
             raise DataError("data.partition 'dirichlet' needs class labels; model.kind 'linear' has none. Use 'iid'.")
         pieces = partition(method, y[train], parts, cfg["data.alpha"], stream(cfg["seed"], Purpose.PARTITION))
         return [train[p] for p in pieces]
@@ -213,7 +213,7 @@ class PerRankSynthetic(BuiltinSplit):
     def _generated(self, rows: int, part: int, name: str) -> Shard:
         cfg = self.cfg
         X, y = synthetic_part(rows, cfg["data.n_features"], cfg["data.n_classes"], cfg["data.noise"],
-                              cfg["model.kind"] == "linear", cfg["seed"], part % (2**32))
+                              output_kind(cfg) == "linear", cfg["seed"], part % (2**32))
         return self._shard(X, y, np.arange(rows), name)
 
     def _test_rows(self) -> int:
@@ -336,7 +336,7 @@ class NpyTable(DataSource):
 
     def shape(self) -> DataShape:
         shape = self._table_shape()
-        task = "regression" if self.cfg["model.kind"] == "linear" else "classification"
+        task = "regression" if output_kind(self.cfg) == "linear" else "classification"
         return DataShape(shape[1] - 1, self.cfg["data.n_classes"], task)
 
     def _federated_only(self):
@@ -370,7 +370,7 @@ class NpyTable(DataSource):
     def _checked(self, shard: Shard, name: str) -> Shard:
         if not (all_finite(shard.X.reshape(-1)) and all_finite(shard.y)):
             raise DataError(f"The {name} contain NaN or inf values.")
-        if self.cfg["model.kind"] != "linear":
+        if output_kind(self.cfg) != "linear":
             y = shard.y
             bad = (y != np.floor(y)) | (y < 0) | (y >= self.cfg["data.n_classes"])
             if bad.any():
@@ -395,19 +395,26 @@ def model_spec(cfg: Config, source: DataSource | None = None) -> ModelSpec:
     """The model the config asks for, sized to its data source (a partition's manifest, say)."""
     shape = (source or resolve(cfg)).shape()
     _check_task(cfg, shape)
-    n_classes = 1 if cfg["model.kind"] == "linear" else shape.n_classes
-    return ModelSpec(cfg["model.kind"], shape.n_features, n_classes, np.dtype(cfg["model.dtype"]), shape.sparse)
+    n_classes = 1 if output_kind(cfg) == "linear" else shape.n_classes
+    spec = ModelSpec(cfg["model.kind"], shape.n_features, n_classes, np.dtype(cfg["model.dtype"]), shape.sparse,
+                     **({"output": cfg["model.output"], "hidden": tuple(cfg["model.hidden"]),
+                         "activation": cfg["model.activation"]} if cfg["model.kind"] == "mlp" else {}))
+    if spec.kind == "mlp" and spec.sparse:
+        raise ConfigError(f"model.kind 'mlp' takes dense rows; {cfg['data.path'] or cfg['data.name']} is sparse "
+                          "(LIBSVM). Train a linear model on it, or densify it when partitioning.")
+    return spec
 
 
 def _check_task(cfg: Config, shape: DataShape) -> None:
     where = cfg["data.path"] or f"data.name {cfg['data.name']!r}"
-    kind = cfg["model.kind"]
+    kind = output_kind(cfg)
+    key = "model.output" if cfg["model.kind"] == "mlp" else "model.kind"
     if shape.task == "regression" and kind != "linear":
-        raise DataError(f"{where} holds a regression task; use model.kind = \"linear\".")
+        raise DataError(f"{where} holds a regression task; use {key} = \"linear\".")
     if shape.task == "classification" and kind == "linear":
-        raise DataError(f"{where} holds {shape.n_classes} classes; use model.kind = \"softmax\" or \"logistic\".")
+        raise DataError(f"{where} holds {shape.n_classes} classes; use {key} = \"softmax\" or \"logistic\".")
     if kind == "logistic" and shape.n_classes != 2:
-        raise DataError(f"{where} holds {shape.n_classes} classes; model.kind 'logistic' needs 2. Use \"softmax\".")
+        raise DataError(f"{where} holds {shape.n_classes} classes; {key} 'logistic' needs 2. Use \"softmax\".")
 
 
 # Shorthands for tests and tools that want one share without holding a source.

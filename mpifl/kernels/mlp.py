@@ -232,6 +232,18 @@ def flat_sgd_step(grad, theta, velocity, count, lr, momentum, l2, offsets, ancho
 
 
 @kernel
+def finish_flat_gradient(grad, theta, count, l2, offsets):
+    """Summed data gradient -> mean gradient + l2 * weights (not biases), in place."""
+    inv = 1.0 / count if count > 0 else 0.0
+    for i in range(grad.shape[0]):
+        grad[i] *= inv
+    if l2 != 0.0:
+        for layer in range(offsets.shape[0]):
+            for i in range(offsets[layer, 0], offsets[layer, 1]):
+                grad[i] += l2 * theta[i]
+
+
+@kernel
 def weight_penalty(theta, offsets, l2):
     """0.5 * l2 * (sum of squared weights), the biases excluded."""
     total = 0.0
@@ -285,6 +297,16 @@ def mlp_entries(kind: int, activation: int, variant: int):
         return loss
 
     @kernel
+    def batch_gradient(theta, offsets, widths, X, y, rows, start, stop, grad, A, D, G, E, want_loss):
+        """Summed gradient over rows[start:stop] (one pass: the buffers hold stop - start rows)."""
+        C = widths[widths.shape[0] - 1]
+        what = GRAD | LOSS if want_loss else GRAD
+        part, _ = _residuals(kind, variant, activation, theta, offsets, widths, X, y, rows, is_indexed(rows), start,
+                             stop - start, A, D, E, C, what, 1.0)
+        backward(theta, offsets, widths, activation, A, stop - start, D, G, grad, False)
+        return part
+
+    @kernel
     def evaluate(theta, offsets, widths, X, y, A, D, E):
         """(summed loss, number correct) over every row of X."""
         C = widths[widths.shape[0] - 1]
@@ -299,7 +321,7 @@ def mlp_entries(kind: int, activation: int, variant: int):
             correct += hits
         return loss, correct
 
-    return sgd_epoch, full_gradient, evaluate
+    return sgd_epoch, full_gradient, batch_gradient, evaluate
 
 
 @kernel

@@ -1,0 +1,33 @@
+"""The calls every model kind's kernels offer, and the registry that picks them by kind."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mpifl.kernels.variants import Selection
+    from mpifl.model import ModelSpec
+
+REGISTRY: dict[str, type] = {}  # model kind -> its ModelKernels subclass (filled by mpifl.kernels)
+
+
+class ModelKernels:
+    """Scratch for one model, allocated once, and the calls that use it.
+
+    ``ModelKernels(spec, threads, selection)`` returns the kernels of
+    ``spec.kind`` (as ``pathlib.Path`` returns a platform's path), so a new
+    model kind is one subclass registered in mpifl.kernels.  Every subclass
+    offers full_gradient_sum, batch_gradient_sum, sgd_epoch, evaluate_sums,
+    finish_gradient and penalty on arrays of the model's shape and dtype.
+    """
+
+    def __new__(cls, spec: ModelSpec, threads: int = 1, selection: Selection | None = None):
+        if cls is ModelKernels:
+            if spec.kind not in REGISTRY:
+                raise ValueError(f"No kernels for model kind {spec.kind!r}; known: {', '.join(REGISTRY)}.")
+            cls = REGISTRY[spec.kind]
+        return super().__new__(cls)
+
+
+def is_csr(X) -> bool:
+    return hasattr(X, "indptr")
