@@ -23,6 +23,11 @@ JOBS = {
     **{name: ["--set", f"server.strategy={name}", "--set", "server.fraction=0.5", "--set", "train.stragglers=0.5",
               "--set", "train.epochs=2"]
        for name in ("scaffold", "fedavgm", "fedadagrad", "fedadam", "fedyogi")},
+    # the MLP: a flat parameter vector, seeded initial weights, and SCAFFOLD's controls of its shape
+    "mlp_federated": ["--set", "model.kind=mlp", "--set", "model.hidden=[16]", "--set", "train.momentum=0.9",
+                      "--set", "server.strategy=scaffold", "--set", "server.fraction=0.5", "--set", "train.lr=0.05"],
+    "mlp_distributed": ["--set", "model.kind=mlp", "--set", "model.hidden=[16, 8]", "--set", "mode=distributed",
+                        "--set", "train.momentum=0.9", "--set", "train.algorithm=local_sgd", "--set", "train.lr=0.05"],
 }
 
 

@@ -71,7 +71,7 @@ def test_unknown_section():
 
 
 def test_choice_error():
-    with pytest.raises(ConfigError, match=r"must be a str among \{'linear', 'logistic', 'softmax'\}\. Got 'svm' instead"):
+    with pytest.raises(ConfigError, match=r"must be a str among \{'linear', 'logistic', 'softmax', 'mlp'\}\. Got 'svm' instead"):
         config.load(overrides=["model.kind=svm"])
 
 
@@ -102,3 +102,17 @@ def test_set_without_equals():
 def test_nested_round_trip():
     cfg = config.load()
     assert cfg.as_nested()["train"]["lr"] == 0.5 and cfg.as_nested()["rounds"] == 50
+
+
+@pytest.mark.parametrize("value", ["[0]", "[200, -1]", "[2.5]", "200", "[true]"])
+def test_mlp_hidden_widths_must_be_a_list_of_positive_ints(value):
+    with pytest.raises(ConfigError, match=r"The 'model.hidden' parameter in --set model.hidden=.* must be a list of "
+                                          r"ints in the range \[1, 1048576\], such as \[200, 200\]"):
+        config.load(overrides=["model.kind=mlp", f"model.hidden={value}"])
+
+
+def test_an_mlp_output_must_fit_the_task():
+    with pytest.raises(ConfigError, match="The 'model.output' parameter in .* is 'logistic' .* Use model.output"):
+        config.load(overrides=["model.kind=mlp", "model.output=logistic"])
+    cfg = config.load(overrides=["model.kind=mlp", "model.hidden=[]", "model.activation=tanh"])
+    assert cfg["model.hidden"] == [] and config.output_kind(cfg) == "softmax"
