@@ -32,7 +32,7 @@ from mpifl.data.builtin import load_digits  # noqa: E402
 from mpifl.data.partition_cli import write_partition  # noqa: E402
 
 PY = sys.executable
-SECTIONS = ("federated", "algorithms", "ddp", "sklearn", "hardware")
+SECTIONS = ("federated", "algorithms", "ddp", "sklearn", "hardware", "mlp")
 
 
 def installed(module: str) -> bool:
@@ -244,6 +244,14 @@ def hardware(tmp: Path, repeat: int, smoke: bool) -> tuple[str, dict]:
                    "collectives": json.loads(c_json.read_text()), "stdout": k.stdout[-200:]}
 
 
+# -- the MLP: one client's epoch of the FedAvg 2NN against PyTorch and NumPy ----------------------------------
+
+def mlp(tmp: Path, repeat: int, smoke: bool) -> tuple[str, dict]:
+    checked(measure([PY, str(HERE / "mlp.py"), "--repeat", str(max(repeat, 3)), "--out", str(tmp)]
+                    + (["--rows", "60"] if smoke else [])), "MLP benchmark")
+    return (tmp / "mlp.md").read_text().strip(), json.loads((tmp / "mlp.json").read_text())
+
+
 # -- algorithms: FedProx and FedAdam on Synthetic(1,1), against Flower's strategies and a NumPy loop ------------
 
 def fedprox_data(tmp: Path, clients: int) -> Path:
@@ -327,7 +335,8 @@ def algorithms(tmp: Path, repeat: int, smoke: bool) -> tuple[str, dict]:
     return table, data
 
 
-RUNNERS = {"federated": federated, "algorithms": algorithms, "ddp": ddp, "sklearn": sklearn_case, "hardware": hardware}
+RUNNERS = {"federated": federated, "algorithms": algorithms, "ddp": ddp, "sklearn": sklearn_case, "hardware": hardware,
+           "mlp": mlp}
 
 
 def main():

@@ -106,3 +106,13 @@ def test_first_run_benchmark_smoke(tmp_path):
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "first_run.json").read_text())["results"]["this tree"]
     assert data["cold"]["compile"] > 0 and data["warm_wall"] > 0 and "cold: empty NUMBA_CACHE_DIR" in proc.stdout
+
+
+def test_mlp_benchmark_smoke(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "mlp.py"), "--rows", "30", "--repeat", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    cases = json.loads((tmp_path / "mlp.json").read_text())["cases"]
+    assert {c["batch"] for c in cases} == {10, 50, 30} and {"mpifl", "NumPy"} <= {c["system"] for c in cases}
