@@ -22,6 +22,9 @@ def main(command: str, argv: list[str]) -> int:
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     if command == "plot":
         parser.add_argument("--out", type=Path, default=Path("curves.png"), help="image file (default: curves.png)")
+    else:
+        parser.add_argument("--target", type=float, help="also the first round at or above this test accuracy "
+                                                          "(rounds to target, as the FedAvg paper reports)")
     args = parser.parse_args(argv)
     try:
         runs = [RunDir.read(path) for path in args.runs]
@@ -29,24 +32,29 @@ def main(command: str, argv: list[str]) -> int:
             plot(runs, args.out)
             print(f"wrote {args.out}")
         else:
-            print(compare(runs))
+            print(compare(runs, args.target))
     except MpiflError as exc:
         print(f"mpifl: error: {exc}", file=sys.stderr)
         return exc.exit_code
     return 0
 
 
-def compare(runs: list[RunDir]) -> str:
-    """A markdown table of the runs' final and best metrics and their time per round."""
-    rows = ["| run | status | rounds | final loss | final accuracy | best accuracy | ms per round |",
-            "|---|---|---|---|---|---|---|"]
+def compare(runs: list[RunDir], target: float | None = None) -> str:
+    """A markdown table of the runs' final and best metrics and their time per round; with ``target``, the
+    first recorded round whose test accuracy reached it ("not reached" if none did)."""
+    extra = f" rounds to {target:g} |" if target is not None else ""
+    rows = ["| run | status | rounds | final loss | final accuracy | best accuracy | ms per round |" + extra,
+            "|---|---|---|---|---|---|---|" + ("---|" if target is not None else "")]
     for run, label in zip(runs, labels(runs)):
         s = run.summary
-        rows.append(
-            f"| {label} | {s.get('status', 'running or killed')} | {s.get('rounds_run', len(run.history))} | "
-            f"{_num(s.get('final_loss'), '.5f')} | {_num(s.get('final_accuracy'), '.4f')} | "
-            f"{_num(s.get('best_accuracy'), '.4f')} | {_num(_ms(s.get('seconds_per_round')), '.2f')} |"
-        )
+        row = (f"| {label} | {s.get('status', 'running or killed')} | {s.get('rounds_run', len(run.history))} | "
+               f"{_num(s.get('final_loss'), '.5f')} | {_num(s.get('final_accuracy'), '.4f')} | "
+               f"{_num(s.get('best_accuracy'), '.4f')} | {_num(_ms(s.get('seconds_per_round')), '.2f')} |")
+        if target is not None:
+            rounds, accuracy = run.series("accuracy")
+            reached = [r for r, a in zip(rounds, accuracy) if a is not None and a >= target]
+            row += f" {reached[0] if reached else 'not reached'} |"
+        rows.append(row)
     return "\n".join(rows)
 
 

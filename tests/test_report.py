@@ -75,3 +75,14 @@ def test_plot_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     with pytest.raises(ConfigError, match=r"pip install 'mpifl\[plot\]'"):
         report_cli.plot([RunDir.read(tmp_path / "a")], tmp_path / "x.png")
+
+
+def test_compare_gives_the_rounds_to_a_target_accuracy(tmp_path):
+    make_run(tmp_path / "a", 0.5, 0.9)  # accuracy 0, 0.225, 0.45, 0.675, 0.9 over rounds 0..4
+    make_run(tmp_path / "b", 0.05, 0.6)
+    proc = subprocess.run([sys.executable, "-m", "mpifl", "compare", "a", "b", "--target", "0.65"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "| rounds to 0.65 |" in proc.stdout
+    assert "| train.lr=0.5 | finished | 4 | 0.40000 | 0.9000 | 0.9000 | 2.00 | 3 |" in proc.stdout
+    assert "| train.lr=0.05 | finished | 4 | 0.40000 | 0.6000 | 0.6000 | 2.00 | not reached |" in proc.stdout

@@ -1,13 +1,16 @@
 """``python -m mpifl partition``: cut a data set into per-client files and a manifest.
 
     python -m mpifl partition SOURCE --clients K --method iid|dirichlet|shards|quantity|natural
-                              [--alpha A] [--shards-per-client S] [--seed N] [--test-fraction F]
+                              [--alpha A] [--shards-per-client S] [--seed N] [--test-fraction F | --test-source T]
                               [--label-column C] [--id-column C] [--dtype float32|float64] --out DIR [--plot]
 
-Runs without MPI.  SOURCE is a CSV, LIBSVM/svmlight, .npy or .npz file, or
-'digits', 'synthetic' or 'fedprox_synthetic' (the FedProx paper's
-Synthetic(alpha, beta): --clients defaults to 30, each client is one natural
-client, and the test set is the union of the clients' 10% test rows).
+Runs without MPI.  SOURCE is a CSV, LIBSVM/svmlight, .npy or .npz file, an
+MNIST-format IDX images file (train-images-idx3-ubyte, gzipped or not, with
+its labels file beside it), or 'digits', 'synthetic' or 'fedprox_synthetic'
+(the FedProx paper's Synthetic(alpha, beta): --clients defaults to 30, each
+client is one natural client, and the test set is the union of the clients'
+10% test rows).  --test-source takes the server's test set from its own file
+(MNIST's t10k files) instead of holding out --test-fraction of SOURCE.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-column", help="CSV/.npy: label column, by name or index (default: the last)")
     p.add_argument("--id-column", help="CSV: the column whose values define natural clients")
     p.add_argument("--task", choices=("classification", "regression"), default="classification")
-    p.add_argument("--format", choices=("auto", "csv", "libsvm", "npy", "npz"), default="auto")
+    p.add_argument("--test-source", help="a file of the same format whose rows are the test set (e.g. MNIST's "
+                                         "t10k-images-idx3-ubyte); replaces --test-fraction")
+    p.add_argument("--format", choices=("auto", "csv", "libsvm", "npy", "npz", "idx"), default="auto")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="stored dtype; match the job's model.dtype so ranks can map the files without a copy")
     p.add_argument("--n-samples", type=int, default=10_000, help="synthetic: rows")
@@ -88,8 +93,11 @@ def run(args: argparse.Namespace) -> dict:
     table = sources.read(args.source, args.label_column, args.id_column, args.format,
                          {"n_samples": args.n_samples, "n_features": args.n_features,
                           "n_classes": args.n_classes, "seed": args.seed})
+    if args.test_source:
+        table, train, test = _with_test_file(table, args)
+    else:
+        train, test = methods.split_train_test(table.n, args.test_fraction, stream(args.seed, Purpose.SPLIT))
     y, label_values = _labels(table.y, args.task, args.source)
-    train, test = methods.split_train_test(table.n, args.test_fraction, stream(args.seed, Purpose.SPLIT))
     parts = _partition(args, y[train], None if table.groups is None else table.groups[train])
     if out.exists() and args.force:
         shutil.rmtree(out)
@@ -97,9 +105,22 @@ def run(args: argparse.Namespace) -> dict:
     return write_partition(
         out, table.X, y, [train[rows] for rows in parts], test, np.dtype(args.dtype), label_values,
         {"source": str(args.source), "method": args.method, "params": _params(args), "seed": args.seed,
-         "test_fraction": args.test_fraction, "task": args.task},
+         "test_fraction": 0.0 if args.test_source else args.test_fraction, "task": args.task,
+         **({"test_source": str(args.test_source)} if args.test_source else {})},
         groups,
     )
+
+
+def _with_test_file(table: sources.Table, args: argparse.Namespace):
+    """SOURCE's rows then --test-source's, as one table; (table, train rows, test rows)."""
+    test = sources.read(args.test_source, args.label_column, None, args.format)
+    if isinstance(table.X, CSR) or isinstance(test.X, CSR):
+        raise DataError("--test-source takes dense data (IDX, CSV, .npy, .npz); for LIBSVM use --test-fraction.")
+    if test.X.shape[1] != table.X.shape[1]:
+        raise DataError(f"--test-source {args.test_source} has {test.X.shape[1]} features; {args.source} has "
+                        f"{table.X.shape[1]}.")
+    both = sources.Table(np.vstack([table.X, test.X]), np.concatenate([table.y, test.y]))
+    return both, np.arange(table.n), np.arange(table.n, both.n)
 
 
 def _fedprox(args: argparse.Namespace) -> dict:
@@ -155,6 +176,7 @@ def write_partition(out: Path, X, y: np.ndarray, clients: list[np.ndarray], test
         "dtype": str(dtype), "sparse": isinstance(X, CSR), "method": meta.get("method", "given"),
         "params": meta.get("params", {}), "seed": meta.get("seed"), "test_fraction": meta.get("test_fraction"),
         "clients": entries, "test": {"dir": "test", "rows": int(test.size), "files": test_files},
+        **({"test_source": meta["test_source"]} if "test_source" in meta else {}),
     }
     store.write_manifest(out, manifest)
     return manifest

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mpifl.data import idx
 from mpifl.data.builtin import load_digits, make_synthetic
 from mpifl.data.sparse import CSR
 from mpifl.errors import DataError
@@ -47,6 +48,8 @@ def read(source: str, label_column: str | None = None, id_column: str | None = N
     if not path.exists():
         raise DataError(f"The source {source} does not exist (nor is it 'digits' or 'synthetic').")
     kind = fmt if fmt != "auto" else _format_of(path)
+    if kind == "idx":
+        return Table(*idx.read_images_and_labels(path))
     if kind == "csv":
         return read_csv(path, label_column, id_column)
     if kind == "libsvm":
@@ -55,10 +58,12 @@ def read(source: str, label_column: str | None = None, id_column: str | None = N
         return read_npy(path, label_column)
     if kind == "npz":
         return read_npz(path)
-    raise DataError(f"Cannot tell the format of {source}; pass --format csv|libsvm|npy|npz.")
+    raise DataError(f"Cannot tell the format of {source}; pass --format csv|libsvm|npy|npz|idx.")
 
 
 def _format_of(path: Path) -> str:
+    if idx.is_idx(path):
+        return "idx"
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
         return "csv"
