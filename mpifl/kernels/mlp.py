@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpifl.jit import kernel
+from mpifl.jit import inline_kernel, kernel
 from mpifl.kernels.flags import CORRECT, GRAD, LOSS, is_indexed
 from mpifl.kernels.losses import link
 
@@ -107,14 +107,13 @@ class MlpBuffers:
                    np.empty(biggest, dtype=dtype), np.empty(rows * widths[-1], dtype=dtype))
 
 
-@kernel
-def _activation_offsets(widths, m):
-    """Where layer l's activations (m rows of widths[l]) start in A; A_0 holds the input rows."""
-    at = np.empty(widths.shape[0], dtype=np.int64)
-    total = 0
-    for layer in range(widths.shape[0]):
-        at[layer] = total
-        total += m * widths[layer]
+@inline_kernel
+def panel(widths, m, layer):
+    """Where layer ``layer``'s activations (m rows of widths[layer]) start in A; A_0 holds the input rows.
+    Computed, not stored, so that no call allocates."""
+    at = 0
+    for below in range(layer):
+        at += m * widths[below]
     return at
 
 
@@ -125,19 +124,20 @@ def forward(theta, offsets, widths, activation, X, rows, indexed, s, m, A):
     Hidden layers keep their activations in A for the backward pass.
     """
     L = offsets.shape[0]
-    at = _activation_offsets(widths, m)
     d = widths[0]
-    inputs = A[at[0]:at[0] + m * d].reshape((m, d))
+    inputs = A[:m * d].reshape((m, d))
     for i in range(m):
         r = rows[s + i] if indexed else s + i
         for j in range(d):
             inputs[i, j] = X[r, j]
+    here = 0
     for layer in range(L):
         n, w = widths[layer], widths[layer + 1]
-        H = A[at[layer]:at[layer] + m * n].reshape((m, n))
+        H = A[here:here + m * n].reshape((m, n))
         W = theta[offsets[layer, 0]:offsets[layer, 0] + n * w].reshape((n, w))
         b = theta[offsets[layer, 1]:offsets[layer, 1] + w]
-        Z = A[at[layer + 1]:at[layer + 1] + m * w].reshape((m, w))
+        here += m * n
+        Z = A[here:here + m * w].reshape((m, w))
         np.dot(H, W, Z)
         hidden = layer < L - 1
         for i in range(m):
@@ -161,12 +161,12 @@ def backward(theta, offsets, widths, activation, A, m, D, G, grad, accumulate):
     chunks); otherwise it overwrites grad (one mini-batch step).
     """
     L = offsets.shape[0]
-    at = _activation_offsets(widths, m)
     half = D.shape[0] // 2
     current, spare = 0, half
     for layer in range(L - 1, -1, -1):
         n, w = widths[layer], widths[layer + 1]
-        H = A[at[layer]:at[layer] + m * n].reshape((m, n))
+        at = panel(widths, m, layer)
+        H = A[at:at + m * n].reshape((m, n))
         R = D[current:current + m * w].reshape((m, w))
         gW = grad[offsets[layer, 0]:offsets[layer, 0] + n * w].reshape((n, w))
         gb = grad[offsets[layer, 1]:offsets[layer, 1] + w]
@@ -329,7 +329,7 @@ def _residuals(kind, variant, activation, theta, offsets, widths, X, y, rows, in
     """Forward m rows, then the output link: residuals (dloss/dlogits) times ``scale`` in D's first panel;
     returns (summed loss, correct)."""
     forward(theta, offsets, widths, activation, X, rows, indexed, s, m, A)
-    last = _activation_offsets(widths, m)[widths.shape[0] - 1]
+    last = panel(widths, m, widths.shape[0] - 1)
     Z = A[last:last + m * C]
     part, hits = link(kind, variant, y, rows, indexed, s, m, C, Z, E, what)
     factor = D.dtype.type(scale)
