@@ -37,7 +37,7 @@ def calls(kind, activation):
 @pytest.mark.parametrize("rows", [1, 255, 256, 257, 600])  # around the 256-row chunk
 def test_full_gradient_matches_numpy(kind, activation, dtype, rtol, rows):
     layout, X, y, theta = problem(kind, dtype, rows)
-    _, full_gradient, _, evaluate = calls(kind, activation)
+    _, full_gradient, _, _, evaluate = calls(kind, activation)
     buffers = MlpBuffers.allocate(layout, 256, dtype)
     grad = np.zeros(layout.size, dtype=dtype)
     loss = full_gradient(theta, layout.offsets, np.array(layout.widths), X, y, grad, buffers.A, buffers.D, buffers.G,
@@ -53,7 +53,7 @@ def test_full_gradient_matches_numpy(kind, activation, dtype, rtol, rows):
 @pytest.mark.parametrize("kind", ["softmax", "logistic", "linear"])
 def test_gradient_matches_finite_differences(kind, activation):
     layout, X, y, theta = problem(kind, np.float64, rows=9)
-    _, full_gradient, _, _ = calls(kind, activation)
+    _, full_gradient, _, _, _ = calls(kind, activation)
     buffers = MlpBuffers.allocate(layout, 256, np.float64)
     widths = np.array(layout.widths)
     grad = np.zeros(layout.size)
@@ -76,7 +76,7 @@ def test_gradient_matches_finite_differences(kind, activation):
 @pytest.mark.parametrize("batch", [1, 10, 16, 50])
 def test_an_sgd_epoch_matches_numpy_steps_with_momentum_l2_and_the_hook(dtype, rtol, batch):
     layout, X, y, theta = problem("softmax", dtype, rows=53)
-    sgd_epoch, _, _, _ = calls("softmax", "tanh")
+    sgd_epoch, _, _, _, _ = calls("softmax", "tanh")
     rng = np.random.default_rng(2)
     order = rng.permutation(53).astype(np.int64)
     anchor = (theta + 0.01).astype(dtype)
@@ -116,3 +116,65 @@ def test_initialisation_is_seeded_and_scaled_per_activation():
     glorot = layout.initial(np.random.default_rng(0), "tanh", np.float64)
     assert np.abs(layout.weights(glorot, 0)).max() <= np.sqrt(6 / 700)
     assert not layout.bias(glorot, 0).any()
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_the_threaded_gradient_equals_the_serial_one_and_repeats_bitwise(threads):
+    from mpifl.compile import set_threads
+    from mpifl.kernels import ModelKernels
+    from mpifl.model import ModelSpec
+
+    spec = ModelSpec("mlp", 5, 3, np.dtype("float64"), output="softmax", hidden=(7, 6), activation="relu")
+    _, X, y, theta = problem("softmax", np.float64, rows=700)
+    serial, threaded = ModelKernels(spec, 1), ModelKernels(spec, threads)
+    set_threads(threads)
+    try:
+        want, got, again = (np.zeros(spec.size) for _ in range(3))
+        loss = serial.full_gradient_sum(X, y, theta, want, want_loss=True)
+        assert threaded.full_gradient_sum(X, y, theta, got, want_loss=True) == pytest.approx(loss, rel=1e-12)
+        threaded.full_gradient_sum(X, y, theta, again, want_loss=True)
+    finally:
+        set_threads(1)
+    np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-13)
+    assert got.tobytes() == again.tobytes()
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_csr_rows_give_the_dense_results(dtype, rtol, threads):
+    """The first layer reads CSR rows from their arrays; gradients, steps and evaluation match dense rows."""
+    from mpifl.compile import set_threads
+    from mpifl.data.sparse import CSR
+    from mpifl.kernels import ModelKernels
+    from mpifl.model import ModelSpec
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((300, 40)) * (rng.random((300, 40)) < 0.1)  # about 4 nonzeros a row
+    X = X.astype(dtype)
+    y = rng.integers(0, 3, 300).astype(dtype)
+    dense_spec = ModelSpec("mlp", 40, 3, np.dtype(dtype), output="softmax", hidden=(9, 7), activation="tanh")
+    sparse_spec = ModelSpec("mlp", 40, 3, np.dtype(dtype), sparse=True, output="softmax", hidden=(9, 7),
+                            activation="tanh")
+    theta = dense_spec.initial(4)
+    dense, sparse = ModelKernels(dense_spec, threads), ModelKernels(sparse_spec, threads)
+    Xs = CSR.from_dense(X)
+    set_threads(threads)
+    try:
+        want, got = np.zeros(dense_spec.size, dtype), np.zeros(dense_spec.size, dtype)
+        assert sparse.full_gradient_sum(Xs, y, theta, got, True) == pytest.approx(
+            dense.full_gradient_sum(X, y, theta, want, True), rel=rtol)
+        np.testing.assert_allclose(got, want, rtol=rtol * 10, atol=rtol * np.abs(want).max())
+        order = rng.permutation(300).astype(np.int64)
+        steps = []
+        for kernels, rows in ((dense, X), (sparse, Xs)):
+            point, velocity, grad = theta.copy(), np.zeros_like(theta), np.zeros_like(theta)
+            kernels.sgd_epoch(rows, y, point, velocity, grad, order, 16, 0.1, 0.9, 1e-3)
+            steps.append(point)
+        np.testing.assert_allclose(steps[1], steps[0], rtol=rtol * 10, atol=rtol)
+        batch_want, batch_got = np.zeros_like(theta), np.zeros_like(theta)
+        dense.batch_gradient_sum(X, y, theta, order, 5, 60, batch_want)
+        sparse.batch_gradient_sum(Xs, y, theta, order, 5, 60, batch_got)
+        np.testing.assert_allclose(batch_got, batch_want, rtol=rtol * 10, atol=rtol * np.abs(batch_want).max())
+        assert sparse.evaluate_sums(Xs, y, theta)[1] == dense.evaluate_sums(X, y, theta)[1]
+    finally:
+        set_threads(1)

@@ -36,7 +36,7 @@ from mpifl.data.builtin import (
 )
 from mpifl.data.partition import _bounds, contiguous, partition, split_train_test
 from mpifl.data.sparse import CSR
-from mpifl.errors import ConfigError, DataError, RankCountError
+from mpifl.errors import DataError, RankCountError
 from mpifl.kernels.checks import all_finite
 from mpifl.model import ModelSpec
 from mpifl.rng import Purpose, stream
@@ -399,9 +399,6 @@ def model_spec(cfg: Config, source: DataSource | None = None) -> ModelSpec:
     spec = ModelSpec(cfg["model.kind"], shape.n_features, n_classes, np.dtype(cfg["model.dtype"]), shape.sparse,
                      **({"output": cfg["model.output"], "hidden": tuple(cfg["model.hidden"]),
                          "activation": cfg["model.activation"]} if cfg["model.kind"] == "mlp" else {}))
-    if spec.kind == "mlp" and spec.sparse:
-        raise ConfigError(f"model.kind 'mlp' takes dense rows; {cfg['data.path'] or cfg['data.name']} is sparse "
-                          "(LIBSVM). Train a linear model on it, or densify it when partitioning.")
     return spec
 
 

@@ -19,11 +19,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
+from numba import types
 
-from mpifl.jit import inline_kernel, kernel
+from mpifl.jit import inline_kernel, kernel, threaded_kernel
+from mpifl.kernels.drivers import sum_partials
 from mpifl.kernels.flags import CORRECT, GRAD, LOSS, is_indexed
 from mpifl.kernels.losses import link
+from mpifl.kernels.switch import compile_time_choice
 
 RELU, TANH = 0, 1
 ACTIVATIONS = {"relu": RELU, "tanh": TANH}
@@ -100,21 +104,125 @@ class MlpBuffers:
     E: np.ndarray  # rows x outputs: the output link's exp scratch
 
     @classmethod
-    def allocate(cls, layout: MlpLayout, rows: int, dtype) -> MlpBuffers:
+    def allocate(cls, layout: MlpLayout, rows: int, dtype, sparse: bool = False) -> MlpBuffers:
+        """Sparse inputs stay in their CSR arrays: no input panel, and the first layer's weight gradient
+        needs no scratch.  Deltas are never as wide as the input."""
         widths = layout.widths
-        biggest = max(n * m for n, m in zip(widths[:-1], widths[1:]))
-        return cls(np.empty(rows * sum(widths), dtype=dtype), np.empty(2 * rows * max(widths), dtype=dtype),
-                   np.empty(biggest, dtype=dtype), np.empty(rows * widths[-1], dtype=dtype))
+        pairs = list(zip(widths[:-1], widths[1:]))
+        products = [n * m for n, m in (pairs[1:] if sparse else pairs)]
+        panels = sum(widths[1:]) + (0 if sparse else widths[0])
+        return cls(np.empty(rows * panels, dtype=dtype), np.empty(2 * rows * max(widths[1:]), dtype=dtype),
+                   np.empty(max(products, default=1), dtype=dtype), np.empty(rows * widths[-1], dtype=dtype))
 
 
 @inline_kernel
-def panel(widths, m, layer):
-    """Where layer ``layer``'s activations (m rows of widths[layer]) start in A; A_0 holds the input rows.
+def panel(widths, first, m, layer):
+    """Where layer ``layer``'s activations start in A: A_0 holds the input rows (``first`` wide: the
+    features for dense rows, 0 for CSR rows, which stay in their arrays), then each layer's m x widths[l].
     Computed, not stored, so that no call allocates."""
-    at = 0
-    for below in range(layer):
+    at = m * first if layer > 0 else 0
+    for below in range(1, layer):
         at += m * widths[below]
     return at
+
+
+def input_width(X, d):
+    """The width of the input panel in A: d for dense rows, 0 for CSR rows."""
+    raise TypeError("input_width runs inside compiled kernels only")
+
+
+@compile_time_choice(input_width)
+def _input_width(X, d):
+    if isinstance(X, types.BaseTuple):
+        return lambda X, d: 0
+    return lambda X, d: d
+
+
+def input_product(X, rows, indexed, s, m, inputs, W, Z):
+    """Z = (rows s .. s+m-1 of X) @ W, the first layer's product.  Dense rows are gathered into ``inputs``
+    (kept for the backward pass) and multiplied by BLAS; CSR rows, X = (data, indices, indptr), add their
+    nonzeros' weight rows.  Which one is compiled follows X's type."""
+    raise TypeError("input_product runs inside compiled kernels only")
+
+
+@compile_time_choice(input_product)
+def _input_product(X, rows, indexed, s, m, inputs, W, Z):
+    if isinstance(X, types.BaseTuple):
+        def sparse_rows(X, rows, indexed, s, m, inputs, W, Z):
+            data, indices, indptr = X
+            w = Z.shape[1]
+            for i in range(m):
+                r = rows[s + i] if indexed else s + i
+                for j in range(w):
+                    Z[i, j] = 0.0
+                for p in range(indptr[r], indptr[r + 1]):
+                    v = data[p]
+                    k = indices[p]
+                    for j in range(w):
+                        Z[i, j] += v * W[k, j]
+        return sparse_rows
+
+    def dense_rows(X, rows, indexed, s, m, inputs, W, Z):
+        d = inputs.shape[1]
+        for i in range(m):
+            r = rows[s + i] if indexed else s + i
+            for j in range(d):
+                inputs[i, j] = X[r, j]
+        np.dot(inputs, W, Z)
+    return dense_rows
+
+
+def input_gradient(X, rows, indexed, s, m, inputs, R, gW, accumulate, G):
+    """The first layer's weight gradient (rows of X)^T R, into gW (added when ``accumulate``); by X's type."""
+    raise TypeError("input_gradient runs inside compiled kernels only")
+
+
+@compile_time_choice(input_gradient)
+def _input_gradient(X, rows, indexed, s, m, inputs, R, gW, accumulate, G):
+    if isinstance(X, types.BaseTuple):
+        def sparse_rows(X, rows, indexed, s, m, inputs, R, gW, accumulate, G):
+            data, indices, indptr = X
+            w = gW.shape[1]
+            if not accumulate:
+                gW[:, :] = 0
+            for i in range(m):
+                r = rows[s + i] if indexed else s + i
+                for p in range(indptr[r], indptr[r + 1]):
+                    v = data[p]
+                    k = indices[p]
+                    for j in range(w):
+                        gW[k, j] += v * R[i, j]
+        return sparse_rows
+
+    def dense_rows(X, rows, indexed, s, m, inputs, R, gW, accumulate, G):
+        _weight_gradient(inputs, R, gW, accumulate, G)
+    return dense_rows
+
+
+def n_rows(X):
+    """Rows of a dense X or of a CSR triple (data, indices, indptr)."""
+    raise TypeError("n_rows runs inside compiled kernels only")
+
+
+@compile_time_choice(n_rows)
+def _n_rows(X):
+    if isinstance(X, types.BaseTuple):
+        return lambda X: X[2].shape[0] - 1
+    return lambda X: X.shape[0]
+
+
+@inline_kernel
+def _weight_gradient(H, R, gW, accumulate, G):
+    """gW = H^T R, or gW += H^T R through the scratch G."""
+    n, w = gW.shape
+    if accumulate:
+        product = G[:n * w].reshape((n, w))
+        np.dot(H.T, R, product)
+        for k in range(n):
+            for j in range(w):
+                gW[k, j] += product[k, j]
+    else:
+        np.dot(H.T, R, gW)
 
 
 @kernel
@@ -124,21 +232,20 @@ def forward(theta, offsets, widths, activation, X, rows, indexed, s, m, A):
     Hidden layers keep their activations in A for the backward pass.
     """
     L = offsets.shape[0]
-    d = widths[0]
-    inputs = A[:m * d].reshape((m, d))
-    for i in range(m):
-        r = rows[s + i] if indexed else s + i
-        for j in range(d):
-            inputs[i, j] = X[r, j]
+    first = input_width(X, widths[0])
     here = 0
     for layer in range(L):
         n, w = widths[layer], widths[layer + 1]
-        H = A[here:here + m * n].reshape((m, n))
+        k = first if layer == 0 else n
+        H = A[here:here + m * k].reshape((m, k))
         W = theta[offsets[layer, 0]:offsets[layer, 0] + n * w].reshape((n, w))
         b = theta[offsets[layer, 1]:offsets[layer, 1] + w]
-        here += m * n
+        here += m * k
         Z = A[here:here + m * w].reshape((m, w))
-        np.dot(H, W, Z)
+        if layer == 0:
+            input_product(X, rows, indexed, s, m, H, W, Z)
+        else:
+            np.dot(H, W, Z)
         hidden = layer < L - 1
         for i in range(m):
             for j in range(w):
@@ -154,30 +261,30 @@ def forward(theta, offsets, widths, activation, X, rows, indexed, s, m, A):
 
 
 @kernel
-def backward(theta, offsets, widths, activation, A, m, D, G, grad, accumulate):
+def backward(theta, offsets, widths, activation, X, rows, indexed, s, A, m, D, G, grad, accumulate):
     """Summed gradient of the batch's loss from the output residuals (in D's first panel) into grad.
 
     With ``accumulate`` each product is added to grad (a full-batch sum over
-    chunks); otherwise it overwrites grad (one mini-batch step).
+    chunks); otherwise it overwrites grad (one mini-batch step).  The first
+    layer's weight gradient reads the rows of X as forward did.
     """
     L = offsets.shape[0]
+    first = input_width(X, widths[0])
     half = D.shape[0] // 2
     current, spare = 0, half
     for layer in range(L - 1, -1, -1):
         n, w = widths[layer], widths[layer + 1]
-        at = panel(widths, m, layer)
-        H = A[at:at + m * n].reshape((m, n))
+        at = panel(widths, first, m, layer)
+        k = first if layer == 0 else n
+        H = A[at:at + m * k].reshape((m, k))
         R = D[current:current + m * w].reshape((m, w))
         gW = grad[offsets[layer, 0]:offsets[layer, 0] + n * w].reshape((n, w))
         gb = grad[offsets[layer, 1]:offsets[layer, 1] + w]
-        if accumulate:
-            product = G[:n * w].reshape((n, w))
-            np.dot(H.T, R, product)
-            for k in range(n):
-                for j in range(w):
-                    gW[k, j] += product[k, j]
+        if layer == 0:
+            input_gradient(X, rows, indexed, s, m, H, R, gW, accumulate, G)
         else:
-            np.dot(H.T, R, gW)
+            _weight_gradient(H, R, gW, accumulate, G)
+        if not accumulate:
             gb[:] = 0
         for i in range(m):
             for j in range(w):
@@ -277,7 +384,7 @@ def mlp_entries(kind: int, activation: int, variant: int):
             # residuals scaled by 1/m: backward then yields the mean gradient, and the step needs no pass to scale it
             _residuals(kind, variant, activation, theta, offsets, widths, X, y, order, indexed, s, m, A, D, E, C,
                        WHAT_STEP, 1.0 / m)
-            backward(theta, offsets, widths, activation, A, m, D, G, grad, False)
+            backward(theta, offsets, widths, activation, X, order, indexed, s, A, m, D, G, grad, False)
             flat_sgd_step(grad, theta, velocity, 1, lr, momentum, l2, offsets, anchor, mu, correction)
 
     @kernel
@@ -288,13 +395,37 @@ def mlp_entries(kind: int, activation: int, variant: int):
         what = GRAD | LOSS if want_loss else GRAD
         rows = np.empty(0, dtype=np.int64)
         loss = 0.0
-        for s in range(0, X.shape[0], CHUNK_ROWS):
-            m = min(X.shape[0], s + CHUNK_ROWS) - s
+        n = n_rows(X)
+        for s in range(0, n, CHUNK_ROWS):
+            m = min(n, s + CHUNK_ROWS) - s
             part, _ = _residuals(kind, variant, activation, theta, offsets, widths, X, y, rows, is_indexed(rows),
                                  s, m, A, D, E, C, what, 1.0)
             loss += part
-            backward(theta, offsets, widths, activation, A, m, D, G, grad, True)
+            backward(theta, offsets, widths, activation, X, rows, is_indexed(rows), s, A, m, D, G, grad, True)
         return loss
+
+    @threaded_kernel
+    def full_gradient_threaded(theta, offsets, widths, X, y, grad, partial, As, Ds, Gs, Es, want_loss):
+        """As full_gradient, over partial.shape[0] fixed row ranges, one per thread, each with its own
+        buffers and partial gradient; the partials are summed in range order (drivers.sum_partials), so
+        the result depends on the thread count, never on scheduling."""
+        T = partial.shape[0]
+        n = n_rows(X)
+        C = widths[widths.shape[0] - 1]
+        what = GRAD | LOSS if want_loss else GRAD
+        losses = np.zeros(T)
+        for t in numba.prange(T):
+            rows = np.empty(0, dtype=np.int64)
+            partial[t, :] = 0
+            lo, hi = t * n // T, (t + 1) * n // T
+            for s in range(lo, hi, CHUNK_ROWS):
+                m = min(hi, s + CHUNK_ROWS) - s
+                part, _ = _residuals(kind, variant, activation, theta, offsets, widths, X, y, rows, is_indexed(rows),
+                                     s, m, As[t], Ds[t], Es[t], C, what, 1.0)
+                losses[t] += part
+                backward(theta, offsets, widths, activation, X, rows, is_indexed(rows), s, As[t], m, Ds[t], Gs[t],
+                         partial[t], True)
+        return sum_partials(grad, partial, losses)
 
     @kernel
     def batch_gradient(theta, offsets, widths, X, y, rows, start, stop, grad, A, D, G, E, want_loss):
@@ -303,7 +434,8 @@ def mlp_entries(kind: int, activation: int, variant: int):
         what = GRAD | LOSS if want_loss else GRAD
         part, _ = _residuals(kind, variant, activation, theta, offsets, widths, X, y, rows, is_indexed(rows), start,
                              stop - start, A, D, E, C, what, 1.0)
-        backward(theta, offsets, widths, activation, A, stop - start, D, G, grad, False)
+        backward(theta, offsets, widths, activation, X, rows, is_indexed(rows), start, A, stop - start, D, G, grad,
+                 False)
         return part
 
     @kernel
@@ -313,15 +445,16 @@ def mlp_entries(kind: int, activation: int, variant: int):
         rows = np.empty(0, dtype=np.int64)
         loss = 0.0
         correct = 0
-        for s in range(0, X.shape[0], CHUNK_ROWS):
-            m = min(X.shape[0], s + CHUNK_ROWS) - s
+        n = n_rows(X)
+        for s in range(0, n, CHUNK_ROWS):
+            m = min(n, s + CHUNK_ROWS) - s
             part, hits = _residuals(kind, variant, activation, theta, offsets, widths, X, y, rows, is_indexed(rows),
                                     s, m, A, D, E, C, WHAT_EVALUATE, 1.0)
             loss += part
             correct += hits
         return loss, correct
 
-    return sgd_epoch, full_gradient, batch_gradient, evaluate
+    return sgd_epoch, full_gradient, full_gradient_threaded, batch_gradient, evaluate
 
 
 @kernel
@@ -329,7 +462,7 @@ def _residuals(kind, variant, activation, theta, offsets, widths, X, y, rows, in
     """Forward m rows, then the output link: residuals (dloss/dlogits) times ``scale`` in D's first panel;
     returns (summed loss, correct)."""
     forward(theta, offsets, widths, activation, X, rows, indexed, s, m, A)
-    last = panel(widths, m, widths.shape[0] - 1)
+    last = panel(widths, input_width(X, widths[0]), m, widths.shape[0] - 1)
     Z = A[last:last + m * C]
     part, hits = link(kind, variant, y, rows, indexed, s, m, C, Z, E, what)
     factor = D.dtype.type(scale)
