@@ -247,9 +247,15 @@ def hardware(tmp: Path, repeat: int, smoke: bool) -> tuple[str, dict]:
 # -- the MLP: one client's epoch of the FedAvg 2NN against PyTorch and NumPy ----------------------------------
 
 def mlp(tmp: Path, repeat: int, smoke: bool) -> tuple[str, dict]:
+    """One client's epoch against PyTorch and NumPy, then a 64-client round against Flower with PyTorch."""
     checked(measure([PY, str(HERE / "mlp.py"), "--repeat", str(max(repeat, 3)), "--out", str(tmp)]
                     + (["--rows", "60"] if smoke else [])), "MLP benchmark")
-    return (tmp / "mlp.md").read_text().strip(), json.loads((tmp / "mlp.json").read_text())
+    checked(measure([PY, str(HERE / "mlp_federated.py"), "--out", str(tmp)]
+                    + (["--clients", "4", "--rows", "700", "--rounds", "2", "--mpifl-only"] if smoke else [])),
+            "federated MLP benchmark")
+    table = (tmp / "mlp.md").read_text().strip() + "\n\n" + (tmp / "mlp_federated.md").read_text().strip()
+    return table, {"epoch": json.loads((tmp / "mlp.json").read_text()),
+                   "round": json.loads((tmp / "mlp_federated.json").read_text())}
 
 
 # -- algorithms: FedProx and FedAdam on Synthetic(1,1), against Flower's strategies and a NumPy loop ------------

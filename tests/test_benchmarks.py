@@ -116,3 +116,15 @@ def test_mlp_benchmark_smoke(tmp_path):
     assert proc.returncode == 0, proc.stderr
     cases = json.loads((tmp_path / "mlp.json").read_text())["cases"]
     assert {c["batch"] for c in cases} == {10, 50, 30} and {"mpifl", "NumPy"} <= {c["system"] for c in cases}
+
+
+def test_federated_mlp_benchmark_smoke(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "mlp_federated.py"), "--clients", "4", "--rows", "700", "--rounds", "2",
+         "--mpifl-only", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((tmp_path / "mlp_federated.json").read_text())["results"]
+    (mpifl,) = results.values()
+    assert mpifl["seconds_per_round"] > 0 and mpifl["peak_mib"] > 0

@@ -1,0 +1,104 @@
+"""The FedAvg 2NN round in Flower's simulation engine with a PyTorch client, on an mpifl partition directory.
+
+    python benchmarks/peers/flower_mlp.py PARTITION_DIR ROUNDS LR OUT.json
+
+Each client reads only its own files (client_NNNNN/X.npy and y.npy, memory
+mapped), trains one local epoch at B = 10 with plain SGD in a standard
+``nn.Sequential`` (one torch thread), and returns its weights; the server
+averages them by sample count (FedAvg) and evaluates centrally on the test
+files after every round, which also stamps the round times.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BATCH = 10
+HIDDEN = (200, 200)
+
+
+def network(features: int, classes: int):
+    import torch
+
+    layers, widths = [], (features, *HIDDEN, classes)
+    for i in range(len(widths) - 1):
+        layers.append(torch.nn.Linear(widths[i], widths[i + 1]))
+        if i < len(widths) - 2:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+def main(root: str, rounds: int, lr: float, out: str) -> None:
+    t_start = time.perf_counter()
+    import torch
+    from flwr.client import ClientApp, NumPyClient
+    from flwr.common import Context, ndarrays_to_parameters
+    from flwr.server import ServerApp, ServerAppComponents, ServerConfig
+    from flwr.server.strategy import FedAvg
+    from flwr.simulation import run_simulation
+
+    torch.set_num_threads(1)
+    manifest = json.loads((Path(root) / "manifest.json").read_text())
+    n_clients, features, classes = len(manifest["clients"]), manifest["n_features"], manifest["n_classes"]
+    Xt = torch.from_numpy(np.load(Path(root) / "test" / "X.npy"))
+    yt = torch.from_numpy(np.load(Path(root) / "test" / "y.npy").astype(np.int64))
+    torch.manual_seed(0)
+    start = [p.detach().numpy().copy() for p in network(features, classes).parameters()]
+    stamps, accuracy = [], [float("nan")]
+
+    class MlpClient(NumPyClient):
+        def __init__(self, k: int):
+            folder = Path(root) / manifest["clients"][k]["dir"]
+            self.k = k
+            self.X = torch.from_numpy(np.load(folder / "X.npy", mmap_mode="r").copy())
+            self.y = torch.from_numpy(np.load(folder / "y.npy").astype(np.int64))
+            self.net = network(features, classes)
+
+        def fit(self, parameters, config):
+            with torch.no_grad():
+                for p, value in zip(self.net.parameters(), parameters):
+                    p.copy_(torch.from_numpy(value))
+            optimiser = torch.optim.SGD(self.net.parameters(), lr=lr)
+            criterion = torch.nn.CrossEntropyLoss()
+            order = torch.from_numpy(np.random.default_rng([int(config["round"]), self.k]).permutation(len(self.y)))
+            for s in range(0, len(order), BATCH):
+                rows = order[s:s + BATCH]
+                optimiser.zero_grad()
+                criterion(self.net(self.X[rows]), self.y[rows]).backward()
+                optimiser.step()
+            return [p.detach().numpy().copy() for p in self.net.parameters()], len(self.y), {}
+
+    def client_fn(context: Context):
+        return MlpClient(int(context.node_config["partition-id"])).to_client()
+
+    def evaluate(rnd, parameters, config):
+        net = network(features, classes)
+        with torch.no_grad():
+            for p, value in zip(net.parameters(), parameters):
+                p.copy_(torch.from_numpy(value))
+            accuracy[0] = float((net(Xt).argmax(dim=1) == yt).float().mean())
+        stamps.append(time.perf_counter())
+        return 0.0, {"accuracy": accuracy[0]}
+
+    def server_fn(context: Context):
+        strategy = FedAvg(
+            fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=n_clients, min_available_clients=n_clients,
+            evaluate_fn=evaluate, on_fit_config_fn=lambda rnd: {"round": rnd},
+            initial_parameters=ndarrays_to_parameters(start),
+        )
+        return ServerAppComponents(strategy=strategy, config=ServerConfig(num_rounds=rounds))
+
+    run_simulation(ServerApp(server_fn=server_fn), ClientApp(client_fn=client_fn), num_supernodes=n_clients,
+                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
+    per_round = float(np.median(np.diff(stamps[1:]))) if len(stamps) > 2 else float("nan")  # stamp 0: initial model
+    json.dump({"accuracy": accuracy[0], "seconds_per_round": per_round, "rounds_timed": len(stamps) - 1,
+               "train_seconds": time.perf_counter() - t_start}, open(out, "w"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4])
