@@ -128,3 +128,11 @@ def test_federated_mlp_benchmark_smoke(tmp_path):
     results = json.loads((tmp_path / "mlp_federated.json").read_text())["results"]
     (mpifl,) = results.values()
     assert mpifl["seconds_per_round"] > 0 and mpifl["peak_mib"] > 0
+
+
+def test_mlp_products_benchmark_smoke(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "mlp_products.py"), "--repeat", "2", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    cases = json.loads((tmp_path / "mlp_products.json").read_text())["cases"]
+    assert len(cases) == 18 and all(c["blas"] > 0 and c["loops"] > 0 for c in cases)
