@@ -5,7 +5,7 @@ as one ``(outputs, features + 1)`` matrix, each row's last entry the bias.
 An MLP keeps them as one flat vector whose layers are views
 (mpifl.kernels.mlp.MlpLayout).  The collectives, strategies and checkpoints
 see ``shape``, ``size``, ``zeros()`` and ``initial()`` only, so a model kind is
-one entry in mpifl.kernels' registry and one case here.
+one entry in mpifl.kernels' registry and one in PARAMETERS here.
 """
 
 from __future__ import annotations
@@ -22,8 +22,56 @@ LINEAR_KINDS = ("linear", "logistic", "softmax")
 
 
 @dataclass(frozen=True)
+class LinearParameters:
+    """A linear model's ``(outputs, features + 1)`` matrix: row c holds output c's weights, then its bias."""
+
+    n_features: int
+    n_outputs: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.n_outputs, self.n_features + 1)
+
+    def initial(self, seed: int, dtype: np.dtype) -> np.ndarray:
+        """Zeros: the problem is convex, so any start reaches the same optimum."""
+        return np.zeros(self.shape, dtype=dtype)
+
+    def penalised(self) -> np.ndarray:
+        mask = np.ones(self.shape, dtype=bool)
+        mask[:, -1] = False
+        return mask
+
+
+@dataclass(frozen=True)
+class MlpParameters:
+    """An MLP's flat vector, its layers views into it (mpifl.kernels.mlp.MlpLayout)."""
+
+    layout: MlpLayout
+    activation: str
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.layout.size,)
+
+    def initial(self, seed: int, dtype: np.dtype) -> np.ndarray:
+        """Seeded He (ReLU) or Glorot (tanh) weights: zeros would keep every hidden unit identical."""
+        return self.layout.initial(stream(seed, Purpose.MODEL_INIT), self.activation, dtype)
+
+    def penalised(self) -> np.ndarray:
+        return self.layout.penalised()
+
+
+# model kind -> its parameters (the kernels' registry is mpifl.kernels.base.REGISTRY)
+PARAMETERS = {
+    **{kind: lambda spec: LinearParameters(spec.n_features, spec.n_outputs) for kind in LINEAR_KINDS},
+    "mlp": lambda spec: MlpParameters(spec.layout, spec.activation),
+}
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    """A model: for the linear kinds ``theta[c, :d]`` are output c's weights and ``theta[c, d]`` its bias."""
+    """A model: its kind, data sizes and dtype; its parameters' shape, start and l2 mask come from
+    the kind's entry in PARAMETERS."""
 
     kind: str
     n_features: int
@@ -53,10 +101,12 @@ class ModelSpec:
         return MlpLayout((self.n_features, *self.hidden, self.n_outputs))
 
     @property
+    def parameters(self) -> LinearParameters | MlpParameters:
+        return PARAMETERS[self.kind](self)
+
+    @property
     def shape(self) -> tuple[int, ...]:
-        if self.kind == "mlp":
-            return (self.layout.size,)
-        return (self.n_outputs, self.n_features + 1)
+        return self.parameters.shape
 
     @property
     def size(self) -> int:
@@ -70,16 +120,9 @@ class ModelSpec:
         return np.zeros(self.shape, dtype=self.dtype)
 
     def initial(self, seed: int) -> np.ndarray:
-        """The starting model: zeros for a linear model (a convex problem), seeded He or Glorot weights for an
-        MLP (zeros would keep every hidden unit identical)."""
-        if self.kind != "mlp":
-            return self.zeros()
-        return self.layout.initial(stream(seed, Purpose.MODEL_INIT), self.activation, self.dtype)
+        """The starting model."""
+        return self.parameters.initial(seed, self.dtype)
 
     def penalised(self) -> np.ndarray:
         """True where model.l2 applies: the weights, never a bias."""
-        if self.kind == "mlp":
-            return self.layout.penalised()
-        mask = np.ones(self.shape, dtype=bool)
-        mask[:, -1] = False
-        return mask
+        return self.parameters.penalised()

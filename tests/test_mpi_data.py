@@ -30,10 +30,11 @@ def shared_partition(tmp_path: Path, *args: str) -> Path:
 
 
 @pytest.mark.mpi(min_size=2)
-def test_each_rank_opens_only_its_own_clients_files_and_the_server_none(tmp_path):
+@pytest.mark.parametrize("model", [[], ["model.kind=mlp", "model.hidden=[16]"]], ids=["softmax", "mlp"])
+def test_each_rank_opens_only_its_own_clients_files_and_the_server_none(tmp_path, model):
     n_clients = 3 * (COMM.size - 1)
     root = shared_partition(tmp_path, "--clients", str(n_clients), "--method", "dirichlet", "--alpha", "1")
-    cfg = config.load(overrides=[f"data.path={root / 'parts'}", "rounds=3"])
+    cfg = config.load(overrides=[f"data.path={root / 'parts'}", "rounds=3", *model])
     run_job(COMM, cfg, root / "run", verbose=False, audit=True)
     opened = audit.read(root / "run", COMM.rank)
     manifest = store.read_manifest(root / "parts")
