@@ -15,23 +15,23 @@ def loss_and_grad_sum(kind, X, y, theta):
     X = X.astype(np.float64)
     y = y.astype(np.float64)
     theta = theta.astype(np.float64)
-    Z = logits(X, theta)
-    if kind == "linear":
-        R = Z[:, 0] - y
-        loss = 0.5 * np.sum(R**2)
-        R = R[:, None]
-    elif kind == "logistic":
-        z = Z[:, 0]
-        loss = np.sum(np.logaddexp(0.0, z) - y * z)
-        R = (1.0 / (1.0 + np.exp(-z)) - y)[:, None]
-    else:
-        Zs = Z - Z.max(axis=1, keepdims=True)
-        logp = Zs - np.log(np.exp(Zs).sum(axis=1, keepdims=True))
-        Y = np.eye(theta.shape[0])[y.astype(int)]
-        loss = -np.sum(logp * Y)
-        R = np.exp(logp) - Y
+    loss, R = output_loss_and_residuals(kind, logits(X, theta), y)
     grad = np.hstack([R.T @ X, R.sum(axis=0)[:, None]])
     return loss, grad
+
+
+def output_loss_and_residuals(kind, Z, y):
+    """(summed loss, dloss/dlogits) of logits Z (rows x outputs) under the kind's link, in float64."""
+    if kind == "linear":
+        R = Z[:, 0] - y
+        return float(0.5 * np.sum(R**2)), R[:, None]
+    if kind == "logistic":
+        z = Z[:, 0]
+        return float(np.sum(np.logaddexp(0.0, z) - y * z)), (1.0 / (1.0 + np.exp(-z)) - y)[:, None]
+    Zs = Z - Z.max(axis=1, keepdims=True)
+    logp = Zs - np.log(np.exp(Zs).sum(axis=1, keepdims=True))
+    Y = np.eye(Z.shape[1])[y.astype(int)]
+    return float(-np.sum(logp * Y)), np.exp(logp) - Y
 
 
 def objective(kind, X, y, theta, l2):
@@ -159,20 +159,7 @@ def mlp_loss_and_grad_sum(layout, activation, kind, X, y, theta):
         if layer < layout.n_layers - 1:
             Z = np.maximum(Z, 0.0) if activation == "relu" else np.tanh(Z)
         H.append(Z)
-    Z = H[-1]
-    if kind == "linear":
-        R = Z - y[:, None]
-        loss = 0.5 * np.sum(R**2)
-    elif kind == "logistic":
-        z = Z[:, 0]
-        loss = np.sum(np.logaddexp(0.0, z) - y * z)
-        R = (1.0 / (1.0 + np.exp(-z)) - y)[:, None]
-    else:
-        Zs = Z - Z.max(axis=1, keepdims=True)
-        logp = Zs - np.log(np.exp(Zs).sum(axis=1, keepdims=True))
-        Y = np.eye(Z.shape[1])[y.astype(int)]
-        loss = -np.sum(logp * Y)
-        R = np.exp(logp) - Y
+    loss, R = output_loss_and_residuals(kind, H[-1], y)
     grad = np.zeros_like(theta)
     for layer in range(layout.n_layers - 1, -1, -1):
         layout.weights(grad, layer)[...] = H[layer].T @ R

@@ -391,18 +391,9 @@ def mlp_entries(kind: int, activation: int, variant: int):
     def full_gradient(theta, offsets, widths, X, y, grad, A, D, G, E, want_loss):
         """Summed gradient over every row of X, chunk by chunk; returns the summed loss (0 unless asked)."""
         grad[:] = 0
-        C = widths[widths.shape[0] - 1]
         what = GRAD | LOSS if want_loss else GRAD
-        rows = np.empty(0, dtype=np.int64)
-        loss = 0.0
-        n = n_rows(X)
-        for s in range(0, n, CHUNK_ROWS):
-            m = min(n, s + CHUNK_ROWS) - s
-            part, _ = _residuals(kind, variant, activation, theta, offsets, widths, X, y, rows, is_indexed(rows),
-                                 s, m, A, D, E, C, what, 1.0)
-            loss += part
-            backward(theta, offsets, widths, activation, X, rows, is_indexed(rows), s, A, m, D, G, grad, True)
-        return loss
+        return _range_gradient(kind, variant, activation, theta, offsets, widths, X, y, 0, n_rows(X), A, D, G, E,
+                               grad, what)
 
     @threaded_kernel
     def full_gradient_threaded(theta, offsets, widths, X, y, grad, partial, As, Ds, Gs, Es, want_loss):
@@ -411,20 +402,12 @@ def mlp_entries(kind: int, activation: int, variant: int):
         the result depends on the thread count, never on scheduling."""
         T = partial.shape[0]
         n = n_rows(X)
-        C = widths[widths.shape[0] - 1]
         what = GRAD | LOSS if want_loss else GRAD
         losses = np.zeros(T)
         for t in numba.prange(T):
-            rows = np.empty(0, dtype=np.int64)
             partial[t, :] = 0
-            lo, hi = t * n // T, (t + 1) * n // T
-            for s in range(lo, hi, CHUNK_ROWS):
-                m = min(hi, s + CHUNK_ROWS) - s
-                part, _ = _residuals(kind, variant, activation, theta, offsets, widths, X, y, rows, is_indexed(rows),
-                                     s, m, As[t], Ds[t], Es[t], C, what, 1.0)
-                losses[t] += part
-                backward(theta, offsets, widths, activation, X, rows, is_indexed(rows), s, As[t], m, Ds[t], Gs[t],
-                         partial[t], True)
+            losses[t] = _range_gradient(kind, variant, activation, theta, offsets, widths, X, y, t * n // T,
+                                        (t + 1) * n // T, As[t], Ds[t], Gs[t], Es[t], partial[t], what)
         return sum_partials(grad, partial, losses)
 
     @kernel
@@ -455,6 +438,21 @@ def mlp_entries(kind: int, activation: int, variant: int):
         return loss, correct
 
     return sgd_epoch, full_gradient, full_gradient_threaded, batch_gradient, evaluate
+
+
+@kernel
+def _range_gradient(kind, variant, activation, theta, offsets, widths, X, y, lo, hi, A, D, G, E, grad, what):
+    """Add the summed gradient of rows lo .. hi-1 into grad, CHUNK_ROWS rows a pass; returns their summed loss."""
+    C = widths[widths.shape[0] - 1]
+    rows = np.empty(0, dtype=np.int64)
+    loss = 0.0
+    for s in range(lo, hi, CHUNK_ROWS):
+        m = min(hi, s + CHUNK_ROWS) - s
+        part, _ = _residuals(kind, variant, activation, theta, offsets, widths, X, y, rows, is_indexed(rows), s, m,
+                             A, D, E, C, what, 1.0)
+        loss += part
+        backward(theta, offsets, widths, activation, X, rows, is_indexed(rows), s, A, m, D, G, grad, True)
+    return loss
 
 
 @kernel
