@@ -18,6 +18,7 @@ from mpifl.constraints import Choice, Flag, Interval, Text, Widths
 from mpifl.constraints import violation
 from mpifl.errors import ConfigError
 from mpifl.strategies import STRATEGIES, STRATEGY_KEYS
+from mpifl.strategies.aggregators import NAMES as AGGREGATORS
 
 
 # The default values are the default job: federated softmax on digits, 7 clients.
@@ -66,6 +67,13 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "server.strategy": ("fedavg", Choice(tuple(STRATEGIES))),
     "server.fraction": (1.0, Interval(float, 0, 1, "right")),
     "server.drop_stragglers": (False, Flag()),  # drop the stragglers' updates (the FedProx paper's FedAvg)
+    # robust aggregation (mpifl.strategies.aggregators), for the strategies that average deltas
+    "server.aggregator": ("mean", Choice(AGGREGATORS)),
+    "server.trim": (0.1, Interval(float, 0, 0.5, "left")),  # trimmed_mean: share dropped at each end
+    "server.byzantine": (1, Interval(int, 0, None)),  # krum, multikrum, bulyan: f
+    "server.select": (0, Interval(int, 0, None)),  # multikrum: m averaged (0: n - f)
+    "server.radius": (1.0, Interval(float, 0, None, "neither")),  # centered_clip: tau; norm_bound: M
+    "server.robust_iterations": (10, Interval(int, 1, 10_000)),  # geomed: Weiszfeld steps; centered_clip: L
     # server.lr, server.momentum, server.proximal_mu, ...: declared by each strategy (mpifl.strategies)
     "checkpoint.every": (0, Interval(int, 0, None)),
 }
@@ -195,6 +203,13 @@ def _check_value(values: dict[str, Any], key: str, constraint, origin: str) -> N
 def _check_strategy(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
     """Fill in the strategy's own server.* defaults, check them, and refuse keys it does not use."""
     name = values["server.strategy"]
+    if values["server.aggregator"] != "mean" and not STRATEGIES[name].averages_deltas:
+        accepting = ", ".join(repr(n) for n, cls in STRATEGIES.items() if cls.averages_deltas)
+        raise ConfigError(
+            f"The 'server.aggregator' parameter in {origins.get('server.aggregator', source)} is "
+            f"{values['server.aggregator']!r}, but server.strategy {name!r} does not average deltas (its server "
+            f"step needs every client's exact update). Robust aggregators work with {accepting}."
+        )
     declared = STRATEGIES[name].parameters
     for key, users in STRATEGY_PARAMETER_KEYS.items():
         short = key.split(".", 1)[1]

@@ -34,6 +34,7 @@ from mpifl.model import ModelSpec
 from mpifl.progress import RoundRecord
 from mpifl.stopping import Stopped, divergence
 from mpifl.strategies import STRATEGIES, Setup, Strategy, strategy_params
+from mpifl.strategies.aggregators import Aggregator
 
 ROOT = 0
 
@@ -69,6 +70,9 @@ def load_data(comm: MPI.Comm, cfg: Config, source: DataSource) -> tuple:
     problem = STRATEGIES[cfg["server.strategy"]].check(strategy_params(cfg.values), n_clients)
     if problem:
         raise ConfigError(f"server.strategy {cfg['server.strategy']!r}: {problem}")
+    problem = aggregator(cfg).problem(updates_per_round(cfg, n_clients))
+    if problem:
+        raise ConfigError(f"server.aggregator: {problem}")
     blocks = balanced_blocks(source.client_rows(n_clients), size - 1)
     if rank == federated.SERVER:
         return (source.server_test(), blocks)
@@ -83,7 +87,23 @@ def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int) -> Strategy:
         params=strategy_params(cfg.values), n_clients=n_clients, seed=cfg["seed"], fraction=cfg["server.fraction"],
         epochs=cfg["train.epochs"], stragglers=cfg["train.stragglers"], drop_stragglers=cfg["server.drop_stragglers"],
         local_lr=cfg["train.lr"], local_momentum=cfg["train.momentum"], shape=spec.shape, dtype=spec.dtype,
+        aggregator=aggregator(cfg),
     ))
+
+
+def aggregator(cfg: Config) -> Aggregator:
+    """server.aggregator and its parameters, from a validated config."""
+    return Aggregator(cfg["server.aggregator"], trim=cfg["server.trim"], byzantine=cfg["server.byzantine"],
+                      select=cfg["server.select"], radius=cfg["server.radius"],
+                      iterations=cfg["server.robust_iterations"])
+
+
+def updates_per_round(cfg: Config, n_clients: int) -> int:
+    """Updates the server combines in a round: the sampled clients, less the stragglers if they are dropped."""
+    sampled = max(1, int(round(cfg["server.fraction"] * n_clients)))
+    if cfg["server.drop_stragglers"]:
+        sampled -= int(round(cfg["train.stragglers"] * sampled))
+    return sampled
 
 
 @dataclass(frozen=True)

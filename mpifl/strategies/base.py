@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from mpifl.constraints import Constraint
 from mpifl.protocol import Field
+from mpifl.strategies.aggregators import Aggregator
 from mpifl.strategies.sampling import round_plan
 
 Hook = tuple[np.ndarray, float, np.ndarray | None]  # (anchor, mu, correction): see kernels.drivers.objective_hook
@@ -52,6 +53,7 @@ class Setup:
     local_momentum: float  # train.momentum
     shape: tuple[int, ...]  # theta's shape
     dtype: np.dtype  # theta's dtype
+    aggregator: Aggregator = field(default_factory=Aggregator)  # server.aggregator and its parameters
 
 
 @dataclass(frozen=True)
@@ -96,12 +98,27 @@ class Strategy(ABC):
     downlink: ClassVar[tuple[Field, ...]] = ()  # model-sized fields sent with theta
     uplink: ClassVar[tuple[Field, ...]] = ()  # fields sent with each client's delta
     client: ClassVar[type[ClientUpdate]] = ClientUpdate
+    averages_deltas: ClassVar[bool] = False  # combines deltas through combine(), so any server.aggregator fits
 
     def __init__(self, setup: Setup):
         if not 0.0 < setup.fraction <= 1.0:
             raise ValueError("The client fraction must be in (0, 1].")
         self.setup = setup
         self.params = setup.params
+        self.aggregator = setup.aggregator
+        if self.aggregator.name == "centered_clip":
+            self.aggregator.previous = np.zeros(int(np.prod(setup.shape)))
+
+    def combine(self, results: RoundResults) -> tuple[np.ndarray, dict[str, Any]]:
+        """The round's combined delta (theta's shape, float64) by server.aggregator, and what the aggregator
+        said about the clients: the ids it selected, or the weight each kept, for metrics.jsonl."""
+        combined = self.aggregator(results.deltas.reshape(results.count, -1).astype(np.float64), results.weights)
+        said: dict[str, Any] = {}
+        if combined.selected is not None:
+            said["selected"] = results.clients[combined.selected].tolist()
+        if combined.kept is not None:
+            said["kept"] = [round(float(k), 6) for k in combined.kept]
+        return combined.delta.reshape(self.setup.shape), said
 
     @classmethod
     def check(cls, params: Mapping[str, Any], n_clients: int) -> str | None:
@@ -124,8 +141,9 @@ class Strategy(ABC):
         """(new theta in theta's dtype, metrics for metrics.jsonl) from one round's results."""
 
     def state(self) -> dict[str, np.ndarray]:
-        """Server state to checkpoint (stateless strategies have none)."""
-        return {}
+        """Server state to checkpoint: the aggregator's (centered clipping's last aggregate), if it keeps any;
+        subclasses add their own to this."""
+        return {"aggregator_previous": self.aggregator.previous} if self.aggregator.previous is not None else {}
 
     def load_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Restore what state() returned."""

@@ -21,7 +21,7 @@ from abc import abstractmethod
 import numpy as np
 
 from mpifl.constraints import Interval
-from mpifl.strategies.base import RoundResults, Setup, Strategy, apply_step, norm, weighted_mean
+from mpifl.strategies.base import RoundResults, Setup, Strategy, apply_step, norm
 
 _LR = Interval(float, 0, None, "neither")
 _DECAY = Interval(float, 0, 1, "left")
@@ -30,6 +30,7 @@ _TAU = Interval(float, 0, None, "neither")
 
 class FedAvgM(Strategy):
     name = "fedavgm"
+    averages_deltas = True
     parameters = {"lr": (1.0, _LR), "momentum": (0.9, _DECAY)}
 
     def __init__(self, setup: Setup):
@@ -37,19 +38,20 @@ class FedAvgM(Strategy):
         self.velocity = np.zeros(setup.shape)
 
     def aggregate(self, rnd: int, theta: np.ndarray, results: RoundResults) -> tuple[np.ndarray, dict[str, float]]:
-        pseudo_gradient = -weighted_mean(results.deltas, results.weights)
+        delta, said = self.combine(results)
         self.velocity *= self.params["momentum"]
-        self.velocity += pseudo_gradient
+        self.velocity -= delta  # the pseudo-gradient is the negated combined delta
         step = -self.params["lr"] * self.velocity
-        return apply_step(theta, step), {"update_norm": norm(step)}
+        return apply_step(theta, step), {"update_norm": norm(step), **said}
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"velocity": self.velocity}
+        return {**super().state(), "velocity": self.velocity}
 
 
 class AdaptiveServer(Strategy):
     """Reddi et al.'s Algorithm 2; subclasses say how the second moment is updated."""
 
+    averages_deltas = True
     parameters = {"lr": (0.1, _LR), "beta1": (0.9, _DECAY), "beta2": (0.99, _DECAY), "tau": (1e-3, _TAU)}
 
     def __init__(self, setup: Setup):
@@ -62,16 +64,16 @@ class AdaptiveServer(Strategy):
         """Update self.v from the squared pseudo-update."""
 
     def aggregate(self, rnd: int, theta: np.ndarray, results: RoundResults) -> tuple[np.ndarray, dict[str, float]]:
-        delta = weighted_mean(results.deltas, results.weights)
+        delta, said = self.combine(results)
         beta1 = self.params["beta1"]
         self.m *= beta1
         self.m += (1.0 - beta1) * delta
         self.second_moment(delta * delta)
         step = self.params["lr"] * self.m / (np.sqrt(self.v) + self.params["tau"])
-        return apply_step(theta, step), {"update_norm": norm(step), "pseudo_gradient_norm": norm(delta)}
+        return apply_step(theta, step), {"update_norm": norm(step), "pseudo_gradient_norm": norm(delta), **said}
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"m": self.m, "v": self.v}
+        return {**super().state(), "m": self.m, "v": self.v}
 
 
 class FedAdagrad(AdaptiveServer):
