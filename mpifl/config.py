@@ -18,6 +18,7 @@ from mpifl.constraints import Choice, Flag, Interval, Text, Widths
 from mpifl.constraints import violation
 from mpifl.errors import ConfigError
 from mpifl.strategies import STRATEGIES, STRATEGY_KEYS
+from mpifl.attacks import KINDS as ATTACKS
 from mpifl.strategies.aggregators import NAMES as AGGREGATORS
 
 
@@ -76,9 +77,14 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "server.robust_iterations": (10, Interval(int, 1, 10_000)),  # geomed: Weiszfeld steps; centered_clip: L
     # server.lr, server.momentum, server.proximal_mu, ...: declared by each strategy (mpifl.strategies)
     "checkpoint.every": (0, Interval(int, 0, None)),
+    # simulated Byzantine clients (mpifl.attacks), federated mode
+    "attack.kind": ("none", Choice(ATTACKS)),
+    "attack.fraction": (0.2, Interval(float, 0, 1, "left")),  # share of the clients that are malicious
+    "attack.scale": (0.0, Interval(float, 0, None)),  # per kind: -scale x, N(0, scale^2), scale x, -scale mean; 0: default
+    "attack.seed": (-1, Interval(int, -1, 2**63 - 1)),  # which clients are malicious; -1: the job's seed
 }
 
-SECTIONS = ("data", "model", "train", "server", "checkpoint")
+SECTIONS = ("data", "model", "train", "server", "checkpoint", "attack")
 # Keys that exist only for the strategies that declare them (mpifl.strategies: each class's `parameters`).
 STRATEGY_PARAMETER_KEYS = {f"server.{key}": users for key, users in STRATEGY_KEYS.items()}
 
@@ -171,6 +177,12 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
             "in distributed mode (every rank takes the same L-BFGS steps on Allreduced gradients). "
             "Set mode = \"distributed\"."
         )
+    if values["attack.kind"] != "none" and values["mode"] != "federated":
+        raise ConfigError(f"The 'attack.kind' parameter in {origins.get('attack.kind', source)} is "
+                          f"{values['attack.kind']!r}; attacks simulate federated clients. Set mode = \"federated\".")
+    if values["attack.kind"] == "label_flip" and output_kind(values) == "linear":
+        raise ConfigError(f"The 'attack.kind' parameter in {origins.get('attack.kind', source)} is 'label_flip', "
+                          "which needs class labels; a regression task has none.")
     if values["data.path"]:
         return
     output = output_kind(values)

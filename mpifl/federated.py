@@ -30,6 +30,7 @@ from dataclasses import replace
 import numpy as np
 
 from mpifl import comm as collectives
+from mpifl.attacks import configured_attack
 from mpifl.data.shards import ClientData, Shard
 from mpifl.errors import Diverged
 from mpifl.local import LocalSettings, LocalTrainer
@@ -60,6 +61,7 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
     comm, cfg, spec = loop.comm, loop.cfg, loop.kernels.spec
     wire = make_wire(type(strategy), spec, blocks)
     n_clients = wire.n_clients
+    attack = configured_attack(cfg, n_clients)  # the omniscient attacks are simulated here, before aggregation
     tester = LocalTrainer(test, loop.kernels, LocalSettings.from_config(cfg), cfg["seed"], SERVER)
     checkpoints = loop.checkpoints
     theta = checkpoints.theta.copy() if checkpoints.resumed else spec.initial(cfg["seed"])
@@ -110,7 +112,7 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
                     )
                     record = replace(record, breakdown=spread, slowest_rank=slowest)
             if trained.size:
-                theta, metrics = strategy.aggregate(it, theta, _results(wire, payload, stats, trained))
+                theta, metrics = strategy.aggregate(it, theta, attack.colluded(_results(wire, payload, stats, trained)))
                 pending = {"participants": float(trained.size), **metrics}
         if record is not None:
             loop.report(record)
@@ -190,6 +192,7 @@ def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list
     testers = [None if c.test is None else LocalTrainer(c.test, loop.kernels, settings, cfg["seed"], k)
                for c, k in zip(data, clients)]
     half = strategy.client(strategy_params(cfg.values), spec.shape, spec.dtype)
+    attack = configured_attack(cfg, blocks[-1].stop)
     states = {name: np.zeros((len(clients), *spec.shape), dtype=spec.dtype) for name in half.state}
     _restore(loop.checkpoints.local, trainers, states)
     downlink = wire.downlink_buffer()
@@ -238,6 +241,7 @@ def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list
                 delta -= theta
                 run = LocalRun(steps, settings.lr, settings.momentum)
                 half.report(delta, down, own_state, run, {**out, **mine})
+                attack.poison(k, it, delta)  # model poisoning: a malicious client's own update, on its rank
                 mine["weight"][0] = trainer.shard.n
                 sent += 1
         own["compute"][0] = time.perf_counter() - t0

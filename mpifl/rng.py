@@ -22,6 +22,7 @@ class Purpose(IntEnum):
     STRAGGLERS = 7  # which sampled clients straggle in a round, and their epochs
     FEDPROX_SYNTHETIC = 8  # the FedProx paper's Synthetic(alpha, beta) clients
     MODEL_INIT = 9  # a model's initial parameters (an MLP's He or Glorot weights)
+    ATTACK = 10  # which clients are malicious, and the noise a Gaussian attacker sends
 
 
 def stream(seed: int, purpose: Purpose, *keys: int) -> np.random.Generator:

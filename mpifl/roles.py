@@ -11,7 +11,7 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from mpi4py import MPI
 from mpifl import checkpoint as ckpt_files
 from mpifl import federated, tuning
 from mpifl.agree import collectively
+from mpifl.attacks import configured_attack
 from mpifl.compile import warm_up
 from mpifl.config import Config
 from mpifl.data.shards import DataSource, balanced_blocks, check_fit
@@ -77,7 +78,13 @@ def load_data(comm: MPI.Comm, cfg: Config, source: DataSource) -> tuple:
     if rank == federated.SERVER:
         return (source.server_test(), blocks)
     clients = blocks[rank - 1]
-    return (source.clients(clients, n_clients), clients, blocks)
+    data = source.clients(clients, n_clients)
+    attack = configured_attack(cfg, n_clients)
+    if attack.kind == "label_flip":  # data poisoning, on the malicious clients' own rank and data only
+        n_classes = source.shape().n_classes
+        data = [replace(c, train=replace(c.train, y=attack.flip_labels(k, c.train.y, n_classes)))
+                for c, k in zip(data, clients)]
+    return (data, clients, blocks)
 
 
 def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int) -> Strategy:

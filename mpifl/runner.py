@@ -14,6 +14,7 @@ from mpi4py import MPI
 from mpifl import audit as audits
 from mpifl import machine, roles, tuning
 from mpifl.agree import collectively
+from mpifl.attacks import configured_attack
 from mpifl.comm import node_occupancy
 from mpifl.compile import set_threads
 from mpifl.config import Config
@@ -140,6 +141,10 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
         summary["kernel_variants"] = kernel_variants
         if cfg["mode"] == "federated":
             summary["strategy"] = cfg["server.strategy"]
+            summary["aggregator"] = cfg["server.aggregator"]
+            attack = configured_attack(cfg, source.n_clients(comm.Get_size()))
+            summary["attack"] = ({"kind": attack.kind, "malicious": list(attack.malicious), "scale": attack.scale}
+                                 if attack.kind != "none" else None)
             summary["final_mean_client_accuracy"] = records[-1].mean_client_accuracy
         summary["load_seconds"] = load_seconds  # reading and checking the data, slowest rank
         summary["setup_seconds"] = train_started - started  # validation, data, compile: before round 1
