@@ -61,6 +61,8 @@ def bcast(comm: MPI.Comm, buf: np.ndarray, timer: RoundTimer, root: int = 0, pol
     else:
         comm.Bcast(buf, root=root)
     timer.comm_seconds += perf_counter() - t0
+    if comm.Get_rank() == root:
+        timer.downlink_bytes += buf.nbytes * (comm.Get_size() - 1)  # the message each other rank receives
 
 
 class GatherToRoot:
@@ -96,6 +98,8 @@ class GatherToRoot:
         else:
             self.comm.Gatherv(sendbuf, recvbuf, root=self.root)
         timer.comm_seconds += perf_counter() - t0
+        if self.comm.Get_rank() == self.root:  # what the other ranks sent it, from the counts MPI was given
+            timer.uplink_bytes += (self.total - self.my_count) * self.mpi_type.Get_size()
 
 
 class GatherFromOthers(GatherToRoot):

@@ -49,6 +49,8 @@ STOP_SIGNAL = 1  # the downlink's stop code after SIGTERM/SIGUSR1; above it, 1 +
 # (mpifl.comm.wait_patiently); shorter ones wait in MPI, where a sleep's wake-up latency would dominate.
 LONG_ROUND_SECONDS = 2e-3
 _PENDING = "round."  # server-state keys of the last aggregation's metrics, reported with the next record
+_PENDING_LIST = "round_list."  # the same for list-valued metrics (an aggregator's selected ids or kept weights)
+BYTES = "wire_bytes"  # server-state key: the last round's (downlink, uplink) bytes and their running totals
 
 
 def make_wire(strategy: type[Strategy], spec: ModelSpec, blocks: list[range]) -> Wire:
@@ -78,6 +80,9 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
     poll = False  # how every rank waits in this round's collectives; the server decides, the downlink tells
     # timings of the round that produced theta, reported with the next round's record
     last_seconds, last_compute, last_server = 0.0, 0.0, (0.0, 0.0)
+    # (downlink, uplink) bytes of that round, counted at the collectives, and their running totals
+    counted = checkpoints.server.get(BYTES, np.zeros(4)).astype(np.int64)
+    last_bytes, totals = (int(counted[0]), int(counted[1])), [int(counted[2]), int(counted[3])]
     last_rank_compute = np.zeros(len(wire.blocks))
     halt = 0  # the downlink's stop code for this round (see STOP_SIGNAL)
     for it in range(checkpoints.start_round + 1, cfg["rounds"] + 2):
@@ -94,7 +99,8 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
         collectives.bcast(comm, downlink, timer, root=SERVER, poll=poll)
         poll = bool(down["poll"][0])
         if halt:
-            _halt(loop, it, theta, halt, {}, {**strategy.state(), **_pending_state(pending)})
+            _halt(loop, it, theta, halt, {}, {**strategy.state(), **_pending_state(pending),
+                                              BYTES: np.array([*last_bytes, *totals], dtype=np.float64)})
         trained = np.flatnonzero(epochs)
         if trained.size:
             gather_payload.set_counts(wire.payload_counts(epochs))
@@ -105,6 +111,8 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
             record = None
             if is_logged(it - 1, cfg):
                 record = _record(it - 1, theta, stats, tester, cfg["model.l2"], last_seconds, last_compute, pending)
+                record = replace(record, downlink_bytes=last_bytes[0], uplink_bytes=last_bytes[1],
+                                 downlink_bytes_total=totals[0], uplink_bytes_total=totals[1])
                 if it > 1:
                     spread, slowest = time_breakdown(
                         np.concatenate(([last_server[0]], last_rank_compute)),
@@ -120,8 +128,11 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
         last_compute = float(rank_stats["compute"].max()) + timer.compute_seconds
         last_rank_compute = rank_stats["compute"].copy()
         last_server = (timer.compute_seconds, timer.comm_seconds)
+        last_bytes = (timer.downlink_bytes, timer.uplink_bytes)
+        totals = [totals[0] + last_bytes[0], totals[1] + last_bytes[1]]
         if checkpoints.due(it):
-            loop.save(it, theta, {}, {**strategy.state(), **_pending_state(pending)})  # not committed if diverged
+            loop.save(it, theta, {}, {**strategy.state(), **_pending_state(pending),  # not committed if diverged
+                                      BYTES: np.array([*last_bytes, *totals], dtype=np.float64)})
         diverged = divergence(theta, record.loss if record is not None else 0.0)
         signalled = loop.stop.requested or bool(rank_stats["stop"].max() > 0)
         halt = STOP_SIGNAL + diverged if diverged else int(signalled)
@@ -142,12 +153,25 @@ def _results(wire: Wire, payload: np.ndarray, stats: dict[str, np.ndarray], trai
     return RoundResults(clients=trained, deltas=columns["delta"], weights=stats["weight"][trained], fields=fields)
 
 
-def _pending_state(pending: dict[str, float]) -> dict[str, np.ndarray]:
-    return {_PENDING + name: np.array([value]) for name, value in pending.items()}
+def _pending_state(pending: dict) -> dict[str, np.ndarray]:
+    """The round's metrics awaiting their record, as checkpoint arrays: numbers, and lists (an aggregator's
+    selected client ids, or the weights it kept) under their own prefix."""
+    out = {}
+    for name, value in pending.items():
+        if isinstance(value, list):
+            out[_PENDING_LIST + name] = np.asarray(value, dtype=np.float64)
+        else:
+            out[_PENDING + name] = np.array([value])
+    return out
 
 
-def _load_pending(server_state: dict[str, np.ndarray]) -> dict[str, float]:
-    return {k[len(_PENDING):]: float(v[0]) for k, v in server_state.items() if k.startswith(_PENDING)}
+def _load_pending(server_state: dict[str, np.ndarray]) -> dict:
+    pending: dict = {k[len(_PENDING):]: float(v[0]) for k, v in server_state.items() if k.startswith(_PENDING)}
+    for k, v in server_state.items():
+        if k.startswith(_PENDING_LIST):
+            name = k[len(_PENDING_LIST):]
+            pending[name] = [int(x) for x in v] if name == "selected" else [float(x) for x in v]
+    return pending
 
 
 def _record(

@@ -21,11 +21,14 @@ from mpifl.npzio import write_npz
 
 @dataclass
 class RoundTimer:
-    """Seconds spent computing and communicating since the last reset."""
+    """Seconds spent computing and communicating since the last reset, and the bytes the collectives
+    moved: what this rank broadcast to the others or gathered from them (mpifl.comm counts them)."""
 
     compute_seconds: float = 0.0
     comm_seconds: float = 0.0
     started: float = field(default_factory=time.perf_counter)
+    downlink_bytes: int = 0
+    uplink_bytes: int = 0
 
     @contextmanager
     def compute(self) -> Iterator[None]:
@@ -47,6 +50,8 @@ class RoundTimer:
         self.compute_seconds = 0.0
         self.comm_seconds = 0.0
         self.started = time.perf_counter()
+        self.downlink_bytes = 0
+        self.uplink_bytes = 0
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started

@@ -35,6 +35,10 @@ class RoundRecord:
     mean_client_accuracy: float | None = None  # unweighted mean over the clients that have test rows
     participants: int | None = None  # clients whose updates were aggregated in this round
     server: dict[str, float] | None = None  # what the strategy reported when aggregating this round
+    downlink_bytes: int | None = None  # federated: what the server broadcast to the client ranks this round
+    uplink_bytes: int | None = None  # federated: what the client ranks sent the server (updates and statistics)
+    downlink_bytes_total: int | None = None  # the same, summed over every round so far
+    uplink_bytes_total: int | None = None
 
     def as_json(self) -> dict:
         """A dict for strict JSON: NaN and infinities become null, also inside lists and dicts."""

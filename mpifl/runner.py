@@ -195,6 +195,8 @@ def _summary(comm, cfg, records, compile_seconds, train_seconds, wall_seconds, t
         "final_loss": last.loss,
         "final_accuracy": last.accuracy,
         "final_test_loss": last.test_loss,
+        "downlink_bytes": last.downlink_bytes_total,  # federated: counted at the collectives, every round
+        "uplink_bytes": last.uplink_bytes_total,
         "best_accuracy": max((r.accuracy for r in records if r.accuracy is not None and r.accuracy == r.accuracy),
                              default=None),
         "slowest_rank": slowest_overall(records),
