@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from flower_run import simulate_fedavg
 
 BATCH = 10
 HIDDEN = (200, 200)
@@ -36,11 +37,8 @@ def network(features: int, classes: int):
 def main(root: str, rounds: int, lr: float, out: str) -> None:
     t_start = time.perf_counter()
     import torch
-    from flwr.client import ClientApp, NumPyClient
-    from flwr.common import Context, ndarrays_to_parameters
-    from flwr.server import ServerApp, ServerAppComponents, ServerConfig
-    from flwr.server.strategy import FedAvg
-    from flwr.simulation import run_simulation
+    from flwr.client import NumPyClient
+    from flwr.common import Context
 
     torch.set_num_threads(1)
     manifest = json.loads((Path(root) / "manifest.json").read_text())
@@ -49,7 +47,6 @@ def main(root: str, rounds: int, lr: float, out: str) -> None:
     yt = torch.from_numpy(np.load(Path(root) / "test" / "y.npy").astype(np.int64))
     torch.manual_seed(0)
     start = [p.detach().numpy().copy() for p in network(features, classes).parameters()]
-    stamps, accuracy = [], [float("nan")]
 
     class MlpClient(NumPyClient):
         def __init__(self, k: int):
@@ -76,28 +73,14 @@ def main(root: str, rounds: int, lr: float, out: str) -> None:
     def client_fn(context: Context):
         return MlpClient(int(context.node_config["partition-id"])).to_client()
 
-    def evaluate(rnd, parameters, config):
+    def accuracy(parameters) -> float:
         net = network(features, classes)
         with torch.no_grad():
             for p, value in zip(net.parameters(), parameters):
                 p.copy_(torch.from_numpy(value))
-            accuracy[0] = float((net(Xt).argmax(dim=1) == yt).float().mean())
-        stamps.append(time.perf_counter())
-        return 0.0, {"accuracy": accuracy[0]}
+            return float((net(Xt).argmax(dim=1) == yt).float().mean())
 
-    def server_fn(context: Context):
-        strategy = FedAvg(
-            fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=n_clients, min_available_clients=n_clients,
-            evaluate_fn=evaluate, on_fit_config_fn=lambda rnd: {"round": rnd},
-            initial_parameters=ndarrays_to_parameters(start),
-        )
-        return ServerAppComponents(strategy=strategy, config=ServerConfig(num_rounds=rounds))
-
-    run_simulation(ServerApp(server_fn=server_fn), ClientApp(client_fn=client_fn), num_supernodes=n_clients,
-                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
-    per_round = float(np.median(np.diff(stamps[1:]))) if len(stamps) > 2 else float("nan")  # stamp 0: initial model
-    json.dump({"accuracy": accuracy[0], "seconds_per_round": per_round, "rounds_timed": len(stamps) - 1,
-               "train_seconds": time.perf_counter() - t_start}, open(out, "w"))
+    simulate_fedavg(client_fn, start, n_clients, rounds, accuracy, t_start, out)
 
 
 if __name__ == "__main__":
