@@ -1,7 +1,7 @@
 """Simulated Byzantine clients, to test robust aggregators against (``[attack]`` in a job).
 
-The malicious clients are a fixed set for the whole run, drawn from
-(seed, ATTACK).  Data and model poisoning run on the malicious client's own
+The malicious clients are a fixed set for the whole run: ``attack.clients``
+when given, else drawn from (seed, ATTACK).  Data and model poisoning run on the malicious client's own
 rank, on its own data and its own update:
 
 - ``label_flip``: its labels c become C - 1 - c (data poisoning);
@@ -27,6 +27,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from mpifl.errors import ConfigError
 from mpifl.rng import Purpose, stream
 
 KINDS = ("none", "label_flip", "sign_flip", "gaussian", "scaling", "alie", "ipm")
@@ -44,12 +45,21 @@ class Attack:
     seed: int
 
     @classmethod
-    def configured(cls, kind: str, fraction: float, scale: float, seed: int, n_clients: int) -> Attack:
-        """The run's attack: round(fraction n) malicious clients drawn once from (seed, ATTACK)."""
+    def configured(cls, kind: str, fraction: float, scale: float, seed: int, n_clients: int,
+                   clients: tuple[int, ...] = ()) -> Attack:
+        """The run's attack: the given malicious ``clients``, or round(fraction n) of them drawn once from
+        (seed, ATTACK)."""
         if kind == "none":
             return cls(kind, (), 0.0, seed)
-        count = int(round(fraction * n_clients))
-        chosen = np.sort(stream(seed, Purpose.ATTACK).choice(n_clients, size=count, replace=False))
+        outside = [k for k in clients if k >= n_clients]
+        if outside:
+            raise ConfigError(f"attack.clients names client {outside[0]}, but this job has {n_clients} clients "
+                              f"(ids 0 to {n_clients - 1}).")
+        if clients:
+            chosen = np.sort(np.asarray(clients, dtype=np.int64))
+        else:
+            count = int(round(fraction * n_clients))
+            chosen = np.sort(stream(seed, Purpose.ATTACK).choice(n_clients, size=count, replace=False))
         return cls(kind, tuple(int(k) for k in chosen), scale or DEFAULT_SCALE.get(kind, 0.0), seed)
 
     def is_malicious(self, client: int) -> bool:
@@ -101,4 +111,5 @@ class Attack:
 def configured_attack(cfg, n_clients: int) -> Attack:
     """The job's [attack] for ``n_clients`` federated clients; attack.seed -1 means the job's seed."""
     seed = cfg["attack.seed"] if cfg["attack.seed"] >= 0 else cfg["seed"]
-    return Attack.configured(cfg["attack.kind"], cfg["attack.fraction"], cfg["attack.scale"], seed, n_clients)
+    return Attack.configured(cfg["attack.kind"], cfg["attack.fraction"], cfg["attack.scale"], seed, n_clients,
+                             tuple(cfg["attack.clients"]))

@@ -14,12 +14,13 @@ from typing import Any
 
 import tomllib
 
-from mpifl.constraints import Choice, Flag, Interval, Text, Widths
+from mpifl.constraints import Choice, Flag, Ids, Interval, Text, Widths
 from mpifl.constraints import violation
 from mpifl.errors import ConfigError
 from mpifl.strategies import STRATEGIES, STRATEGY_KEYS
 from mpifl.attacks import KINDS as ATTACKS
 from mpifl.strategies.aggregators import NAMES as AGGREGATORS
+from mpifl.compression import METHODS as COMPRESSIONS
 
 
 # The default values are the default job: federated softmax on digits, 7 clients.
@@ -82,9 +83,16 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "attack.fraction": (0.2, Interval(float, 0, 1, "left")),  # share of the clients that are malicious
     "attack.scale": (0.0, Interval(float, 0, None)),  # per kind: -scale x, N(0, scale^2), scale x, -scale mean; 0: default
     "attack.seed": (-1, Interval(int, -1, 2**63 - 1)),  # which clients are malicious; -1: the job's seed
+    "attack.clients": ([], Ids()),  # the malicious client ids; set, they replace attack.fraction's draw
+    # uplink compression (mpifl.compression): what a client (federated) or worker (distributed) sends
+    "compress.uplink": ("none", Choice(COMPRESSIONS)),
+    "compress.ratio": (0.1, Interval(float, 0, 1, "right")),  # topk, randk: share of the values sent
+    "compress.bits": (4, Interval(int, 2, 8)),  # qsgd: bits per value, sign included
+    "compress.bucket": (128, Interval(int, 1, None)),  # qsgd: values that share one norm
+    "compress.error_feedback": (False, Flag()),  # keep what compression dropped and add it to the next update
 }
 
-SECTIONS = ("data", "model", "train", "server", "checkpoint", "attack")
+SECTIONS = ("data", "model", "train", "server", "checkpoint", "attack", "compress")
 # Keys that exist only for the strategies that declare them (mpifl.strategies: each class's `parameters`).
 STRATEGY_PARAMETER_KEYS = {f"server.{key}": users for key, users in STRATEGY_KEYS.items()}
 
@@ -180,6 +188,14 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
     if values["attack.kind"] != "none" and values["mode"] != "federated":
         raise ConfigError(f"The 'attack.kind' parameter in {origins.get('attack.kind', source)} is "
                           f"{values['attack.kind']!r}; attacks simulate federated clients. Set mode = \"federated\".")
+    if values["compress.uplink"] != "none" and values["train.optimizer"] == "lbfgs":
+        raise ConfigError(f"The 'compress.uplink' parameter in {origins.get('compress.uplink', source)} is "
+                          f"{values['compress.uplink']!r}, but L-BFGS's line search needs exact gradients. "
+                          "Use train.optimizer = \"sgd\" or compress.uplink = \"none\".")
+    if values["compress.error_feedback"] and values["compress.uplink"] == "none":
+        raise ConfigError(f"The 'compress.error_feedback' parameter in "
+                          f"{origins.get('compress.error_feedback', source)} is true, but compress.uplink is 'none': "
+                          "there is no compression error to feed back.")
     if values["attack.kind"] == "label_flip" and output_kind(values) == "linear":
         raise ConfigError(f"The 'attack.kind' parameter in {origins.get('attack.kind', source)} is 'label_flip', "
                           "which needs class labels; a regression task has none.")

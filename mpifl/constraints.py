@@ -88,11 +88,23 @@ class Widths:
         return f"a list of ints in the range [1, {self.most}], such as [200, 200]"
 
 
+@dataclass(frozen=True)
+class Ids:
+    """A list of distinct non-negative ints, e.g. client ids; it may be empty."""
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, list) and len(set(value)) == len(value) and all(
+            isinstance(v, Integral) and not isinstance(v, bool) and v >= 0 for v in value)
+
+    def describe(self) -> str:
+        return "a list of distinct ints >= 0, such as [0, 3, 7]"
+
+
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
-Constraint = Interval | Choice | Text | Flag | Widths
+Constraint = Interval | Choice | Text | Flag | Widths | Ids
 
 
 def violation(key: str, origin: str, constraint: Constraint, value: Any) -> str | None:

@@ -12,6 +12,8 @@ the algorithm's declared fields, so no algorithm writes transport code):
 3. Gatherv of one payload row [delta | declared model-sized fields] per
    client that trained (counts follow from the epochs every rank already
    has), and Gatherv of the per-client statistics and per-rank timings;
+   with [compress], delta travels as its codec's message (with the client's
+   error-feedback residual added first) and the server decodes it;
 4. the server's strategy aggregates the results, and the server tests the
    new theta on its test set.
 
@@ -31,6 +33,7 @@ import numpy as np
 
 from mpifl import comm as collectives
 from mpifl.attacks import configured_attack
+from mpifl.compression import Codec, ErrorFeedback, codec_from_config
 from mpifl.data.shards import ClientData, Shard
 from mpifl.errors import Diverged
 from mpifl.local import LocalSettings, LocalTrainer
@@ -38,7 +41,7 @@ from mpifl.loop import Loop
 from mpifl.metrics import RoundTimer
 from mpifl.model import ModelSpec
 from mpifl.progress import RoundRecord, is_logged, time_breakdown
-from mpifl.protocol import Wire
+from mpifl.protocol import MESSAGE, Wire
 from mpifl.stopping import divergence
 from mpifl.strategies import RoundResults, Strategy, strategy_params
 from mpifl.strategies.base import LocalRun
@@ -50,18 +53,27 @@ STOP_SIGNAL = 1  # the downlink's stop code after SIGTERM/SIGUSR1; above it, 1 +
 LONG_ROUND_SECONDS = 2e-3
 _PENDING = "round."  # server-state keys of the last aggregation's metrics, reported with the next record
 _PENDING_LIST = "round_list."  # the same for list-valued metrics (an aggregator's selected ids or kept weights)
-BYTES = "wire_bytes"  # server-state key: the last round's (downlink, uplink) bytes and their running totals
+# server-state key: the last round's (downlink, uplink) bytes, their running totals, and the uplink's running total
+# had compress.uplink been "none"
+BYTES = "wire_bytes"
+RESIDUAL = "compress.residual"  # client-rank state: each hosted client's error-feedback residual
 
 
-def make_wire(strategy: type[Strategy], spec: ModelSpec, blocks: list[range]) -> Wire:
+def uplink_codec(cfg, spec: ModelSpec) -> Codec | None:
+    """The job's codec for deltas, or None when updates travel uncompressed."""
+    return None if cfg["compress.uplink"] == "none" else codec_from_config(cfg, spec.size, spec.dtype)
+
+
+def make_wire(strategy: type[Strategy], spec: ModelSpec, blocks: list[range], codec: Codec | None) -> Wire:
     """The round's buffers for this algorithm, the same on every rank; blocks[h] are client rank h+1's clients."""
-    return Wire(strategy.downlink, strategy.uplink, spec.shape, spec.dtype, blocks)
+    return Wire(strategy.downlink, strategy.uplink, spec.shape, spec.dtype, blocks, codec.nbytes if codec else 0)
 
 
 def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> np.ndarray:
     """The server's loop; returns the final global parameters."""
     comm, cfg, spec = loop.comm, loop.cfg, loop.kernels.spec
-    wire = make_wire(type(strategy), spec, blocks)
+    codec = uplink_codec(cfg, spec)
+    wire = make_wire(type(strategy), spec, blocks, codec)
     n_clients = wire.n_clients
     attack = configured_attack(cfg, n_clients)  # the omniscient attacks are simulated here, before aggregation
     tester = LocalTrainer(test, loop.kernels, LocalSettings.from_config(cfg), cfg["seed"], SERVER)
@@ -81,8 +93,8 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
     # timings of the round that produced theta, reported with the next round's record
     last_seconds, last_compute, last_server = 0.0, 0.0, (0.0, 0.0)
     # (downlink, uplink) bytes of that round, counted at the collectives, and their running totals
-    counted = checkpoints.server.get(BYTES, np.zeros(4)).astype(np.int64)
-    last_bytes, totals = (int(counted[0]), int(counted[1])), [int(counted[2]), int(counted[3])]
+    counted = checkpoints.server.get(BYTES, np.zeros(5)).astype(np.int64)
+    last_bytes, totals = (int(counted[0]), int(counted[1])), [int(counted[2]), int(counted[3]), int(counted[4])]
     last_rank_compute = np.zeros(len(wire.blocks))
     halt = 0  # the downlink's stop code for this round (see STOP_SIGNAL)
     for it in range(checkpoints.start_round + 1, cfg["rounds"] + 2):
@@ -112,7 +124,8 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
             if is_logged(it - 1, cfg):
                 record = _record(it - 1, theta, stats, tester, cfg["model.l2"], last_seconds, last_compute, pending)
                 record = replace(record, downlink_bytes=last_bytes[0], uplink_bytes=last_bytes[1],
-                                 downlink_bytes_total=totals[0], uplink_bytes_total=totals[1])
+                                 downlink_bytes_total=totals[0], uplink_bytes_total=totals[1],
+                                 uplink_bytes_uncompressed_total=totals[2] if codec else None)
                 if it > 1:
                     spread, slowest = time_breakdown(
                         np.concatenate(([last_server[0]], last_rank_compute)),
@@ -120,8 +133,11 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
                     )
                     record = replace(record, breakdown=spread, slowest_rank=slowest)
             if trained.size:
-                theta, metrics = strategy.aggregate(it, theta, attack.colluded(_results(wire, payload, stats, trained)))
+                results, decode_seconds = _results(wire, payload, stats, trained, codec, (cfg["seed"], it))
+                theta, metrics = strategy.aggregate(it, theta, attack.colluded(results))
                 pending = {"participants": float(trained.size), **metrics}
+                if codec:
+                    pending.update(encode_seconds=float(rank_stats["encode"].max()), decode_seconds=decode_seconds)
         if record is not None:
             loop.report(record)
         last_seconds = timer.elapsed()
@@ -129,7 +145,8 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
         last_rank_compute = rank_stats["compute"].copy()
         last_server = (timer.compute_seconds, timer.comm_seconds)
         last_bytes = (timer.downlink_bytes, timer.uplink_bytes)
-        totals = [totals[0] + last_bytes[0], totals[1] + last_bytes[1]]
+        totals = [totals[0] + last_bytes[0], totals[1] + last_bytes[1],
+                  totals[2] + last_bytes[1] + wire.saved_bytes(trained.size)]
         if checkpoints.due(it):
             loop.save(it, theta, {}, {**strategy.state(), **_pending_state(pending),  # not committed if diverged
                                       BYTES: np.array([*last_bytes, *totals], dtype=np.float64)})
@@ -146,11 +163,20 @@ def _halt(loop: Loop, it: int, theta: np.ndarray, code: int, local: dict, server
     loop.stop_after(it - 1, theta, local, server)
 
 
-def _results(wire: Wire, payload: np.ndarray, stats: dict[str, np.ndarray], trained: np.ndarray) -> RoundResults:
-    """The trained clients' rows, by field name, in client order."""
+def _results(wire: Wire, payload: np.ndarray, stats: dict[str, np.ndarray], trained: np.ndarray,
+             codec: Codec | None, key: tuple[int, int]) -> tuple[RoundResults, float]:
+    """(The trained clients' rows, by field name, in client order; seconds spent decoding their deltas)."""
     columns = wire.payload.columns(payload[: trained.size])
     fields = {name: columns[name] if name in columns else stats[name][trained] for name in wire.uplink_names}
-    return RoundResults(clients=trained, deltas=columns["delta"], weights=stats["weight"][trained], fields=fields)
+    t0 = time.perf_counter()
+    if codec is None:
+        deltas = columns["delta"]
+    else:
+        messages = columns[MESSAGE].view(np.uint8)[:, : codec.nbytes]
+        deltas = np.stack([codec.decode(m, (*key, int(k))) for m, k in zip(messages, trained)])
+        deltas = deltas.astype(wire.dtype).reshape(trained.size, *wire.payload.shape)
+    results = RoundResults(clients=trained, deltas=deltas, weights=stats["weight"][trained], fields=fields)
+    return results, time.perf_counter() - t0
 
 
 def _pending_state(pending: dict) -> dict[str, np.ndarray]:
@@ -210,7 +236,8 @@ def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list
                 strategy: type[Strategy]) -> None:
     """A client rank's loop: for each of its clients, evaluate the global model, train when planned."""
     comm, cfg, spec = loop.comm, loop.cfg, loop.kernels.spec
-    wire = make_wire(strategy, spec, blocks)
+    codec = uplink_codec(cfg, spec)
+    wire = make_wire(strategy, spec, blocks, codec)
     settings = LocalSettings.from_config(cfg)
     trainers = [LocalTrainer(c.train, loop.kernels, settings, cfg["seed"], k) for c, k in zip(data, clients)]
     testers = [None if c.test is None else LocalTrainer(c.test, loop.kernels, settings, cfg["seed"], k)
@@ -218,7 +245,9 @@ def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list
     half = strategy.client(strategy_params(cfg.values), spec.shape, spec.dtype)
     attack = configured_attack(cfg, blocks[-1].stop)
     states = {name: np.zeros((len(clients), *spec.shape), dtype=spec.dtype) for name in half.state}
-    _restore(loop.checkpoints.local, trainers, states)
+    feedback = ErrorFeedback(codec, len(clients), cfg["compress.error_feedback"]) if codec else None
+    _restore(loop.checkpoints.local, trainers, states, feedback)
+    update = spec.zeros()  # a compressed client's delta, before encoding
     downlink = wire.downlink_buffer()
     down = wire.downlink_views(downlink)
     payload = wire.payload_buffer(len(clients))
@@ -234,8 +263,9 @@ def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list
     previous_comm = 0.0
 
     def local_state() -> dict[str, np.ndarray]:
+        residual = {RESIDUAL: feedback.residual} if feedback is not None and feedback.enabled else {}
         return {"velocity": np.stack([t.velocity for t in trainers]),
-                **{f"state.{name}": value for name, value in states.items()}}
+                **{f"state.{name}": value for name, value in states.items()}, **residual}
 
     for it in range(loop.checkpoints.start_round + 1, cfg["rounds"] + 2):
         timer.reset()
@@ -248,6 +278,7 @@ def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list
         epochs = down["epochs"]
         stats[:] = 0.0
         sent = 0
+        encode_seconds = 0.0
         for j, (k, trainer) in enumerate(zip(clients, trainers)):
             mine = client_stats[j]
             if is_logged(it - 1, cfg):
@@ -259,18 +290,23 @@ def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list
             if epochs[k] > 0:
                 out = rows_out[sent]
                 own_state = {name: value[j] for name, value in states.items()}
-                delta = out["delta"]
+                delta = update if codec else out["delta"]
                 delta[...] = theta
                 steps = trainer.train(delta, it, int(epochs[k]), half.objective(theta, down, own_state))
                 delta -= theta
                 run = LocalRun(steps, settings.lr, settings.momentum)
                 half.report(delta, down, own_state, run, {**out, **mine})
                 attack.poison(k, it, delta)  # model poisoning: a malicious client's own update, on its rank
+                if codec:
+                    t_encode = time.perf_counter()
+                    feedback.send(j, delta, (cfg["seed"], it, k), out[MESSAGE].view(np.uint8)[: codec.nbytes])
+                    encode_seconds += time.perf_counter() - t_encode
                 mine["weight"][0] = trainer.shard.n
                 sent += 1
         own["compute"][0] = time.perf_counter() - t0
         own["stop"][0] = loop.stop.requested
         own["comm"][0] = previous_comm
+        own["encode"][0] = encode_seconds
         if (epochs > 0).any():
             gather_payload.set_counts(wire.payload_counts(epochs))
             gather_payload(payload[:sent], unused, timer, poll)
@@ -280,8 +316,11 @@ def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list
             loop.save(it, theta, local_state())
 
 
-def _restore(local: dict[str, np.ndarray], trainers: list[LocalTrainer], states: dict[str, np.ndarray]) -> None:
-    """Per-client momentum and algorithm state from this rank's checkpoint file."""
+def _restore(local: dict[str, np.ndarray], trainers: list[LocalTrainer], states: dict[str, np.ndarray],
+             feedback: ErrorFeedback | None) -> None:
+    """Per-client momentum, algorithm state and error-feedback residuals from this rank's checkpoint file."""
+    if feedback is not None and RESIDUAL in local:
+        feedback.residual[...] = local[RESIDUAL]
     if "velocity" in local:
         for trainer, velocity in zip(trainers, local["velocity"]):
             trainer.velocity[:] = velocity

@@ -35,10 +35,14 @@ class RoundRecord:
     mean_client_accuracy: float | None = None  # unweighted mean over the clients that have test rows
     participants: int | None = None  # clients whose updates were aggregated in this round
     server: dict[str, float] | None = None  # what the strategy reported when aggregating this round
-    downlink_bytes: int | None = None  # federated: what the server broadcast to the client ranks this round
-    uplink_bytes: int | None = None  # federated: what the client ranks sent the server (updates and statistics)
+    # Bytes counted at the training collectives.  Federated: what the server broadcast to the client ranks, and
+    # what they sent it (updates and statistics).  Distributed: what the ranks' collectives delivered to them
+    # (receive buffers) and what the ranks put in (send buffers), summed over ranks.
+    downlink_bytes: int | None = None
+    uplink_bytes: int | None = None
     downlink_bytes_total: int | None = None  # the same, summed over every round so far
     uplink_bytes_total: int | None = None
+    uplink_bytes_uncompressed_total: int | None = None  # with [compress]: the uplink total had updates been sent whole
 
     def as_json(self) -> dict:
         """A dict for strict JSON: NaN and infinities become null, also inside lists and dicts."""

@@ -10,7 +10,9 @@ loops in mpifl.federated move bytes without knowing what they mean:
   does not train (not sampled, or a dropped straggler).  ``poll`` tells every
   rank how to wait in this round's collectives (mpifl.comm.wait_patiently).
 - **payload**, one ``Gatherv`` row per client that trained, in the model's
-  dtype: ``[delta | declared model-sized uplink fields]``.
+  dtype: ``[delta | declared model-sized uplink fields]``; with uplink
+  compression, delta's place is taken by its encoded ``message``, whose bytes
+  fill as many model-dtype values as they need (mpifl.compression).
 - **stats**, one ``Gatherv`` of float64 from every client rank, every round:
   per hosted client the built-in statistics and the declared float64 uplink
   fields, then per rank its compute time, stop flag and last comm time.
@@ -45,12 +47,14 @@ class Field:
 
 THETA = Field("theta")
 DELTA = Field("delta")
+MESSAGE = "message"  # a compressed delta's bytes, in the payload instead of delta
 # Every client reports these each round; weight is the rows it trained on (0 if it did not train).
 CLIENT_STATS = tuple(
     Field(name, 1, FLOAT64)
     for name in ("weight", "loss", "correct", "rows", "test_loss", "test_correct", "test_rows")
 )
-RANK_STATS = ("compute", "stop", "comm")  # per client rank: compute seconds, stop requested, comm seconds
+# per client rank: compute seconds, stop requested, comm seconds, seconds spent encoding compressed updates
+RANK_STATS = ("compute", "stop", "comm", "encode")
 
 
 class Layout:
@@ -91,7 +95,7 @@ class Layout:
 
 def check_declaration(owner: str, downlink: Sequence[Field], uplink: Sequence[Field]) -> None:
     """Refuse declarations the transport cannot carry; called when an algorithm is registered."""
-    reserved = {THETA.name, DELTA.name} | {f.name for f in CLIENT_STATS}
+    reserved = {THETA.name, DELTA.name, MESSAGE} | {f.name for f in CLIENT_STATS}
     for f in (*downlink, *uplink):
         if f.name in reserved:
             raise ValueError(f"{owner} declares the field {f.name!r}, which every round already carries.")
@@ -109,20 +113,23 @@ class Wire:
     """Every buffer of a federated round, the same on every rank.
 
     Built from the algorithm's declared fields, the model's shape and dtype,
-    and which client rank hosts which clients (``blocks``, one range per
-    client rank).  Nothing here communicates.
+    which client rank hosts which clients (``blocks``, one range per client
+    rank), and the size of a compressed delta's message (0: no compression).
+    Nothing here communicates.
     """
 
     def __init__(
         self, downlink: Sequence[Field], uplink: Sequence[Field], shape: tuple[int, ...], dtype: np.dtype,
-        blocks: Sequence[range],
+        blocks: Sequence[range], message_bytes: int = 0,
     ):
         check_declaration("this algorithm", downlink, uplink)
         self.dtype = np.dtype(dtype)
         self.blocks = list(blocks)
         self.n_clients = sum(len(b) for b in self.blocks)
         self.down = Layout((THETA, *downlink), shape)
-        self.payload = Layout((DELTA, *(f for f in uplink if f.dtype == MODEL)), shape)
+        update = DELTA if not message_bytes else Field(MESSAGE, -(-message_bytes // self.dtype.itemsize))
+        self.payload = Layout((update, *(f for f in uplink if f.dtype == MODEL)), shape)
+        self.uncompressed_payload = Layout((DELTA, *(f for f in uplink if f.dtype == MODEL)), shape)
         self.client_stats = Layout((*CLIENT_STATS, *(f for f in uplink if f.dtype == FLOAT64)), shape)
         self.uplink_names = tuple(f.name for f in uplink)
         per_rank = [len(b) * self.client_stats.width + len(RANK_STATS) for b in self.blocks]
@@ -152,7 +159,11 @@ class Wire:
     # -- payload: one row per client that trained -------------------------------------------------------------
 
     def payload_buffer(self, rows: int) -> np.ndarray:
-        return np.empty((rows, self.payload.width), dtype=self.dtype)
+        return np.zeros((rows, self.payload.width), dtype=self.dtype)  # zeros: a message's padding is defined
+
+    def saved_bytes(self, rows: int) -> int:
+        """Bytes that ``rows`` payload rows are smaller than without compression."""
+        return rows * (self.uncompressed_payload.width - self.payload.width) * self.dtype.itemsize
 
     def payload_counts(self, epochs: np.ndarray) -> list[int]:
         """Gatherv counts of one round's payload: a row per training client, by rank."""

@@ -23,6 +23,7 @@ class Purpose(IntEnum):
     FEDPROX_SYNTHETIC = 8  # the FedProx paper's Synthetic(alpha, beta) clients
     MODEL_INIT = 9  # a model's initial parameters (an MLP's He or Glorot weights)
     ATTACK = 10  # which clients are malicious, and the noise a Gaussian attacker sends
+    COMPRESSION = 11  # randk's indices and qsgd's stochastic rounding, per (round, sender)
 
 
 def stream(seed: int, purpose: Purpose, *keys: int) -> np.random.Generator:

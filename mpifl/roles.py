@@ -74,12 +74,12 @@ def load_data(comm: MPI.Comm, cfg: Config, source: DataSource) -> tuple:
     problem = aggregator(cfg).problem(updates_per_round(cfg, n_clients))
     if problem:
         raise ConfigError(f"server.aggregator: {problem}")
+    attack = configured_attack(cfg, n_clients)  # checks attack.clients against the client count, on every rank
     blocks = balanced_blocks(source.client_rows(n_clients), size - 1)
     if rank == federated.SERVER:
         return (source.server_test(), blocks)
     clients = blocks[rank - 1]
     data = source.clients(clients, n_clients)
-    attack = configured_attack(cfg, n_clients)
     if attack.kind == "label_flip":  # data poisoning, on the malicious clients' own rank and data only
         n_classes = source.shape().n_classes
         data = [replace(c, train=replace(c.train, y=attack.flip_labels(k, c.train.y, n_classes)))

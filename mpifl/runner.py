@@ -197,6 +197,7 @@ def _summary(comm, cfg, records, compile_seconds, train_seconds, wall_seconds, t
         "final_test_loss": last.test_loss,
         "downlink_bytes": last.downlink_bytes_total,  # federated: counted at the collectives, every round
         "uplink_bytes": last.uplink_bytes_total,
+        "compression": _compression(cfg, last),
         "best_accuracy": max((r.accuracy for r in records if r.accuracy is not None and r.accuracy == r.accuracy),
                              default=None),
         "slowest_rank": slowest_overall(records),
@@ -208,6 +209,20 @@ def _summary(comm, cfg, records, compile_seconds, train_seconds, wall_seconds, t
         "threads_per_rank": threads,
         "mpi_thread_level": mpi4py.rc.thread_level,
         "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
+    }
+
+
+def _compression(cfg, last) -> dict | None:
+    """[compress] as run, with the uplink compression ratio achieved: the bytes sent uncompressed over those sent."""
+    if cfg["compress.uplink"] == "none":
+        return None
+    method = cfg["compress.uplink"]
+    sent, whole = last.uplink_bytes_total, last.uplink_bytes_uncompressed_total
+    setting = ({"ratio": cfg["compress.ratio"]} if method in ("topk", "randk") else
+               {"bits": cfg["compress.bits"], "bucket": cfg["compress.bucket"]} if method == "qsgd" else {})
+    return {
+        "uplink": method, **setting, "error_feedback": cfg["compress.error_feedback"],
+        "uplink_bytes_uncompressed": whole, "achieved_ratio": whole / sent if sent and whole is not None else None,
     }
 
 

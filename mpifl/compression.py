@@ -1,0 +1,199 @@
+"""Update compression (``[compress]`` in a job): what a client or worker sends instead of its full update.
+
+A codec turns a float64 vector of n values into a message of a fixed number
+of bytes, known from n alone, so that every rank can lay out the collective's
+buffers without a size exchange, and back:
+
+- ``topk``: the k = ceil(ratio n) largest magnitudes, as int32 indices and
+  values in the model's dtype;
+- ``randk``: k values at indices drawn from a stream every rank can recreate,
+  so only the values travel (Stich et al. 2018 use both as contractive
+  compressors with memory; neither is rescaled by n/k);
+- ``qsgd``: per bucket of ``bucket`` values its norm and, per value, a sign and
+  one of s = 2^(bits-1) - 1 levels chosen by unbiased stochastic rounding
+  (Alistarh et al. 2017, with the paper's bucketing: one norm for a whole
+  model makes the variance grow with n), bit-packed;
+- ``int8``: a scale max|x| / 127 and each value rounded to the nearest int8.
+
+Error feedback (Seide et al. 2014; Stich et al. 2018) lives with the caller:
+it compresses update + residual and keeps what the message missed
+(``ErrorFeedback``).  Codecs are pure: no MPI, no I/O, no state between calls.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from mpifl.rng import Purpose, stream
+
+METHODS = ("none", "topk", "randk", "qsgd", "int8")
+INDEX = np.dtype(np.int32)  # topk's indices: models beyond 2^31 parameters are out of scope
+NORM = np.dtype(np.float64)  # qsgd's norm and int8's scale
+
+
+@dataclass(frozen=True)
+class Codec:
+    """One method at one setting, for vectors of ``n`` values whose dtype is ``dtype`` on the wire."""
+
+    method: str
+    n: int
+    dtype: np.dtype
+    ratio: float = 1.0  # topk, randk: share of the values sent
+    bits: int = 8  # qsgd: bits per value, sign included
+    bucket: int = 512  # qsgd: values sharing one norm
+
+    @property
+    def k(self) -> int:
+        """Values a topk or randk message carries."""
+        return min(self.n, max(1, math.ceil(self.ratio * self.n)))
+
+    @property
+    def levels(self) -> int:
+        """qsgd's s: magnitude levels besides zero."""
+        return 2 ** (self.bits - 1) - 1
+
+    @property
+    def buckets(self) -> int:
+        return max(1, math.ceil(self.n / self.bucket))
+
+    @property
+    def nbytes(self) -> int:
+        """The message's size in bytes, from n alone."""
+        item = np.dtype(self.dtype).itemsize
+        if self.method == "none":
+            return self.n * item
+        if self.method == "topk":
+            return self.k * (INDEX.itemsize + item)
+        if self.method == "randk":
+            return self.k * item
+        if self.method == "qsgd":
+            return self.buckets * NORM.itemsize + math.ceil(self.n * self.bits / 8)
+        if self.method == "int8":
+            return NORM.itemsize + self.n
+        raise ValueError(f"Unknown compression method {self.method!r}; expected one of {METHODS}.")
+
+    def encode(self, x: np.ndarray, key: tuple[int, ...], message: np.ndarray) -> np.ndarray:
+        """Write x's message into ``message`` (uint8, nbytes long); returns what decode will give back.
+
+        ``key`` (seed, round, sender, ...) seeds randk's indices and qsgd's
+        rounding, so a receiver that knows it recreates randk's indices.
+        """
+        item = np.dtype(self.dtype)
+        if self.method == "none":
+            values = x.astype(item)
+            message[:] = values.view(np.uint8)
+            return values.astype(np.float64)
+        if self.method == "topk":
+            idx = np.sort(np.argpartition(np.abs(x), self.n - self.k)[self.n - self.k:]).astype(INDEX)
+            values = x[idx].astype(item)
+            split = self.k * INDEX.itemsize
+            message[:split] = idx.view(np.uint8)
+            message[split:] = values.view(np.uint8)
+            return _scatter(self.n, idx, values)
+        if self.method == "randk":
+            idx = self.random_indices(key)
+            values = x[idx].astype(item)
+            message[:] = values.view(np.uint8)
+            return _scatter(self.n, idx, values)
+        if self.method == "qsgd":
+            return self._encode_qsgd(x, key, message)
+        return self._encode_int8(x, message)
+
+    def decode(self, message: np.ndarray, key: tuple[int, ...]) -> np.ndarray:
+        """The float64 vector a message stands for."""
+        item = np.dtype(self.dtype)
+        if self.method == "none":
+            return message.view(item).astype(np.float64)
+        if self.method == "topk":
+            split = self.k * INDEX.itemsize
+            return _scatter(self.n, message[:split].view(INDEX), message[split:].view(item))
+        if self.method == "randk":
+            return _scatter(self.n, self.random_indices(key), message.view(item))
+        if self.method == "qsgd":
+            split = self.buckets * NORM.itemsize
+            norms = np.repeat(message[:split].view(NORM), self.bucket)[: self.n]
+            codes = _unpack(message[split:], self.bits, self.n)
+            return norms * (codes.astype(np.float64) - self.levels) / self.levels
+        scale = float(message[: NORM.itemsize].view(NORM)[0])
+        return message[NORM.itemsize:].view(np.int8).astype(np.float64) * scale
+
+    def random_indices(self, key: tuple[int, ...]) -> np.ndarray:
+        """randk's k indices for this key, sorted: the same on every rank that knows the key."""
+        return np.sort(stream(key[0], Purpose.COMPRESSION, *key[1:]).choice(self.n, self.k, replace=False))
+
+    def _encode_qsgd(self, x: np.ndarray, key: tuple[int, ...], message: np.ndarray) -> np.ndarray:
+        s = self.levels
+        padded = np.zeros(self.buckets * self.bucket)
+        padded[: self.n] = x
+        per_bucket = padded.reshape(self.buckets, self.bucket)
+        norms = np.sqrt(np.einsum("ij,ij->i", per_bucket, per_bucket))
+        spread = np.repeat(norms, self.bucket)[: self.n]
+        scaled = np.divide(np.abs(x) * s, spread, out=np.zeros(self.n), where=spread > 0)  # in [0, s]
+        low = np.floor(scaled)
+        up = stream(key[0], Purpose.COMPRESSION, *key[1:]).random(self.n) < scaled - low
+        level = np.minimum(low + up, s)
+        codes = (np.sign(x) * level + s).astype(np.uint8)  # offset binary: 0 .. 2s, fits in bits
+        split = self.buckets * NORM.itemsize
+        message[:split] = norms.astype(NORM).view(np.uint8)
+        message[split:] = _pack(codes, self.bits)
+        return spread * (codes.astype(np.float64) - s) / s
+
+    def _encode_int8(self, x: np.ndarray, message: np.ndarray) -> np.ndarray:
+        largest = float(np.max(np.abs(x))) if self.n else 0.0
+        scale = largest / 127.0 if largest > 0.0 else 1.0
+        q = np.clip(np.rint(x / scale), -127, 127).astype(np.int8)
+        message[: NORM.itemsize] = np.array([scale], dtype=NORM).view(np.uint8)
+        message[NORM.itemsize:] = q.view(np.uint8)
+        return q.astype(np.float64) * scale
+
+
+def _scatter(n: int, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+    out = np.zeros(n)
+    out[idx] = values
+    return out
+
+
+def _pack(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Each uint8 code's low ``bits`` bits, packed one after another, most significant first."""
+    planes = np.unpackbits(codes[:, None], axis=1)[:, 8 - bits:]
+    return np.packbits(planes.reshape(-1))
+
+
+def _unpack(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
+    planes = np.unpackbits(packed)[: n * bits].reshape(n, bits)
+    full = np.zeros((n, 8), dtype=np.uint8)
+    full[:, 8 - bits:] = planes
+    return np.packbits(full, axis=1)[:, 0]
+
+
+class ErrorFeedback:
+    """Per-sender memory of what compression dropped: send C(update + e), keep e = update + e - C(update + e).
+
+    ``residual`` is float64, one row per sender hosted on this rank; it is
+    the state a checkpoint saves.  Without error feedback the residual stays
+    zero and the codec sees the bare update.
+    """
+
+    def __init__(self, codec: Codec, senders: int, enabled: bool):
+        self.codec = codec
+        self.enabled = enabled
+        self.residual = np.zeros((senders, codec.n))
+
+    def send(self, j: int, update: np.ndarray, key: tuple[int, ...], message: np.ndarray) -> np.ndarray:
+        """Encode sender j's flat update into ``message``; returns the float64 vector the receiver decodes."""
+        corrected = update.astype(np.float64).reshape(-1)
+        if self.enabled:
+            corrected = corrected + self.residual[j]
+        sent = self.codec.encode(corrected, key, message)
+        if self.enabled:
+            np.subtract(corrected, sent, out=self.residual[j])
+        return sent
+
+
+def codec_from_config(cfg, n: int, dtype: np.dtype) -> Codec:
+    """The job's [compress] uplink codec for vectors of n values in ``dtype``."""
+    return Codec(cfg["compress.uplink"], n, np.dtype(dtype), ratio=cfg["compress.ratio"], bits=cfg["compress.bits"],
+                 bucket=cfg["compress.bucket"])
