@@ -1,7 +1,8 @@
-"""Buffer-based collectives with timing; arrays never travel through pickle.
+"""Buffer-based collectives with timing and byte counts; arrays never travel through pickle.
 
 Each helper takes the communicator explicitly and adds its wall time
-(transfer plus waiting for the slowest rank) to ``timer.comm_seconds``.  The
+(transfer plus waiting for the slowest rank) to ``timer.comm_seconds``, and
+the bytes of the buffers it hands MPI to ``timer``'s byte counts.  The
 timing is two perf_counter calls, so a wrapped call costs about as much as a
 raw mpi4py call even for tiny buffers (benchmarks/collectives.py).
 """
@@ -19,9 +20,12 @@ from mpifl.metrics import RoundTimer
 
 
 def allreduce_sum(comm: MPI.Comm, send: np.ndarray, recv: np.ndarray, timer: RoundTimer) -> None:
+    """Allreduce; counts what this rank put in (uplink) and got back (downlink)."""
     t0 = perf_counter()
     comm.Allreduce(send, recv, op=MPI.SUM)
     timer.comm_seconds += perf_counter() - t0
+    timer.uplink_bytes += send.nbytes
+    timer.downlink_bytes += recv.nbytes
 
 
 def allreduce_max(comm: MPI.Comm, send: np.ndarray, recv: np.ndarray, timer: RoundTimer) -> None:
@@ -31,9 +35,12 @@ def allreduce_max(comm: MPI.Comm, send: np.ndarray, recv: np.ndarray, timer: Rou
 
 
 def allgather(comm: MPI.Comm, send: np.ndarray, recv: np.ndarray, timer: RoundTimer) -> None:
+    """Allgather; counts what this rank put in (uplink) and got back, its own part included (downlink)."""
     t0 = perf_counter()
     comm.Allgather(send, recv)
     timer.comm_seconds += perf_counter() - t0
+    timer.uplink_bytes += send.nbytes
+    timer.downlink_bytes += recv.nbytes
 
 
 POLL_SECONDS = 5e-5  # sleep between tests while polling

@@ -6,6 +6,10 @@ Two algorithms:
   union of the shards);
 - local_sgd: each rank runs train.epochs local epochs, then the sample-weighted
   parameters are Allreduced (periodic model averaging).
+
+With [compress], what is summed travels compressed (mpifl.compressed_sum):
+gradient averaging's gradient sums, and local SGD's sample-weighted model
+change since the round began (a model's parameters are not small, its change is).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import numpy as np
 from mpi4py import MPI
 
 from mpifl import comm as collectives
+from mpifl.compressed_sum import CompressedSum
+from mpifl.compression import codec_from_config
 from mpifl.config import Config
 from mpifl.data.shards import Shard
 from mpifl.errors import Diverged
@@ -26,6 +32,8 @@ from mpifl.loop import Loop
 from mpifl.metrics import RoundTimer
 from mpifl.stopping import divergence
 from mpifl.progress import RoundRecord, is_logged, time_breakdown
+
+BYTES = "wire_bytes"  # local state: this rank's byte totals (see train_distributed)
 
 
 @dataclass(frozen=True)
@@ -53,21 +61,25 @@ def exchange_sizes(comm: MPI.Comm, n_local: int) -> ShardSizes:
 
 
 class GradientAveraging:
-    """Synchronous data-parallel SGD: one gradient Allreduce per step."""
+    """Synchronous data-parallel SGD: one gradient Allreduce (or compressed sum) per step."""
 
-    def __init__(self, comm: MPI.Comm, trainer: LocalTrainer, layout: ShardSizes, timer: RoundTimer):
+    def __init__(self, comm: MPI.Comm, trainer: LocalTrainer, layout: ShardSizes, timer: RoundTimer,
+                 compressed: CompressedSum | None = None):
         self.comm = comm
         self.trainer = trainer
         self.layout = layout
         self.timer = timer
+        self.compressed = compressed
         spec = trainer.kernels.spec
         self._local = spec.zeros()
         self._global = spec.zeros()
+        self._summed = np.zeros(spec.size) if compressed else None
 
     def run_round(self, theta: np.ndarray, rnd: int) -> None:
         t = self.trainer
         s = t.settings
         batch = s.batch_size or int(self.layout.sizes.max())
+        steps_taken = 0  # this round's steps so far: with the round, the key of a compressed step's randomness
         for order in t.orders(rnd, s.epochs):
             for step in range(self.layout.steps_per_epoch(batch)):
                 with self.timer.compute():
@@ -77,7 +89,12 @@ class GradientAveraging:
                         lo = min(step * batch, t.shard.n)
                         hi = min(lo + batch, t.shard.n)
                         t.kernels.batch_gradient_sum(t.shard.X, t.shard.y, theta, order, lo, hi, self._local)
-                collectives.allreduce_sum(self.comm, self._local, self._global, self.timer)
+                if self.compressed is None:
+                    collectives.allreduce_sum(self.comm, self._local, self._global, self.timer)
+                else:
+                    self.compressed(self._local.reshape(-1), self._summed, rnd, steps_taken)
+                    self._global[...] = self._summed.reshape(self._global.shape)
+                    steps_taken += 1
                 with self.timer.compute():
                     count = self.layout.total if s.batch_size == 0 else self.layout.step_count(step, batch)
                     t.kernels.finish_gradient(self._global, theta, count, s.l2)
@@ -90,22 +107,38 @@ class GradientAveraging:
 
 
 class ModelAveraging:
-    """Local SGD: train.epochs local epochs, then one Allreduce of n_r * theta_r."""
+    """Local SGD: train.epochs local epochs, then one Allreduce of n_r * theta_r (compressed: of n_r times
+    the change of theta_r this round)."""
 
-    def __init__(self, comm: MPI.Comm, trainer: LocalTrainer, layout: ShardSizes, timer: RoundTimer):
+    def __init__(self, comm: MPI.Comm, trainer: LocalTrainer, layout: ShardSizes, timer: RoundTimer,
+                 compressed: CompressedSum | None = None):
         self.comm = comm
         self.trainer = trainer
         self.layout = layout
         self.timer = timer
+        self.compressed = compressed
         self._weighted = trainer.kernels.spec.zeros()
+        self._summed = np.zeros(trainer.kernels.spec.size) if compressed else None
 
     def run_round(self, theta: np.ndarray, rnd: int) -> None:
+        if self.compressed is not None:
+            self._run_compressed(theta, rnd)
+            return
         with self.timer.compute():
             self.trainer.train(theta, rnd)
             np.multiply(theta, self.trainer.shard.n, out=self._weighted)
         collectives.allreduce_sum(self.comm, self._weighted, theta, self.timer)
         with self.timer.compute():
             theta /= self.layout.total
+
+    def _run_compressed(self, theta: np.ndarray, rnd: int) -> None:
+        start = theta.astype(np.float64).reshape(-1)
+        with self.timer.compute():
+            self.trainer.train(theta, rnd)
+            change = (theta.reshape(-1) - start) * self.trainer.shard.n
+        self.compressed(change, self._summed, rnd, 0)
+        with self.timer.compute():
+            theta[...] = (start + self._summed / self.layout.total).reshape(theta.shape)
 
 
 class DistributedLbfgs:
@@ -173,7 +206,12 @@ ALGORITHMS = {"gradient_averaging": GradientAveraging, "local_sgd": ModelAveragi
 def make_algorithm(cfg: Config, comm: MPI.Comm, trainer: LocalTrainer, layout: ShardSizes, timer: RoundTimer):
     if cfg["train.optimizer"] == "lbfgs":
         return DistributedLbfgs(comm, trainer, layout, timer, cfg["train.history"], cfg["train.tol"])
-    return ALGORITHMS[cfg["train.algorithm"]](comm, trainer, layout, timer)
+    compressed = None
+    if cfg["compress.uplink"] != "none":
+        spec = trainer.kernels.spec
+        compressed = CompressedSum(comm, codec_from_config(cfg, spec.size, spec.dtype),
+                                   cfg["compress.error_feedback"], cfg["seed"], timer)
+    return ALGORITHMS[cfg["train.algorithm"]](comm, trainer, layout, timer, compressed)
 
 
 def train_distributed(loop: Loop, train: Shard, test: Shard) -> np.ndarray:
@@ -195,21 +233,32 @@ def train_distributed(loop: Loop, train: Shard, test: Shard) -> np.ndarray:
         trainer.velocity[:] = checkpoints.local["velocity"]
     if hasattr(algorithm, "load_state"):
         algorithm.load_state(checkpoints.local)
+    compressed = getattr(algorithm, "compressed", None)
+    if compressed is not None:
+        compressed.load_state(checkpoints.local)
+    # this rank's (downlink, uplink, uplink had nothing been compressed) byte totals over the rounds so far
+    totals = checkpoints.local.get(BYTES, np.zeros(3)).astype(np.int64)
 
     def local_state() -> dict[str, np.ndarray]:
         extra = algorithm.state() if hasattr(algorithm, "state") else {}
-        return {"velocity": trainer.velocity, **extra}
+        if compressed is not None:
+            extra.update(compressed.state())
+        return {"velocity": trainer.velocity, **extra, BYTES: totals.astype(np.float64)}
 
     first = checkpoints.start_round + 1 if checkpoints.resumed else 0
     flag, anyone = np.zeros(2), np.zeros(2)  # [stop requested, divergence code]
     for rnd in range(first, cfg["rounds"] + 1):
         timer.reset()
+        if compressed is not None:
+            compressed.reset_timing()
         if rnd > 0:
             algorithm.run_round(theta, rnd)
+        totals += (timer.downlink_bytes, timer.uplink_bytes, timer.uplink_bytes + timer.uplink_bytes_saved)
         converged = getattr(algorithm, "converged", False)  # the same on every rank
         loss = 0.0  # only logged rounds compute the loss
         if is_logged(rnd, cfg) or converged:
-            loss = _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, timer, loop.report)
+            loss = _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, timer, totals,
+                              compressed, loop.report)
         if checkpoints.due(rnd) or (converged and checkpoints.every):
             loop.save(rnd, theta, local_state())  # a non-finite model is written but never committed
         flag[0] = loop.stop.requested
@@ -225,14 +274,19 @@ def train_distributed(loop: Loop, train: Shard, test: Shard) -> np.ndarray:
 
 
 
-def _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, timer, report) -> float:
+def _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, timer, byte_totals, compressed,
+               report) -> float:
     """Evaluate theta on every shard and report the round (a collective); returns the training loss."""
     kernels = trainer.kernels
     sums = np.empty(4)
     totals = np.empty(4)
-    mine = np.array([timer.compute_seconds, timer.comm_seconds, timer.elapsed()])
-    everyone = np.empty((comm.Get_size(), 3))
+    codec_seconds = (compressed.encode_seconds, compressed.decode_seconds) if compressed else (0.0, 0.0)
+    mine = np.array([timer.compute_seconds, timer.comm_seconds, timer.elapsed(), *codec_seconds,
+                     timer.downlink_bytes, timer.uplink_bytes, *byte_totals])
+    everyone = np.empty((comm.Get_size(), mine.size))
     collectives.allgather(comm, mine, everyone, RoundTimer())
+    slowest_codec = everyone[:, 3:5].max(axis=0)
+    moved = everyone[:, 5:].sum(axis=0).astype(np.int64)  # summed over ranks
     breakdown, slowest_rank = time_breakdown(everyone[:, 0], everyone[:, 1])
     seconds, compute = float(everyone[:, 2].max()), float(everyone[:, 0].max())
     train_loss, train_correct = trainer.evaluate(theta)
@@ -253,6 +307,13 @@ def _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, tim
             comm_seconds=max(0.0, seconds - compute),
             breakdown=breakdown,
             slowest_rank=slowest_rank,
+            downlink_bytes=int(moved[0]),
+            uplink_bytes=int(moved[1]),
+            downlink_bytes_total=int(moved[2]),
+            uplink_bytes_total=int(moved[3]),
+            uplink_bytes_uncompressed_total=int(moved[4]) if compressed else None,
+            encode_seconds=float(slowest_codec[0]) if compressed else None,
+            decode_seconds=float(slowest_codec[1]) if compressed else None,
         )
     )
     return loss

@@ -96,6 +96,7 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
     counted = checkpoints.server.get(BYTES, np.zeros(5)).astype(np.int64)
     last_bytes, totals = (int(counted[0]), int(counted[1])), [int(counted[2]), int(counted[3]), int(counted[4])]
     last_rank_compute = np.zeros(len(wire.blocks))
+    last_codec = (0.0, 0.0)  # with [compress]: (slowest client rank's encoding, the server's decoding) seconds
     halt = 0  # the downlink's stop code for this round (see STOP_SIGNAL)
     for it in range(checkpoints.start_round + 1, cfg["rounds"] + 2):
         timer.reset()
@@ -126,6 +127,8 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
                 record = replace(record, downlink_bytes=last_bytes[0], uplink_bytes=last_bytes[1],
                                  downlink_bytes_total=totals[0], uplink_bytes_total=totals[1],
                                  uplink_bytes_uncompressed_total=totals[2] if codec else None)
+                if codec:
+                    record = replace(record, encode_seconds=last_codec[0], decode_seconds=last_codec[1])
                 if it > 1:
                     spread, slowest = time_breakdown(
                         np.concatenate(([last_server[0]], last_rank_compute)),
@@ -136,8 +139,7 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
                 results, decode_seconds = _results(wire, payload, stats, trained, codec, (cfg["seed"], it))
                 theta, metrics = strategy.aggregate(it, theta, attack.colluded(results))
                 pending = {"participants": float(trained.size), **metrics}
-                if codec:
-                    pending.update(encode_seconds=float(rank_stats["encode"].max()), decode_seconds=decode_seconds)
+                last_codec = (float(rank_stats["encode"].max()), decode_seconds)
         if record is not None:
             loop.report(record)
         last_seconds = timer.elapsed()

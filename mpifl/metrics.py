@@ -29,6 +29,7 @@ class RoundTimer:
     started: float = field(default_factory=time.perf_counter)
     downlink_bytes: int = 0
     uplink_bytes: int = 0
+    uplink_bytes_saved: int = 0  # with [compress], distributed: what compression kept off the uplink
 
     @contextmanager
     def compute(self) -> Iterator[None]:
@@ -52,6 +53,7 @@ class RoundTimer:
         self.started = time.perf_counter()
         self.downlink_bytes = 0
         self.uplink_bytes = 0
+        self.uplink_bytes_saved = 0
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started

@@ -28,6 +28,11 @@ JOBS = {
                       "--set", "server.strategy=scaffold", "--set", "server.fraction=0.5", "--set", "train.lr=0.05"],
     # an aggregator whose per-round metrics are lists (the selected clients), checkpointed with the round
     "krum": ["--set", "server.aggregator=krum", "--set", "data.clients=6", "--set", "train.momentum=0.9"],
+    # compressed updates: each client's error-feedback residual, and each worker's, carried across the cut
+    "topk_feedback": ["--set", "compress.uplink=topk", "--set", "compress.error_feedback=true",
+                      "--set", "server.fraction=0.5", "--set", "train.momentum=0.9"],
+    "qsgd_distributed": ["--set", "mode=distributed", "--set", "train.algorithm=gradient_averaging",
+                         "--set", "compress.uplink=qsgd", "--set", "compress.error_feedback=true"],
     "mlp_distributed": ["--set", "model.kind=mlp", "--set", "model.hidden=[16, 8]", "--set", "mode=distributed",
                         "--set", "train.momentum=0.9", "--set", "train.algorithm=local_sgd", "--set", "train.lr=0.05"],
 }
@@ -53,7 +58,8 @@ def test_killed_run_resumes_to_the_same_bytes(mode, tmp_path):
     assert (tmp_path / "cut" / "model.npz").read_bytes() == (tmp_path / "full" / "model.npz").read_bytes()
     full_rows = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     cut_rows = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
-    for key in ("loss", "participants", "server", "downlink_bytes_total", "uplink_bytes_total"):
+    for key in ("loss", "participants", "server", "downlink_bytes_total", "uplink_bytes_total",
+                "uplink_bytes_uncompressed_total"):
         assert [json.loads(r).get(key) for r in cut_rows] == [json.loads(r).get(key) for r in full_rows]
 
 
