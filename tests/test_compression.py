@@ -1,0 +1,222 @@
+"""Update compression: each codec against a NumPy reference, error feedback's identity, and whole runs.
+
+The runs check what a user relies on: topk at ratio 1 and int8 with error
+feedback reduce to the uncompressed run, the byte counts match the message
+sizes, and attack.clients names the malicious clients.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mpifl import config
+from mpifl.compression import Codec, ErrorFeedback
+from mpifl.data.shards import balanced_blocks, model_spec, resolve
+from mpifl.errors import ConfigError
+from mpifl.federated import make_wire, uplink_codec
+from mpifl.strategies import STRATEGIES
+
+RNG = np.random.default_rng(0)
+N = 1001
+CODECS = [("none", {}), ("topk", {"ratio": 0.1}), ("randk", {"ratio": 0.1}), ("qsgd", {"bits": 4, "bucket": 64}),
+          ("qsgd", {"bits": 2, "bucket": 1001}), ("int8", {})]
+
+
+def roundtrip(codec: Codec, x: np.ndarray, key=(0, 1, 2)):
+    message = np.zeros(codec.nbytes, dtype=np.uint8)
+    sent = codec.encode(x, key, message)
+    return sent, message
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("method, kw", CODECS)
+def test_encode_returns_exactly_what_decode_gives_back_from_a_message_of_the_declared_size(method, kw, dtype):
+    codec = Codec(method, N, np.dtype(dtype), **kw)
+    x = RNG.standard_normal(N)
+    sent, message = roundtrip(codec, x)
+    np.testing.assert_array_equal(codec.decode(message, (0, 1, 2)), sent)
+    item = np.dtype(dtype).itemsize
+    expected = {"none": N * item, "topk": 101 * (4 + item), "randk": 101 * item,
+                "qsgd": math.ceil(N / kw.get("bucket", 1)) * 8 + math.ceil(N * kw.get("bits", 0) / 8),
+                "int8": 8 + N}[method]
+    assert codec.nbytes == message.size == expected
+
+
+def test_topk_keeps_the_k_largest_magnitudes_and_zeroes_the_rest():
+    codec = Codec("topk", N, np.dtype(np.float64), ratio=0.05)
+    x = RNG.standard_normal(N)
+    sent, _ = roundtrip(codec, x)
+    reference = np.zeros(N)
+    largest = np.argsort(-np.abs(x))[: codec.k]
+    reference[largest] = x[largest]
+    np.testing.assert_array_equal(sent, reference)
+    assert codec.k == 51
+
+
+def test_randk_sends_k_values_at_indices_a_receiver_recreates_from_the_key():
+    codec = Codec("randk", N, np.dtype(np.float64), ratio=0.1)
+    x = RNG.standard_normal(N)
+    sent, message = roundtrip(codec, x, key=(3, 4, 5))
+    idx = np.flatnonzero(sent)
+    np.testing.assert_array_equal(idx, codec.random_indices((3, 4, 5)))
+    np.testing.assert_array_equal(message.view(np.float64), x[idx])
+    assert not np.array_equal(idx, codec.random_indices((3, 4, 6)))  # another sender, other indices
+
+
+def test_qsgd_is_unbiased_and_each_value_sits_on_one_of_its_buckets_levels():
+    codec = Codec("qsgd", 200, np.dtype(np.float64), bits=3, bucket=50)
+    x = RNG.standard_normal(200)
+    draws = np.array([roundtrip(codec, x, key=(0, r, 0))[0] for r in range(4000)])
+    norms = np.repeat(np.linalg.norm(x.reshape(4, 50), axis=1), 50)
+    levels = draws / norms * codec.levels
+    np.testing.assert_allclose(levels, np.rint(levels), atol=1e-9)
+    assert np.abs(levels).max() <= codec.levels
+    # each coordinate's mean over 4000 draws is within 5 standard errors of x (the bound of a Bernoulli level)
+    assert np.all(np.abs(draws.mean(axis=0) - x) <= 5 * 0.5 * norms / codec.levels / math.sqrt(4000))
+
+
+def test_int8_rounds_each_value_to_the_nearest_step_of_max_abs_over_127():
+    x = RNG.standard_normal(N)
+    sent, message = roundtrip(Codec("int8", N, np.dtype(np.float32)), x)
+    scale = np.abs(x).max() / 127
+    assert message[:8].view(np.float64)[0] == scale
+    np.testing.assert_array_equal(sent, np.rint(x / scale) * scale)
+    assert np.abs(sent - x).max() <= scale / 2 + 1e-15
+
+
+def test_topk_at_ratio_1_is_the_identity():
+    x = RNG.standard_normal(N)
+    sent, _ = roundtrip(Codec("topk", N, np.dtype(np.float64), ratio=1.0), x)
+    np.testing.assert_array_equal(sent, x)
+
+
+@pytest.mark.parametrize("method, kw", CODECS[1:])
+def test_error_feedback_residual_plus_what_was_sent_equals_the_true_update(method, kw):
+    codec = Codec(method, N, np.dtype(np.float64), **kw)
+    feedback = ErrorFeedback(codec, 2, enabled=True)
+    residual_before = np.zeros(N)
+    for rnd in range(4):
+        update = RNG.standard_normal(N)
+        message = np.zeros(codec.nbytes, dtype=np.uint8)
+        sent = feedback.send(1, update, (0, rnd, 1), message)
+        np.testing.assert_allclose(feedback.residual[1] + sent, update + residual_before, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(codec.decode(message, (0, rnd, 1)), sent)
+        residual_before = feedback.residual[1].copy()
+    assert not feedback.residual[0].any()  # the other sender's memory is untouched
+
+
+def test_without_error_feedback_nothing_is_remembered():
+    codec = Codec("topk", N, np.dtype(np.float64), ratio=0.1)
+    feedback = ErrorFeedback(codec, 1, enabled=False)
+    x = RNG.standard_normal(N)
+    sent = feedback.send(0, x, (0, 1, 0), np.zeros(codec.nbytes, dtype=np.uint8))
+    np.testing.assert_array_equal(sent, roundtrip(codec, x)[0])
+    assert not feedback.residual.any()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["compress.error_feedback=true"], "no compression error to feed back"),
+    (["mode=distributed", "train.optimizer=lbfgs", "compress.uplink=topk"], "needs exact gradients"),
+    (["compress.bits=9"], "'compress.bits' parameter"),
+    (["compress.ratio=0"], "'compress.ratio' parameter"),
+    (["attack.clients=[1, 1]"], "distinct"),
+])
+def test_bad_compression_settings_are_refused_by_name(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        config.load(overrides=overrides)
+
+
+def mpifl_run(tmp_path, name, *overrides, ranks=3):
+    proc = subprocess.run([shutil.which("mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpifl", "run",
+                           *sum((["--set", o] for o in overrides), []), "--out", name, "--quiet"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    return proc
+
+
+def finished(tmp_path, name, *overrides, ranks=3):
+    proc = mpifl_run(tmp_path, name, *overrides, ranks=ranks)
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / name
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    with np.load(run / "model.npz") as z:
+        theta = z["theta"].copy()
+    return json.loads((run / "summary.json").read_text()), rows, theta
+
+
+FEDERATED = ["data.clients=6", "rounds=8", "server.fraction=0.5"]
+
+
+def test_federated_topk_at_ratio_1_reproduces_the_uncompressed_model_bitwise(tmp_path):
+    _, _, plain = finished(tmp_path, "plain", *FEDERATED)
+    summary, _, topk = finished(tmp_path, "topk", *FEDERATED, "compress.uplink=topk", "compress.ratio=1.0",
+                                "compress.error_feedback=true")
+    np.testing.assert_array_equal(topk, plain)
+    assert summary["compression"]["achieved_ratio"] < 1  # indices travel with every value: more bytes, not fewer
+
+
+def test_federated_int8_with_error_feedback_stays_within_the_quantisation_error(tmp_path):
+    plain_summary, _, plain = finished(tmp_path, "plain", *FEDERATED)
+    summary, _, int8 = finished(tmp_path, "int8", *FEDERATED, "compress.uplink=int8", "compress.error_feedback=true")
+    assert np.linalg.norm(int8 - plain) <= 0.02 * np.linalg.norm(plain)
+    assert abs(summary["final_accuracy"] - plain_summary["final_accuracy"]) <= 0.01
+    assert 6.5 < summary["compression"]["achieved_ratio"] < 8  # float64 -> int8, less the scales and statistics
+
+
+@pytest.mark.parametrize("method, setting", [("topk", "compress.ratio=0.2"), ("qsgd", "compress.bits=3"),
+                                             ("randk", "compress.ratio=0.3"), ("int8", "compress.bits=4")])
+def test_federated_uplink_bytes_are_the_messages_sizes(method, setting, tmp_path):
+    overrides = [*FEDERATED, f"compress.uplink={method}", setting, "log_every=1"]
+    summary, rows, _ = finished(tmp_path, method, *overrides)
+    cfg = config.load(overrides=overrides)
+    spec = model_spec(cfg)
+    codec = uplink_codec(cfg, spec)
+    blocks = balanced_blocks(resolve(cfg).client_rows(6), 2)
+    wire = make_wire(STRATEGIES["fedavg"], spec, blocks, codec)
+    stats = (sum(wire.stats_counts) - wire.stats_counts[0]) * 8
+    row_bytes = -(-codec.nbytes // spec.dtype.itemsize) * spec.dtype.itemsize  # the message, padded to the dtype
+    for row in rows[1:]:
+        assert row["uplink_bytes"] == row["participants"] * row_bytes + stats
+    sent = sum(r["uplink_bytes"] for r in rows[1:])
+    whole = sum(r["participants"] * spec.size * spec.dtype.itemsize + stats for r in rows[1:])
+    assert (summary["uplink_bytes"], summary["compression"]["uplink_bytes_uncompressed"]) == (sent, whole)
+    assert summary["compression"]["achieved_ratio"] == pytest.approx(whole / sent)
+    assert all(r["encode_seconds"] >= 0 and r["decode_seconds"] > 0 for r in rows[1:])
+
+
+def test_a_compressed_run_repeats_bitwise(tmp_path):
+    overrides = [*FEDERATED, "compress.uplink=qsgd", "compress.error_feedback=true"]
+    _, _, first = finished(tmp_path, "a", *overrides)
+    _, _, second = finished(tmp_path, "b", *overrides)
+    np.testing.assert_array_equal(first, second)
+
+
+DISTRIBUTED = ["mode=distributed", "train.algorithm=gradient_averaging", "rounds=3", "log_every=1"]
+
+
+def test_distributed_topk_at_ratio_1_matches_the_allreduce_run_and_counts_its_allgather(tmp_path):
+    _, plain_rows, plain = finished(tmp_path, "plain", *DISTRIBUTED)
+    summary, rows, topk = finished(tmp_path, "topk", *DISTRIBUTED, "compress.uplink=topk", "compress.ratio=1.0")
+    np.testing.assert_allclose(topk, plain, rtol=1e-12, atol=1e-12)  # only the order of the sum differs
+    cfg = config.load(overrides=DISTRIBUTED)
+    spec = model_spec(cfg)
+    steps = plain_rows[1]["uplink_bytes"] // (3 * spec.size * 8)  # Allreduce: each rank sends its gradient
+    assert plain_rows[1]["uplink_bytes"] == plain_rows[1]["downlink_bytes"] == 3 * steps * spec.size * 8
+    message = spec.size * (4 + 8)
+    assert rows[1]["uplink_bytes"] == 3 * steps * message  # each rank's (index, value) pairs
+    assert rows[1]["downlink_bytes"] == 3 * steps * 3 * message  # ... and every rank receives all three
+    assert summary["uplink_bytes"] == rows[-1]["uplink_bytes_total"] == 3 * rows[1]["uplink_bytes"]
+
+
+def test_explicit_malicious_clients_replace_the_draw_and_are_checked_against_the_client_count(tmp_path):
+    summary, _, _ = finished(tmp_path, "named", *FEDERATED, "attack.kind=sign_flip", "attack.clients=[4, 1]")
+    assert summary["attack"]["malicious"] == [1, 4]
+    proc = mpifl_run(tmp_path, "bad", *FEDERATED, "attack.kind=sign_flip", "attack.clients=[9]")
+    assert proc.returncode != 0
+    assert "attack.clients names client 9, but this job has 6 clients" in proc.stderr
