@@ -74,7 +74,7 @@ class CompressedSum:
                 out[self.codec.random_indices(key)] = self._summed
             else:
                 for r, message in enumerate(self._gathered):
-                    out += self.codec.decode(message, (self.seed, rnd, step, r))
+                    self.codec.accumulate(message, (self.seed, rnd, step, r), out)
         self.decode_seconds += perf_counter() - t0
 
     def state(self) -> dict[str, np.ndarray]:

@@ -120,6 +120,17 @@ class Codec:
         scale = float(message[: NORM.itemsize].view(NORM)[0])
         return message[NORM.itemsize:].view(np.int8).astype(np.float64) * scale
 
+    def accumulate(self, message: np.ndarray, key: tuple[int, ...], out: np.ndarray) -> None:
+        """out += the vector a message stands for; a sparse message touches only its k positions."""
+        item = np.dtype(self.dtype)
+        if self.method == "topk":
+            split = self.k * INDEX.itemsize
+            out[message[:split].view(INDEX)] += message[split:].view(item)  # indices are distinct
+        elif self.method == "randk":
+            out[self.random_indices(key)] += message.view(item)
+        else:
+            out += self.decode(message, key)
+
     def random_indices(self, key: tuple[int, ...]) -> np.ndarray:
         """randk's k indices for this key, sorted: the same on every rank that knows the key."""
         return np.sort(stream(key[0], Purpose.COMPRESSION, *key[1:]).choice(self.n, self.k, replace=False))

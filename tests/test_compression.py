@@ -49,6 +49,16 @@ def test_encode_returns_exactly_what_decode_gives_back_from_a_message_of_the_dec
     assert codec.nbytes == message.size == expected
 
 
+@pytest.mark.parametrize("method, kw", CODECS)
+def test_accumulate_adds_the_decoded_vector_into_a_sum(method, kw):
+    codec = Codec(method, N, np.dtype(np.float64), **kw)
+    sent, message = roundtrip(codec, RNG.standard_normal(N))
+    total = RNG.standard_normal(N)
+    expected = total + sent
+    codec.accumulate(message, (0, 1, 2), total)
+    np.testing.assert_allclose(total, expected, rtol=0, atol=1e-15)
+
+
 def test_topk_keeps_the_k_largest_magnitudes_and_zeroes_the_rest():
     codec = Codec("topk", N, np.dtype(np.float64), ratio=0.05)
     x = RNG.standard_normal(N)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-COLLECTIVES = ("Allreduce", "Bcast", "Gather")
+COLLECTIVES = ("Allreduce", "Bcast", "Gather")  # a training round's collectives, fitted by every projection
+EXCHANGES = (*COLLECTIVES, "Allgather")  # with compressed updates' Allgather (mpifl.compressed_sum)
 
 
 def latency_term(p: int) -> float:
@@ -28,9 +29,9 @@ def volume_term(collective: str, p: int, m: float) -> float:
         return 2.0 * (p - 1) / p * m
     if collective == "Bcast":  # scatter + allgather for large messages
         return 2.0 * (p - 1) / p * m
-    if collective == "Gather":  # the root receives every other rank's m bytes
+    if collective in ("Gather", "Allgather"):  # the root (every rank) receives every other rank's m bytes
         return (p - 1) * m
-    raise ValueError(f"Unknown collective {collective!r}; expected one of {COLLECTIVES}.")
+    raise ValueError(f"Unknown collective {collective!r}; expected one of {EXCHANGES}.")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Measure Allreduce, Bcast and Gather at several message sizes, for the alpha-beta fit.
+"""Measure Allreduce, Bcast, Gather and Allgather at several message sizes, for the alpha-beta fit.
 
     mpiexec -n P python -m mpifl.scaling.probe OUT.json
 
@@ -45,10 +45,12 @@ def measure(comm, sizes_bytes=SIZES_BYTES, budget: float = BUDGET_SECONDS) -> li
         n = max(1, nbytes // 8)
         a, b = np.ones(n), np.empty(n)
         rows = np.empty(size * n) if comm.Get_rank() == 0 else None
+        everyone = np.empty(size * n)
         calls = {
             "Allreduce": lambda a=a, b=b: comm.Allreduce(a, b, op=MPI.SUM),
             "Bcast": lambda a=a: comm.Bcast(a, root=0),
             "Gather": lambda a=a, rows=rows: comm.Gather(a, rows, root=0),
+            "Allgather": lambda a=a, everyone=everyone: comm.Allgather(a, everyone),  # compressed exchanges
         }
         for name, fn in calls.items():
             samples.append({"collective": name, "bytes": n * 8, "seconds": per_call(comm, fn, budget)})
