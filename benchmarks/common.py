@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import platform
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,3 +48,29 @@ def write_results(out: Path, name: str, table: str, data: dict) -> None:
 def markdown_table(title: str, header: list[str], rows: list[str]) -> str:
     """A titled markdown table from pre-formatted '| a | b |' rows."""
     return "\n".join([title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header), *rows])
+
+
+def run_sweep(work: Path, name: str, sweep: dict, ranks: int) -> list[dict]:
+    """Write ``sweep`` (a sweep file's tables) as work/NAME.toml, run it on ``ranks`` ranks, return sweep.csv's rows.
+
+    The sweep's output goes to work/NAME; a failed sweep ends the benchmark with its error."""
+    import tomli_w
+
+    path = work / f"{name}.toml"
+    path.write_text(tomli_w.dumps({**sweep, "out": name}))
+    proc = subprocess.run([shutil.which("mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpifl", "sweep",
+                           str(path), "--quiet"], cwd=work, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"the sweep {name} failed:\n{proc.stderr}")
+    with open(work / name / "sweep.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def save_figure(fig, path: Path) -> None:
+    """Lay out, write (making the directory) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -28,7 +28,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import shutil
@@ -39,10 +38,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tomli_w
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import alternate, machine, markdown_table, write_results  # noqa: E402
+from common import alternate, machine, markdown_table, run_sweep, save_figure, write_results  # noqa: E402
 
 from mpifl.compression import Codec  # noqa: E402
 from mpifl.scaling import alphabeta  # noqa: E402
@@ -63,35 +61,30 @@ PROJECT_RANKS = (64, 256, 1024, 4096)
 NETWORKS = {"an assumed 100 Gb/s fabric": (2e-6, 0.08e-9), "an assumed 1 Gb/s wide-area link": (1e-3, 8e-9)}
 
 
-def sweep(work: Path, name: str, setup: dict, uplink: str, grid: dict, ranks: int) -> list[dict]:
+def sweep(work: Path, name: str, setup: dict, uplink: str, grid: dict, ranks: int, rounds: int) -> list[dict]:
     """One sweep; each finished point's setting, accuracy and byte totals (from its summary.json)."""
-    path = work / f"{name}.toml"
-    path.write_text(tomli_w.dumps({"job": str(setup["job"]), "ranks_per_job": ranks, "out": name, "grid": grid,
-                                   "set": {**setup["set"], "compress.uplink": uplink}}))
-    proc = subprocess.run([shutil.which("mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpifl", "sweep",
-                           str(path), "--quiet"], cwd=work, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"the sweep {name} failed:\n{proc.stderr}")
+    settings = {**setup["set"], "compress.uplink": uplink, **({"rounds": rounds} if rounds else {})}
     points = []
-    with open(work / name / "sweep.csv") as handle:
-        for row in csv.DictReader(handle):
-            summary = json.loads((work / row["run_dir"] / "summary.json").read_text()) if row["run_dir"] else {}
-            points.append({"method": uplink, **{k: row[k] for k in grid}, "status": row["status"],
-                           "accuracy": summary.get("final_accuracy"), "uplink_bytes": summary.get("uplink_bytes"),
-                           "achieved_ratio": (summary.get("compression") or {}).get("achieved_ratio"),
-                           "seconds_per_round": summary.get("seconds_per_round")})
+    for row in run_sweep(work, name, {"job": str(setup["job"]), "ranks_per_job": ranks, "grid": grid,
+                                      "set": settings}, ranks):
+        summary = json.loads((work / row["run_dir"] / "summary.json").read_text()) if row["run_dir"] else {}
+        points.append({"method": uplink, **{k: row[k] for k in grid}, "status": row["status"],
+                       "accuracy": summary.get("final_accuracy"), "uplink_bytes": summary.get("uplink_bytes"),
+                       "achieved_ratio": (summary.get("compression") or {}).get("achieved_ratio"),
+                       "seconds_per_round": summary.get("seconds_per_round")})
     return points
 
 
-def accuracy_study(ranks: int) -> dict[str, list[dict]]:
+def accuracy_study(ranks: int, rounds: int) -> dict[str, list[dict]]:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name, setup in SETUPS.items():
-            points = sweep(work, f"{name}-none", setup, "none", {"seed": [setup["set"].get("seed", 0)]}, ranks)
+            points = sweep(work, f"{name}-none", setup, "none", {"seed": [setup["set"].get("seed", 0)]}, ranks,
+                           rounds)
             for method, key, settings in METHODS:
                 points += sweep(work, f"{name}-{method}", setup, method,
-                                {key: settings, "compress.error_feedback": [False, True]}, ranks)
+                                {key: settings, "compress.error_feedback": [False, True]}, ranks, rounds)
             results[name] = points
     return results
 
@@ -217,10 +210,7 @@ def plot(path: Path, results: dict[str, list[dict]]) -> None:
         ax.scatter([], [], color="grey", marker="o", label="with error feedback")
         ax.scatter([], [], color="grey", marker="x", label="without")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:
@@ -229,9 +219,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15, help="timed repeats of each codec")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--figure", type=Path, default=Path("benchmarks/figures/compression.png"))
+    parser.add_argument("--rounds", type=int, default=0, help="rounds per run (0: the study's)")
     args = parser.parse_args()
     started = time.perf_counter()
-    results = accuracy_study(args.ranks)
+    results = accuracy_study(args.ranks, args.rounds)
     plot(args.figure, results)
     costs = codec_costs(args.repeat)
     cost_rows = [f"| {size} | {name} | {c['bytes']:,} | {c['raw_bytes'] / c['bytes']:.1f}x | "

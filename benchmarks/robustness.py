@@ -20,19 +20,14 @@ Each cell is the final test accuracy; "div" marks a run that diverged.
 from __future__ import annotations
 
 import argparse
-import csv
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 import tomllib
 from pathlib import Path
 
-import tomli_w
-
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, markdown_table, write_results  # noqa: E402
+from common import machine, markdown_table, run_sweep, save_figure, write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP = REPO / "jobs" / "sweeps" / "robustness.toml"
@@ -40,19 +35,12 @@ SCALES = {"none": 0.0, "label_flip": 0.0, "sign_flip": 4.0, "gaussian": 20.0, "s
           "ipm": 4.0}
 
 
-def run_attack(work: Path, base: dict, kind: str, ranks: int) -> list[dict]:
+def run_attack(work: Path, base: dict, kind: str, ranks: int, rounds: int) -> list[dict]:
     """One sweep over the aggregators under one attack; the rows of its sweep.csv."""
-    sweep = {**base, "job": str((SWEEP.parent / base["job"]).resolve()), "out": f"sweep-{kind}",
-             "grid": {"server.aggregator": base["grid"]["server.aggregator"]},
-             "set": {**base["set"], "attack.kind": kind, "attack.scale": SCALES[kind]}}
-    path = work / f"{kind}.toml"
-    path.write_text(tomli_w.dumps(sweep))
-    proc = subprocess.run([shutil.which("mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpifl", "sweep",
-                           str(path), "--quiet"], cwd=work, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"the {kind} sweep failed:\n{proc.stderr}")
-    with open(work / f"sweep-{kind}" / "sweep.csv") as handle:
-        return list(csv.DictReader(handle))
+    settings = {**base["set"], "attack.kind": kind, "attack.scale": SCALES[kind], **({"rounds": rounds} if rounds else {})}
+    sweep = {**base, "job": str((SWEEP.parent / base["job"]).resolve()),
+             "grid": {"server.aggregator": base["grid"]["server.aggregator"]}, "set": settings}
+    return run_sweep(work, f"sweep-{kind}", sweep, ranks)
 
 
 def cell(row: dict) -> float | None:
@@ -78,10 +66,7 @@ def heat_map(path: Path, aggregators: list[str], attacks: list[str], accuracy: d
                     color="white" if np.isnan(value) or value < 0.6 else "black", fontsize=8)
     fig.colorbar(image, ax=ax, label="final test accuracy")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:
@@ -89,6 +74,7 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, default=5, help="ranks per sweep (the sweep file's ranks_per_job)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--figure", type=Path, default=Path("benchmarks/figures/robustness.png"))
+    parser.add_argument("--rounds", type=int, default=0, help="rounds per run (0: the sweep file's)")
     args = parser.parse_args()
     base = tomllib.loads(SWEEP.read_text())
     aggregators = base["grid"]["server.aggregator"]
@@ -96,13 +82,13 @@ def main() -> None:
     accuracy, started = {}, time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for kind in attacks:
-            for row in run_attack(Path(tmp), base, kind, args.ranks):
+            for row in run_attack(Path(tmp), base, kind, args.ranks, args.rounds):
                 accuracy[row["server.aggregator"], kind] = cell(row)
     seconds = time.perf_counter() - started
     header = ["aggregator", *(f"{k} ({SCALES[k]:g})" if SCALES[k] else k for k in attacks)]
     rows = ["| " + " | ".join([a, *("div" if accuracy[a, k] is None else f"{accuracy[a, k]:.3f}" for k in attacks)])
             + " |" for a in aggregators]
-    title = (f"Final test accuracy, digits, 20 clients of which 4 malicious, {base['set']['rounds']} rounds "
+    title = (f"Final test accuracy, digits, 20 clients of which 4 malicious, {args.rounds or base['set']['rounds']} rounds "
              f"({len(aggregators) * len(attacks)} runs in {seconds:.0f} s); {machine()}")
     table = markdown_table(title, header, rows)
     print(table)
