@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
         from mpifl.scaling.cli import main as scale
 
         return scale(args[1:])
+    if args[:1] == ["privacy"]:  # the accountant alone: epsilon for a plan, or the noise for an epsilon; no MPI
+        from mpifl.privacy.cli import main as privacy
+
+        return privacy(args[1:])
     if args[:1] == ["partition"]:  # a serial tool: it writes files for jobs to read
         from mpifl.data.partition_cli import main as partition
 

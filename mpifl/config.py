@@ -90,9 +90,20 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "compress.bits": (4, Interval(int, 2, 8)),  # qsgd: bits per value, sign included
     "compress.bucket": (128, Interval(int, 1, None)),  # qsgd: values that share one norm
     "compress.error_feedback": (False, Flag()),  # keep what compression dropped and add it to the next update
+    # client-level differential privacy (mpifl.privacy): DP-FedAvg, on when it adds noise
+    "privacy.clip": (1.0, Interval(float, 0, None, "neither")),  # C: each client's delta is clipped to this L2 norm
+    "privacy.noise_multiplier": (0.0, Interval(float, 0, None)),  # z: noise std = z C on the sum; 0 = off
+    "privacy.delta": (1e-5, Interval(float, 0, 1, "neither")),
+    "privacy.target_epsilon": (0.0, Interval(float, 0, None)),  # > 0: find z for this epsilon after `rounds`
+    "privacy.adaptive": (False, Flag()),  # adaptive clipping (Andrew et al. 2021)
+    "privacy.target_quantile": (0.5, Interval(float, 0, 1)),  # adaptive: share of deltas to leave unclipped
+    "privacy.clip_lr": (0.2, Interval(float, 0, None, "neither")),  # adaptive: step of the geometric clip update
+    "privacy.noise": ("central", Choice(("central", "distributed"))),  # where the noise is added
+    "privacy.accountant": ("rdp", Choice(("rdp", "pld"))),  # dp-accounting's RDP or PLD accountant
+    "server.sampling": ("fixed", Choice(("fixed", "poisson"))),  # fixed: round(fraction K) clients; poisson: each w.p. fraction
 }
 
-SECTIONS = ("data", "model", "train", "server", "checkpoint", "attack", "compress")
+SECTIONS = ("data", "model", "train", "server", "checkpoint", "attack", "compress", "privacy")
 # Keys that exist only for the strategies that declare them (mpifl.strategies: each class's `parameters`).
 STRATEGY_PARAMETER_KEYS = {f"server.{key}": users for key, users in STRATEGY_KEYS.items()}
 
@@ -196,6 +207,7 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
         raise ConfigError(f"The 'compress.error_feedback' parameter in "
                           f"{origins.get('compress.error_feedback', source)} is true, but compress.uplink is 'none': "
                           "there is no compression error to feed back.")
+    _check_privacy(values, origins, source)
     if values["attack.kind"] == "label_flip" and output_kind(values) == "linear":
         raise ConfigError(f"The 'attack.kind' parameter in {origins.get('attack.kind', source)} is 'label_flip', "
                           "which needs class labels; a regression task has none.")
@@ -218,6 +230,45 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
             f"The 'data.n_classes' parameter in {source} must be 2 for {key} 'logistic'. "
             f"Got {values['data.n_classes']} instead."
         )
+
+
+def _check_privacy(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
+    """[privacy] against the rest of the job: what DP-FedAvg's analysis needs."""
+    def origin(key: str) -> str:
+        return origins.get(key, source)
+
+    if not (values["privacy.noise_multiplier"] > 0 or values["privacy.target_epsilon"] > 0):
+        return
+    key = "privacy.target_epsilon" if values["privacy.target_epsilon"] > 0 else "privacy.noise_multiplier"
+    where = f"The '{key}' parameter in {origin(key)} turns on differential privacy"
+    if values["mode"] != "federated":
+        raise ConfigError(f"{where}, which is client-level DP for federated rounds. Set mode = \"federated\".")
+    if values["privacy.target_epsilon"] > 0 and values["privacy.noise_multiplier"] > 0:
+        raise ConfigError(f"{where}; give privacy.noise_multiplier or privacy.target_epsilon, not both "
+                          f"(the first fixes the noise, the second finds it).")
+    strategy = STRATEGIES[values["server.strategy"]]
+    if not strategy.averages_deltas:
+        raise ConfigError(f"{where}, but server.strategy {values['server.strategy']!r} does not average deltas, so "
+                          "the noised mean of clipped deltas cannot replace its server step. Use fedavg, fedprox, "
+                          "fedavgm, fedadagrad, fedadam or fedyogi.")
+    if values["server.aggregator"] != "mean":
+        raise ConfigError(f"{where}, whose sensitivity analysis is that of the clipped sum; server.aggregator "
+                          f"{values['server.aggregator']!r} is not a sum. Use server.aggregator = \"mean\".")
+    if values["compress.uplink"] != "none":
+        raise ConfigError(f"{where}; compressing after clipping can raise a delta's norm above the clip and break "
+                          "the sensitivity bound. Use compress.uplink = \"none\".")
+    if values["privacy.accountant"] == "pld" and values["server.sampling"] != "poisson":
+        raise ConfigError(f"The 'privacy.accountant' parameter in {origin('privacy.accountant')} is 'pld', which "
+                          "dp-accounting supports only for Poisson sampling. Set server.sampling = \"poisson\" "
+                          "or privacy.accountant = \"rdp\".")
+    if values["privacy.noise"] == "distributed" and values["server.sampling"] == "poisson":
+        raise ConfigError(f"The 'privacy.noise' parameter in {origin('privacy.noise')} is 'distributed': each of "
+                          "the m expected clients adds 1/m of the noise variance, so a Poisson cohort smaller than m "
+                          "would carry less noise than accounted. Use server.sampling = \"fixed\".")
+    if values["train.stragglers"] > 0 and values["server.drop_stragglers"] and values["privacy.noise"] == "distributed":
+        raise ConfigError(f"The 'privacy.noise' parameter in {origin('privacy.noise')} is 'distributed', and "
+                          "dropped stragglers would take their noise shares with them. Keep the stragglers "
+                          "(server.drop_stragglers = false) or use privacy.noise = \"central\".")
 
 
 def _check_value(values: dict[str, Any], key: str, constraint, origin: str) -> None:

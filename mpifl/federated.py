@@ -41,7 +41,8 @@ from mpifl.loop import Loop
 from mpifl.metrics import RoundTimer
 from mpifl.model import ModelSpec
 from mpifl.progress import RoundRecord, is_logged, time_breakdown
-from mpifl.protocol import MESSAGE, Wire
+from mpifl.privacy.mechanism import CLIP, WITHIN, ClientPrivacy, PrivacySettings
+from mpifl.protocol import FLOAT64, MESSAGE, Field, Wire
 from mpifl.stopping import divergence
 from mpifl.strategies import RoundResults, Strategy, strategy_params
 from mpifl.strategies.base import LocalRun
@@ -64,16 +65,22 @@ def uplink_codec(cfg, spec: ModelSpec) -> Codec | None:
     return None if cfg["compress.uplink"] == "none" else codec_from_config(cfg, spec.size, spec.dtype)
 
 
-def make_wire(strategy: type[Strategy], spec: ModelSpec, blocks: list[range], codec: Codec | None) -> Wire:
-    """The round's buffers for this algorithm, the same on every rank; blocks[h] are client rank h+1's clients."""
-    return Wire(strategy.downlink, strategy.uplink, spec.shape, spec.dtype, blocks, codec.nbytes if codec else 0)
+def make_wire(strategy: type[Strategy], spec: ModelSpec, blocks: list[range], codec: Codec | None,
+              private: bool = False) -> Wire:
+    """The round's buffers for this algorithm, the same on every rank; blocks[h] are client rank h+1's clients.
+    With [privacy], the clip travels down and each client's within-the-clip bit up."""
+    down, up = strategy.downlink, strategy.uplink
+    if private:
+        down, up = (*down, Field(CLIP, 1)), (*up, Field(WITHIN, 1, FLOAT64))
+    return Wire(down, up, spec.shape, spec.dtype, blocks, codec.nbytes if codec else 0)
 
 
 def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> np.ndarray:
     """The server's loop; returns the final global parameters."""
     comm, cfg, spec = loop.comm, loop.cfg, loop.kernels.spec
     codec = uplink_codec(cfg, spec)
-    wire = make_wire(type(strategy), spec, blocks, codec)
+    privacy = strategy.setup.privacy  # with [privacy]: every round releases a noised mean, even of no client
+    wire = make_wire(type(strategy), spec, blocks, codec, privacy is not None)
     n_clients = wire.n_clients
     attack = configured_attack(cfg, n_clients)  # the omniscient attacks are simulated here, before aggregation
     tester = LocalTrainer(test, loop.kernels, LocalSettings.from_config(cfg), cfg["seed"], SERVER)
@@ -106,6 +113,8 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
         down["theta"][...] = theta
         for name, value in strategy.downlink_values().items():
             down[name][...] = value
+        if privacy is not None:
+            down[CLIP][0] = privacy.clip[0]
         down["epochs"][:] = epochs
         down["stop"][0] = halt
         down["poll"][0] = loop.patient and last_compute > LONG_ROUND_SECONDS  # compute: no feedback from the wait
@@ -135,10 +144,12 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
                         np.concatenate(([last_server[1]], rank_stats["comm"])),
                     )
                     record = replace(record, breakdown=spread, slowest_rank=slowest)
-            if trained.size:
+            if trained.size or (privacy is not None and training):
                 results, decode_seconds = _results(wire, payload, stats, trained, codec, (cfg["seed"], it))
                 theta, metrics = strategy.aggregate(it, theta, attack.colluded(results))
                 pending = {"participants": float(trained.size), **metrics}
+                if privacy is not None and privacy.account is not None and is_logged(it, cfg):
+                    pending["epsilon"] = privacy.epsilon()  # at the job's delta, after the rounds released so far
                 last_codec = (float(rank_stats["encode"].max()), decode_seconds)
         if record is not None:
             loop.report(record)
@@ -177,7 +188,8 @@ def _results(wire: Wire, payload: np.ndarray, stats: dict[str, np.ndarray], trai
         messages = columns[MESSAGE].view(np.uint8)[:, : codec.nbytes]
         deltas = np.stack([codec.decode(m, (*key, int(k))) for m, k in zip(messages, trained)])
         deltas = deltas.astype(wire.dtype).reshape(trained.size, *wire.payload.shape)
-    results = RoundResults(clients=trained, deltas=deltas, weights=stats["weight"][trained], fields=fields)
+    results = RoundResults(clients=trained, deltas=deltas, weights=stats["weight"][trained], fields=fields,
+                           round=key[1])
     return results, time.perf_counter() - t0
 
 
@@ -214,7 +226,7 @@ def _record(
     if own_test.any():
         client_test = np.divide(stats["test_correct"], stats["test_rows"], out=np.full(own_test.shape, np.nan),
                                 where=own_test)
-    server = {k: v for k, v in aggregated.items() if k != "participants"} if rnd > 0 else None
+    server = {k: v for k, v in aggregated.items() if k not in ("participants", "epsilon")} if rnd > 0 else None
     return RoundRecord(
         round=rnd,
         loss=float(stats["loss"].sum() / rows) + tester.kernels.penalty(theta, l2),
@@ -230,16 +242,18 @@ def _record(
         [float(a) if has else None for a, has in zip(client_test, own_test)],
         mean_client_accuracy=None if client_test is None else float(client_test[own_test].mean()),
         participants=int(aggregated["participants"]) if rnd > 0 and "participants" in aggregated else None,
+        epsilon=aggregated.get("epsilon") if rnd > 0 else None,
         server=server or None,
     )
 
 
 def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list[range],
-                strategy: type[Strategy]) -> None:
+                strategy: type[Strategy], privacy_settings: PrivacySettings | None = None) -> None:
     """A client rank's loop: for each of its clients, evaluate the global model, train when planned."""
     comm, cfg, spec = loop.comm, loop.cfg, loop.kernels.spec
     codec = uplink_codec(cfg, spec)
-    wire = make_wire(strategy, spec, blocks, codec)
+    privacy = ClientPrivacy(privacy_settings) if privacy_settings is not None else None
+    wire = make_wire(strategy, spec, blocks, codec, privacy is not None)
     settings = LocalSettings.from_config(cfg)
     trainers = [LocalTrainer(c.train, loop.kernels, settings, cfg["seed"], k) for c, k in zip(data, clients)]
     testers = [None if c.test is None else LocalTrainer(c.test, loop.kernels, settings, cfg["seed"], k)
@@ -298,6 +312,8 @@ def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list
                 delta -= theta
                 run = LocalRun(steps, settings.lr, settings.momentum)
                 half.report(delta, down, own_state, run, {**out, **mine})
+                if privacy is not None:  # clipped (and with distributed noise, noised) before anything leaves
+                    mine[WITHIN][0] = privacy.apply(delta, float(down[CLIP][0]), it, k)
                 attack.poison(k, it, delta)  # model poisoning: a malicious client's own update, on its rank
                 if codec:
                     t_encode = time.perf_counter()

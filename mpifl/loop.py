@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,6 +37,7 @@ class Loop:
     checkpoints: Checkpoints
     stop: StopFlag
     patient: bool = False
+    privacy: Any = None  # mpifl.privacy.mechanism.PrivacySettings with [privacy] on (federated), else None
 
     def report(self, record: RoundRecord) -> None:
         self.recorder.report(record)

@@ -24,6 +24,7 @@ class Purpose(IntEnum):
     MODEL_INIT = 9  # a model's initial parameters (an MLP's He or Glorot weights)
     ATTACK = 10  # which clients are malicious, and the noise a Gaussian attacker sends
     COMPRESSION = 11  # randk's indices and qsgd's stochastic rounding, per (round, sender)
+    PRIVACY = 12  # differential privacy's noise: the server's, the clipped count's, each client's share
 
 
 def stream(seed: int, purpose: Purpose, *keys: int) -> np.random.Generator:

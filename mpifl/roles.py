@@ -32,6 +32,8 @@ from mpifl.kernels.variants import Selection, tuning_mode
 from mpifl.loop import Loop
 from mpifl.metrics import RunWriter
 from mpifl.model import ModelSpec
+from mpifl.privacy import settings as privacy_config
+from mpifl.privacy.mechanism import PrivacySettings, ServerPrivacy
 from mpifl.progress import RoundRecord
 from mpifl.stopping import Stopped, divergence
 from mpifl.strategies import STRATEGIES, Setup, Strategy, strategy_params
@@ -87,14 +89,31 @@ def load_data(comm: MPI.Comm, cfg: Config, source: DataSource) -> tuple:
     return (data, clients, blocks)
 
 
-def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int) -> Strategy:
+def privacy_setup(comm: MPI.Comm, cfg: Config, n_clients: int, dtype: np.dtype) -> PrivacySettings | None:
+    """[privacy]'s settings on every rank, before training: the server finds the noise multiplier (a target
+    epsilon's search takes seconds), every rank gets it, and a problem fails every rank together."""
+    if cfg["mode"] != "federated" or not privacy_config.enabled(cfg.values):
+        return None
+    z = collectively(comm, lambda: privacy_config.noise_multiplier(cfg, n_clients) if is_root(comm) else 0.0)
+    settings = privacy_config.settings(cfg, n_clients, dtype, comm.bcast(z, root=ROOT))
+    collectively(comm, lambda: _refuse(settings.check()))
+    return settings
+
+
+def _refuse(problem: str | None) -> None:
+    if problem:
+        raise ConfigError(f"privacy: {problem}")
+
+
+def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int, privacy: PrivacySettings | None = None) -> Strategy:
     """The server half of the configured algorithm."""
     cls = STRATEGIES[cfg["server.strategy"]]
     return cls(Setup(
         params=strategy_params(cfg.values), n_clients=n_clients, seed=cfg["seed"], fraction=cfg["server.fraction"],
         epochs=cfg["train.epochs"], stragglers=cfg["train.stragglers"], drop_stragglers=cfg["server.drop_stragglers"],
         local_lr=cfg["train.lr"], local_momentum=cfg["train.momentum"], shape=spec.shape, dtype=spec.dtype,
-        aggregator=aggregator(cfg),
+        aggregator=aggregator(cfg), sampling=cfg["server.sampling"],
+        privacy=ServerPrivacy(privacy) if privacy is not None else None,
     ))
 
 
@@ -185,12 +204,13 @@ def train(loop: Loop, data: tuple) -> np.ndarray:
     if cfg["mode"] == "distributed":
         return train_distributed(loop, *data)
     verdict = np.zeros(1)  # whether the last round, which no later downlink reports on, diverged
+    privacy = loop.privacy
     if comm.Get_rank() == federated.SERVER:
         test, blocks = data
-        theta = federated.serve(loop, test, blocks, make_strategy(cfg, spec, blocks[-1].stop))
+        theta = federated.serve(loop, test, blocks, make_strategy(cfg, spec, blocks[-1].stop, privacy))
         verdict[0] = divergence(theta, loop.recorder.records[-1].loss)
     else:
-        federated.participate(loop, *data, STRATEGIES[cfg["server.strategy"]])
+        federated.participate(loop, *data, STRATEGIES[cfg["server.strategy"]], privacy)
         theta = spec.zeros()
     comm.Bcast(theta, root=federated.SERVER)
     comm.Bcast(verdict, root=federated.SERVER)

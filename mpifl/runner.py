@@ -84,6 +84,7 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
     load_seconds = comm.allreduce(time.perf_counter() - load_started, op=MPI.MAX)
     occupancy = node_occupancy(comm)
     kernels = ModelKernels(spec, threads, setup.selection)
+    privacy = roles.privacy_setup(comm, cfg, source.n_clients(comm.Get_size()), spec.dtype)
 
     run_dir = None
     if write:
@@ -102,6 +103,11 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
         roles.say(comm, _banner(comm, cfg, spec, threads, compile_seconds, kernel_variants))
         if checkpoints.resumed:
             roles.say(comm, f"       resumed from the checkpoint of round {checkpoints.start_round} in {run_dir}")
+        if privacy is not None and cfg["privacy.target_epsilon"] > 0:
+            roles.say(comm, f"       privacy: noise multiplier {privacy.noise_multiplier:.4f} reaches epsilon "
+                            f"{cfg['privacy.target_epsilon']:g} at delta {cfg['privacy.delta']:g} after "
+                            f"{cfg['rounds']} rounds ({cfg['privacy.accountant']} accountant, "
+                            f"{cfg['server.sampling']} sampling)")
 
     console = Console(cfg["rounds"], checkpoints.start_round) if verbose and roles.is_root(comm) else None
 
@@ -116,7 +122,8 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
     recorder = Recorder(publish)
     recorder.records.extend(earlier)
     stop = StopFlag()
-    loop = Loop(comm, cfg, kernels, recorder, checkpoints, stop, patient=_oversubscribed(occupancy))
+    loop = Loop(comm, cfg, kernels, recorder, checkpoints, stop, patient=_oversubscribed(occupancy),
+                privacy=privacy)
     try:
         train_started = time.perf_counter()
         try:
@@ -146,6 +153,7 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
             summary["attack"] = ({"kind": attack.kind, "malicious": list(attack.malicious), "scale": attack.scale}
                                  if attack.kind != "none" else None)
             summary["final_mean_client_accuracy"] = records[-1].mean_client_accuracy
+            summary["privacy"] = _privacy(cfg, records, privacy)
         summary["load_seconds"] = load_seconds  # reading and checking the data, slowest rank
         summary["setup_seconds"] = train_started - started  # validation, data, compile: before round 1
         summary = comm.bcast(summary, root=roles.ROOT)  # once: every rank returns what rank 0 writes
@@ -209,6 +217,21 @@ def _summary(comm, cfg, records, compile_seconds, train_seconds, wall_seconds, t
         "threads_per_rank": threads,
         "mpi_thread_level": mpi4py.rc.thread_level,
         "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
+    }
+
+
+def _privacy(cfg, records, privacy) -> dict | None:
+    """[privacy] as run: the final (epsilon, delta), the accountant, the sampling and the noise that gave them."""
+    if privacy is None:
+        return None
+    last_clip = next((r.server["clip"] for r in reversed(records) if r.server and "clip" in r.server), None)
+    return {
+        "epsilon": next((r.epsilon for r in reversed(records) if r.epsilon is not None), None),
+        "delta": cfg["privacy.delta"], "accountant": cfg["privacy.accountant"], "sampling": cfg["server.sampling"],
+        "sampling_rate": cfg["server.fraction"], "clients": privacy.sampling.clients,
+        "expected_cohort": privacy.sampling.expected_cohort, "noise_multiplier": privacy.noise_multiplier,
+        "target_epsilon": cfg["privacy.target_epsilon"] or None, "noise": cfg["privacy.noise"],
+        "adaptive_clipping": cfg["privacy.adaptive"], "clip": cfg["privacy.clip"], "final_clip": last_clip,
     }
 
 

@@ -32,6 +32,7 @@ class RoundResults:
     deltas: np.ndarray  # (m, *shape) theta_k - theta, in the model's dtype
     weights: np.ndarray  # (m,) rows each client trained on, float64
     fields: Mapping[str, np.ndarray]  # each declared uplink field: (m, *shape) or (m,)
+    round: int = 0  # the round they trained in
 
     @property
     def count(self) -> int:
@@ -54,6 +55,8 @@ class Setup:
     shape: tuple[int, ...]  # theta's shape
     dtype: np.dtype  # theta's dtype
     aggregator: Aggregator = field(default_factory=Aggregator)  # server.aggregator and its parameters
+    sampling: str = "fixed"  # server.sampling: "fixed" or "poisson"
+    privacy: Any = None  # mpifl.privacy.mechanism.ServerPrivacy when [privacy] adds noise, else None
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,15 @@ class Strategy(ABC):
 
     def combine(self, results: RoundResults) -> tuple[np.ndarray, dict[str, Any]]:
         """The round's combined delta (theta's shape, float64) by server.aggregator, and what the aggregator
-        said about the clients: the ids it selected, or the weight each kept, for metrics.jsonl."""
+        said about the clients: the ids it selected, or the weight each kept, for metrics.jsonl.  With
+        [privacy], the noised mean of the clipped deltas (mpifl.privacy.mechanism), and the clip and epsilon."""
+        if self.setup.privacy is not None:
+            from mpifl.privacy.mechanism import WITHIN
+
+            within = results.fields.get(WITHIN, np.zeros(results.count))
+            delta, said = self.setup.privacy.combine(results.round, results.deltas.reshape(results.count, -1),
+                                                     within)
+            return delta.reshape(self.setup.shape), said
         combined = self.aggregator(results.deltas.reshape(results.count, -1).astype(np.float64), results.weights)
         said: dict[str, Any] = {}
         if combined.selected is not None:
@@ -130,7 +141,8 @@ class Strategy(ABC):
         s = self.setup
         if s.fraction == 1.0 and s.stragglers == 0.0:  # every client, every round: no draw to make
             return np.full(s.n_clients, s.epochs, dtype=np.int64)
-        return round_plan(s.seed, rnd, s.n_clients, s.fraction, s.epochs, s.stragglers, s.drop_stragglers)
+        return round_plan(s.seed, rnd, s.n_clients, s.fraction, s.epochs, s.stragglers, s.drop_stragglers,
+                          s.sampling == "poisson")
 
     def downlink_values(self) -> dict[str, np.ndarray]:
         """Current values of the declared downlink fields (theta is sent by the loop)."""
@@ -143,7 +155,8 @@ class Strategy(ABC):
     def state(self) -> dict[str, np.ndarray]:
         """Server state to checkpoint: the aggregator's (centered clipping's last aggregate), if it keeps any;
         subclasses add their own to this."""
-        return {"aggregator_previous": self.aggregator.previous} if self.aggregator.previous is not None else {}
+        own = {"aggregator_previous": self.aggregator.previous} if self.aggregator.previous is not None else {}
+        return {**own, **(self.setup.privacy.state() if self.setup.privacy is not None else {})}
 
     def load_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Restore what state() returned."""

@@ -1,6 +1,9 @@
 """Who trains in a round, and for how many local epochs: pure functions of (seed, round).
 
-Client sampling is uniform without replacement across all K clients.
+Client sampling is uniform without replacement across all K clients (fixed:
+round(fraction K) of them), or Poisson: each client independently with
+probability ``fraction``, so the cohort's size varies (the sampling that
+differential privacy's accountant analyses with add-or-remove neighbours).
 Systems heterogeneity follows the FedProx paper (Li et al. 2020, section 5.2):
 a share ``stragglers`` of the sampled clients run a number of local epochs
 drawn uniformly from 1..epochs; with ``drop``, they are dropped instead, as
@@ -14,8 +17,10 @@ import numpy as np
 from mpifl.rng import Purpose, stream
 
 
-def sample_clients(seed: int, rnd: int, n_clients: int, fraction: float) -> np.ndarray:
+def sample_clients(seed: int, rnd: int, n_clients: int, fraction: float, poisson: bool = False) -> np.ndarray:
     """Boolean mask of the clients sampled in round ``rnd``."""
+    if poisson:
+        return stream(seed, Purpose.CLIENT_SAMPLING, rnd).random(n_clients) < fraction
     count = max(1, int(round(fraction * n_clients)))
     mask = np.zeros(n_clients, dtype=bool)
     if count == n_clients:
@@ -26,10 +31,11 @@ def sample_clients(seed: int, rnd: int, n_clients: int, fraction: float) -> np.n
 
 
 def round_plan(
-    seed: int, rnd: int, n_clients: int, fraction: float, epochs: int, stragglers: float, drop: bool
+    seed: int, rnd: int, n_clients: int, fraction: float, epochs: int, stragglers: float, drop: bool,
+    poisson: bool = False,
 ) -> np.ndarray:
     """Local epochs per client for round ``rnd`` (0 = not training), as int64."""
-    sampled = np.flatnonzero(sample_clients(seed, rnd, n_clients, fraction))
+    sampled = np.flatnonzero(sample_clients(seed, rnd, n_clients, fraction, poisson))
     plan = np.zeros(n_clients, dtype=np.int64)
     plan[sampled] = epochs
     slow = int(round(stragglers * sampled.size))

@@ -1,0 +1,1 @@
+"""Client-level differential privacy for federated rounds: clipping and noise (mechanism) and its accounting."""

@@ -1,0 +1,49 @@
+"""``python -m mpifl privacy``: what a DP-FedAvg plan costs, before running it (no MPI).
+
+    python -m mpifl privacy --rounds 100 --rate 0.1 --clients 100 --noise 1.0 --delta 1e-5
+    python -m mpifl privacy --rounds 100 --rate 0.1 --clients 100 --epsilon 2 --delta 1e-5
+
+The first prints epsilon; the second the noise multiplier that reaches it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mpifl.privacy.accounting import ACCOUNTANTS, SAMPLINGS, Sampling, epsilon, noise_for
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mpifl privacy", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, required=True, help="rounds that release a noised aggregate")
+    parser.add_argument("--rate", type=float, required=True, help="q: each round's share of the clients")
+    parser.add_argument("--clients", type=int, default=0,
+                        help="N, the number of clients (fixed sampling draws round(q N) of them; Poisson: unused)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--noise", type=float, help="the noise multiplier z: print epsilon")
+    which.add_argument("--epsilon", type=float, help="a target epsilon: print the noise multiplier")
+    parser.add_argument("--delta", type=float, default=1e-5)
+    parser.add_argument("--sampling", choices=SAMPLINGS, default="poisson")
+    parser.add_argument("--accountant", choices=ACCOUNTANTS, default="rdp")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or not 0 < args.rate <= 1 or not 0 < args.delta < 1:
+        parser.error("--rounds must be >= 1, --rate in (0, 1] and --delta in (0, 1)")
+    if args.sampling == "fixed" and args.clients < 1:
+        parser.error("fixed sampling needs --clients N")
+    sampling = Sampling(args.sampling, max(args.clients, 1), args.rate)
+    plan = (f"{args.rounds} rounds, {args.sampling} sampling at rate {args.rate:g}"
+            + (f" of {args.clients} clients" if args.clients else "") + f", delta {args.delta:g}, "
+            f"{args.accountant} accountant")
+    try:
+        if args.noise is not None:
+            eps = epsilon(args.rounds, args.noise, sampling, args.delta, args.accountant)
+            print(f"epsilon {eps:.4f} for noise multiplier {args.noise:g}: {plan}")
+        else:
+            z = noise_for(args.epsilon, args.rounds, sampling, args.delta, args.accountant)
+            print(f"noise multiplier {z:.4f} for epsilon {args.epsilon:g}: {plan}")
+    except ValueError as exc:
+        print(f"mpifl privacy: {exc}", file=sys.stderr)
+        return 2
+    return 0
