@@ -33,6 +33,9 @@ JOBS = {
                       "--set", "server.fraction=0.5", "--set", "train.momentum=0.9"],
     "qsgd_distributed": ["--set", "mode=distributed", "--set", "train.algorithm=gradient_averaging",
                          "--set", "compress.uplink=qsgd", "--set", "compress.error_feedback=true"],
+    # differential privacy: the adaptive clip and the rounds the accountant has composed, carried across the cut
+    "dp_adaptive": ["--set", "privacy.noise_multiplier=0.3", "--set", "privacy.adaptive=true",
+                    "--set", "server.sampling=poisson", "--set", "server.fraction=0.7", "--set", "data.clients=14"],
     "mlp_distributed": ["--set", "model.kind=mlp", "--set", "model.hidden=[16, 8]", "--set", "mode=distributed",
                         "--set", "train.momentum=0.9", "--set", "train.algorithm=local_sgd", "--set", "train.lr=0.05"],
 }
@@ -59,7 +62,7 @@ def test_killed_run_resumes_to_the_same_bytes(mode, tmp_path):
     full_rows = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     cut_rows = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
     for key in ("loss", "participants", "server", "downlink_bytes_total", "uplink_bytes_total",
-                "uplink_bytes_uncompressed_total"):
+                "uplink_bytes_uncompressed_total", "epsilon"):
         assert [json.loads(r).get(key) for r in cut_rows] == [json.loads(r).get(key) for r in full_rows]
 
 

@@ -39,10 +39,10 @@ def main(argv: list[str]) -> int:
     try:
         if args.noise is not None:
             eps = epsilon(args.rounds, args.noise, sampling, args.delta, args.accountant)
-            print(f"epsilon {eps:.4f} for noise multiplier {args.noise:g}: {plan}")
+            print(f"epsilon {eps:.6f} for noise multiplier {args.noise:g}: {plan}")
         else:
             z = noise_for(args.epsilon, args.rounds, sampling, args.delta, args.accountant)
-            print(f"noise multiplier {z:.4f} for epsilon {args.epsilon:g}: {plan}")
+            print(f"noise multiplier {z:.6f} for epsilon {args.epsilon:g}: {plan}")
     except ValueError as exc:
         print(f"mpifl privacy: {exc}", file=sys.stderr)
         return 2

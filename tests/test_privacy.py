@@ -1,0 +1,176 @@
+"""Client-level DP: clipping, the noise's scale, the accountant against dp-accounting, and whole runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+
+import dp_accounting
+import numpy as np
+import pytest
+
+from mpifl import config
+from mpifl.errors import ConfigError
+from mpifl.privacy.accounting import Sampling, epsilon, fresh_accountant, noise_for, round_event
+from mpifl.privacy.mechanism import ClientPrivacy, PrivacySettings, ServerPrivacy, clip_to
+from mpifl.strategies.sampling import sample_clients
+
+RNG = np.random.default_rng(0)
+
+
+def settings(**kw) -> PrivacySettings:
+    base = dict(clip=1.0, noise_multiplier=1.0, delta=1e-5, adaptive=False, target_quantile=0.5, clip_lr=0.2,
+                noise="central", accountant="rdp", sampling=Sampling("fixed", 100, 0.2), seed=3,
+                dtype=np.dtype(np.float64))
+    return PrivacySettings(**{**base, **kw})
+
+
+def test_clipping_bounds_every_contribution_and_leaves_small_ones_alone():
+    for scale in (0.01, 0.5, 3.0, 1e6):
+        delta = RNG.standard_normal((4, 5)) * scale
+        before = delta.copy()
+        within = clip_to(delta, 1.0)
+        assert np.linalg.norm(delta) <= 1.0 + 1e-12
+        assert within == (np.linalg.norm(before) <= 1.0)
+        if within:
+            np.testing.assert_array_equal(delta, before)
+        else:
+            np.testing.assert_allclose(delta, before / np.linalg.norm(before))
+
+
+def test_the_server_clips_again_and_adds_noise_of_std_z_times_clip_over_the_fixed_denominator():
+    s = settings(noise_multiplier=1.3, clip=0.7)
+    server = ServerPrivacy(s)
+    n = 200_000
+    huge = np.full((3, n), 10.0)  # three clients that did not clip: each counts as norm 0.7 at most
+    mean, said = server.combine(5, huge, np.zeros(3))
+    signal = 3 * 0.7 / math.sqrt(n)
+    noise = mean * s.sampling.expected_cohort - signal
+    assert said["clip"] == 0.7
+    assert abs(noise.std() / (1.3 * 0.7) - 1) < 0.01  # 200,000 draws: the sample std is within 0.3% (2 sigma)
+    assert abs(noise.mean()) < 5 * 1.3 * 0.7 / math.sqrt(n)
+    again, _ = ServerPrivacy(s).combine(5, huge, np.zeros(3))
+    np.testing.assert_array_equal(mean, again)  # seeded by (seed, round)
+
+
+def test_distributed_shares_sum_to_the_central_noise():
+    s = settings(noise="distributed", noise_multiplier=2.0, clip=1.0, sampling=Sampling("fixed", 40, 0.25))
+    client = ClientPrivacy(s)
+    n, m = 50_000, s.sampling.cohort
+    total = np.zeros(n)
+    for k in range(m):
+        share = np.zeros(n)
+        client.apply(share, 1.0, rnd=1, client=k)
+        total += share
+    assert abs(total.std() / (2.0 * 1.0) - 1) < 0.015
+    mean, _ = ServerPrivacy(s).combine(1, np.zeros((m, n)), np.ones(m))
+    assert not mean.any()  # distributed: the server adds nothing
+
+
+def test_adaptive_clipping_follows_the_geometric_update_and_splits_the_noise():
+    s = settings(adaptive=True, noise_multiplier=0.5, sampling=Sampling("fixed", 100, 0.4))  # sigma_b = 2
+    assert s.delta_noise_multiplier == pytest.approx((0.5 ** -2 - 4.0 ** -2) ** -0.5)
+    server = ServerPrivacy(s)
+    within = np.array([1.0] * 30 + [0.0] * 10)
+    _, said = server.combine(2, np.zeros((40, 3)), within)
+    count_noise = 2.0 * float(np.random.Generator(np.random.PCG64(np.random.SeedSequence([3, 12, 2, 1])))
+                              .standard_normal())
+    expected_fraction = (30 + count_noise) / 40
+    assert said["within_clip_noised"] == pytest.approx(expected_fraction)
+    assert server.clip[0] == pytest.approx(math.exp(-0.2 * (expected_fraction - 0.5)))
+    assert "needs privacy.noise_multiplier < 2 sigma_b" in settings(adaptive=True, noise_multiplier=5.0).check()
+
+
+@pytest.mark.parametrize("kind, sampling", [("rdp", Sampling("fixed", 100, 0.1)), ("rdp", Sampling("poisson", 100, 0.1)),
+                                            ("pld", Sampling("poisson", 100, 0.1))])
+def test_epsilon_is_dp_accountings_own(kind, sampling):
+    direct = fresh_accountant(kind, sampling)
+    direct.compose(round_event(1.1, sampling), 30)
+    assert epsilon(30, 1.1, sampling, 1e-5, kind) == pytest.approx(direct.get_epsilon(1e-5), rel=1e-9)
+
+
+def test_target_epsilon_finds_a_noise_within_1_percent_of_the_target():
+    for sampling in (Sampling("poisson", 100, 0.05), Sampling("fixed", 50, 0.2)):
+        z = noise_for(3.0, 40, sampling, 1e-5)
+        assert 0.99 * 3.0 <= epsilon(40, z, sampling, 1e-5) <= 3.0 * 1.0001
+
+
+def test_poisson_sampling_draws_each_client_independently():
+    masks = np.array([sample_clients(0, r, 50, 0.2, poisson=True) for r in range(400)])
+    assert len({int(m.sum()) for m in masks}) > 5  # the cohort's size varies
+    assert abs(masks.mean() - 0.2) < 0.01
+    np.testing.assert_array_equal(masks[7], sample_clients(0, 7, 50, 0.2, poisson=True))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["privacy.noise_multiplier=1", "mode=distributed"], "client-level DP for federated rounds"),
+    (["privacy.noise_multiplier=1", "server.strategy=scaffold"], "does not average deltas"),
+    (["privacy.noise_multiplier=1", "server.aggregator=median"], "is not a sum"),
+    (["privacy.noise_multiplier=1", "compress.uplink=topk"], "break the sensitivity bound"),
+    (["privacy.noise_multiplier=1", "privacy.accountant=pld"], "only for Poisson sampling"),
+    (["privacy.noise_multiplier=1", "privacy.noise=distributed", "server.sampling=poisson"], "less noise"),
+    (["privacy.noise_multiplier=1", "privacy.target_epsilon=2"], "not both"),
+    (["privacy.delta=0"], "'privacy.delta' parameter"),
+    (["server.sampling=random"], "'server.sampling' parameter"),
+])
+def test_privacy_settings_are_validated_by_name(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        config.load(overrides=overrides)
+
+
+def run(tmp_path, name, *overrides, ranks=3):
+    proc = subprocess.run([shutil.which("mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpifl", "run",
+                           "--set", "data.clients=20", "--set", "rounds=6", *sum((["--set", o] for o in overrides), []),
+                           "--out", name], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    return proc
+
+
+def test_a_private_run_records_dp_accountings_epsilon_each_round(tmp_path):
+    proc = run(tmp_path, "dp", "server.fraction=0.25", "server.sampling=poisson", "privacy.noise_multiplier=0.4",
+               "privacy.adaptive=true", "privacy.clip=0.5")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in (tmp_path / "dp" / "metrics.jsonl").read_text().splitlines()]
+    sampling = Sampling("poisson", 20, 0.25)
+    for row in rows[1:]:
+        direct = fresh_accountant("rdp", sampling)
+        direct.compose(dp_accounting.PoissonSampledDpEvent(0.25, dp_accounting.GaussianDpEvent(0.4)), row["round"])
+        assert row["epsilon"] == pytest.approx(direct.get_epsilon(1e-5), rel=1e-9)
+    summary = json.loads((tmp_path / "dp" / "summary.json").read_text())["privacy"]
+    assert summary["epsilon"] == rows[-1]["epsilon"] and summary["accountant"] == "rdp"
+    assert summary["sampling"] == "poisson" and summary["final_clip"] != 0.5  # the clip adapted
+
+
+def test_a_target_epsilon_is_reached_printed_and_recorded(tmp_path):
+    proc = run(tmp_path, "target", "server.fraction=0.25", "privacy.target_epsilon=5")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "target" / "summary.json").read_text())["privacy"]
+    assert 0.99 * 5 <= summary["epsilon"] <= 5 * 1.0001
+    assert f"privacy: noise multiplier {summary['noise_multiplier']:.4f} reaches epsilon 5" in proc.stdout
+
+
+def test_without_noise_the_clipped_mean_over_the_cohort_is_what_the_server_applies(tmp_path):
+    """z -> 0 with a clip no delta reaches (noise std 1e-7): DP-FedAvg's mean is the unweighted mean of the deltas, which on IID clients of
+    (nearly) equal size is FedAvg's weighted mean: the models agree to a few percent."""
+    proc = run(tmp_path, "tiny", "data.partition=iid", "privacy.noise_multiplier=1e-9", "privacy.clip=100")
+    assert proc.returncode == 0, proc.stderr
+    plain = run(tmp_path, "plain", "data.partition=iid")
+    assert plain.returncode == 0, plain.stderr
+    models = []
+    for d in ("tiny", "plain"):
+        with np.load(tmp_path / d / "model.npz") as z:
+            models.append(z["theta"].copy())
+    assert np.linalg.norm(models[0] - models[1]) < 0.03 * np.linalg.norm(models[1])
+
+
+def test_the_privacy_command_prints_epsilon_and_its_reverse():
+    out = subprocess.run([sys.executable, "-m", "mpifl", "privacy", "--rounds", "50", "--rate", "0.1", "--noise", "1.2"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    eps = float(out.stdout.split()[1])
+    assert eps == pytest.approx(epsilon(50, 1.2, Sampling("poisson", 1, 0.1), 1e-5), rel=1e-6)
+    back = subprocess.run([sys.executable, "-m", "mpifl", "privacy", "--rounds", "50", "--rate", "0.1", "--epsilon",
+                           str(eps)], capture_output=True, text=True, timeout=120)
+    assert back.returncode == 0 and abs(float(back.stdout.split()[2]) - 1.2) < 0.01
