@@ -109,6 +109,25 @@ class GatherToRoot:
             timer.uplink_bytes += (self.total - self.my_count) * self.mpi_type.Get_size()
 
 
+def scatter_bytes(comm: MPI.Comm, send: np.ndarray, counts: list[int], recv: np.ndarray, timer: RoundTimer,
+                  root: int = 0, poll: bool = False) -> None:
+    """Scatterv of ``counts[r]`` bytes to each rank r from the root's ``send`` (ignored elsewhere) into ``recv``;
+    with ``poll``, Iscatterv waited for by wait_patiently.  The root counts what it sent the others (downlink)."""
+    displs = [0] * len(counts)
+    for r in range(1, len(counts)):
+        displs[r] = displs[r - 1] + counts[r - 1]
+    t0 = perf_counter()
+    sendbuf = [send, counts, displs, MPI.BYTE] if comm.Get_rank() == root else None
+    recvbuf = [recv, counts[comm.Get_rank()], MPI.BYTE]
+    if poll:
+        wait_patiently(comm.Iscatterv(sendbuf, recvbuf, root=root))
+    else:
+        comm.Scatterv(sendbuf, recvbuf, root=root)
+    timer.comm_seconds += perf_counter() - t0
+    if comm.Get_rank() == root:
+        timer.downlink_bytes += sum(counts) - counts[root]
+
+
 class GatherFromOthers(GatherToRoot):
     """``width`` values from every rank but the root: (size - 1) x width at the root."""
 

@@ -101,9 +101,18 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "privacy.noise": ("central", Choice(("central", "distributed"))),  # where the noise is added
     "privacy.accountant": ("rdp", Choice(("rdp", "pld"))),  # dp-accounting's RDP or PLD accountant
     "server.sampling": ("fixed", Choice(("fixed", "poisson"))),  # fixed: round(fraction K) clients; poisson: each w.p. fraction
+    # secure aggregation (mpifl.secagg): the server learns only the sum of the cohort's updates
+    "secagg.enabled": (False, Flag()),
+    "secagg.plus": (False, Flag()),  # SecAgg+: a random k-regular neighbour graph instead of every pair
+    "secagg.neighbours": (0, Interval(int, 0, None)),  # SecAgg+'s k (even); 0: the smallest even >= 3 log2 n
+    "secagg.threshold": (0.6, Interval(float, 0.5, 1, "right")),  # t as a share of a client's neighbours
+    "secagg.dropout": (0.0, Interval(float, 0, 1, "left")),  # simulated: drop after sharing, before the masked input
+    "secagg.bits": (64, Choice((32, 64))),  # the ring Z_(2^bits) of the masked fixed-point values
+    "secagg.clip_range": (1e4, Interval(float, 0, None, "neither")),  # each encoded value is clamped to [-R, R]
+    "secagg.abort": ("skip", Choice(("skip", "stop"))),  # too few survivors: skip the round, or stop the job
 }
 
-SECTIONS = ("data", "model", "train", "server", "checkpoint", "attack", "compress", "privacy")
+SECTIONS = ("data", "model", "train", "server", "checkpoint", "attack", "compress", "privacy", "secagg")
 # Keys that exist only for the strategies that declare them (mpifl.strategies: each class's `parameters`).
 STRATEGY_PARAMETER_KEYS = {f"server.{key}": users for key, users in STRATEGY_KEYS.items()}
 
@@ -208,6 +217,7 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
                           f"{origins.get('compress.error_feedback', source)} is true, but compress.uplink is 'none': "
                           "there is no compression error to feed back.")
     _check_privacy(values, origins, source)
+    _check_secagg(values, origins, source)
     if values["attack.kind"] == "label_flip" and output_kind(values) == "linear":
         raise ConfigError(f"The 'attack.kind' parameter in {origins.get('attack.kind', source)} is 'label_flip', "
                           "which needs class labels; a regression task has none.")
@@ -269,6 +279,31 @@ def _check_privacy(values: dict[str, Any], origins: dict[str, str], source: str)
         raise ConfigError(f"The 'privacy.noise' parameter in {origin('privacy.noise')} is 'distributed', and "
                           "dropped stragglers would take their noise shares with them. Keep the stragglers "
                           "(server.drop_stragglers = false) or use privacy.noise = \"central\".")
+
+
+def _check_secagg(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
+    """[secagg] against the rest of the job: the server's step must need only sums."""
+    if not values["secagg.enabled"]:
+        return
+    where = f"The 'secagg.enabled' parameter in {origins.get('secagg.enabled', source)} is true"
+    if values["mode"] != "federated":
+        raise ConfigError(f"{where}; secure aggregation hides federated clients' updates. Set mode = \"federated\".")
+    if not STRATEGIES[values["server.strategy"]].averages_deltas:
+        raise ConfigError(f"{where}, but server.strategy {values['server.strategy']!r} needs each client's own "
+                          "update (or fields beyond the delta), and the server sees only the sum. Use fedavg, "
+                          "fedprox, fedavgm, fedadagrad, fedadam or fedyogi.")
+    if values["server.aggregator"] != "mean":
+        raise ConfigError(f"{where}, but server.aggregator {values['server.aggregator']!r} needs the individual "
+                          "updates, which secure aggregation hides from the server. Use server.aggregator = \"mean\".")
+    if values["compress.uplink"] != "none":
+        raise ConfigError(f"{where}; masked updates are uniform ring elements, which compress.uplink cannot shrink. "
+                          "Use compress.uplink = \"none\".")
+    if values["attack.kind"] in ("alie", "ipm"):
+        raise ConfigError(f"{where}, but attack.kind {values['attack.kind']!r} is simulated at the server from every "
+                          "update, which secure aggregation hides. The attacks on the clients' own ranks work.")
+    if values["secagg.plus"] and values["secagg.neighbours"] % 2:
+        raise ConfigError(f"The 'secagg.neighbours' parameter in {origins.get('secagg.neighbours', source)} must be "
+                          f"even (a Harary graph's degree). Got {values['secagg.neighbours']}.")
 
 
 def _check_value(values: dict[str, Any], key: str, constraint, origin: str) -> None:

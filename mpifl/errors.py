@@ -49,3 +49,15 @@ class Diverged(MpiflError):
             collective=True,
         )
         self.after_round = after_round
+
+
+class SecAggAborted(MpiflError):
+    """Raised on every rank when secure aggregation had too few survivors and secagg.abort = "stop"."""
+
+    def __init__(self, rnd: int):
+        super().__init__(
+            f"secure aggregation: round {rnd} ended without an update, because fewer clients survived than its "
+            "threshold needs to unmask the sum (nothing was revealed). secagg.abort = \"stop\" stops the job here; "
+            "\"skip\" goes on to the next round.",
+            collective=True,
+        )

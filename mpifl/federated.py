@@ -35,7 +35,7 @@ from mpifl import comm as collectives
 from mpifl.attacks import configured_attack
 from mpifl.compression import Codec, ErrorFeedback, codec_from_config
 from mpifl.data.shards import ClientData, Shard
-from mpifl.errors import Diverged
+from mpifl.errors import Diverged, SecAggAborted
 from mpifl.local import LocalSettings, LocalTrainer
 from mpifl.loop import Loop
 from mpifl.metrics import RoundTimer
@@ -43,12 +43,17 @@ from mpifl.model import ModelSpec
 from mpifl.progress import RoundRecord, is_logged, time_breakdown
 from mpifl.privacy.mechanism import CLIP, WITHIN, ClientPrivacy, PrivacySettings
 from mpifl.protocol import FLOAT64, MESSAGE, Field, Wire
+from mpifl.secagg import graph
+from mpifl.secagg.encoding import FixedPoint
+from mpifl.secagg.protocol import RoundPlan
+from mpifl.secagg.transport import PhaseSeconds, RoundLayout, client_round, dropouts, server_round
 from mpifl.stopping import divergence
 from mpifl.strategies import RoundResults, Strategy, strategy_params
 from mpifl.strategies.base import LocalRun
 
 SERVER = 0
 STOP_SIGNAL = 1  # the downlink's stop code after SIGTERM/SIGUSR1; above it, 1 + a Diverged code
+SECAGG_HALT = 64  # the downlink's stop code after a secure round without enough survivors (secagg.abort = "stop")
 # On a node with more ranks than cores, rounds whose compute took longer than this are waited for by polling with sleeps
 # (mpifl.comm.wait_patiently); shorter ones wait in MPI, where a sleep's wake-up latency would dominate.
 LONG_ROUND_SECONDS = 2e-3
@@ -63,6 +68,18 @@ RESIDUAL = "compress.residual"  # client-rank state: each hosted client's error-
 def uplink_codec(cfg, spec: ModelSpec) -> Codec | None:
     """The job's codec for deltas, or None when updates travel uncompressed."""
     return None if cfg["compress.uplink"] == "none" else codec_from_config(cfg, spec.size, spec.dtype)
+
+
+def secure_layout(cfg, blocks: list[range], epochs: np.ndarray, rnd: int, length: int) -> RoundLayout:
+    """Round ``rnd``'s secure-aggregation plan, the same on every rank: the cohort (the clients that train), its
+    neighbour graph, the fixed-point encoding, who hosts whom, and the simulated dropouts."""
+    cohort = tuple(int(k) for k in np.flatnonzero(epochs))
+    degree = (cfg["secagg.neighbours"] or graph.default_degree(len(cohort))) if cfg["secagg.plus"] else None
+    plan = RoundPlan(rnd, cohort, graph.neighbours(np.array(cohort), cfg["seed"], rnd, degree),
+                     cfg["secagg.threshold"], FixedPoint(cfg["secagg.bits"], cfg["secagg.clip_range"], len(cohort)),
+                     length)
+    hosted = [[k for k in block if epochs[k] > 0] for block in blocks]
+    return RoundLayout(plan, hosted, dropouts(cfg["seed"], rnd, cohort, cfg["secagg.dropout"]))
 
 
 def make_wire(strategy: type[Strategy], spec: ModelSpec, blocks: list[range], codec: Codec | None,
@@ -80,6 +97,8 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
     comm, cfg, spec = loop.comm, loop.cfg, loop.kernels.spec
     codec = uplink_codec(cfg, spec)
     privacy = strategy.setup.privacy  # with [privacy]: every round releases a noised mean, even of no client
+    secure = cfg["secagg.enabled"]  # the server receives masked vectors and unmasks only their sum
+    last_secagg = None  # with [secagg]: the parts' seconds of the round that produced theta
     wire = make_wire(type(strategy), spec, blocks, codec, privacy is not None)
     n_clients = wire.n_clients
     attack = configured_attack(cfg, n_clients)  # the omniscient attacks are simulated here, before aggregation
@@ -124,7 +143,11 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
             _halt(loop, it, theta, halt, {}, {**strategy.state(), **_pending_state(pending),
                                               BYTES: np.array([*last_bytes, *totals], dtype=np.float64)})
         trained = np.flatnonzero(epochs)
-        if trained.size:
+        secure_total, secure_seconds = None, None
+        if trained.size and secure:
+            secure_total, secure_seconds = server_round(comm, secure_layout(cfg, blocks, epochs, it, spec.size + 2),
+                                                        timer, poll)
+        elif trained.size:
             gather_payload.set_counts(wire.payload_counts(epochs))
             gather_payload(nothing, payload, timer, poll)
         gather_stats(np.empty(0), gathered, timer, poll)
@@ -138,13 +161,26 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
                                  uplink_bytes_uncompressed_total=totals[2] if codec else None)
                 if codec:
                     record = replace(record, encode_seconds=last_codec[0], decode_seconds=last_codec[1])
+                if last_secagg is not None:
+                    record = replace(record, secagg_seconds=last_secagg)
                 if it > 1:
                     spread, slowest = time_breakdown(
                         np.concatenate(([last_server[0]], last_rank_compute)),
                         np.concatenate(([last_server[1]], rank_stats["comm"])),
                     )
                     record = replace(record, breakdown=spread, slowest_rank=slowest)
-            if trained.size or (privacy is not None and training):
+            aborted = secure and trained.size > 0 and secure_total is None
+            if secure and training:
+                last_secagg = _secure_seconds(secure_seconds, rank_stats)
+            if aborted:  # too few survivors to unmask: no update this round, and nothing revealed
+                pending = {"participants": 0.0, "secagg_aborted": 1.0}
+            elif secure and (trained.size or (privacy is not None and training)):
+                layout = secure_layout(cfg, blocks, epochs, it, spec.size + 2)
+                results = _secure_results(trained, layout, secure_total, spec.size, it)
+                theta, metrics = strategy.aggregate(it, theta, results)
+                pending = {"participants": float(len(layout.survivors)), **metrics,
+                           "secagg_dropped": float(len(layout.dropped))}
+            elif trained.size or (privacy is not None and training):
                 results, decode_seconds = _results(wire, payload, stats, trained, codec, (cfg["seed"], it))
                 theta, metrics = strategy.aggregate(it, theta, attack.colluded(results))
                 pending = {"participants": float(trained.size), **metrics}
@@ -166,11 +202,15 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
         diverged = divergence(theta, record.loss if record is not None else 0.0)
         signalled = loop.stop.requested or bool(rank_stats["stop"].max() > 0)
         halt = STOP_SIGNAL + diverged if diverged else int(signalled)
+        if training and aborted and cfg["secagg.abort"] == "stop" and not diverged:
+            halt = SECAGG_HALT
     return theta
 
 
 def _halt(loop: Loop, it: int, theta: np.ndarray, code: int, local: dict, server: dict | None = None) -> None:
     """Act on the downlink's stop code, on every rank alike: report divergence, or checkpoint and stop."""
+    if code == SECAGG_HALT:
+        raise SecAggAborted(it - 1)
     if code > STOP_SIGNAL:
         raise Diverged(it - 1, code - STOP_SIGNAL, loop.cfg["train.lr"])
     loop.stop_after(it - 1, theta, local, server)
@@ -191,6 +231,24 @@ def _results(wire: Wire, payload: np.ndarray, stats: dict[str, np.ndarray], trai
     results = RoundResults(clients=trained, deltas=deltas, weights=stats["weight"][trained], fields=fields,
                            round=key[1])
     return results, time.perf_counter() - t0
+
+
+def _secure_results(trained: np.ndarray, layout: RoundLayout, total: np.ndarray | None, size: int,
+                    rnd: int) -> RoundResults:
+    """What the server has of a secure round: the survivors and their sums, no client's own update."""
+    total = np.zeros(size + 2) if total is None else total  # no client trained: a private round releases noise
+    survivors = np.array(layout.survivors, dtype=np.int64)
+    return RoundResults(clients=survivors, deltas=np.empty((0, size)), weights=np.empty(0), fields={}, round=rnd,
+                        summed=total[:size], summed_weight=float(total[size]), summed_within=float(total[size + 1]))
+
+
+def _secure_seconds(server: PhaseSeconds | None, rank_stats: dict[str, np.ndarray]) -> dict[str, float]:
+    """Each part's seconds in a secure round: the slowest client rank's, and the server's unmasking."""
+    parts = {name: float(rank_stats[f"secagg_{name}"].max()) for name in ("agree", "share", "mask", "unmask")}
+    if server is not None:
+        parts["server_unmask"] = server.unmask
+        parts["server_route"] = server.share
+    return parts
 
 
 def _pending_state(pending: dict) -> dict[str, np.ndarray]:
@@ -253,6 +311,7 @@ def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list
     comm, cfg, spec = loop.comm, loop.cfg, loop.kernels.spec
     codec = uplink_codec(cfg, spec)
     privacy = ClientPrivacy(privacy_settings) if privacy_settings is not None else None
+    secure = cfg["secagg.enabled"]
     wire = make_wire(strategy, spec, blocks, codec, privacy is not None)
     settings = LocalSettings.from_config(cfg)
     trainers = [LocalTrainer(c.train, loop.kernels, settings, cfg["seed"], k) for c, k in zip(data, clients)]
@@ -295,6 +354,7 @@ def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list
         stats[:] = 0.0
         sent = 0
         encode_seconds = 0.0
+        vectors = {}  # with [secagg]: each training client's [weight delta | weight | within the clip]
         for j, (k, trainer) in enumerate(zip(clients, trainers)):
             mine = client_stats[j]
             if is_logged(it - 1, cfg):
@@ -306,7 +366,7 @@ def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list
             if epochs[k] > 0:
                 out = rows_out[sent]
                 own_state = {name: value[j] for name, value in states.items()}
-                delta = update if codec else out["delta"]
+                delta = update if codec or secure else out["delta"]
                 delta[...] = theta
                 steps = trainer.train(delta, it, int(epochs[k]), half.objective(theta, down, own_state))
                 delta -= theta
@@ -315,7 +375,11 @@ def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list
                 if privacy is not None:  # clipped (and with distributed noise, noised) before anything leaves
                     mine[WITHIN][0] = privacy.apply(delta, float(down[CLIP][0]), it, k)
                 attack.poison(k, it, delta)  # model poisoning: a malicious client's own update, on its rank
-                if codec:
+                if secure:
+                    weight = 1.0 if privacy is not None else float(trainer.shard.n)
+                    within = mine[WITHIN][0] if privacy is not None else 0.0
+                    vectors[k] = np.concatenate([weight * delta.reshape(-1).astype(np.float64), [weight, within]])
+                elif codec:
                     t_encode = time.perf_counter()
                     feedback.send(j, delta, (cfg["seed"], it, k), out[MESSAGE].view(np.uint8)[: codec.nbytes])
                     encode_seconds += time.perf_counter() - t_encode
@@ -325,7 +389,11 @@ def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list
         own["stop"][0] = loop.stop.requested
         own["comm"][0] = previous_comm
         own["encode"][0] = encode_seconds
-        if (epochs > 0).any():
+        if (epochs > 0).any() and secure:
+            parts = client_round(comm, secure_layout(cfg, blocks, epochs, it, spec.size + 2), vectors, timer, poll)
+            own["secagg_agree"][0], own["secagg_share"][0] = parts.agree, parts.share
+            own["secagg_mask"][0], own["secagg_unmask"][0] = parts.mask, parts.unmask
+        elif (epochs > 0).any():
             gather_payload.set_counts(wire.payload_counts(epochs))
             gather_payload(payload[:sent], unused, timer, poll)
         gather_stats(stats, unused, timer, poll)

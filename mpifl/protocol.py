@@ -53,8 +53,9 @@ CLIENT_STATS = tuple(
     Field(name, 1, FLOAT64)
     for name in ("weight", "loss", "correct", "rows", "test_loss", "test_correct", "test_rows")
 )
-# per client rank: compute seconds, stop requested, comm seconds, seconds spent encoding compressed updates
-RANK_STATS = ("compute", "stop", "comm", "encode")
+# per client rank: compute seconds, stop requested, comm seconds, seconds spent encoding compressed updates, and
+# with secure aggregation the seconds of its parts (mpifl.secagg.transport.PhaseSeconds)
+RANK_STATS = ("compute", "stop", "comm", "encode", "secagg_agree", "secagg_share", "secagg_mask", "secagg_unmask")
 
 
 class Layout:

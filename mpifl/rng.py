@@ -25,6 +25,7 @@ class Purpose(IntEnum):
     ATTACK = 10  # which clients are malicious, and the noise a Gaussian attacker sends
     COMPRESSION = 11  # randk's indices and qsgd's stochastic rounding, per (round, sender)
     PRIVACY = 12  # differential privacy's noise: the server's, the clipped count's, each client's share
+    SECAGG = 13  # SecAgg+'s neighbour graph and the simulated dropouts, per round
 
 
 def stream(seed: int, purpose: Purpose, *keys: int) -> np.random.Generator:

@@ -119,12 +119,19 @@ class ServerPrivacy:
             sizes = np.sqrt(np.einsum("ij,ij->i", rows, rows))
             rows *= np.minimum(1.0, clip / np.maximum(sizes, 1e-300))[:, None]
         total = rows.sum(axis=0) if rows.shape[0] else np.zeros(deltas.shape[1])
+        return self.release(rnd, total, float(np.sum(within)))
+
+    def release(self, rnd: int, total: np.ndarray, within_count: float) -> tuple[np.ndarray, dict]:
+        """The noised mean from the clipped deltas' sum (which secure aggregation gives without the rows)."""
+        s = self.settings
+        clip = float(self.clip[0])
+        total = np.array(total, dtype=np.float64)
         if s.noise == "central" and s.noise_multiplier > 0.0:
             noise = stream(s.seed, Purpose.PRIVACY, rnd, SERVER_NOISE).standard_normal(total.shape)
             total += s.delta_noise_multiplier * clip * noise
         said = {"clip": clip}
         if s.adaptive:
-            count = float(np.sum(within))
+            count = within_count
             if s.noise_multiplier > 0.0:
                 count += s.count_noise * float(stream(s.seed, Purpose.PRIVACY, rnd, COUNT_NOISE).standard_normal())
             fraction = count / s.sampling.expected_cohort

@@ -33,6 +33,10 @@ class RoundResults:
     weights: np.ndarray  # (m,) rows each client trained on, float64
     fields: Mapping[str, np.ndarray]  # each declared uplink field: (m, *shape) or (m,)
     round: int = 0  # the round they trained in
+    # With secure aggregation the server holds no row of deltas, only these sums over the surviving clients:
+    summed: np.ndarray | None = None  # sum of weight_k delta_k, flat float64
+    summed_weight: float = 0.0  # sum of weight_k
+    summed_within: float = 0.0  # with [privacy]: how many deltas were within the clip
 
     @property
     def count(self) -> int:
@@ -119,10 +123,16 @@ class Strategy(ABC):
         if self.setup.privacy is not None:
             from mpifl.privacy.mechanism import WITHIN
 
-            within = results.fields.get(WITHIN, np.zeros(results.count))
-            delta, said = self.setup.privacy.combine(results.round, results.deltas.reshape(results.count, -1),
-                                                     within)
+            if results.summed is not None:
+                delta, said = self.setup.privacy.release(results.round, results.summed, results.summed_within)
+            else:
+                within = results.fields.get(WITHIN, np.zeros(results.count))
+                delta, said = self.setup.privacy.combine(results.round, results.deltas.reshape(results.count, -1),
+                                                         within)
             return delta.reshape(self.setup.shape), said
+        if results.summed is not None:  # secure aggregation: the weighted mean from the sums alone
+            weight = results.summed_weight if results.summed_weight > 0 else 1.0
+            return (results.summed / weight).reshape(self.setup.shape), {}
         combined = self.aggregator(results.deltas.reshape(results.count, -1).astype(np.float64), results.weights)
         said: dict[str, Any] = {}
         if combined.selected is not None:

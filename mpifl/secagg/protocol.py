@@ -1,0 +1,196 @@
+"""One round of secure aggregation as pure steps on bytes: no MPI, no I/O (mpifl.secagg.transport moves them).
+
+The round of Bonawitz et al. (2017), semi-honest server, with the neighbour
+graph of SecAgg+ (Bell et al. 2020) as an option.  For each client u of the
+cohort:
+
+1. advertise: two X25519 public keys (c_u for the channel, s_u for masks) and
+   a SHA-256 commitment to a fresh self-mask seed b_u;
+2. share: Shamir t-of-k shares of s_u's private key and of b_u, one pair for
+   each neighbour v, sealed with AES-GCM under HKDF(X25519(c_u, c_v)), sent
+   through the server, which cannot open them;
+3. masked input: y_u = x_u + PRG(b_u) + sum over neighbours v of
+   +-PRG(HKDF(X25519(s_u, s_v))) in Z_(2^bits) (+ when u < v), x_u the
+   fixed-point update; a client that drops out sends nothing from here on;
+4. unmask: each survivor sends, for each neighbour, its share of b_v if v
+   survived or of s_v's private key if v dropped, never both for one v.  The
+   server needs t shares per client: it removes the survivors' self-masks and
+   the dropped clients' pairwise masks, and reads the sum.
+
+The server checks every reconstruction against what was advertised (s_v's
+public key, b_v's commitment), so a corrupt share is detected and named.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from mpifl.secagg import crypto, shamir
+from mpifl.secagg.encoding import FixedPoint
+
+ADVERT_BYTES = 3 * crypto.KEY_BYTES  # c_pk | s_pk | commitment to b
+SEALED_SHARES = crypto.sealed_size(2 * shamir.SHARE_BYTES)  # one neighbour's shares of s_sk and b, sealed
+CHANNEL, MASK = b"mpifl-secagg channel", b"mpifl-secagg mask"
+
+
+class SecAggError(Exception):
+    """The round cannot be completed: a share failed authentication or reconstruction, or too few survived."""
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """What every party knows of a round before it starts."""
+
+    round: int
+    cohort: tuple[int, ...]  # client ids, sorted
+    neighbours: dict[int, tuple[int, ...]]
+    threshold: float  # share of a client's neighbours whose shares reconstruct its secrets
+    encoding: FixedPoint
+    length: int  # values per client vector
+
+    def needed(self, client: int) -> int:
+        """t for this client's secrets: ceil(threshold k), at least 2 (at least 1 with a single neighbour)."""
+        k = len(self.neighbours[client])
+        return min(k, max(2, math.ceil(self.threshold * k)))
+
+
+def _sign(u: int, v: int) -> int:
+    return 1 if u < v else -1
+
+
+def _point(client: int) -> int:
+    return client + 1  # a client's Shamir x coordinate; 0 is the secret's
+
+
+class ClientRound:
+    """One client's side of one round; holds its private keys, which never leave it unshared."""
+
+    def __init__(self, plan: RoundPlan, me: int):
+        self.plan = plan
+        self.me = me
+        self._channel = crypto.new_private_key()
+        self._mask = crypto.new_private_key()
+        self._seed = crypto.random_seed()
+        self._directory: dict[int, bytes] = {}
+        self._held: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # neighbour -> (share of s_sk, share of b)
+
+    def advertise(self) -> bytes:
+        return (crypto.public_bytes(self._channel) + crypto.public_bytes(self._mask)
+                + crypto.commit(self._seed))
+
+    def share(self, directory: dict[int, bytes]) -> list[bytes]:
+        """Sealed shares for each neighbour, in the order of plan.neighbours[me]."""
+        self._directory = directory
+        mine = self.plan.neighbours[self.me]
+        points = np.array([_point(v) for v in mine])
+        t = self.plan.needed(self.me)
+        key_shares = shamir.split(crypto.private_bytes(self._mask), points, t)
+        seed_shares = shamir.split(self._seed, points, t)
+        out = []
+        for i, v in enumerate(mine):
+            key = crypto.agree(self._channel, directory[v][: crypto.KEY_BYTES], CHANNEL, self.plan.round)
+            plain = shamir.pack(key_shares[i]) + shamir.pack(seed_shares[i])
+            out.append(crypto.seal(key, plain, crypto.associated(self.plan.round, self.me, v)))
+        return out
+
+    def receive(self, sealed: dict[int, bytes]) -> None:
+        """Open the shares each neighbour sealed for this client; a failure names the pair."""
+        for u, message in sealed.items():
+            key = crypto.agree(self._channel, self._directory[u][: crypto.KEY_BYTES], CHANNEL, self.plan.round)
+            try:
+                plain = crypto.open_sealed(key, message, crypto.associated(self.plan.round, u, self.me))
+            except crypto.Tampered:
+                raise SecAggError(f"secure aggregation, round {self.plan.round}: client {self.me} could not "
+                                  f"authenticate the shares client {u} sealed for it (altered in transit, or "
+                                  "sealed under another key)") from None
+            self._held[u] = (shamir.unpack(plain[: shamir.SHARE_BYTES]), shamir.unpack(plain[shamir.SHARE_BYTES:]))
+
+    def masked_input(self, x: np.ndarray) -> np.ndarray:
+        """y = encode(x) + PRG(b) + sum of +-PRG(s_uv) over the neighbours, in Z_(2^bits)."""
+        enc = self.plan.encoding
+        y = enc.encode(x)
+        y += crypto.expand(self._seed, self.plan.length, enc.dtype)
+        for v in self.plan.neighbours[self.me]:
+            seed = crypto.agree(self._mask, self._directory[v][crypto.KEY_BYTES: 2 * crypto.KEY_BYTES], MASK,
+                                self.plan.round)
+            mask = crypto.expand(seed, self.plan.length, enc.dtype)
+            if _sign(self.me, v) > 0:
+                y += mask
+            else:
+                y -= mask
+        return y
+
+    def unmask_shares(self, survived: set[int]) -> bytes:
+        """For each neighbour in order: its b share if it survived, its s_sk share if it dropped."""
+        return b"".join(shamir.pack(self._held[v][1] if v in survived else self._held[v][0])
+                        for v in self.plan.neighbours[self.me])
+
+
+class ServerRound:
+    """The server's side: routes sealed shares it cannot read, and unmasks only the sum."""
+
+    def __init__(self, plan: RoundPlan):
+        self.plan = plan
+        self.directory: dict[int, bytes] = {}
+
+    def collect_adverts(self, adverts: dict[int, bytes]) -> None:
+        self.directory = dict(adverts)
+
+    def enough_survive(self, survived: set[int]) -> bool:
+        """Whether every client's secret can be rebuilt: t of its neighbours survived."""
+        return all(sum(v in survived for v in self.plan.neighbours[u]) >= self.plan.needed(u)
+                   for u in self.plan.cohort)
+
+    def unmask(self, masked: dict[int, np.ndarray], shares: dict[int, bytes]) -> np.ndarray:
+        """The float64 sum of the survivors' vectors from their masked inputs and the survivors' shares."""
+        plan, enc = self.plan, self.plan.encoding
+        survived = set(masked)
+        held: dict[int, dict[int, np.ndarray]] = {u: {} for u in plan.cohort}  # secret owner -> holder -> share
+        for holder, raw in shares.items():
+            for i, owner in enumerate(plan.neighbours[holder]):
+                held[owner][holder] = shamir.unpack(raw[i * shamir.SHARE_BYTES: (i + 1) * shamir.SHARE_BYTES])
+        total = np.zeros(plan.length, dtype=enc.dtype)
+        for y in masked.values():
+            total += y
+        for u in plan.cohort:
+            secret = self._rebuild(u, held[u])
+            if u in survived:
+                if crypto.commit(secret) != self.directory[u][2 * crypto.KEY_BYTES:]:
+                    raise SecAggError(self._corrupt(u, "self-mask seed", held[u]))
+                total -= crypto.expand(secret, plan.length, enc.dtype)
+                continue
+            try:
+                key = crypto.private_key_from(secret)
+            except ValueError:
+                raise SecAggError(self._corrupt(u, "mask key", held[u])) from None
+            if crypto.public_bytes(key) != self.directory[u][crypto.KEY_BYTES: 2 * crypto.KEY_BYTES]:
+                raise SecAggError(self._corrupt(u, "mask key", held[u]))
+            for v in plan.neighbours[u]:
+                if v in survived:  # v's masked input still carries +-PRG(s_vu); take it out
+                    seed = crypto.agree(key, self.directory[v][crypto.KEY_BYTES: 2 * crypto.KEY_BYTES], MASK,
+                                        plan.round)
+                    mask = crypto.expand(seed, plan.length, enc.dtype)
+                    if _sign(v, u) > 0:
+                        total -= mask
+                    else:
+                        total += mask
+        return enc.decode(total)
+
+    def _rebuild(self, owner: int, shares: dict[int, np.ndarray]) -> bytes:
+        t = self.plan.needed(owner)
+        holders = sorted(shares)[:t]
+        if len(holders) < t:
+            raise SecAggError(f"secure aggregation, round {self.plan.round}: client {owner}'s secrets need {t} "
+                              f"shares; {len(shares)} of its neighbours survived")
+        try:
+            return shamir.reconstruct([_point(h) for h in holders], np.stack([shares[h] for h in holders]))
+        except shamir.CorruptShares:
+            raise SecAggError(self._corrupt(owner, "secret", shares)) from None
+
+    def _corrupt(self, owner: int, what: str, shares: dict[int, np.ndarray]) -> str:
+        holders = sorted(shares)[: self.plan.needed(owner)]
+        return (f"secure aggregation, round {self.plan.round}: the shares of client {owner}'s {what} held by clients "
+                f"{holders} do not rebuild what client {owner} advertised: a share is corrupt")
