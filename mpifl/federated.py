@@ -184,9 +184,9 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
                 results, decode_seconds = _results(wire, payload, stats, trained, codec, (cfg["seed"], it))
                 theta, metrics = strategy.aggregate(it, theta, attack.colluded(results))
                 pending = {"participants": float(trained.size), **metrics}
+                last_codec = (float(rank_stats["encode"].max()), decode_seconds)
             if privacy is not None and privacy.account is not None and training and is_logged(it, cfg):
                 pending["epsilon"] = privacy.epsilon()  # at the job's delta, after the rounds released so far
-                last_codec = (float(rank_stats["encode"].max()), decode_seconds)
         if record is not None:
             loop.report(record)
         last_seconds = timer.elapsed()
