@@ -36,6 +36,9 @@ JOBS = {
     # differential privacy: the adaptive clip and the rounds the accountant has composed, carried across the cut
     "dp_adaptive": ["--set", "privacy.noise_multiplier=0.3", "--set", "privacy.adaptive=true",
                     "--set", "server.sampling=poisson", "--set", "server.fraction=0.7", "--set", "data.clients=14"],
+    # secure aggregation (SecAgg+, dropouts) carrying distributed DP noise: fresh keys every round, same sums
+    "secagg_dp": ["--set", "secagg.enabled=true", "--set", "secagg.plus=true", "--set", "secagg.dropout=0.1",
+                  "--set", "data.clients=9", "--set", "privacy.noise_multiplier=0.5", "--set", "privacy.noise=distributed"],
     "mlp_distributed": ["--set", "model.kind=mlp", "--set", "model.hidden=[16, 8]", "--set", "mode=distributed",
                         "--set", "train.momentum=0.9", "--set", "train.algorithm=local_sgd", "--set", "train.lr=0.05"],
 }
