@@ -159,3 +159,26 @@ def test_compression_study_smoke(tmp_path):
     data = json.loads((tmp_path / "compression.json").read_text())
     assert len(data["accuracy"]["digits"]) == 21 and "PROJECTION" in proc.stdout
     assert (tmp_path / "compression.png").stat().st_size > 0
+
+
+def test_privacy_study_smoke(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "privacy.py"), "--rounds", "2", "--out", str(tmp_path),
+         "--figure", str(tmp_path / "privacy.png")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "privacy.json").read_text())
+    noised = [p for p in data["results"]["fixed clip"] if p["noise_multiplier"] > 0]
+    assert all(p["epsilon"] > 0 for p in noised) and (tmp_path / "privacy.png").stat().st_size > 0
+
+
+def test_secagg_cost_benchmark_smoke(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "secagg.py"), "--clients", "4,8", "--rounds", "1", "--ranks", "3",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "secagg.json").read_text())
+    assert len(data["points"]) == 10 and set(data["projection"]) == {"secagg", "secagg+"}
