@@ -89,11 +89,12 @@ def load_data(comm: MPI.Comm, cfg: Config, source: DataSource) -> tuple:
     return (data, clients, blocks)
 
 
-def privacy_setup(comm: MPI.Comm, cfg: Config, n_clients: int, dtype: np.dtype) -> PrivacySettings | None:
+def privacy_setup(comm: MPI.Comm, cfg: Config, source: DataSource, dtype: np.dtype) -> PrivacySettings | None:
     """[privacy]'s settings on every rank, before training: the server finds the noise multiplier (a target
     epsilon's search takes seconds), every rank gets it, and a problem fails every rank together."""
     if cfg["mode"] != "federated" or not privacy_config.enabled(cfg.values):
         return None
+    n_clients = source.n_clients(comm.Get_size())
     z = collectively(comm, lambda: privacy_config.noise_multiplier(cfg, n_clients) if is_root(comm) else 0.0)
     settings = privacy_config.settings(cfg, n_clients, dtype, comm.bcast(z, root=ROOT))
     collectively(comm, lambda: _refuse(settings.check()))

@@ -84,7 +84,7 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
     load_seconds = comm.allreduce(time.perf_counter() - load_started, op=MPI.MAX)
     occupancy = node_occupancy(comm)
     kernels = ModelKernels(spec, threads, setup.selection)
-    privacy = roles.privacy_setup(comm, cfg, source.n_clients(comm.Get_size()), spec.dtype)
+    privacy = roles.privacy_setup(comm, cfg, source, spec.dtype)
 
     run_dir = None
     if write:
