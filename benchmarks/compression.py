@@ -75,14 +75,15 @@ def sweep(work: Path, name: str, setup: dict, uplink: str, grid: dict, ranks: in
     return points
 
 
-def accuracy_study(ranks: int, rounds: int) -> dict[str, list[dict]]:
+def accuracy_study(ranks: int, rounds: int, setups: list[str], methods: list[str]) -> dict[str, list[dict]]:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for name, setup in SETUPS.items():
+        for name in setups:
+            setup = SETUPS[name]
             points = sweep(work, f"{name}-none", setup, "none", {"seed": [setup["set"].get("seed", 0)]}, ranks,
                            rounds)
-            for method, key, settings in METHODS:
+            for method, key, settings in (m for m in METHODS if m[0] in methods):
                 points += sweep(work, f"{name}-{method}", setup, method,
                                 {key: settings, "compress.error_feedback": [False, True]}, ranks, rounds)
             results[name] = points
@@ -220,9 +221,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--figure", type=Path, default=Path("benchmarks/figures/compression.png"))
     parser.add_argument("--rounds", type=int, default=0, help="rounds per run (0: the study's)")
+    parser.add_argument("--setups", default=",".join(SETUPS), help="comma-separated setups to run")
+    parser.add_argument("--methods", default=",".join(m[0] for m in METHODS), help="comma-separated codecs to run")
     args = parser.parse_args()
     started = time.perf_counter()
-    results = accuracy_study(args.ranks, args.rounds)
+    results = accuracy_study(args.ranks, args.rounds, args.setups.split(","), args.methods.split(","))
     plot(args.figure, results)
     costs = codec_costs(args.repeat)
     cost_rows = [f"| {size} | {name} | {c['bytes']:,} | {c['raw_bytes'] / c['bytes']:.1f}x | "

@@ -75,10 +75,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--figure", type=Path, default=Path("benchmarks/figures/robustness.png"))
     parser.add_argument("--rounds", type=int, default=0, help="rounds per run (0: the sweep file's)")
+    parser.add_argument("--attacks", default="", help="comma-separated attacks to run (default: the sweep file's)")
     args = parser.parse_args()
     base = tomllib.loads(SWEEP.read_text())
     aggregators = base["grid"]["server.aggregator"]
-    attacks = base["grid"]["attack.kind"]
+    attacks = args.attacks.split(",") if args.attacks else base["grid"]["attack.kind"]
     accuracy, started = {}, time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for kind in attacks:
