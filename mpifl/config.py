@@ -288,10 +288,11 @@ def _check_secagg(values: dict[str, Any], origins: dict[str, str], source: str) 
     where = f"The 'secagg.enabled' parameter in {origins.get('secagg.enabled', source)} is true"
     if values["mode"] != "federated":
         raise ConfigError(f"{where}; secure aggregation hides federated clients' updates. Set mode = \"federated\".")
-    if not STRATEGIES[values["server.strategy"]].averages_deltas:
+    strategy = STRATEGIES[values["server.strategy"]]
+    if not (strategy.averages_deltas or strategy.needs_only_sums):
         raise ConfigError(f"{where}, but server.strategy {values['server.strategy']!r} needs each client's own "
-                          "update (or fields beyond the delta), and the server sees only the sum. Use fedavg, "
-                          "fedprox, fedavgm, fedadagrad, fedadam or fedyogi.")
+                          "update (FedNova: each client's step count), and the server sees only the sum. Use "
+                          "fedavg, fedprox, fedavgm, fedadagrad, fedadam, fedyogi or scaffold.")
     if values["server.aggregator"] != "mean":
         raise ConfigError(f"{where}, but server.aggregator {values['server.aggregator']!r} needs the individual "
                           "updates, which secure aggregation hides from the server. Use server.aggregator = \"mean\".")

@@ -70,6 +70,11 @@ def uplink_codec(cfg, spec: ModelSpec) -> Codec | None:
     return None if cfg["compress.uplink"] == "none" else codec_from_config(cfg, spec.size, spec.dtype)
 
 
+def secure_length(wire: Wire, size: int) -> int:
+    """Values in a client's secure vector: [weight delta | each model-dtype uplink field | weight | within]."""
+    return size + sum(wire.summed_fields.values()) + 2
+
+
 def secure_layout(cfg, blocks: list[range], epochs: np.ndarray, rnd: int, length: int) -> RoundLayout:
     """Round ``rnd``'s secure-aggregation plan, the same on every rank: the cohort (the clients that train), its
     neighbour graph, the fixed-point encoding, who hosts whom, and the simulated dropouts."""
@@ -145,8 +150,8 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
         trained = np.flatnonzero(epochs)
         secure_total, secure_seconds = None, None
         if trained.size and secure:
-            secure_total, secure_seconds = server_round(comm, secure_layout(cfg, blocks, epochs, it, spec.size + 2),
-                                                        timer, poll)
+            secure_total, secure_seconds = server_round(
+                comm, secure_layout(cfg, blocks, epochs, it, secure_length(wire, spec.size)), timer, poll)
         elif trained.size:
             gather_payload.set_counts(wire.payload_counts(epochs))
             gather_payload(nothing, payload, timer, poll)
@@ -175,8 +180,8 @@ def serve(loop: Loop, test: Shard, blocks: list[range], strategy: Strategy) -> n
             if aborted:  # too few survivors to unmask: no update this round, and nothing revealed
                 pending = {"participants": 0.0, "secagg_aborted": 1.0}
             elif secure and (trained.size or (privacy is not None and training)):
-                layout = secure_layout(cfg, blocks, epochs, it, spec.size + 2)
-                results = _secure_results(trained, layout, secure_total, spec.size, it)
+                layout = secure_layout(cfg, blocks, epochs, it, secure_length(wire, spec.size))
+                results = _secure_results(wire, layout, secure_total, spec.size, it)
                 theta, metrics = strategy.aggregate(it, theta, results)
                 pending = {"participants": float(len(layout.survivors)), **metrics,
                            "secagg_dropped": float(len(layout.dropped))}
@@ -233,13 +238,19 @@ def _results(wire: Wire, payload: np.ndarray, stats: dict[str, np.ndarray], trai
     return results, time.perf_counter() - t0
 
 
-def _secure_results(trained: np.ndarray, layout: RoundLayout, total: np.ndarray | None, size: int,
+def _secure_results(wire: Wire, layout: RoundLayout, total: np.ndarray | None, size: int,
                     rnd: int) -> RoundResults:
     """What the server has of a secure round: the survivors and their sums, no client's own update."""
-    total = np.zeros(size + 2) if total is None else total  # no client trained: a private round releases noise
+    if total is None:  # no client trained: a private round releases its noise all the same
+        total = np.zeros(secure_length(wire, size))
+    sums, offset = {}, size
+    for name, count in wire.summed_fields.items():
+        sums[name] = total[offset: offset + count]
+        offset += count
     survivors = np.array(layout.survivors, dtype=np.int64)
     return RoundResults(clients=survivors, deltas=np.empty((0, size)), weights=np.empty(0), fields={}, round=rnd,
-                        summed=total[:size], summed_weight=float(total[size]), summed_within=float(total[size + 1]))
+                        summed=total[:size], summed_weight=float(total[offset]),
+                        summed_within=float(total[offset + 1]), summed_fields=sums)
 
 
 def _secure_seconds(server: PhaseSeconds | None, rank_stats: dict[str, np.ndarray]) -> dict[str, float]:
@@ -376,9 +387,11 @@ def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list
                     mine[WITHIN][0] = privacy.apply(delta, float(down[CLIP][0]), it, k)
                 attack.poison(k, it, delta)  # model poisoning: a malicious client's own update, on its rank
                 if secure:
-                    weight = 1.0 if privacy is not None else float(trainer.shard.n)
+                    weight = float(trainer.shard.n) if strategy.weighs_by_rows and privacy is None else 1.0
                     within = mine[WITHIN][0] if privacy is not None else 0.0
-                    vectors[k] = np.concatenate([weight * delta.reshape(-1).astype(np.float64), [weight, within]])
+                    extra = [out[name].reshape(-1).astype(np.float64) for name in wire.summed_fields]
+                    vectors[k] = np.concatenate([weight * delta.reshape(-1).astype(np.float64), *extra,
+                                                 [weight, within]])
                 elif codec:
                     t_encode = time.perf_counter()
                     feedback.send(j, delta, (cfg["seed"], it, k), out[MESSAGE].view(np.uint8)[: codec.nbytes])
@@ -390,7 +403,8 @@ def participate(loop: Loop, data: list[ClientData], clients: range, blocks: list
         own["comm"][0] = previous_comm
         own["encode"][0] = encode_seconds
         if (epochs > 0).any() and secure:
-            parts = client_round(comm, secure_layout(cfg, blocks, epochs, it, spec.size + 2), vectors, timer, poll)
+            parts = client_round(comm, secure_layout(cfg, blocks, epochs, it, secure_length(wire, spec.size)), vectors,
+                                 timer, poll)
             own["secagg_agree"][0], own["secagg_share"][0] = parts.agree, parts.share
             own["secagg_mask"][0], own["secagg_unmask"][0] = parts.mask, parts.unmask
         elif (epochs > 0).any():

@@ -131,6 +131,8 @@ class Wire:
         update = DELTA if not message_bytes else Field(MESSAGE, -(-message_bytes // self.dtype.itemsize))
         self.payload = Layout((update, *(f for f in uplink if f.dtype == MODEL)), shape)
         self.uncompressed_payload = Layout((DELTA, *(f for f in uplink if f.dtype == MODEL)), shape)
+        # the payload fields beyond the delta, in order: what secure aggregation sums besides it
+        self.summed_fields = {f.name: f.count(int(np.prod(shape))) for f in uplink if f.dtype == MODEL}
         self.client_stats = Layout((*CLIENT_STATS, *(f for f in uplink if f.dtype == FLOAT64)), shape)
         self.uplink_names = tuple(f.name for f in uplink)
         per_rank = [len(b) * self.client_stats.width + len(RANK_STATS) for b in self.blocks]

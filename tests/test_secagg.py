@@ -170,7 +170,7 @@ def test_fixed_point_sums_wrap_and_decode_within_half_a_step(bits):
 
 @pytest.mark.parametrize("overrides, message", [
     (["secagg.enabled=true", "server.aggregator=krum"], "needs the individual updates"),
-    (["secagg.enabled=true", "server.strategy=scaffold"], "the server sees only the sum"),
+    (["secagg.enabled=true", "server.strategy=fednova"], "the server sees only the sum"),
     (["secagg.enabled=true", "attack.kind=alie"], "secure aggregation hides"),
     (["secagg.enabled=true", "compress.uplink=int8"], "cannot shrink"),
     (["secagg.enabled=true", "secagg.plus=true", "secagg.neighbours=5"], "must be even"),
@@ -204,6 +204,13 @@ def test_a_secure_run_gives_fedavgs_model_and_secagg_plus_too(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "secagg" / "metrics.jsonl").read_text().splitlines()]
     parts = rows[-1]["secagg_seconds"]
     assert set(parts) >= {"agree", "share", "mask", "unmask", "server_unmask"} and all(v >= 0 for v in parts.values())
+
+
+def test_scaffold_under_secure_aggregation_sums_its_control_deltas_as_a_second_field(tmp_path):
+    for name, extra in (("plain", []), ("secure", ["secagg.enabled=true", "secagg.plus=true"])):
+        proc = mpifl(tmp_path, name, "server.strategy=scaffold", "server.fraction=0.5", *extra)
+        assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(model(tmp_path, "secure"), model(tmp_path, "plain"), rtol=0, atol=1e-12)
 
 
 def test_dropouts_recover_and_too_many_end_the_round_cleanly_or_stop_the_job(tmp_path):

@@ -37,6 +37,7 @@ class RoundResults:
     summed: np.ndarray | None = None  # sum of weight_k delta_k, flat float64
     summed_weight: float = 0.0  # sum of weight_k
     summed_within: float = 0.0  # with [privacy]: how many deltas were within the clip
+    summed_fields: Mapping[str, np.ndarray] = field(default_factory=dict)  # each model-sized uplink field's sum
 
     @property
     def count(self) -> int:
@@ -106,6 +107,11 @@ class Strategy(ABC):
     uplink: ClassVar[tuple[Field, ...]] = ()  # fields sent with each client's delta
     client: ClassVar[type[ClientUpdate]] = ClientUpdate
     averages_deltas: ClassVar[bool] = False  # combines deltas through combine(), so any server.aggregator fits
+    # Secure aggregation gives the server sums only: of weight_k delta_k, of each model-sized uplink field, and of
+    # the weights.  Strategies that average deltas take that; others say here whether their step needs only sums,
+    # and whether their mean weighs clients by their rows (else every client weighs 1).
+    needs_only_sums: ClassVar[bool] = False
+    weighs_by_rows: ClassVar[bool] = True
 
     def __init__(self, setup: Setup):
         if not 0.0 < setup.fraction <= 1.0:

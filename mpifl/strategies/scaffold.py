@@ -53,6 +53,8 @@ class Scaffold(Strategy):
     downlink = (Field("control"),)
     uplink = (Field("delta_control"),)
     client = ControlVariateClient
+    needs_only_sums = True  # the mean of the deltas and the sum of the control deltas
+    weighs_by_rows = False  # the paper's means are unweighted
 
     def __init__(self, setup: Setup):
         super().__init__(setup)
@@ -62,8 +64,14 @@ class Scaffold(Strategy):
         return {"control": self.control}
 
     def aggregate(self, rnd: int, theta: np.ndarray, results: RoundResults) -> tuple[np.ndarray, dict[str, float]]:
-        step = self.params["lr"] * results.deltas.mean(axis=0, dtype=np.float64)
-        self.control += results.fields["delta_control"].sum(axis=0, dtype=np.float64) / self.setup.n_clients
+        if results.summed is not None:  # secure aggregation: the sums of the (unweighted) deltas and control deltas
+            count = results.summed_weight if results.summed_weight > 0 else 1.0
+            step = self.params["lr"] * (results.summed / count).reshape(self.setup.shape)
+            change = results.summed_fields["delta_control"].reshape(self.setup.shape)
+        else:
+            step = self.params["lr"] * results.deltas.mean(axis=0, dtype=np.float64)
+            change = results.fields["delta_control"].sum(axis=0, dtype=np.float64)
+        self.control += change / self.setup.n_clients
         return apply_step(theta, step), {"update_norm": norm(step), "control_norm": norm(self.control)}
 
     def state(self) -> dict[str, np.ndarray]:
