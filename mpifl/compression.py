@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mpifl.kernels import codecs
 from mpifl.rng import Purpose, stream
 
 METHODS = ("none", "topk", "randk", "qsgd", "int8")
@@ -114,9 +115,9 @@ class Codec:
             return _scatter(self.n, self.random_indices(key), message.view(item))
         if self.method == "qsgd":
             split = self.buckets * NORM.itemsize
-            norms = np.repeat(message[:split].view(NORM), self.bucket)[: self.n]
-            codes = _unpack(message[split:], self.bits, self.n)
-            return norms * (codes.astype(np.float64) - self.levels) / self.levels
+            out = np.empty(self.n)
+            codecs.qsgd_decode(message[split:], message[:split].view(NORM), self.bucket, self.levels, self.bits, out)
+            return out
         scale = float(message[: NORM.itemsize].view(NORM)[0])
         return message[NORM.itemsize:].view(np.int8).astype(np.float64) * scale
 
@@ -136,21 +137,17 @@ class Codec:
         return np.sort(stream(key[0], Purpose.COMPRESSION, *key[1:]).choice(self.n, self.k, replace=False))
 
     def _encode_qsgd(self, x: np.ndarray, key: tuple[int, ...], message: np.ndarray) -> np.ndarray:
-        s = self.levels
-        padded = np.zeros(self.buckets * self.bucket)
-        padded[: self.n] = x
-        per_bucket = padded.reshape(self.buckets, self.bucket)
-        norms = np.sqrt(np.einsum("ij,ij->i", per_bucket, per_bucket))
-        spread = np.repeat(norms, self.bucket)[: self.n]
-        scaled = np.divide(np.abs(x) * s, spread, out=np.zeros(self.n), where=spread > 0)  # in [0, s]
-        low = np.floor(scaled)
-        up = stream(key[0], Purpose.COMPRESSION, *key[1:]).random(self.n) < scaled - low
-        level = np.minimum(low + up, s)
-        codes = (np.sign(x) * level + s).astype(np.uint8)  # offset binary: 0 .. 2s, fits in bits
+        """One kernel pass (mpifl.kernels.codecs): bucket norms, stochastic levels, packed codes; the vector
+        returned is the message decoded, so sender and receiver agree to the bit."""
         split = self.buckets * NORM.itemsize
-        message[:split] = norms.astype(NORM).view(np.uint8)
-        message[split:] = _pack(codes, self.bits)
-        return spread * (codes.astype(np.float64) - s) / s
+        norms = np.empty(self.buckets)
+        packed = message[split:]
+        packed[:] = 0
+        uniforms = stream(key[0], Purpose.COMPRESSION, *key[1:]).random(self.n)
+        codecs.qsgd_encode(np.ascontiguousarray(x, dtype=np.float64), uniforms, self.bucket, self.levels, self.bits,
+                           norms, packed)
+        message[:split] = norms.view(np.uint8)
+        return self.decode(message, key)
 
     def _encode_int8(self, x: np.ndarray, message: np.ndarray) -> np.ndarray:
         largest = float(np.max(np.abs(x))) if self.n else 0.0
@@ -165,19 +162,6 @@ def _scatter(n: int, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
     out = np.zeros(n)
     out[idx] = values
     return out
-
-
-def _pack(codes: np.ndarray, bits: int) -> np.ndarray:
-    """Each uint8 code's low ``bits`` bits, packed one after another, most significant first."""
-    planes = np.unpackbits(codes[:, None], axis=1)[:, 8 - bits:]
-    return np.packbits(planes.reshape(-1))
-
-
-def _unpack(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
-    planes = np.unpackbits(packed)[: n * bits].reshape(n, bits)
-    full = np.zeros((n, 8), dtype=np.uint8)
-    full[:, 8 - bits:] = planes
-    return np.packbits(full, axis=1)[:, 0]
 
 
 class ErrorFeedback:

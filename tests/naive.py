@@ -168,3 +168,27 @@ def mlp_loss_and_grad_sum(layout, activation, kind, X, y, theta):
             R = R @ layout.weights(theta, layer).T
             R = R * (H[layer] > 0) if activation == "relu" else R * (1.0 - H[layer] ** 2)
     return float(loss), grad
+
+
+def qsgd_encode(x, uniforms, bucket, levels, bits):
+    """QSGD in plain NumPy: (bucket norms, packed offset-binary codes, most significant bit first)."""
+    n = x.size
+    buckets = -(-n // bucket)
+    padded = np.zeros(buckets * bucket)
+    padded[:n] = x
+    norms = np.sqrt((padded.reshape(buckets, bucket) ** 2).sum(axis=1))
+    spread = np.repeat(norms, bucket)[:n]
+    scaled = np.divide(np.abs(x) * levels, spread, out=np.zeros(n), where=spread > 0)
+    low = np.floor(scaled)
+    level = np.minimum(low + (uniforms < scaled - low), levels)
+    codes = (np.sign(x) * level + levels).astype(np.uint8)
+    planes = np.unpackbits(codes[:, None], axis=1)[:, 8 - bits:]
+    return norms, np.packbits(planes.reshape(-1))
+
+
+def qsgd_decode(packed, norms, bucket, levels, bits, n):
+    planes = np.unpackbits(packed)[: n * bits].reshape(n, bits)
+    full = np.zeros((n, 8), dtype=np.uint8)
+    full[:, 8 - bits:] = planes
+    codes = np.packbits(full, axis=1)[:, 0].astype(np.float64)
+    return np.repeat(norms, bucket)[:n] * (codes - levels) / levels

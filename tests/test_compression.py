@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 
+import naive
 import numpy as np
 import pytest
 
@@ -90,6 +91,24 @@ def test_qsgd_is_unbiased_and_each_value_sits_on_one_of_its_buckets_levels():
     assert np.abs(levels).max() <= codec.levels
     # each coordinate's mean over 4000 draws is within 5 standard errors of x (the bound of a Bernoulli level)
     assert np.all(np.abs(draws.mean(axis=0) - x) <= 5 * 0.5 * norms / codec.levels / math.sqrt(4000))
+
+
+@pytest.mark.parametrize("bits, bucket, n", [(2, 7, 50), (3, 64, 1001), (4, 128, 1000), (5, 1, 33), (8, 512, 777)])
+def test_the_qsgd_kernels_match_numpy_bit_for_bit(bits, bucket, n):
+    from mpifl.kernels import codecs
+
+    x = RNG.standard_normal(n)
+    x[::9] = 0.0
+    uniforms = RNG.random(n)
+    levels = 2 ** (bits - 1) - 1
+    norms, packed = np.empty(-(-n // bucket)), np.zeros(-(-n * bits // 8), dtype=np.uint8)
+    codecs.qsgd_encode(x, uniforms, bucket, levels, bits, norms, packed)
+    ref_norms, ref_packed = naive.qsgd_encode(x, uniforms, bucket, levels, bits)
+    np.testing.assert_allclose(norms, ref_norms, rtol=1e-14)
+    np.testing.assert_array_equal(packed, ref_packed)
+    out = np.empty(n)
+    codecs.qsgd_decode(packed, norms, bucket, levels, bits, out)
+    np.testing.assert_allclose(out, naive.qsgd_decode(packed, norms, bucket, levels, bits, n), rtol=1e-15)
 
 
 def test_int8_rounds_each_value_to_the_nearest_step_of_max_abs_over_127():
