@@ -45,6 +45,20 @@ class Codec:
     ratio: float = 1.0  # topk, randk: share of the values sent
     bits: int = 8  # qsgd: bits per value, sign included
     bucket: int = 512  # qsgd: values sharing one norm
+    damped: bool = False  # qsgd under error feedback: scale by 1 / (1 + omega) on both ends (see ``damping``)
+
+    @property
+    def damping(self) -> float:
+        """The factor that makes an unbiased quantiser contractive, so that error feedback converges.
+
+        qsgd's variance is at most omega |x|^2 with omega = min(d / s^2, sqrt(d) / s) for buckets of d values
+        and s levels (Alistarh et al. 2017, Lemma 3.1); C(x) / (1 + omega) then satisfies the contraction
+        that error feedback's analysis needs (Stich et al. 2018; Karimireddy et al. 2019).  Without error
+        feedback, or for topk, randk and int8 (contractive already), it is 1."""
+        if not (self.damped and self.method == "qsgd"):
+            return 1.0
+        d, s = min(self.bucket, self.n), self.levels
+        return 1.0 / (1.0 + min(d / s ** 2, math.sqrt(d) / s))
 
     @property
     def k(self) -> int:
@@ -117,6 +131,8 @@ class Codec:
             split = self.buckets * NORM.itemsize
             out = np.empty(self.n)
             codecs.qsgd_decode(message[split:], message[:split].view(NORM), self.bucket, self.levels, self.bits, out)
+            if self.damped:
+                out *= self.damping
             return out
         scale = float(message[: NORM.itemsize].view(NORM)[0])
         return message[NORM.itemsize:].view(np.int8).astype(np.float64) * scale
@@ -191,4 +207,4 @@ class ErrorFeedback:
 def codec_from_config(cfg, n: int, dtype: np.dtype) -> Codec:
     """The job's [compress] uplink codec for vectors of n values in ``dtype``."""
     return Codec(cfg["compress.uplink"], n, np.dtype(dtype), ratio=cfg["compress.ratio"], bits=cfg["compress.bits"],
-                 bucket=cfg["compress.bucket"])
+                 bucket=cfg["compress.bucket"], damped=cfg["compress.error_feedback"])

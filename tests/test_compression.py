@@ -141,6 +141,21 @@ def test_error_feedback_residual_plus_what_was_sent_equals_the_true_update(metho
     assert not feedback.residual[0].any()  # the other sender's memory is untouched
 
 
+def test_damped_qsgd_keeps_the_error_feedback_residual_bounded_where_plain_qsgd_lets_it_grow():
+    """At 2 bits qsgd is not contractive: undamped, the residual grows round after round; damped by
+    1 / (1 + omega) it stays of the order of the updates."""
+    x = RNG.standard_normal((60, N))
+    sizes = {}
+    for damped in (False, True):
+        codec = Codec("qsgd", N, np.dtype(np.float64), bits=2, bucket=128, damped=damped)
+        feedback = ErrorFeedback(codec, 1, enabled=True)
+        for rnd, update in enumerate(x):
+            feedback.send(0, update, (0, rnd, 0), np.zeros(codec.nbytes, dtype=np.uint8))
+        sizes[damped] = np.linalg.norm(feedback.residual[0]) / np.linalg.norm(x[0])
+    assert codec.damping == pytest.approx(1 / (1 + min(128 / 1, 128 ** 0.5 / 1)))
+    assert sizes[True] < 20 < sizes[False]
+
+
 def test_without_error_feedback_nothing_is_remembered():
     codec = Codec("topk", N, np.dtype(np.float64), ratio=0.1)
     feedback = ErrorFeedback(codec, 1, enabled=False)
