@@ -42,7 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from common import alternate, machine, markdown_table, run_sweep, save_figure, write_results  # noqa: E402
 
-from mpifl.compression import Codec  # noqa: E402
+from mpifl.compression import Codec, make_codec  # noqa: E402
 from mpifl.scaling import alphabeta  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,7 +120,7 @@ def codec_costs(repeat: int) -> dict[str, dict[str, dict[str, float]]]:
         x = np.random.default_rng(0).standard_normal(n)
         costs[size_name] = {}
         for method, kw in CODECS:
-            codec = Codec(method, n, np.dtype(np.float32), **kw)
+            codec = make_codec(method, n, np.dtype(np.float32), **kw)
             message = np.zeros(codec.nbytes, dtype=np.uint8)
             codec.encode(x, (0, 1, 2), message)
             total = np.zeros(n)
@@ -154,7 +154,7 @@ def exchange_seconds(fits, mode: str, p: int, n: int, codec: Codec | None, cost:
         return fits["Allreduce" if mode == "distributed" else "Gather"].seconds(p, raw)
     if mode == "federated":  # every client encodes at once; the server decodes the p - 1 messages
         return cost["encode"] + fits["Gather"].seconds(p, codec.nbytes) + (p - 1) * cost["decode"]
-    if codec.method == "randk":  # shared indices: the values Allreduce
+    if codec.shares_indices:  # shared indices: the values Allreduce
         return cost["encode"] + fits["Allreduce"].seconds(p, codec.nbytes) + cost["decode"]
     return cost["encode"] + fits["Allgather"].seconds(p, codec.nbytes) + p * cost["accumulate"]
 
@@ -170,7 +170,7 @@ def projection(fits, costs) -> tuple[list[str], dict]:
             rows = []
             for mode in ("distributed", "federated"):
                 for method, kw in CODECS:
-                    codec = Codec(method, n, np.dtype(np.float32), **kw)
+                    codec = make_codec(method, n, np.dtype(np.float32), **kw)
                     cost = costs[size_name][codec_name(method, kw)]
                     speedups = [exchange_seconds(use, mode, p, n, None, None) /
                                 exchange_seconds(use, mode, p, n, codec, cost) for p in PROJECT_RANKS]

@@ -32,12 +32,15 @@ class Result:
     run_dir: Path | None  # where the files went, or None when out was not given
 
 
-def job(source: JobLike = None, **overrides: Any) -> Config:
+def job(source: JobLike = None, *, strategy: type | None = None, aggregator: type | None = None,
+        codec: type | None = None, **overrides: Any) -> Config:
     """A validated job from a TOML path, a dict (nested or dotted keys) or another job, with overrides.
 
-    Overrides use the keys of ``--set``: ``train__lr=0.1`` or ``train={"lr": 0.1}``.
+    Overrides use the keys of ``--set``: ``train__lr=0.1`` or ``train={"lr": 0.1}``.  ``strategy``,
+    ``aggregator`` and ``codec`` take your own classes (a Strategy, an Aggregator, a Codec subclass): they
+    are checked like the built-ins and recorded by their ``module:Class`` path.
     """
-    settings = _settings(overrides)
+    settings = {**_settings(overrides), **_plugins(strategy=strategy, aggregator=aggregator, codec=codec)}
     if isinstance(source, Config):
         return config.build(source.as_nested(), source.source, settings=settings)
     if isinstance(source, dict):
@@ -54,6 +57,7 @@ def run(source: JobLike = None, comm=None, *, out: str | Path | None = None, res
 
     With ``out``, the run directory is written as by ``--out``; without it,
     nothing is written (and checkpoints, which need a directory, are refused).
+    ``strategy=``, ``aggregator=`` and ``codec=`` hand over your own classes, as in ``job``.
     """
     if comm is None:
         if "mpi4py.MPI" not in sys.modules:
@@ -70,6 +74,19 @@ def run(source: JobLike = None, comm=None, *, out: str | Path | None = None, res
     result = run_job(comm, cfg, Path(out) if out is not None else None, verbose=verbose, resume=resume,
                      overwrite=overwrite, write=out is not None)
     return Result([r.as_json() for r in result.records], result.summary, result.theta, result.run_dir)
+
+
+def _plugins(**classes: type | None) -> dict[str, str]:
+    """Your classes, adopted by their registries, as the config values that name them."""
+    from mpifl.config import PLUGINS
+
+    registries = {registry.family: (key, registry) for key, (registry, _) in PLUGINS.items()}
+    chosen = {}
+    for family, cls in classes.items():
+        if cls is not None:
+            key, registry = registries[family]
+            chosen[key] = registry.adopt(cls)
+    return chosen
 
 
 def _settings(overrides: dict[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,7 @@ class CompressedSum:
         self.seed = seed
         self.timer = timer
         self.feedback = ErrorFeedback(codec, 1, error_feedback)
-        self.shared_indices = codec.method == "randk"
+        self.shared_indices = codec.shares_indices
         self._message = np.zeros(codec.nbytes, dtype=np.uint8)
         if self.shared_indices:
             self._values = self._message.view(codec.dtype)

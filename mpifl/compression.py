@@ -23,136 +23,184 @@ it compresses update + residual and keeps what the message missed
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
+from mpifl.constraints import Constraint, Interval
 from mpifl.kernels import codecs
+from mpifl.registry import Registry, defaults
 from mpifl.rng import Purpose, stream
 
-METHODS = ("none", "topk", "randk", "qsgd", "int8")
 INDEX = np.dtype(np.int32)  # topk's indices: models beyond 2^31 parameters are out of scope
 NORM = np.dtype(np.float64)  # qsgd's norm and int8's scale
+OFF = "none"  # compress.uplink's value when updates travel uncompressed
 
 
-@dataclass(frozen=True)
-class Codec:
-    """One method at one setting, for vectors of ``n`` values whose dtype is ``dtype`` on the wire."""
+class Codec(ABC):
+    """One method at one setting, for vectors of ``n`` values whose dtype is ``dtype`` on the wire.
 
-    method: str
-    n: int
-    dtype: np.dtype
-    ratio: float = 1.0  # topk, randk: share of the values sent
-    bits: int = 8  # qsgd: bits per value, sign included
-    bucket: int = 512  # qsgd: values sharing one norm
-    damped: bool = False  # qsgd under error feedback: scale by 1 / (1 + omega) on both ends (see ``damping``)
+    A subclass declares its ``name`` and its ``compress.<key>`` ``parameters``
+    as (default, constraint); the message size must follow from n and the
+    parameters alone.  ``shares_indices`` says that every rank that knows the
+    key sends values at the same positions (randk), so that distributed mode
+    can sum the values with one Allreduce instead of exchanging messages.
+    """
+
+    name: ClassVar[str] = ""
+    parameters: ClassVar[dict[str, tuple[Any, Constraint]]] = {}
+    shares_indices: ClassVar[bool] = False
+
+    def __init__(self, n: int, dtype: np.dtype, params: Mapping[str, Any] | None = None, damped: bool = False):
+        self.n = int(n)
+        self.dtype = np.dtype(dtype)
+        self.params = {**defaults(type(self)), **(params or {})}
+        self.damped = damped  # under error feedback: see ``damping``
 
     @property
     def damping(self) -> float:
-        """The factor that makes an unbiased quantiser contractive, so that error feedback converges.
-
-        qsgd's variance is at most omega |x|^2 with omega = min(d / s^2, sqrt(d) / s) for buckets of d values
-        and s levels (Alistarh et al. 2017, Lemma 3.1); C(x) / (1 + omega) then satisfies the contraction
-        that error feedback's analysis needs (Stich et al. 2018; Karimireddy et al. 2019).  Without error
-        feedback, or for topk, randk and int8 (contractive already), it is 1."""
-        if not (self.damped and self.method == "qsgd"):
-            return 1.0
-        d, s = min(self.bucket, self.n), self.levels
-        return 1.0 / (1.0 + min(d / s ** 2, math.sqrt(d) / s))
+        """The factor that makes the codec contractive under error feedback; 1 for a contractive one."""
+        return 1.0
 
     @property
-    def k(self) -> int:
-        """Values a topk or randk message carries."""
-        return min(self.n, max(1, math.ceil(self.ratio * self.n)))
-
-    @property
-    def levels(self) -> int:
-        """qsgd's s: magnitude levels besides zero."""
-        return 2 ** (self.bits - 1) - 1
-
-    @property
-    def buckets(self) -> int:
-        return max(1, math.ceil(self.n / self.bucket))
-
-    @property
+    @abstractmethod
     def nbytes(self) -> int:
-        """The message's size in bytes, from n alone."""
-        item = np.dtype(self.dtype).itemsize
-        if self.method == "none":
-            return self.n * item
-        if self.method == "topk":
-            return self.k * (INDEX.itemsize + item)
-        if self.method == "randk":
-            return self.k * item
-        if self.method == "qsgd":
-            return self.buckets * NORM.itemsize + math.ceil(self.n * self.bits / 8)
-        if self.method == "int8":
-            return NORM.itemsize + self.n
-        raise ValueError(f"Unknown compression method {self.method!r}; expected one of {METHODS}.")
+        """The message's size in bytes, from n and the parameters alone."""
 
+    @abstractmethod
     def encode(self, x: np.ndarray, key: tuple[int, ...], message: np.ndarray) -> np.ndarray:
         """Write x's message into ``message`` (uint8, nbytes long); returns what decode will give back.
 
-        ``key`` (seed, round, sender, ...) seeds randk's indices and qsgd's
-        rounding, so a receiver that knows it recreates randk's indices.
+        ``key`` (seed, round, sender, ...) seeds any randomness, so a receiver
+        that knows it can recreate it (randk's indices).
         """
-        item = np.dtype(self.dtype)
-        if self.method == "none":
-            values = x.astype(item)
-            message[:] = values.view(np.uint8)
-            return values.astype(np.float64)
-        if self.method == "topk":
-            idx = np.sort(np.argpartition(np.abs(x), self.n - self.k)[self.n - self.k:]).astype(INDEX)
-            values = x[idx].astype(item)
-            split = self.k * INDEX.itemsize
-            message[:split] = idx.view(np.uint8)
-            message[split:] = values.view(np.uint8)
-            return _scatter(self.n, idx, values)
-        if self.method == "randk":
-            idx = self.random_indices(key)
-            values = x[idx].astype(item)
-            message[:] = values.view(np.uint8)
-            return _scatter(self.n, idx, values)
-        if self.method == "qsgd":
-            return self._encode_qsgd(x, key, message)
-        return self._encode_int8(x, message)
 
+    @abstractmethod
     def decode(self, message: np.ndarray, key: tuple[int, ...]) -> np.ndarray:
         """The float64 vector a message stands for."""
-        item = np.dtype(self.dtype)
-        if self.method == "none":
-            return message.view(item).astype(np.float64)
-        if self.method == "topk":
-            split = self.k * INDEX.itemsize
-            return _scatter(self.n, message[:split].view(INDEX), message[split:].view(item))
-        if self.method == "randk":
-            return _scatter(self.n, self.random_indices(key), message.view(item))
-        if self.method == "qsgd":
-            split = self.buckets * NORM.itemsize
-            out = np.empty(self.n)
-            codecs.qsgd_decode(message[split:], message[:split].view(NORM), self.bucket, self.levels, self.bits, out)
-            if self.damped:
-                out *= self.damping
-            return out
-        scale = float(message[: NORM.itemsize].view(NORM)[0])
-        return message[NORM.itemsize:].view(np.int8).astype(np.float64) * scale
 
     def accumulate(self, message: np.ndarray, key: tuple[int, ...], out: np.ndarray) -> None:
-        """out += the vector a message stands for; a sparse message touches only its k positions."""
-        item = np.dtype(self.dtype)
-        if self.method == "topk":
-            split = self.k * INDEX.itemsize
-            out[message[:split].view(INDEX)] += message[split:].view(item)  # indices are distinct
-        elif self.method == "randk":
-            out[self.random_indices(key)] += message.view(item)
-        else:
-            out += self.decode(message, key)
+        """out += the vector a message stands for."""
+        out += self.decode(message, key)
 
     def random_indices(self, key: tuple[int, ...]) -> np.ndarray:
+        """The positions a codec that shares its indices sends for this key, the same on every rank."""
+        raise TypeError(f"codec {self.name!r} does not share its indices.")
+
+
+RATIO = {"ratio": (0.1, Interval(float, 0, 1, "right"))}  # topk, randk: share of the values sent
+
+
+class Uncompressed(Codec):
+    """The values themselves, in the wire dtype: what compress.uplink = "none" stands for."""
+
+    name = OFF
+
+    @property
+    def nbytes(self):
+        return self.n * self.dtype.itemsize
+
+    def encode(self, x, key, message):
+        values = x.astype(self.dtype)
+        message[:] = values.view(np.uint8)
+        return values.astype(np.float64)
+
+    def decode(self, message, key):
+        return message.view(self.dtype).astype(np.float64)
+
+
+class TopK(Codec):
+    """The k = ceil(ratio n) largest magnitudes, as int32 indices and values."""
+
+    name = "topk"
+    parameters = RATIO
+
+    @property
+    def k(self) -> int:
+        return min(self.n, max(1, math.ceil(self.params["ratio"] * self.n)))
+
+    @property
+    def nbytes(self):
+        return self.k * (INDEX.itemsize + self.dtype.itemsize)
+
+    def encode(self, x, key, message):
+        idx = np.sort(np.argpartition(np.abs(x), self.n - self.k)[self.n - self.k:]).astype(INDEX)
+        values = x[idx].astype(self.dtype)
+        split = self.k * INDEX.itemsize
+        message[:split] = idx.view(np.uint8)
+        message[split:] = values.view(np.uint8)
+        return _scatter(self.n, idx, values)
+
+    def decode(self, message, key):
+        split = self.k * INDEX.itemsize
+        return _scatter(self.n, message[:split].view(INDEX), message[split:].view(self.dtype))
+
+    def accumulate(self, message, key, out):
+        split = self.k * INDEX.itemsize
+        out[message[:split].view(INDEX)] += message[split:].view(self.dtype)  # indices are distinct
+
+
+class RandK(TopK):
+    """k values at indices drawn from (key): only the values travel."""
+
+    name = "randk"
+    shares_indices = True
+
+    @property
+    def nbytes(self):
+        return self.k * self.dtype.itemsize
+
+    def encode(self, x, key, message):
+        idx = self.random_indices(key)
+        values = x[idx].astype(self.dtype)
+        message[:] = values.view(np.uint8)
+        return _scatter(self.n, idx, values)
+
+    def decode(self, message, key):
+        return _scatter(self.n, self.random_indices(key), message.view(self.dtype))
+
+    def accumulate(self, message, key, out):
+        out[self.random_indices(key)] += message.view(self.dtype)
+
+    def random_indices(self, key):
         """randk's k indices for this key, sorted: the same on every rank that knows the key."""
         return np.sort(stream(key[0], Purpose.COMPRESSION, *key[1:]).choice(self.n, self.k, replace=False))
 
-    def _encode_qsgd(self, x: np.ndarray, key: tuple[int, ...], message: np.ndarray) -> np.ndarray:
+
+class QSGD(Codec):
+    """Per bucket its norm, per value a sign and one of s = 2^(bits-1) - 1 levels, stochastically rounded."""
+
+    name = "qsgd"
+    parameters = {"bits": (4, Interval(int, 2, 8)),  # bits per value, sign included
+                  "bucket": (128, Interval(int, 1, None))}  # values that share one norm
+
+    @property
+    def levels(self) -> int:
+        """s: magnitude levels besides zero."""
+        return 2 ** (self.params["bits"] - 1) - 1
+
+    @property
+    def buckets(self) -> int:
+        return max(1, math.ceil(self.n / self.params["bucket"]))
+
+    @property
+    def damping(self) -> float:
+        """qsgd's variance is at most omega |x|^2 with omega = min(d / s^2, sqrt(d) / s) for buckets of d values
+        and s levels (Alistarh et al. 2017, Lemma 3.1); C(x) / (1 + omega) then satisfies the contraction
+        that error feedback's analysis needs (Stich et al. 2018; Karimireddy et al. 2019).  Without error
+        feedback it is 1."""
+        if not self.damped:
+            return 1.0
+        d, s = min(self.params["bucket"], self.n), self.levels
+        return 1.0 / (1.0 + min(d / s ** 2, math.sqrt(d) / s))
+
+    @property
+    def nbytes(self):
+        return self.buckets * NORM.itemsize + math.ceil(self.n * self.params["bits"] / 8)
+
+    def encode(self, x, key, message):
         """One kernel pass (mpifl.kernels.codecs): bucket norms, stochastic levels, packed codes; the vector
         returned is the message decoded, so sender and receiver agree to the bit."""
         split = self.buckets * NORM.itemsize
@@ -160,18 +208,56 @@ class Codec:
         packed = message[split:]
         packed[:] = 0
         uniforms = stream(key[0], Purpose.COMPRESSION, *key[1:]).random(self.n)
-        codecs.qsgd_encode(np.ascontiguousarray(x, dtype=np.float64), uniforms, self.bucket, self.levels, self.bits,
-                           norms, packed)
+        codecs.qsgd_encode(np.ascontiguousarray(x, dtype=np.float64), uniforms, self.params["bucket"], self.levels,
+                           self.params["bits"], norms, packed)
         message[:split] = norms.view(np.uint8)
         return self.decode(message, key)
 
-    def _encode_int8(self, x: np.ndarray, message: np.ndarray) -> np.ndarray:
+    def decode(self, message, key):
+        split = self.buckets * NORM.itemsize
+        out = np.empty(self.n)
+        codecs.qsgd_decode(message[split:], message[:split].view(NORM), self.params["bucket"], self.levels,
+                           self.params["bits"], out)
+        if self.damped:
+            out *= self.damping
+        return out
+
+
+class Int8(Codec):
+    """A scale max|x| / 127 and each value rounded to the nearest int8."""
+
+    name = "int8"
+
+    @property
+    def nbytes(self):
+        return NORM.itemsize + self.n
+
+    def encode(self, x, key, message):
         largest = float(np.max(np.abs(x))) if self.n else 0.0
         scale = largest / 127.0 if largest > 0.0 else 1.0
         q = np.clip(np.rint(x / scale), -127, 127).astype(np.int8)
         message[: NORM.itemsize] = np.array([scale], dtype=NORM).view(np.uint8)
         message[NORM.itemsize:] = q.view(np.uint8)
         return q.astype(np.float64) * scale
+
+    def decode(self, message, key):
+        scale = float(message[: NORM.itemsize].view(NORM)[0])
+        return message[NORM.itemsize:].view(np.int8).astype(np.float64) * scale
+
+
+CODECS: Registry = Registry("codec", "compress.uplink", Codec)
+for _cls in (Uncompressed, TopK, RandK, QSGD, Int8):
+    CODECS.register(_cls)
+METHODS = tuple(CODECS)
+
+
+def make_codec(method: str, n: int, dtype: np.dtype, damped: bool = False, **params: Any) -> Codec:
+    """The codec a name or path stands for, for vectors of n values, with the given parameters."""
+    cls = CODECS[method]
+    unknown = set(params) - set(cls.parameters)
+    if unknown:
+        raise TypeError(f"codec {method!r} has no parameter(s) {sorted(unknown)}; it declares {list(cls.parameters)}.")
+    return cls(n, dtype, params, damped)
 
 
 def _scatter(n: int, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -204,7 +290,10 @@ class ErrorFeedback:
         return sent
 
 
-def codec_from_config(cfg, n: int, dtype: np.dtype) -> Codec:
-    """The job's [compress] uplink codec for vectors of n values in ``dtype``."""
-    return Codec(cfg["compress.uplink"], n, np.dtype(dtype), ratio=cfg["compress.ratio"], bits=cfg["compress.bits"],
-                 bucket=cfg["compress.bucket"], damped=cfg["compress.error_feedback"])
+def codec_from_config(cfg, n: int, dtype: np.dtype) -> Codec | None:
+    """The job's [compress] uplink codec for vectors of n values in ``dtype``; None when updates travel whole."""
+    if cfg["compress.uplink"] == OFF:
+        return None
+    cls = CODECS[cfg["compress.uplink"]]
+    params = {key: cfg[f"compress.{key}"] for key in cls.parameters}
+    return cls(n, np.dtype(dtype), params, damped=cfg["compress.error_feedback"])

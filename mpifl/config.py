@@ -17,10 +17,23 @@ import tomllib
 from mpifl.constraints import Choice, Flag, Ids, Interval, Text, Widths
 from mpifl.constraints import violation
 from mpifl.errors import ConfigError
-from mpifl.strategies import STRATEGIES, STRATEGY_KEYS
+from mpifl.registry import Plugin, Registry
+from mpifl.strategies import STRATEGIES, strategy_keys
 from mpifl.attacks import KINDS as ATTACKS
-from mpifl.strategies.aggregators import NAMES as AGGREGATORS
-from mpifl.compression import METHODS as COMPRESSIONS
+from mpifl.strategies.aggregators import AGGREGATORS
+from mpifl.compression import CODECS, OFF
+
+
+def declared_keys(registry: Registry, section: str) -> dict[str, tuple[Any, Any]]:
+    """The section keys the registered classes of a family declare, for the schema: a key that several
+    declare (server.radius) must be declared alike."""
+    keys: dict[str, tuple[Any, Any]] = {}
+    for name, cls in registry.items():
+        for key, declared in cls.parameters.items():
+            dotted = f"{section}.{key}"
+            if keys.setdefault(dotted, declared) != declared:
+                raise ValueError(f"{registry.family} {name!r} declares {dotted} unlike the others that declare it.")
+    return keys
 
 
 # The default values are the default job: federated softmax on digits, 7 clients.
@@ -66,16 +79,13 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "train.threads": (0, Interval(int, 0, 1024)),
     # share of each round's sampled clients that run 1..train.epochs local epochs (FedProx's stragglers)
     "train.stragglers": (0.0, Interval(float, 0, 1)),
-    "server.strategy": ("fedavg", Choice(tuple(STRATEGIES))),
+    "server.strategy": ("fedavg", Plugin(STRATEGIES)),
     "server.fraction": (1.0, Interval(float, 0, 1, "right")),
     "server.drop_stragglers": (False, Flag()),  # drop the stragglers' updates (the FedProx paper's FedAvg)
-    # robust aggregation (mpifl.strategies.aggregators), for the strategies that average deltas
-    "server.aggregator": ("mean", Choice(AGGREGATORS)),
-    "server.trim": (0.1, Interval(float, 0, 0.5, "left")),  # trimmed_mean: share dropped at each end
-    "server.byzantine": (1, Interval(int, 0, None)),  # krum, multikrum, bulyan: f
-    "server.select": (0, Interval(int, 0, None)),  # multikrum: m averaged (0: n - f)
-    "server.radius": (1.0, Interval(float, 0, None, "neither")),  # centered_clip: tau; norm_bound: M
-    "server.robust_iterations": (10, Interval(int, 1, 10_000)),  # geomed: Weiszfeld steps; centered_clip: L
+    # robust aggregation (mpifl.strategies.aggregators), for the strategies that average deltas; the
+    # built-in aggregators' keys (server.trim, server.byzantine, ...) come from their declarations
+    "server.aggregator": ("mean", Plugin(AGGREGATORS)),
+    **declared_keys(AGGREGATORS, "server"),
     # server.lr, server.momentum, server.proximal_mu, ...: declared by each strategy (mpifl.strategies)
     "checkpoint.every": (0, Interval(int, 0, None)),
     # simulated Byzantine clients (mpifl.attacks), federated mode
@@ -85,10 +95,8 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "attack.seed": (-1, Interval(int, -1, 2**63 - 1)),  # which clients are malicious; -1: the job's seed
     "attack.clients": ([], Ids()),  # the malicious client ids; set, they replace attack.fraction's draw
     # uplink compression (mpifl.compression): what a client (federated) or worker (distributed) sends
-    "compress.uplink": ("none", Choice(COMPRESSIONS)),
-    "compress.ratio": (0.1, Interval(float, 0, 1, "right")),  # topk, randk: share of the values sent
-    "compress.bits": (4, Interval(int, 2, 8)),  # qsgd: bits per value, sign included
-    "compress.bucket": (128, Interval(int, 1, None)),  # qsgd: values that share one norm
+    "compress.uplink": (OFF, Plugin(CODECS)),
+    **declared_keys(CODECS, "compress"),  # the built-in codecs' keys: compress.ratio, compress.bits, ...
     "compress.error_feedback": (False, Flag()),  # keep what compression dropped and add it to the next update
     # client-level differential privacy (mpifl.privacy): DP-FedAvg, on when it adds noise
     "privacy.clip": (1.0, Interval(float, 0, None, "neither")),  # C: each client's delta is clipped to this L2 norm
@@ -113,8 +121,12 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
 }
 
 SECTIONS = ("data", "model", "train", "server", "checkpoint", "attack", "compress", "privacy", "secagg")
-# Keys that exist only for the strategies that declare them (mpifl.strategies: each class's `parameters`).
-STRATEGY_PARAMETER_KEYS = {f"server.{key}": users for key, users in STRATEGY_KEYS.items()}
+# The keys that choose a plug-in, and the section its own declared parameters live in.
+PLUGINS: dict[str, tuple[Registry, str]] = {
+    "server.strategy": (STRATEGIES, "server"),
+    "server.aggregator": (AGGREGATORS, "server"),
+    "compress.uplink": (CODECS, "compress"),
+}
 
 
 @dataclass(frozen=True)
@@ -162,16 +174,6 @@ def flatten(table: dict[str, Any], source: str) -> dict[str, Any]:
                 flat[f"{key}.{name}"] = inner
         else:
             flat[key] = value
-    for key in flat:
-        if key not in SCHEMA and key not in STRATEGY_PARAMETER_KEYS:
-            section = key.split(".", 1)[0] if "." in key else None
-            known = [*SCHEMA, *STRATEGY_PARAMETER_KEYS]
-            siblings = sorted(k for k in known if (k.split(".", 1)[0] if "." in k else None) == section)
-            raise ConfigError(
-                f"Unknown key '{key}' in {source}. Valid keys"
-                + (f" in [{section}]" if section else " at the top level")
-                + ": " + ", ".join(siblings) + "."
-            )
     return flat
 
 
@@ -189,10 +191,13 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
     """Check every key against its declared constraint and the cross-key rules."""
-    for key in list(values):
-        if key in STRATEGY_PARAMETER_KEYS:
-            continue
+    declared = plugin_keys(values, origins, source)
+    _check_known(values, origins, source, declared)
+    for key in SCHEMA:
         _check_value(values, key, SCHEMA[key][1], origins.get(key, source))
+    for key, (default, constraint) in declared.items():
+        values.setdefault(key, default)
+        _check_value(values, key, constraint, origins.get(key, source))
     _check_strategy(values, origins, source)
     if values["data.rows_per_rank"] and values["data.name"] != "synthetic":
         raise ConfigError(
@@ -208,11 +213,11 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
     if values["attack.kind"] != "none" and values["mode"] != "federated":
         raise ConfigError(f"The 'attack.kind' parameter in {origins.get('attack.kind', source)} is "
                           f"{values['attack.kind']!r}; attacks simulate federated clients. Set mode = \"federated\".")
-    if values["compress.uplink"] != "none" and values["train.optimizer"] == "lbfgs":
+    if values["compress.uplink"] != OFF and values["train.optimizer"] == "lbfgs":
         raise ConfigError(f"The 'compress.uplink' parameter in {origins.get('compress.uplink', source)} is "
                           f"{values['compress.uplink']!r}, but L-BFGS's line search needs exact gradients. "
                           "Use train.optimizer = \"sgd\" or compress.uplink = \"none\".")
-    if values["compress.error_feedback"] and values["compress.uplink"] == "none":
+    if values["compress.error_feedback"] and values["compress.uplink"] == OFF:
         raise ConfigError(f"The 'compress.error_feedback' parameter in "
                           f"{origins.get('compress.error_feedback', source)} is true, but compress.uplink is 'none': "
                           "there is no compression error to feed back.")
@@ -261,10 +266,10 @@ def _check_privacy(values: dict[str, Any], origins: dict[str, str], source: str)
         raise ConfigError(f"{where}, but server.strategy {values['server.strategy']!r} does not average deltas, so "
                           "the noised mean of clipped deltas cannot replace its server step. Use fedavg, fedprox, "
                           "fedavgm, fedadagrad, fedadam or fedyogi.")
-    if values["server.aggregator"] != "mean":
+    if AGGREGATORS[values["server.aggregator"]].needs_rows:
         raise ConfigError(f"{where}, whose sensitivity analysis is that of the clipped sum; server.aggregator "
                           f"{values['server.aggregator']!r} is not a sum. Use server.aggregator = \"mean\".")
-    if values["compress.uplink"] != "none":
+    if values["compress.uplink"] != OFF:
         raise ConfigError(f"{where}; compressing after clipping can raise a delta's norm above the clip and break "
                           "the sensitivity bound. Use compress.uplink = \"none\".")
     if values["privacy.accountant"] == "pld" and values["server.sampling"] != "poisson":
@@ -293,10 +298,10 @@ def _check_secagg(values: dict[str, Any], origins: dict[str, str], source: str) 
         raise ConfigError(f"{where}, but server.strategy {values['server.strategy']!r} needs each client's own "
                           "update (FedNova: each client's step count), and the server sees only the sum. Use "
                           "fedavg, fedprox, fedavgm, fedadagrad, fedadam, fedyogi or scaffold.")
-    if values["server.aggregator"] != "mean":
+    if AGGREGATORS[values["server.aggregator"]].needs_rows:
         raise ConfigError(f"{where}, but server.aggregator {values['server.aggregator']!r} needs the individual "
                           "updates, which secure aggregation hides from the server. Use server.aggregator = \"mean\".")
-    if values["compress.uplink"] != "none":
+    if values["compress.uplink"] != OFF:
         raise ConfigError(f"{where}; masked updates are uniform ring elements, which compress.uplink cannot shrink. "
                           "Use compress.uplink = \"none\".")
     if values["attack.kind"] in ("alie", "ipm"):
@@ -315,27 +320,57 @@ def _check_value(values: dict[str, Any], key: str, constraint, origin: str) -> N
         values[key] = float(values[key])
 
 
+def plugin_keys(values: dict[str, Any], origins: dict[str, str], source: str) -> dict[str, tuple[Any, Any]]:
+    """Resolve each plug-in choice (a name or a module:Class path) and return the keys the chosen classes
+    declare beyond the schema: the strategy's own server.* keys, a user's aggregator's or codec's."""
+    declared: dict[str, tuple[Any, Any]] = {}
+    owners: dict[str, str] = {}
+    for choice, (registry, section) in PLUGINS.items():
+        value = values.get(choice, SCHEMA[choice][0])
+        _check_value(values, choice, SCHEMA[choice][1], origins.get(choice, source))
+        cls = registry.resolve(value, origins.get(choice, source))
+        for key, entry in cls.parameters.items():
+            dotted = f"{section}.{key}"
+            if dotted in SCHEMA and SCHEMA[dotted] == entry:
+                continue  # a built-in's shared key (server.radius), declared alike
+            clash = "mpifl's schema" if dotted in SCHEMA else owners.get(dotted)
+            if clash:
+                raise ConfigError(f"{choice} {value!r} declares the parameter '{dotted}', which {clash} declares "
+                                  "too (differently, or for another purpose). Give it another name.")
+            declared[dotted], owners[dotted] = entry, f"{choice} {value!r}"
+    return declared
+
+
+def _check_known(values: dict[str, Any], origins: dict[str, str], source: str,
+                 declared: dict[str, tuple[Any, Any]]) -> None:
+    """Refuse a key that neither the schema nor a chosen plug-in declares; name whose it is, if anyone's."""
+    others = {f"server.{key}": users for key, users in strategy_keys().items()}
+    for key in values:
+        if key in SCHEMA or key in declared:
+            continue
+        where = origins.get(key, source)
+        if key in others:
+            raise ConfigError(f"The '{key}' parameter in {where} is not used by server.strategy "
+                              f"{values['server.strategy']!r}; it belongs to "
+                              + ", ".join(repr(u) for u in others[key]) + ".")
+        section = key.split(".", 1)[0] if "." in key else None
+        known = [*SCHEMA, *declared, *others]
+        siblings = sorted({k for k in known if (k.split(".", 1)[0] if "." in k else None) == section})
+        raise ConfigError(f"Unknown key '{key}' in {where}. Valid keys"
+                          + (f" in [{section}]" if section else " at the top level") + ": "
+                          + ", ".join(siblings) + ".")
+
+
 def _check_strategy(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
-    """Fill in the strategy's own server.* defaults, check them, and refuse keys it does not use."""
+    """The strategy against the aggregator, and keys that apply to one data set or one mode only."""
     name = values["server.strategy"]
-    if values["server.aggregator"] != "mean" and not STRATEGIES[name].averages_deltas:
+    if AGGREGATORS[values["server.aggregator"]].needs_rows and not STRATEGIES[name].averages_deltas:
         accepting = ", ".join(repr(n) for n, cls in STRATEGIES.items() if cls.averages_deltas)
         raise ConfigError(
             f"The 'server.aggregator' parameter in {origins.get('server.aggregator', source)} is "
             f"{values['server.aggregator']!r}, but server.strategy {name!r} does not average deltas (its server "
             f"step needs every client's exact update). Robust aggregators work with {accepting}."
         )
-    declared = STRATEGIES[name].parameters
-    for key, users in STRATEGY_PARAMETER_KEYS.items():
-        short = key.split(".", 1)[1]
-        if short in declared:
-            values.setdefault(key, declared[short][0])
-            _check_value(values, key, declared[short][1], origins.get(key, source))
-        elif key in values:
-            raise ConfigError(
-                f"The '{key}' parameter in {origins.get(key, source)} is not used by server.strategy "
-                f"{name!r}; it belongs to " + ", ".join(repr(u) for u in users) + "."
-            )
     if values["data.name"] != "fedprox_synthetic" or values["data.path"]:
         for key in ("data.fedprox_alpha", "data.fedprox_beta", "data.fedprox_iid"):
             if key in origins and values[key] != SCHEMA[key][0]:  # a written config.toml holds every key

@@ -206,11 +206,11 @@ ALGORITHMS = {"gradient_averaging": GradientAveraging, "local_sgd": ModelAveragi
 def make_algorithm(cfg: Config, comm: MPI.Comm, trainer: LocalTrainer, layout: ShardSizes, timer: RoundTimer):
     if cfg["train.optimizer"] == "lbfgs":
         return DistributedLbfgs(comm, trainer, layout, timer, cfg["train.history"], cfg["train.tol"])
+    spec = trainer.kernels.spec
+    codec = codec_from_config(cfg, spec.size, spec.dtype)
     compressed = None
-    if cfg["compress.uplink"] != "none":
-        spec = trainer.kernels.spec
-        compressed = CompressedSum(comm, codec_from_config(cfg, spec.size, spec.dtype),
-                                   cfg["compress.error_feedback"], cfg["seed"], timer)
+    if codec is not None:
+        compressed = CompressedSum(comm, codec, cfg["compress.error_feedback"], cfg["seed"], timer)
     return ALGORITHMS[cfg["train.algorithm"]](comm, trainer, layout, timer, compressed)
 
 

@@ -67,7 +67,7 @@ RESIDUAL = "compress.residual"  # client-rank state: each hosted client's error-
 
 def uplink_codec(cfg, spec: ModelSpec) -> Codec | None:
     """The job's codec for deltas, or None when updates travel uncompressed."""
-    return None if cfg["compress.uplink"] == "none" else codec_from_config(cfg, spec.size, spec.dtype)
+    return codec_from_config(cfg, spec.size, spec.dtype)
 
 
 def secure_length(wire: Wire, size: int) -> int:

@@ -37,7 +37,7 @@ from mpifl.privacy.mechanism import PrivacySettings, ServerPrivacy
 from mpifl.progress import RoundRecord
 from mpifl.stopping import Stopped, divergence
 from mpifl.strategies import STRATEGIES, Setup, Strategy, strategy_params
-from mpifl.strategies.aggregators import Aggregator
+from mpifl.strategies.aggregators import AGGREGATORS, Aggregator
 
 ROOT = 0
 
@@ -119,10 +119,9 @@ def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int, privacy: Privacy
 
 
 def aggregator(cfg: Config) -> Aggregator:
-    """server.aggregator and its parameters, from a validated config."""
-    return Aggregator(cfg["server.aggregator"], trim=cfg["server.trim"], byzantine=cfg["server.byzantine"],
-                      select=cfg["server.select"], radius=cfg["server.radius"],
-                      iterations=cfg["server.robust_iterations"])
+    """server.aggregator with its declared parameters, from a validated config."""
+    cls = AGGREGATORS[cfg["server.aggregator"]]
+    return cls({key: cfg[f"server.{key}"] for key in cls.parameters})
 
 
 def updates_per_round(cfg: Config, n_clients: int) -> int:

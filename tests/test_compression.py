@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from mpifl import config
-from mpifl.compression import Codec, ErrorFeedback
+from mpifl.compression import Codec, ErrorFeedback, make_codec
 from mpifl.data.shards import balanced_blocks, model_spec, resolve
 from mpifl.errors import ConfigError
 from mpifl.federated import make_wire, uplink_codec
@@ -39,7 +39,7 @@ def roundtrip(codec: Codec, x: np.ndarray, key=(0, 1, 2)):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("method, kw", CODECS)
 def test_encode_returns_exactly_what_decode_gives_back_from_a_message_of_the_declared_size(method, kw, dtype):
-    codec = Codec(method, N, np.dtype(dtype), **kw)
+    codec = make_codec(method, N, np.dtype(dtype), **kw)
     x = RNG.standard_normal(N)
     sent, message = roundtrip(codec, x)
     np.testing.assert_array_equal(codec.decode(message, (0, 1, 2)), sent)
@@ -52,7 +52,7 @@ def test_encode_returns_exactly_what_decode_gives_back_from_a_message_of_the_dec
 
 @pytest.mark.parametrize("method, kw", CODECS)
 def test_accumulate_adds_the_decoded_vector_into_a_sum(method, kw):
-    codec = Codec(method, N, np.dtype(np.float64), **kw)
+    codec = make_codec(method, N, np.dtype(np.float64), **kw)
     sent, message = roundtrip(codec, RNG.standard_normal(N))
     total = RNG.standard_normal(N)
     expected = total + sent
@@ -61,7 +61,7 @@ def test_accumulate_adds_the_decoded_vector_into_a_sum(method, kw):
 
 
 def test_topk_keeps_the_k_largest_magnitudes_and_zeroes_the_rest():
-    codec = Codec("topk", N, np.dtype(np.float64), ratio=0.05)
+    codec = make_codec("topk", N, np.dtype(np.float64), ratio=0.05)
     x = RNG.standard_normal(N)
     sent, _ = roundtrip(codec, x)
     reference = np.zeros(N)
@@ -72,7 +72,7 @@ def test_topk_keeps_the_k_largest_magnitudes_and_zeroes_the_rest():
 
 
 def test_randk_sends_k_values_at_indices_a_receiver_recreates_from_the_key():
-    codec = Codec("randk", N, np.dtype(np.float64), ratio=0.1)
+    codec = make_codec("randk", N, np.dtype(np.float64), ratio=0.1)
     x = RNG.standard_normal(N)
     sent, message = roundtrip(codec, x, key=(3, 4, 5))
     idx = np.flatnonzero(sent)
@@ -82,7 +82,7 @@ def test_randk_sends_k_values_at_indices_a_receiver_recreates_from_the_key():
 
 
 def test_qsgd_is_unbiased_and_each_value_sits_on_one_of_its_buckets_levels():
-    codec = Codec("qsgd", 200, np.dtype(np.float64), bits=3, bucket=50)
+    codec = make_codec("qsgd", 200, np.dtype(np.float64), bits=3, bucket=50)
     x = RNG.standard_normal(200)
     draws = np.array([roundtrip(codec, x, key=(0, r, 0))[0] for r in range(4000)])
     norms = np.repeat(np.linalg.norm(x.reshape(4, 50), axis=1), 50)
@@ -113,7 +113,7 @@ def test_the_qsgd_kernels_match_numpy_bit_for_bit(bits, bucket, n):
 
 def test_int8_rounds_each_value_to_the_nearest_step_of_max_abs_over_127():
     x = RNG.standard_normal(N)
-    sent, message = roundtrip(Codec("int8", N, np.dtype(np.float32)), x)
+    sent, message = roundtrip(make_codec("int8", N, np.dtype(np.float32)), x)
     scale = np.abs(x).max() / 127
     assert message[:8].view(np.float64)[0] == scale
     np.testing.assert_array_equal(sent, np.rint(x / scale) * scale)
@@ -122,13 +122,13 @@ def test_int8_rounds_each_value_to_the_nearest_step_of_max_abs_over_127():
 
 def test_topk_at_ratio_1_is_the_identity():
     x = RNG.standard_normal(N)
-    sent, _ = roundtrip(Codec("topk", N, np.dtype(np.float64), ratio=1.0), x)
+    sent, _ = roundtrip(make_codec("topk", N, np.dtype(np.float64), ratio=1.0), x)
     np.testing.assert_array_equal(sent, x)
 
 
 @pytest.mark.parametrize("method, kw", CODECS[1:])
 def test_error_feedback_residual_plus_what_was_sent_equals_the_true_update(method, kw):
-    codec = Codec(method, N, np.dtype(np.float64), **kw)
+    codec = make_codec(method, N, np.dtype(np.float64), **kw)
     feedback = ErrorFeedback(codec, 2, enabled=True)
     residual_before = np.zeros(N)
     for rnd in range(4):
@@ -147,7 +147,7 @@ def test_damped_qsgd_keeps_the_error_feedback_residual_bounded_where_plain_qsgd_
     x = RNG.standard_normal((60, N))
     sizes = {}
     for damped in (False, True):
-        codec = Codec("qsgd", N, np.dtype(np.float64), bits=2, bucket=128, damped=damped)
+        codec = make_codec("qsgd", N, np.dtype(np.float64), bits=2, bucket=128, damped=damped)
         feedback = ErrorFeedback(codec, 1, enabled=True)
         for rnd, update in enumerate(x):
             feedback.send(0, update, (0, rnd, 0), np.zeros(codec.nbytes, dtype=np.uint8))
@@ -157,7 +157,7 @@ def test_damped_qsgd_keeps_the_error_feedback_residual_bounded_where_plain_qsgd_
 
 
 def test_without_error_feedback_nothing_is_remembered():
-    codec = Codec("topk", N, np.dtype(np.float64), ratio=0.1)
+    codec = make_codec("topk", N, np.dtype(np.float64), ratio=0.1)
     feedback = ErrorFeedback(codec, 1, enabled=False)
     x = RNG.standard_normal(N)
     sent = feedback.send(0, x, (0, 1, 0), np.zeros(codec.nbytes, dtype=np.uint8))

@@ -9,7 +9,7 @@ from mpi4py import MPI
 
 from mpifl import config
 from mpifl.compressed_sum import CompressedSum
-from mpifl.compression import Codec, ErrorFeedback
+from mpifl.compression import Codec, ErrorFeedback, make_codec
 from mpifl.metrics import RoundTimer
 from mpifl.runner import run_job
 
@@ -26,7 +26,7 @@ def vector(rank: int, step: int) -> np.ndarray:
                                         ("qsgd", {"bits": 4, "bucket": 64}), ("int8", {})])
 @pytest.mark.parametrize("error_feedback", [False, True])
 def test_the_compressed_sum_equals_the_serial_sum_of_every_ranks_decoded_message(method, kw, error_feedback):
-    codec = Codec(method, N, np.dtype(np.float32), **kw)
+    codec = make_codec(method, N, np.dtype(np.float32), **kw)
     timer = RoundTimer()
     summed = CompressedSum(COMM, codec, error_feedback, seed=5, timer=timer)
     size = COMM.Get_size()

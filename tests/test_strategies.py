@@ -203,7 +203,7 @@ def test_each_strategy_gets_its_declared_defaults():
                                                        "a float in the range [0, 1). Got 1.0 instead."),
     (["server.strategy=scaffold", "server.lr=0"], "must be a float in the range (0, inf)"),
     (["server.strategy=fedprox", "server.proximal_mu=-1"], "must be a float in the range [0, inf)"),
-    (["server.strategy=fedsgd"], "'server.strategy' parameter in --set server.strategy=fedsgd must be a str among"),
+    (["server.strategy=fedsgd"], "'server.strategy' parameter in --set server.strategy=fedsgd must be a registered strategy ('fedavg'"),
     (["mode=distributed", "train.stragglers=0.5"], "applies to federated mode only"),
     (["data.fedprox_alpha=1"], "applies to data.name = 'fedprox_synthetic'"),
     (["data.fedprox_iid=true"], "applies to data.name = 'fedprox_synthetic'"),

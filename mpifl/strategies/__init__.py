@@ -1,9 +1,12 @@
-"""Federated algorithms by their config name (server.strategy): the one list of them.
+"""Federated algorithms by their config name (server.strategy): the one registry of them.
 
 Each entry is a Strategy (the server's half) whose ``client`` attribute is
-its client half; see mpifl.strategies.base.  To add an algorithm, write one
-module with the pair and add it here: config validation, the wire buffers,
-checkpoints and the docs' key table all follow from its declarations.
+its client half; see mpifl.strategies.base.  A built-in is one module with
+the pair and one ``STRATEGIES.register`` line here; a user's own is named in
+a job as ``server.strategy = "my_fl.algos:FedExP"`` or handed to
+``mpifl.run(..., strategy=FedExP)``.  Config validation, the wire buffers,
+checkpoints and the docs' key table all follow from the declarations, which
+``check_strategy`` checks the same way for both.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mpifl.protocol import check_declaration
+from mpifl.protocol import Field, check_declaration
+from mpifl.registry import Registry
 from mpifl.strategies.base import ClientUpdate, RoundResults, Setup, Strategy, weighted_mean
 from mpifl.strategies.fedavg import FedAvg
 from mpifl.strategies.fednova import FedNova
@@ -19,22 +23,44 @@ from mpifl.strategies.fedopt import FedAdagrad, FedAdam, FedAvgM, FedYogi
 from mpifl.strategies.fedprox import FedProx
 from mpifl.strategies.scaffold import Scaffold
 
-STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (FedAvg, FedProx, Scaffold, FedNova, FedAvgM, FedAdagrad, FedAdam, FedYogi)
-}
-for _cls in STRATEGIES.values():
-    check_declaration(_cls.name, _cls.downlink, _cls.uplink)
 
-# Every server.* key some strategy declares; a job may set only those of its own strategy.
-STRATEGY_KEYS: dict[str, list[str]] = {}
-for _cls in STRATEGIES.values():
-    for _key in _cls.parameters:
-        STRATEGY_KEYS.setdefault(_key, []).append(_cls.name)
+def check_strategy(cls: type) -> str | None:
+    """The declarations beyond the parameters: the wire fields, the client half and its state, the flags."""
+    for side in ("downlink", "uplink"):
+        fields = getattr(cls, side)
+        if not isinstance(fields, tuple) or not all(isinstance(f, Field) for f in fields):
+            return f"its '{side}' must be a tuple of mpifl.protocol.Field; got {fields!r}."
+    try:
+        check_declaration(cls.__qualname__, cls.downlink, cls.uplink)
+    except ValueError as exc:
+        return str(exc)
+    if not (isinstance(cls.client, type) and issubclass(cls.client, ClientUpdate)):
+        return f"its 'client' must be a subclass of mpifl.strategies.ClientUpdate; got {cls.client!r}."
+    if not (isinstance(cls.client.state, tuple) and all(isinstance(n, str) for n in cls.client.state)):
+        return f"its client's 'state' must be a tuple of names; got {cls.client.state!r}."
+    for flag in ("averages_deltas", "needs_only_sums", "weighs_by_rows"):
+        if not isinstance(getattr(cls, flag), bool):
+            return f"its '{flag}' must be a bool; got {getattr(cls, flag)!r}."
+    return None
+
+
+STRATEGIES: Registry = Registry("strategy", "server.strategy", Strategy, check_strategy)
+for _cls in (FedAvg, FedProx, Scaffold, FedNova, FedAvgM, FedAdagrad, FedAdam, FedYogi):
+    STRATEGIES.register(_cls)
 
 __all__ = [
-    "STRATEGIES", "STRATEGY_KEYS", "ClientUpdate", "FedAvg", "RoundResults", "Setup", "Strategy",
+    "STRATEGIES", "ClientUpdate", "FedAvg", "RoundResults", "Setup", "Strategy", "strategy_keys",
     "strategy_params", "weighted_mean",
 ]
+
+
+def strategy_keys() -> dict[str, list[str]]:
+    """Every server.* key a registered strategy declares, with the strategies that declare it."""
+    keys: dict[str, list[str]] = {}
+    for name, cls in STRATEGIES.items():
+        for key in cls.parameters:
+            keys.setdefault(key, []).append(name)
+    return keys
 
 
 def strategy_params(values: Mapping[str, Any]) -> dict[str, Any]:

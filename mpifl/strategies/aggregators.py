@@ -26,11 +26,16 @@ Pure NumPy: no MPI, and nothing here sees where the rows came from.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
-NAMES = ("mean", "median", "trimmed_mean", "krum", "multikrum", "bulyan", "geomed", "centered_clip", "norm_bound")
+from mpifl.constraints import Constraint, Interval
+from mpifl.registry import Registry, defaults
+
 
 
 @dataclass(frozen=True)
@@ -43,63 +48,185 @@ class Combined:
     kept: np.ndarray | None = None
 
 
-@dataclass
-class Aggregator:
-    """The configured aggregator and its parameters; ``previous`` is centered clipping's state."""
+class Aggregator(ABC):
+    """Combines a round's rows (n, P) of float64 deltas with their sample weights into one delta.
 
-    name: str = "mean"
-    trim: float = 0.1  # trimmed_mean: share dropped at each end
-    byzantine: int = 1  # krum, multikrum, bulyan: the f Byzantine clients tolerated
-    select: int = 0  # multikrum: the m updates averaged (0: n - f)
-    radius: float = 1.0  # centered_clip: tau; norm_bound: M
-    iterations: int = 10  # geomed: Weiszfeld iterations; centered_clip: clipping iterations
-    smoothing: float = 1e-6  # geomed: nu, the least distance a weight divides by
-    previous: np.ndarray | None = field(default=None, repr=False)
+    A subclass declares its ``name``, its ``server.<key>`` ``parameters`` as
+    (default, constraint), and says through ``needs_rows`` whether it needs
+    each client's own row (every robust rule does; the mean needs only sums,
+    so it alone works under secure aggregation and differential privacy).
+    State that must survive a resume (centered clipping's last aggregate) is
+    returned by ``state()``, allocated in ``prepare``, and restored in place.
+    """
+
+    name: ClassVar[str] = ""
+    parameters: ClassVar[dict[str, tuple[Any, Constraint]]] = {}
+    needs_rows: ClassVar[bool] = True
+
+    def __init__(self, params: Mapping[str, Any] | None = None):
+        self.params = {**defaults(type(self)), **(params or {})}
+
+    def prepare(self, size: int) -> None:
+        """Allocate state for deltas of ``size`` values (called once, before any round or resume)."""
 
     def problem(self, n: int) -> str | None:
         """Why this aggregator cannot run on rounds of n updates, with the numbers; None if it can."""
-        f = self.byzantine
-        if self.name in ("krum", "multikrum") and n <= 2 * f + 2:
-            return (f"{self.name} with server.byzantine = {f} needs more than 2f + 2 = {2 * f + 2} updates a round; "
-                    f"this job has {n}. Sample more clients or lower server.byzantine.")
-        if self.name == "multikrum" and self.select > n - f:
-            return f"multikrum averages server.select = {self.select} updates, at most n - f = {n - f} here."
-        if self.name == "bulyan" and n < 4 * f + 3:
-            return (f"bulyan with server.byzantine = {f} needs at least 4f + 3 = {4 * f + 3} updates a round; "
-                    f"this job has {n}. Sample more clients or lower server.byzantine.")
-        if self.name == "trimmed_mean" and 2 * math.floor(self.trim * n) >= n:
-            return f"trimmed_mean with server.trim = {self.trim} drops all {n} updates; keep 2 floor(trim n) < n."
         return None
 
+    @abstractmethod
+    def combine(self, rows: np.ndarray, weights: np.ndarray) -> Combined:
+        """The combined delta of rows (n, P), float64, with sample weights (n,)."""
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {}
+
     def __call__(self, rows: np.ndarray, weights: np.ndarray) -> Combined:
-        """Combine rows (n, P) with sample weights (n,); rows are float64."""
-        n = rows.shape[0]
-        problem = self.problem(n)
+        problem = self.problem(rows.shape[0])
         if problem:
             raise ValueError(problem)
-        if self.name == "mean":
-            return Combined(weighted(rows, weights))
-        if self.name == "median":
-            return Combined(np.median(rows, axis=0))
-        if self.name == "trimmed_mean":
-            return Combined(trimmed_mean(rows, math.floor(self.trim * n)))
-        if self.name == "krum":
-            best = int(np.argmin(krum_scores(rows, self.byzantine)))
-            return Combined(rows[best].copy(), selected=np.array([best]))
-        if self.name == "multikrum":
-            m = self.select or n - self.byzantine
-            chosen = np.sort(np.argsort(krum_scores(rows, self.byzantine), kind="stable")[:m])
-            return Combined(rows[chosen].mean(axis=0), selected=chosen)
-        if self.name == "bulyan":
-            return bulyan(rows, self.byzantine)
-        if self.name == "geomed":
-            return geometric_median(rows, weights, self.iterations, self.smoothing)
-        if self.name == "centered_clip":
-            start = self.previous if self.previous is not None else np.zeros(rows.shape[1])
-            combined = centered_clip(rows, start, self.radius, self.iterations)
+        return self.combine(rows, weights)
+
+
+BYZANTINE = {"byzantine": (1, Interval(int, 0, None))}  # krum, multikrum, bulyan: the f Byzantine clients tolerated
+RADIUS = {"radius": (1.0, Interval(float, 0, None, "neither"))}  # centered_clip: tau; norm_bound: M
+ITERATIONS = {"robust_iterations": (10, Interval(int, 1, 10_000))}  # geomed: Weiszfeld steps; centered_clip: L
+
+
+class Mean(Aggregator):
+    name = "mean"
+    needs_rows = False
+
+    def combine(self, rows, weights):
+        return Combined(weighted(rows, weights))
+
+
+class Median(Aggregator):
+    name = "median"
+
+    def combine(self, rows, weights):
+        return Combined(np.median(rows, axis=0))
+
+
+class TrimmedMean(Aggregator):
+    name = "trimmed_mean"
+    parameters = {"trim": (0.1, Interval(float, 0, 0.5, "left"))}  # the share dropped at each end
+
+    def problem(self, n):
+        trim = self.params["trim"]
+        if 2 * math.floor(trim * n) >= n:
+            return f"trimmed_mean with server.trim = {trim} drops all {n} updates; keep 2 floor(trim n) < n."
+        return None
+
+    def combine(self, rows, weights):
+        return Combined(trimmed_mean(rows, math.floor(self.params["trim"] * rows.shape[0])))
+
+
+class Krum(Aggregator):
+    name = "krum"
+    parameters = BYZANTINE
+
+    def problem(self, n):
+        f = self.params["byzantine"]
+        if n <= 2 * f + 2:
+            return (f"{self.name} with server.byzantine = {f} needs more than 2f + 2 = {2 * f + 2} updates a round; "
+                    f"this job has {n}. Sample more clients or lower server.byzantine.")
+        return None
+
+    def combine(self, rows, weights):
+        best = int(np.argmin(krum_scores(rows, self.params["byzantine"])))
+        return Combined(rows[best].copy(), selected=np.array([best]))
+
+
+class MultiKrum(Krum):
+    name = "multikrum"
+    parameters = {**BYZANTINE, "select": (0, Interval(int, 0, None))}  # the m updates averaged (0: n - f)
+
+    def problem(self, n):
+        f, m = self.params["byzantine"], self.params["select"]
+        if m > n - f:
+            return f"multikrum averages server.select = {m} updates, at most n - f = {n - f} here."
+        return super().problem(n)
+
+    def combine(self, rows, weights):
+        f = self.params["byzantine"]
+        m = self.params["select"] or rows.shape[0] - f
+        chosen = np.sort(np.argsort(krum_scores(rows, f), kind="stable")[:m])
+        return Combined(rows[chosen].mean(axis=0), selected=chosen)
+
+
+class Bulyan(Aggregator):
+    name = "bulyan"
+    parameters = BYZANTINE
+
+    def problem(self, n):
+        f = self.params["byzantine"]
+        if n < 4 * f + 3:
+            return (f"bulyan with server.byzantine = {f} needs at least 4f + 3 = {4 * f + 3} updates a round; "
+                    f"this job has {n}. Sample more clients or lower server.byzantine.")
+        return None
+
+    def combine(self, rows, weights):
+        return bulyan(rows, self.params["byzantine"])
+
+
+class GeometricMedian(Aggregator):
+    name = "geomed"
+    parameters = ITERATIONS
+    smoothing = 1e-6  # nu, the least distance a weight divides by
+
+    def combine(self, rows, weights):
+        return geometric_median(rows, weights, self.params["robust_iterations"], self.smoothing)
+
+
+class CenteredClip(Aggregator):
+    name = "centered_clip"
+    parameters = {**RADIUS, **ITERATIONS}
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.previous: np.ndarray | None = None  # the last round's aggregate, where the next one starts
+
+    def prepare(self, size):
+        self.previous = np.zeros(size)
+
+    def combine(self, rows, weights):
+        start = self.previous if self.previous is not None else np.zeros(rows.shape[1])
+        combined = centered_clip(rows, start, self.params["radius"], self.params["robust_iterations"])
+        if self.previous is not None:
+            self.previous[...] = combined.delta
+        else:
             self.previous = combined.delta.copy()
-            return combined
-        return norm_bounded(rows, weights, self.radius)
+        return combined
+
+    def state(self):
+        return {"previous": self.previous} if self.previous is not None else {}
+
+
+class NormBound(Aggregator):
+    name = "norm_bound"
+    parameters = RADIUS
+
+    def combine(self, rows, weights):
+        return norm_bounded(rows, weights, self.params["radius"])
+
+
+def check_aggregator(cls: type) -> str | None:
+    """What a user's aggregator must declare beyond its parameters."""
+    if not isinstance(cls.needs_rows, bool):
+        return f"its 'needs_rows' must be a bool; got {cls.needs_rows!r}."
+    return None
+
+
+AGGREGATORS: Registry = Registry("aggregator", "server.aggregator", Aggregator, check_aggregator)
+for _cls in (Mean, Median, TrimmedMean, Krum, MultiKrum, Bulyan, GeometricMedian, CenteredClip, NormBound):
+    AGGREGATORS.register(_cls)
+NAMES = tuple(AGGREGATORS)
+
+
+def create(name: str, **params: Any) -> Aggregator:
+    """The aggregator a name or path stands for, with the given parameters among those it declares."""
+    cls = AGGREGATORS[name]
+    return cls({key: value for key, value in params.items() if key in cls.parameters})
 
 
 def weighted(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 
 from mpifl.constraints import Constraint
 from mpifl.protocol import Field
-from mpifl.strategies.aggregators import Aggregator
+from mpifl.strategies.aggregators import Aggregator, Mean
 from mpifl.strategies.sampling import round_plan
 
 Hook = tuple[np.ndarray, float, np.ndarray | None]  # (anchor, mu, correction): see kernels.drivers.objective_hook
@@ -59,7 +59,7 @@ class Setup:
     local_momentum: float  # train.momentum
     shape: tuple[int, ...]  # theta's shape
     dtype: np.dtype  # theta's dtype
-    aggregator: Aggregator = field(default_factory=Aggregator)  # server.aggregator and its parameters
+    aggregator: Aggregator = field(default_factory=Mean)  # server.aggregator and its parameters
     sampling: str = "fixed"  # server.sampling: "fixed" or "poisson"
     privacy: Any = None  # mpifl.privacy.mechanism.ServerPrivacy when [privacy] adds noise, else None
 
@@ -101,7 +101,7 @@ class ClientUpdate:
 class Strategy(ABC):
     """The server's half: samples clients, turns their results into a new model, keeps server state."""
 
-    name: ClassVar[str]
+    name: ClassVar[str] = ""  # the registered name; a user's class named by its module:Class path needs none
     parameters: ClassVar[dict[str, tuple[Any, Constraint]]] = {}  # server.<key>: (default, constraint)
     downlink: ClassVar[tuple[Field, ...]] = ()  # model-sized fields sent with theta
     uplink: ClassVar[tuple[Field, ...]] = ()  # fields sent with each client's delta
@@ -119,8 +119,7 @@ class Strategy(ABC):
         self.setup = setup
         self.params = setup.params
         self.aggregator = setup.aggregator
-        if self.aggregator.name == "centered_clip":
-            self.aggregator.previous = np.zeros(int(np.prod(setup.shape)))
+        self.aggregator.prepare(int(np.prod(setup.shape)))
 
     def combine(self, results: RoundResults) -> tuple[np.ndarray, dict[str, Any]]:
         """The round's combined delta (theta's shape, float64) by server.aggregator, and what the aggregator
@@ -171,7 +170,7 @@ class Strategy(ABC):
     def state(self) -> dict[str, np.ndarray]:
         """Server state to checkpoint: the aggregator's (centered clipping's last aggregate), if it keeps any;
         subclasses add their own to this."""
-        own = {"aggregator_previous": self.aggregator.previous} if self.aggregator.previous is not None else {}
+        own = {f"aggregator_{name}": value for name, value in self.aggregator.state().items()}
         return {**own, **(self.setup.privacy.state() if self.setup.privacy is not None else {})}
 
     def load_state(self, state: Mapping[str, np.ndarray]) -> None:
