@@ -17,6 +17,7 @@ from mpifl.agree import collectively
 from mpifl.attacks import configured_attack
 from mpifl.comm import node_occupancy
 from mpifl.compile import set_threads
+from mpifl.compression import CODECS, OFF
 from mpifl.config import Config
 from mpifl.console import Console
 from mpifl.data.shards import model_spec, resolve
@@ -237,12 +238,11 @@ def _privacy(cfg, records, privacy) -> dict | None:
 
 def _compression(cfg, last) -> dict | None:
     """[compress] as run, with the uplink compression ratio achieved: the bytes sent uncompressed over those sent."""
-    if cfg["compress.uplink"] == "none":
+    if cfg["compress.uplink"] == OFF:
         return None
     method = cfg["compress.uplink"]
     sent, whole = last.uplink_bytes_total, last.uplink_bytes_uncompressed_total
-    setting = ({"ratio": cfg["compress.ratio"]} if method in ("topk", "randk") else
-               {"bits": cfg["compress.bits"], "bucket": cfg["compress.bucket"]} if method == "qsgd" else {})
+    setting = {key: cfg[f"compress.{key}"] for key in CODECS[method].parameters}
     return {
         "uplink": method, **setting, "error_feedback": cfg["compress.error_feedback"],
         "uplink_bytes_uncompressed": whole, "achieved_ratio": whole / sent if sent and whole is not None else None,

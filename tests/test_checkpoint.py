@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -39,6 +40,9 @@ JOBS = {
     # secure aggregation (SecAgg+, dropouts) carrying distributed DP noise: fresh keys every round, same sums
     "secagg_dp": ["--set", "secagg.enabled=true", "--set", "secagg.plus=true", "--set", "secagg.dropout=0.1",
                   "--set", "data.clients=9", "--set", "privacy.noise_multiplier=0.5", "--set", "privacy.noise=distributed"],
+    # a user's strategy from their own module (examples/fedexp.py, imported by module:Class on every rank)
+    "plugin_fedexp": ["--set", "server.strategy=examples.fedexp:FedExP", "--set", "server.fraction=0.5",
+                      "--set", "train.momentum=0.9", "--set", "server.epsilon=0.01"],
     "mlp_distributed": ["--set", "model.kind=mlp", "--set", "model.hidden=[16, 8]", "--set", "mode=distributed",
                         "--set", "train.momentum=0.9", "--set", "train.algorithm=local_sgd", "--set", "train.lr=0.05"],
 }
@@ -46,8 +50,9 @@ JOBS = {
 
 def mpifl(n, *args, cwd, script=None, timeout=120):
     head = [str(script)] if script else ["-m", "mpifl"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([MPIEXEC, "-n", str(n), sys.executable, *head, *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.mark.parametrize("mode", list(JOBS))

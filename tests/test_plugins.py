@@ -1,0 +1,155 @@
+"""Plug-ins from a user's own module: named by module:Class, handed over from Python, or found as entry points,
+and checked like the built-ins with errors that say what is wrong."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mpifl
+from mpifl import config
+from mpifl.compression import Codec
+from mpifl.constraints import Interval
+from mpifl.errors import ConfigError
+from mpifl.registry import Registry
+from mpifl.strategies import STRATEGIES, RoundResults, Setup, Strategy, check_strategy
+from mpifl.strategies.aggregators import Aggregator
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the examples are a user's modules, importable from the repository root
+
+from examples.fedexp import FedExP  # noqa: E402
+from examples.meamed import MeanAroundMedian  # noqa: E402
+from examples.signsgd import ScaledSign  # noqa: E402
+
+
+def refused(*overrides: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        config.load(overrides=list(overrides))
+    return str(info.value)
+
+
+def test_a_job_names_a_users_classes_by_module_and_class():
+    cfg = config.load(overrides=["server.strategy=examples.fedexp:FedExP", "server.epsilon=0.01",
+                                 "compress.uplink=examples.signsgd:ScaledSign", "compress.scaled=false"])
+    assert STRATEGIES[cfg["server.strategy"]] is FedExP
+    assert cfg["server.epsilon"] == 0.01 and cfg["compress.scaled"] is False
+    robust = config.load(overrides=["server.aggregator=examples.meamed:MeanAroundMedian", "server.byzantine=2"])
+    assert robust["server.byzantine"] == 2  # MeanAroundMedian shares the built-ins' key, declared alike
+    # FedExP's step needs every client's exact row, so a robust aggregator is refused as for SCAFFOLD
+    assert "server.strategy 'examples.fedexp:FedExP' does not average deltas" in refused(
+        "server.strategy=examples.fedexp:FedExP", "server.aggregator=examples.meamed:MeanAroundMedian")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["server.strategy=my_missing_pkg.algos:FedExP"],
+     "names 'my_missing_pkg.algos:FedExP', but module 'my_missing_pkg.algos' cannot be imported: No module named"),
+    (["server.strategy=examples.fedexp:FedExp"], "module 'examples.fedexp' has no 'FedExp'. Its classes: "),
+    (["server.strategy=examples.fedexp:"], "must be a name or 'module:Class'"),
+    (["server.strategy=examples.meamed:MeanAroundMedian"],
+     "not a usable strategy: it must be a subclass of mpifl.strategies.base:Strategy"),
+    (["server.aggregator=examples.fedexp:FedExP"], "not a usable aggregator: it must be a subclass of"),
+    (["server.strategy=fedexp"], "must be a registered strategy ('fedavg', "),
+    (["server.strategy=examples.fedexp:FedExP", "server.epsilonn=1"],
+     "Unknown key 'server.epsilonn' in --set server.epsilonn=1. Valid keys in [server]: "),
+    (["server.strategy=examples.fedexp:FedExP", "server.epsilon=-1"],
+     "The 'server.epsilon' parameter in --set server.epsilon=-1 must be a float in the range (0, inf)"),
+    (["server.epsilon=0.1"], "Unknown key 'server.epsilon'"),  # only with the strategy that declares it
+    (["compress.uplink=examples.signsgd:ScaledSign", "compress.scaled=2"], "must be a bool (true or false)"),
+    (["server.strategy=__main__:FedExP"], "a class defined in a script's __main__, which no other process"),
+])
+def test_plugin_errors_say_what_failed(overrides, message):
+    assert message in refused(*overrides)
+
+
+class NoAggregate(Strategy):
+    pass
+
+
+class BadDefault(Strategy):
+    parameters = {"eta": (-1.0, Interval(float, 0, None, "neither"))}
+
+    def aggregate(self, rnd, theta, results):
+        return theta, {}
+
+
+class BadField(BadDefault):
+    parameters = {}
+    uplink = ("sqnorm",)
+
+
+class Clashing(Aggregator):
+    parameters = {"radius": (5.0, Interval(float, 0, None))}  # server.radius, but unlike the built-ins'
+
+    def combine(self, rows, weights):
+        return rows.mean(axis=0)
+
+
+@pytest.mark.parametrize("cls, key, message", [
+    (NoAggregate, "strategy", "it does not implement aggregate."),
+    (BadDefault, "strategy", "the default of parameter 'eta' breaks its own constraint"),
+    (BadField, "strategy", "its 'uplink' must be a tuple of mpifl.protocol.Field"),
+    (Clashing, "aggregator", "declares the parameter 'server.radius', which mpifl's schema declares too"),
+])
+def test_bad_declarations_are_refused_with_the_reason(cls, key, message):
+    with pytest.raises(ConfigError) as info:
+        mpifl.job(None, **{key: cls})
+    assert message in str(info.value)
+
+
+def test_classes_handed_over_from_python_are_recorded_by_their_path():
+    job = mpifl.job(None, strategy=FedExP, codec=ScaledSign)
+    assert job["server.strategy"] == "examples.fedexp:FedExP"
+    assert job["compress.uplink"] == "examples.signsgd:ScaledSign"
+    assert mpifl.job(None, aggregator=MeanAroundMedian)["server.aggregator"] == "examples.meamed:MeanAroundMedian"
+    assert mpifl.job(None, strategy=STRATEGIES["fedprox"])["server.strategy"] == "fedprox"  # a built-in keeps its name
+
+
+def test_an_installed_packages_entry_point_registers_a_name(tmp_path, monkeypatch):
+    info = tmp_path / "my_fl-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-fl\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[mpifl.strategys]\nfedexp = examples.fedexp:FedExP\n"
+                                           "broken = examples.fedexp:Nothing\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry("strategy", "server.strategy", Strategy, check_strategy)
+    with pytest.raises(ConfigError, match="entry point 'broken' of group mpifl.strategys"):
+        registry.resolve("fedexp")
+    (info / "entry_points.txt").write_text("[mpifl.strategys]\nfedexp = examples.fedexp:FedExP\n")
+    registry = Registry("strategy", "server.strategy", Strategy, check_strategy)
+    assert registry.resolve("fedexp") is FedExP and "fedexp" in list(registry)
+
+
+def test_fedexp_takes_the_papers_extrapolated_step():
+    shape = (2, 3)
+    setup = Setup(params={"epsilon": 1e-3}, n_clients=3, seed=0, fraction=1.0, epochs=1, stragglers=0.0,
+                  drop_stragglers=False, local_lr=0.1, local_momentum=0.0, shape=shape, dtype=np.dtype(np.float64))
+    deltas = np.array([[1.0, 0, 0, 0, 0, 0], [-1.0, 0, 0, 0, 0, 1.0], [0, 0, 2.0, 0, 0, 0]]).reshape(3, *shape)
+    sq = np.array([[1.0], [2.0], [4.0]])
+    results = RoundResults(clients=np.arange(3), deltas=deltas, weights=np.ones(3), fields={"sqnorm": sq[:, 0]})
+    theta = np.zeros(shape)
+    new, said = FedExP(setup).aggregate(1, theta, results)
+    mean = deltas.reshape(3, -1).mean(axis=0)  # (0, 0, 2/3, 0, 0, 1/3): |mean|^2 = 5/9
+    eta = max(1.0, 7.0 / (2 * 3 * (5 / 9 + 1e-3)))
+    assert said["server_lr"] == pytest.approx(eta) and eta > 2
+    np.testing.assert_allclose(new.reshape(-1), eta * mean)
+
+
+def test_mean_around_median_keeps_the_values_nearest_each_median():
+    rows = np.array([[0.0, 10.0], [1.0, 11.0], [2.0, 12.0], [100.0, -50.0]])
+    combined = MeanAroundMedian({"byzantine": 1}).combine(rows, np.ones(4)).delta
+    np.testing.assert_allclose(combined, [1.0, 11.0])  # medians 1.5 and 10.5; the outlier is left out
+    assert "keeps n - f = 0" in MeanAroundMedian({"byzantine": 4}).problem(4)
+
+
+def test_scaled_sign_sends_one_bit_a_value_and_the_mean_magnitude():
+    x = np.array([0.5, -1.5, 2.0, -0.25, 0.0, 3.0, -1.0, 0.75, -2.0])
+    codec: Codec = ScaledSign(x.size, np.float32, {"scaled": True})
+    message = np.zeros(codec.nbytes, dtype=np.uint8)
+    sent = codec.encode(x, (0, 1, 2), message)
+    assert codec.nbytes == 8 + 2
+    np.testing.assert_array_equal(sent, np.abs(x).mean() * np.where(x >= 0, 1.0, -1.0))
+    np.testing.assert_array_equal(codec.decode(message, (0, 1, 2)), sent)
