@@ -15,7 +15,7 @@ from mpi4py import MPI
 
 from mpifl import audit, config, roles
 from mpifl.agree import collectively
-from mpifl.errors import ConfigError
+from mpifl.errors import EXIT_SWEEP_FAILED, ConfigError
 from mpifl.numba_setup import model_uses_blas, set_up_numba_without_blas
 from mpifl.runner import run_job
 
@@ -89,12 +89,15 @@ def _sweep(comm: MPI.Comm, args) -> int:
         plan = replace(plan, out=args.out)
     started = time.perf_counter()
     rows = run_sweep(comm, plan, verbose=not args.quiet)
-    if roles.is_root(comm) and not args.quiet:
-        failed = sum(row["status"] == "failed" for row in rows)
-        print(f"sweep: {len(rows)} points ({failed} failed) on {comm.Get_size() // plan.ranks_per_job} groups of "
-              f"{plan.ranks_per_job} rank(s) in {time.perf_counter() - started:.1f} s; {plan.out / 'sweep.csv'}",
-              flush=True)
-    return 0
+    failed = [row for row in rows if row["status"] == "failed"]  # rows are rank 0's; the others have none
+    if roles.is_root(comm):
+        if not args.quiet:
+            print(f"sweep: {len(rows)} points ({len(failed)} failed) on {comm.Get_size() // plan.ranks_per_job} "
+                  f"groups of {plan.ranks_per_job} rank(s) in {time.perf_counter() - started:.1f} s; "
+                  f"{plan.out / 'sweep.csv'}", flush=True)
+        for row in failed:
+            print(f"mpifl: sweep point {row['point']} failed: {row['message']}", file=sys.stderr, flush=True)
+    return EXIT_SWEEP_FAILED if comm.bcast(bool(failed), root=0) else 0
 
 
 def _info(comm: MPI.Comm) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 EXIT_USAGE = 2  # bad config, bad arguments, bad data: fix the input and rerun
 EXIT_ABORTED = 1  # an unexpected failure on some rank; the job was aborted
 EXIT_DIVERGED = 3  # the loss or the parameters stopped being finite; a smaller learning rate may help
+EXIT_SWEEP_FAILED = 4  # a sweep ran every point, and some failed (sweep.csv and the closing line list them)
 EXIT_STOPPED = 75  # stopped by SIGTERM/SIGUSR1 after checkpointing (EX_TEMPFAIL: requeue me)
 
 

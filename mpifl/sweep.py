@@ -71,11 +71,25 @@ class Sweep:
         keys = list(self.grid)
         return [dict(zip(keys, values)) for values in itertools.product(*self.grid.values())]
 
+    def check_points(self) -> None:
+        """Validate every point's job before any point runs; one error lists every invalid point."""
+        problems = []
+        for index, point in enumerate(self.points()):
+            try:
+                api.job(self.job, **{**self.fixed, **point})
+            except ConfigError as exc:
+                shown = ", ".join(f"{k}={v!r}" for k, v in point.items())
+                problems.append(f"  point {index} ({shown}): {exc}")
+        if problems:
+            raise ConfigError(f"{len(problems)} of {len(self.points())} sweep points are invalid; no point was run:\n"
+                              + "\n".join(problems))
+
 
 def run_sweep(comm: MPI.Comm, sweep: Sweep, verbose: bool = True) -> list[dict]:
     """Run every point on groups of sweep.ranks_per_job ranks; rank 0 returns the rows of sweep.csv."""
     size, rank = comm.Get_size(), comm.Get_rank()
     collectively(comm, lambda: _check_fit(sweep, size))
+    collectively(comm, sweep.check_points)
     # MPIFL_EXPECT_RANKS counts the whole allocation; each point runs on a group, so it is checked here, once
     expected = os.environ.pop("MPIFL_EXPECT_RANKS", "")
     collectively(comm, lambda: _check_expected(expected, comm))

@@ -24,7 +24,7 @@ out = "out"
 
 [grid]
 seed = [1, 2]
-"train.lr" = [0.2, -1.0, 0.5]
+"train.lr" = [0.2, 1e12, 0.5]
 
 [set]
 rounds = 4
@@ -43,14 +43,16 @@ def test_a_sweep_on_4_ranks_in_groups_of_2_equals_solo_runs_bit_for_bit(tmp_path
     job = REPO / "jobs" / "distributed_synthetic.toml"
     (tmp_path / "sweep.toml").write_text(SWEEP.format(job=job, schedule=schedule))
     proc = mpiexec(4, "sweep", "sweep.toml", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 4, proc.stderr  # EXIT_SWEEP_FAILED: every point ran, and some failed
     assert "sweep: 6 points (2 failed) on 2 groups of 2 rank(s)" in proc.stdout
+    assert "sweep point 1 failed: training diverged" in proc.stderr
+    assert "sweep point 4 failed: training diverged" in proc.stderr
     rows = list(csv.DictReader(open(tmp_path / "out" / "sweep.csv")))
     assert [row["point"] for row in rows] == ["0", "1", "2", "3", "4", "5"]
     assert {row["group"] for row in rows} == {"0", "1"}
     for row in rows:
-        if row["train.lr"] == "-1.0":  # one bad value fails its point only, with the usual message
-            assert row["status"] == "failed" and "'train.lr' parameter" in row["message"]
+        if row["train.lr"] == "1000000000000.0":  # a diverging point fails alone, with the usual message
+            assert row["status"] == "failed" and "training diverged" in row["message"]
             continue
         assert row["status"] == "finished" and float(row["final_accuracy"]) > 0.5
         solo = mpiexec(2, "run", str(job), "--set", "rounds=4", "--set", f"seed={row['seed']}",
@@ -68,7 +70,7 @@ def test_a_rank_count_that_does_not_split_into_groups_is_refused_on_every_rank(t
     assert proc.returncode == 2
     assert proc.stderr.count("ranks_per_job=2 ranks, but the job has 3: start a multiple of 2 ranks") == 1
     again = mpiexec(2, "sweep", "sweep.toml", cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
+    assert again.returncode == 4, again.stderr
     refused = mpiexec(2, "sweep", "sweep.toml", cwd=tmp_path)
     assert refused.returncode == 2 and "already holds a sweep" in refused.stderr
 
@@ -92,3 +94,19 @@ def test_points_are_the_product_of_the_grid_in_file_order(tmp_path):
     assert Sweep.read(path).points() == [
         {"train.lr": 0.1, "server.strategy": "fedavg"}, {"train.lr": 0.1, "server.strategy": "scaffold"},
         {"train.lr": 0.2, "server.strategy": "fedavg"}, {"train.lr": 0.2, "server.strategy": "scaffold"}]
+
+
+def test_every_point_is_validated_before_any_runs_and_each_invalid_one_is_named(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(f'job = "{REPO / "jobs" / "default.toml"}"\n[grid]\n"train.lrr" = [0.1, 0.2]\n')
+    with pytest.raises(ConfigError) as info:
+        Sweep.read(path).check_points()
+    text = str(info.value)
+    assert text.startswith("2 of 2 sweep points are invalid; no point was run")
+    assert "point 0 (train.lrr=0.1): Unknown key 'train.lrr'" in text and "point 1 (train.lrr=0.2)" in text
+    path.write_text('[grid]\n"train.lr" = [0.1, -1.0]\n"server.strategy" = ["fedavg", "nope"]\n')
+    with pytest.raises(ConfigError, match="3 of 4 sweep points are invalid") as info:
+        Sweep.read(path).check_points()
+    assert "point 1 (train.lr=0.1, server.strategy='nope')" in str(info.value)
+    path.write_text('[grid]\n"train.lr" = [0.1, 0.2]\n')
+    Sweep.read(path).check_points()  # valid points pass
