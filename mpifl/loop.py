@@ -5,18 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from typing import TYPE_CHECKING
 
 import numpy as np
 from mpi4py import MPI
 
+from mpifl.checkpointing import Checkpoints
 from mpifl.config import Config
 from mpifl.kernels import ModelKernels
 from mpifl.progress import Recorder, RoundRecord
 from mpifl.stopping import StopFlag
-
-if TYPE_CHECKING:
-    from mpifl.roles import Checkpoints
 
 
 @dataclass

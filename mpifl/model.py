@@ -3,7 +3,7 @@
 A linear model (linear, logistic or softmax regression) keeps its parameters
 as one ``(outputs, features + 1)`` matrix, each row's last entry the bias.
 An MLP keeps them as one flat vector whose layers are views
-(mpifl.kernels.mlp.MlpLayout).  The collectives, strategies and checkpoints
+(mpifl.layout.MlpLayout).  The collectives, strategies and checkpoints
 see ``shape``, ``size``, ``zeros()`` and ``initial()`` only, so a model kind is
 one entry in mpifl.kernels' registry and one in PARAMETERS here.
 """
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpifl.kernels.flags import KIND_CODES
-from mpifl.kernels.mlp import MlpLayout
+from mpifl.layout import MlpLayout
+from mpifl.links import KIND_CODES
 from mpifl.rng import Purpose, stream
 
 LINEAR_KINDS = ("linear", "logistic", "softmax")
@@ -44,7 +44,7 @@ class LinearParameters:
 
 @dataclass(frozen=True)
 class MlpParameters:
-    """An MLP's flat vector, its layers views into it (mpifl.kernels.mlp.MlpLayout)."""
+    """An MLP's flat vector, its layers views into it (mpifl.layout.MlpLayout)."""
 
     layout: MlpLayout
     activation: str

@@ -17,6 +17,7 @@ from mpifl.agree import collectively
 from mpifl.attacks import configured_attack
 from mpifl.comm import node_occupancy
 from mpifl.compile import set_threads
+from mpifl.checkpointing import Checkpoints
 from mpifl.compression import CODECS, OFF
 from mpifl.config import Config
 from mpifl.console import Console
@@ -93,7 +94,7 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
             out_dir = comm.bcast(default_run_dir(cfg["mode"]) if roles.is_root(comm) else None, root=roles.ROOT)
         run_dir = Path(out_dir)
         collectively(comm, lambda: claim_run_dir(run_dir, resume, overwrite) if roles.is_root(comm) else None)
-    checkpoints = roles.Checkpoints(comm, run_dir, cfg)
+    checkpoints = Checkpoints(comm, run_dir, cfg)
     earlier = checkpoints.resume(spec) if resume else []
     writer = collectively(comm, lambda: _open_writer(comm, run_dir, cfg)) if write else None
     collectively(comm, checkpoints.prepare)

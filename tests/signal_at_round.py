@@ -13,11 +13,11 @@ import sys
 
 from mpi4py import MPI
 
-import mpifl.roles
+import mpifl.checkpointing
 from mpifl.__main__ import main
 
 ROUND, RANK, SIGNAL = int(sys.argv[1]), int(sys.argv[2]), getattr(signal, sys.argv[3])
-_due = mpifl.roles.Checkpoints.due
+_due = mpifl.checkpointing.Checkpoints.due
 
 
 def due_then_signal(self, rnd):
@@ -26,5 +26,5 @@ def due_then_signal(self, rnd):
     return _due(self, rnd)
 
 
-mpifl.roles.Checkpoints.due = due_then_signal
+mpifl.checkpointing.Checkpoints.due = due_then_signal
 sys.exit(main(sys.argv[4:]))

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from mpifl import checkpoint, config, roles
+from mpifl.checkpointing import Checkpoints
+from mpifl import checkpoint, config
 from mpifl.errors import EXIT_DIVERGED, Diverged
 from mpifl.runner import run_job
 from mpifl.stopping import divergence
@@ -39,13 +40,13 @@ def test_divergence_names_the_quantity():
 
 def test_a_diverged_model_is_never_committed_over_a_good_checkpoint(tmp_path):
     cfg = config.load(overrides=["mode=distributed", "checkpoint.every=2", "rounds=6"])
-    saves = roles.Checkpoints(MPI.COMM_SELF, tmp_path, cfg)
+    saves = Checkpoints(MPI.COMM_SELF, tmp_path, cfg)
     saves.prepare()
     good = np.ones((10, 65))
     saves.save(2, good, {"velocity": good}, {}, [])
     saves.save(4, np.full((10, 65), np.nan), {"velocity": good}, {}, [])
     assert checkpoint.read_latest(tmp_path / "checkpoint")["round"] == 2
-    resumed = roles.Checkpoints(MPI.COMM_SELF, tmp_path, cfg)
+    resumed = Checkpoints(MPI.COMM_SELF, tmp_path, cfg)
     resumed.resume(cfg_spec(cfg))
     assert resumed.start_round == 2 and np.array_equal(resumed.theta, good)
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from mpifl.jit import inline_kernel
 
-SQUARED, LOGISTIC, SOFTMAX = 0, 1, 2
-KIND_CODES = {"linear": SQUARED, "logistic": LOGISTIC, "softmax": SOFTMAX}
+from mpifl.links import KIND_CODES, LOGISTIC, SOFTMAX, SQUARED  # noqa: F401 - the kernels' names for them
 
 # What a range kernel computes; flags are checked once per chunk, never per row.
 GRAD = 1
