@@ -21,6 +21,7 @@ from mpifl.registry import Plugin, Registry
 from mpifl.strategies import STRATEGIES, strategy_keys
 from mpifl.attacks import KINDS as ATTACKS
 from mpifl.strategies.aggregators import AGGREGATORS
+from mpifl import stages
 from mpifl.compression import CODECS, OFF
 
 
@@ -210,19 +211,7 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
             "in distributed mode (every rank takes the same L-BFGS steps on Allreduced gradients). "
             "Set mode = \"distributed\"."
         )
-    if values["attack.kind"] != "none" and values["mode"] != "federated":
-        raise ConfigError(f"The 'attack.kind' parameter in {origins.get('attack.kind', source)} is "
-                          f"{values['attack.kind']!r}; attacks simulate federated clients. Set mode = \"federated\".")
-    if values["compress.uplink"] != OFF and values["train.optimizer"] == "lbfgs":
-        raise ConfigError(f"The 'compress.uplink' parameter in {origins.get('compress.uplink', source)} is "
-                          f"{values['compress.uplink']!r}, but L-BFGS's line search needs exact gradients. "
-                          "Use train.optimizer = \"sgd\" or compress.uplink = \"none\".")
-    if values["compress.error_feedback"] and values["compress.uplink"] == OFF:
-        raise ConfigError(f"The 'compress.error_feedback' parameter in "
-                          f"{origins.get('compress.error_feedback', source)} is true, but compress.uplink is 'none': "
-                          "there is no compression error to feed back.")
-    _check_privacy(values, origins, source)
-    _check_secagg(values, origins, source)
+    stages.check(values, lambda key: origins.get(key, source))
     if values["attack.kind"] == "label_flip" and output_kind(values) == "linear":
         raise ConfigError(f"The 'attack.kind' parameter in {origins.get('attack.kind', source)} is 'label_flip', "
                           "which needs class labels; a regression task has none.")
@@ -245,71 +234,6 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
             f"The 'data.n_classes' parameter in {source} must be 2 for {key} 'logistic'. "
             f"Got {values['data.n_classes']} instead."
         )
-
-
-def _check_privacy(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
-    """[privacy] against the rest of the job: what DP-FedAvg's analysis needs."""
-    def origin(key: str) -> str:
-        return origins.get(key, source)
-
-    if not (values["privacy.noise_multiplier"] > 0 or values["privacy.target_epsilon"] > 0):
-        return
-    key = "privacy.target_epsilon" if values["privacy.target_epsilon"] > 0 else "privacy.noise_multiplier"
-    where = f"The '{key}' parameter in {origin(key)} turns on differential privacy"
-    if values["mode"] != "federated":
-        raise ConfigError(f"{where}, which is client-level DP for federated rounds. Set mode = \"federated\".")
-    if values["privacy.target_epsilon"] > 0 and values["privacy.noise_multiplier"] > 0:
-        raise ConfigError(f"{where}; give privacy.noise_multiplier or privacy.target_epsilon, not both "
-                          f"(the first fixes the noise, the second finds it).")
-    strategy = STRATEGIES[values["server.strategy"]]
-    if not strategy.averages_deltas:
-        raise ConfigError(f"{where}, but server.strategy {values['server.strategy']!r} does not average deltas, so "
-                          "the noised mean of clipped deltas cannot replace its server step. Use fedavg, fedprox, "
-                          "fedavgm, fedadagrad, fedadam or fedyogi.")
-    if AGGREGATORS[values["server.aggregator"]].needs_rows:
-        raise ConfigError(f"{where}, whose sensitivity analysis is that of the clipped sum; server.aggregator "
-                          f"{values['server.aggregator']!r} is not a sum. Use server.aggregator = \"mean\".")
-    if values["compress.uplink"] != OFF:
-        raise ConfigError(f"{where}; compressing after clipping can raise a delta's norm above the clip and break "
-                          "the sensitivity bound. Use compress.uplink = \"none\".")
-    if values["privacy.accountant"] == "pld" and values["server.sampling"] != "poisson":
-        raise ConfigError(f"The 'privacy.accountant' parameter in {origin('privacy.accountant')} is 'pld', which "
-                          "dp-accounting supports only for Poisson sampling. Set server.sampling = \"poisson\" "
-                          "or privacy.accountant = \"rdp\".")
-    if values["privacy.noise"] == "distributed" and values["server.sampling"] == "poisson":
-        raise ConfigError(f"The 'privacy.noise' parameter in {origin('privacy.noise')} is 'distributed': each of "
-                          "the m expected clients adds 1/m of the noise variance, so a Poisson cohort smaller than m "
-                          "would carry less noise than accounted. Use server.sampling = \"fixed\".")
-    if values["train.stragglers"] > 0 and values["server.drop_stragglers"] and values["privacy.noise"] == "distributed":
-        raise ConfigError(f"The 'privacy.noise' parameter in {origin('privacy.noise')} is 'distributed', and "
-                          "dropped stragglers would take their noise shares with them. Keep the stragglers "
-                          "(server.drop_stragglers = false) or use privacy.noise = \"central\".")
-
-
-def _check_secagg(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
-    """[secagg] against the rest of the job: the server's step must need only sums."""
-    if not values["secagg.enabled"]:
-        return
-    where = f"The 'secagg.enabled' parameter in {origins.get('secagg.enabled', source)} is true"
-    if values["mode"] != "federated":
-        raise ConfigError(f"{where}; secure aggregation hides federated clients' updates. Set mode = \"federated\".")
-    strategy = STRATEGIES[values["server.strategy"]]
-    if not (strategy.averages_deltas or strategy.needs_only_sums):
-        raise ConfigError(f"{where}, but server.strategy {values['server.strategy']!r} needs each client's own "
-                          "update (FedNova: each client's step count), and the server sees only the sum. Use "
-                          "fedavg, fedprox, fedavgm, fedadagrad, fedadam, fedyogi or scaffold.")
-    if AGGREGATORS[values["server.aggregator"]].needs_rows:
-        raise ConfigError(f"{where}, but server.aggregator {values['server.aggregator']!r} needs the individual "
-                          "updates, which secure aggregation hides from the server. Use server.aggregator = \"mean\".")
-    if values["compress.uplink"] != OFF:
-        raise ConfigError(f"{where}; masked updates are uniform ring elements, which compress.uplink cannot shrink. "
-                          "Use compress.uplink = \"none\".")
-    if values["attack.kind"] in ("alie", "ipm"):
-        raise ConfigError(f"{where}, but attack.kind {values['attack.kind']!r} is simulated at the server from every "
-                          "update, which secure aggregation hides. The attacks on the clients' own ranks work.")
-    if values["secagg.plus"] and values["secagg.neighbours"] % 2:
-        raise ConfigError(f"The 'secagg.neighbours' parameter in {origins.get('secagg.neighbours', source)} must be "
-                          f"even (a Harary graph's degree). Got {values['secagg.neighbours']}.")
 
 
 def _check_value(values: dict[str, Any], key: str, constraint, origin: str) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from mpi4py import MPI
 
 from mpifl.checkpointing import Checkpoints
 from mpifl.config import Config
+from mpifl.stages import Chain
 from mpifl.kernels import ModelKernels
 from mpifl.progress import Recorder, RoundRecord
 from mpifl.stopping import StopFlag
@@ -34,7 +34,7 @@ class Loop:
     checkpoints: Checkpoints
     stop: StopFlag
     patient: bool = False
-    privacy: Any = None  # mpifl.privacy.mechanism.PrivacySettings with [privacy] on (federated), else None
+    chain: Chain | None = None  # the stages of a federated round (mpifl.stages); None in distributed mode
 
     def report(self, record: RoundRecord) -> None:
         self.recorder.report(record)

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from mpi4py import MPI
 
 from mpifl import federated, tuning
-from mpifl.agree import collectively
-from mpifl.attacks import configured_attack
 from mpifl.compile import warm_up
 from mpifl.config import Config
 from mpifl.data.shards import DataSource, balanced_blocks, check_fit
@@ -28,8 +26,8 @@ from mpifl.kernels.variants import Selection, tuning_mode
 from mpifl.loop import Loop
 from mpifl.metrics import RunWriter
 from mpifl.model import ModelSpec
-from mpifl.privacy import settings as privacy_config
-from mpifl.privacy.mechanism import PrivacySettings, ServerPrivacy
+from mpifl.stages import Chain
+from mpifl.stages import build_chain as build_stages
 from mpifl.stopping import divergence
 from mpifl.strategies import STRATEGIES, Setup, Strategy, strategy_params
 from mpifl.strategies.aggregators import AGGREGATORS, Aggregator
@@ -67,45 +65,38 @@ def load_data(comm: MPI.Comm, cfg: Config, source: DataSource) -> tuple:
     problem = aggregator(cfg).problem(updates_per_round(cfg, n_clients))
     if problem:
         raise ConfigError(f"server.aggregator: {problem}")
-    attack = configured_attack(cfg, n_clients)  # checks attack.clients against the client count, on every rank
     blocks = balanced_blocks(source.client_rows(n_clients), size - 1)
     if rank == federated.SERVER:
         return (source.server_test(), blocks)
     clients = blocks[rank - 1]
-    data = source.clients(clients, n_clients)
-    if attack.kind == "label_flip":  # data poisoning, on the malicious clients' own rank and data only
-        n_classes = source.shape().n_classes
-        data = [replace(c, train=replace(c.train, y=attack.flip_labels(k, c.train.y, n_classes)))
-                for c, k in zip(data, clients)]
-    return (data, clients, blocks)
+    return (source.clients(clients, n_clients), clients, blocks)
 
 
-def privacy_setup(comm: MPI.Comm, cfg: Config, source: DataSource, dtype: np.dtype) -> PrivacySettings | None:
-    """[privacy]'s settings on every rank, before training: the server finds the noise multiplier (a target
-    epsilon's search takes seconds), every rank gets it, and a problem fails every rank together."""
-    if cfg["mode"] != "federated" or not privacy_config.enabled(cfg.values):
-        return None
-    n_clients = source.n_clients(comm.Get_size())
-    z = collectively(comm, lambda: privacy_config.noise_multiplier(cfg, n_clients) if is_root(comm) else 0.0)
-    settings = privacy_config.settings(cfg, n_clients, dtype, comm.bcast(z, root=ROOT))
-    collectively(comm, lambda: _refuse(settings.check()))
-    return settings
+def build_chain(comm: MPI.Comm, cfg: Config, spec: ModelSpec, source: DataSource, data: tuple) -> Chain:
+    """This rank's stage chain (empty in distributed mode), built on every rank together."""
+    n_clients = source.n_clients(comm.Get_size()) if cfg["mode"] == "federated" else 0
+    hosted = len(data[1]) if cfg["mode"] == "federated" and not is_root(comm) else 0
+    return build_stages(comm, cfg, spec, n_clients, STRATEGIES[cfg["server.strategy"]], hosted, is_root(comm))
 
 
-def _refuse(problem: str | None) -> None:
-    if problem:
-        raise ConfigError(f"privacy: {problem}")
+def prepared(comm: MPI.Comm, chain: Chain, data: tuple, source: DataSource) -> tuple:
+    """A client rank's data as the chain changes it (label flipping, on the malicious clients' own rank)."""
+    if is_root(comm) or len(data) != 3:
+        return data
+    clients, blocks = data[1], data[2]
+    return (chain.prepare_data(data[0], clients, source.shape().n_classes), clients, blocks)
 
 
-def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int, privacy: PrivacySettings | None = None) -> Strategy:
-    """The server half of the configured algorithm."""
+def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int, chain: Chain | None = None) -> Strategy:
+    """The server half of the configured algorithm; a stage may replace its combined delta (privacy's release)."""
     cls = STRATEGIES[cfg["server.strategy"]]
+    releasing = chain.find("release") if chain is not None else None
     return cls(Setup(
         params=strategy_params(cfg.values), n_clients=n_clients, seed=cfg["seed"], fraction=cfg["server.fraction"],
         epochs=cfg["train.epochs"], stragglers=cfg["train.stragglers"], drop_stragglers=cfg["server.drop_stragglers"],
         local_lr=cfg["train.lr"], local_momentum=cfg["train.momentum"], shape=spec.shape, dtype=spec.dtype,
         aggregator=aggregator(cfg), sampling=cfg["server.sampling"],
-        privacy=ServerPrivacy(privacy) if privacy is not None else None,
+        release=releasing.release() if releasing is not None else None,
     ))
 
 
@@ -195,13 +186,13 @@ def train(loop: Loop, data: tuple) -> np.ndarray:
     if cfg["mode"] == "distributed":
         return train_distributed(loop, *data)
     verdict = np.zeros(1)  # whether the last round, which no later downlink reports on, diverged
-    privacy = loop.privacy
     if comm.Get_rank() == federated.SERVER:
         test, blocks = data
-        theta = federated.serve(loop, test, blocks, make_strategy(cfg, spec, blocks[-1].stop, privacy))
+        strategy = make_strategy(cfg, spec, blocks[-1].stop, loop.chain)
+        theta = federated.ServerRounds(loop, test, blocks, strategy, loop.chain).run()
         verdict[0] = divergence(theta, loop.recorder.records[-1].loss)
     else:
-        federated.participate(loop, *data, STRATEGIES[cfg["server.strategy"]], privacy)
+        federated.ClientRounds(loop, *data, STRATEGIES[cfg["server.strategy"]], loop.chain).run()
         theta = spec.zeros()
     comm.Bcast(theta, root=federated.SERVER)
     comm.Bcast(verdict, root=federated.SERVER)

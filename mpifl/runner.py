@@ -14,11 +14,9 @@ from mpi4py import MPI
 from mpifl import audit as audits
 from mpifl import machine, roles, tuning
 from mpifl.agree import collectively
-from mpifl.attacks import configured_attack
 from mpifl.comm import node_occupancy
 from mpifl.compile import set_threads
 from mpifl.checkpointing import Checkpoints
-from mpifl.compression import CODECS, OFF
 from mpifl.config import Config
 from mpifl.console import Console
 from mpifl.data.shards import model_spec, resolve
@@ -29,6 +27,7 @@ from mpifl.metrics import claim_run_dir, default_run_dir
 from mpifl.mpienv import threads_per_rank
 from mpifl.loop import Loop
 from mpifl.progress import Recorder, RoundRecord, slowest_overall, without_accuracy
+from mpifl.stages.compress import summary as compression_summary
 from mpifl.stopping import StopFlag, Stopped
 
 
@@ -86,7 +85,8 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
     load_seconds = comm.allreduce(time.perf_counter() - load_started, op=MPI.MAX)
     occupancy = node_occupancy(comm)
     kernels = ModelKernels(spec, threads, setup.selection)
-    privacy = roles.privacy_setup(comm, cfg, source, spec.dtype)
+    chain = roles.build_chain(comm, cfg, spec, source, data)
+    data = roles.prepared(comm, chain, data, source)
 
     run_dir = None
     if write:
@@ -105,11 +105,8 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
         roles.say(comm, _banner(comm, cfg, spec, threads, compile_seconds, kernel_variants))
         if checkpoints.resumed:
             roles.say(comm, f"       resumed from the checkpoint of round {checkpoints.start_round} in {run_dir}")
-        if privacy is not None and cfg["privacy.target_epsilon"] > 0:
-            roles.say(comm, f"       privacy: noise multiplier {privacy.noise_multiplier:.4f} reaches epsilon "
-                            f"{cfg['privacy.target_epsilon']:g} at delta {cfg['privacy.delta']:g} after "
-                            f"{cfg['rounds']} rounds ({cfg['privacy.accountant']} accountant, "
-                            f"{cfg['server.sampling']} sampling)")
+        for line in chain.banner():
+            roles.say(comm, f"       {line}")
 
     console = Console(cfg["rounds"], checkpoints.start_round) if verbose and roles.is_root(comm) else None
 
@@ -125,7 +122,7 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
     recorder.records.extend(earlier)
     stop = StopFlag()
     loop = Loop(comm, cfg, kernels, recorder, checkpoints, stop, patient=_oversubscribed(occupancy),
-                privacy=privacy)
+                chain=chain)
     try:
         train_started = time.perf_counter()
         try:
@@ -151,11 +148,8 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
         if cfg["mode"] == "federated":
             summary["strategy"] = cfg["server.strategy"]
             summary["aggregator"] = cfg["server.aggregator"]
-            attack = configured_attack(cfg, source.n_clients(comm.Get_size()))
-            summary["attack"] = ({"kind": attack.kind, "malicious": list(attack.malicious), "scale": attack.scale}
-                                 if attack.kind != "none" else None)
+            summary.update(chain.summary(records))
             summary["final_mean_client_accuracy"] = records[-1].mean_client_accuracy
-            summary["privacy"] = _privacy(cfg, records, privacy)
         summary["load_seconds"] = load_seconds  # reading and checking the data, slowest rank
         summary["setup_seconds"] = train_started - started  # validation, data, compile: before round 1
         summary = comm.bcast(summary, root=roles.ROOT)  # once: every rank returns what rank 0 writes
@@ -207,7 +201,7 @@ def _summary(comm, cfg, records, compile_seconds, train_seconds, wall_seconds, t
         "final_test_loss": last.test_loss,
         "downlink_bytes": last.downlink_bytes_total,  # federated: counted at the collectives, every round
         "uplink_bytes": last.uplink_bytes_total,
-        "compression": _compression(cfg, last),
+        "compression": compression_summary(cfg, last),
         "best_accuracy": max((r.accuracy for r in records if r.accuracy is not None and r.accuracy == r.accuracy),
                              default=None),
         "slowest_rank": slowest_overall(records),
@@ -219,34 +213,6 @@ def _summary(comm, cfg, records, compile_seconds, train_seconds, wall_seconds, t
         "threads_per_rank": threads,
         "mpi_thread_level": mpi4py.rc.thread_level,
         "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
-    }
-
-
-def _privacy(cfg, records, privacy) -> dict | None:
-    """[privacy] as run: the final (epsilon, delta), the accountant, the sampling and the noise that gave them."""
-    if privacy is None:
-        return None
-    last_clip = next((r.server["clip"] for r in reversed(records) if r.server and "clip" in r.server), None)
-    return {
-        "epsilon": next((r.epsilon for r in reversed(records) if r.epsilon is not None), None),
-        "delta": cfg["privacy.delta"], "accountant": cfg["privacy.accountant"], "sampling": cfg["server.sampling"],
-        "sampling_rate": cfg["server.fraction"], "clients": privacy.sampling.clients,
-        "expected_cohort": privacy.sampling.expected_cohort, "noise_multiplier": privacy.noise_multiplier,
-        "target_epsilon": cfg["privacy.target_epsilon"] or None, "noise": cfg["privacy.noise"],
-        "adaptive_clipping": cfg["privacy.adaptive"], "clip": cfg["privacy.clip"], "final_clip": last_clip,
-    }
-
-
-def _compression(cfg, last) -> dict | None:
-    """[compress] as run, with the uplink compression ratio achieved: the bytes sent uncompressed over those sent."""
-    if cfg["compress.uplink"] == OFF:
-        return None
-    method = cfg["compress.uplink"]
-    sent, whole = last.uplink_bytes_total, last.uplink_bytes_uncompressed_total
-    setting = {key: cfg[f"compress.{key}"] for key in CODECS[method].parameters}
-    return {
-        "uplink": method, **setting, "error_feedback": cfg["compress.error_feedback"],
-        "uplink_bytes_uncompressed": whole, "achieved_ratio": whole / sent if sent and whole is not None else None,
     }
 
 

@@ -17,11 +17,14 @@ import naive
 import numpy as np
 import pytest
 
+from mpi4py import MPI
+
 from mpifl import config
-from mpifl.compression import Codec, ErrorFeedback, make_codec
+from mpifl.compression import Codec, ErrorFeedback, codec_from_config, make_codec
 from mpifl.data.shards import balanced_blocks, model_spec, resolve
 from mpifl.errors import ConfigError
-from mpifl.federated import make_wire, uplink_codec
+from mpifl.federated import make_wire
+from mpifl.stages import build_chain
 from mpifl.strategies import STRATEGIES
 
 RNG = np.random.default_rng(0)
@@ -220,9 +223,10 @@ def test_federated_uplink_bytes_are_the_messages_sizes(method, setting, tmp_path
     summary, rows, _ = finished(tmp_path, method, *overrides)
     cfg = config.load(overrides=overrides)
     spec = model_spec(cfg)
-    codec = uplink_codec(cfg, spec)
+    codec = codec_from_config(cfg, spec.size, spec.dtype)
     blocks = balanced_blocks(resolve(cfg).client_rows(6), 2)
-    wire = make_wire(STRATEGIES["fedavg"], spec, blocks, codec)
+    chain = build_chain(MPI.COMM_SELF, cfg, spec, 6, STRATEGIES["fedavg"], 0, True)
+    wire = make_wire(STRATEGIES["fedavg"], chain, spec, blocks)
     stats = (sum(wire.stats_counts) - wire.stats_counts[0]) * 8
     row_bytes = -(-codec.nbytes // spec.dtype.itemsize) * spec.dtype.itemsize  # the message, padded to the dtype
     for row in rows[1:]:

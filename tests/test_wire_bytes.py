@@ -12,6 +12,7 @@ import numpy as np
 from mpifl import config
 from mpifl.data.shards import balanced_blocks, model_spec, resolve
 from mpifl.federated import make_wire
+from mpifl.stages import Chain
 from mpifl.strategies import STRATEGIES
 
 
@@ -25,7 +26,7 @@ def test_each_round_counts_its_downlink_and_uplink_bytes_and_the_summary_totals_
     cfg = config.load(overrides=overrides)
     spec = model_spec(cfg)
     blocks = balanced_blocks(resolve(cfg).client_rows(clients), ranks - 1)
-    wire = make_wire(STRATEGIES["scaffold"], spec, blocks, None)
+    wire = make_wire(STRATEGIES["scaffold"], Chain([]), spec, blocks)
     downlink = wire.downlink_buffer().nbytes * (ranks - 1)
     everyone = np.full(clients, 1, dtype=np.int64)  # fraction 1: every client trains every round
     payload = sum(wire.payload_counts(everyone)) * spec.dtype.itemsize  # SCAFFOLD: delta and control delta rows

@@ -32,7 +32,6 @@ from mpifl.rng import Purpose, stream
 
 SERVER_NOISE, COUNT_NOISE, CLIENT_SHARE = 0, 1, 2  # keys of the noise streams, after (seed, PRIVACY, round)
 WITHIN = "privacy_within"  # uplink float64 field: 1 if the client's delta was within the clip before clipping
-CLIP = "privacy_clip"  # downlink field: this round's clip C
 
 
 @dataclass(frozen=True)
@@ -120,6 +119,13 @@ class ServerPrivacy:
             rows *= np.minimum(1.0, clip / np.maximum(sizes, 1e-300))[:, None]
         total = rows.sum(axis=0) if rows.shape[0] else np.zeros(deltas.shape[1])
         return self.release(rnd, total, float(np.sum(within)))
+
+    def combine_results(self, results) -> tuple[np.ndarray, dict]:
+        """The noised mean of a round's RoundResults: from the rows, or from the sums secure aggregation gives."""
+        if results.summed is not None:
+            return self.release(results.round, results.summed, results.summed_within)
+        within = results.fields.get(WITHIN, np.zeros(results.count))
+        return self.combine(results.round, results.deltas.reshape(results.count, -1), within)
 
     def release(self, rnd: int, total: np.ndarray, within_count: float) -> tuple[np.ndarray, dict]:
         """The noised mean from the clipped deltas' sum (which secure aggregation gives without the rows)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -44,6 +44,12 @@ class RoundResults:
         return int(self.clients.size)
 
 
+class Release(Protocol):
+    """What replaces the aggregator's combined delta: differential privacy's noised mean of the clipped deltas."""
+
+    def combine_results(self, results: RoundResults) -> tuple[np.ndarray, dict[str, Any]]: ...
+
+
 @dataclass(frozen=True)
 class Setup:
     """What a server half is built from; the same values on every rank."""
@@ -61,7 +67,7 @@ class Setup:
     dtype: np.dtype  # theta's dtype
     aggregator: Aggregator = field(default_factory=Mean)  # server.aggregator and its parameters
     sampling: str = "fixed"  # server.sampling: "fixed" or "poisson"
-    privacy: Any = None  # mpifl.privacy.mechanism.ServerPrivacy when [privacy] adds noise, else None
+    release: Release | None = None  # a stage's replacement of the combined delta (differential privacy), or None
 
 
 @dataclass(frozen=True)
@@ -124,16 +130,9 @@ class Strategy(ABC):
     def combine(self, results: RoundResults) -> tuple[np.ndarray, dict[str, Any]]:
         """The round's combined delta (theta's shape, float64) by server.aggregator, and what the aggregator
         said about the clients: the ids it selected, or the weight each kept, for metrics.jsonl.  With
-        [privacy], the noised mean of the clipped deltas (mpifl.privacy.mechanism), and the clip and epsilon."""
-        if self.setup.privacy is not None:
-            from mpifl.privacy.mechanism import WITHIN
-
-            if results.summed is not None:
-                delta, said = self.setup.privacy.release(results.round, results.summed, results.summed_within)
-            else:
-                within = results.fields.get(WITHIN, np.zeros(results.count))
-                delta, said = self.setup.privacy.combine(results.round, results.deltas.reshape(results.count, -1),
-                                                         within)
+        [privacy], the release's noised mean of the clipped deltas, and what it said (the clip)."""
+        if self.setup.release is not None:
+            delta, said = self.setup.release.combine_results(results)
             return delta.reshape(self.setup.shape), said
         if results.summed is not None:  # secure aggregation: the weighted mean from the sums alone
             weight = results.summed_weight if results.summed_weight > 0 else 1.0
@@ -170,8 +169,7 @@ class Strategy(ABC):
     def state(self) -> dict[str, np.ndarray]:
         """Server state to checkpoint: the aggregator's (centered clipping's last aggregate), if it keeps any;
         subclasses add their own to this."""
-        own = {f"aggregator_{name}": value for name, value in self.aggregator.state().items()}
-        return {**own, **(self.setup.privacy.state() if self.setup.privacy is not None else {})}
+        return {f"aggregator_{name}": value for name, value in self.aggregator.state().items()}
 
     def load_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Restore what state() returned."""

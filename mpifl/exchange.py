@@ -1,0 +1,66 @@
+"""The uplink of a federated round: how the trained clients' updates reach the server.
+
+``RowExchange`` is the default: one Gatherv of a payload row per trained
+client (delta or a stage's message, and the model-sized uplink fields).  A
+stage that changes the transport itself (secure aggregation, whose server
+learns only sums) brings its own exchange with the same three calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mpifl import comm as collectives
+from mpifl.protocol import Wire
+from mpifl.strategies import RoundResults
+
+SERVER = 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the server has of a round's uplink: the results (None when the round produced no update), how many
+    clients took part, and metrics that go after the strategy's in the record."""
+
+    results: RoundResults | None
+    participants: float
+    after: dict[str, Any] = field(default_factory=dict)
+    stop: bool = False  # the job must stop after this round (an exchange that aborted and says so)
+
+
+class RowExchange:
+    """Gatherv of one payload row per trained client, in client order; the server decodes nothing here."""
+
+    def __init__(self, comm, wire: Wire, dtype: np.dtype):
+        self.wire = wire
+        self.gather = collectives.GatherToRoot(comm, [0] * comm.Get_size(), dtype, SERVER)
+        self.payload = wire.payload_buffer(wire.n_clients) if comm.Get_rank() == SERVER else None
+        self._nothing = np.empty(0, dtype=dtype)
+
+    def client_send(self, rnd: int, epochs: np.ndarray, rows: np.ndarray, timer, poll: bool) -> None:
+        """Send this rank's filled payload rows (one per trained client, in client order)."""
+        if (epochs > 0).any():
+            self.gather.set_counts(self.wire.payload_counts(epochs))
+            self.gather(rows, self._nothing, timer, poll)
+
+    def server_receive(self, rnd: int, epochs: np.ndarray, timer, poll: bool) -> None:
+        if (epochs > 0).any():
+            self.gather.set_counts(self.wire.payload_counts(epochs))
+            self.gather(self._nothing, self.payload, timer, poll)
+
+    def outcome(self, rnd: int, epochs: np.ndarray, stats: dict[str, np.ndarray]) -> Outcome:
+        """The trained clients' rows by field name, in client order."""
+        trained = np.flatnonzero(epochs)
+        columns = self.wire.payload.columns(self.payload[: trained.size])
+        fields = {name: columns[name] if name in columns else stats[name][trained] for name in self.wire.uplink_names}
+        fields.update({name: value for name, value in columns.items() if name != "delta" and name not in fields})
+        deltas = columns["delta"] if "delta" in columns else np.empty((trained.size, 0), dtype=self.wire.dtype)
+        results = RoundResults(clients=trained, deltas=deltas, weights=stats["weight"][trained], fields=fields,
+                               round=rnd)
+        return Outcome(results, float(trained.size))
+
+    def halt_error(self, rnd: int) -> Exception | None:
+        return None

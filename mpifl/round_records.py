@@ -1,0 +1,70 @@
+"""The server's per-round record of a federated run, and the metrics that wait a round for it.
+
+The clients' evaluation of theta_r arrives with round r + 1, so the record
+of round r is written then, with what the server's aggregation of round r
+reported (kept here as "pending", and checkpointed with the server state).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpifl.local import LocalTrainer
+from mpifl.progress import RoundRecord
+
+_PENDING = "round."  # server-state keys of the last aggregation's metrics, reported with the next record
+_PENDING_LIST = "round_list."  # the same for list-valued metrics (an aggregator's selected ids or kept weights)
+
+
+def pending_state(pending: dict) -> dict[str, np.ndarray]:
+    """The round's metrics awaiting their record, as checkpoint arrays: numbers, and lists (an aggregator's
+    selected client ids, or the weights it kept) under their own prefix."""
+    out = {}
+    for name, value in pending.items():
+        if isinstance(value, list):
+            out[_PENDING_LIST + name] = np.asarray(value, dtype=np.float64)
+        else:
+            out[_PENDING + name] = np.array([value])
+    return out
+
+
+def load_pending(server_state: dict[str, np.ndarray]) -> dict:
+    pending: dict = {k[len(_PENDING):]: float(v[0]) for k, v in server_state.items() if k.startswith(_PENDING)}
+    for k, v in server_state.items():
+        if k.startswith(_PENDING_LIST):
+            name = k[len(_PENDING_LIST):]
+            pending[name] = [int(x) for x in v] if name == "selected" else [float(x) for x in v]
+    return pending
+
+
+def record(
+    rnd: int, theta: np.ndarray, stats: dict[str, np.ndarray], tester: LocalTrainer, l2: float,
+    seconds: float, compute: float, aggregated: dict[str, float],
+) -> RoundRecord:
+    rows = stats["rows"].sum()
+    test_loss, test_correct = tester.evaluate(theta)
+    n_test = tester.shard.n
+    own_test = stats["test_rows"] > 0
+    client_test = None
+    if own_test.any():
+        client_test = np.divide(stats["test_correct"], stats["test_rows"], out=np.full(own_test.shape, np.nan),
+                                where=own_test)
+    server = {k: v for k, v in aggregated.items() if k not in ("participants", "epsilon")} if rnd > 0 else None
+    return RoundRecord(
+        round=rnd,
+        loss=float(stats["loss"].sum() / rows) + tester.kernels.penalty(theta, l2),
+        train_accuracy=float(stats["correct"].sum() / rows),
+        test_loss=test_loss / n_test if n_test else float("nan"),
+        accuracy=test_correct / n_test if n_test else float("nan"),
+        seconds=seconds,
+        compute_seconds=compute,
+        comm_seconds=max(0.0, seconds - compute),
+        client_loss=(stats["loss"] / stats["rows"]).tolist(),
+        client_accuracy=(stats["correct"] / stats["rows"]).tolist(),
+        client_test_accuracy=None if client_test is None else
+        [float(a) if has else None for a, has in zip(client_test, own_test)],
+        mean_client_accuracy=None if client_test is None else float(client_test[own_test].mean()),
+        participants=int(aggregated["participants"]) if rnd > 0 and "participants" in aggregated else None,
+        epsilon=aggregated.get("epsilon") if rnd > 0 else None,
+        server=server or None,
+    )

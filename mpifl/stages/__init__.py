@@ -1,0 +1,159 @@
+"""The chain of stages between local training and the server step, in its one documented order.
+
+    client: attack -> privacy (clip, noise share) -> compress (error feedback) -> secagg (mask)
+    server: secagg (unmask) -> compress (decode) -> attack (omniscient, simulated) -> aggregate
+            -> privacy (central noise, accounting, adaptive clip) -> the strategy's server step
+
+Each stage is one module (mpifl.stages.attack, .privacy, .compress, .secagg)
+that declares its wire fields, state, keys and what it needs and breaks
+(mpifl.stages.base.Declared).  Which combinations are refused follows from
+those declarations, together with the strategy's and the aggregator's
+(``check``); the round loop calls the chain's hooks and names no stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from mpifl.errors import ConfigError
+from mpifl.stages.attack import AttackStage
+from mpifl.stages.base import Declared, Outgoing, Stage, StageBuild, restore
+from mpifl.stages.compress import CompressStage
+from mpifl.stages.privacy import PrivacyStage
+from mpifl.stages.secagg import SecAggStage
+
+CHAIN: tuple[type[Stage], ...] = (AttackStage, PrivacyStage, CompressStage, SecAggStage)
+
+__all__ = ["CHAIN", "Chain", "Outgoing", "build_chain", "check"]
+
+
+def enabled(values: Mapping[str, Any]) -> list[type[Stage]]:
+    """The stages a job turns on, in chain order."""
+    return [cls for cls in CHAIN if cls.enabled(values)]
+
+
+def participants(values: Mapping[str, Any]) -> list[Declared]:
+    """What every participant of a federated round declares: the strategy, the aggregator, the stages on."""
+    from mpifl.strategies import STRATEGIES
+    from mpifl.strategies.aggregators import AGGREGATORS
+
+    name, agg = values["server.strategy"], values["server.aggregator"]
+    strategy, aggregator = STRATEGIES[name], AGGREGATORS[agg]
+    declared = [Declared(
+        f"server.strategy {name!r}", "server.strategy",
+        needs={} if strategy.averages_deltas or strategy.needs_only_sums else {
+            "rows": "needs each client's own update (FedNova: each client's step count)"},
+        breaks={} if strategy.averages_deltas else {
+            "sum_step": "does not average deltas, so the noised mean of clipped deltas cannot replace its server "
+                        "step (use fedavg, fedprox, fedavgm, fedadagrad, fedadam or fedyogi)"},
+    )]
+    if aggregator.needs_rows:
+        declared.append(Declared(f"server.aggregator {agg!r}", "server.aggregator",
+                                 needs={"rows": "needs the individual updates"},
+                                 breaks={"sum_step": "is not a sum (use server.aggregator = \"mean\")"}))
+    return declared + [cls.declares(values) for cls in enabled(values)]
+
+
+def check(values: Mapping[str, Any], origin: Callable[[str], str]) -> None:
+    """Each stage's own checks, then every pair of participants where one breaks what another needs."""
+    for cls in CHAIN:
+        cls.check(values, origin)
+    if values["mode"] != "federated":
+        return
+    everyone = participants(values)
+    for needer in everyone:
+        for requirement, need in needer.needs.items():
+            for breaker in everyone:
+                if breaker is not needer and requirement in breaker.breaks:
+                    raise ConfigError(
+                        f"{needer.subject[0].upper()}{needer.subject[1:]} {need}, but {breaker.subject} "
+                        f"{breaker.breaks[requirement]}. Change {needer.key} (in {origin(needer.key)}) or "
+                        f"{breaker.key} (in {origin(breaker.key)}).")
+
+
+class Chain:
+    """The stages a job runs, built on one rank, with the hooks the round loop calls in chain order."""
+
+    def __init__(self, stages: list[Stage]):
+        self.stages = stages
+
+    @property
+    def downlink(self) -> tuple:
+        return tuple(f for stage in self.stages for f in stage.downlink)
+
+    @property
+    def uplink(self) -> tuple:
+        return tuple(f for stage in self.stages for f in stage.uplink)
+
+    @property
+    def message_bytes(self) -> int:
+        return max((stage.message_bytes for stage in self.stages), default=0)
+
+    @property
+    def takes_delta(self) -> bool:
+        return any(stage.takes_delta for stage in self.stages)
+
+    @property
+    def releases_empty_rounds(self) -> bool:
+        return any(stage.releases_empty_rounds for stage in self.stages)
+
+    def find(self, hook: str):
+        """The one stage that provides ``hook`` (the exchange, the release), or None."""
+        return next((stage for stage in self.stages if hasattr(stage, hook)), None)
+
+    def send(self, update: Outgoing) -> None:
+        for stage in self.stages:
+            stage.send(update)
+
+    def receive(self, results, key: tuple[int, int]):
+        for stage in reversed(self.stages):  # unmask, decode, then the simulated attacks
+            results = stage.receive(results, key)
+        return results
+
+    def merged(self, hook: str, *args) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for stage in self.stages:
+            out.update(getattr(stage, hook)(*args))
+        return out
+
+    def each(self, hook: str, *args) -> None:
+        for stage in self.stages:
+            getattr(stage, hook)(*args)
+
+    def restore(self, hook: str, saved: Mapping[str, np.ndarray]) -> None:
+        for stage in self.stages:
+            restore(getattr(stage, hook)(), saved)
+
+    def summary(self, records: list) -> dict[str, Any]:
+        """Each stage's part of summary.json (the attack's malicious clients, privacy's epsilon), None when off."""
+        out = {"attack": None, "privacy": None}
+        for stage in self.stages:
+            if hasattr(stage, "summary"):
+                out.update(stage.summary(records))
+        return out
+
+    def prepare_data(self, data: list, clients: range, n_classes: int) -> list:
+        """A client rank's data after the stages that change it (label flipping, on the attacker's own rank)."""
+        for stage in self.stages:
+            if hasattr(stage, "prepare_data"):
+                data = stage.prepare_data(data, clients, n_classes)
+        return data
+
+    def banner(self) -> list[str]:
+        return [line for stage in self.stages if hasattr(stage, "banner") for line in stage.banner()]
+
+
+def build_chain(comm, cfg, spec, n_clients: int, strategy: type, hosted: int, is_root: bool) -> Chain:
+    """The job's chain on this rank, built on every rank together: a stage that settles something collectively
+    (privacy's noise multiplier) does it first, and a stage that refuses its settings fails every rank."""
+    from mpifl.agree import collectively
+
+    on = [cls for cls in enabled(cfg.values)] if cfg["mode"] == "federated" else []
+    settled = {cls.name: cls.settle(comm, cfg, n_clients, spec.dtype, is_root) if hasattr(cls, "settle") else None
+               for cls in on}
+    unit = any(cls.weighs_clients_equally for cls in on)
+    return collectively(comm, lambda: Chain([
+        cls(StageBuild(cfg, spec, n_clients, strategy, hosted, settled[cls.name], unit)) for cls in on]))

@@ -1,0 +1,57 @@
+"""The attack stage: simulated Byzantine clients (mpifl.attacks) as the first step of the chain.
+
+Data and model poisoning run on the malicious client's own rank; the
+omniscient attacks replace the malicious rows at the server, after decoding
+and before aggregation, so they need every client's row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from mpifl.attacks import OMNISCIENT, configured_attack
+from mpifl.errors import ConfigError
+from mpifl.stages.base import Declared, Outgoing, Stage, StageBuild
+
+
+class AttackStage(Stage):
+    name = "attack"
+    section = "attack"
+
+    @staticmethod
+    def enabled(values) -> bool:
+        return values["attack.kind"] != "none"
+
+    @classmethod
+    def check(cls, values, origin) -> None:
+        kind = values["attack.kind"]
+        if kind != "none" and values["mode"] != "federated":
+            raise ConfigError(f"The 'attack.kind' parameter in {origin('attack.kind')} is {kind!r}; attacks "
+                              "simulate federated clients. Set mode = \"federated\".")
+
+    @classmethod
+    def declares(cls, values) -> Declared:
+        kind = values["attack.kind"]
+        needs = {"rows": "is simulated at the server from every client's update"} if kind in OMNISCIENT else {}
+        return Declared(f"attack.kind {kind!r}", "attack.kind", needs=needs)
+
+    def __init__(self, build: StageBuild):
+        self.attack = configured_attack(build.cfg, build.n_clients)
+
+    def prepare_data(self, data: list, clients: range, n_classes: int) -> list:
+        """label_flip: data poisoning, on the malicious clients' own rank and data only."""
+        if self.attack.kind != "label_flip":
+            return data
+        return [replace(c, train=replace(c.train, y=self.attack.flip_labels(k, c.train.y, n_classes)))
+                for c, k in zip(data, clients)]
+
+    def send(self, update: Outgoing) -> None:
+        self.attack.poison(update.client, update.round, update.delta)
+
+    def receive(self, results, key):
+        return self.attack.colluded(results)
+
+    def summary(self, records: list) -> dict[str, Any]:
+        a = self.attack
+        return {"attack": {"kind": a.kind, "malicious": list(a.malicious), "scale": a.scale}}

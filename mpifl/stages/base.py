@@ -1,0 +1,138 @@
+"""A stage: one two-sided step of what happens to a client's update between local training and the server step.
+
+The chain runs in one documented order (mpifl.stages.CHAIN):
+
+- on the client, after training: attack (simulation) -> clip and DP noise
+  share -> compress with error feedback -> secure mask;
+- on the server, after the exchange: unmask -> decode -> (simulated
+  omniscient attacks) -> aggregate -> central noise, accounting and the
+  adaptive clip -> the strategy's server step.
+
+A stage declares what the transport and the validation need: its wire
+fields (as strategies do), its parameters (its config section's keys), and
+what it needs and provides, as short reasons that the refused combinations
+quote (``needs_rows``, ``hides_rows``, ``changes_norms``, ``bounds_norms``).
+The round loop calls the hooks below and knows nothing of what a stage does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mpifl.protocol import Field
+
+
+@dataclass
+class Outgoing:
+    """One trained client's update on its way out, on the client's rank."""
+
+    client: int  # the client's id
+    slot: int  # its index among this rank's clients (per-client state rows)
+    round: int
+    delta: np.ndarray  # theta_k - theta in the model's dtype, changed in place by the stages
+    downlink: Mapping[str, np.ndarray]  # this round's downlink views
+    row: Mapping[str, np.ndarray]  # its payload row's views (delta, or a stage's message, and model-sized fields)
+    stats: Mapping[str, np.ndarray]  # its statistics' views (weight, float64 uplink fields)
+    rows: int  # training rows: its sample weight
+    sent: dict[str, Any] = field(default_factory=dict)  # what a stage hands the exchange (a secure vector)
+
+
+class Stage:
+    """The base of every stage; each hook does nothing unless a stage overrides it."""
+
+    name: ClassVar[str] = ""
+    section: ClassVar[str] = ""  # the config section of its keys
+    downlink: ClassVar[tuple[Field, ...]] = ()
+    uplink: ClassVar[tuple[Field, ...]] = ()
+    # Declarations for refused combinations: empty, or the reason, quoted in the message.
+    needs_rows: ClassVar[str] = ""  # the server half needs each client's own row
+    hides_rows: ClassVar[str] = ""  # the server sees sums only
+    changes_norms: ClassVar[str] = ""  # may make an update's norm larger than the stages before left it
+    bounds_norms: ClassVar[str] = ""  # its guarantee needs the norm it leaves to hold up to the server
+    releases_empty_rounds: ClassVar[bool] = False  # the server aggregates even a round in which no client trained
+    takes_delta: ClassVar[bool] = False  # the delta does not travel in the payload row (a message or a mask does)
+    weighs_clients_equally: ClassVar[bool] = False  # every client weighs 1 in the release (DP-FedAvg)
+    message_bytes: int = 0  # a compressed delta's message size (then the payload carries it instead of delta)
+
+    # -- client half ------------------------------------------------------------------------------------------
+
+    def send(self, update: Outgoing) -> None:
+        """Act on one trained client's update, in chain order, before it leaves the rank."""
+
+    def client_state(self) -> dict[str, np.ndarray]:
+        """Per-client state kept on this rank, checkpointed in its rank file."""
+        return {}
+
+    # -- server half ------------------------------------------------------------------------------------------
+
+    def downlink_values(self) -> dict[str, np.ndarray]:
+        """This round's values of the declared downlink fields."""
+        return {}
+
+    def receive(self, results, key: tuple[int, int]):
+        """Act on the round's results (RoundResults) after the exchange, in chain order; returns them."""
+        return results
+
+    def after_exchange(self, rank_stats: Mapping[str, np.ndarray]) -> None:
+        """Take what the client ranks reported of this stage's work (rank_stats' columns, one value per rank)."""
+
+    def after_aggregation(self) -> None:
+        """The round's update was aggregated (not so in a round no client trained in, or a secure round that
+        aborted)."""
+
+    def round_metrics(self, rnd: int, training: bool, logged: bool) -> dict[str, Any]:
+        """Metrics to report with the round (the running epsilon, say), after every round."""
+        return {}
+
+    def rank_stats(self) -> dict[str, float]:
+        """A client rank's seconds of this stage's work in the round (RANK_STATS names), then a fresh count."""
+        return {}
+
+    def record_fields(self) -> dict[str, Any]:
+        """RoundRecord fields this stage fills (timings of its own work), for the round just recorded."""
+        return {}
+
+    def server_state(self) -> dict[str, np.ndarray]:
+        """Server-side state, checkpointed with the server's."""
+        return {}
+
+
+def restore(state: dict[str, np.ndarray], saved: Mapping[str, np.ndarray]) -> None:
+    """Copy saved arrays into a stage's state arrays in place, by name."""
+    for name, value in state.items():
+        if name in saved:
+            value[...] = saved[name]
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What one participant of a round (a stage, the strategy, the aggregator) needs and breaks.
+
+    ``needs`` and ``breaks`` map a requirement to the reason, quoted in the
+    message when one participant breaks what another needs.  The
+    requirements: ``rows`` (each client's own update at the server),
+    ``sum_step`` (the server step is the mean of the updates, which a
+    release can replace), ``bounded_norms`` (no update grows after clipping).
+    """
+
+    subject: str  # how messages name it: "server.aggregator 'krum'"
+    key: str  # the config key that chose it
+    needs: Mapping[str, str] = field(default_factory=dict)
+    breaks: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StageBuild:
+    """What a stage is built from, on every rank."""
+
+    cfg: Any  # the validated job (mpifl.config.Config)
+    spec: Any  # the model (mpifl.model.ModelSpec)
+    n_clients: int
+    strategy: type  # the Strategy class
+    hosted: int  # clients on this rank (0 on the server)
+    settled: Any = None  # what the stage's settle() returned, the same on every rank
+    unit_weights: bool = False  # a stage of the chain weighs every client 1 (DP-FedAvg)

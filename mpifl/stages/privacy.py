@@ -1,0 +1,137 @@
+"""The privacy stage: DP-FedAvg's clip and noise share on the client, the noised mean and accounting on the server.
+
+The mechanism itself is mpifl.privacy.mechanism; this module plugs it into
+the chain and is the only place that imports it (and with it dp-accounting),
+so a job without [privacy] never pays for the accountant.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mpifl.errors import ConfigError
+from mpifl.protocol import FLOAT64, Field
+from mpifl.stages.base import Declared, Outgoing, Stage, StageBuild
+
+CLIP = "privacy_clip"  # downlink field: this round's clip C
+WITHIN = "privacy_within"  # uplink float64 field: 1 if the client's delta was within the clip before clipping
+
+
+class PrivacyStage(Stage):
+    name = "privacy"
+    section = "privacy"
+    downlink = (Field(CLIP, 1),)
+    uplink = (Field(WITHIN, 1, FLOAT64),)
+    releases_empty_rounds = True  # every round releases a noised mean, even of no client
+    weighs_clients_equally = True
+
+    @staticmethod
+    def enabled(values) -> bool:
+        """Privacy is on when it adds noise: a noise multiplier or a target epsilon."""
+        return values["privacy.noise_multiplier"] > 0 or values["privacy.target_epsilon"] > 0
+
+    @classmethod
+    def check(cls, values, origin) -> None:
+        """[privacy] against the rest of the job: what DP-FedAvg's analysis needs beyond the declarations."""
+        if not cls.enabled(values):
+            return
+        key = "privacy.target_epsilon" if values["privacy.target_epsilon"] > 0 else "privacy.noise_multiplier"
+        where = f"The '{key}' parameter in {origin(key)} turns on differential privacy"
+        if values["mode"] != "federated":
+            raise ConfigError(f"{where}, which is client-level DP for federated rounds. Set mode = \"federated\".")
+        if values["privacy.target_epsilon"] > 0 and values["privacy.noise_multiplier"] > 0:
+            raise ConfigError(f"{where}; give privacy.noise_multiplier or privacy.target_epsilon, not both "
+                              f"(the first fixes the noise, the second finds it).")
+        if values["privacy.accountant"] == "pld" and values["server.sampling"] != "poisson":
+            raise ConfigError(f"The 'privacy.accountant' parameter in {origin('privacy.accountant')} is 'pld', which "
+                              "dp-accounting supports only for Poisson sampling. Set server.sampling = \"poisson\" "
+                              "or privacy.accountant = \"rdp\".")
+        distributed = values["privacy.noise"] == "distributed"
+        if distributed and values["server.sampling"] == "poisson":
+            raise ConfigError(f"The 'privacy.noise' parameter in {origin('privacy.noise')} is 'distributed': each of "
+                              "the m expected clients adds 1/m of the noise variance, so a Poisson cohort smaller than "
+                              "m would carry less noise than accounted. Use server.sampling = \"fixed\".")
+        if distributed and values["train.stragglers"] > 0 and values["server.drop_stragglers"]:
+            raise ConfigError(f"The 'privacy.noise' parameter in {origin('privacy.noise')} is 'distributed', and "
+                              "dropped stragglers would take their noise shares with them. Keep the stragglers "
+                              "(server.drop_stragglers = false) or use privacy.noise = \"central\".")
+
+    @classmethod
+    def declares(cls, values) -> Declared:
+        key = "privacy.target_epsilon" if values["privacy.target_epsilon"] > 0 else "privacy.noise_multiplier"
+        return Declared("differential privacy", key, needs={
+            "sum_step": "replaces the server step's mean of the deltas with the noised mean of the clipped deltas",
+            "bounded_norms": "bounds each client's contribution by the clip (its sensitivity analysis is that of "
+                             "the clipped sum)",
+        })
+
+    @classmethod
+    def settle(cls, comm, cfg, n_clients: int, dtype: np.dtype, is_root: bool):
+        """The mechanism's settings on every rank: the root finds the noise multiplier (a target epsilon's search
+        takes seconds), every rank gets it, and a problem fails every rank together."""
+        from mpifl.agree import collectively
+        from mpifl.privacy import settings as privacy_config
+
+        z = collectively(comm, lambda: privacy_config.noise_multiplier(cfg, n_clients) if is_root else 0.0)
+        settings = privacy_config.settings(cfg, n_clients, dtype, comm.bcast(z, root=0))
+        collectively(comm, lambda: _refuse(settings.check()))
+        return settings
+
+    def __init__(self, build: StageBuild):
+        from mpifl.privacy.mechanism import ClientPrivacy, ServerPrivacy
+
+        self.settings = build.settled
+        self.cfg = build.cfg
+        self.client = ClientPrivacy(self.settings) if build.hosted else None
+        self.server = None if build.hosted else ServerPrivacy(self.settings)
+
+    # the client's half: clip, and with distributed noise add this client's share, before anything leaves
+
+    def send(self, update: Outgoing) -> None:
+        clip = float(update.downlink[CLIP][0])
+        update.stats[WITHIN][0] = self.client.apply(update.delta, clip, update.round, update.client)
+
+    # the server's half: the noised mean replaces the mean (the strategy calls it through its Setup)
+
+    def release(self):
+        """What a strategy's combine() calls instead of its aggregator."""
+        return self.server
+
+    def downlink_values(self) -> dict[str, np.ndarray]:
+        return {CLIP: self.server.clip}
+
+    def round_metrics(self, rnd: int, training: bool, logged: bool) -> dict[str, Any]:
+        if self.server.account is not None and training and logged:
+            return {"epsilon": self.server.epsilon()}  # at the job's delta, after the rounds released so far
+        return {}
+
+    def server_state(self) -> dict[str, np.ndarray]:
+        return self.server.state()
+
+    def banner(self) -> list[str]:
+        cfg, s = self.cfg, self.settings
+        if cfg["privacy.target_epsilon"] <= 0:
+            return []
+        return [f"privacy: noise multiplier {s.noise_multiplier:.4f} reaches epsilon {cfg['privacy.target_epsilon']:g} "
+                f"at delta {cfg['privacy.delta']:g} after {cfg['rounds']} rounds ({cfg['privacy.accountant']} "
+                f"accountant, {cfg['server.sampling']} sampling)"]
+
+    def summary(self, records: list) -> dict[str, Any]:
+        """[privacy] as run: the final (epsilon, delta), the accountant, the sampling and the noise that gave them."""
+        cfg, s = self.cfg, self.settings
+        last_clip = next((r.server["clip"] for r in reversed(records) if r.server and "clip" in r.server), None)
+        return {"privacy": {
+            "epsilon": next((r.epsilon for r in reversed(records) if r.epsilon is not None), None),
+            "delta": cfg["privacy.delta"], "accountant": cfg["privacy.accountant"], "sampling": cfg["server.sampling"],
+            "sampling_rate": cfg["server.fraction"], "clients": s.sampling.clients,
+            "expected_cohort": s.sampling.expected_cohort, "noise_multiplier": s.noise_multiplier,
+            "target_epsilon": cfg["privacy.target_epsilon"] or None, "noise": cfg["privacy.noise"],
+            "adaptive_clipping": cfg["privacy.adaptive"], "clip": cfg["privacy.clip"], "final_clip": last_clip,
+        }}
+
+
+def _refuse(problem: str | None) -> None:
+    if problem:
+        raise ConfigError(f"privacy: {problem}")

@@ -1,0 +1,148 @@
+"""The secure-aggregation stage: each client's update leaves its rank masked, and the server learns only the sum.
+
+On the client it builds the vector to mask, [weight delta | model-sized
+uplink fields | weight | within the clip]; it then replaces the row
+exchange with its own (mpifl.secagg.transport: SecAgg or SecAgg+ over MPI,
+with simulated dropouts), whose outcome holds sums only.  The protocol and
+the crypto stack are imported only when a job turns it on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mpifl.errors import ConfigError, SecAggAborted
+from mpifl.protocol import MODEL
+from mpifl.stages.base import Declared, Outgoing, Stage, StageBuild
+from mpifl.stages.privacy import WITHIN
+
+
+class SecAggStage(Stage):
+    name = "secagg"
+    section = "secagg"
+    takes_delta = True
+
+    @staticmethod
+    def enabled(values) -> bool:
+        return bool(values["secagg.enabled"])
+
+    @classmethod
+    def check(cls, values, origin) -> None:
+        if not values["secagg.enabled"]:
+            return
+        if values["mode"] != "federated":
+            raise ConfigError(f"The 'secagg.enabled' parameter in {origin('secagg.enabled')} is true; secure "
+                              "aggregation hides federated clients' updates. Set mode = \"federated\".")
+        if values["secagg.plus"] and values["secagg.neighbours"] % 2:
+            raise ConfigError(f"The 'secagg.neighbours' parameter in {origin('secagg.neighbours')} must be even "
+                              f"(a Harary graph's degree). Got {values['secagg.neighbours']}.")
+
+    @classmethod
+    def declares(cls, values) -> Declared:
+        return Declared("secure aggregation", "secagg.enabled", breaks={
+            "rows": "hides each client's update, so the server sees only the sum",
+        })
+
+    def __init__(self, build: StageBuild):
+        cfg, spec = build.cfg, build.spec
+        self.seed = cfg["seed"]
+        self.settings = {key: cfg[f"secagg.{key}"] for key in ("plus", "neighbours", "threshold", "bits",
+                                                               "clip_range", "dropout", "abort")}
+        self.size = spec.size
+        # the model-dtype uplink fields, summed besides the delta: (name, values)
+        self.extra = [(f.name, f.count(spec.size)) for f in build.strategy.uplink if f.dtype == MODEL]
+        self.unit_weights = build.unit_weights or not build.strategy.weighs_by_rows
+        self.length = self.size + sum(count for _, count in self.extra) + 2
+        self.vectors: dict[int, np.ndarray] = {}
+        self.parts: dict[str, float] = {}  # a client rank's seconds of the round's parts
+        self.seconds = None  # the server's: the parts' seconds of the round that produced theta
+        self.total = self.server_seconds = None
+
+    def bind(self, comm, blocks: list[range]) -> None:
+        """The communicator and who hosts whom: what the exchange needs."""
+        self.comm, self.blocks = comm, blocks
+
+    # -- the client half: the vector to mask ----------------------------------------------------------------
+
+    def send(self, update: Outgoing) -> None:
+        weight = 1.0 if self.unit_weights else float(update.rows)
+        within = update.stats[WITHIN][0] if WITHIN in update.stats else 0.0
+        extra = [update.row[name].reshape(-1).astype(np.float64) for name, _ in self.extra]
+        self.vectors[update.client] = np.concatenate([weight * update.delta.reshape(-1).astype(np.float64),
+                                                      *extra, [weight, within]])
+
+    def rank_stats(self) -> dict[str, float]:
+        parts, self.parts = self.parts, {}
+        return {f"secagg_{name}": parts.get(name, 0.0) for name in ("agree", "share", "mask", "unmask")}
+
+    # -- the exchange ----------------------------------------------------------------------------------------
+
+    def layout(self, rnd: int, epochs: np.ndarray):
+        """Round ``rnd``'s plan, the same on every rank: the cohort (the clients that train), its neighbour graph,
+        the fixed-point encoding, who hosts whom, and the simulated dropouts."""
+        from mpifl.secagg import graph
+        from mpifl.secagg.encoding import FixedPoint
+        from mpifl.secagg.protocol import RoundPlan
+        from mpifl.secagg.transport import RoundLayout, dropouts
+
+        s = self.settings
+        cohort = tuple(int(k) for k in np.flatnonzero(epochs))
+        degree = (s["neighbours"] or graph.default_degree(len(cohort))) if s["plus"] else None
+        plan = RoundPlan(rnd, cohort, graph.neighbours(np.array(cohort), self.seed, rnd, degree), s["threshold"],
+                         FixedPoint(s["bits"], s["clip_range"], len(cohort)), self.length)
+        hosted = [[k for k in block if epochs[k] > 0] for block in self.blocks]
+        return RoundLayout(plan, hosted, dropouts(self.seed, rnd, cohort, s["dropout"]))
+
+    def client_send(self, rnd: int, epochs: np.ndarray, rows: np.ndarray, timer, poll: bool) -> None:
+        from mpifl.secagg.transport import client_round
+
+        if (epochs > 0).any():
+            parts = client_round(self.comm, self.layout(rnd, epochs), self.vectors, timer, poll)
+            self.parts = {"agree": parts.agree, "share": parts.share, "mask": parts.mask, "unmask": parts.unmask}
+        self.vectors = {}
+
+    def server_receive(self, rnd: int, epochs: np.ndarray, timer, poll: bool) -> None:
+        from mpifl.secagg.transport import server_round
+
+        self.total = self.server_seconds = None
+        if (epochs > 0).any():
+            self.total, self.server_seconds = server_round(self.comm, self.layout(rnd, epochs), timer, poll)
+
+    def after_exchange(self, rank_stats) -> None:
+        parts = {name: float(rank_stats[f"secagg_{name}"].max()) for name in ("agree", "share", "mask", "unmask")}
+        if self.server_seconds is not None:
+            parts["server_unmask"] = self.server_seconds.unmask
+            parts["server_route"] = self.server_seconds.share
+        self.pending_seconds = parts
+
+    def outcome(self, rnd: int, epochs: np.ndarray, stats):
+        """What the server has of a secure round: the survivors and their sums, no client's own update."""
+        from mpifl.exchange import Outcome
+        from mpifl.strategies import RoundResults
+
+        if (epochs > 0).any() and self.total is None:  # too few survivors to unmask: no update, nothing revealed
+            return Outcome(None, 0.0, {"secagg_aborted": 1.0}, stop=self.settings["abort"] == "stop")
+        layout = self.layout(rnd, epochs)
+        total = self.total if self.total is not None else np.zeros(self.length)  # no client: noise all the same
+        sums, offset = {}, self.size
+        for name, count in self.extra:
+            sums[name] = total[offset: offset + count]
+            offset += count
+        survivors = np.array(layout.survivors, dtype=np.int64)
+        results = RoundResults(clients=survivors, deltas=np.empty((0, self.size)), weights=np.empty(0), fields={},
+                               round=rnd, summed=total[: self.size], summed_weight=float(total[offset]),
+                               summed_within=float(total[offset + 1]), summed_fields=sums)
+        return Outcome(results, float(len(layout.survivors)), {"secagg_dropped": float(len(layout.dropped))})
+
+    def round_metrics(self, rnd: int, training: bool, logged: bool) -> dict[str, Any]:
+        if training:
+            self.seconds = self.pending_seconds
+        return {}
+
+    def record_fields(self) -> dict[str, Any]:
+        return {"secagg_seconds": self.seconds} if self.seconds is not None else {}
+
+    def halt_error(self, rnd: int) -> Exception:
+        return SecAggAborted(rnd)
