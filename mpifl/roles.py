@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from mpi4py import MPI
 
-from mpifl import federated, tuning
+from mpifl import federated, federated_clients, tuning
 from mpifl.compile import warm_up
 from mpifl.config import Config
 from mpifl.data.shards import DataSource, balanced_blocks, check_fit
@@ -192,7 +192,7 @@ def train(loop: Loop, data: tuple) -> np.ndarray:
         theta = federated.ServerRounds(loop, test, blocks, strategy, loop.chain).run()
         verdict[0] = divergence(theta, loop.recorder.records[-1].loss)
     else:
-        federated.ClientRounds(loop, *data, STRATEGIES[cfg["server.strategy"]], loop.chain).run()
+        federated_clients.ClientRounds(loop, *data, STRATEGIES[cfg["server.strategy"]], loop.chain).run()
         theta = spec.zeros()
     comm.Bcast(theta, root=federated.SERVER)
     comm.Bcast(verdict, root=federated.SERVER)

@@ -62,9 +62,24 @@ def run_job(
     return result
 
 
-def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, resume: bool,
-             overwrite: bool, write: bool) -> JobResult:
-    started = time.perf_counter()
+@dataclass
+class _Prepared:
+    """Everything settled before the run directory is touched: the data, the model, its kernels, the chain."""
+
+    source: object
+    spec: object
+    threads: int
+    kernels: ModelKernels
+    kernel_variants: dict
+    compile_seconds: float
+    data: tuple
+    load_seconds: float
+    occupancy: tuple[int, int]
+    chain: object
+
+
+def _prepare(comm: MPI.Comm, cfg: Config, resume: bool, write: bool) -> _Prepared:
+    """Validate on every rank, compile the kernels node by node, load this rank's data, build the chain."""
     collectively(comm, lambda: roles.check_rank_count(comm, cfg))
     if not write:
         collectively(comm, lambda: _check_writeless(cfg, resume))
@@ -87,7 +102,23 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
     kernels = ModelKernels(spec, threads, setup.selection)
     chain = roles.build_chain(comm, cfg, spec, source, data)
     data = roles.prepared(comm, chain, data, source)
+    return _Prepared(source, spec, threads, kernels, kernel_variants, compile_seconds, data, load_seconds, occupancy,
+                     chain)
 
+
+@dataclass
+class _Outputs:
+    """Where a run's results go: its directory, checkpoints, the records it resumes with, rank 0's writer."""
+
+    run_dir: Path | None
+    checkpoints: Checkpoints
+    earlier: list[RoundRecord]
+    writer: object
+
+
+def _open_outputs(comm: MPI.Comm, cfg: Config, spec, out_dir: Path | None, resume: bool, overwrite: bool,
+                  write: bool) -> _Outputs:
+    """Claim the run directory (rank 0), resume from its checkpoint, and open the writer; on every rank."""
     run_dir = None
     if write:
         if out_dir is None:
@@ -101,68 +132,75 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
     if writer is not None:
         for record in earlier:
             writer.record(record.as_json())
+    return _Outputs(run_dir, checkpoints, earlier, writer)
+
+
+def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, resume: bool,
+             overwrite: bool, write: bool) -> JobResult:
+    started = time.perf_counter()
+    job = _prepare(comm, cfg, resume, write)
+    out = _open_outputs(comm, cfg, job.spec, out_dir, resume, overwrite, write)
     if verbose:
-        roles.say(comm, _banner(comm, cfg, spec, threads, compile_seconds, kernel_variants))
-        if checkpoints.resumed:
-            roles.say(comm, f"       resumed from the checkpoint of round {checkpoints.start_round} in {run_dir}")
-        for line in chain.banner():
+        roles.say(comm, _banner(comm, cfg, job.spec, job.threads, job.compile_seconds, job.kernel_variants))
+        if out.checkpoints.resumed:
+            roles.say(comm, f"       resumed from the checkpoint of round {out.checkpoints.start_round} in "
+                            f"{out.run_dir}")
+        for line in job.chain.banner():
             roles.say(comm, f"       {line}")
+    console = Console(cfg["rounds"], out.checkpoints.start_round) if verbose and roles.is_root(comm) else None
+    try:
+        train_started = time.perf_counter()
+        recorder = _recorder(job.spec, out, console)
+        loop = Loop(comm, cfg, job.kernels, recorder, out.checkpoints, StopFlag(),
+                    patient=_oversubscribed(job.occupancy), chain=job.chain)
+        theta = _train(loop, job.data, out.writer)
+        train_seconds = time.perf_counter() - train_started
+        records = comm.bcast(recorder.records, root=roles.ROOT)  # once, after training: clients keep none
+        summary = _summary(comm, cfg, job, records, train_seconds, out.checkpoints.start_round)
+        summary["setup_seconds"] = train_started - started  # validation, data, compile: before round 1
+        summary["wall_seconds"] = time.perf_counter() - started
+        summary = comm.bcast(summary, root=roles.ROOT)  # once: every rank returns what rank 0 writes
+        if out.writer is not None:
+            out.writer.finish(summary, theta)
+    finally:
+        if console is not None:
+            console.close()
+        if out.writer is not None:
+            out.writer.close()
+    if verbose:
+        roles.say(comm, _closing(summary, out.run_dir))
+    return JobResult(theta, records, summary, out.run_dir)
 
-    console = Console(cfg["rounds"], checkpoints.start_round) if verbose and roles.is_root(comm) else None
 
+def _recorder(spec, out: _Outputs, console) -> Recorder:
+    """Records go to metrics.jsonl (rank 0's writer) and the console as they come; regression has no accuracy."""
     def publish(record: RoundRecord) -> RoundRecord:
         record = record if spec.is_classifier else without_accuracy(record)
-        if writer is not None:
-            writer.record(record.as_json())
+        if out.writer is not None:
+            out.writer.record(record.as_json())
         if console is not None:
             console.show(record)
         return record
 
     recorder = Recorder(publish)
-    recorder.records.extend(earlier)
-    stop = StopFlag()
-    loop = Loop(comm, cfg, kernels, recorder, checkpoints, stop, patient=_oversubscribed(occupancy),
-                chain=chain)
+    recorder.records.extend(out.earlier)
+    return recorder
+
+
+def _train(loop: Loop, data: tuple, writer) -> np.ndarray:
+    """Train; a stop on a signal or a divergence is written down as the run's status before it propagates."""
+    size = loop.comm.Get_size()
     try:
-        train_started = time.perf_counter()
-        try:
-            with stop.installed():
-                theta = roles.train(loop, data)
-        except Stopped as exc:
-            if writer is not None:
-                writer.stopped({"status": "stopped", "after_round": exc.after_round, "ranks": comm.Get_size()})
-            raise
-        except Diverged as exc:
-            if writer is not None:
-                writer.stopped({"status": "diverged", "after_round": exc.after_round, "ranks": comm.Get_size(),
-                                "message": str(exc)})
-            raise
-        train_seconds = time.perf_counter() - train_started
-        records = comm.bcast(recorder.records, root=roles.ROOT)  # once, after training: clients keep none
-        rounds_run = records[-1].round - checkpoints.start_round  # the last round is always recorded
-        summary = _summary(
-            comm, cfg, records, compile_seconds, train_seconds, time.perf_counter() - started, threads, rounds_run
-        )
-        summary["ranks_per_node"], summary["cores_per_node"] = occupancy
-        summary["kernel_variants"] = kernel_variants
-        if cfg["mode"] == "federated":
-            summary["strategy"] = cfg["server.strategy"]
-            summary["aggregator"] = cfg["server.aggregator"]
-            summary.update(chain.summary(records))
-            summary["final_mean_client_accuracy"] = records[-1].mean_client_accuracy
-        summary["load_seconds"] = load_seconds  # reading and checking the data, slowest rank
-        summary["setup_seconds"] = train_started - started  # validation, data, compile: before round 1
-        summary = comm.bcast(summary, root=roles.ROOT)  # once: every rank returns what rank 0 writes
+        with loop.stop.installed():
+            return roles.train(loop, data)
+    except Stopped as exc:
         if writer is not None:
-            writer.finish(summary, theta)
-    finally:
-        if console is not None:
-            console.close()
+            writer.stopped({"status": "stopped", "after_round": exc.after_round, "ranks": size})
+        raise
+    except Diverged as exc:
         if writer is not None:
-            writer.close()
-    if verbose:
-        roles.say(comm, _closing(summary, run_dir))
-    return JobResult(theta, records, summary, run_dir)
+            writer.stopped({"status": "diverged", "after_round": exc.after_round, "ranks": size, "message": str(exc)})
+        raise
 
 
 def _check_writeless(cfg: Config, resume: bool) -> None:
@@ -189,9 +227,10 @@ def _open_writer(comm, run_dir, cfg):
         raise MpiflError(f"Cannot write the run directory {run_dir}: {exc.strerror}.") from None
 
 
-def _summary(comm, cfg, records, compile_seconds, train_seconds, wall_seconds, threads, rounds_run) -> dict:
+def _summary(comm, cfg, job: _Prepared, records, train_seconds: float, start_round: int) -> dict:
     last = records[-1]
-    return {
+    rounds_run = last.round - start_round  # the last round is always recorded
+    summary = {
         "status": "finished",
         "mode": cfg["mode"],
         "ranks": comm.Get_size(),
@@ -205,15 +244,24 @@ def _summary(comm, cfg, records, compile_seconds, train_seconds, wall_seconds, t
         "best_accuracy": max((r.accuracy for r in records if r.accuracy is not None and r.accuracy == r.accuracy),
                              default=None),
         "slowest_rank": slowest_overall(records),
-        "wall_seconds": wall_seconds,
+        "wall_seconds": None,  # set once the summary is complete
         "train_seconds": train_seconds,
-        "compile_seconds": compile_seconds,
+        "compile_seconds": job.compile_seconds,
         "rounds_run": rounds_run,
         "seconds_per_round": train_seconds / max(rounds_run, 1),
-        "threads_per_rank": threads,
+        "threads_per_rank": job.threads,
         "mpi_thread_level": mpi4py.rc.thread_level,
         "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
+        "ranks_per_node": job.occupancy[0], "cores_per_node": job.occupancy[1],
+        "kernel_variants": job.kernel_variants,
     }
+    if cfg["mode"] == "federated":
+        summary["strategy"] = cfg["server.strategy"]
+        summary["aggregator"] = cfg["server.aggregator"]
+        summary.update(job.chain.summary(records))
+        summary["final_mean_client_accuracy"] = last.mean_client_accuracy
+    summary["load_seconds"] = job.load_seconds  # reading and checking the data, slowest rank
+    return summary
 
 
 def _kernel_variants(comm: MPI.Comm, setup: roles.KernelSetup) -> dict:

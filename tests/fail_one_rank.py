@@ -4,18 +4,18 @@ import sys
 
 from mpi4py import MPI  # noqa: F401 - initialise MPI the way mpifl.__main__ would
 
-import mpifl.federated
+import mpifl.federated_clients
 from mpifl.__main__ import main
 
 FAILING_RANK = 2
-_participate = mpifl.federated.participate
+_round = mpifl.federated_clients.ClientRounds.round
 
 
-def failing_participate(loop, *args):
-    if loop.comm.Get_rank() == FAILING_RANK:
+def failing_round(self, it):
+    if self.loop.comm.Get_rank() == FAILING_RANK and it == 2:
         raise RuntimeError("injected failure on a client")
-    return _participate(loop, *args)
+    return _round(self, it)
 
 
-mpifl.federated.participate = failing_participate
+mpifl.federated_clients.ClientRounds.round = failing_round
 sys.exit(main(sys.argv[1:]))

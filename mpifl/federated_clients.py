@@ -1,0 +1,125 @@
+"""Federated mode, a client rank's side of every round (the protocol is in mpifl.federated's docstring).
+
+For each client it hosts: evaluate the global model on recorded rounds,
+train when the downlink plans it, let the client's half of the strategy
+report, and send the update through the stage chain; then the exchange.
+Each client's momentum and algorithm state stay on this rank.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from mpifl import comm as collectives
+from mpifl.data.shards import ClientData
+from mpifl.federated import SERVER, exchange_of, halt, make_wire
+from mpifl.local import LocalSettings, LocalTrainer
+from mpifl.loop import Loop
+from mpifl.metrics import RoundTimer
+from mpifl.progress import is_logged
+from mpifl.stages import Chain, Outgoing
+from mpifl.strategies import Strategy, strategy_params
+from mpifl.strategies.base import LocalRun
+
+
+class ClientRounds:
+    """A client rank's side of every round: for each of its clients, evaluate the global model, train when
+    planned, and send the update through the chain."""
+
+    def __init__(self, loop: Loop, data: list[ClientData], clients: range, blocks: list[range],
+                 strategy: type[Strategy], chain: Chain):
+        self.loop, self.chain, self.cfg, self.clients = loop, chain, loop.cfg, clients
+        spec, cfg = loop.kernels.spec, loop.cfg
+        self.wire = make_wire(strategy, chain, spec, blocks)
+        self.exchange = exchange_of(loop, chain, self.wire, blocks)
+        self.settings = LocalSettings.from_config(cfg)
+        self.trainers = [LocalTrainer(c.train, loop.kernels, self.settings, cfg["seed"], k)
+                         for c, k in zip(data, clients)]
+        self.testers = [None if c.test is None else LocalTrainer(c.test, loop.kernels, self.settings, cfg["seed"], k)
+                        for c, k in zip(data, clients)]
+        self.half = strategy.client(strategy_params(cfg.values), spec.shape, spec.dtype)
+        self.states = {name: np.zeros((len(clients), *spec.shape), dtype=spec.dtype) for name in self.half.state}
+        self.restore(loop.checkpoints.local)
+        self.update = spec.zeros()  # a delta that a stage sends in another form (a message, a mask)
+        self.downlink = self.wire.downlink_buffer()
+        self.down = self.wire.downlink_views(self.downlink)
+        self.payload = self.wire.payload_buffer(len(clients))
+        self.rows_out = [self.wire.payload.views(row) for row in self.payload]
+        self.stats = self.wire.stats_buffer(len(clients))
+        self.client_stats, self.own = self.wire.stats_views(self.stats, len(clients))
+        self.theta = spec.zeros()
+        self.timer = RoundTimer()
+        self.gather_stats = collectives.GatherToRoot(loop.comm, self.wire.stats_counts, np.float64, SERVER)
+        self.poll = False
+        self.previous_comm = 0.0
+
+    def run(self) -> None:
+        for it in range(self.loop.checkpoints.start_round + 1, self.cfg["rounds"] + 2):
+            self.round(it)
+
+    def local_state(self) -> dict[str, np.ndarray]:
+        return {"velocity": np.stack([t.velocity for t in self.trainers]),
+                **{f"state.{name}": value for name, value in self.states.items()},
+                **self.chain.merged("client_state")}
+
+    def restore(self, local: dict[str, np.ndarray]) -> None:
+        """Per-client momentum, algorithm state and the stages' state from this rank's checkpoint file."""
+        self.chain.restore("client_state", local)
+        if "velocity" in local:
+            for trainer, velocity in zip(self.trainers, local["velocity"]):
+                trainer.velocity[:] = velocity
+        for name, value in self.states.items():
+            if f"state.{name}" in local:
+                value[...] = local[f"state.{name}"]
+
+    def round(self, it: int) -> None:
+        timer, own = self.timer, self.own
+        timer.reset()
+        collectives.bcast(self.loop.comm, self.downlink, timer, root=SERVER, poll=self.poll)
+        self.poll = bool(self.down["poll"][0])
+        if self.down["stop"][0]:
+            halt(self.loop, it, self.theta, int(self.down["stop"][0]), self.exchange, self.local_state())
+        started = time.perf_counter()
+        self.theta[...] = self.down["theta"]
+        epochs = self.down["epochs"]
+        self.stats[:] = 0.0
+        sent = 0
+        for j, k in enumerate(self.clients):
+            if is_logged(it - 1, self.cfg):
+                self.evaluate(j)
+            if epochs[k] > 0:
+                self.train(j, k, it, int(epochs[k]), sent)
+                sent += 1
+        own["compute"][0] = time.perf_counter() - started
+        own["stop"][0] = self.loop.stop.requested
+        own["comm"][0] = self.previous_comm
+        self.exchange.client_send(it, epochs, self.payload[:sent], timer, self.poll)
+        for name, value in self.chain.merged("rank_stats").items():
+            own[name][0] = value
+        self.gather_stats(self.stats, np.empty(0), timer, self.poll)
+        self.previous_comm = timer.comm_seconds
+        if self.loop.checkpoints.due(it):
+            self.loop.save(it, self.theta, self.local_state())
+
+    def evaluate(self, j: int) -> None:
+        mine, trainer, tester = self.client_stats[j], self.trainers[j], self.testers[j]
+        mine["loss"][0], mine["correct"][0] = trainer.evaluate(self.theta)
+        mine["rows"][0] = trainer.shard.n
+        if tester is not None:
+            mine["test_loss"][0], mine["test_correct"][0] = tester.evaluate(self.theta)
+            mine["test_rows"][0] = tester.shard.n
+
+    def train(self, j: int, k: int, it: int, epochs: int, slot: int) -> None:
+        """Client k's local training from theta, its half's report, then the chain, into payload row ``slot``."""
+        theta, trainer, mine, out = self.theta, self.trainers[j], self.client_stats[j], self.rows_out[slot]
+        own_state = {name: value[j] for name, value in self.states.items()}
+        delta = self.update if self.chain.takes_delta else out["delta"]
+        delta[...] = theta
+        steps = trainer.train(delta, it, epochs, self.half.objective(theta, self.down, own_state))
+        delta -= theta
+        run = LocalRun(steps, self.settings.lr, self.settings.momentum)
+        self.half.report(delta, self.down, own_state, run, {**out, **mine})
+        self.chain.send(Outgoing(k, j, it, delta, self.down, out, mine, trainer.shard.n))
+        mine["weight"][0] = trainer.shard.n
