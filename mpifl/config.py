@@ -23,6 +23,7 @@ from mpifl.attacks import KINDS as ATTACKS
 from mpifl.strategies.aggregators import AGGREGATORS
 from mpifl import stages
 from mpifl.compression import CODECS, OFF
+from mpifl.models import MODELS
 
 
 def declared_keys(registry: Registry, section: str) -> dict[str, tuple[Any, Any]]:
@@ -62,11 +63,8 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     # federated clients K of a built-in set; 0 = one per client rank (30 for fedprox_synthetic)
     "data.clients": (0, Interval(int, 0, None)),
     "data.rows_per_rank": (0, Interval(int, 0, None)),  # synthetic: generate this many rows per worker/client
-    "model.kind": ("softmax", Choice(("linear", "logistic", "softmax", "mlp"))),
-    # mlp: hidden layer widths, their activation, and the output layer's link (the task)
-    "model.hidden": ([200, 200], Widths()),
-    "model.activation": ("relu", Choice(("relu", "tanh"))),
-    "model.output": ("softmax", Choice(("linear", "logistic", "softmax"))),
+    "model.kind": ("softmax", Plugin(MODELS)),
+    **declared_keys(MODELS, "model"),  # the kinds' own keys: the MLP's hidden widths, activation and output link
     "model.l2": (0.0, Interval(float, 0, None)),
     "model.dtype": ("float64", Choice(("float32", "float64"))),
     "train.algorithm": ("local_sgd", Choice(("gradient_averaging", "local_sgd"))),
@@ -127,6 +125,7 @@ PLUGINS: dict[str, tuple[Registry, str]] = {
     "server.strategy": (STRATEGIES, "server"),
     "server.aggregator": (AGGREGATORS, "server"),
     "compress.uplink": (CODECS, "compress"),
+    "model.kind": (MODELS, "model"),
 }
 
 
@@ -154,7 +153,12 @@ class Config:
 
 def output_kind(values) -> str:
     """The model's output link, which is also the task: a linear kind itself, or an MLP's model.output."""
-    return values["model.output"] if values["model.kind"] == "mlp" else values["model.kind"]
+    return MODELS[values["model.kind"]].link(values)
+
+
+def output_key(values) -> str:
+    """The key that chose the output link, for messages."""
+    return MODELS[values["model.kind"]].link_key(values)
 
 
 def defaults() -> dict[str, Any]:
@@ -218,7 +222,7 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
     if values["data.path"]:
         return
     output = output_kind(values)
-    key = "model.output" if values["model.kind"] == "mlp" else "model.kind"
+    key = output_key(values)
     if values["data.name"] == "digits" and output == "logistic":
         raise ConfigError(
             f"The '{key}' parameter in {source} is 'logistic' (binary), but data.name "

@@ -18,9 +18,6 @@ from mpifl.layout import MlpLayout
 from mpifl.links import KIND_CODES
 from mpifl.rng import Purpose, stream
 
-LINEAR_KINDS = ("linear", "logistic", "softmax")
-
-
 @dataclass(frozen=True)
 class LinearParameters:
     """A linear model's ``(outputs, features + 1)`` matrix: row c holds output c's weights, then its bias."""
@@ -61,31 +58,24 @@ class MlpParameters:
         return self.layout.penalised()
 
 
-# model kind -> its parameters (the kernels' registry is mpifl.kernels.base.REGISTRY)
-PARAMETERS = {
-    **{kind: lambda spec: LinearParameters(spec.n_features, spec.n_outputs) for kind in LINEAR_KINDS},
-    "mlp": lambda spec: MlpParameters(spec.layout, spec.activation),
-}
-
-
 @dataclass(frozen=True)
 class ModelSpec:
     """A model: its kind, data sizes and dtype; its parameters' shape, start and l2 mask come from
-    the kind's entry in PARAMETERS."""
+    the kind's layout (mpifl.models)."""
 
     kind: str
     n_features: int
     n_classes: int
     dtype: np.dtype
     sparse: bool = False  # rows arrive as CSR (LIBSVM data)
-    output: str = ""  # an MLP's output link (linear, logistic or softmax); a linear kind's is itself
+    output: str = ""  # the output link (linear, logistic or softmax) when the kind has one apart from its name
     hidden: tuple[int, ...] = ()  # an MLP's hidden layer widths
     activation: str = "relu"  # an MLP's hidden activation
 
     @property
     def link(self) -> str:
         """The output link, which is also the task's loss: squared, log-loss or cross-entropy."""
-        return self.output if self.kind == "mlp" else self.kind
+        return self.output or self.kind
 
     @property
     def code(self) -> int:
@@ -102,7 +92,9 @@ class ModelSpec:
 
     @property
     def parameters(self) -> LinearParameters | MlpParameters:
-        return PARAMETERS[self.kind](self)
+        from mpifl.models import MODELS
+
+        return MODELS[self.kind].layout(self)
 
     @property
     def shape(self) -> tuple[int, ...]:

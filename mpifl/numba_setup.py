@@ -19,11 +19,11 @@ import sys
 BLAS_MODULE = "scipy.linalg"
 
 
-BLAS_KINDS = ("mlp",)  # model kinds whose kernels call BLAS through np.dot
-
-
 def model_uses_blas(kind: str) -> bool:
-    return kind in BLAS_KINDS
+    """Whether a model kind's kernels call BLAS through np.dot (its declaration in mpifl.models)."""
+    from mpifl.models import MODELS
+
+    return MODELS[kind].uses_blas
 
 
 def set_up_numba_without_blas() -> None:

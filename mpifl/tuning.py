@@ -31,7 +31,7 @@ import numba
 import numpy as np
 
 from mpifl import machine
-from mpifl.kernels import ModelKernels, mlp_model
+from mpifl.kernels import ModelKernels
 from mpifl.kernels.prefetch import evict
 from mpifl.kernels.variants import DEFAULT, FLOOR, GRADIENT, OPERATIONS, SGD, VARIANTS, Selection, Variant, pinned
 from mpifl.model import ModelSpec
@@ -47,8 +47,12 @@ FLOOR_SECONDS_PER_MAC = 1.2e-9  # the floor, per row x (features + 1) x outputs 
 VARIANT_COMPILE_SECONDS = 6.0  # a cold compile of one chunked variant of a job's kernels (5.9 s: the default job)
 FLOOR_COMPILE_SECONDS = 2.5  # the same for the floor (2.5 s)
 
-# Model kinds whose kernels come in one variant: nothing to choose, and the reason the run records.
-ONE_VARIANT_KINDS = {"mlp": Selection(how="default", note=mlp_model.ONE_VARIANT)}
+def one_variant(spec: ModelSpec) -> Selection | None:
+    """A kind whose kernels come in one variant: nothing to choose, and the reason the run records."""
+    from mpifl.models import MODELS
+
+    note = MODELS[spec.kind].one_variant
+    return Selection(how="default", note=note) if note else None
 
 # measure(spec, threads, batch_size, operation, candidates) -> {variant name: seconds}
 Measure = Callable[[ModelSpec, int, int, str, Sequence[Variant]], dict]
@@ -173,8 +177,8 @@ def choose(
     the default.  With a ``workload``, a job too short to repay measuring runs
     on the default variant or the floor instead, and nothing is cached (see Workload).
     """
-    if spec.kind in ONE_VARIANT_KINDS:
-        return ONE_VARIANT_KINDS[spec.kind]
+    if one_variant(spec) is not None:
+        return one_variant(spec)
     pin = pinned()
     if pin is not None:
         return Selection.everywhere(pin, "pinned")
@@ -205,8 +209,8 @@ def choose(
 def recall(spec: ModelSpec, batch_size: int, operations: Sequence[str] = OPERATIONS,
            store: ChoiceStore | None = None) -> Selection:
     """The pinned or cached variants, timing nothing: what a job compiles before its data is loaded."""
-    if spec.kind in ONE_VARIANT_KINDS:
-        return ONE_VARIANT_KINDS[spec.kind]
+    if one_variant(spec) is not None:
+        return one_variant(spec)
     pin = pinned()
     if pin is not None:
         return Selection.everywhere(pin, "pinned")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mpifl.config import Config, output_kind
+from mpifl.config import Config, output_key, output_kind
 from mpifl.data import files
 from mpifl.data.builtin import (
     DIGITS_CLASSES,
@@ -39,6 +39,7 @@ from mpifl.data.sparse import CSR
 from mpifl.errors import DataError, RankCountError
 from mpifl.kernels.checks import all_finite
 from mpifl.model import ModelSpec
+from mpifl.models import MODELS
 from mpifl.rng import Purpose, stream
 
 FEDPROX_DEFAULT_CLIENTS = 30
@@ -397,15 +398,14 @@ def model_spec(cfg: Config, source: DataSource | None = None) -> ModelSpec:
     _check_task(cfg, shape)
     n_classes = 1 if output_kind(cfg) == "linear" else shape.n_classes
     spec = ModelSpec(cfg["model.kind"], shape.n_features, n_classes, np.dtype(cfg["model.dtype"]), shape.sparse,
-                     **({"output": cfg["model.output"], "hidden": tuple(cfg["model.hidden"]),
-                         "activation": cfg["model.activation"]} if cfg["model.kind"] == "mlp" else {}))
+                     **MODELS[cfg["model.kind"]].spec_fields(cfg.values))
     return spec
 
 
 def _check_task(cfg: Config, shape: DataShape) -> None:
     where = cfg["data.path"] or f"data.name {cfg['data.name']!r}"
     kind = output_kind(cfg)
-    key = "model.output" if cfg["model.kind"] == "mlp" else "model.kind"
+    key = output_key(cfg.values)
     if shape.task == "regression" and kind != "linear":
         raise DataError(f"{where} holds a regression task; use {key} = \"linear\".")
     if shape.task == "classification" and kind == "linear":

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from mpifl.kernels.base import REGISTRY, ModelKernels
+from mpifl.kernels.base import ModelKernels
 from mpifl.kernels.flags import KIND_CODES
 from mpifl.kernels.linear_model import LinearKernels
 from mpifl.kernels.mlp_model import MlpKernels
 
-REGISTRY.update({"linear": LinearKernels, "logistic": LinearKernels, "softmax": LinearKernels, "mlp": MlpKernels})
 
 __all__ = ["KIND_CODES", "LinearKernels", "MlpKernels", "ModelKernels"]

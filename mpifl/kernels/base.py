@@ -8,24 +8,21 @@ if TYPE_CHECKING:
     from mpifl.kernels.variants import Selection
     from mpifl.model import ModelSpec
 
-REGISTRY: dict[str, type] = {}  # model kind -> its ModelKernels subclass (filled by mpifl.kernels)
-
-
 class ModelKernels:
     """Scratch for one model, allocated once, and the calls that use it.
 
     ``ModelKernels(spec, threads, selection)`` returns the kernels of
-    ``spec.kind`` (as ``pathlib.Path`` returns a platform's path), so a new
-    model kind is one subclass registered in mpifl.kernels.  Every subclass
+    ``spec.kind`` (as ``pathlib.Path`` returns a platform's path): the kind's
+    entry in mpifl.models names its subclass.  Every subclass
     offers full_gradient_sum, batch_gradient_sum, sgd_epoch, evaluate_sums,
     finish_gradient and penalty on arrays of the model's shape and dtype.
     """
 
     def __new__(cls, spec: ModelSpec, threads: int = 1, selection: Selection | None = None):
         if cls is ModelKernels:
-            if spec.kind not in REGISTRY:
-                raise ValueError(f"No kernels for model kind {spec.kind!r}; known: {', '.join(REGISTRY)}.")
-            cls = REGISTRY[spec.kind]
+            from mpifl.models import MODELS
+
+            cls = MODELS[spec.kind].kernels()
         return super().__new__(cls)
 
 

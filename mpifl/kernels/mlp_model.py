@@ -16,7 +16,6 @@ from mpifl.kernels.variants import DEFAULT, Selection
 if TYPE_CHECKING:
     from mpifl.model import ModelSpec
 
-ONE_VARIANT = "the MLP has one variant (BLAS products, fused loops around them)"
 
 
 @functools.cache
@@ -32,7 +31,7 @@ class MlpKernels(ModelKernels):
     def __init__(self, spec: ModelSpec, threads: int = 1, selection: Selection | None = None):
         self.spec = spec
         self.threads = threads
-        self.selection = Selection(how="default", note=ONE_VARIANT)
+        self.selection = selection if selection is not None else Selection(how="default")  # one variant
         layout = spec.layout
         self._offsets = layout.offsets
         self._widths = np.array(layout.widths, dtype=np.int64)

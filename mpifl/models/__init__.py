@@ -1,0 +1,18 @@
+"""Model kinds by their config name (model.kind): the one registry of them (see mpifl.models.base).
+
+A new kind is one module with its ModelKind subclass and one registration
+here; a user's own is named as ``model.kind = "my_fl.models:MyKind"``.
+"""
+
+from __future__ import annotations
+
+from mpifl.models.base import ModelKind
+from mpifl.models.linear import Linear, Logistic, Softmax
+from mpifl.models.mlp import Mlp
+from mpifl.registry import Registry
+
+MODELS: Registry = Registry("model", "model.kind", ModelKind)
+for _cls in (Linear, Logistic, Softmax, Mlp):
+    MODELS.register(_cls)
+
+__all__ = ["MODELS", "ModelKind"]

@@ -1,0 +1,56 @@
+"""A model kind: what a job's ``model.kind`` names, declared once for config, data, kernels and the chooser.
+
+A kind says which output link (the task's loss) it trains, which
+``model.<key>`` parameters it uses, how its flat parameter vector is laid
+out (mpifl.model's LinearParameters or MlpParameters, or its own), which
+kernels run it, and two facts the set-up needs: whether its kernels call
+BLAS, and whether they come in one variant (nothing for the chooser to
+time).  Nothing outside a kind's own module names it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from mpifl.constraints import Constraint
+
+
+class ModelKind:
+    name: ClassVar[str] = ""
+    parameters: ClassVar[dict[str, tuple[Any, Constraint]]] = {}  # its model.<key> parameters
+    uses_blas: ClassVar[bool] = False  # its kernels call BLAS through np.dot (mpifl.numba_setup)
+    one_variant: ClassVar[str] = ""  # why its kernels come in one variant; empty: the chooser picks among several
+
+    @classmethod
+    def link(cls, values) -> str:
+        """The output link, which is also the task: linear (squared loss), logistic or softmax."""
+        return cls.name
+
+    @classmethod
+    def link_key(cls, values) -> str:
+        """The config key that chose the link, for messages."""
+        return "model.kind"
+
+    @classmethod
+    def spec_fields(cls, values) -> dict[str, Any]:
+        """ModelSpec fields beyond kind, sizes and dtype (an MLP's output, hidden widths, activation)."""
+        return {}
+
+    @staticmethod
+    def layout(spec):
+        """The parameter vector's layout: shape, initial values, the l2 mask (mpifl.model)."""
+        from mpifl.model import LinearParameters
+
+        return LinearParameters(spec.n_features, spec.n_outputs)
+
+    @staticmethod
+    def kernels() -> type:
+        """The ModelKernels subclass that runs this kind (imported when a job compiles it)."""
+        from mpifl.kernels.linear_model import LinearKernels
+
+        return LinearKernels
+
+    @classmethod
+    def describe(cls, spec) -> str:
+        """How the run's banner names the model."""
+        return spec.kind

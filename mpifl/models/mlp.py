@@ -1,0 +1,46 @@
+"""The multilayer perceptron: hidden layers of one activation, then one of the linear models' output links."""
+
+from __future__ import annotations
+
+from mpifl.constraints import Choice, Widths
+from mpifl.models.base import ModelKind
+
+
+class Mlp(ModelKind):
+    name = "mlp"
+    parameters = {
+        "hidden": ([200, 200], Widths()),  # hidden layer widths
+        "activation": ("relu", Choice(("relu", "tanh"))),
+        "output": ("softmax", Choice(("linear", "logistic", "softmax"))),  # the output layer's link (the task)
+    }
+    uses_blas = True  # its products are BLAS GEMMs
+    one_variant = "the MLP has one variant (BLAS products, fused loops around them)"
+
+    @classmethod
+    def link(cls, values) -> str:
+        return values["model.output"]
+
+    @classmethod
+    def link_key(cls, values) -> str:
+        return "model.output"
+
+    @classmethod
+    def spec_fields(cls, values) -> dict:
+        return {"output": values["model.output"], "hidden": tuple(values["model.hidden"]),
+                "activation": values["model.activation"]}
+
+    @staticmethod
+    def layout(spec):
+        from mpifl.model import MlpParameters
+
+        return MlpParameters(spec.layout, spec.activation)
+
+    @staticmethod
+    def kernels() -> type:
+        from mpifl.kernels.mlp_model import MlpKernels
+
+        return MlpKernels
+
+    @classmethod
+    def describe(cls, spec) -> str:
+        return f"mlp {'-'.join(map(str, spec.layout.widths))} ({spec.activation}, {spec.link} output)"
