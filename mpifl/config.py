@@ -23,7 +23,8 @@ from mpifl.attacks import KINDS as ATTACKS
 from mpifl.strategies.aggregators import AGGREGATORS
 from mpifl import stages
 from mpifl.compression import CODECS, OFF
-from mpifl.models import MODELS
+from mpifl.data.catalog import DATA_SOURCES
+from mpifl.models import MODELS, output_link, output_link_key
 
 
 def declared_keys(registry: Registry, section: str) -> dict[str, tuple[Any, Any]]:
@@ -44,7 +45,7 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "seed": (0, Interval(int, 0, 2**63 - 1)),
     "rounds": (50, Interval(int, 1, None)),
     "log_every": (1, Interval(int, 1, None)),
-    "data.name": ("digits", Choice(("digits", "synthetic", "fedprox_synthetic"))),
+    "data.name": ("digits", Plugin(DATA_SOURCES)),
     "data.partition": ("dirichlet", Choice(("iid", "dirichlet"))),
     "data.alpha": (0.5, Interval(float, 0, None, "neither")),
     "data.test_fraction": (0.2, Interval(float, 0, 1, "left")),
@@ -52,17 +53,14 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "data.n_features": (20, Interval(int, 1, None)),
     "data.n_classes": (2, Interval(int, 2, None)),
     "data.noise": (0.1, Interval(float, 0, None)),
-    # the FedProx paper's Synthetic(alpha, beta): model and input heterogeneity across clients (std devs)
-    "data.fedprox_alpha": (0.0, Interval(float, 0, None)),
-    "data.fedprox_beta": (0.0, Interval(float, 0, None)),
-    "data.fedprox_iid": (False, Flag()),  # one shared model and mean-zero inputs (the paper's Synthetic-IID)
+    # the sources' own keys: fedprox_synthetic's data.fedprox_alpha, _beta and _iid, synthetic's rows_per_rank
+    **declared_keys(DATA_SOURCES, "data"),
     # files: a directory from 'python -m mpifl partition', or one .npy (distributed mode); "" = data.name
     "data.path": ("", Text()),
     "data.verify": (True, Flag()),  # check every file's sha256 against the manifest before training
     "data.label_column": (-1, Interval(int, None, None)),  # the label column of a single .npy file
     # federated clients K of a built-in set; 0 = one per client rank (30 for fedprox_synthetic)
     "data.clients": (0, Interval(int, 0, None)),
-    "data.rows_per_rank": (0, Interval(int, 0, None)),  # synthetic: generate this many rows per worker/client
     "model.kind": ("softmax", Plugin(MODELS)),
     **declared_keys(MODELS, "model"),  # the kinds' own keys: the MLP's hidden widths, activation and output link
     "model.l2": (0.0, Interval(float, 0, None)),
@@ -126,6 +124,7 @@ PLUGINS: dict[str, tuple[Registry, str]] = {
     "server.aggregator": (AGGREGATORS, "server"),
     "compress.uplink": (CODECS, "compress"),
     "model.kind": (MODELS, "model"),
+    "data.name": (DATA_SOURCES, "data"),
 }
 
 
@@ -151,14 +150,8 @@ class Config:
         return out
 
 
-def output_kind(values) -> str:
-    """The model's output link, which is also the task: a linear kind itself, or an MLP's model.output."""
-    return MODELS[values["model.kind"]].link(values)
-
-
-def output_key(values) -> str:
-    """The key that chose the output link, for messages."""
-    return MODELS[values["model.kind"]].link_key(values)
+output_kind = output_link  # the model's output link (the task), for the modules that ask the config
+output_key = output_link_key
 
 
 def defaults() -> dict[str, Any]:
@@ -204,11 +197,6 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
         values.setdefault(key, default)
         _check_value(values, key, constraint, origins.get(key, source))
     _check_strategy(values, origins, source)
-    if values["data.rows_per_rank"] and values["data.name"] != "synthetic":
-        raise ConfigError(
-            f"The 'data.rows_per_rank' parameter in {source} generates synthetic rows on each rank; "
-            f"it needs data.name = 'synthetic'. Got data.name = {values['data.name']!r}."
-        )
     if values["train.optimizer"] == "lbfgs" and values["mode"] != "distributed":
         raise ConfigError(
             f"The 'train.optimizer' parameter in {origins.get('train.optimizer', source)} is 'lbfgs', which runs "
@@ -216,36 +204,23 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
             "Set mode = \"distributed\"."
         )
     stages.check(values, lambda key: origins.get(key, source))
-    if values["attack.kind"] == "label_flip" and output_kind(values) == "linear":
+    if values["attack.kind"] == "label_flip" and output_link(values) == "linear":
         raise ConfigError(f"The 'attack.kind' parameter in {origins.get('attack.kind', source)} is 'label_flip', "
                           "which needs class labels; a regression task has none.")
-    if values["data.path"]:
-        return
-    output = output_kind(values)
-    key = output_key(values)
-    if values["data.name"] == "digits" and output == "logistic":
-        raise ConfigError(
-            f"The '{key}' parameter in {source} is 'logistic' (binary), but data.name "
-            f"'digits' has 10 classes. Use {key} = \"softmax\"."
-        )
-    if values["data.name"] == "digits" and output == "linear":
-        raise ConfigError(
-            f"The '{key}' parameter in {source} is 'linear' (regression), but data.name "
-            f"'digits' is a classification task. Use {key} = \"softmax\"."
-        )
-    if values["data.name"] == "synthetic" and output == "logistic" and values["data.n_classes"] != 2:
-        raise ConfigError(
-            f"The 'data.n_classes' parameter in {source} must be 2 for {key} 'logistic'. "
-            f"Got {values['data.n_classes']} instead."
-        )
+    _check_data(values, origins, source)
 
 
-def _check_value(values: dict[str, Any], key: str, constraint, origin: str) -> None:
-    message = violation(key, origin, constraint, values[key])
-    if message:
-        raise ConfigError(message)
-    if isinstance(constraint, Interval) and constraint.kind is float:
-        values[key] = float(values[key])
+def _check_data(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
+    """A source's own keys set for another source are refused; the chosen source checks the output link."""
+    chosen = None if values["data.path"] else DATA_SOURCES[values["data.name"]]
+    for name, cls in DATA_SOURCES.items():
+        for key in cls.parameters if cls is not chosen else ():
+            dotted = f"data.{key}"
+            if dotted in origins and values[dotted] != SCHEMA[dotted][0]:  # a written config.toml holds every key
+                raise ConfigError(f"The '{dotted}' parameter in {origins[dotted]} applies to data.name = {name!r} "
+                                  "(without data.path) only.")
+    if chosen is not None:
+        chosen.check(values, output_link(values), output_link_key(values), lambda key: origins.get(key, source))
 
 
 def plugin_keys(values: dict[str, Any], origins: dict[str, str], source: str) -> dict[str, tuple[Any, Any]]:
@@ -289,8 +264,17 @@ def _check_known(values: dict[str, Any], origins: dict[str, str], source: str,
                           + ", ".join(siblings) + ".")
 
 
+def _check_value(values: dict[str, Any], key: str, constraint, origin: str) -> None:
+    message = violation(key, origin, constraint, values[key])
+    if message:
+        raise ConfigError(message)
+    if isinstance(constraint, Interval) and constraint.kind is float:
+        values[key] = float(values[key])
+
+
+
 def _check_strategy(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
-    """The strategy against the aggregator, and keys that apply to one data set or one mode only."""
+    """The strategy against the aggregator, and keys that apply to one mode only."""
     name = values["server.strategy"]
     if AGGREGATORS[values["server.aggregator"]].needs_rows and not STRATEGIES[name].averages_deltas:
         accepting = ", ".join(repr(n) for n, cls in STRATEGIES.items() if cls.averages_deltas)
@@ -299,11 +283,6 @@ def _check_strategy(values: dict[str, Any], origins: dict[str, str], source: str
             f"{values['server.aggregator']!r}, but server.strategy {name!r} does not average deltas (its server "
             f"step needs every client's exact update). Robust aggregators work with {accepting}."
         )
-    if values["data.name"] != "fedprox_synthetic" or values["data.path"]:
-        for key in ("data.fedprox_alpha", "data.fedprox_beta", "data.fedprox_iid"):
-            if key in origins and values[key] != SCHEMA[key][0]:  # a written config.toml holds every key
-                raise ConfigError(f"The '{key}' parameter in {origins[key]} applies to data.name = "
-                                  "'fedprox_synthetic' (without data.path) only.")
     if values["mode"] == "distributed":
         for key in ("train.stragglers", "server.drop_stragglers"):
             if key in origins and values[key]:

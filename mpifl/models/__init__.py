@@ -15,4 +15,14 @@ MODELS: Registry = Registry("model", "model.kind", ModelKind)
 for _cls in (Linear, Logistic, Softmax, Mlp):
     MODELS.register(_cls)
 
-__all__ = ["MODELS", "ModelKind"]
+__all__ = ["MODELS", "ModelKind", "output_link", "output_link_key"]
+
+
+def output_link(values) -> str:
+    """The model's output link, which is also the task: linear, logistic or softmax."""
+    return MODELS[values["model.kind"]].link(values)
+
+
+def output_link_key(values) -> str:
+    """The key that chose the output link, for messages (model.kind, or an MLP's model.output)."""
+    return MODELS[values["model.kind"]].link_key(values)
