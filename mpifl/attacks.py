@@ -110,6 +110,6 @@ class Attack:
 
 def configured_attack(cfg, n_clients: int) -> Attack:
     """The job's [attack] for ``n_clients`` federated clients; attack.seed -1 means the job's seed."""
-    seed = cfg["attack.seed"] if cfg["attack.seed"] >= 0 else cfg["seed"]
-    return Attack.configured(cfg["attack.kind"], cfg["attack.fraction"], cfg["attack.scale"], seed, n_clients,
-                             tuple(cfg["attack.clients"]))
+    seed = cfg.attack.seed if cfg.attack.seed >= 0 else cfg.seed
+    return Attack.configured(cfg.attack.kind, cfg.attack.fraction, cfg.attack.scale, seed, n_clients,
+                             tuple(cfg.attack.clients))

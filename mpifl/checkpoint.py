@@ -78,10 +78,10 @@ def check_compatible(meta: dict, cfg: Config, ranks: int, directory: Path) -> No
             f"The checkpoint in {directory} was written with a different config; only "
             + ", ".join(_FREE_KEYS) + " may change on resume."
         )
-    if meta["round"] >= cfg["rounds"]:
+    if meta["round"] >= cfg.rounds:
         raise MpiflError(
             f"The checkpoint in {directory} is at round {meta['round']} and the job has rounds = "
-            f"{cfg['rounds']}: nothing is left to run. Raise rounds (--set rounds=N) to continue."
+            f"{cfg.rounds}: nothing is left to run. Raise rounds (--set rounds=N) to continue."
         )
 
 

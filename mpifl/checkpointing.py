@@ -34,8 +34,8 @@ class Checkpoints:
         self.comm = comm
         self.saved_round = -1
         self.directory = Path(run_dir) / "checkpoint" if run_dir is not None else None  # None: nothing is saved
-        self.every: int = cfg["checkpoint.every"]
-        self.rounds: int = cfg["rounds"]
+        self.every: int = cfg.checkpoint.every
+        self.rounds: int = cfg.rounds
         self.cfg = cfg
         self.start_round = 0
         self.theta: np.ndarray | None = None

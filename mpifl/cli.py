@@ -72,7 +72,7 @@ def main(comm: MPI.Comm, argv: list[str] | None = None) -> int:
     cfg = collectively(comm, lambda: config.load(job, args.overrides))
     if args.resume is not None and args.out is not None and args.out != args.resume:
         raise ConfigError("--resume continues the run in RUN_DIR; leave out --out.", collective=True)
-    if not model_uses_blas(cfg["model.kind"]):
+    if not model_uses_blas(cfg.model.kind):
         set_up_numba_without_blas()
     run_job(comm, cfg, args.resume or args.out, verbose=not args.quiet, resume=args.resume is not None,
             audit=audit.requested(args.audit), overwrite=args.overwrite)

@@ -292,8 +292,8 @@ class ErrorFeedback:
 
 def codec_from_config(cfg, n: int, dtype: np.dtype) -> Codec | None:
     """The job's [compress] uplink codec for vectors of n values in ``dtype``; None when updates travel whole."""
-    if cfg["compress.uplink"] == OFF:
+    if cfg.compress.uplink == OFF:
         return None
-    cls = CODECS[cfg["compress.uplink"]]
-    params = {key: cfg[f"compress.{key}"] for key in cls.parameters}
-    return cls(n, np.dtype(dtype), params, damped=cfg["compress.error_feedback"])
+    cls = CODECS[cfg.compress.uplink]
+    params = cfg.compress.pick(cls.parameters)
+    return cls(n, np.dtype(dtype), params, damped=cfg.compress.error_feedback)

@@ -204,14 +204,14 @@ ALGORITHMS = {"gradient_averaging": GradientAveraging, "local_sgd": ModelAveragi
 
 
 def make_algorithm(cfg: Config, comm: MPI.Comm, trainer: LocalTrainer, layout: ShardSizes, timer: RoundTimer):
-    if cfg["train.optimizer"] == "lbfgs":
-        return DistributedLbfgs(comm, trainer, layout, timer, cfg["train.history"], cfg["train.tol"])
+    if cfg.train.optimizer == "lbfgs":
+        return DistributedLbfgs(comm, trainer, layout, timer, cfg.train.history, cfg.train.tol)
     spec = trainer.kernels.spec
     codec = codec_from_config(cfg, spec.size, spec.dtype)
     compressed = None
     if codec is not None:
-        compressed = CompressedSum(comm, codec, cfg["compress.error_feedback"], cfg["seed"], timer)
-    return ALGORITHMS[cfg["train.algorithm"]](comm, trainer, layout, timer, compressed)
+        compressed = CompressedSum(comm, codec, cfg.compress.error_feedback, cfg.seed, timer)
+    return ALGORITHMS[cfg.train.algorithm](comm, trainer, layout, timer, compressed)
 
 
 def train_distributed(loop: Loop, train: Shard, test: Shard) -> np.ndarray:
@@ -222,13 +222,13 @@ def train_distributed(loop: Loop, train: Shard, test: Shard) -> np.ndarray:
     """
     comm, cfg, kernels, checkpoints = loop.comm, loop.cfg, loop.kernels, loop.checkpoints
     settings = LocalSettings.from_config(cfg)
-    trainer = LocalTrainer(train, kernels, settings, cfg["seed"], comm.Get_rank())
-    tester = LocalTrainer(test, kernels, settings, cfg["seed"], comm.Get_rank())
+    trainer = LocalTrainer(train, kernels, settings, cfg.seed, comm.Get_rank())
+    tester = LocalTrainer(test, kernels, settings, cfg.seed, comm.Get_rank())
     train_layout = exchange_sizes(comm, train.n)
     test_layout = exchange_sizes(comm, test.n)
     timer = RoundTimer()
     algorithm = make_algorithm(cfg, comm, trainer, train_layout, timer)
-    theta = checkpoints.theta.copy() if checkpoints.resumed else kernels.spec.initial(cfg["seed"])
+    theta = checkpoints.theta.copy() if checkpoints.resumed else kernels.spec.initial(cfg.seed)
     if "velocity" in checkpoints.local:
         trainer.velocity[:] = checkpoints.local["velocity"]
     if hasattr(algorithm, "load_state"):
@@ -247,7 +247,7 @@ def train_distributed(loop: Loop, train: Shard, test: Shard) -> np.ndarray:
 
     first = checkpoints.start_round + 1 if checkpoints.resumed else 0
     flag, anyone = np.zeros(2), np.zeros(2)  # [stop requested, divergence code]
-    for rnd in range(first, cfg["rounds"] + 1):
+    for rnd in range(first, cfg.rounds + 1):
         timer.reset()
         if compressed is not None:
             compressed.reset_timing()
@@ -265,10 +265,10 @@ def train_distributed(loop: Loop, train: Shard, test: Shard) -> np.ndarray:
         flag[1] = divergence(theta, loss)
         collectives.allreduce_max(comm, flag, anyone, timer)  # a signal or a NaN may reach only some ranks
         if anyone[1]:
-            raise Diverged(rnd, int(anyone[1]), cfg["train.lr"])
+            raise Diverged(rnd, int(anyone[1]), cfg.train.lr)
         if converged:
             break
-        if anyone[0] and 0 < rnd < cfg["rounds"]:
+        if anyone[0] and 0 < rnd < cfg.rounds:
             loop.stop_after(rnd, theta, local_state())
     return theta
 

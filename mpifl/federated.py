@@ -79,8 +79,8 @@ class ServerRounds:
         spec, saved = loop.kernels.spec, loop.checkpoints
         self.wire = make_wire(type(strategy), chain, spec, blocks)
         self.exchange = exchange_of(loop, chain, self.wire, blocks)
-        self.tester = LocalTrainer(test, loop.kernels, LocalSettings.from_config(self.cfg), self.cfg["seed"], SERVER)
-        self.theta = saved.theta.copy() if saved.resumed else spec.initial(self.cfg["seed"])
+        self.tester = LocalTrainer(test, loop.kernels, LocalSettings.from_config(self.cfg), self.cfg.seed, SERVER)
+        self.theta = saved.theta.copy() if saved.resumed else spec.initial(self.cfg.seed)
         strategy.load_state(saved.server)
         chain.restore("server_state", saved.server)
         self.pending = round_records.load_pending(saved.server)
@@ -98,7 +98,7 @@ class ServerRounds:
         self.halt = 0
 
     def run(self) -> np.ndarray:
-        for it in range(self.loop.checkpoints.start_round + 1, self.cfg["rounds"] + 2):
+        for it in range(self.loop.checkpoints.start_round + 1, self.cfg.rounds + 2):
             self.round(it)
         return self.theta
 
@@ -110,8 +110,8 @@ class ServerRounds:
     def round(self, it: int) -> None:
         timer, cfg = self.timer, self.cfg
         timer.reset()
-        self.halt = 0 if self.halt == STOP_SIGNAL and it > cfg["rounds"] else self.halt  # the last round ends anyway
-        training = it <= cfg["rounds"] and not self.halt
+        self.halt = 0 if self.halt == STOP_SIGNAL and it > cfg.rounds else self.halt  # the last round ends anyway
+        training = it <= cfg.rounds and not self.halt
         epochs = self.strategy.plan(it) if training else np.zeros(self.wire.n_clients, dtype=np.int64)
         self.broadcast(epochs)
         if self.halt:
@@ -151,7 +151,7 @@ class ServerRounds:
         if outcome.results is None:  # the exchange produced no update this round, and revealed nothing
             self.pending = {"participants": outcome.participants, **outcome.after}
         elif epochs.any() or (self.chain.releases_empty_rounds and training):
-            results = self.chain.receive(outcome.results, (self.cfg["seed"], it))
+            results = self.chain.receive(outcome.results, (self.cfg.seed, it))
             self.theta, metrics = self.strategy.aggregate(it, self.theta, results)
             self.pending = {"participants": outcome.participants, **metrics, **outcome.after}
             self.chain.each("after_aggregation")
@@ -159,7 +159,7 @@ class ServerRounds:
         return outcome.stop
 
     def record(self, rnd: int, stats, rank_stats):
-        record = round_records.record(rnd, self.theta, stats, self.tester, self.cfg["model.l2"], self.last_seconds,
+        record = round_records.record(rnd, self.theta, stats, self.tester, self.cfg.model.l2, self.last_seconds,
                                       self.last_compute, self.pending)
         record = replace(record, downlink_bytes=self.last_bytes[0], uplink_bytes=self.last_bytes[1],
                          downlink_bytes_total=self.totals[0], uplink_bytes_total=self.totals[1],
@@ -189,5 +189,5 @@ def halt(loop: Loop, it: int, theta: np.ndarray, code: int, exchange, local: dic
     if code == STAGE_HALT:
         raise exchange.halt_error(it - 1)
     if code > STOP_SIGNAL:
-        raise Diverged(it - 1, code - STOP_SIGNAL, loop.cfg["train.lr"])
+        raise Diverged(it - 1, code - STOP_SIGNAL, loop.cfg.train.lr)
     loop.stop_after(it - 1, theta, local, server)

@@ -35,11 +35,11 @@ class ClientRounds:
         self.wire = make_wire(strategy, chain, spec, blocks)
         self.exchange = exchange_of(loop, chain, self.wire, blocks)
         self.settings = LocalSettings.from_config(cfg)
-        self.trainers = [LocalTrainer(c.train, loop.kernels, self.settings, cfg["seed"], k)
+        self.trainers = [LocalTrainer(c.train, loop.kernels, self.settings, cfg.seed, k)
                          for c, k in zip(data, clients)]
-        self.testers = [None if c.test is None else LocalTrainer(c.test, loop.kernels, self.settings, cfg["seed"], k)
+        self.testers = [None if c.test is None else LocalTrainer(c.test, loop.kernels, self.settings, cfg.seed, k)
                         for c, k in zip(data, clients)]
-        self.half = strategy.client(strategy_params(cfg.values), spec.shape, spec.dtype)
+        self.half = strategy.client(strategy_params(cfg), spec.shape, spec.dtype)
         self.states = {name: np.zeros((len(clients), *spec.shape), dtype=spec.dtype) for name in self.half.state}
         self.restore(loop.checkpoints.local)
         self.update = spec.zeros()  # a delta that a stage sends in another form (a message, a mask)
@@ -56,7 +56,7 @@ class ClientRounds:
         self.previous_comm = 0.0
 
     def run(self) -> None:
-        for it in range(self.loop.checkpoints.start_round + 1, self.cfg["rounds"] + 2):
+        for it in range(self.loop.checkpoints.start_round + 1, self.cfg.rounds + 2):
             self.round(it)
 
     def local_state(self) -> dict[str, np.ndarray]:

@@ -41,14 +41,14 @@ class KernelPlan:
 
 def plan_for(cfg: Config, threads: int) -> KernelPlan:
     """The kernels the configured mode, algorithm and optimizer call; every job evaluates."""
-    rounds, epochs = cfg["rounds"], max(cfg["train.epochs"], 1)
-    if cfg["mode"] == "federated":
+    rounds, epochs = cfg.rounds, max(cfg.train.epochs, 1)
+    if cfg.mode == "federated":
         train, passes = "sgd_epoch", rounds * epochs
-    elif cfg["train.optimizer"] == "lbfgs":
+    elif cfg.train.optimizer == "lbfgs":
         train, passes = "full_gradient", rounds * 2  # about two evaluations per iteration with the line search
-    elif cfg["train.algorithm"] == "local_sgd":
+    elif cfg.train.algorithm == "local_sgd":
         train, passes = "sgd_epoch", rounds * epochs
-    elif cfg["train.batch_size"] == 0:
+    elif cfg.train.batch_size == 0:
         train, passes = "full_gradient", rounds * epochs
     else:
         train, passes = "batch_gradient", rounds * epochs

@@ -24,7 +24,7 @@ class LocalSettings:
     @classmethod
     def from_config(cls, cfg: Config) -> LocalSettings:
         return cls(
-            cfg["train.epochs"], cfg["train.batch_size"], cfg["train.lr"], cfg["train.momentum"], cfg["model.l2"]
+            cfg.train.epochs, cfg.train.batch_size, cfg.train.lr, cfg.train.momentum, cfg.model.l2
         )
 
 

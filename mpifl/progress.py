@@ -91,7 +91,7 @@ def without_accuracy(record: RoundRecord) -> RoundRecord:
 
 def is_logged(rnd: int, cfg) -> bool:
     """Rounds whose metrics are recorded: the initial model, every log_every-th, the last."""
-    return rnd == 0 or rnd % cfg["log_every"] == 0 or rnd == cfg["rounds"]
+    return rnd == 0 or rnd % cfg.log_every == 0 or rnd == cfg.rounds
 
 
 def time_breakdown(compute: np.ndarray, comm: np.ndarray) -> tuple[dict[str, list[float]], int]:

@@ -43,7 +43,7 @@ def check_rank_count(comm: MPI.Comm, cfg: Config) -> None:
             "(MPIFL_EXPECT_RANKS). If every task says 'rank 0 of 1', they came up as singletons: the "
             "launcher and the MPI library disagree (with the mpich wheel use 'srun --mpi=pmi2' or mpiexec)."
         )
-    if cfg["mode"] == "federated" and comm.Get_size() < 2:
+    if cfg.mode == "federated" and comm.Get_size() < 2:
         raise RankCountError(
             "Federated mode needs at least 2 ranks (rank 0 serves, the others are clients); "
             f"this job has {comm.Get_size()}. Start more ranks, e.g. "
@@ -55,13 +55,13 @@ def check_rank_count(comm: MPI.Comm, cfg: Config) -> None:
 def load_data(comm: MPI.Comm, cfg: Config, source: DataSource) -> tuple:
     """This rank's data: the test split on the server, its clients' data or a worker's shard elsewhere."""
     rank, size = comm.Get_rank(), comm.Get_size()
-    if cfg["mode"] == "distributed":
+    if cfg.mode == "distributed":
         return source.worker(rank, size)
     n_clients = source.n_clients(size)
     check_fit(n_clients, size - 1, "client")
-    problem = STRATEGIES[cfg["server.strategy"]].check(strategy_params(cfg.values), n_clients)
+    problem = STRATEGIES[cfg.server.strategy].check(strategy_params(cfg), n_clients)
     if problem:
-        raise ConfigError(f"server.strategy {cfg['server.strategy']!r}: {problem}")
+        raise ConfigError(f"server.strategy {cfg.server.strategy!r}: {problem}")
     problem = aggregator(cfg).problem(updates_per_round(cfg, n_clients))
     if problem:
         raise ConfigError(f"server.aggregator: {problem}")
@@ -74,9 +74,9 @@ def load_data(comm: MPI.Comm, cfg: Config, source: DataSource) -> tuple:
 
 def build_chain(comm: MPI.Comm, cfg: Config, spec: ModelSpec, source: DataSource, data: tuple) -> Chain:
     """This rank's stage chain (empty in distributed mode), built on every rank together."""
-    n_clients = source.n_clients(comm.Get_size()) if cfg["mode"] == "federated" else 0
-    hosted = len(data[1]) if cfg["mode"] == "federated" and not is_root(comm) else 0
-    return build_stages(comm, cfg, spec, n_clients, STRATEGIES[cfg["server.strategy"]], hosted, is_root(comm))
+    n_clients = source.n_clients(comm.Get_size()) if cfg.mode == "federated" else 0
+    hosted = len(data[1]) if cfg.mode == "federated" and not is_root(comm) else 0
+    return build_stages(comm, cfg, spec, n_clients, STRATEGIES[cfg.server.strategy], hosted, is_root(comm))
 
 
 def prepared(comm: MPI.Comm, chain: Chain, data: tuple, source: DataSource) -> tuple:
@@ -89,28 +89,28 @@ def prepared(comm: MPI.Comm, chain: Chain, data: tuple, source: DataSource) -> t
 
 def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int, chain: Chain | None = None) -> Strategy:
     """The server half of the configured algorithm; a stage may replace its combined delta (privacy's release)."""
-    cls = STRATEGIES[cfg["server.strategy"]]
+    cls = STRATEGIES[cfg.server.strategy]
     releasing = chain.find("release") if chain is not None else None
     return cls(Setup(
-        params=strategy_params(cfg.values), n_clients=n_clients, seed=cfg["seed"], fraction=cfg["server.fraction"],
-        epochs=cfg["train.epochs"], stragglers=cfg["train.stragglers"], drop_stragglers=cfg["server.drop_stragglers"],
-        local_lr=cfg["train.lr"], local_momentum=cfg["train.momentum"], shape=spec.shape, dtype=spec.dtype,
-        aggregator=aggregator(cfg), sampling=cfg["server.sampling"],
+        params=strategy_params(cfg), n_clients=n_clients, seed=cfg.seed, fraction=cfg.server.fraction,
+        epochs=cfg.train.epochs, stragglers=cfg.train.stragglers, drop_stragglers=cfg.server.drop_stragglers,
+        local_lr=cfg.train.lr, local_momentum=cfg.train.momentum, shape=spec.shape, dtype=spec.dtype,
+        aggregator=aggregator(cfg), sampling=cfg.server.sampling,
         release=releasing.release() if releasing is not None else None,
     ))
 
 
 def aggregator(cfg: Config) -> Aggregator:
     """server.aggregator with its declared parameters, from a validated config."""
-    cls = AGGREGATORS[cfg["server.aggregator"]]
-    return cls({key: cfg[f"server.{key}"] for key in cls.parameters})
+    cls = AGGREGATORS[cfg.server.aggregator]
+    return cls(cfg.server.pick(cls.parameters))
 
 
 def updates_per_round(cfg: Config, n_clients: int) -> int:
     """Updates the server combines in a round: the sampled clients, less the stragglers if they are dropped."""
-    sampled = max(1, int(round(cfg["server.fraction"] * n_clients)))
-    if cfg["server.drop_stragglers"]:
-        sampled -= int(round(cfg["train.stragglers"] * sampled))
+    sampled = max(1, int(round(cfg.server.fraction * n_clients)))
+    if cfg.server.drop_stragglers:
+        sampled -= int(round(cfg.train.stragglers * sampled))
     return sampled
 
 
@@ -150,7 +150,7 @@ def compile_in_node_order(comm: MPI.Comm, spec: ModelSpec, plan: KernelPlan, bat
 
 def training_rows_per_rank(comm: MPI.Comm, cfg: Config, source: DataSource) -> int:
     """The job's training rows over the ranks that train (all but the server), without reading them."""
-    trainers = comm.Get_size() - 1 if cfg["mode"] == "federated" else comm.Get_size()
+    trainers = comm.Get_size() - 1 if cfg.mode == "federated" else comm.Get_size()
     return -(-source.train_rows(comm.Get_size(), trainers) // max(trainers, 1))
 
 
@@ -183,7 +183,7 @@ def _sleep_until(request: MPI.Request) -> None:
 def train(loop: Loop, data: tuple) -> np.ndarray:
     """Run this rank's part of the job; every rank returns the final parameters."""
     comm, cfg, spec = loop.comm, loop.cfg, loop.kernels.spec
-    if cfg["mode"] == "distributed":
+    if cfg.mode == "distributed":
         return train_distributed(loop, *data)
     verdict = np.zeros(1)  # whether the last round, which no later downlink reports on, diverged
     if comm.Get_rank() == federated.SERVER:
@@ -192,12 +192,12 @@ def train(loop: Loop, data: tuple) -> np.ndarray:
         theta = federated.ServerRounds(loop, test, blocks, strategy, loop.chain).run()
         verdict[0] = divergence(theta, loop.recorder.records[-1].loss)
     else:
-        federated_clients.ClientRounds(loop, *data, STRATEGIES[cfg["server.strategy"]], loop.chain).run()
+        federated_clients.ClientRounds(loop, *data, STRATEGIES[cfg.server.strategy], loop.chain).run()
         theta = spec.zeros()
     comm.Bcast(theta, root=federated.SERVER)
     comm.Bcast(verdict, root=federated.SERVER)
     if verdict[0]:
-        raise Diverged(cfg["rounds"], int(verdict[0]), cfg["train.lr"])
+        raise Diverged(cfg.rounds, int(verdict[0]), cfg.train.lr)
     return theta
 
 

@@ -86,14 +86,14 @@ def _prepare(comm: MPI.Comm, cfg: Config, resume: bool, write: bool) -> _Prepare
         collectively(comm, lambda: _check_writeless(cfg, resume))
     source = collectively(comm, lambda: resolve(cfg))
     spec = collectively(comm, lambda: model_spec(cfg, source))
-    threads = threads_per_rank(cfg["train.threads"])
+    threads = threads_per_rank(cfg.train.threads)
     set_threads(threads)
     collectively(comm, variants.pinned)  # a misspelt MPIFL_KERNEL_VARIANT fails on every rank, before compiling
     collectively(comm, variants.tuning_mode)
     plan = plan_for(cfg, threads)
     rows = collectively(comm, lambda: roles.training_rows_per_rank(comm, cfg, source))
     # before the data: the checks that loading runs are kernels too, compiled once per node
-    setup = roles.compile_in_node_order(comm, spec, plan, cfg["train.batch_size"], rows)
+    setup = roles.compile_in_node_order(comm, spec, plan, cfg.train.batch_size, rows)
     compile_seconds = comm.allreduce(setup.compile_seconds, op=MPI.MAX)
     kernel_variants = _kernel_variants(comm, setup)
     load_started = time.perf_counter()
@@ -123,7 +123,7 @@ def _open_outputs(comm: MPI.Comm, cfg: Config, spec, out_dir: Path | None, resum
     run_dir = None
     if write:
         if out_dir is None:
-            out_dir = comm.bcast(default_run_dir(cfg["mode"]) if roles.is_root(comm) else None, root=roles.ROOT)
+            out_dir = comm.bcast(default_run_dir(cfg.mode) if roles.is_root(comm) else None, root=roles.ROOT)
         run_dir = Path(out_dir)
         collectively(comm, lambda: claim_run_dir(run_dir, resume, overwrite) if roles.is_root(comm) else None)
     checkpoints = Checkpoints(comm, run_dir, cfg)
@@ -148,7 +148,7 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
                             f"{out.run_dir}")
         for line in job.chain.banner():
             roles.say(comm, f"       {line}")
-    console = Console(cfg["rounds"], out.checkpoints.start_round) if verbose and roles.is_root(comm) else None
+    console = Console(cfg.rounds, out.checkpoints.start_round) if verbose and roles.is_root(comm) else None
     try:
         train_started = time.perf_counter()
         recorder = _recorder(job.spec, out, console)
@@ -206,7 +206,7 @@ def _train(loop: Loop, data: tuple, writer) -> np.ndarray:
 
 def _check_writeless(cfg: Config, resume: bool) -> None:
     """A run without a directory cannot checkpoint or resume."""
-    if cfg["checkpoint.every"] or resume:
+    if cfg.checkpoint.every or resume:
         raise ConfigError(
             f"{'resume' if resume else 'checkpoint.every'} needs a run directory: give one (out=DIR, --out DIR)."
         )
@@ -233,9 +233,9 @@ def _summary(comm, cfg, job: _Prepared, records, train_seconds: float, start_rou
     rounds_run = last.round - start_round  # the last round is always recorded
     summary = {
         "status": "finished",
-        "mode": cfg["mode"],
+        "mode": cfg.mode,
         "ranks": comm.Get_size(),
-        "rounds": cfg["rounds"],
+        "rounds": cfg.rounds,
         "final_loss": last.loss,
         "final_accuracy": last.accuracy,
         "final_test_loss": last.test_loss,
@@ -256,9 +256,9 @@ def _summary(comm, cfg, job: _Prepared, records, train_seconds: float, start_rou
         "ranks_per_node": job.occupancy[0], "cores_per_node": job.occupancy[1],
         "kernel_variants": job.kernel_variants,
     }
-    if cfg["mode"] == "federated":
-        summary["strategy"] = cfg["server.strategy"]
-        summary["aggregator"] = cfg["server.aggregator"]
+    if cfg.mode == "federated":
+        summary["strategy"] = cfg.server.strategy
+        summary["aggregator"] = cfg.server.aggregator
         summary.update(job.chain.summary(records))
         summary["final_mean_client_accuracy"] = last.mean_client_accuracy
     summary["load_seconds"] = job.load_seconds  # reading and checking the data, slowest rank
@@ -284,19 +284,19 @@ def _kernel_variants(comm: MPI.Comm, setup: roles.KernelSetup) -> dict:
 
 def _banner(comm, cfg, spec, threads, compile_seconds, kernel_variants) -> str:
     size = comm.Get_size()
-    if cfg["mode"] == "federated":
+    if cfg.mode == "federated":
         layout = f"1 server + {size - 1} clients"
-        algo = f"{cfg['server.strategy']}, fraction {cfg['server.fraction']}"
+        algo = f"{cfg.server.strategy}, fraction {cfg.server.fraction}"
     else:
         layout = f"{size} workers"
-        algo = cfg["train.algorithm"]
+        algo = cfg.train.algorithm
     model = MODELS[spec.kind].describe(spec)
     chosen = (kernel_variants["note"] if tuning.one_variant(spec) is not None else
               f"{variants.GRADIENT} {kernel_variants[variants.GRADIENT]}, {variants.SGD} "
               f"{kernel_variants[variants.SGD]} ({_how(kernel_variants)})")
     return (
-        f"mpifl: {cfg['mode']} {model} on {cfg['data.name']} ({cfg['data.partition']}), "
-        f"{layout}, {algo}, {cfg['rounds']} rounds, {spec.dtype}\n"
+        f"mpifl: {cfg.mode} {model} on {cfg.data.name} ({cfg.data.partition}), "
+        f"{layout}, {algo}, {cfg.rounds} rounds, {spec.dtype}\n"
         f"       {threads} thread(s)/rank, MPI thread level {mpi4py.rc.thread_level}, "
         f"kernels ready in {compile_seconds:.2f} s (compile or cache load, not counted below)\n"
         f"       kernel variants: {chosen} on {kernel_variants['cpu']}"

@@ -38,7 +38,7 @@ def simulate(cfg, k):
         return round_plan(cfg["seed"], rnd, k, cfg["server.fraction"], cfg["train.epochs"], cfg["train.stragglers"],
                           cfg["server.drop_stragglers"])
 
-    return naive.federated(cfg["server.strategy"], strategy_params(cfg.values), trainers, cfg["rounds"], plan, k,
+    return naive.federated(cfg["server.strategy"], strategy_params(cfg), trainers, cfg["rounds"], plan, k,
                            spec.shape, cfg["train.lr"], cfg["train.momentum"])
 
 

@@ -191,7 +191,7 @@ def test_strategy_names_come_from_one_list():
 
 def test_each_strategy_gets_its_declared_defaults():
     cfg = config.load(overrides=["server.strategy=fedadam"])
-    assert strategy_params(cfg.values) == {"lr": 0.1, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}
+    assert strategy_params(cfg) == {"lr": 0.1, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}
     assert "server.proximal_mu" not in cfg.values
 
 

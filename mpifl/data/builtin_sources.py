@@ -45,15 +45,15 @@ class BuiltinSplit(DataSource):
     def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         cfg = self.cfg
         X, y = self.table()
-        train, test = split_train_test(y.size, cfg["data.test_fraction"], stream(cfg["seed"], Purpose.SPLIT))
+        train, test = split_train_test(y.size, cfg.data.test_fraction, stream(cfg.seed, Purpose.SPLIT))
         return X, y, train, test
 
     def _parts(self, y: np.ndarray, train: np.ndarray, parts: int) -> list[np.ndarray]:
         cfg = self.cfg
-        method = cfg["data.partition"]
-        if output_link(cfg.values) == "linear" and method == "dirichlet":
+        method = cfg.data.partition
+        if output_link(cfg) == "linear" and method == "dirichlet":
             raise DataError("data.partition 'dirichlet' needs class labels; model.kind 'linear' has none. Use 'iid'.")
-        pieces = partition(method, y[train], parts, cfg["data.alpha"], stream(cfg["seed"], Purpose.PARTITION))
+        pieces = partition(method, y[train], parts, cfg.data.alpha, stream(cfg.seed, Purpose.PARTITION))
         return [train[p] for p in pieces]
 
     def clients(self, ids: range, n_clients: int) -> list[ClientData]:
@@ -78,7 +78,7 @@ class BuiltinSplit(DataSource):
 
     def train_rows(self, ranks: int, workers: int) -> int:
         total = self.total_rows()
-        return total - round(total * self.cfg["data.test_fraction"])
+        return total - round(total * self.cfg.data.test_fraction)
 
 
 class Digits(BuiltinSplit):
@@ -87,7 +87,7 @@ class Digits(BuiltinSplit):
     name = "digits"
 
     @classmethod
-    def check(cls, values, link: str, key: str, origin) -> None:
+    def check(cls, cfg, link: str, key: str, origin) -> None:
         if link == "logistic":
             raise ConfigError(f"The '{key}' parameter in {origin(key)} is 'logistic' (binary), but data.name "
                               f"'digits' has {DIGITS_CLASSES} classes. Use {key} = \"softmax\".")
@@ -113,27 +113,27 @@ class Synthetic(BuiltinSplit):
     parameters = {"rows_per_rank": (0, Interval(int, 0, None))}  # generate this many rows per worker or client
 
     @classmethod
-    def check(cls, values, link: str, key: str, origin) -> None:
-        if link == "logistic" and values["data.n_classes"] != 2:
+    def check(cls, cfg, link: str, key: str, origin) -> None:
+        if link == "logistic" and cfg.data.n_classes != 2:
             raise ConfigError(f"The 'data.n_classes' parameter in {origin('data.n_classes')} must be 2 for {key} "
-                              f"'logistic'. Got {values['data.n_classes']} instead.")
+                              f"'logistic'. Got {cfg.data.n_classes} instead.")
 
     @classmethod
     def open(cls, cfg) -> DataSource:
-        return PerRankSynthetic(cfg) if cfg["data.rows_per_rank"] else cls(cfg)
+        return PerRankSynthetic(cfg) if cfg.data.rows_per_rank else cls(cfg)
 
     def shape(self) -> DataShape:
-        regression = output_link(self.cfg.values) == "linear"
-        return DataShape(self.cfg["data.n_features"], self.cfg["data.n_classes"],
+        regression = output_link(self.cfg) == "linear"
+        return DataShape(self.cfg.data.n_features, self.cfg.data.n_classes,
                          "regression" if regression else "classification")
 
     def table(self) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.cfg
-        return make_synthetic(cfg["data.n_samples"], cfg["data.n_features"], cfg["data.n_classes"], cfg["data.noise"],
-                              output_link(cfg.values) == "linear", cfg["seed"])
+        return make_synthetic(cfg.data.n_samples, cfg.data.n_features, cfg.data.n_classes, cfg.data.noise,
+                              output_link(cfg) == "linear", cfg.seed)
 
     def total_rows(self) -> int:
-        return self.cfg["data.n_samples"]
+        return self.cfg.data.n_samples
 
 
 class PerRankSynthetic(Synthetic):
@@ -141,29 +141,29 @@ class PerRankSynthetic(Synthetic):
 
     def _generated(self, rows: int, part: int, name: str) -> Shard:
         cfg = self.cfg
-        X, y = synthetic_part(rows, cfg["data.n_features"], cfg["data.n_classes"], cfg["data.noise"],
-                              output_link(cfg.values) == "linear", cfg["seed"], part % (2**32))
+        X, y = synthetic_part(rows, cfg.data.n_features, cfg.data.n_classes, cfg.data.noise,
+                              output_link(cfg) == "linear", cfg.seed, part % (2**32))
         return self._shard(X, y, np.arange(rows), name)
 
     def _test_rows(self) -> int:
-        f = self.cfg["data.test_fraction"]
-        return int(round(self.cfg["data.rows_per_rank"] * f / (1 - f)))
+        f = self.cfg.data.test_fraction
+        return int(round(self.cfg.data.rows_per_rank * f / (1 - f)))
 
     def clients(self, ids: range, n_clients: int) -> list[ClientData]:
-        return [ClientData(self._generated(self.cfg["data.rows_per_rank"], 1 + k, f"client {k}")) for k in ids]
+        return [ClientData(self._generated(self.cfg.data.rows_per_rank, 1 + k, f"client {k}")) for k in ids]
 
     def client_rows(self, n_clients: int) -> list[int]:
-        return [self.cfg["data.rows_per_rank"]] * n_clients
+        return [self.cfg.data.rows_per_rank] * n_clients
 
     def server_test(self) -> Shard:
         return self._generated(self._test_rows(), 0, "the test set")
 
     def worker(self, worker: int, n_workers: int) -> tuple[Shard, Shard]:
-        return (self._generated(self.cfg["data.rows_per_rank"], 1 + worker, f"worker {worker}"),
+        return (self._generated(self.cfg.data.rows_per_rank, 1 + worker, f"worker {worker}"),
                 self._generated(self._test_rows(), -1 - worker, f"the test rows of worker {worker}"))
 
     def train_rows(self, ranks: int, workers: int) -> int:
-        return self.cfg["data.rows_per_rank"] * workers
+        return self.cfg.data.rows_per_rank * workers
 
 
 class FedproxSynthetic(DataSource):
@@ -183,12 +183,12 @@ class FedproxSynthetic(DataSource):
         return DataShape(FEDPROX_FEATURES, FEDPROX_CLASSES, "classification")
 
     def n_clients(self, ranks: int) -> int:
-        return self.cfg["data.clients"] or FEDPROX_DEFAULT_CLIENTS
+        return self.cfg.data.clients or FEDPROX_DEFAULT_CLIENTS
 
     def _client(self, k: int) -> tuple[Shard, Shard]:
         cfg = self.cfg
-        X, y = fedprox_synthetic_client(cfg["seed"], k, cfg["data.fedprox_alpha"], cfg["data.fedprox_beta"],
-                                        cfg["data.fedprox_iid"])
+        X, y = fedprox_synthetic_client(cfg.seed, k, cfg.data.fedprox_alpha, cfg.data.fedprox_beta,
+                                        cfg.data.fedprox_iid)
         cut = fedprox_split(y.size)
         return (self._shard(X, y, np.arange(cut), f"client {k}"),
                 self._shard(X, y, np.arange(cut, y.size), f"the test rows of client {k}"))
@@ -197,7 +197,7 @@ class FedproxSynthetic(DataSource):
         return [ClientData(*self._client(k)) for k in ids]
 
     def client_rows(self, n_clients: int) -> list[int]:
-        return [fedprox_split(fedprox_client_rows(self.cfg["seed"], k)) for k in range(n_clients)]
+        return [fedprox_split(fedprox_client_rows(self.cfg.seed, k)) for k in range(n_clients)]
 
     def _union(self, ids: range, part: int) -> Shard:
         shards = [self._client(k)[part] for k in ids]

@@ -27,7 +27,7 @@ class PartitionFiles(DataSource):
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)
-        self.path = cfg["data.path"]
+        self.path = cfg.data.path
 
     def shape(self) -> DataShape:
         m = files.manifest_of(self.path)
@@ -37,22 +37,22 @@ class PartitionFiles(DataSource):
         return files.manifest_of(self.path).n_clients
 
     def clients(self, ids: range, n_clients: int) -> list[ClientData]:
-        parts = files.client_parts(self.path, ids, self.dtype, self.cfg["data.verify"])
+        parts = files.client_parts(self.path, ids, self.dtype, self.cfg.data.verify)
         return [ClientData(Shard(X, y)) for X, y in parts]
 
     def client_rows(self, n_clients: int) -> list[int]:
         return [int(c["rows"]) for c in files.manifest_of(self.path).doc["clients"]]
 
     def server_test(self) -> Shard:
-        return Shard(*files.test_part(self.path, self.dtype, self.cfg["data.verify"]))
+        return Shard(*files.test_part(self.path, self.dtype, self.cfg.data.verify))
 
     def worker(self, worker: int, n_workers: int) -> tuple[Shard, Shard]:
         manifest = files.manifest_of(self.path)
         check_fit(manifest.n_clients, n_workers, "worker")
         mine = hosted(manifest.n_clients, n_workers, worker)
-        train = Shard(*files.concat(files.client_parts(self.path, mine, self.dtype, self.cfg["data.verify"])))
+        train = Shard(*files.concat(files.client_parts(self.path, mine, self.dtype, self.cfg.data.verify)))
         share = _bounds(int(manifest.doc["test"]["rows"]), n_workers)[worker]
-        return train, Shard(*files.test_part(self.path, self.dtype, self.cfg["data.verify"], share))
+        return train, Shard(*files.test_part(self.path, self.dtype, self.cfg.data.verify, share))
 
     def train_rows(self, ranks: int, workers: int) -> int:
         return sum(int(c["rows"]) for c in files.manifest_of(self.path).doc["clients"])
@@ -63,7 +63,7 @@ class NpyTable(DataSource):
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)
-        self.path = cfg["data.path"]
+        self.path = cfg.data.path
 
     def _table_shape(self) -> tuple[int, ...]:
         if not Path(self.path).exists():
@@ -78,8 +78,8 @@ class NpyTable(DataSource):
 
     def shape(self) -> DataShape:
         shape = self._table_shape()
-        task = "regression" if output_link(self.cfg.values) == "linear" else "classification"
-        return DataShape(shape[1] - 1, self.cfg["data.n_classes"], task)
+        task = "regression" if output_link(self.cfg) == "linear" else "classification"
+        return DataShape(shape[1] - 1, self.cfg.data.n_classes, task)
 
     def _federated_only(self):
         raise DataError(
@@ -100,22 +100,22 @@ class NpyTable(DataSource):
         self._federated_only()
 
     def worker(self, worker: int, n_workers: int) -> tuple[Shard, Shard]:
-        (Xt, yt), (Xs, ys), _ = files.npy_rows(self.path, self.cfg["data.label_column"], self.cfg["data.test_fraction"],
+        (Xt, yt), (Xs, ys), _ = files.npy_rows(self.path, self.cfg.data.label_column, self.cfg.data.test_fraction,
                                               worker, n_workers, self.dtype)
         name = f"rows of worker {worker} in {self.path}"
         return self._checked(Shard(Xt, yt), name), self._checked(Shard(Xs, ys), name)
 
     def train_rows(self, ranks: int, workers: int) -> int:
         n = self._table_shape()[0]
-        return n - round(n * self.cfg["data.test_fraction"])
+        return n - round(n * self.cfg.data.test_fraction)
 
     def _checked(self, shard: Shard, name: str) -> Shard:
         if not (all_finite(shard.X.reshape(-1)) and all_finite(shard.y)):
             raise DataError(f"The {name} contain NaN or inf values.")
-        if output_link(self.cfg.values) != "linear":
+        if output_link(self.cfg) != "linear":
             y = shard.y
-            bad = (y != np.floor(y)) | (y < 0) | (y >= self.cfg["data.n_classes"])
+            bad = (y != np.floor(y)) | (y < 0) | (y >= self.cfg.data.n_classes)
             if bad.any():
-                raise DataError(f"The {name} include label {y[bad][0]:g}, outside 0..{self.cfg['data.n_classes'] - 1} "
+                raise DataError(f"The {name} include label {y[bad][0]:g}, outside 0..{self.cfg.data.n_classes - 1} "
                                 "(data.n_classes).")
         return shard

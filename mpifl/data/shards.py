@@ -111,7 +111,7 @@ class DataSource(ABC):
     parameters: ClassVar[dict[str, tuple[Any, Constraint]]] = {}
 
     @classmethod
-    def check(cls, values, link: str, key: str, origin) -> None:
+    def check(cls, cfg, link: str, key: str, origin) -> None:
         """Refuse an output link this source's task cannot train (before any data is read)."""
 
     @classmethod
@@ -120,7 +120,7 @@ class DataSource(ABC):
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.dtype = np.dtype(cfg["model.dtype"])
+        self.dtype = np.dtype(cfg.model.dtype)
 
     @abstractmethod
     def shape(self) -> DataShape:
@@ -128,7 +128,7 @@ class DataSource(ABC):
 
     def n_clients(self, ranks: int) -> int:
         """K, the number of federated clients: data.clients, or one per client rank."""
-        return self.cfg["data.clients"] or ranks - 1
+        return self.cfg.data.clients or ranks - 1
 
     @abstractmethod
     def clients(self, ids: range, n_clients: int) -> list[ClientData]:
@@ -162,26 +162,26 @@ def resolve(cfg: Config) -> DataSource:
     from mpifl.data.catalog import DATA_SOURCES
     from mpifl.data.file_sources import NpyTable, PartitionFiles
 
-    path = cfg["data.path"]
+    path = cfg.data.path
     if path:
         return PartitionFiles(cfg) if files.is_partition(path) else NpyTable(cfg)
-    return DATA_SOURCES[cfg["data.name"]].open(cfg)
+    return DATA_SOURCES[cfg.data.name].open(cfg)
 
 
 def model_spec(cfg: Config, source: DataSource | None = None) -> ModelSpec:
     """The model the config asks for, sized to its data source (a partition's manifest, say)."""
     shape = (source or resolve(cfg)).shape()
     _check_task(cfg, shape)
-    n_classes = 1 if output_link(cfg.values) == "linear" else shape.n_classes
-    spec = ModelSpec(cfg["model.kind"], shape.n_features, n_classes, np.dtype(cfg["model.dtype"]), shape.sparse,
-                     **MODELS[cfg["model.kind"]].spec_fields(cfg.values))
+    n_classes = 1 if output_link(cfg) == "linear" else shape.n_classes
+    spec = ModelSpec(cfg.model.kind, shape.n_features, n_classes, np.dtype(cfg.model.dtype), shape.sparse,
+                     **MODELS[cfg.model.kind].spec_fields(cfg))
     return spec
 
 
 def _check_task(cfg: Config, shape: DataShape) -> None:
-    where = cfg["data.path"] or f"data.name {cfg['data.name']!r}"
-    kind = output_link(cfg.values)
-    key = output_link_key(cfg.values)
+    where = cfg.data.path or f"data.name {cfg.data.name!r}"
+    kind = output_link(cfg)
+    key = output_link_key(cfg)
     if shape.task == "regression" and kind != "linear":
         raise DataError(f"{where} holds a regression task; use {key} = \"linear\".")
     if shape.task == "classification" and kind == "linear":

@@ -18,11 +18,11 @@ for _cls in (Linear, Logistic, Softmax, Mlp):
 __all__ = ["MODELS", "ModelKind", "output_link", "output_link_key"]
 
 
-def output_link(values) -> str:
+def output_link(cfg) -> str:
     """The model's output link, which is also the task: linear, logistic or softmax."""
-    return MODELS[values["model.kind"]].link(values)
+    return MODELS[cfg.model.kind].link(cfg)
 
 
-def output_link_key(values) -> str:
+def output_link_key(cfg) -> str:
     """The key that chose the output link, for messages (model.kind, or an MLP's model.output)."""
-    return MODELS[values["model.kind"]].link_key(values)
+    return MODELS[cfg.model.kind].link_key(cfg)

@@ -22,23 +22,23 @@ class ModelKind:
     one_variant: ClassVar[str] = ""  # why its kernels come in one variant; empty: the chooser picks among several
 
     @classmethod
-    def link(cls, values) -> str:
+    def link(cls, cfg) -> str:
         """The output link, which is also the task: linear (squared loss), logistic or softmax."""
         return cls.name
 
     @classmethod
-    def link_key(cls, values) -> str:
+    def link_key(cls, cfg) -> str:
         """The config key that chose the link, for messages."""
         return "model.kind"
 
     @classmethod
-    def spec_fields(cls, values) -> dict[str, Any]:
+    def spec_fields(cls, cfg) -> dict[str, Any]:
         """ModelSpec fields beyond kind, sizes and dtype (an MLP's output, hidden widths, activation)."""
         return {}
 
     @staticmethod
     def layout(spec):
-        """The parameter vector's layout: shape, initial values, the l2 mask (mpifl.model)."""
+        """The parameter vector's layout: shape, initial cfg, the l2 mask (mpifl.model)."""
         from mpifl.model import LinearParameters
 
         return LinearParameters(spec.n_features, spec.n_outputs)

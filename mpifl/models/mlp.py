@@ -17,17 +17,17 @@ class Mlp(ModelKind):
     one_variant = "the MLP has one variant (BLAS products, fused loops around them)"
 
     @classmethod
-    def link(cls, values) -> str:
-        return values["model.output"]
+    def link(cls, cfg) -> str:
+        return cfg.model.output
 
     @classmethod
-    def link_key(cls, values) -> str:
+    def link_key(cls, cfg) -> str:
         return "model.output"
 
     @classmethod
-    def spec_fields(cls, values) -> dict:
-        return {"output": values["model.output"], "hidden": tuple(values["model.hidden"]),
-                "activation": values["model.activation"]}
+    def spec_fields(cls, cfg) -> dict:
+        return {"output": cfg.model.output, "hidden": tuple(cfg.model.hidden),
+                "activation": cfg.model.activation}
 
     @staticmethod
     def layout(spec):

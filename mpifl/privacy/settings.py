@@ -8,35 +8,35 @@ from mpifl.privacy.accounting import Sampling, noise_for
 from mpifl.privacy.mechanism import PrivacySettings
 
 
-def enabled(values) -> bool:
+def enabled(cfg) -> bool:
     """Privacy is on when it adds noise: a noise multiplier or a target epsilon."""
-    return values["privacy.noise_multiplier"] > 0 or values["privacy.target_epsilon"] > 0
+    return cfg.privacy.noise_multiplier > 0 or cfg.privacy.target_epsilon > 0
 
 
 def sampling_of(cfg, n_clients: int) -> Sampling:
-    return Sampling(cfg["server.sampling"], n_clients, cfg["server.fraction"])
+    return Sampling(cfg.server.sampling, n_clients, cfg.server.fraction)
 
 
 def noise_multiplier(cfg, n_clients: int) -> float:
     """privacy.noise_multiplier, or the one that reaches privacy.target_epsilon after the job's rounds."""
-    if cfg["privacy.target_epsilon"] > 0:
+    if cfg.privacy.target_epsilon > 0:
         try:
-            return noise_for(cfg["privacy.target_epsilon"], cfg["rounds"], sampling_of(cfg, n_clients),
-                             cfg["privacy.delta"], cfg["privacy.accountant"])
+            return noise_for(cfg.privacy.target_epsilon, cfg.rounds, sampling_of(cfg, n_clients),
+                             cfg.privacy.delta, cfg.privacy.accountant)
         except Exception as exc:  # dp-accounting's bracket search says why it found none
             from mpifl.errors import ConfigError
-            raise ConfigError(f"privacy.target_epsilon = {cfg['privacy.target_epsilon']}: no noise multiplier in "
-                              f"[0.001, 1000] reaches it after {cfg['rounds']} rounds ({exc}).") from None
-    return cfg["privacy.noise_multiplier"]
+            raise ConfigError(f"privacy.target_epsilon = {cfg.privacy.target_epsilon}: no noise multiplier in "
+                              f"[0.001, 1000] reaches it after {cfg.rounds} rounds ({exc}).") from None
+    return cfg.privacy.noise_multiplier
 
 
 def settings(cfg, n_clients: int, dtype: np.dtype, z: float) -> PrivacySettings | None:
     """The mechanism's settings with noise multiplier z, or None when privacy is off."""
-    if not enabled(cfg.values):
+    if not enabled(cfg):
         return None
     return PrivacySettings(
-        clip=cfg["privacy.clip"], noise_multiplier=z, delta=cfg["privacy.delta"], adaptive=cfg["privacy.adaptive"],
-        target_quantile=cfg["privacy.target_quantile"], clip_lr=cfg["privacy.clip_lr"], noise=cfg["privacy.noise"],
-        accountant=cfg["privacy.accountant"], sampling=sampling_of(cfg, n_clients), seed=cfg["seed"],
+        clip=cfg.privacy.clip, noise_multiplier=z, delta=cfg.privacy.delta, adaptive=cfg.privacy.adaptive,
+        target_quantile=cfg.privacy.target_quantile, clip_lr=cfg.privacy.clip_lr, noise=cfg.privacy.noise,
+        accountant=cfg.privacy.accountant, sampling=sampling_of(cfg, n_clients), seed=cfg.seed,
         dtype=np.dtype(dtype),
     )

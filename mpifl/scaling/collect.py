@@ -83,10 +83,10 @@ def collect(study: Study, out: Path) -> list[ScalingRow]:
         splits = [round_times(records) for _, records in runs]
         times = [t[0] for t in splits]
         cfg = study.config(ranks)
-        w = workers(cfg["mode"], ranks)
+        w = workers(cfg.mode, ranks)
         rows.append(
             ScalingRow(
-                kind=study.kind, mode=cfg["mode"], ranks=ranks, workers=w, repeats=len(runs),
+                kind=study.kind, mode=cfg.mode, ranks=ranks, workers=w, repeats=len(runs),
                 train_rows=train_rows(cfg, ranks),
                 seconds_per_round=statistics.median(times), seconds_per_round_min=min(times),
                 seconds_per_round_max=max(times),

@@ -64,7 +64,7 @@ def rows_per_worker(inputs: Inputs, workers: int) -> float:
 
 
 def project(cfg: Config, inputs: Inputs, ranks: int, measured: float | None = None) -> Projected:
-    w = traffic.workers(cfg["mode"], ranks)
+    w = traffic.workers(cfg.mode, ranks)
     comm = sum(
         c.count * inputs.fits[c.name].seconds(ranks, c.nbytes)
         for c in traffic.per_round(cfg, ranks, rows_per_worker(inputs, w), inputs.model_size)

@@ -56,9 +56,9 @@ class Study:
         if self.kind == "strong":
             return []
         base = self.base()
-        if base["data.rows_per_rank"]:  # every worker already makes its own rows: nothing to scale
+        if base.data.rows_per_rank:  # every worker already makes its own rows: nothing to scale
             return []
-        rows = base["data.n_samples"] * workers(base["mode"], ranks) // workers(base["mode"], self.ranks[0])
+        rows = base.data.n_samples * workers(base.mode, ranks) // workers(base.mode, self.ranks[0])
         return [f"data.n_samples={rows}"]
 
     def validate(self) -> None:
@@ -70,14 +70,14 @@ class Study:
         if self.repeat < 1:
             raise ConfigError(f"The study repeat must be an int >= 1. Got {self.repeat} instead.")
         base = self.base()
-        if base["mode"] == "federated" and self.ranks[0] < 2:
+        if base.mode == "federated" and self.ranks[0] < 2:
             raise ConfigError(
                 f"Federated mode needs 2 or more ranks (1 server + clients); the study asks for {self.ranks[0]}."
             )
-        if self.kind == "weak" and base["data.name"] != "synthetic":
+        if self.kind == "weak" and base.data.name != "synthetic":
             raise ConfigError(
                 f"Weak scaling grows data.n_samples with the worker count, which needs data.name = 'synthetic'; "
-                f"the job uses {base['data.name']!r}, whose size is fixed."
+                f"the job uses {base.data.name!r}, whose size is fixed."
             )
         for ranks in self.ranks:
             self.config(ranks)

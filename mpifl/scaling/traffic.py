@@ -27,7 +27,7 @@ def train_rows(cfg: Config, ranks: int) -> int:
     """Training rows in the whole job (all workers together) at ``ranks`` ranks."""
     from mpifl.data.shards import resolve
 
-    return resolve(cfg).train_rows(ranks, workers(cfg["mode"], ranks))
+    return resolve(cfg).train_rows(ranks, workers(cfg.mode, ranks))
 
 
 def workers(mode: str, ranks: int) -> int:
@@ -40,17 +40,17 @@ def per_round(cfg: Config, ranks: int, rows_per_worker: float, model_size: int |
     spec = model_spec(cfg)
     size = model_size if model_size is not None else spec.size
     model_bytes = size * spec.dtype.itemsize
-    if cfg["mode"] == "federated":
+    if cfg.mode == "federated":
         clients = workers("federated", ranks)
         return [
             Collective("Bcast", (size + clients + 1) * spec.dtype.itemsize, 1),
             Collective("Gather", model_bytes, 1),
             Collective("Gather", STATS_ROW_BYTES, 1),
         ]
-    if cfg["train.algorithm"] == "local_sgd":
+    if cfg.train.algorithm == "local_sgd":
         steps = 1
-    elif cfg["train.batch_size"] == 0:
-        steps = cfg["train.epochs"]
+    elif cfg.train.batch_size == 0:
+        steps = cfg.train.epochs
     else:
-        steps = cfg["train.epochs"] * max(1, math.ceil(rows_per_worker / cfg["train.batch_size"]))
+        steps = cfg.train.epochs * max(1, math.ceil(rows_per_worker / cfg.train.batch_size))
     return [Collective("Allreduce", model_bytes, steps), Collective("Allreduce", STOP_FLAG_BYTES, 1)]

@@ -30,17 +30,17 @@ CHAIN: tuple[type[Stage], ...] = (AttackStage, PrivacyStage, CompressStage, SecA
 __all__ = ["CHAIN", "Chain", "Outgoing", "build_chain", "check"]
 
 
-def enabled(values: Mapping[str, Any]) -> list[type[Stage]]:
+def enabled(cfg) -> list[type[Stage]]:
     """The stages a job turns on, in chain order."""
-    return [cls for cls in CHAIN if cls.enabled(values)]
+    return [cls for cls in CHAIN if cls.enabled(cfg)]
 
 
-def participants(values: Mapping[str, Any]) -> list[Declared]:
+def participants(cfg) -> list[Declared]:
     """What every participant of a federated round declares: the strategy, the aggregator, the stages on."""
     from mpifl.strategies import STRATEGIES
     from mpifl.strategies.aggregators import AGGREGATORS
 
-    name, agg = values["server.strategy"], values["server.aggregator"]
+    name, agg = cfg.server.strategy, cfg.server.aggregator
     strategy, aggregator = STRATEGIES[name], AGGREGATORS[agg]
     declared = [Declared(
         f"server.strategy {name!r}", "server.strategy",
@@ -54,16 +54,16 @@ def participants(values: Mapping[str, Any]) -> list[Declared]:
         declared.append(Declared(f"server.aggregator {agg!r}", "server.aggregator",
                                  needs={"rows": "needs the individual updates"},
                                  breaks={"sum_step": "is not a sum (use server.aggregator = \"mean\")"}))
-    return declared + [cls.declares(values) for cls in enabled(values)]
+    return declared + [cls.declares(cfg) for cls in enabled(cfg)]
 
 
-def check(values: Mapping[str, Any], origin: Callable[[str], str]) -> None:
+def check(cfg, origin: Callable[[str], str]) -> None:
     """Each stage's own checks, then every pair of participants where one breaks what another needs."""
     for cls in CHAIN:
-        cls.check(values, origin)
-    if values["mode"] != "federated":
+        cls.check(cfg, origin)
+    if cfg.mode != "federated":
         return
-    everyone = participants(values)
+    everyone = participants(cfg)
     for needer in everyone:
         for requirement, need in needer.needs.items():
             for breaker in everyone:
@@ -151,7 +151,7 @@ def build_chain(comm, cfg, spec, n_clients: int, strategy: type, hosted: int, is
     (privacy's noise multiplier) does it first, and a stage that refuses its settings fails every rank."""
     from mpifl.agree import collectively
 
-    on = [cls for cls in enabled(cfg.values)] if cfg["mode"] == "federated" else []
+    on = [cls for cls in enabled(cfg)] if cfg.mode == "federated" else []
     settled = {cls.name: cls.settle(comm, cfg, n_clients, spec.dtype, is_root) if hasattr(cls, "settle") else None
                for cls in on}
     unit = any(cls.weighs_clients_equally for cls in on)

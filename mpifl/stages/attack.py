@@ -20,19 +20,19 @@ class AttackStage(Stage):
     section = "attack"
 
     @staticmethod
-    def enabled(values) -> bool:
-        return values["attack.kind"] != "none"
+    def enabled(cfg) -> bool:
+        return cfg.attack.kind != "none"
 
     @classmethod
-    def check(cls, values, origin) -> None:
-        kind = values["attack.kind"]
-        if kind != "none" and values["mode"] != "federated":
+    def check(cls, cfg, origin) -> None:
+        kind = cfg.attack.kind
+        if kind != "none" and cfg.mode != "federated":
             raise ConfigError(f"The 'attack.kind' parameter in {origin('attack.kind')} is {kind!r}; attacks "
                               "simulate federated clients. Set mode = \"federated\".")
 
     @classmethod
-    def declares(cls, values) -> Declared:
-        kind = values["attack.kind"]
+    def declares(cls, cfg) -> Declared:
+        kind = cfg.attack.kind
         needs = {"rows": "is simulated at the server from every client's update"} if kind in OMNISCIENT else {}
         return Declared(f"attack.kind {kind!r}", "attack.kind", needs=needs)
 

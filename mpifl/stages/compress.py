@@ -29,23 +29,23 @@ class CompressStage(Stage):
     takes_delta = True
 
     @staticmethod
-    def enabled(values) -> bool:
-        return values["compress.uplink"] != OFF
+    def enabled(cfg) -> bool:
+        return cfg.compress.uplink != OFF
 
     @classmethod
-    def check(cls, values, origin) -> None:
-        method = values["compress.uplink"]
-        if method != OFF and values["train.optimizer"] == "lbfgs":
+    def check(cls, cfg, origin) -> None:
+        method = cfg.compress.uplink
+        if method != OFF and cfg.train.optimizer == "lbfgs":
             raise ConfigError(f"The 'compress.uplink' parameter in {origin('compress.uplink')} is {method!r}, but "
                               "L-BFGS's line search needs exact gradients. Use train.optimizer = \"sgd\" or "
                               "compress.uplink = \"none\".")
-        if values["compress.error_feedback"] and method == OFF:
+        if cfg.compress.error_feedback and method == OFF:
             raise ConfigError(f"The 'compress.error_feedback' parameter in {origin('compress.error_feedback')} is "
                               "true, but compress.uplink is 'none': there is no compression error to feed back.")
 
     @classmethod
-    def declares(cls, values) -> Declared:
-        method = values["compress.uplink"]
+    def declares(cls, cfg) -> Declared:
+        method = cfg.compress.uplink
         return Declared(f"compress.uplink {method!r}", "compress.uplink", needs={
             "rows": "decodes each client's own message (and masked updates are uniform ring elements, which a "
                     "codec cannot shrink)",
@@ -58,8 +58,8 @@ class CompressStage(Stage):
         spec = build.spec
         self.codec = codec_from_config(build.cfg, spec.size, spec.dtype)
         self.message_bytes = self.codec.nbytes
-        self.seed = build.cfg["seed"]
-        self.feedback = ErrorFeedback(self.codec, build.hosted, build.cfg["compress.error_feedback"])
+        self.seed = build.cfg.seed
+        self.feedback = ErrorFeedback(self.codec, build.hosted, build.cfg.compress.error_feedback)
         self.shape, self.dtype = spec.shape, spec.dtype
         self.encode_seconds = 0.0  # a client rank's, since the round began
         self.slowest_encode = self.decode_seconds = 0.0  # the server's, for the round being aggregated
@@ -105,12 +105,12 @@ def summary(cfg, last) -> dict | None:
     None without compression.  Both modes report it."""
     from mpifl.compression import CODECS
 
-    if cfg["compress.uplink"] == OFF:
+    if cfg.compress.uplink == OFF:
         return None
-    method = cfg["compress.uplink"]
+    method = cfg.compress.uplink
     sent, whole = last.uplink_bytes_total, last.uplink_bytes_uncompressed_total
-    setting = {key: cfg[f"compress.{key}"] for key in CODECS[method].parameters}
+    setting = cfg.compress.pick(CODECS[method].parameters)
     return {
-        "uplink": method, **setting, "error_feedback": cfg["compress.error_feedback"],
+        "uplink": method, **setting, "error_feedback": cfg.compress.error_feedback,
         "uplink_bytes_uncompressed": whole, "achieved_ratio": whole / sent if sent and whole is not None else None,
     }

@@ -28,39 +28,39 @@ class PrivacyStage(Stage):
     weighs_clients_equally = True
 
     @staticmethod
-    def enabled(values) -> bool:
+    def enabled(cfg) -> bool:
         """Privacy is on when it adds noise: a noise multiplier or a target epsilon."""
-        return values["privacy.noise_multiplier"] > 0 or values["privacy.target_epsilon"] > 0
+        return cfg.privacy.noise_multiplier > 0 or cfg.privacy.target_epsilon > 0
 
     @classmethod
-    def check(cls, values, origin) -> None:
+    def check(cls, cfg, origin) -> None:
         """[privacy] against the rest of the job: what DP-FedAvg's analysis needs beyond the declarations."""
-        if not cls.enabled(values):
+        if not cls.enabled(cfg):
             return
-        key = "privacy.target_epsilon" if values["privacy.target_epsilon"] > 0 else "privacy.noise_multiplier"
+        key = "privacy.target_epsilon" if cfg.privacy.target_epsilon > 0 else "privacy.noise_multiplier"
         where = f"The '{key}' parameter in {origin(key)} turns on differential privacy"
-        if values["mode"] != "federated":
+        if cfg.mode != "federated":
             raise ConfigError(f"{where}, which is client-level DP for federated rounds. Set mode = \"federated\".")
-        if values["privacy.target_epsilon"] > 0 and values["privacy.noise_multiplier"] > 0:
+        if cfg.privacy.target_epsilon > 0 and cfg.privacy.noise_multiplier > 0:
             raise ConfigError(f"{where}; give privacy.noise_multiplier or privacy.target_epsilon, not both "
                               f"(the first fixes the noise, the second finds it).")
-        if values["privacy.accountant"] == "pld" and values["server.sampling"] != "poisson":
+        if cfg.privacy.accountant == "pld" and cfg.server.sampling != "poisson":
             raise ConfigError(f"The 'privacy.accountant' parameter in {origin('privacy.accountant')} is 'pld', which "
                               "dp-accounting supports only for Poisson sampling. Set server.sampling = \"poisson\" "
                               "or privacy.accountant = \"rdp\".")
-        distributed = values["privacy.noise"] == "distributed"
-        if distributed and values["server.sampling"] == "poisson":
+        distributed = cfg.privacy.noise == "distributed"
+        if distributed and cfg.server.sampling == "poisson":
             raise ConfigError(f"The 'privacy.noise' parameter in {origin('privacy.noise')} is 'distributed': each of "
                               "the m expected clients adds 1/m of the noise variance, so a Poisson cohort smaller than "
                               "m would carry less noise than accounted. Use server.sampling = \"fixed\".")
-        if distributed and values["train.stragglers"] > 0 and values["server.drop_stragglers"]:
+        if distributed and cfg.train.stragglers > 0 and cfg.server.drop_stragglers:
             raise ConfigError(f"The 'privacy.noise' parameter in {origin('privacy.noise')} is 'distributed', and "
                               "dropped stragglers would take their noise shares with them. Keep the stragglers "
                               "(server.drop_stragglers = false) or use privacy.noise = \"central\".")
 
     @classmethod
-    def declares(cls, values) -> Declared:
-        key = "privacy.target_epsilon" if values["privacy.target_epsilon"] > 0 else "privacy.noise_multiplier"
+    def declares(cls, cfg) -> Declared:
+        key = "privacy.target_epsilon" if cfg.privacy.target_epsilon > 0 else "privacy.noise_multiplier"
         return Declared("differential privacy", key, needs={
             "sum_step": "replaces the server step's mean of the deltas with the noised mean of the clipped deltas",
             "bounded_norms": "bounds each client's contribution by the clip (its sensitivity analysis is that of "
@@ -112,11 +112,11 @@ class PrivacyStage(Stage):
 
     def banner(self) -> list[str]:
         cfg, s = self.cfg, self.settings
-        if cfg["privacy.target_epsilon"] <= 0:
+        if cfg.privacy.target_epsilon <= 0:
             return []
-        return [f"privacy: noise multiplier {s.noise_multiplier:.4f} reaches epsilon {cfg['privacy.target_epsilon']:g} "
-                f"at delta {cfg['privacy.delta']:g} after {cfg['rounds']} rounds ({cfg['privacy.accountant']} "
-                f"accountant, {cfg['server.sampling']} sampling)"]
+        return [f"privacy: noise multiplier {s.noise_multiplier:.4f} reaches epsilon {cfg.privacy.target_epsilon:g} "
+                f"at delta {cfg.privacy.delta:g} after {cfg.rounds} rounds ({cfg.privacy.accountant} "
+                f"accountant, {cfg.server.sampling} sampling)"]
 
     def summary(self, records: list) -> dict[str, Any]:
         """[privacy] as run: the final (epsilon, delta), the accountant, the sampling and the noise that gave them."""
@@ -124,11 +124,11 @@ class PrivacyStage(Stage):
         last_clip = next((r.server["clip"] for r in reversed(records) if r.server and "clip" in r.server), None)
         return {"privacy": {
             "epsilon": next((r.epsilon for r in reversed(records) if r.epsilon is not None), None),
-            "delta": cfg["privacy.delta"], "accountant": cfg["privacy.accountant"], "sampling": cfg["server.sampling"],
-            "sampling_rate": cfg["server.fraction"], "clients": s.sampling.clients,
+            "delta": cfg.privacy.delta, "accountant": cfg.privacy.accountant, "sampling": cfg.server.sampling,
+            "sampling_rate": cfg.server.fraction, "clients": s.sampling.clients,
             "expected_cohort": s.sampling.expected_cohort, "noise_multiplier": s.noise_multiplier,
-            "target_epsilon": cfg["privacy.target_epsilon"] or None, "noise": cfg["privacy.noise"],
-            "adaptive_clipping": cfg["privacy.adaptive"], "clip": cfg["privacy.clip"], "final_clip": last_clip,
+            "target_epsilon": cfg.privacy.target_epsilon or None, "noise": cfg.privacy.noise,
+            "adaptive_clipping": cfg.privacy.adaptive, "clip": cfg.privacy.clip, "final_clip": last_clip,
         }}
 
 

@@ -25,33 +25,33 @@ class SecAggStage(Stage):
     takes_delta = True
 
     @staticmethod
-    def enabled(values) -> bool:
-        return bool(values["secagg.enabled"])
+    def enabled(cfg) -> bool:
+        return bool(cfg.secagg.enabled)
 
     @classmethod
-    def check(cls, values, origin) -> None:
-        if not values["secagg.enabled"]:
+    def check(cls, cfg, origin) -> None:
+        if not cfg.secagg.enabled:
             return
-        if values["mode"] != "federated":
+        if cfg.mode != "federated":
             raise ConfigError(f"The 'secagg.enabled' parameter in {origin('secagg.enabled')} is true; secure "
                               "aggregation hides federated clients' updates. Set mode = \"federated\".")
-        if values["secagg.plus"] and values["secagg.neighbours"] % 2:
+        if cfg.secagg.plus and cfg.secagg.neighbours % 2:
             raise ConfigError(f"The 'secagg.neighbours' parameter in {origin('secagg.neighbours')} must be even "
-                              f"(a Harary graph's degree). Got {values['secagg.neighbours']}.")
+                              f"(a Harary graph's degree). Got {cfg.secagg.neighbours}.")
 
     @classmethod
-    def declares(cls, values) -> Declared:
+    def declares(cls, cfg) -> Declared:
         return Declared("secure aggregation", "secagg.enabled", breaks={
             "rows": "hides each client's update, so the server sees only the sum",
         })
 
     def __init__(self, build: StageBuild):
         cfg, spec = build.cfg, build.spec
-        self.seed = cfg["seed"]
-        self.settings = {key: cfg[f"secagg.{key}"] for key in ("plus", "neighbours", "threshold", "bits",
+        self.seed = cfg.seed
+        self.settings = {key: getattr(cfg.secagg, key) for key in ("plus", "neighbours", "threshold", "bits",
                                                                "clip_range", "dropout", "abort")}
         self.size = spec.size
-        # the model-dtype uplink fields, summed besides the delta: (name, values)
+        # the model-dtype uplink fields, summed besides the delta: (name, cfg)
         self.extra = [(f.name, f.count(spec.size)) for f in build.strategy.uplink if f.dtype == MODEL]
         self.unit_weights = build.unit_weights or not build.strategy.weighs_by_rows
         self.length = self.size + sum(count for _, count in self.extra) + 2

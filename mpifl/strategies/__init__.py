@@ -11,7 +11,6 @@ checkpoints and the docs' key table all follow from the declarations, which
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from mpifl.protocol import Field, check_declaration
@@ -63,7 +62,7 @@ def strategy_keys() -> dict[str, list[str]]:
     return keys
 
 
-def strategy_params(values: Mapping[str, Any]) -> dict[str, Any]:
+def strategy_params(cfg) -> dict[str, Any]:
     """The chosen strategy's own parameters (without the 'server.' prefix) from a validated config."""
-    cls = STRATEGIES[values["server.strategy"]]
-    return {key: values[f"server.{key}"] for key in cls.parameters}
+    cls = STRATEGIES[cfg.server.strategy]
+    return cfg.server.pick(cls.parameters)

@@ -16,6 +16,7 @@ import tomllib
 
 from mpifl.constraints import Choice, Flag, Ids, Interval, Text, Widths
 from mpifl.constraints import violation
+from mpifl.config.sections import sections
 from mpifl.errors import ConfigError
 from mpifl.registry import Plugin, Registry
 from mpifl.strategies import STRATEGIES, strategy_keys
@@ -130,13 +131,39 @@ PLUGINS: dict[str, tuple[Registry, str]] = {
 
 @dataclass(frozen=True)
 class Config:
-    """A validated job: ``values`` maps dotted keys to values; ``source`` names its origin."""
+    """A validated job: typed sections (``cfg.train.lr``) and the top-level keys (``cfg.seed``).
+
+    ``values`` maps the dotted keys to values (what config.toml and the
+    checkpoint fingerprint hold); ``source`` names the job's origin.
+    ``cfg["train.lr"]`` still reads a value, for scripts and tests; the
+    package itself reads attributes.
+    """
 
     values: dict[str, Any]
     source: str = "<defaults>"
 
+    def __post_init__(self):
+        object.__setattr__(self, "_sections", sections(self.values, SECTIONS))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self._sections:
+            return self._sections[name]
+        if name in self.values:
+            return self.values[name]
+        raise AttributeError(f"The job has no section or key {name!r}.")
+
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
+
+    def __getstate__(self) -> dict[str, Any]:  # the sections' classes are made at run time: rebuild them
+        return {"values": self.values, "source": self.source}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        object.__setattr__(self, "values", state["values"])
+        object.__setattr__(self, "source", state["source"])
+        self.__post_init__()
 
     def as_nested(self) -> dict[str, Any]:
         """The config as TOML-shaped nested tables, for writing config.toml."""
@@ -196,6 +223,7 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
     for key, (default, constraint) in declared.items():
         values.setdefault(key, default)
         _check_value(values, key, constraint, origins.get(key, source))
+    typed = Config(values, source)  # the cross checks below read the typed sections
     _check_strategy(values, origins, source)
     if values["train.optimizer"] == "lbfgs" and values["mode"] != "distributed":
         raise ConfigError(
@@ -203,14 +231,14 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
             "in distributed mode (every rank takes the same L-BFGS steps on Allreduced gradients). "
             "Set mode = \"distributed\"."
         )
-    stages.check(values, lambda key: origins.get(key, source))
-    if values["attack.kind"] == "label_flip" and output_link(values) == "linear":
+    stages.check(typed, lambda key: origins.get(key, source))
+    if values["attack.kind"] == "label_flip" and output_link(typed) == "linear":
         raise ConfigError(f"The 'attack.kind' parameter in {origins.get('attack.kind', source)} is 'label_flip', "
                           "which needs class labels; a regression task has none.")
-    _check_data(values, origins, source)
+    _check_data(values, typed, origins, source)
 
 
-def _check_data(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
+def _check_data(values: dict[str, Any], typed: Config, origins: dict[str, str], source: str) -> None:
     """A source's own keys set for another source are refused; the chosen source checks the output link."""
     chosen = None if values["data.path"] else DATA_SOURCES[values["data.name"]]
     for name, cls in DATA_SOURCES.items():
@@ -220,7 +248,7 @@ def _check_data(values: dict[str, Any], origins: dict[str, str], source: str) ->
                 raise ConfigError(f"The '{dotted}' parameter in {origins[dotted]} applies to data.name = {name!r} "
                                   "(without data.path) only.")
     if chosen is not None:
-        chosen.check(values, output_link(values), output_link_key(values), lambda key: origins.get(key, source))
+        chosen.check(typed, output_link(typed), output_link_key(typed), lambda key: origins.get(key, source))
 
 
 def plugin_keys(values: dict[str, Any], origins: dict[str, str], source: str) -> dict[str, tuple[Any, Any]]:
