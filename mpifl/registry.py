@@ -33,11 +33,12 @@ Parameters = dict[str, tuple[Any, Constraint]]
 class Registry(Mapping[str, type], Generic[T]):
     """Names to classes of one family; ``registry[value]`` also imports a ``module:Class`` path."""
 
-    def __init__(self, family: str, key: str, base: type, check: Callable[[type], str | None] | None = None):
+    def __init__(self, family: str, key: str, base: type, check: Callable[[type], str | None] | None = None,
+                 group: str = ""):
         self.family = family  # "strategy", "aggregator", ...: for messages
         self.key = key  # the config key that chooses one, e.g. "server.strategy"
         self.base = base
-        self.group = f"mpifl.{family}s"  # the entry-point group
+        self.group = group or f"mpifl.{family}s"  # the entry-point group
         self._check = check
         self._classes: dict[str, type] = {}
         self._adopted: dict[str, type] = {}  # module:Class paths of classes handed over from Python

@@ -112,14 +112,14 @@ def test_an_installed_packages_entry_point_registers_a_name(tmp_path, monkeypatc
     info = tmp_path / "my_fl-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-fl\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[mpifl.strategys]\nfedexp = examples.fedexp:FedExP\n"
+    (info / "entry_points.txt").write_text("[mpifl.strategies]\nfedexp = examples.fedexp:FedExP\n"
                                            "broken = examples.fedexp:Nothing\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    registry = Registry("strategy", "server.strategy", Strategy, check_strategy)
-    with pytest.raises(ConfigError, match="entry point 'broken' of group mpifl.strategys"):
+    registry = Registry("strategy", "server.strategy", Strategy, check_strategy, group="mpifl.strategies")
+    with pytest.raises(ConfigError, match="entry point 'broken' of group mpifl.strategies"):
         registry.resolve("fedexp")
-    (info / "entry_points.txt").write_text("[mpifl.strategys]\nfedexp = examples.fedexp:FedExP\n")
-    registry = Registry("strategy", "server.strategy", Strategy, check_strategy)
+    (info / "entry_points.txt").write_text("[mpifl.strategies]\nfedexp = examples.fedexp:FedExP\n")
+    registry = Registry("strategy", "server.strategy", Strategy, check_strategy, group="mpifl.strategies")
     assert registry.resolve("fedexp") is FedExP and "fedexp" in list(registry)
 
 

@@ -11,6 +11,6 @@ from mpifl.data.builtin_sources import Digits, FedproxSynthetic, Synthetic
 from mpifl.data.shards import DataSource
 from mpifl.registry import Registry
 
-DATA_SOURCES: Registry = Registry("source", "data.name", DataSource)
+DATA_SOURCES: Registry = Registry("data source", "data.name", DataSource, group="mpifl.data_sources")
 for _cls in (Digits, Synthetic, FedproxSynthetic):
     DATA_SOURCES.register(_cls)

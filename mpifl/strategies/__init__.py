@@ -43,7 +43,7 @@ def check_strategy(cls: type) -> str | None:
     return None
 
 
-STRATEGIES: Registry = Registry("strategy", "server.strategy", Strategy, check_strategy)
+STRATEGIES: Registry = Registry("strategy", "server.strategy", Strategy, check_strategy, group="mpifl.strategies")
 for _cls in (FedAvg, FedProx, Scaffold, FedNova, FedAvgM, FedAdagrad, FedAdam, FedYogi):
     STRATEGIES.register(_cls)
 

@@ -1,0 +1,143 @@
+"""The configuration reference, generated from the schema and the registries: docs/reference/config.md.
+
+    python -m mpifl.config.reference > docs/reference/config.md
+
+Every key's default and constraint come from its declaration (the schema,
+or the built-in strategy, aggregator, codec, model kind or data source that
+declares it); its meaning comes from MEANINGS below, and a test fails when
+a declared key has none or the file differs from what this prints.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mpifl.config import PLUGINS, SCHEMA
+
+MEANINGS: dict[str, str] = {
+    "mode": '`"federated"` (rank 0 serves, the others host clients) or `"distributed"` (every rank a worker)',
+    "seed": "root of every random stream: (seed, round, client) keys each draw",
+    "rounds": "federated rounds, or distributed rounds (each is `train.epochs` passes)",
+    "log_every": "record metrics every N rounds (round 0 and the last are always recorded)",
+    "data.name": "a registered data source, or a user's DataSource as `module:Class`",
+    "data.partition": '`"iid"`, or `"dirichlet"` label skew (Hsu et al. 2019)',
+    "data.alpha": "Dirichlet concentration; smaller means more skewed clients",
+    "data.test_fraction": "share held out for testing",
+    "data.n_samples": "synthetic: rows (x ~ N(0, I), labels from a random linear model plus noise)",
+    "data.n_features": "synthetic: features",
+    "data.n_classes": "synthetic: classes (and the label range checked in files)",
+    "data.noise": "synthetic: label noise",
+    "data.rows_per_rank": "synthetic: rows generated on each worker or client from (seed, part), for weak scaling",
+    "data.fedprox_alpha": "FedProx's Synthetic(α, β): the spread of the clients' models",
+    "data.fedprox_beta": "FedProx's Synthetic(α, β): the spread of the clients' inputs",
+    "data.fedprox_iid": "the paper's Synthetic-IID: one shared model, mean-zero inputs",
+    "data.path": "a partition directory (`python -m mpifl partition`), or one `.npy` file in distributed mode; "
+                 "overrides `data.name`",
+    "data.verify": "check each file's sha256 against the manifest before training",
+    "data.label_column": "the label column of a single `.npy` file",
+    "data.clients": "federated clients K of a built-in set; 0 means one per client rank (30 for fedprox_synthetic)",
+    "model.kind": "a registered model kind, or a user's ModelKind as `module:Class`",
+    "model.hidden": "mlp: the widths of the hidden layers, any number of them",
+    "model.activation": "mlp: relu (He initialisation) or tanh (Glorot)",
+    "model.output": "mlp: the output link and loss, as the linear kinds",
+    "model.l2": "L2 penalty on the weights (biases are not penalised)",
+    "model.dtype": "the dtype of data, parameters and messages",
+    "train.algorithm": "distributed mode: average gradients every step, or models after local epochs",
+    "train.optimizer": "sgd, or lbfgs: distributed full-batch L-BFGS (a round is one iteration)",
+    "train.tol": "L-BFGS: stop when max |gradient| ≤ tol",
+    "train.history": "L-BFGS: (s, y) pairs kept",
+    "train.epochs": "local epochs per round",
+    "train.batch_size": "rows per mini-batch per rank; 0 means full batch",
+    "train.lr": "SGD step size",
+    "train.momentum": "heavy-ball momentum; its buffer stays on the client's rank",
+    "train.threads": "Numba threads per rank; 0 means SLURM_CPUS_PER_TASK, else 1",
+    "train.stragglers": "federated: share of each round's sampled clients that run a random 1..epochs local epochs",
+    "server.strategy": "a registered strategy, or a user's Strategy as `module:Class`",
+    "server.fraction": "share of clients sampled each round",
+    "server.drop_stragglers": "drop the stragglers instead of keeping their partial work (FedProx's FedAvg baseline)",
+    "server.aggregator": "how the clients' deltas are combined: a registered aggregator, or a user's as `module:Class`",
+    "server.trim": "trimmed_mean: the share dropped at each end",
+    "server.byzantine": "krum, multikrum, bulyan: f, the Byzantine clients tolerated",
+    "server.select": "multikrum: the m updates averaged (0: n - f)",
+    "server.robust_iterations": "geomed: Weiszfeld steps; centered_clip: clipping iterations",
+    "server.radius": "centered_clip: τ; norm_bound: the norm bound M",
+    "server.sampling": "fixed: round(fraction K) clients a round; poisson: each client with probability fraction",
+    "checkpoint.every": "checkpoint every N rounds; 0 checkpoints only when stopped by a signal",
+    "attack.kind": "simulated Byzantine clients (federated mode)",
+    "attack.fraction": "share of the clients that are malicious, drawn from (seed, ATTACK)",
+    "attack.scale": "per kind: the sign flip's, the noise's or the boost's scale; 0 takes the kind's default",
+    "attack.seed": "which clients are malicious; -1 takes the job's seed",
+    "attack.clients": "the malicious client ids; set, they replace attack.fraction's draw",
+    "compress.uplink": "what a client or worker sends: none, a registered codec, or a user's Codec as `module:Class`",
+    "compress.ratio": "topk, randk: the share of the values sent",
+    "compress.bits": "qsgd: bits per value, sign included",
+    "compress.bucket": "qsgd: values that share one norm",
+    "compress.error_feedback": "keep what compression dropped and add it to the next update",
+    "privacy.clip": "C: each client's delta is clipped to this L2 norm",
+    "privacy.noise_multiplier": "z: noise std z·C on the sum; above 0 turns differential privacy on",
+    "privacy.delta": "the δ of the (ε, δ) the accountant reports",
+    "privacy.target_epsilon": "above 0: find the noise multiplier that reaches this ε after `rounds`",
+    "privacy.adaptive": "adaptive clipping (Andrew et al. 2021)",
+    "privacy.target_quantile": "adaptive: the share of deltas to leave unclipped",
+    "privacy.clip_lr": "adaptive: the step of the geometric clip update",
+    "privacy.noise": "central (the server adds it) or distributed (each client adds its share)",
+    "privacy.accountant": "dp-accounting's RDP or PLD accountant",
+    "secagg.enabled": "secure aggregation: the server learns only the sum of the cohort's updates",
+    "secagg.plus": "SecAgg+: a random k-regular neighbour graph instead of every pair",
+    "secagg.neighbours": "SecAgg+'s k (even); 0 takes the smallest even k ≥ 3 log2 n",
+    "secagg.threshold": "t as a share of a client's neighbours",
+    "secagg.dropout": "simulated: the share of clients that drop after sharing, before the masked input",
+    "secagg.bits": "the ring Z_(2^bits) of the masked fixed-point values",
+    "secagg.clip_range": "each encoded value is clamped to [-R, R]",
+    "secagg.abort": "too few survivors: skip the round, or stop the job",
+    # the built-in strategies' own keys, declared by each strategy
+    "server.proximal_mu": "μ of the proximal term (μ/2)‖θ − θ_r‖²",
+    "server.lr": "the server's learning rate",
+    "server.momentum": "the server's momentum",
+    "server.beta1": "the first moment's decay",
+    "server.beta2": "the second moment's decay",
+    "server.tau": "the adaptivity τ (and the second moment's start τ²)",
+}
+
+
+def _value(value) -> str:
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, str):
+        return f'`"{value}"`'
+    return f"`{value}`"
+
+
+def _row(key: str, default, constraint, note: str = "") -> str:
+    meaning = MEANINGS[key] + (f" ({note})" if note else "")
+    return f"| `{key}` | {_value(default)} | {constraint.describe()} | {meaning} |"
+
+
+def markdown() -> str:
+    """The whole reference page."""
+    lines = [
+        "# Configuration keys",
+        "",
+        "Generated from the schema and the built-in plug-ins' declarations by "
+        "`python -m mpifl.config.reference`; a test fails when this page and the code differ.",
+        "",
+        "A job file's tables are the sections (`[train]`, `[server]`, ...); `--set section.key=value` and "
+        "`mpifl.run(job, section__key=value)` override one key.  A user's plug-in (`module:Class`) adds the keys "
+        "it declares to its section.",
+        "",
+        "| key | default | constraint | meaning |",
+        "|---|---|---|---|",
+    ]
+    lines += [_row(key, default, constraint) for key, (default, constraint) in SCHEMA.items()]
+    strategies = PLUGINS["server.strategy"][0]
+    for name, cls in strategies.items():
+        lines += [_row(f"server.{key}", default, constraint, f"{name}")
+                  for key, (default, constraint) in cls.parameters.items()]
+    lines += ["", "Choices of the plug-in keys:", ""]
+    for key, (registry, _) in PLUGINS.items():
+        lines.append(f"- `{key}`: " + ", ".join(f"`{name}`" for name in registry) + ", or `module:Class`")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown())

@@ -1,0 +1,76 @@
+"""The structure the code promises: the key reference is generated, the config is read through typed sections,
+no name is special-cased outside its own module, no import circle, short functions, a short round loop."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from mpifl.config import PLUGINS, SCHEMA, SECTIONS
+from mpifl.config.reference import MEANINGS, markdown
+from mpifl.strategies import STRATEGIES
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "mpifl"
+
+
+def sources(*skip: str):
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if not any(relative.startswith(s) for s in skip):
+            yield relative, path.read_text()
+
+
+def test_the_key_reference_is_the_one_the_schema_generates():
+    page = (ROOT / "docs" / "reference" / "config.md").read_text()
+    assert page == markdown(), "docs/reference/config.md is stale: python -m mpifl.config.reference > it"
+    declared = set(SCHEMA) | {f"server.{k}" for cls in STRATEGIES.values() for k in cls.parameters}
+    assert set(MEANINGS) == declared  # no key without a meaning, no meaning of a key that is gone
+    for key, (registry, _) in PLUGINS.items():
+        assert all(f"`{name}`" in page for name in registry), key
+
+
+def test_no_dotted_config_key_is_read_outside_the_config_package():
+    keys = [*SCHEMA, *(f"server.{k}" for cls in STRATEGIES.values() for k in cls.parameters)]
+    dotted = re.compile(r"\[(['\"])(?:" + "|".join(re.escape(k) for k in keys) + r")\1\]"
+                        r"|\[f(['\"])(?:" + "|".join(SECTIONS) + r")\.\{")
+    offenders = [f"{name}: {m.group(0)}" for name, text in sources("config/") for m in dotted.finditer(text)]
+    assert offenders == []
+
+
+def test_no_registered_name_is_special_cased_outside_its_own_module():
+    owners = {"mlp": ("models/mlp.py", "kernels/mlp"), "fedprox_synthetic": ("data/builtin", "data/partition_cli"),
+              "centered_clip": ("strategies/aggregators.py",), "qsgd": ("compression.py",)}
+    for name, own in owners.items():
+        compared = re.compile(rf"[=!]= *['\"]{name}['\"]|['\"]{name}['\"] *[=!]=")
+        offenders = [rel for rel, text in sources(*own) if compared.search(text)]
+        assert offenders == [], name
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mpifl"):
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("mpifl"))
+    return out
+
+
+def test_model_imports_nothing_from_the_kernels_and_roles_is_imported_by_no_loop():
+    assert not any(name.startswith("mpifl.kernels") for name in _imports(PACKAGE / "model.py"))
+    for loop in ("loop.py", "federated.py", "federated_clients.py", "checkpointing.py"):
+        assert not any(name.startswith("mpifl.roles") for name in _imports(PACKAGE / loop)), loop
+
+
+def test_functions_are_short_and_the_round_loop_module_is_small():
+    long = []
+    for rel, text in sources("kernels/"):
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{rel}:{node.lineno} {node.name}")
+    assert long == []
+    assert len((PACKAGE / "federated.py").read_text().splitlines()) < 250
