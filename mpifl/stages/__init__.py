@@ -69,7 +69,7 @@ def check(cfg, origin: Callable[[str], str]) -> None:
             for breaker in everyone:
                 if breaker is not needer and requirement in breaker.breaks:
                     raise ConfigError(
-                        f"{needer.subject[0].upper()}{needer.subject[1:]} {need}, but {breaker.subject} "
+                        f"{needer.subject} {need}, but {breaker.subject} "
                         f"{breaker.breaks[requirement]}. Change {needer.key} (in {origin(needer.key)}) or "
                         f"{breaker.key} (in {origin(breaker.key)}).")
 

@@ -9,10 +9,11 @@ The chain runs in one documented order (mpifl.stages.CHAIN):
   adaptive clip -> the strategy's server step.
 
 A stage declares what the transport and the validation need: its wire
-fields (as strategies do), its parameters (its config section's keys), and
-what it needs and provides, as short reasons that the refused combinations
-quote (``needs_rows``, ``hides_rows``, ``changes_norms``, ``bounds_norms``).
-The round loop calls the hooks below and knows nothing of what a stage does.
+fields (as strategies do), its state (``client_state``, ``server_state``),
+when a job turns it on (``enabled``), its own checks (``check``), and what
+it needs and breaks (``declares``), as short reasons that the refused
+combinations quote.  The round loop calls the hooks below and knows nothing
+of what a stage does.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ class Outgoing:
     row: Mapping[str, np.ndarray]  # its payload row's views (delta, or a stage's message, and model-sized fields)
     stats: Mapping[str, np.ndarray]  # its statistics' views (weight, float64 uplink fields)
     rows: int  # training rows: its sample weight
-    sent: dict[str, Any] = field(default_factory=dict)  # what a stage hands the exchange (a secure vector)
 
 
 class Stage:
@@ -48,15 +48,26 @@ class Stage:
     section: ClassVar[str] = ""  # the config section of its keys
     downlink: ClassVar[tuple[Field, ...]] = ()
     uplink: ClassVar[tuple[Field, ...]] = ()
-    # Declarations for refused combinations: empty, or the reason, quoted in the message.
-    needs_rows: ClassVar[str] = ""  # the server half needs each client's own row
-    hides_rows: ClassVar[str] = ""  # the server sees sums only
-    changes_norms: ClassVar[str] = ""  # may make an update's norm larger than the stages before left it
-    bounds_norms: ClassVar[str] = ""  # its guarantee needs the norm it leaves to hold up to the server
     releases_empty_rounds: ClassVar[bool] = False  # the server aggregates even a round in which no client trained
     takes_delta: ClassVar[bool] = False  # the delta does not travel in the payload row (a message or a mask does)
     weighs_clients_equally: ClassVar[bool] = False  # every client weighs 1 in the release (DP-FedAvg)
     message_bytes: int = 0  # a compressed delta's message size (then the payload carries it instead of delta)
+
+    # -- declarations, read from the validated job before any rank trains --------------------------------------
+
+    @staticmethod
+    def enabled(cfg) -> bool:
+        """Whether the job turns this stage on."""
+        return False
+
+    @classmethod
+    def check(cls, cfg, origin) -> None:
+        """Refuse settings that only this stage knows are wrong (``origin(key)`` says where a key was set)."""
+
+    @classmethod
+    def declares(cls, cfg) -> Declared:
+        """What this stage needs and breaks, for the refused combinations (mpifl.stages.check)."""
+        return Declared(cls.name, cls.section)
 
     # -- client half ------------------------------------------------------------------------------------------
 
