@@ -1,8 +1,10 @@
 """Simulated Byzantine clients, to test robust aggregators against (``[attack]`` in a job).
 
 The malicious clients are a fixed set for the whole run: ``attack.clients``
-when given, else drawn from (seed, ATTACK).  Data and model poisoning run on the malicious client's own
-rank, on its own data and its own update:
+when given, else drawn from (seed, ATTACK).  Each kind of attack is a class
+in the ATTACKS registry (``attack.kind``; a user's own as ``module:Class``).
+Data and model poisoning run on the malicious client's own rank, on its own
+data and its own update:
 
 - ``label_flip``: its labels c become C - 1 - c (data poisoning);
 - ``sign_flip``: it sends -scale times its update;
@@ -22,17 +24,104 @@ replaced, every one by the same vector.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from statistics import NormalDist
+from typing import Any, ClassVar
 
 import numpy as np
 
+from mpifl.constraints import Constraint
 from mpifl.errors import ConfigError
+from mpifl.registry import Registry
 from mpifl.rng import Purpose, stream
 
-KINDS = ("none", "label_flip", "sign_flip", "gaussian", "scaling", "alie", "ipm")
-OMNISCIENT = ("alie", "ipm")
-DEFAULT_SCALE = {"sign_flip": 1.0, "gaussian": 1.0, "scaling": 10.0, "ipm": 0.5}  # attack.scale = 0
+OFF = "none"  # attack.kind's value when no client is malicious
+
+
+class AttackKind:
+    """One kind of attack: what a malicious client does to its labels or its update, or what the simulated
+    colluding adversary sends in the malicious clients' place.  Every hook leaves things as they are unless a
+    kind overrides it."""
+
+    name: ClassVar[str] = ""
+    parameters: ClassVar[dict[str, tuple[Any, Constraint]]] = {}  # its own attack.<key> keys
+    default_scale: ClassVar[float] = 0.0  # the scale attack.scale = 0 stands for
+    omniscient: ClassVar[bool] = False  # simulated at the server from every client's update
+    needs_labels: ClassVar[bool] = False  # poisons class labels (a regression task has none)
+
+    def labels(self, y: np.ndarray, n_classes: int) -> np.ndarray:
+        """A malicious client's labels (a new array, or y itself)."""
+        return y
+
+    def poison(self, delta: np.ndarray, scale: float, noise: Callable[[], np.ndarray]) -> None:
+        """A malicious client's update, changed in place on its own rank; ``noise()`` draws N(0, 1) of its shape
+        from (seed, ATTACK, round, client)."""
+
+    def craft(self, benign: np.ndarray, n: int, f: int, scale: float) -> np.ndarray:
+        """The vector every malicious row becomes (omniscient kinds), from the benign rows (float64, flat)."""
+        raise TypeError(f"attack {self.name!r} is not simulated at the server.")
+
+
+class NoAttack(AttackKind):
+    name = OFF
+
+
+class LabelFlip(AttackKind):
+    name = "label_flip"
+    needs_labels = True
+
+    def labels(self, y, n_classes):
+        return (n_classes - 1 - y).astype(y.dtype)
+
+
+class SignFlip(AttackKind):
+    name = "sign_flip"
+    default_scale = 1.0
+
+    def poison(self, delta, scale, noise):
+        delta *= -scale
+
+
+class Gaussian(AttackKind):
+    name = "gaussian"
+    default_scale = 1.0
+
+    def poison(self, delta, scale, noise):
+        delta[...] = scale * noise()
+
+
+class Scaling(AttackKind):
+    name = "scaling"
+    default_scale = 10.0
+
+    def poison(self, delta, scale, noise):
+        delta *= scale
+
+
+class Alie(AttackKind):
+    name = "alie"
+    omniscient = True
+
+    def craft(self, benign, n, f, scale):
+        hidden = math.floor(n / 2 + 1) - f  # benign clients the crafted update must seem closer to than the mean
+        z = NormalDist().inv_cdf(min(max((n - hidden) / n, 0.5), 1 - 1e-12))
+        return benign.mean(axis=0) - z * benign.std(axis=0)
+
+
+class Ipm(AttackKind):
+    name = "ipm"
+    default_scale = 0.5
+    omniscient = True
+
+    def craft(self, benign, n, f, scale):
+        return -scale * benign.mean(axis=0)
+
+
+ATTACKS: Registry = Registry("attack", "attack.kind", AttackKind)
+for _cls in (NoAttack, LabelFlip, SignFlip, Gaussian, Scaling, Alie, Ipm):
+    ATTACKS.register(_cls)
+KINDS = tuple(ATTACKS)
 
 
 @dataclass(frozen=True)
@@ -44,12 +133,16 @@ class Attack:
     scale: float
     seed: int
 
+    @property
+    def how(self) -> AttackKind:
+        return ATTACKS[self.kind]()
+
     @classmethod
     def configured(cls, kind: str, fraction: float, scale: float, seed: int, n_clients: int,
                    clients: tuple[int, ...] = ()) -> Attack:
         """The run's attack: the given malicious ``clients``, or round(fraction n) of them drawn once from
         (seed, ATTACK)."""
-        if kind == "none":
+        if kind == OFF:
             return cls(kind, (), 0.0, seed)
         outside = [k for k in clients if k >= n_clients]
         if outside:
@@ -60,49 +153,36 @@ class Attack:
         else:
             count = int(round(fraction * n_clients))
             chosen = np.sort(stream(seed, Purpose.ATTACK).choice(n_clients, size=count, replace=False))
-        return cls(kind, tuple(int(k) for k in chosen), scale or DEFAULT_SCALE.get(kind, 0.0), seed)
+        return cls(kind, tuple(int(k) for k in chosen), scale or ATTACKS[kind].default_scale, seed)
 
     def is_malicious(self, client: int) -> bool:
         return client in self.malicious
 
     def flip_labels(self, client: int, y: np.ndarray, n_classes: int) -> np.ndarray:
-        """label_flip on a malicious client's labels: c -> C - 1 - c (a new array); others' come back as they are."""
-        if self.kind != "label_flip" or not self.is_malicious(client):
+        """A malicious client's poisoned labels (a new array); others' come back as they are."""
+        if not self.is_malicious(client):
             return y
-        return (n_classes - 1 - y).astype(y.dtype)
+        return self.how.labels(y, n_classes)
 
     def poison(self, client: int, rnd: int, delta: np.ndarray) -> None:
         """Model poisoning of a malicious client's update, in place, on its own rank."""
-        if not self.is_malicious(client) or self.kind not in ("sign_flip", "gaussian", "scaling"):
-            return
-        if self.kind == "sign_flip":
-            delta *= -self.scale
-        elif self.kind == "scaling":
-            delta *= self.scale
-        else:
-            noise = stream(self.seed, Purpose.ATTACK, rnd, client).standard_normal(delta.shape)
-            delta[...] = self.scale * noise
+        if self.is_malicious(client):
+            self.how.poison(delta, self.scale,
+                            lambda: stream(self.seed, Purpose.ATTACK, rnd, client).standard_normal(delta.shape))
 
     def colluded(self, results):
         """A round's RoundResults with the omniscient attack applied to the malicious clients' deltas."""
-        if self.kind not in OMNISCIENT:
+        if not ATTACKS[self.kind].omniscient:
             return results
         return replace(results, deltas=self.collude(results.clients, results.deltas))
 
     def collude(self, clients: np.ndarray, deltas: np.ndarray) -> np.ndarray:
         """The omniscient attacks at the server: the malicious rows of ``deltas`` replaced (a new array)."""
         bad = np.isin(clients, self.malicious)
-        if self.kind not in OMNISCIENT or not bad.any() or bad.all():
+        if not ATTACKS[self.kind].omniscient or not bad.any() or bad.all():
             return deltas
         flat = deltas.reshape(deltas.shape[0], -1).astype(np.float64)
-        benign = flat[~bad]
-        if self.kind == "alie":
-            n, f = flat.shape[0], int(bad.sum())
-            hidden = math.floor(n / 2 + 1) - f  # benign clients the crafted update must seem closer to than the mean
-            z = NormalDist().inv_cdf(min(max((n - hidden) / n, 0.5), 1 - 1e-12))
-            crafted = benign.mean(axis=0) - z * benign.std(axis=0)
-        else:
-            crafted = -self.scale * benign.mean(axis=0)
+        crafted = self.how.craft(flat[~bad], flat.shape[0], int(bad.sum()), self.scale)
         out = flat.copy()
         out[bad] = crafted
         return out.reshape(deltas.shape).astype(deltas.dtype)
@@ -110,6 +190,6 @@ class Attack:
 
 def configured_attack(cfg, n_clients: int) -> Attack:
     """The job's [attack] for ``n_clients`` federated clients; attack.seed -1 means the job's seed."""
-    seed = cfg.attack.seed if cfg.attack.seed >= 0 else cfg.seed
-    return Attack.configured(cfg.attack.kind, cfg.attack.fraction, cfg.attack.scale, seed, n_clients,
-                             tuple(cfg.attack.clients))
+    a = cfg.attack
+    seed = a.seed if a.seed >= 0 else cfg.seed
+    return Attack.configured(a.kind, a.fraction, a.scale, seed, n_clients, tuple(a.clients))

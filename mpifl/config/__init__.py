@@ -20,7 +20,8 @@ from mpifl.config.sections import sections
 from mpifl.errors import ConfigError
 from mpifl.registry import Plugin, Registry
 from mpifl.strategies import STRATEGIES, strategy_keys
-from mpifl.attacks import KINDS as ATTACKS
+from mpifl.attacks import ATTACKS
+from mpifl.privacy.mechanisms import PRIVACY_MECHANISMS
 from mpifl.strategies.aggregators import AGGREGATORS
 from mpifl import stages
 from mpifl.compression import CODECS, OFF
@@ -87,7 +88,7 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     # server.lr, server.momentum, server.proximal_mu, ...: declared by each strategy (mpifl.strategies)
     "checkpoint.every": (0, Interval(int, 0, None)),
     # simulated Byzantine clients (mpifl.attacks), federated mode
-    "attack.kind": ("none", Choice(ATTACKS)),
+    "attack.kind": ("none", Plugin(ATTACKS)),
     "attack.fraction": (0.2, Interval(float, 0, 1, "left")),  # share of the clients that are malicious
     "attack.scale": (0.0, Interval(float, 0, None)),  # per kind: -scale x, N(0, scale^2), scale x, -scale mean; 0: default
     "attack.seed": (-1, Interval(int, -1, 2**63 - 1)),  # which clients are malicious; -1: the job's seed
@@ -97,6 +98,7 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     **declared_keys(CODECS, "compress"),  # the built-in codecs' keys: compress.ratio, compress.bits, ...
     "compress.error_feedback": (False, Flag()),  # keep what compression dropped and add it to the next update
     # client-level differential privacy (mpifl.privacy): DP-FedAvg, on when it adds noise
+    "privacy.mechanism": ("gaussian", Plugin(PRIVACY_MECHANISMS)),  # the clip-and-noise mechanism and its accountant
     "privacy.clip": (1.0, Interval(float, 0, None, "neither")),  # C: each client's delta is clipped to this L2 norm
     "privacy.noise_multiplier": (0.0, Interval(float, 0, None)),  # z: noise std = z C on the sum; 0 = off
     "privacy.delta": (1e-5, Interval(float, 0, 1, "neither")),
@@ -126,6 +128,8 @@ PLUGINS: dict[str, tuple[Registry, str]] = {
     "compress.uplink": (CODECS, "compress"),
     "model.kind": (MODELS, "model"),
     "data.name": (DATA_SOURCES, "data"),
+    "attack.kind": (ATTACKS, "attack"),
+    "privacy.mechanism": (PRIVACY_MECHANISMS, "privacy"),
 }
 
 
@@ -232,9 +236,6 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
             "Set mode = \"distributed\"."
         )
     stages.check(typed, lambda key: origins.get(key, source))
-    if values["attack.kind"] == "label_flip" and output_link(typed) == "linear":
-        raise ConfigError(f"The 'attack.kind' parameter in {origins.get('attack.kind', source)} is 'label_flip', "
-                          "which needs class labels; a regression task has none.")
     _check_data(values, typed, origins, source)
 
 
@@ -260,7 +261,7 @@ def plugin_keys(values: dict[str, Any], origins: dict[str, str], source: str) ->
         value = values.get(choice, SCHEMA[choice][0])
         _check_value(values, choice, SCHEMA[choice][1], origins.get(choice, source))
         cls = registry.resolve(value, origins.get(choice, source))
-        for key, entry in cls.parameters.items():
+        for key, entry in getattr(cls, "parameters", {}).items():
             dotted = f"{section}.{key}"
             if dotted in SCHEMA and SCHEMA[dotted] == entry:
                 continue  # a built-in's shared key (server.radius), declared alike

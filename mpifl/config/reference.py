@@ -63,7 +63,8 @@ MEANINGS: dict[str, str] = {
     "server.radius": "centered_clip: τ; norm_bound: the norm bound M",
     "server.sampling": "fixed: round(fraction K) clients a round; poisson: each client with probability fraction",
     "checkpoint.every": "checkpoint every N rounds; 0 checkpoints only when stopped by a signal",
-    "attack.kind": "simulated Byzantine clients (federated mode)",
+    "attack.kind": "simulated Byzantine clients (federated mode): a registered attack, or a user's AttackKind as "
+                   "`module:Class`",
     "attack.fraction": "share of the clients that are malicious, drawn from (seed, ATTACK)",
     "attack.scale": "per kind: the sign flip's, the noise's or the boost's scale; 0 takes the kind's default",
     "attack.seed": "which clients are malicious; -1 takes the job's seed",
@@ -73,6 +74,7 @@ MEANINGS: dict[str, str] = {
     "compress.bits": "qsgd: bits per value, sign included",
     "compress.bucket": "qsgd: values that share one norm",
     "compress.error_feedback": "keep what compression dropped and add it to the next update",
+    "privacy.mechanism": "the clip-and-noise mechanism: gaussian (DP-FedAvg), or a user's Mechanism as `module:Class`",
     "privacy.clip": "C: each client's delta is clipped to this L2 norm",
     "privacy.noise_multiplier": "z: noise std z·C on the sum; above 0 turns differential privacy on",
     "privacy.delta": "the δ of the (ε, δ) the accountant reports",

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from mpifl.attacks import OMNISCIENT, configured_attack
+from mpifl.attacks import ATTACKS, OFF, configured_attack
+from mpifl.models import output_link
 from mpifl.errors import ConfigError
 from mpifl.stages.base import Declared, Outgoing, Stage, StageBuild
 
@@ -21,28 +22,29 @@ class AttackStage(Stage):
 
     @staticmethod
     def enabled(cfg) -> bool:
-        return cfg.attack.kind != "none"
+        return cfg.attack.kind != OFF
 
     @classmethod
     def check(cls, cfg, origin) -> None:
         kind = cfg.attack.kind
-        if kind != "none" and cfg.mode != "federated":
+        if kind != OFF and cfg.mode != "federated":
             raise ConfigError(f"The 'attack.kind' parameter in {origin('attack.kind')} is {kind!r}; attacks "
                               "simulate federated clients. Set mode = \"federated\".")
+        if ATTACKS[kind].needs_labels and output_link(cfg) == "linear":
+            raise ConfigError(f"The 'attack.kind' parameter in {origin('attack.kind')} is {kind!r}, which needs "
+                              "class labels; a regression task has none.")
 
     @classmethod
     def declares(cls, cfg) -> Declared:
         kind = cfg.attack.kind
-        needs = {"rows": "is simulated at the server from every client's update"} if kind in OMNISCIENT else {}
+        needs = {"rows": "is simulated at the server from every client's update"} if ATTACKS[kind].omniscient else {}
         return Declared(f"attack.kind {kind!r}", "attack.kind", needs=needs)
 
     def __init__(self, build: StageBuild):
         self.attack = configured_attack(build.cfg, build.n_clients)
 
     def prepare_data(self, data: list, clients: range, n_classes: int) -> list:
-        """label_flip: data poisoning, on the malicious clients' own rank and data only."""
-        if self.attack.kind != "label_flip":
-            return data
+        """Data poisoning (label_flip), on the malicious clients' own rank and data only; others keep theirs."""
         return [replace(c, train=replace(c.train, y=self.attack.flip_labels(k, c.train.y, n_classes)))
                 for c, k in zip(data, clients)]
 

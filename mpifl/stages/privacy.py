@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from mpifl.errors import ConfigError
+from mpifl.privacy.mechanisms import PRIVACY_MECHANISMS
 from mpifl.protocol import FLOAT64, Field
 from mpifl.stages.base import Declared, Outgoing, Stage, StageBuild
 
@@ -69,23 +70,16 @@ class PrivacyStage(Stage):
 
     @classmethod
     def settle(cls, comm, cfg, n_clients: int, dtype: np.dtype, is_root: bool):
-        """The mechanism's settings on every rank: the root finds the noise multiplier (a target epsilon's search
-        takes seconds), every rank gets it, and a problem fails every rank together."""
-        from mpifl.agree import collectively
-        from mpifl.privacy import settings as privacy_config
-
-        z = collectively(comm, lambda: privacy_config.noise_multiplier(cfg, n_clients) if is_root else 0.0)
-        settings = privacy_config.settings(cfg, n_clients, dtype, comm.bcast(z, root=0))
-        collectively(comm, lambda: _refuse(settings.check()))
-        return settings
+        """The mechanism's settings on every rank (the Gaussian mechanism's root finds the noise multiplier a
+        target epsilon needs); a problem fails every rank together."""
+        return PRIVACY_MECHANISMS[cfg.privacy.mechanism].settle(comm, cfg, n_clients, dtype, is_root)
 
     def __init__(self, build: StageBuild):
-        from mpifl.privacy.mechanism import ClientPrivacy, ServerPrivacy
-
+        mechanism = PRIVACY_MECHANISMS[build.cfg.privacy.mechanism]
         self.settings = build.settled
         self.cfg = build.cfg
-        self.client = ClientPrivacy(self.settings) if build.hosted else None
-        self.server = None if build.hosted else ServerPrivacy(self.settings)
+        self.client = mechanism.client(self.settings) if build.hosted else None
+        self.server = None if build.hosted else mechanism.server(self.settings)
 
     # the client's half: clip, and with distributed noise add this client's share, before anything leaves
 
@@ -103,9 +97,8 @@ class PrivacyStage(Stage):
         return {CLIP: self.server.clip}
 
     def round_metrics(self, rnd: int, training: bool, logged: bool) -> dict[str, Any]:
-        if self.server.account is not None and training and logged:
-            return {"epsilon": self.server.epsilon()}  # at the job's delta, after the rounds released so far
-        return {}
+        epsilon = self.server.epsilon() if training and logged else None  # None without noise
+        return {} if epsilon is None else {"epsilon": epsilon}  # at the job's delta, after the rounds so far
 
     def server_state(self) -> dict[str, np.ndarray]:
         return self.server.state()
@@ -131,7 +124,3 @@ class PrivacyStage(Stage):
             "adaptive_clipping": cfg.privacy.adaptive, "clip": cfg.privacy.clip, "final_clip": last_clip,
         }}
 
-
-def _refuse(problem: str | None) -> None:
-    if problem:
-        raise ConfigError(f"privacy: {problem}")
