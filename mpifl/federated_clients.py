@@ -42,7 +42,9 @@ class ClientRounds:
         self.half = strategy.client(strategy_params(cfg), spec.shape, spec.dtype)
         self.states = {name: np.zeros((len(clients), *spec.shape), dtype=spec.dtype) for name in self.half.state}
         self.restore(loop.checkpoints.local)
-        self.update = spec.zeros()  # a delta that a stage sends in another form (a message, a mask)
+        # where a delta is made: its payload row, or scratch when a stage sends it in another form (a message, a mask)
+        self.update = spec.zeros() if chain.takes_delta else None
+        self.unused = np.empty(0)  # the receive side of a Gatherv, ignored off the root
         self.downlink = self.wire.downlink_buffer()
         self.down = self.wire.downlink_views(self.downlink)
         self.payload = self.wire.payload_buffer(len(clients))
@@ -86,8 +88,9 @@ class ClientRounds:
         epochs = self.down["epochs"]
         self.stats[:] = 0.0
         sent = 0
+        logged = is_logged(it - 1, self.cfg)
         for j, k in enumerate(self.clients):
-            if is_logged(it - 1, self.cfg):
+            if logged:
                 self.evaluate(j)
             if epochs[k] > 0:
                 self.train(j, k, it, int(epochs[k]), sent)
@@ -98,7 +101,7 @@ class ClientRounds:
         self.exchange.client_send(it, epochs, self.payload[:sent], timer, self.poll)
         for name, value in self.chain.merged("rank_stats").items():
             own[name][0] = value
-        self.gather_stats(self.stats, np.empty(0), timer, self.poll)
+        self.gather_stats(self.stats, self.unused, timer, self.poll)
         self.previous_comm = timer.comm_seconds
         if self.loop.checkpoints.due(it):
             self.loop.save(it, self.theta, self.local_state())
@@ -115,11 +118,12 @@ class ClientRounds:
         """Client k's local training from theta, its half's report, then the chain, into payload row ``slot``."""
         theta, trainer, mine, out = self.theta, self.trainers[j], self.client_stats[j], self.rows_out[slot]
         own_state = {name: value[j] for name, value in self.states.items()}
-        delta = self.update if self.chain.takes_delta else out["delta"]
+        delta = out["delta"] if self.update is None else self.update
         delta[...] = theta
         steps = trainer.train(delta, it, epochs, self.half.objective(theta, self.down, own_state))
         delta -= theta
         run = LocalRun(steps, self.settings.lr, self.settings.momentum)
         self.half.report(delta, self.down, own_state, run, {**out, **mine})
-        self.chain.send(Outgoing(k, j, it, delta, self.down, out, mine, trainer.shard.n))
+        if self.chain.stages:
+            self.chain.send(Outgoing(k, j, it, delta, self.down, out, mine, trainer.shard.n))
         mine["weight"][0] = trainer.shard.n

@@ -147,15 +147,14 @@ class Config:
     source: str = "<defaults>"
 
     def __post_init__(self):
-        object.__setattr__(self, "_sections", sections(self.values, SECTIONS))
+        # plain attributes, so that reading cfg.train.lr in a loop costs an attribute lookup and no more
+        for name, section in sections(self.values, SECTIONS).items():
+            object.__setattr__(self, name, section)
+        for key, value in self.values.items():
+            if "." not in key:
+                object.__setattr__(self, key, value)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if name in self._sections:
-            return self._sections[name]
-        if name in self.values:
-            return self.values[name]
         raise AttributeError(f"The job has no section or key {name!r}.")
 
     def __getitem__(self, key: str) -> Any:
