@@ -32,15 +32,21 @@ class Result:
     run_dir: Path | None  # where the files went, or None when out was not given
 
 
-def job(source: JobLike = None, *, strategy: type | None = None, aggregator: type | None = None,
-        codec: type | None = None, **overrides: Any) -> Config:
+# Keywords that hand over a class (Flower's way: the strategy object itself), and the key each one sets.
+PLUGIN_KEYWORDS = {"strategy": "server.strategy", "aggregator": "server.aggregator", "codec": "compress.uplink",
+                   "model": "model.kind", "source": "data.name", "attack": "attack.kind",
+                   "mechanism": "privacy.mechanism"}
+
+
+def job(source: JobLike = None, **overrides: Any) -> Config:
     """A validated job from a TOML path, a dict (nested or dotted keys) or another job, with overrides.
 
-    Overrides use the keys of ``--set``: ``train__lr=0.1`` or ``train={"lr": 0.1}``.  ``strategy``,
-    ``aggregator`` and ``codec`` take your own classes (a Strategy, an Aggregator, a Codec subclass): they
-    are checked like the built-ins and recorded by their ``module:Class`` path.
+    Overrides use the keys of ``--set``: ``train__lr=0.1`` or ``train={"lr": 0.1}``.  Your own classes
+    go in as ``strategy=``, ``aggregator=``, ``codec=``, ``model=``, ``source=``, ``attack=`` or
+    ``mechanism=``: they are checked like the built-ins and recorded by their ``module:Class`` path.
     """
-    settings = {**_settings(overrides), **_plugins(strategy=strategy, aggregator=aggregator, codec=codec)}
+    classes = {k: overrides.pop(k) for k in list(overrides) if k in PLUGIN_KEYWORDS and isinstance(overrides[k], type)}
+    settings = {**_settings(overrides), **_plugins(classes)}
     if isinstance(source, Config):
         return config.build(source.as_nested(), source.source, settings=settings)
     if isinstance(source, dict):
@@ -57,7 +63,7 @@ def run(source: JobLike = None, comm=None, *, out: str | Path | None = None, res
 
     With ``out``, the run directory is written as by ``--out``; without it,
     nothing is written (and checkpoints, which need a directory, are refused).
-    ``strategy=``, ``aggregator=`` and ``codec=`` hand over your own classes, as in ``job``.
+    ``strategy=``, ``aggregator=``, ``codec=``, ``model=`` ... hand over your own classes, as in ``job``.
     """
     if comm is None:
         if "mpi4py.MPI" not in sys.modules:
@@ -76,17 +82,11 @@ def run(source: JobLike = None, comm=None, *, out: str | Path | None = None, res
     return Result([r.as_json() for r in result.records], result.summary, result.theta, result.run_dir)
 
 
-def _plugins(**classes: type | None) -> dict[str, str]:
+def _plugins(classes: dict[str, type]) -> dict[str, str]:
     """Your classes, adopted by their registries, as the config values that name them."""
     from mpifl.config import PLUGINS
 
-    registries = {registry.family: (key, registry) for key, (registry, _) in PLUGINS.items()}
-    chosen = {}
-    for family, cls in classes.items():
-        if cls is not None:
-            key, registry = registries[family]
-            chosen[key] = registry.adopt(cls)
-    return chosen
+    return {PLUGIN_KEYWORDS[word]: PLUGINS[PLUGIN_KEYWORDS[word]][0].adopt(cls) for word, cls in classes.items()}
 
 
 def _settings(overrides: dict[str, Any]) -> dict[str, Any]:

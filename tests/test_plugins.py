@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))  # the examples are a user's modules, importable f
 
 from examples.fedexp import FedExP  # noqa: E402
 from examples.meamed import MeanAroundMedian  # noqa: E402
+from examples.numpy_softmax import NumpySoftmax  # noqa: E402
 from examples.signsgd import ScaledSign  # noqa: E402
 
 
@@ -105,6 +106,8 @@ def test_classes_handed_over_from_python_are_recorded_by_their_path():
     assert job["server.strategy"] == "examples.fedexp:FedExP"
     assert job["compress.uplink"] == "examples.signsgd:ScaledSign"
     assert mpifl.job(None, aggregator=MeanAroundMedian)["server.aggregator"] == "examples.meamed:MeanAroundMedian"
+    assert mpifl.job(None, model=NumpySoftmax)["model.kind"] == "examples.numpy_softmax:NumpySoftmax"
+    assert mpifl.job(None, model={"kind": "mlp"})["model.kind"] == "mlp"  # a dict is still a section's overrides
     assert mpifl.job(None, strategy=STRATEGIES["fedprox"])["server.strategy"] == "fedprox"  # a built-in keeps its name
 
 
@@ -153,3 +156,33 @@ def test_scaled_sign_sends_one_bit_a_value_and_the_mean_magnitude():
     assert codec.nbytes == 8 + 2
     np.testing.assert_array_equal(sent, np.abs(x).mean() * np.where(x >= 0, 1.0, -1.0))
     np.testing.assert_array_equal(codec.decode(message, (0, 1, 2)), sent)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"train__algorithm": "local_sgd", "train__momentum": 0.9, "model__l2": 1e-3},
+    {"train__algorithm": "gradient_averaging", "train__batch_size": 0, "model__l2": 1e-3},
+    {"train__optimizer": "lbfgs", "train__batch_size": 0, "model__l2": 1e-2},
+])
+def test_a_model_from_a_numpy_function_trains_as_the_compiled_kind_does(overrides):
+    from mpi4py import MPI
+
+    common = dict(mode="distributed", rounds=8, data__partition="iid", **overrides)
+    compiled = mpifl.run(None, MPI.COMM_SELF, **common)
+    numpy = mpifl.run(None, MPI.COMM_SELF, model__kind="examples.numpy_softmax:NumpySoftmax", **common)
+    assert numpy.summary["kernel_variants"]["note"].startswith("a user's gradient function")
+    np.testing.assert_allclose(numpy.model, compiled.model, rtol=0, atol=1e-10)
+    assert [r["loss"] for r in numpy.history] == pytest.approx([r["loss"] for r in compiled.history], rel=1e-10)
+
+
+def test_a_function_model_must_declare_its_function():
+    from mpifl.models.function import GradientModel
+
+    class NoFunction(GradientModel):
+        @staticmethod
+        def shape(n_features, n_outputs):
+            return (n_outputs, n_features + 1)
+
+    from mpifl.models import MODELS
+
+    assert "does not declare loss_and_gradient" in MODELS.problem(NoFunction)
+    assert MODELS.problem(NumpySoftmax) is None

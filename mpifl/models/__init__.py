@@ -11,11 +11,18 @@ from mpifl.models.linear import Linear, Logistic, Softmax
 from mpifl.models.mlp import Mlp
 from mpifl.registry import Registry
 
-MODELS: Registry = Registry("model", "model.kind", ModelKind)
+
+def _check(cls: type) -> str | None:
+    from mpifl.models.function import check_function_model
+
+    return check_function_model(cls)
+
+
+MODELS: Registry = Registry("model", "model.kind", ModelKind, _check)
 for _cls in (Linear, Logistic, Softmax, Mlp):
     MODELS.register(_cls)
 
-__all__ = ["MODELS", "ModelKind", "output_link", "output_link_key"]
+__all__ = ["MODELS", "ModelKind", "output_link", "output_link_key"]  # GradientModel: mpifl.models.function
 
 
 def output_link(cfg) -> str:
