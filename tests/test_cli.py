@@ -179,3 +179,15 @@ def test_the_progress_bar_on_a_terminal_and_lines_in_a_log(tmp_path):
     assert "round    6  train loss" in log.stdout and "rounds [" not in log.stdout + log.stderr
     quiet = mpirun(3, "-m", "mpifl", "--set", "rounds=6", "--out", "quiet", "--quiet", cwd=tmp_path)
     assert quiet.stdout == "" and quiet.returncode == 0
+
+
+@pytest.mark.parametrize("example", ["fedexp", "meamed", "signsgd", "numpy_softmax"])
+def test_each_example_runs_from_the_repository_root_under_mpiexec_3(example, tmp_path):
+    """As the docs run them: the job names its class by module:Class, importable from the repository root."""
+    root = HERE.parent
+    proc = mpirun(3, "-m", "mpifl", "run", f"examples/{example}.toml", "--set", "rounds=3", "--out",
+                  str(tmp_path / "run"), "--quiet", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    written = (tmp_path / "run" / "config.toml").read_text()
+    assert f'"examples.{example}:' in written  # the class is recorded by its path, for --resume
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["rounds_run"] == 3

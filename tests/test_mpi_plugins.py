@@ -71,3 +71,20 @@ def test_a_numpy_function_model_follows_the_local_objectives_hook_as_the_compile
     compiled = mpifl.run(None, COMM, **common)
     numpy = mpifl.run(None, COMM, model__kind="examples.numpy_softmax:NumpySoftmax", **common)
     np.testing.assert_allclose(numpy.model, compiled.model, rtol=0, atol=1e-10)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("overrides, message", [
+    ({"server__strategy": "no_such_pkg.algos:FedExP"}, "module 'no_such_pkg.algos' cannot be imported"),
+    ({"server__aggregator": "examples.meamed:Missing"}, "module 'examples.meamed' has no 'Missing'"),
+    ({"compress__uplink": "examples.fedexp:FedExP"}, "not a usable codec: it must be a subclass of"),
+    ({"server__strategy": "examples.fedexp:FedExP", "server__epsilonn": 1.0}, "Unknown key 'server.epsilonn'"),
+])
+def test_plugin_errors_fail_every_rank_together_with_one_message(overrides, message):
+    from mpifl.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        mpifl.run(None, COMM, rounds=2, **overrides)
+    assert message in str(info.value) and info.value.collective
+    texts = COMM.allgather(str(info.value))
+    assert len(set(texts)) == 1
