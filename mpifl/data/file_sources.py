@@ -38,7 +38,8 @@ class PartitionFiles(DataSource):
 
     def clients(self, ids: range, n_clients: int) -> list[ClientData]:
         parts = files.client_parts(self.path, ids, self.dtype, self.cfg.data.verify)
-        return [ClientData(Shard(X, y)) for X, y in parts]
+        tests = files.client_test_parts(self.path, ids, self.dtype, self.cfg.data.verify)
+        return [ClientData(Shard(X, y), None if test is None else Shard(*test)) for (X, y), test in zip(parts, tests)]
 
     def client_rows(self, n_clients: int) -> list[int]:
         return [int(c["rows"]) for c in files.manifest_of(self.path).doc["clients"]]

@@ -47,6 +47,13 @@ def client_parts(path: str, clients: range, dtype: np.dtype, verify: bool) -> li
     return [load_part(manifest, manifest.client(k), f"client {k}", dtype, verify) for k in clients]
 
 
+def client_test_parts(path: str, clients: range, dtype: np.dtype, verify: bool) -> list[tuple | None]:
+    """Each client's own test rows (LEAF users have them), or None for a client without."""
+    manifest = manifest_of(path)
+    return [load_part(manifest, manifest.client(k)["test"], f"client {k}'s test rows", dtype, verify)
+            if "test" in manifest.client(k) else None for k in clients]
+
+
 def test_part(path: str, dtype: np.dtype, verify: bool, share: tuple[int, int] | None = None):
     """The test set, or rows [lo, hi) of it (a distributed worker's share)."""
     manifest = manifest_of(path)

@@ -6,7 +6,9 @@
 
 Runs without MPI.  SOURCE is a CSV, LIBSVM/svmlight, .npy or .npz file, an
 MNIST-format IDX images file (train-images-idx3-ubyte, gzipped or not, with
-its labels file beside it), or 'digits', 'synthetic' or 'fedprox_synthetic'
+its labels file beside it), a LEAF directory (train/ and test/ JSON files:
+each user becomes one client with its own test rows, and the server's test
+set is the union of them), or 'digits', 'synthetic' or 'fedprox_synthetic'
 (the FedProx paper's Synthetic(alpha, beta): --clients defaults to 30, each
 client is one natural client, and the test set is the union of the clients'
 10% test rows).  --test-source takes the server's test set from its own file
@@ -22,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mpifl.data import leaf, sources, store
 from mpifl.data import partition as methods
-from mpifl.data import sources, store
 from mpifl.data.sparse import CSR
 from mpifl.errors import DataError, MpiflError
 from mpifl.rng import Purpose, stream
@@ -49,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=("classification", "regression"), default="classification")
     p.add_argument("--test-source", help="a file of the same format whose rows are the test set (e.g. MNIST's "
                                          "t10k-images-idx3-ubyte); replaces --test-fraction")
-    p.add_argument("--format", choices=("auto", "csv", "libsvm", "npy", "npz", "idx"), default="auto")
+    p.add_argument("--format", choices=("auto", "csv", "libsvm", "npy", "npz", "idx", "leaf"), default="auto")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="stored dtype; match the job's model.dtype so ranks can map the files without a copy")
     p.add_argument("--n-samples", type=int, default=10_000, help="synthetic: rows")
@@ -83,6 +85,8 @@ def main(argv: list[str]) -> int:
 def run(args: argparse.Namespace) -> dict:
     if args.source == "fedprox_synthetic":
         return _fedprox(args)
+    if args.format == "leaf" or (args.format == "auto" and leaf.is_leaf(args.source)):
+        return _leaf(args)
     if not 0 <= args.test_fraction < 1:
         raise DataError(f"--test-fraction must be in [0, 1). Got {args.test_fraction}.")
     if args.method != "natural" and (args.clients is None or args.clients < 1):
@@ -150,12 +154,37 @@ def _fedprox(args: argparse.Namespace) -> dict:
                             "test_fraction": 0.1, "task": "classification"})
 
 
+def _leaf(args: argparse.Namespace) -> dict:
+    """A LEAF directory: user u's train rows are client u's, its test rows the client's own test set, and the
+    server's test set is every user's test rows, in client order."""
+    data = leaf.read(args.source)
+    if args.clients is not None and args.clients != len(data.users):
+        raise DataError(f"{args.source} holds {len(data.users)} users, one client each; --clients {args.clients} "
+                        "differs (leave it out).")
+    if (args.out / store.MANIFEST).exists() and not args.force:
+        raise DataError(f"{args.out} already holds a partition; pass --force to replace it.")
+    parts = [data.train[u] for u in data.users] + [data.test[u] for u in data.users]
+    X = np.concatenate([x for x, _ in parts])
+    y, label_values = _labels(np.concatenate([labels for _, labels in parts]), args.task, str(args.source))
+    starts = np.cumsum([0, *(labels.size for _, labels in parts)])
+    blocks = [np.arange(a, b) for a, b in zip(starts[:-1], starts[1:])]
+    k = len(data.users)
+    if args.out.exists() and args.force:
+        shutil.rmtree(args.out)
+    return write_partition(args.out, X, y, blocks[:k], np.concatenate(blocks[k:]), np.dtype(args.dtype), label_values,
+                           {"source": str(args.source), "method": "natural", "params": {"format": "leaf"},
+                            "seed": args.seed, "test_fraction": None, "task": args.task},
+                           client_tests=blocks[k:], names=data.users)
+
+
 def write_partition(out: Path, X, y: np.ndarray, clients: list[np.ndarray], test: np.ndarray, dtype: np.dtype,
-                    label_values: list[float], meta: dict, groups: np.ndarray | None = None) -> dict:
+                    label_values: list[float], meta: dict, groups: np.ndarray | None = None,
+                    client_tests: list[np.ndarray] | None = None, names: list[str] | None = None) -> dict:
     """Write client and test files and the manifest from rows already assigned; returns the manifest.
 
     ``y`` holds labels 0..C-1 (or real targets when meta["task"] is
-    "regression"); ``clients[k]`` and ``test`` index rows of X and y.
+    "regression"); ``clients[k]``, ``test`` and ``client_tests[k]`` (each
+    client's own test rows, when the source has them) index rows of X and y.
     """
     out.mkdir(parents=True)
     task = meta.get("task", "classification")
@@ -168,6 +197,13 @@ def write_partition(out: Path, X, y: np.ndarray, clients: list[np.ndarray], test
             entry["label_counts"] = np.bincount(y[chosen].astype(np.int64), minlength=n_classes).tolist()
         if groups is not None and chosen.size:
             entry["group"] = float(groups[chosen[0]])
+        if names is not None:
+            entry["user"] = names[k]
+        if client_tests is not None and client_tests[k].size:
+            own = client_tests[k]
+            name = f"{store.client_dir(k)}/test"
+            files = store.write_part(out, name, _take(X, own), y[own], dtype)
+            entry["test"] = {"dir": name, "rows": int(own.size), "files": files}
         entries.append(entry)
     test_files = store.write_part(out, "test", _take(X, test), y[test], dtype)
     manifest = {
