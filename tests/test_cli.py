@@ -191,3 +191,20 @@ def test_each_example_runs_from_the_repository_root_under_mpiexec_3(example, tmp
     written = (tmp_path / "run" / "config.toml").read_text()
     assert f'"examples.{example}:' in written  # the class is recorded by its path, for --resume
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["rounds_run"] == 3
+
+
+def test_a_job_pays_only_for_the_optional_stacks_it_uses(tmp_path):
+    """The default job loads no accountant, crypto, plotting, SciPy signal or torch; a private job loads the
+    accountant, and a secure one the crypto stack."""
+    script = HERE / "loaded_modules.py"
+    plain = mpirun(2, str(script), "--quiet", "--set", "rounds=2", "--out", "a", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.strip().splitlines()[-1] == "loaded:"
+    one = mpirun(2, str(script), "--quiet", "--set", "rounds=2", "--set", "secagg.enabled=true", "--out", "c",
+                 cwd=tmp_path)  # the default job on 2 ranks has one client: a sum of one would reveal it
+    assert one.returncode == 2 and "secure aggregation needs at least 2 clients a round" in one.stderr
+    private = mpirun(2, str(script), "--quiet", "--set", "rounds=2", "--set", "privacy.noise_multiplier=0.5",
+                     "--set", "secagg.enabled=true", "--set", "data.clients=4", "--out", "b", cwd=tmp_path)
+    assert private.returncode == 0, private.stderr
+    loaded = private.stdout.strip().splitlines()[-1].split()[1:]
+    assert "dp_accounting" in loaded and "cryptography" in loaded and "torch" not in loaded

@@ -18,6 +18,8 @@ from mpifl.protocol import MODEL
 from mpifl.stages.base import Declared, Outgoing, Stage, StageBuild
 from mpifl.stages.privacy import WITHIN
 
+MIN_COHORT = 2  # a smaller cohort (a Poisson draw of one) is a round without an update: nothing is revealed
+
 
 class SecAggStage(Stage):
     name = "secagg"
@@ -47,6 +49,11 @@ class SecAggStage(Stage):
 
     def __init__(self, build: StageBuild):
         cfg, spec = build.cfg, build.spec
+        cohort = max(1, int(round(cfg.server.fraction * build.n_clients)))
+        if cfg.server.sampling == "fixed" and cohort < MIN_COHORT:
+            raise ConfigError(f"secure aggregation needs at least {MIN_COHORT} clients a round (the sum of one "
+                              f"client's update is that update); this job samples {cohort} of its {build.n_clients} "
+                              "client(s). Use more clients (data.clients) or a larger server.fraction.")
         self.seed = cfg.seed
         self.settings = {key: getattr(cfg.secagg, key) for key in ("plus", "neighbours", "threshold", "bits",
                                                                "clip_range", "dropout", "abort")}
@@ -98,7 +105,7 @@ class SecAggStage(Stage):
     def client_send(self, rnd: int, epochs: np.ndarray, rows: np.ndarray, timer, poll: bool) -> None:
         from mpifl.secagg.transport import client_round
 
-        if (epochs > 0).any():
+        if np.count_nonzero(epochs) >= MIN_COHORT:
             parts = client_round(self.comm, self.layout(rnd, epochs), self.vectors, timer, poll)
             self.parts = {"agree": parts.agree, "share": parts.share, "mask": parts.mask, "unmask": parts.unmask}
         self.vectors = {}
@@ -107,7 +114,7 @@ class SecAggStage(Stage):
         from mpifl.secagg.transport import server_round
 
         self.total = self.server_seconds = None
-        if (epochs > 0).any():
+        if np.count_nonzero(epochs) >= MIN_COHORT:
             self.total, self.server_seconds = server_round(self.comm, self.layout(rnd, epochs), timer, poll)
 
     def after_exchange(self, rank_stats) -> None:
