@@ -71,6 +71,8 @@ class ModelSpec:
     output: str = ""  # the output link (linear, logistic or softmax) when the kind has one apart from its name
     hidden: tuple[int, ...] = ()  # an MLP's hidden layer widths
     activation: str = "relu"  # an MLP's hidden activation
+    layers: tuple[str, ...] = ()  # a CNN's layers, as model.layers writes them
+    input_shape: tuple[int, ...] = ()  # a CNN's [channels, height, width]; empty: one channel of a square image
 
     @property
     def link(self) -> str:

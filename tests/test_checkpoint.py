@@ -43,6 +43,10 @@ JOBS = {
     # a user's strategy from their own module (examples/fedexp.py, imported by module:Class on every rank)
     "plugin_fedexp": ["--set", "server.strategy=examples.fedexp:FedExP", "--set", "server.fraction=0.5",
                       "--set", "train.momentum=0.9", "--set", "server.epsilon=0.01"],
+    # the CNN: a flat vector of convolution, pooling and dense layers, seeded He initialisation
+    "cnn_federated": ["--set", "model.kind=cnn", "--set", "model.architecture=custom", "--set",
+                      'model.layers=["conv 3 4 same", "pool", "dense 16"]', "--set", "train.momentum=0.9",
+                      "--set", "server.fraction=0.5", "--set", "train.lr=0.05"],
     "mlp_distributed": ["--set", "model.kind=mlp", "--set", "model.hidden=[16, 8]", "--set", "mode=distributed",
                         "--set", "train.momentum=0.9", "--set", "train.algorithm=local_sgd", "--set", "train.lr=0.05"],
 }

@@ -39,7 +39,11 @@ MEANINGS: dict[str, str] = {
     "model.kind": "a registered model kind, or a user's ModelKind as `module:Class`",
     "model.hidden": "mlp: the widths of the hidden layers, any number of them",
     "model.activation": "mlp: relu (He initialisation) or tanh (Glorot)",
-    "model.output": "mlp: the output link and loss, as the linear kinds",
+    "model.output": "mlp, cnn: the output link and loss, as the linear kinds",
+    "model.architecture": "cnn: fedavg (McMahan et al.'s MNIST CNN), femnist (LEAF's), niid (NIID-Bench's), or "
+                          "custom (model.layers)",
+    "model.layers": 'cnn, custom: the layers, "conv K C same|valid", "pool" (2x2 max) and "dense N"',
+    "model.input_shape": "cnn: [channels, height, width]; empty: one channel of a square image",
     "model.l2": "L2 penalty on the weights (biases are not penalised)",
     "model.dtype": "the dtype of data, parameters and messages",
     "train.algorithm": "distributed mode: average gradients every step, or models after local epochs",

@@ -175,6 +175,7 @@ def model_spec(cfg: Config, source: DataSource | None = None) -> ModelSpec:
     n_classes = 1 if output_link(cfg) == "linear" else shape.n_classes
     spec = ModelSpec(cfg.model.kind, shape.n_features, n_classes, np.dtype(cfg.model.dtype), shape.sparse,
                      **MODELS[cfg.model.kind].spec_fields(cfg))
+    spec.shape  # lays the parameters out now, so that a network that cannot take this data fails here
     return spec
 
 

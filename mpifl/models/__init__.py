@@ -7,6 +7,7 @@ here; a user's own is named as ``model.kind = "my_fl.models:MyKind"``.
 from __future__ import annotations
 
 from mpifl.models.base import ModelKind
+from mpifl.models.cnn import Cnn
 from mpifl.models.linear import Linear, Logistic, Softmax
 from mpifl.models.mlp import Mlp
 from mpifl.registry import Registry
@@ -19,7 +20,7 @@ def _check(cls: type) -> str | None:
 
 
 MODELS: Registry = Registry("model", "model.kind", ModelKind, _check)
-for _cls in (Linear, Logistic, Softmax, Mlp):
+for _cls in (Linear, Logistic, Softmax, Mlp, Cnn):
     MODELS.register(_cls)
 
 __all__ = ["MODELS", "ModelKind", "output_link", "output_link_key"]  # GradientModel: mpifl.models.function
