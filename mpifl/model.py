@@ -73,6 +73,7 @@ class ModelSpec:
     activation: str = "relu"  # an MLP's hidden activation
     layers: tuple[str, ...] = ()  # a CNN's layers, as model.layers writes them
     input_shape: tuple[int, ...] = ()  # a CNN's [channels, height, width]; empty: one channel of a square image
+    module: str = ""  # a torch model's "package.module:build"
 
     @property
     def link(self) -> str:

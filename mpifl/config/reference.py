@@ -44,6 +44,7 @@ MEANINGS: dict[str, str] = {
                           "custom (model.layers)",
     "model.layers": 'cnn, custom: the layers, "conv K C same|valid", "pool" (2x2 max) and "dense N"',
     "model.input_shape": "cnn: [channels, height, width]; empty: one channel of a square image",
+    "model.module": 'torch: "package.module:build", a function (n_features, n_outputs) -> nn.Module',
     "model.l2": "L2 penalty on the weights (biases are not penalised)",
     "model.dtype": "the dtype of data, parameters and messages",
     "train.algorithm": "distributed mode: average gradients every step, or models after local epochs",

@@ -10,6 +10,7 @@ from mpifl.models.base import ModelKind
 from mpifl.models.cnn import Cnn
 from mpifl.models.linear import Linear, Logistic, Softmax
 from mpifl.models.mlp import Mlp
+from mpifl.models.torch_model import TorchModel
 from mpifl.registry import Registry
 
 
@@ -20,7 +21,7 @@ def _check(cls: type) -> str | None:
 
 
 MODELS: Registry = Registry("model", "model.kind", ModelKind, _check)
-for _cls in (Linear, Logistic, Softmax, Mlp, Cnn):
+for _cls in (Linear, Logistic, Softmax, Mlp, Cnn, TorchModel):
     MODELS.register(_cls)
 
 __all__ = ["MODELS", "ModelKind", "output_link", "output_link_key"]  # GradientModel: mpifl.models.function

@@ -110,8 +110,9 @@ class FunctionKernels(ModelKernels):
             raise TypeError("a GradientModel takes dense rows; this data is CSR.")
         self.spec = spec
         self.threads = threads
-        self.selection = selection if selection is not None else Selection(how="default", note=NOTE)
-        self.function = MODELS[spec.kind].loss_and_gradient
+        self.selection = selection if selection is not None else Selection(how="default",
+                                                                           note=MODELS[spec.kind].one_variant)
+        self.function = getattr(MODELS[spec.kind], "loss_and_gradient", None)
         self.mask = spec.penalised()
         self._scratch = spec.zeros()
 

@@ -1,0 +1,158 @@
+"""``model.kind = "torch"``: any PyTorch module, trained by mpifl as one flat parameter vector.
+
+``model.module = "my_fl.nets:build"`` names a function ``build(n_features,
+n_outputs)`` that returns an ``nn.Module`` taking a batch of rows
+(batch, n_features) and returning its logits (batch, n_outputs).  Its
+parameters, in ``module.parameters()`` order, travel as the flat theta in
+the job's dtype, so every strategy, aggregator, codec, DP, SecAgg,
+checkpoint and resume works unchanged.  Local training is mpifl's SGD step
+(mpifl.models.function.FunctionKernels: the job's lr, momentum, batch size
+and epochs, l2 on the weights, FedProx's proximal term and SCAFFOLD's
+correction), with the gradient from torch's autograd on the summed loss of
+the output link.
+
+It is deterministic: the module's initial parameters come from
+torch.manual_seed of the job's stream, torch runs deterministic algorithms
+on ``train.threads`` threads (1 by default), and the batches are mpifl's, so
+repeats are bitwise.  It runs on the CPU; torch is imported only by a job
+that uses this kind (``pip install "mpifl[torch]"``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpifl.constraints import Choice, Text
+from mpifl.errors import ConfigError
+from mpifl.models.base import ModelKind
+from mpifl.models.function import FunctionKernels
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise ConfigError('model.kind = "torch" needs PyTorch: pip install "mpifl[torch]".') from None
+    return torch
+
+
+class TorchModel(ModelKind):
+    name = "torch"
+    parameters = {
+        "module": ("", Text()),  # "package.module:build"; build(n_features, n_outputs) -> nn.Module
+        "output": ("softmax", Choice(("linear", "logistic", "softmax"))),  # shared with the MLP and the CNN
+    }
+    uses_blas = True
+    one_variant = "a PyTorch module (autograd on the CPU, mpifl's SGD step)"
+
+    @classmethod
+    def link(cls, cfg) -> str:
+        return cfg.model.output
+
+    @classmethod
+    def link_key(cls, cfg) -> str:
+        return "model.output"
+
+    @classmethod
+    def spec_fields(cls, cfg) -> dict:
+        if not cfg.model.module:
+            raise ConfigError('model.kind = "torch" needs model.module = "package.module:build", a function that '
+                              "returns an nn.Module for (n_features, n_outputs).")
+        return {"output": cfg.model.output, "module": cfg.model.module}
+
+    @staticmethod
+    def layout(spec):
+        return TorchLayout(spec)
+
+    @staticmethod
+    def kernels() -> type:
+        return TorchKernels
+
+    @classmethod
+    def describe(cls, spec) -> str:
+        return f"torch {spec.module} ({spec.link} output)"
+
+
+def build_module(spec, seed: int | None = None):
+    """The user's module for this spec, its parameters seeded from ``seed`` (None: as built), in the job's dtype."""
+    from mpifl.registry import import_path
+
+    torch = _torch()
+    build = import_path(spec.module, "The 'model.module' parameter")
+    if seed is not None:
+        torch.manual_seed(seed)
+    module = build(spec.n_features, spec.n_outputs)
+    if not isinstance(module, torch.nn.Module):
+        raise ConfigError(f"model.module {spec.module!r} returned {type(module).__name__}, not an nn.Module.")
+    return module.to(dtype=torch.float64 if spec.dtype == np.float64 else torch.float32)
+
+
+class TorchLayout:
+    """The module's parameters as one flat vector: size, seeded start, and l2 on the weights (not 1-D biases)."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        params = list(build_module(spec).parameters())
+        self.shape = (sum(p.numel() for p in params),)
+        self._mask = np.concatenate([np.full(p.numel(), p.dim() > 1) for p in params]) if params else np.zeros(0, bool)
+
+    def initial(self, seed: int, dtype: np.dtype) -> np.ndarray:
+        from mpifl.rng import Purpose, stream
+
+        torch_seed = int(stream(seed, Purpose.MODEL_INIT).integers(2**62))
+        params = build_module(self.spec, torch_seed).parameters()
+        return np.concatenate([p.detach().cpu().numpy().reshape(-1) for p in params]).astype(dtype)
+
+    def penalised(self) -> np.ndarray:
+        return self._mask.copy()
+
+
+class TorchFunction:
+    """loss_and_gradient for FunctionKernels, by autograd: the module's parameters are views of one flat tensor
+    that each call loads theta into."""
+
+    def __init__(self, spec, threads: int):
+        torch = self.torch = _torch()
+        torch.set_num_threads(max(1, threads))
+        torch.use_deterministic_algorithms(True)
+        self.module = build_module(spec)
+        self.link = spec.link
+        self.params = list(self.module.parameters())
+        self.flat = torch.zeros(sum(p.numel() for p in self.params), dtype=self.params[0].dtype)
+        at = 0
+        for p in self.params:
+            p.data = self.flat[at:at + p.numel()].view_as(p)
+            at += p.numel()
+
+    def __call__(self, theta, X, y, grad):
+        torch, F = self.torch, self.torch.nn.functional
+        with torch.no_grad():
+            self.flat.copy_(torch.from_numpy(np.ascontiguousarray(theta.reshape(-1))))
+        for p in self.params:
+            p.grad = None
+        out = self.module(torch.from_numpy(np.ascontiguousarray(X)))
+        target = torch.from_numpy(np.ascontiguousarray(y))
+        if self.link == "softmax":
+            loss = F.cross_entropy(out, target.long(), reduction="sum")
+            correct = int((out.argmax(dim=1) == target.long()).sum())
+        elif self.link == "logistic":
+            z = out.reshape(-1)
+            loss = F.binary_cross_entropy_with_logits(z, target, reduction="sum")
+            correct = int(((z > 0) == (target > 0.5)).sum())
+        else:
+            loss, correct = 0.5 * ((out.reshape(-1) - target) ** 2).sum(), 0
+        loss.backward()
+        grad += torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                           for p in self.params]).numpy().reshape(grad.shape)
+        return float(loss.detach()), correct
+
+
+class TorchKernels(FunctionKernels):
+    """FunctionKernels around the module's autograd."""
+
+    def __init__(self, spec, threads: int = 1, selection=None):
+        super().__init__(spec, threads, selection)
+        self.function = TorchFunction(spec, threads)
+
+
+

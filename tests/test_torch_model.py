@@ -1,0 +1,78 @@
+"""model.kind = "torch": a PyTorch module through the adapter, against the Numba MLP and in both modes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+import mpifl
+from mpifl.errors import ConfigError
+
+torch = pytest.importorskip("torch")  # the optional extra: pip install "mpifl[torch]"
+
+from torch_nets import from_mlp_theta  # noqa: E402
+
+TORCH = {"model__kind": "torch", "model__dtype": "float64"}
+
+
+def test_the_2nn_through_the_adapter_equals_the_numba_mlp_from_the_same_start():
+    """Distributed local SGD on one rank, 5 rounds, from the same theta_0 and batch order."""
+    common = dict(mode="distributed", rounds=5, train__batch_size=10, train__lr=0.05, train__momentum=0.5,
+                  model__l2=1e-4)
+    mlp = mpifl.run(None, MPI.COMM_SELF, model__kind="mlp", model__hidden=[200, 200], model__dtype="float64",
+                    **common)
+    adapted = mpifl.run(None, MPI.COMM_SELF, model__module="torch_nets:two_nn_from_the_mlps_start", **TORCH,
+                        **common)
+    expected = from_mlp_theta(mlp.model, (64, 200, 200, 10))
+    np.testing.assert_allclose(adapted.model, expected, rtol=0, atol=1e-6)
+    assert np.abs(adapted.model - expected).max() < 1e-10  # in float64 they agree far below the issue's 1e-6
+
+
+def test_the_adapter_repeats_bitwise_and_seeds_its_start_from_the_job():
+    common = dict(mode="distributed", rounds=3, model__module="torch_nets:two_nn", **TORCH)
+    first = mpifl.run(None, MPI.COMM_SELF, **common)
+    again = mpifl.run(None, MPI.COMM_SELF, **common)
+    other = mpifl.run(None, MPI.COMM_SELF, seed=1, **common)
+    assert first.model.tobytes() == again.model.tobytes()
+    assert not np.array_equal(first.model, other.model)
+    assert first.history[-1]["accuracy"] > 0.8
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"model__kind": "torch"}, 'needs model.module = "package.module:build"'),
+    ({"model__kind": "torch", "model__module": "torch_nets:missing"}, "module 'torch_nets' has no 'missing'"),
+])
+def test_a_torch_job_without_a_usable_module_is_refused(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        mpifl.run(None, MPI.COMM_SELF, mode="distributed", rounds=1, **overrides)
+    assert message in str(info.value)
+
+
+def test_a_killed_torch_run_resumes_to_the_same_bytes(tmp_path):
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(here), os.environ.get("PYTHONPATH")]))}
+    common = ["--set", "rounds=12", "--set", "checkpoint.every=4", "--set", "model.kind=torch", "--set",
+              "model.module=torch_nets:two_nn", "--set", "train.momentum=0.9", "--set", "server.fraction=0.5",
+              "--set", "train.lr=0.05", "--quiet"]
+
+    def launch(*args, script=None):
+        head = [str(script)] if script else ["-m", "mpifl"]
+        return subprocess.run([shutil.which("mpiexec"), "-n", "3", sys.executable, *head, *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    full = launch(*common, "--out", "full")
+    assert full.returncode == 0, full.stderr
+    killed = launch("10", "1", "SIGKILL", *common, "--out", "cut", script=here / "signal_at_round.py")
+    assert killed.returncode != 0
+    assert json.loads((tmp_path / "cut" / "checkpoint" / "latest.json").read_text())["round"] == 8
+    resumed = launch("--resume", "cut", *common)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "cut" / "model.npz").read_bytes() == (tmp_path / "full" / "model.npz").read_bytes()

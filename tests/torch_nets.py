@@ -1,0 +1,34 @@
+"""PyTorch modules for the adapter's tests, built as model.module = "torch_nets:NAME" (tests/ is on sys.path)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from mpifl.model import ModelSpec
+
+
+def two_nn(n_features: int, n_outputs: int) -> nn.Module:
+    """The FedAvg paper's 2NN: two hidden layers of 200 ReLU units."""
+    return nn.Sequential(nn.Linear(n_features, 200), nn.ReLU(), nn.Linear(200, 200), nn.ReLU(),
+                         nn.Linear(200, n_outputs))
+
+
+def from_mlp_theta(theta: np.ndarray, widths: tuple[int, ...]) -> np.ndarray:
+    """A Numba MLP's flat theta (each layer: W input-major, then biases) in torch's order (W as (out, in), b)."""
+    out, at = [], 0
+    for n, m in zip(widths[:-1], widths[1:]):
+        out += [theta[at:at + n * m].reshape(n, m).T.reshape(-1), theta[at + n * m: at + n * m + m]]
+        at += n * m + m
+    return np.concatenate(out)
+
+
+def two_nn_from_the_mlps_start(n_features: int, n_outputs: int) -> nn.Module:
+    """The 2NN whose initial parameters are the Numba MLP's for seed 0 (for the cross-check)."""
+    module = two_nn(n_features, n_outputs)
+    spec = ModelSpec("mlp", n_features, n_outputs, np.dtype(np.float64), output="softmax", hidden=(200, 200))
+    flat = from_mlp_theta(spec.initial(0), spec.layout.widths)
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(torch.from_numpy(flat), module.parameters())
+    return module
