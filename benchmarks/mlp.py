@@ -192,6 +192,33 @@ def main() -> None:
     )
     print(table)
     write_results(args.out, "mlp", table, data)
+    disagree = [(c["batch"], c["system"], c["loss"]) for c in data["cases"]
+                if abs(c["loss"] - _reference_loss(data, c["batch"], reference)) > AGREE * abs(c["loss"])]
+    if disagree:
+        raise SystemExit(
+            "benchmarks/mlp.py: the systems' losses after the epoch disagree, so their times do not compare: "
+            + "; ".join(f"B = {b} {name} {loss:.6f}" for b, name, loss in disagree)
+            + f" (the {reference} loss is the reference). NumPy's BLAS here: {blas()}. On AMD EPYC, OpenBLAS's "
+            "auto-detected SkylakeX kernels and its Haswell kernels (OPENBLAS_CORETYPE=Haswell) give float32 epochs "
+            "at B = 10 that end 1.4e-2 apart; compare the systems on one BLAS setting, or in float64.")
+
+
+AGREE = 1e-4  # relative: far above float32's rounding at these sizes (1e-7), far below a different trajectory
+
+
+def _reference_loss(data: dict, batch: int, reference: str) -> float:
+    return next(c["loss"] for c in data["cases"] if c["batch"] == batch and c["system"] == reference)
+
+
+def blas() -> str:
+    """The BLAS that NumPy calls, and the kernels it picked for this CPU."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (threadpoolctl is not installed)"
+    libs = [f"{i.get('internal_api')} {i.get('version')} {i.get('architecture', '')}".strip()
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+    return ", ".join(libs) or "none found"
 
 
 if __name__ == "__main__":
