@@ -76,3 +76,37 @@ def test_a_killed_torch_run_resumes_to_the_same_bytes(tmp_path):
     resumed = launch("--resume", "cut", *common)
     assert resumed.returncode == 0, resumed.stderr
     assert (tmp_path / "cut" / "model.npz").read_bytes() == (tmp_path / "full" / "model.npz").read_bytes()
+
+
+@pytest.mark.parametrize("layers, shape", [
+    (("conv 5 4 same", "pool", "conv 3 6 valid", "pool", "dense 12"), (2, 12, 12)),
+    (("conv 3 3 valid", "pool", "dense 8"), (1, 9, 9)),  # an odd side: pooling drops the last row and column
+])
+def test_the_numba_cnn_equals_torchs_conv2d_and_max_pool2d_on_the_same_weights(layers, shape):
+    from mpifl.kernels import ModelKernels
+    from mpifl.model import ModelSpec
+
+    F = torch.nn.functional
+    n_features = int(np.prod(shape))
+    spec = ModelSpec("cnn", n_features, 5, np.dtype(np.float64), output="softmax", layers=layers, input_shape=shape)
+    layout = spec.parameters
+    rng = np.random.default_rng(7)
+    theta = spec.initial(2) + 0.05 * rng.standard_normal(spec.shape)
+    X, y = rng.standard_normal((6, n_features)), rng.integers(0, 5, 6).astype(np.float64)
+    t = torch.from_numpy(theta).requires_grad_()
+    a = torch.from_numpy(X).reshape(6, *shape)
+    for (kind, ci, hi, wi, co, ho, wo, k, pad), (w, b) in zip(layout.prog, layout.poff):
+        last = b == layout.poff[-1][1]
+        if kind == 0:
+            a = F.relu(F.conv2d(a, t[w:b].reshape(co, ci, k, k), t[b:b + co], padding=int(pad)))
+        elif kind == 1:
+            a = F.max_pool2d(a, 2)
+        else:
+            a = a.reshape(6, -1) @ t[w:b].reshape(co, -1).T + t[b:b + co]
+            a = a if last else F.relu(a)
+    loss = F.cross_entropy(a, torch.from_numpy(y).long(), reduction="sum")
+    loss.backward()
+    grad = spec.zeros()
+    ours = ModelKernels(spec).full_gradient_sum(X, y, theta, grad, want_loss=True)
+    assert ours == pytest.approx(loss.item(), rel=1e-12)
+    np.testing.assert_allclose(grad, t.grad.numpy(), rtol=1e-9, atol=1e-9)
