@@ -7,11 +7,14 @@ The network is a program of layers, one row of ``prog`` each:
 input).  A ReLU follows every CONV and every DENSE but the last, whose
 outputs are the logits of the output link (softmax, logistic or linear).
 Layer l's weights and biases sit at ``poff[l]`` in theta (conv weights as
-(c_out, c_in, k, k)); its outputs at ``aoff[l + 1]`` in a per-sample
-activation buffer whose slice ``aoff[0]`` holds the input row.
+(c_out, c_in, k, k)); a batch of n samples keeps its outputs from
+``n * aoff[l + 1]`` on, sample by sample, after the input rows at 0.
 
-Every function is pure: no MPI, no I/O, preallocated C-contiguous arrays
-(activations, their gradients and the pooling's argmax, one sample's worth).
+A convolution is one GEMM over the batch (im2col, then BLAS through Numba's
+``np.dot``), and so are its two gradients (the weights', and the input's,
+added back by col2im); dense layers are GEMMs too.  Every function is pure:
+no MPI, no I/O, preallocated C-contiguous buffers for batches of up to
+``chunk`` rows.
 """
 
 from __future__ import annotations
@@ -27,49 +30,84 @@ LINEAR_LINK, LOGISTIC_LINK, SOFTMAX_LINK = 0, 1, 2  # mpifl.links' codes
 
 
 @kernel
-def forward(theta, x, A, arg, prog, poff, aoff):
-    """One sample's activations: input x into A, then every layer's outputs (ReLU after all but the last)."""
-    A[aoff[0]:aoff[0] + x.shape[0]] = x
+def im2col(A, src, n, ci_n, hi, wi, ho, wo, k, pad, cols):
+    """cols[(s, i, j), (c, di, dj)] = the input pixel under kernel tap (di, dj) at output (i, j) of sample s
+    (zero in the padding): the convolution becomes one GEMM."""
+    K = ci_n * k * k
+    for s in range(n):
+        for i in range(ho):
+            for j in range(wo):
+                r = ((s * ho + i) * wo + j) * K
+                for c in range(ci_n):
+                    plane = src + (s * ci_n + c) * hi * wi
+                    for di in range(k):
+                        ii = i + di - pad
+                        for dj in range(k):
+                            jj = j + dj - pad
+                            inside = 0 <= ii < hi and 0 <= jj < wi
+                            cols[r + (c * k + di) * k + dj] = A[plane + ii * wi + jj] if inside else 0.0
+
+
+@kernel
+def col2im(dcols, D, src, n, ci_n, hi, wi, ho, wo, k, pad):
+    """The adjoint of im2col: add each column's gradient back onto the input pixel it came from."""
+    K = ci_n * k * k
+    for s in range(n):
+        for i in range(ho):
+            for j in range(wo):
+                r = ((s * ho + i) * wo + j) * K
+                for c in range(ci_n):
+                    plane = src + (s * ci_n + c) * hi * wi
+                    for di in range(k):
+                        ii = i + di - pad
+                        if 0 <= ii < hi:
+                            for dj in range(k):
+                                jj = j + dj - pad
+                                if 0 <= jj < wi:
+                                    D[plane + ii * wi + jj] += dcols[r + (c * k + di) * k + dj]
+
+
+@kernel
+def forward(theta, n, A, arg, cols, mat, prog, poff, aoff):
+    """A batch's activations, layer by layer, in (sample, channel, row, column) order: each layer's outputs
+    for n samples start at n * aoff[l + 1]; the input rows are already at 0."""
     last = prog.shape[0] - 1
     for l in range(prog.shape[0]):
         kind, ci_n, hi, wi, co_n, ho, wo, k, pad = prog[l]
-        src, dst, wo_, bo = aoff[l], aoff[l + 1], poff[l, 0], poff[l, 1]
+        src, dst, w0, b0 = n * aoff[l], n * aoff[l + 1], poff[l, 0], poff[l, 1]
         if kind == CONV:
-            for co in range(co_n):
-                for i in range(ho):
-                    for j in range(wo):
-                        s = theta[bo + co]
-                        for ci in range(ci_n):
-                            base = wo_ + ((co * ci_n + ci) * k) * k
-                            for di in range(k):
-                                ii = i + di - pad
-                                if 0 <= ii < hi:
-                                    row = src + (ci * hi + ii) * wi
-                                    for dj in range(k):
-                                        jj = j + dj - pad
-                                        if 0 <= jj < wi:
-                                            s += theta[base + di * k + dj] * A[row + jj]
-                        A[dst + (co * ho + i) * wo + j] = s if s > 0 else 0.0
+            K, P = ci_n * k * k, ho * wo
+            im2col(A, src, n, ci_n, hi, wi, ho, wo, k, pad, cols)
+            out = mat[:n * P * co_n].reshape(n * P, co_n)
+            np.dot(cols[:n * P * K].reshape(n * P, K), theta[w0:b0].reshape(co_n, K).T, out)
+            for s in range(n):
+                for co in range(co_n):
+                    bias = theta[b0 + co]
+                    at = dst + (s * co_n + co) * P
+                    for q in range(P):
+                        v = out[s * P + q, co] + bias
+                        A[at + q] = v if v > 0 else 0.0
         elif kind == POOL:
-            for c in range(co_n):
-                for i in range(ho):
-                    for j in range(wo):
-                        at = src + (c * hi + 2 * i) * wi + 2 * j
-                        best, where = A[at], at
-                        for cand in (at + 1, at + wi, at + wi + 1):
-                            if A[cand] > best:
-                                best, where = A[cand], cand
-                        out = dst + (c * ho + i) * wo + j
-                        A[out] = best
-                        arg[out] = where
+            for s in range(n):
+                for c in range(co_n):
+                    for i in range(ho):
+                        for j in range(wo):
+                            at = src + ((s * ci_n + c) * hi + 2 * i) * wi + 2 * j
+                            best, where = A[at], at
+                            for cand in (at + 1, at + wi, at + wi + 1):
+                                if A[cand] > best:
+                                    best, where = A[cand], cand
+                            o = dst + ((s * co_n + c) * ho + i) * wo + j
+                            A[o] = best
+                            arg[o] = where
         else:
             n_in = ci_n * hi * wi
-            for u in range(co_n):
-                s = theta[bo + u]
-                w = wo_ + u * n_in
-                for q in range(n_in):
-                    s += theta[w + q] * A[src + q]
-                A[dst + u] = s if (s > 0 or l == last) else 0.0
+            out = mat[:n * co_n].reshape(n, co_n)
+            np.dot(A[src:src + n * n_in].reshape(n, n_in), theta[w0:b0].reshape(co_n, n_in).T, out)
+            for s in range(n):
+                for u in range(co_n):
+                    v = out[s, u] + theta[b0 + u]
+                    A[dst + s * co_n + u] = v if (v > 0 or l == last) else 0.0
 
 
 @kernel
@@ -100,70 +138,76 @@ def output(A, D, at, n_out, link, label):
 
 
 @kernel
-def backward(theta, grad, A, D, arg, prog, poff, aoff):
-    """Add one sample's gradient to grad, from D's logits gradient down to the first layer's weights."""
-    for l in range(prog.shape[0] - 1, -1, -1):
+def backward(theta, grad, n, A, D, arg, cols, mat, wbuf, prog, poff, aoff):
+    """Add a batch's summed gradient to grad, from D's logits gradients down to the first layer's weights."""
+    last = prog.shape[0] - 1
+    for l in range(last, -1, -1):
         kind, ci_n, hi, wi, co_n, ho, wo, k, pad = prog[l]
-        src, dst, wo_, bo = aoff[l], aoff[l + 1], poff[l, 0], poff[l, 1]
+        src, dst, w0, b0 = n * aoff[l], n * aoff[l + 1], poff[l, 0], poff[l, 1]
         n_in = ci_n * hi * wi
         if l > 0:
-            D[src:src + n_in] = 0.0
+            D[src:src + n * n_in] = 0.0
         if kind == POOL:
-            for o in range(co_n * ho * wo):
-                D[arg[dst + o]] += D[dst + o]
-            continue
-        last = l == prog.shape[0] - 1
-        if kind == DENSE:
-            for u in range(co_n):
-                g = D[dst + u] if (last or A[dst + u] > 0) else 0.0
-                if g == 0.0:
-                    continue
-                grad[bo + u] += g
-                w = wo_ + u * n_in
-                for q in range(n_in):
-                    grad[w + q] += g * A[src + q]
-                if l > 0:
-                    for q in range(n_in):
-                        D[src + q] += theta[w + q] * g
-            continue
-        for co in range(co_n):
-            for i in range(ho):
-                for j in range(wo):
-                    out = dst + (co * ho + i) * wo + j
-                    g = D[out] if A[out] > 0 else 0.0
-                    if g == 0.0:
-                        continue
-                    grad[bo + co] += g
-                    for ci in range(ci_n):
-                        base = wo_ + ((co * ci_n + ci) * k) * k
-                        for di in range(k):
-                            ii = i + di - pad
-                            if 0 <= ii < hi:
-                                row = src + (ci * hi + ii) * wi
-                                for dj in range(k):
-                                    jj = j + dj - pad
-                                    if 0 <= jj < wi:
-                                        grad[base + di * k + dj] += g * A[row + jj]
-                                        if l > 0:
-                                            D[row + jj] += theta[base + di * k + dj] * g
+            for o in range(dst, dst + n * co_n * ho * wo):
+                D[arg[o]] += D[o]
+        elif kind == DENSE:
+            g = D[dst:dst + n * co_n].reshape(n, co_n)
+            for s in range(n):
+                for u in range(co_n):
+                    if l != last and A[dst + s * co_n + u] <= 0:
+                        g[s, u] = 0.0
+                    grad[b0 + u] += g[s, u]
+            dW = wbuf[:co_n * n_in].reshape(co_n, n_in)
+            np.dot(g.T, A[src:src + n * n_in].reshape(n, n_in), dW)
+            grad[w0:b0] += wbuf[:co_n * n_in]
+            if l > 0:
+                np.dot(g, theta[w0:b0].reshape(co_n, n_in), D[src:src + n * n_in].reshape(n, n_in))
+        else:
+            K, P = ci_n * k * k, ho * wo
+            G = mat[:n * P * co_n].reshape(n * P, co_n)
+            for s in range(n):
+                for co in range(co_n):
+                    at = dst + (s * co_n + co) * P
+                    total = 0.0
+                    for q in range(P):
+                        v = D[at + q] if A[at + q] > 0 else 0.0
+                        G[s * P + q, co] = v
+                        total += v
+                    grad[b0 + co] += total
+            im2col(A, src, n, ci_n, hi, wi, ho, wo, k, pad, cols)
+            C = cols[:n * P * K].reshape(n * P, K)
+            dW = wbuf[:co_n * K].reshape(co_n, K)
+            np.dot(G.T, C, dW)
+            grad[w0:b0] += wbuf[:co_n * K]
+            if l > 0:
+                np.dot(G, theta[w0:b0].reshape(co_n, K), C)
+                col2im(cols, D, src, n, ci_n, hi, wi, ho, wo, k, pad)
 
 
 @kernel
-def rows_loss_grad(theta, X, y, order, start, stop, grad, A, D, arg, prog, poff, aoff, link, want_grad):
-    """Summed loss and correct predictions over rows order[start:stop] (or start:stop when order is empty),
-    adding their summed gradient to grad when ``want_grad``."""
+def rows_loss_grad(theta, X, y, order, start, stop, grad, A, D, arg, cols, mat, wbuf, prog, poff, aoff, link,
+                   want_grad, chunk):
+    """Summed loss and correct predictions over rows order[start:stop] (or start:stop when order is empty), in
+    batches of at most ``chunk`` rows (the buffers' capacity), adding their summed gradient to grad when
+    ``want_grad``."""
     last = prog.shape[0] - 1
-    at, n_out = aoff[last + 1], prog[last, 4]
+    n_in, n_out = X.shape[1], prog[last, 4]
     loss = 0.0
     correct = 0
-    for r in range(start, stop):
-        row = order[r] if order.shape[0] > 0 else r
-        forward(theta, X[row], A, arg, prog, poff, aoff)
-        part, right = output(A, D, at, n_out, link, y[row])
-        loss += part
-        correct += right
+    for s0 in range(start, stop, chunk):
+        n = min(chunk, stop - s0)
+        for s in range(n):
+            row = order[s0 + s] if order.shape[0] > 0 else s0 + s
+            A[s * n_in:(s + 1) * n_in] = X[row]
+        forward(theta, n, A, arg, cols, mat, prog, poff, aoff)
+        at = n * aoff[last + 1]
+        for s in range(n):
+            row = order[s0 + s] if order.shape[0] > 0 else s0 + s
+            part, right = output(A, D, at + s * n_out, n_out, link, y[row])
+            loss += part
+            correct += right
         if want_grad:
-            backward(theta, grad, A, D, arg, prog, poff, aoff)
+            backward(theta, grad, n, A, D, arg, cols, mat, wbuf, prog, poff, aoff)
     return loss, correct
 
 
@@ -187,14 +231,29 @@ def step(theta, velocity, grad, count, lr, momentum, l2, mask, anchor, mu, corre
 
 @kernel
 def sgd_epoch(theta, velocity, grad, X, y, order, batch_size, lr, momentum, l2, mask, anchor, mu, correction,
-              A, D, arg, prog, poff, aoff, link):
+              A, D, arg, cols, mat, wbuf, prog, poff, aoff, link, chunk):
     """One epoch of mini-batch SGD over rows in ``order``, updating theta in place."""
     n = order.shape[0]
     for s in range(0, n, batch_size):
         e = min(n, s + batch_size)
         grad[:] = 0.0
-        rows_loss_grad(theta, X, y, order, s, e, grad, A, D, arg, prog, poff, aoff, link, True)
+        rows_loss_grad(theta, X, y, order, s, e, grad, A, D, arg, cols, mat, wbuf, prog, poff, aoff, link, True,
+                       chunk)
         step(theta, velocity, grad, e - s, lr, momentum, l2, mask, anchor, mu, correction)
+
+
+def workspace(prog: np.ndarray, aoff: np.ndarray, chunk: int) -> tuple[int, int, int, int]:
+    """Buffer sizes for batches of ``chunk`` rows: activations, im2col columns, GEMM outputs, weight gradients."""
+    cols = mat = wbuf = 1
+    for kind, ci, hi, wi, co, ho, wo, k, _ in prog:
+        if kind == CONV:
+            cols = max(cols, chunk * ho * wo * ci * k * k)
+            mat = max(mat, chunk * ho * wo * co)
+            wbuf = max(wbuf, co * ci * k * k)
+        elif kind == DENSE:
+            mat = max(mat, chunk * co)
+            wbuf = max(wbuf, co * ci * hi * wi)
+    return chunk * int(aoff[-1]), cols, mat, wbuf
 
 
 def layer_program(input_shape: tuple[int, int, int], layers: list[tuple], n_outputs: int):

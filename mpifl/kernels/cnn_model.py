@@ -15,8 +15,23 @@ if TYPE_CHECKING:
     from mpifl.model import ModelSpec
 
 
+ALIGNMENT = 64  # bytes: a cache line, and the widest vector register
+
+
+def aligned(size: int, dtype: np.dtype) -> np.ndarray:
+    """Zeros whose first element sits on an ALIGNMENT-byte boundary."""
+    item = np.dtype(dtype).itemsize
+    raw = np.zeros(size + ALIGNMENT // item, dtype=dtype)
+    skip = (-raw.ctypes.data % ALIGNMENT) // item
+    return raw[skip:skip + size]
+
+
+CHUNK = 64  # rows a batch's buffers hold: a larger mini-batch runs in pieces of this many (its gradient summed)
+
+
 class CnnKernels(ModelKernels):
-    """Buffers for one sample (activations, their gradients, the pooling's argmax) and the compiled calls."""
+    """Buffers for batches of up to CHUNK rows (activations, their gradients, the pooling's argmax, im2col columns,
+    GEMM outputs, weight gradients) and the compiled calls."""
 
     def __init__(self, spec: ModelSpec, threads: int = 1, selection: Selection | None = None):
         if spec.sparse:
@@ -28,18 +43,21 @@ class CnnKernels(ModelKernels):
         self.prog, self.poff, self.aoff = layout.prog, layout.poff, layout.aoff
         self.mask = layout.mask.astype(spec.dtype)
         self.link = KIND_CODES[spec.link]
-        size = int(self.aoff[-1])
-        self.A = np.zeros(size, dtype=spec.dtype)
-        self.D = np.zeros(size, dtype=spec.dtype)
-        self.arg = np.zeros(size, dtype=np.int64)
+        self.chunk = CHUNK
+        acts, cols, mat, wbuf = cnn.workspace(self.prog, self.aoff, self.chunk)
+        # Aligned alike in every process: BLAS takes the same code path (and so the same rounding) every run.
+        self.A, self.D, self.cols, self.mat, self.wbuf = (aligned(size, spec.dtype) for size in
+                                                          (acts, acts, cols, mat, wbuf))
+        self.arg = np.zeros(acts, dtype=np.int64)
         self._no_rows = np.empty(0, dtype=np.int64)
         self._no_correction = np.empty(0, dtype=spec.dtype)
 
     def _sums(self, X, y, theta, order, start, stop, grad, want_grad):
         if is_csr(X):
             raise TypeError("the CNN takes dense rows (images).")
-        return cnn.rows_loss_grad(theta, X, y, order, start, stop, grad, self.A, self.D, self.arg, self.prog,
-                                  self.poff, self.aoff, self.link, want_grad)
+        return cnn.rows_loss_grad(theta, X, y, order, start, stop, grad, self.A, self.D, self.arg, self.cols,
+                                  self.mat, self.wbuf, self.prog, self.poff, self.aoff, self.link, want_grad,
+                                  self.chunk)
 
     def full_gradient_sum(self, X, y, theta, grad, want_loss=False) -> float:
         grad[:] = 0
@@ -56,7 +74,8 @@ class CnnKernels(ModelKernels):
         if correction is None:
             correction = self._no_correction
         cnn.sgd_epoch(theta, velocity, grad, X, y, order, batch_size, lr, momentum, l2, self.mask, anchor, mu,
-                      correction.reshape(-1), self.A, self.D, self.arg, self.prog, self.poff, self.aoff, self.link)
+                      correction.reshape(-1), self.A, self.D, self.arg, self.cols, self.mat, self.wbuf, self.prog,
+                      self.poff, self.aoff, self.link, self.chunk)
 
     def evaluate_sums(self, X, y, theta) -> tuple[float, int]:
         loss, correct = self._sums(X, y, theta, self._no_rows, 0, X.shape[0], self.D, False)

@@ -73,7 +73,8 @@ class Cnn(ModelKind):
         # the output link: shared with the MLP's declaration, so declared alike
         "output": ("softmax", Choice(("linear", "logistic", "softmax"))),
     }
-    one_variant = "the CNN has one variant (direct loops)"
+    uses_blas = True  # its convolutions and dense layers are GEMMs through np.dot
+    one_variant = "the CNN has one variant (im2col and BLAS GEMMs)"
 
     @classmethod
     def link(cls, cfg) -> str:
