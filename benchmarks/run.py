@@ -32,7 +32,7 @@ from mpifl.data.builtin import load_digits  # noqa: E402
 from mpifl.data.partition_cli import write_partition  # noqa: E402
 
 PY = sys.executable
-SECTIONS = ("federated", "algorithms", "ddp", "sklearn", "hardware", "mlp")
+SECTIONS = ("federated", "algorithms", "ddp", "sklearn", "hardware", "mlp", "cnn")
 
 
 def installed(module: str) -> bool:
@@ -258,6 +258,15 @@ def mlp(tmp: Path, repeat: int, smoke: bool) -> tuple[str, dict]:
                    "round": json.loads((tmp / "mlp_federated.json").read_text())}
 
 
+# -- the CNN: one client's epoch of the FedAvg and FEMNIST CNNs against PyTorch ----------------------------------
+
+def cnn(tmp: Path, repeat: int, smoke: bool) -> tuple[str, dict]:
+    """One client's epoch of the reference CNNs against PyTorch, after a float64 check that both compute alike."""
+    checked(measure([PY, str(HERE / "cnn.py"), "--repeat", str(repeat), "--out", str(tmp)]
+                    + (["--rows", "16"] if smoke else [])), "CNN benchmark")
+    return (tmp / "cnn.md").read_text().strip(), json.loads((tmp / "cnn.json").read_text())
+
+
 # -- algorithms: FedProx and FedAdam on Synthetic(1,1), against Flower's strategies and a NumPy loop ------------
 
 def fedprox_data(tmp: Path, clients: int) -> Path:
@@ -342,7 +351,7 @@ def algorithms(tmp: Path, repeat: int, smoke: bool) -> tuple[str, dict]:
 
 
 RUNNERS = {"federated": federated, "algorithms": algorithms, "ddp": ddp, "sklearn": sklearn_case, "hardware": hardware,
-           "mlp": mlp}
+           "mlp": mlp, "cnn": cnn}
 
 
 def main():

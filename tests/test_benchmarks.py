@@ -118,6 +118,15 @@ def test_mlp_benchmark_smoke(tmp_path):
     assert {c["batch"] for c in cases} == {10, 50, 30} and {"mpifl", "NumPy"} <= {c["system"] for c in cases}
 
 
+def test_cnn_benchmark_smoke(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "cnn.py"), "--rows", "16", "--repeat", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| fedavg | B = 10 | mpifl |" in (tmp_path / "cnn.md").read_text()
+
+
 def test_federated_mlp_benchmark_smoke(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(BENCH / "mlp_federated.py"), "--clients", "4", "--rows", "700", "--rounds", "2",
