@@ -9,7 +9,7 @@ from mpi4py import MPI
 
 from mpifl import config
 from mpifl.compressed_sum import CompressedSum
-from mpifl.compression import Codec, ErrorFeedback, make_codec
+from mpifl.compression import ErrorFeedback, make_codec
 from mpifl.metrics import RoundTimer
 from mpifl.runner import run_job
 
