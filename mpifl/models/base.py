@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from mpifl.constraints import Constraint
+from mpifl.constraints import Choice, Constraint
 
 
 class ModelKind:
@@ -54,3 +54,19 @@ class ModelKind:
     def describe(cls, spec) -> str:
         """How the run's banner names the model."""
         return spec.kind
+
+
+OUTPUT = {"output": ("softmax", Choice(("linear", "logistic", "softmax")))}  # a network's output link (the task)
+
+
+class NetworkKind(ModelKind):
+    """A kind whose output layer's link is ``model.output`` (the MLP, the CNN, a torch module), where a linear
+    model's link is its own name."""
+
+    @classmethod
+    def link(cls, cfg) -> str:
+        return cfg.model.output
+
+    @classmethod
+    def link_key(cls, cfg) -> str:
+        return "model.output"

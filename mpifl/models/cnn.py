@@ -24,7 +24,7 @@ import numpy as np
 
 from mpifl.constraints import Choice, Widths
 from mpifl.errors import ConfigError
-from mpifl.models.base import ModelKind
+from mpifl.models.base import OUTPUT, NetworkKind
 
 ARCHITECTURES = {
     "fedavg": ("conv 5 32 same", "pool", "conv 5 64 same", "pool", "dense 512"),
@@ -64,25 +64,16 @@ def _parse(text: str):
     return None
 
 
-class Cnn(ModelKind):
+class Cnn(NetworkKind):
     name = "cnn"
     parameters = {
         "architecture": ("fedavg", Choice(("fedavg", "femnist", "niid", "custom"))),
         "layers": ([], Layers()),  # with architecture = "custom"
         "input_shape": ([], Widths()),  # [channels, height, width]; empty: one channel of a square image
-        # the output link: shared with the MLP's declaration, so declared alike
-        "output": ("softmax", Choice(("linear", "logistic", "softmax"))),
+        **OUTPUT,
     }
     uses_blas = True  # its convolutions and dense layers are GEMMs through np.dot
     one_variant = "the CNN has one variant (im2col and BLAS GEMMs)"
-
-    @classmethod
-    def link(cls, cfg) -> str:
-        return cfg.model.output
-
-    @classmethod
-    def link_key(cls, cfg) -> str:
-        return "model.output"
 
     @classmethod
     def spec_fields(cls, cfg) -> dict:

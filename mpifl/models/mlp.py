@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 from mpifl.constraints import Choice, Widths
-from mpifl.models.base import ModelKind
+from mpifl.models.base import OUTPUT, NetworkKind
 
 
-class Mlp(ModelKind):
+class Mlp(NetworkKind):
     name = "mlp"
     parameters = {
         "hidden": ([200, 200], Widths()),  # hidden layer widths
         "activation": ("relu", Choice(("relu", "tanh"))),
-        "output": ("softmax", Choice(("linear", "logistic", "softmax"))),  # the output layer's link (the task)
+        **OUTPUT,
     }
     uses_blas = True  # its products are BLAS GEMMs
     one_variant = "the MLP has one variant (BLAS products, fused loops around them)"
-
-    @classmethod
-    def link(cls, cfg) -> str:
-        return cfg.model.output
-
-    @classmethod
-    def link_key(cls, cfg) -> str:
-        return "model.output"
 
     @classmethod
     def spec_fields(cls, cfg) -> dict:

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpifl.constraints import Choice, Text
+from mpifl.constraints import Text
 from mpifl.errors import ConfigError
-from mpifl.models.base import ModelKind
+from mpifl.models.base import OUTPUT, NetworkKind
 from mpifl.models.function import FunctionKernels
 
 
@@ -36,22 +36,14 @@ def _torch():
     return torch
 
 
-class TorchModel(ModelKind):
+class TorchModel(NetworkKind):
     name = "torch"
     parameters = {
         "module": ("", Text()),  # "package.module:build"; build(n_features, n_outputs) -> nn.Module
-        "output": ("softmax", Choice(("linear", "logistic", "softmax"))),  # shared with the MLP and the CNN
+        **OUTPUT,
     }
     uses_blas = True
     one_variant = "a PyTorch module (autograd on the CPU, mpifl's SGD step)"
-
-    @classmethod
-    def link(cls, cfg) -> str:
-        return cfg.model.output
-
-    @classmethod
-    def link_key(cls, cfg) -> str:
-        return "model.output"
 
     @classmethod
     def spec_fields(cls, cfg) -> dict:
