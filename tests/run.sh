@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: serial tests under pytest, then the MPI tests under
 # mpiexec -n 2 and -n 4 (pytest-mpi). Fails if any part fails or collects nothing.
+# Arguments go to every part, for the edit-test loop: tests/run.sh -k plugins -x
+# (then a part that no test matches is reported, not failed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,11 +13,14 @@ if ! command -v "$MPIEXEC" >/dev/null; then
 fi
 
 status=0
+filtered=$(( $# > 0 ))
 run() {
     echo "== $*"
     "$@"
     local rc=$?
-    if [ "$rc" -eq 5 ]; then
+    if [ "$rc" -eq 5 ] && [ "$filtered" -eq 1 ]; then
+        echo "tests/run.sh: no test of this part matches the arguments"
+    elif [ "$rc" -eq 5 ]; then
         echo "tests/run.sh: no tests were collected by: $*" >&2
         status=1
     elif [ "$rc" -ne 0 ]; then
@@ -23,10 +28,10 @@ run() {
     fi
 }
 
-run python -m pytest -q -m "not mpi" tests
+run python -m pytest -q -m "not mpi" tests "$@"
 for n in 2 4; do
     # Oversubscription is expected on small machines; mpifl picks a thread level that copes.
-    run "$MPIEXEC" -n "$n" python -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests
+    run "$MPIEXEC" -n "$n" python -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests "$@"
 done
 
 if [ "$status" -eq 0 ]; then echo "tests/run.sh: all parts passed"; else echo "tests/run.sh: FAILED" >&2; fi

@@ -186,3 +186,16 @@ def test_a_function_model_must_declare_its_function():
 
     assert "does not declare loss_and_gradient" in MODELS.problem(NoFunction)
     assert MODELS.problem(NumpySoftmax) is None
+
+
+@pytest.mark.parametrize("environ, gpus, device", [
+    ({}, 0, "cpu"),
+    ({"MPI_LOCALRANKID": "5"}, 4, "cuda:1"),  # MPICH's Hydra
+    ({"OMPI_COMM_WORLD_LOCAL_RANK": "2"}, 8, "cuda:2"),  # Open MPI
+    ({"SLURM_LOCALID": "7", "MPI_LOCALRANKID": "x"}, 2, "cuda:1"),  # srun; a value that is no rank is passed over
+    ({"MPI_LOCALRANKID": "3"}, 0, "cpu"),
+])
+def test_a_torch_rank_computes_on_its_node_local_rank_mod_the_gpu_count(environ, gpus, device):
+    from mpifl.models.torch_model import device_for
+
+    assert device_for(environ, gpus) == device

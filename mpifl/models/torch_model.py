@@ -14,11 +14,15 @@ the output link.
 It is deterministic: the module's initial parameters come from
 torch.manual_seed of the job's stream, torch runs deterministic algorithms
 on ``train.threads`` threads (1 by default), and the batches are mpifl's, so
-repeats are bitwise.  It runs on the CPU; torch is imported only by a job
-that uses this kind (``pip install "mpifl[torch]"``).
+repeats are bitwise.  Where CUDA is present, the rank with node-local rank r
+computes on device r mod the GPU count (``device_for``); theta, the deltas
+and everything on the wire stay NumPy arrays on the host.  torch is imported
+only by a job that uses this kind (``pip install "mpifl[torch]"``).
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -26,6 +30,17 @@ from mpifl.constraints import Text
 from mpifl.errors import ConfigError
 from mpifl.models.base import OUTPUT, NetworkKind
 from mpifl.models.function import FunctionKernels
+
+# The launchers' node-local rank, in the order they are looked for: MPICH's Hydra, Open MPI, Slurm's srun.
+LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
+
+
+def device_for(environ, gpus: int) -> str:
+    """The torch device of this process: "cpu" without a GPU, else cuda:(node-local rank mod the GPU count)."""
+    if gpus < 1:
+        return "cpu"
+    local = next((environ[name] for name in LOCAL_RANK_VARIABLES if environ.get(name, "").isdigit()), "0")
+    return f"cuda:{int(local) % gpus}"
 
 
 def _torch():
@@ -107,10 +122,11 @@ class TorchFunction:
         torch = self.torch = _torch()
         torch.set_num_threads(max(1, threads))
         torch.use_deterministic_algorithms(True)
-        self.module = build_module(spec)
+        self.device = torch.device(device_for(os.environ, torch.cuda.device_count() if torch.cuda.is_available() else 0))
+        self.module = build_module(spec).to(self.device)
         self.link = spec.link
         self.params = list(self.module.parameters())
-        self.flat = torch.zeros(sum(p.numel() for p in self.params), dtype=self.params[0].dtype)
+        self.flat = torch.zeros(sum(p.numel() for p in self.params), dtype=self.params[0].dtype, device=self.device)
         at = 0
         for p in self.params:
             p.data = self.flat[at:at + p.numel()].view_as(p)
@@ -122,8 +138,8 @@ class TorchFunction:
             self.flat.copy_(torch.from_numpy(np.ascontiguousarray(theta.reshape(-1))))
         for p in self.params:
             p.grad = None
-        out = self.module(torch.from_numpy(np.ascontiguousarray(X)))
-        target = torch.from_numpy(np.ascontiguousarray(y))
+        out = self.module(torch.from_numpy(np.ascontiguousarray(X)).to(self.device))
+        target = torch.from_numpy(np.ascontiguousarray(y)).to(self.device)
         if self.link == "softmax":
             loss = F.cross_entropy(out, target.long(), reduction="sum")
             correct = int((out.argmax(dim=1) == target.long()).sum())
@@ -135,7 +151,7 @@ class TorchFunction:
             loss, correct = 0.5 * ((out.reshape(-1) - target) ** 2).sum(), 0
         loss.backward()
         grad += torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                           for p in self.params]).numpy().reshape(grad.shape)
+                           for p in self.params]).cpu().numpy().reshape(grad.shape)
         return float(loss.detach()), correct
 
 
