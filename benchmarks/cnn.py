@@ -12,6 +12,12 @@ the two must agree to 1e-9, and the benchmark fails loudly when they do not.
 works in float64 and torch's in float32, and at these learning rates SGD
 amplifies rounding differences; float64 shows the same arithmetic to 1e-16.)
 Without PyTorch it times mpifl alone.
+
+The hardware column is the epoch's floating-point work (the forward pass's
+multiply-adds, twice more for the two backward GEMMs, less the input
+gradient of the first layer) at the speed this machine's BLAS multiplies
+two 1024x1024 float32 matrices on one thread: no convolution can run its
+GEMMs faster, so "GEMM-bound" says how far each system is from the limit.
 """
 
 from __future__ import annotations
@@ -99,6 +105,24 @@ def torch_epoch(spec, theta0, X, y, order, batch):
     return run, loss
 
 
+def epoch_flops(spec, rows: int) -> float:
+    """Floating-point operations of one SGD epoch: forward, weight-gradient and input-gradient GEMMs."""
+    from mpifl.kernels.cnn import CONV, DENSE
+
+    forward = []
+    for kind, ci, hi, wi, co, ho, wo, k, _ in spec.parameters.prog:
+        forward.append(ho * wo * co * ci * k * k if kind == CONV else ci * hi * wi * co if kind == DENSE else 0)
+    return 2.0 * rows * (3 * sum(forward) - forward[0])
+
+
+def gemm_rate(repeat: int) -> float:
+    """Single-thread float32 GEMM speed (FLOP/s) of the BLAS that both systems call, at 1024^3."""
+    rng = np.random.default_rng(1)
+    a, b = (rng.random((1024, 1024), dtype=np.float32) for _ in range(2))
+    out = np.empty_like(a)
+    return 2.0 * 1024 ** 3 / best_of(max(repeat, 3), lambda: np.dot(a, b, out))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=600)
@@ -110,7 +134,8 @@ def main() -> None:
     order = rng.permutation(args.rows).astype(np.int64)
     systems = [("mpifl", mpifl_epoch)] + ([("PyTorch", torch_epoch)] if has_torch() else [])
     reference = systems[-1][0]
-    rows, data, disagree = [], {"machine": machine(), "blas": blas(), "cases": []}, []
+    rate = gemm_rate(args.repeat)
+    rows, data, disagree = [], {"machine": machine(), "blas": blas(), "gemm_flops": rate, "cases": []}, []
     for name in ("fedavg", "femnist"):
         spec = spec_of(name)
         y = rng.integers(0, spec.n_classes, args.rows).astype(np.float32)
@@ -123,16 +148,19 @@ def main() -> None:
                 run, loss = make(spec, theta0, X, y, order, batch)
                 results[system] = (best_of(args.repeat, run), loss())
             ref_seconds, ref_loss = results[reference]
+            bound = epoch_flops(spec, args.rows) / rate
             for system, (seconds, loss) in results.items():
                 gap = abs(loss - ref_loss) / abs(ref_loss)
                 rows.append(f"| {name} | B = {batch} | {system} | {seconds:.3f} s | {ref_seconds / seconds:.2f}x | "
-                            f"{loss:.6f} | {gap:.1e} |")
+                            f"{bound / seconds:.2f} | {loss:.6f} | {gap:.1e} |")
                 data["cases"].append({"model": name, "batch": batch, "system": system, "seconds": seconds,
                                       "loss": loss})
     table = markdown_table(
         f"One epoch of {args.rows} rows at 28x28, float32, one thread, best of {args.repeat}; {machine()}; "
-        f"BLAS {data['blas']}",
-        ["model", "batch", "system", "epoch", f"speed vs {reference}", "loss after", f"vs {reference}"], rows)
+        f"BLAS {data['blas']}; GEMM-bound = the epoch's FLOPs at {rate / 1e9:.0f} GFLOP/s (one-thread sgemm) / "
+        "the epoch",
+        ["model", "batch", "system", "epoch", f"speed vs {reference}", "GEMM-bound", "loss after", f"vs {reference}"],
+        rows)
     print(table)
     write_results(args.out, "cnn", table, data)
     if disagree:

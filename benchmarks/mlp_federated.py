@@ -4,8 +4,10 @@
 
 Synthetic data of MNIST's size (70,000 rows of 784 pixels in [0, 1), labels
 from a random two-layer teacher; 10,000 are the test set), split IID over
-the clients and written once as an mpifl partition directory, which both
-systems read: mpifl on cores + 1 ranks (a server and one client rank per
+the clients and written once as an mpifl partition directory, which every
+system reads: mpifl on cores + 1 ranks, with its Numba MLP and with the same
+nn.Sequential as Flower's clients through the torch adapter (model.kind =
+"torch") (a server and one client rank per
 core, each hosting several clients, as Flower runs one worker per core), and
 Flower with one PyTorch client per partition.  Every client trains one local
 epoch at B = 10 with plain SGD (lr 0.05), float32.  The table gives the
@@ -63,16 +65,22 @@ def main() -> None:
         write_partition(work / "parts", X, y, clients, test, np.dtype("float32"), list(range(10)),
                         {"source": "synthetic MNIST-sized", "method": "iid"})
         results = {}
-        run_dir = work / "mpifl"
-        m = measure([shutil.which("mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpifl", "run",
-                     "--set", f"data.path={work / 'parts'}", "--set", "model.kind=mlp", "--set", "model.hidden=[200, 200]",
-                     "--set", "model.dtype=float32", "--set", "train.batch_size=10", "--set", f"train.lr={LR}",
-                     "--set", f"rounds={args.rounds}", "--set", "log_every=1", "--out", str(run_dir), "--quiet"])
-        if m.returncode != 0:
-            sys.exit(f"mpifl failed:\n{m.stderr}")
-        summary = json.loads((run_dir / "summary.json").read_text())
-        results[f"mpifl, {ranks} ranks"] = {"seconds_per_round": summary["seconds_per_round"], "wall": m.wall_seconds,
-                                            "peak_mib": m.peak_pss_mib, "accuracy": summary["final_accuracy"]}
+        kinds = {f"mpifl, {ranks} ranks": ["--set", "model.kind=mlp", "--set", "model.hidden=[200, 200]"]}
+        if _installed("torch"):  # the same 2NN as Flower's clients train, through model.kind = "torch"
+            kinds[f"mpifl torch adapter, {ranks} ranks"] = ["--set", "model.kind=torch",
+                                                            "--set", "model.module=flower_mlp:network"]
+        for system, model in kinds.items():
+            run_dir = work / system.split(",")[0].replace(" ", "_")
+            m = measure([shutil.which("mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpifl", "run",
+                         "--set", f"data.path={work / 'parts'}", *model,
+                         "--set", "model.dtype=float32", "--set", "train.batch_size=10", "--set", f"train.lr={LR}",
+                         "--set", f"rounds={args.rounds}", "--set", "log_every=1", "--out", str(run_dir), "--quiet"],
+                        env={"PYTHONPATH": str(HERE / "peers")})
+            if m.returncode != 0:
+                sys.exit(f"{system} failed:\n{m.stderr}")
+            summary = json.loads((run_dir / "summary.json").read_text())
+            results[system] = {"seconds_per_round": summary["seconds_per_round"], "wall": m.wall_seconds,
+                               "peak_mib": m.peak_pss_mib, "accuracy": summary["final_accuracy"]}
         if _installed("flwr") and _installed("torch") and not args.mpifl_only:
             out = work / "flower.json"
             f = measure([sys.executable, str(HERE / "peers" / "flower_mlp.py"), str(work / "parts"), str(args.rounds),
@@ -87,7 +95,7 @@ def main() -> None:
         rows.append(f"| {system} | {r['seconds_per_round']:.2f} s | {r['seconds_per_round'] / base['seconds_per_round']:.2f}x "
                     f"| {r['wall']:.1f} s | {r['peak_mib']:.0f} MiB | {r['peak_mib'] / base['peak_mib']:.2f}x "
                     f"| {r['accuracy']:.4f} |")
-    if len(results) == 1:
+    if "Flower + PyTorch" not in results:
         rows.append(f"| Flower + PyTorch | not run ({'--mpifl-only' if args.mpifl_only else 'pip install flwr torch'})"
                     " | | | | | |")
     table = markdown_table(

@@ -92,8 +92,9 @@ def _damage(root: Path, how: str) -> str:
         return "are not numeric, or not all of one length"
     if how == "text":
         doc["user_data"]["f0001_23"]["x"] = ["to be or not"] * 12
+        doc["user_data"]["f0001_23"]["y"] = ["!"] * 12
         path.write_text(json.dumps(doc))
-        return "holds text"
+        return "some users' x hold text and others numbers"
     if how == "missing in test":
         test = root / "test" / "part_0.json"
         other = json.loads(test.read_text())
@@ -112,8 +113,57 @@ def test_damaged_leaf_files_are_refused_naming_the_file_or_the_user(tmp_path, ho
     with pytest.raises(DataError) as info:
         leaf.read(tmp_path / "femnist")
     assert message in str(info.value)
-    if how != "missing in test":
+    if how not in ("missing in test", "text"):
         assert "part_0.json" in str(info.value)
     assert partition_cli.main([str(tmp_path / "femnist"), "--format", "leaf", "--out", str(tmp_path / "p")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "p" / "manifest.json").exists()
+
+
+def write_shakespeare(root: Path, users: dict[str, tuple[int, int]], length: int = 12, seed: int = 0) -> None:
+    """LEAF's Shakespeare layout: x lines of ``length`` characters, y the character after each."""
+    rng = np.random.default_rng(seed)
+    text = "".join(rng.choice(list("to be or not, that is the Question:\n")) for _ in range(4000))
+    for split, which in (("train", 0), ("test", 1)):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        data, at = {}, 0
+        for u, counts in users.items():
+            starts = rng.integers(0, len(text) - length - 1, counts[which])
+            data[u] = {"x": [text[s:s + length] for s in starts], "y": [text[s + length] for s in starts]}
+        doc = {"users": list(users), "num_samples": [c[which] for c in users.values()], "user_data": data}
+        (root / split / "all_data.json").write_text(json.dumps(doc))
+
+
+def test_shakespeare_text_is_encoded_as_leafs_character_codes_with_every_letter_a_class(tmp_path):
+    write_shakespeare(tmp_path / "shakespeare", {"HAMLET": (9, 3), "OPHELIA": (6, 2)})
+    doc = json.loads((tmp_path / "shakespeare" / "train" / "all_data.json").read_text())
+    manifest = partition(tmp_path / "shakespeare", tmp_path / "parts")
+    assert manifest["n_features"] == 12 and manifest["n_classes"] == len(leaf.LETTERS) == 80
+    assert manifest["params"]["text"] is True
+    root = store.read_manifest(tmp_path / "parts")
+    X, y = store.load_part(root, manifest["clients"][0], "client 0", np.dtype(np.float64), True)
+    decoded = ["".join(leaf.LETTERS[int(c)] for c in row) for row in X]
+    assert decoded == doc["user_data"]["HAMLET"]["x"]
+    assert "".join(leaf.LETTERS[int(c)] for c in y) == "".join(doc["user_data"]["HAMLET"]["y"])
+
+
+@pytest.mark.parametrize("how, message", [
+    ("ragged", "must be strings of one length"),
+    ("label", "must be single characters"),
+    ("letter", "outside LEAF's vocabulary: ['~']"),
+])
+def test_bad_shakespeare_text_is_refused_naming_the_file_and_user(tmp_path, how, message):
+    write_shakespeare(tmp_path / "s", {"HAMLET": (4, 2), "OPHELIA": (3, 1)})
+    path = tmp_path / "s" / "train" / "all_data.json"
+    doc = json.loads(path.read_text())
+    entry = doc["user_data"]["OPHELIA"]
+    if how == "ragged":
+        entry["x"][1] = entry["x"][1][:-1]
+    elif how == "label":
+        entry["y"][0] = "ab"
+    else:
+        entry["x"][0] = "~" + entry["x"][0][1:]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataError) as info:
+        leaf.read(tmp_path / "s")
+    assert message in str(info.value) and "all_data.json" in str(info.value) and "'OPHELIA'" in str(info.value)

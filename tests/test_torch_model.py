@@ -110,3 +110,24 @@ def test_the_numba_cnn_equals_torchs_conv2d_and_max_pool2d_on_the_same_weights(l
     ours = ModelKernels(spec).full_gradient_sum(X, y, theta, grad, want_loss=True)
     assert ours == pytest.approx(loss.item(), rel=1e-12)
     np.testing.assert_allclose(grad, t.grad.numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_leafs_shakespeare_trains_through_the_adapter_with_an_lstm(tmp_path, monkeypatch):
+    """Text LEAF files -> character codes -> examples/shakespeare_lstm.py's LSTM, in-process on one rank."""
+    import sys
+    from pathlib import Path
+
+    from mpifl.data import partition_cli
+    from test_leaf import write_shakespeare
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "examples"))
+    write_shakespeare(tmp_path / "leaf", {f"ROLE{k}": (40, 8) for k in range(4)})
+    assert partition_cli.main([str(tmp_path / "leaf"), "--out", str(tmp_path / "parts")]) == 0
+    common = dict(mode="distributed", rounds=6, data__path=str(tmp_path / "parts"), model__kind="torch",
+                  model__module="shakespeare_lstm:build_small", train__lr=1.0, train__batch_size=10)
+    first = mpifl.run(None, MPI.COMM_SELF, **common)
+    again = mpifl.run(None, MPI.COMM_SELF, **common)
+    assert first.model.tobytes() == again.model.tobytes()
+    losses = [h["loss"] for h in first.history]
+    assert losses[-1] < losses[0] and losses[0] > 0.8 * np.log(80)  # learns from near-uniform over 80 letters
+    assert "shakespeare_lstm" in sys.modules

@@ -5,8 +5,13 @@ Each file holds ``{"users": [...], "num_samples": [...], "user_data": {user: {"x
 split; every user must appear in both splits, since each becomes one client
 with its own test rows.  FEMNIST-style images (flattened pixel lists) and the
 FedProx repository's Synthetic(α, β) files (LEAF-format) read as they are.
-Text (Shakespeare's x is a string of characters) needs an encoding that a
-model kind defines; this reader refuses it with that reason.
+Text, as in LEAF's Shakespeare (x a string of 80 characters, y the next
+character), is encoded as LEAF's own models encode it: each character becomes
+its index in LEAF's 80-letter vocabulary (``LETTERS``), so a row is 80
+features holding character codes and the label is the next character's code,
+one of 80 classes.  A sequence model then embeds the codes; mpifl runs it
+through the torch adapter (``model.kind = "torch"``, examples/shakespeare_lstm.py),
+not a Numba kind.
 
 Every problem names the file, the user and what is wrong.
 """
@@ -22,6 +27,9 @@ import numpy as np
 from mpifl.errors import DataError
 
 SPLITS = ("train", "test")
+# LEAF's Shakespeare vocabulary (leaf/models/utils/language_utils.py), in its order: a character's code is its index.
+LETTERS = "\n !\"&'(),-.0123456789:;>?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]abcdefghijklmnopqrstuvwxyz}"
+CODES = {c: i for i, c in enumerate(LETTERS)}
 KEYS = ("users", "num_samples", "user_data")
 
 
@@ -32,6 +40,12 @@ class LeafData:
     users: list[str]
     train: dict[str, tuple[np.ndarray, np.ndarray]]
     test: dict[str, tuple[np.ndarray, np.ndarray]]
+    text: bool = False  # rows and labels are character codes: the classes are LETTERS, all of them
+
+    @property
+    def classes(self) -> list[float] | None:
+        """The label values fixed by the encoding (text), or None when the labels' own values decide."""
+        return [float(i) for i in range(len(LETTERS))] if self.text else None
 
     @property
     def n_features(self) -> int:
@@ -57,22 +71,29 @@ def read(path: str | Path) -> LeafData:
             f"{root}: each user must appear in both splits (every user becomes a client with its own test rows). "
             + (f"{len(train_only)} user(s) only in train/: {_names(train_only)}. " if train_only else "")
             + (f"{len(test_only)} user(s) only in test/: {_names(test_only)}." if test_only else ""))
-    empty = [u for u, (x, _) in splits["train"].items() if x.shape[0] == 0]
+    empty = [u for u, (_, (x, _)) in splits["train"].items() if x.shape[0] == 0]
     if empty:
         raise DataError(f"{root}: {len(empty)} user(s) have no training rows: {_names(empty)}.")
-    widths = {x.shape[1] for part in splits.values() for x, _ in part.values() if x.shape[0]}
+    kinds = {text for part in splits.values() for text, _ in part.values() if text is not None}
+    if len(kinds) > 1:
+        raise DataError(f"{root}: some users' x hold text and others numbers; a LEAF directory holds one kind.")
+    widths = {x.shape[1] for part in splits.values() for _, (x, _) in part.values() if x.shape[0]}
     if len(widths) > 1:
         raise DataError(f"{root}: the users' rows have different feature counts: {sorted(widths)}.")
-    return LeafData(list(splits["train"]), splits["train"], splits["test"])
+    train, test = ({u: rows for u, (_, rows) in splits[split].items()} for split in SPLITS)
+    return LeafData(list(train), train, test, text=kinds == {True})
 
 
 def _names(users: list[str], most: int = 5) -> str:
     return ", ".join(map(repr, users[:most])) + (", ..." if len(users) > most else "")
 
 
-def _read_split(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every user's rows in one split, in file order (files sorted by name)."""
-    users: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+Rows = tuple[np.ndarray, np.ndarray]
+
+
+def _read_split(folder: Path) -> dict[str, tuple[bool | None, Rows]]:
+    """Every user's (whether x is text, rows) in one split, in file order (files sorted by name)."""
+    users: dict[str, tuple[bool | None, Rows]] = {}
     for path in sorted(folder.glob("*.json")):
         for user, rows in _read_file(path).items():
             if user in users:
@@ -81,7 +102,7 @@ def _read_split(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return users
 
 
-def _read_file(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _read_file(path: Path) -> dict[str, tuple[bool | None, Rows]]:
     try:
         doc = json.loads(path.read_text())
     except OSError as exc:
@@ -102,16 +123,15 @@ def _read_file(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def _rows(path: Path, user: str, entry, count) -> tuple[np.ndarray, np.ndarray]:
-    """One user's (X, y), checked against its num_samples."""
+def _rows(path: Path, user: str, entry, count) -> tuple[bool | None, Rows]:
+    """One user's (whether x is text, or None with no rows; (X, y)), checked against its num_samples."""
     if not isinstance(entry, dict) or "x" not in entry or "y" not in entry:
         raise DataError(f"{path}: user {user!r} needs 'x' and 'y' in 'user_data'.")
     x, y = entry["x"], entry["y"]
     if len(x) != len(y) or len(x) != count:
         raise DataError(f"{path}: user {user!r} has {len(x)} x rows and {len(y)} labels, but num_samples says {count}.")
     if x and isinstance(x[0], str):
-        raise DataError(f"{path}: user {user!r}'s x holds text (as LEAF's Shakespeare does); text needs an encoding "
-                        "that a model kind defines, and mpifl's LEAF reader takes numeric rows only.")
+        return True, _encoded(path, user, x, y)
     try:
         X = np.asarray(x, dtype=np.float64)
         labels = np.asarray(y, dtype=np.float64)
@@ -123,4 +143,17 @@ def _rows(path: Path, user: str, entry, count) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path}: user {user!r}'s x must be a list of equal-length rows and y a list of labels.")
     if not (np.isfinite(X).all() and np.isfinite(labels).all()):
         raise DataError(f"{path}: user {user!r}'s rows contain NaN or inf values.")
-    return X, labels
+    return (None if not x else False), (X, labels)
+
+
+def _encoded(path: Path, user: str, x: list, y: list) -> Rows:
+    """Text rows as LETTERS codes: x strings of one length, y single characters."""
+    if not all(isinstance(row, str) for row in x) or len({len(row) for row in x}) != 1:
+        raise DataError(f"{path}: user {user!r}'s x must be strings of one length (LEAF's Shakespeare: 80 characters).")
+    if not all(isinstance(c, str) and len(c) == 1 for c in y):
+        raise DataError(f"{path}: user {user!r}'s y must be single characters, the character after each x.")
+    unknown = sorted(({c for row in x for c in row} | set(y)) - CODES.keys())
+    if unknown:
+        raise DataError(f"{path}: user {user!r}'s text has characters outside LEAF's vocabulary: {unknown[:10]}.")
+    X = np.array([[CODES[c] for c in row] for row in x], dtype=np.float64)
+    return X, np.array([CODES[c] for c in y], dtype=np.float64)

@@ -165,14 +165,19 @@ def _leaf(args: argparse.Namespace) -> dict:
         raise DataError(f"{args.out} already holds a partition; pass --force to replace it.")
     parts = [data.train[u] for u in data.users] + [data.test[u] for u in data.users]
     X = np.concatenate([x for x, _ in parts])
-    y, label_values = _labels(np.concatenate([labels for _, labels in parts]), args.task, str(args.source))
+    labels = np.concatenate([labels for _, labels in parts])
+    if data.classes is not None:  # text: the codes are the classes, all of LEAF's vocabulary
+        y, label_values = labels, data.classes
+    else:
+        y, label_values = _labels(labels, args.task, str(args.source))
     starts = np.cumsum([0, *(labels.size for _, labels in parts)])
     blocks = [np.arange(a, b) for a, b in zip(starts[:-1], starts[1:])]
     k = len(data.users)
     if args.out.exists() and args.force:
         shutil.rmtree(args.out)
     return write_partition(args.out, X, y, blocks[:k], np.concatenate(blocks[k:]), np.dtype(args.dtype), label_values,
-                           {"source": str(args.source), "method": "natural", "params": {"format": "leaf"},
+                           {"source": str(args.source), "method": "natural",
+                            "params": {"format": "leaf", "text": data.text},
                             "seed": args.seed, "test_fraction": None, "task": args.task},
                            client_tests=blocks[k:], names=data.users)
 

@@ -147,9 +147,10 @@ class FunctionKernels(ModelKernels):
             if momentum != 0.0:
                 velocity *= momentum
                 velocity += grad
-                theta -= lr * velocity
+                np.multiply(velocity, lr, out=grad)  # grad is scratch now: no temporary per batch
             else:
-                theta -= lr * grad
+                grad *= lr
+            theta -= grad
 
     def evaluate_sums(self, X, y, theta) -> tuple[float, int]:
         if is_csr(X):

@@ -115,8 +115,14 @@ class TorchLayout:
 
 
 class TorchFunction:
-    """loss_and_gradient for FunctionKernels, by autograd: the module's parameters are views of one flat tensor
-    that each call loads theta into."""
+    """loss_and_gradient for FunctionKernels, by autograd.
+
+    On the CPU nothing is copied: the module's parameters are views of theta's
+    own memory (rebound only when a call passes another array) and their
+    ``.grad`` views of ``grad``'s, so autograd adds the batch's gradient
+    straight into mpifl's buffer, as the function's contract asks.  On a GPU,
+    theta is copied into one flat device tensor and the gradient back.
+    """
 
     def __init__(self, spec, threads: int):
         torch = self.torch = _torch()
@@ -126,18 +132,39 @@ class TorchFunction:
         self.module = build_module(spec).to(self.device)
         self.link = spec.link
         self.params = list(self.module.parameters())
-        self.flat = torch.zeros(sum(p.numel() for p in self.params), dtype=self.params[0].dtype, device=self.device)
+        self.on_host = self.device.type == "cpu"
+        self.flat = None if self.on_host else torch.zeros(sum(p.numel() for p in self.params),
+                                                          dtype=self.params[0].dtype, device=self.device)
+        self._bound = {"theta": None, "grad": None}
+        if self.flat is not None:
+            self._bind_views(self.flat, "data")
+
+    def _bind_views(self, flat, attribute: str) -> None:
+        """Point each parameter's data (or grad) at its slice of one flat tensor."""
         at = 0
         for p in self.params:
-            p.data = self.flat[at:at + p.numel()].view_as(p)
+            setattr(p, attribute, flat[at:at + p.numel()].view_as(p))
             at += p.numel()
+
+    def _bind(self, array: np.ndarray, attribute: str) -> None:
+        """Make the parameters' data or grad views of a NumPy array, unless they already are."""
+        key = "theta" if attribute == "data" else "grad"
+        where = (array.__array_interface__["data"][0], array.size, array.dtype.str)
+        if self._bound[key] != where:
+            self._bind_views(self.torch.from_numpy(array.reshape(-1)), attribute)
+            self._bound[key] = where
 
     def __call__(self, theta, X, y, grad):
         torch, F = self.torch, self.torch.nn.functional
-        with torch.no_grad():
-            self.flat.copy_(torch.from_numpy(np.ascontiguousarray(theta.reshape(-1))))
-        for p in self.params:
-            p.grad = None
+        host = self.on_host and theta.flags.c_contiguous and grad.flags.c_contiguous
+        if host:
+            self._bind(theta, "data")
+            self._bind(grad, "grad")
+        else:
+            with torch.no_grad():
+                self.flat.copy_(torch.from_numpy(np.ascontiguousarray(theta.reshape(-1))))
+            for p in self.params:
+                p.grad = None
         out = self.module(torch.from_numpy(np.ascontiguousarray(X)).to(self.device))
         target = torch.from_numpy(np.ascontiguousarray(y)).to(self.device)
         if self.link == "softmax":
@@ -150,9 +177,25 @@ class TorchFunction:
         else:
             loss, correct = 0.5 * ((out.reshape(-1) - target) ** 2).sum(), 0
         loss.backward()
-        grad += torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                           for p in self.params]).cpu().numpy().reshape(grad.shape)
+        if host:
+            self._check_accumulated(grad)
+        else:
+            grad += torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                               for p in self.params]).cpu().numpy().reshape(grad.shape)
         return float(loss.detach()), correct
+
+    def _check_accumulated(self, grad) -> None:
+        """autograd adds into an existing .grad in place; where it replaced one instead (a parameter the loss does
+        not reach keeps its view), add the new tensor into grad and bind the view again."""
+        at = 0
+        base = self.torch.from_numpy(grad.reshape(-1))
+        for p in self.params:
+            view = base[at:at + p.numel()]
+            if p.grad is None or p.grad.data_ptr() != view.data_ptr():
+                if p.grad is not None:
+                    view += p.grad.reshape(-1)
+                p.grad = view.view_as(p)
+            at += p.numel()
 
 
 class TorchKernels(FunctionKernels):
