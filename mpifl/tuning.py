@@ -18,7 +18,6 @@ so the next, bigger job of the class still measures.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -31,12 +30,25 @@ import numba
 import numpy as np
 
 from mpifl import machine
+from mpifl.jit import kernel_sources_digest
 from mpifl.kernels import ModelKernels
-from mpifl.kernels.prefetch import evict
-from mpifl.kernels.variants import DEFAULT, FLOOR, GRADIENT, OPERATIONS, SGD, VARIANTS, Selection, Variant, pinned
+from mpifl.kernels.variants import (
+    DEFAULT,
+    FLOOR,
+    GRADIENT,
+    OPERATIONS,
+    SGD,
+    VARIANTS,
+    Selection,
+    Variant,
+    pinned,
+)
 from mpifl.model import ModelSpec
 
-SAMPLE_BYTES = 4 << 20  # the full-batch sample, evicted from the caches before every timed pass
+# The full-batch sample streams from memory as a real shard does: twice the last-level cache, within these bounds.
+# (A 4 MiB sample evicted before each pass ranked the variants differently from full-size data on Zen 4.)
+SAMPLE_BYTES_MIN = 8 << 20
+SAMPLE_BYTES_MAX = 128 << 20
 SGD_SAMPLE_ROWS = 1024  # the mini-batch sample: a client's shard, in cache like one
 REPEATS = 7  # alternating rounds; each variant keeps its best time
 DEFAULT_BATCH = 32
@@ -112,12 +124,7 @@ class ChoiceStore:
 
 def kernels_fingerprint() -> str:
     """A hash of the kernel sources: a release that changes a kernel measures its choices afresh."""
-    root = Path(__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted([root / "jit.py", *(root / "kernels").glob("*.py")]):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return kernel_sources_digest()
 
 
 def _valid_names(names) -> bool:
@@ -168,7 +175,7 @@ class Workload:
 
 def choose(
     spec: ModelSpec, batch_size: int, threads: int = 1, store: ChoiceStore | None = None,
-    measure: Measure | None = None, candidates: Sequence[Variant] = VARIANTS,
+    measure: Measure | None = None, candidates: Sequence[Variant] | None = None,
     operations: Sequence[str] = OPERATIONS, workload: Workload | None = None,
 ) -> Selection:
     """The pinned variant, else the cached choice for this shape class, else measure and cache one.
@@ -183,6 +190,7 @@ def choose(
     if pin is not None:
         return Selection.everywhere(pin, "pinned")
     store = store if store is not None else ChoiceStore()
+    candidates = candidates if candidates is not None else candidates_for(spec)
     key = choice_key(spec, batch_size)
     allowed = {v.name for v in candidates}
     cached = store.get(key)
@@ -204,6 +212,13 @@ def choose(
         names[op] = kept[op] = fastest(seconds[op], candidates).name
     store.put(key, {"variants": kept, "seconds": seconds, "chosen_on": machine.cpu_model()})
     return Selection.from_names(names, "measured")
+
+
+def candidates_for(spec: ModelSpec) -> tuple[Variant, ...]:
+    """The variants that walk differently for this model: the single-pass ones only for one-output models on
+    dense rows (softmax and CSR rows walk as the chunked ``tuned`` does, so timing them again buys nothing)."""
+    one_output = spec.n_outputs == 1 and not spec.sparse
+    return tuple(v for v in VARIANTS if one_output or not v.single_pass)
 
 
 def recall(spec: ModelSpec, batch_size: int, operations: Sequence[str] = OPERATIONS,
@@ -229,35 +244,44 @@ def measure_variants(spec: ModelSpec, threads: int, batch_size: int, operation: 
     """Best-of-REPEATS seconds per variant for one operation, the variants run in turn.
 
     A full-batch gradient streams a shard too big for the caches, so its
-    sample is evicted before every timed pass (a last-level cache can hold
-    the whole sample, and then a prefetching variant would look useless).
-    Mini-batch epochs run on a sample that stays in cache, as a client's does.
+    sample is twice the last-level cache (sample_bytes): every timed pass
+    reads it from memory, as the job will.  Mini-batch epochs run on a
+    sample that stays in cache, as a client's does.
     """
     sample = _sample(spec, operation)
     runs = {v.name: _runner(spec, threads, batch_size, operation, v, sample) for v in candidates}
-    cold = operation == GRADIENT
     best = {name: float("inf") for name in runs}
     for run in runs.values():
         run()  # first call: page in the sample
     for _ in range(REPEATS):
         for name, run in runs.items():
-            if cold:
-                _evict(sample[0])
             t0 = time.perf_counter()
             run()
             best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
 
-def _evict(X) -> None:
-    for part in (X.data, X.indices) if hasattr(X, "indptr") else (X,):
-        evict(part)
+def last_level_cache_bytes() -> int:
+    """The largest CPU cache on this node (Linux sysfs), or 32 MiB where it cannot be read."""
+    sizes = []
+    for entry in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        text = entry.read_text().strip().upper() if entry.exists() else ""
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            sizes.append(int(digits) * scale)
+    return max(sizes, default=32 << 20)
+
+
+def sample_bytes() -> int:
+    """The full-gradient sample's size: twice the last-level cache, bounded (see SAMPLE_BYTES_MIN/MAX)."""
+    return int(np.clip(2 * last_level_cache_bytes(), SAMPLE_BYTES_MIN, SAMPLE_BYTES_MAX))
 
 
 def sample_rows(spec: ModelSpec, operation: str) -> int:
-    """Rows in the timing sample: a client's shard for SGD, about SAMPLE_BYTES of rows for the full gradient."""
+    """Rows in the timing sample: a client's shard for SGD, about sample_bytes() of rows for the full gradient."""
     row_bytes = max(spec.n_features, 1) * spec.dtype.itemsize
-    return SGD_SAMPLE_ROWS if operation == SGD else int(np.clip(SAMPLE_BYTES // row_bytes, 512, 1 << 16))
+    return SGD_SAMPLE_ROWS if operation == SGD else int(np.clip(sample_bytes() // row_bytes, 512, 1 << 24))
 
 
 def _sample(spec: ModelSpec, operation: str):

@@ -101,7 +101,7 @@ def test_info_shows_the_cpu_the_variants_and_the_pin(tmp_path):
     proc = mpirun(1, "-m", "mpifl", "info", cwd=tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stderr
     pin = os.environ["MPIFL_KERNEL_VARIANT"]  # conftest pins one unless the caller did
-    assert f"kernel variants  tuned, prefetch, libm4, plain; pinned to {pin} by MPIFL_KERNEL_VARIANT" in proc.stdout
+    assert f"kernel variants  tuned, prefetch, libm4, plain, fused, fused-libm; pinned to {pin} by MPIFL_KERNEL_VARIANT" in proc.stdout
     assert "cpu              " in proc.stdout and "LLVM target" in proc.stdout
     assert "chosen variants" in proc.stdout and "kernel-variants-" in proc.stdout
 
@@ -111,7 +111,7 @@ def test_a_misspelt_variant_pin_stops_every_rank_with_one_message(tmp_path):
     proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "mpifl", "--set", "rounds=2"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
-    assert "MPIFL_KERNEL_VARIANT='fastest' is not a kernel variant; use one of tuned, prefetch, libm4, plain" in proc.stderr
+    assert "MPIFL_KERNEL_VARIANT='fastest' is not a kernel variant; use one of tuned, prefetch, libm4, plain, fused, fused-libm" in proc.stderr
     assert not (tmp_path / "runs").exists()
 
 

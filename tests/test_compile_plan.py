@@ -84,8 +84,9 @@ def test_a_full_batch_job_on_the_floor_variant_compiles_the_row_loop_and_not_the
     assert report["after_warm_up"] == report["after_training"]
     assert report["after_training"]["entries"] == ["dense/logistic/plain/evaluate", "dense/logistic/plain/full_gradient"]
     functions = report["after_training"]["functions"]
-    assert functions.get("rowwise.plain_range") == 1
-    assert not {"losses.chunked_range", "losses._logits8", "losses._softmax_link", "sparse.chunked_range_csr"} & set(functions)
+    assert functions.get("rowwise.one_output_range") == 1  # the floor's loop for a one-output model
+    assert not {"losses.chunked_range", "losses._logits8", "losses._softmax_link", "sparse.chunked_range_csr",
+                "rowwise.plain_range", "fused.fused_range"} & set(functions)
 
 
 def test_the_cli_sets_numba_up_without_blas_and_scipy_still_imports_afterwards():

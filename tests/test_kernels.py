@@ -140,6 +140,24 @@ def test_nan_in_data_reaches_the_loss(kind, variant):
     assert np.isnan(loss)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_reach_the_loss_and_the_gradient_under_the_fast_math_flags(kind, dtype, variant, bad):
+    """The kernels reassociate and contract but never assume no-NaN or no-Inf (mpifl.jit): a bad value in the
+    data or in diverged weights must still show, in both dtypes and at a block boundary (rows 9 and 12 of 13)."""
+    spec, X, y, theta = make_problem(kind, 13, 3, dtype)
+    kernels = kernels_for(spec, variant)
+    X[12, 1] = bad
+    grad = spec.zeros()
+    loss = kernels.full_gradient_sum(X, y, theta, grad, want_loss=True)
+    assert not np.isfinite(loss) and not np.isfinite(grad).all()
+    assert not np.isfinite(kernels.evaluate_sums(X, y, theta)[0])
+    spec, X, y, theta = make_problem(kind, 13, 3, dtype)
+    theta.reshape(-1)[1] = bad  # a diverged weight
+    grad = spec.zeros()
+    loss = kernels.full_gradient_sum(X, y, theta, grad, want_loss=True)
+    assert not np.isfinite(loss)  # (the logistic link's gradient saturates, finitely: only the loss must show it)
+
+
 def test_exp_block_is_accurate_over_the_float64_range():
     x = np.concatenate([np.linspace(-700, 700, 20001), [-1e-9, 0.0, 1e-9]])
     out = np.empty_like(x)
@@ -179,3 +197,20 @@ def test_evicting_an_array_from_the_caches_keeps_its_values():
     before = X.copy()
     assert evict(X) is (platform.machine().lower() in ("x86_64", "amd64", "x86", "i686"))
     assert np.array_equal(X, before)
+
+
+def test_every_variant_repeats_bitwise(kind, dtype, variant):
+    """Reassociation is fixed at compile time: the same machine and variant give the same bytes."""
+    spec, X, y, theta = make_problem(kind, 203, 9, dtype)
+    kernels = kernels_for(spec, variant)
+    first, again = spec.zeros(), spec.zeros()
+    loss1 = kernels.full_gradient_sum(X, y, theta, first, want_loss=True)
+    loss2 = kernels.full_gradient_sum(X, y, theta, again, want_loss=True)
+    assert first.tobytes() == again.tobytes() and loss1 == loss2
+    order = np.random.default_rng(1).permutation(203).astype(np.int64)
+    runs = []
+    for _ in range(2):
+        work = theta.copy()
+        kernels.sgd_epoch(X, y, work, spec.zeros(), spec.zeros(), order, 16, 0.05, 0.9, 0.01)
+        runs.append(work.tobytes())
+    assert runs[0] == runs[1]

@@ -38,7 +38,7 @@ class FakeTimer:
 
     def __call__(self, spec, threads, batch_size, operation, candidates):
         self.calls += 1
-        return {v.name: self.seconds[operation][v.name] for v in candidates}
+        return {v.name: self.seconds[operation].get(v.name, 9.0) for v in candidates}  # unnamed: slowest
 
 
 def timer(gradient: dict, sgd: dict) -> FakeTimer:
@@ -249,3 +249,20 @@ def test_a_short_run_runs_on_the_floor_and_says_why(tmp_path, monkeypatch):
     assert (recorded["how"], recorded[GRADIENT], recorded[SGD]) == ("default", "plain", "plain")
     assert recorded["note"].startswith("the floor: the kernels run about")
     assert not list((tmp_path / "cache").glob("kernel-variants-*.json"))
+
+
+def test_single_pass_variants_are_timed_only_where_they_walk_differently():
+    one_output = tuning.candidates_for(SPEC)
+    assert [v.name for v in one_output] == [v.name for v in VARIANTS]
+    softmax = tuning.candidates_for(ModelSpec("softmax", 30, 10, np.dtype("float64")))
+    assert "fused" not in {v.name for v in softmax} and "tuned" in {v.name for v in softmax}
+
+
+def test_the_full_gradient_sample_streams_from_memory(monkeypatch):
+    """Twice the last-level cache, so every timed pass reads memory as a full-size shard does."""
+    monkeypatch.setattr(tuning, "last_level_cache_bytes", lambda: 32 << 20)
+    assert tuning.sample_rows(SPEC, GRADIENT) == (64 << 20) // (30 * 8)
+    monkeypatch.setattr(tuning, "last_level_cache_bytes", lambda: 1 << 30)  # capped
+    assert tuning.sample_rows(SPEC, GRADIENT) == tuning.SAMPLE_BYTES_MAX // (30 * 8)
+    assert tuning.sample_rows(SPEC, SGD) == tuning.SGD_SAMPLE_ROWS
+    assert tuning.last_level_cache_bytes() >= 1 << 20

@@ -21,10 +21,12 @@ import numpy as np
 from mpifl.jit import inline_kernel, kernel
 from mpifl.kernels.expo import exp_block, sigmoid_residuals
 from mpifl.kernels.flags import CORRECT, GRAD, LOGISTIC, LOSS, SOFTMAX, SQUARED, row_at, subtract_labels
-from mpifl.kernels.rowwise import plain_range
+from mpifl.kernels.rowwise import one_output_range, plain_range
 from mpifl.kernels.prefetch import prefetch_rows
 from mpifl.kernels.switch import compile_time_choice, constant
-from mpifl.kernels.variants import AXPY_ROWS, CHUNK_ROWS, DOT_ROWS, FLOOR_CODE, LEAD_ROWS, MAX_CHUNK_ROWS, POLY_EXP
+from mpifl.kernels.fused import fused_range
+from mpifl.kernels.variants import (AXPY_ROWS, CHUNK_ROWS, DOT_ROWS, FLOOR_CODE, LEAD_ROWS, MAX_CHUNK_ROWS, POLY_EXP,
+                                    SINGLE_PASS)
 
 CHUNK = MAX_CHUNK_ROWS  # rows of scratch the callers allocate (times the outputs)
 
@@ -390,15 +392,27 @@ def range_loss_grad(kind, variant, X, y, theta, rows, indexed, start, stop, grad
     Adds the summed data gradient into ``grad`` when ``what & GRAD`` and returns
     (summed loss, number correct).  Means and L2 are applied by the callers.
     """
+    if variant == FLOOR_CODE and kind != SOFTMAX:
+        return one_output_range(kind, X, y, theta, rows, indexed, start, stop, grad, what)
     if variant == FLOOR_CODE:
         return plain_range(kind, X, y, theta, rows, indexed, start, stop, grad, Z, what)
+    if SINGLE_PASS[variant] and kind != SOFTMAX:
+        return fused_range(kind, POLY_EXP[variant], X, y, theta, rows, indexed, start, stop, grad, what)
     return chunked_range(kind, variant, X, y, theta, rows, indexed, start, stop, grad, Z, E, what)
 
 
 @compile_time_choice(range_loss_grad)
 def _range_loss_grad(kind, variant, X, y, theta, rows, indexed, start, stop, grad, Z, E, what):
-    if constant(variant, "variant") == FLOOR_CODE:
+    code = constant(variant, "variant")
+    if code == FLOOR_CODE and constant(kind, "kind") != SOFTMAX:
+        return lambda kind, variant, X, y, theta, rows, indexed, start, stop, grad, Z, E, what: one_output_range(
+            kind, X, y, theta, rows, indexed, start, stop, grad, what)
+    if code == FLOOR_CODE:
         return lambda kind, variant, X, y, theta, rows, indexed, start, stop, grad, Z, E, what: plain_range(
             kind, X, y, theta, rows, indexed, start, stop, grad, Z, what)
+    if SINGLE_PASS[code] and constant(kind, "kind") != SOFTMAX:
+        poly = POLY_EXP[code]
+        return lambda kind, variant, X, y, theta, rows, indexed, start, stop, grad, Z, E, what: fused_range(
+            kind, poly, X, y, theta, rows, indexed, start, stop, grad, what)
     return lambda kind, variant, X, y, theta, rows, indexed, start, stop, grad, Z, E, what: chunked_range(
         kind, variant, X, y, theta, rows, indexed, start, stop, grad, Z, E, what)

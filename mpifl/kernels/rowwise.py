@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from mpifl.jit import inline_kernel, kernel
-from mpifl.kernels.flags import GRAD, LOGISTIC, LOSS, SQUARED, row_at
+from mpifl.kernels.flags import CORRECT, GRAD, LOGISTIC, LOSS, SQUARED, row_at
 
 
 @inline_kernel
@@ -53,8 +53,42 @@ def row_link(kind, label, C, Z, what):
 
 
 @kernel
+def one_output_range(kind, X, y, theta, rows, indexed, start, stop, grad, what):
+    """plain_range for the logistic and squared links: one weight row, so the dot and the axpy are 1-D loops
+    over a local accumulator that LLVM vectorises (reassociation allowed, mpifl.jit)."""
+    d = X.shape[1]
+    w = theta[0]
+    b = w[d]
+    acc = np.zeros(d + 1, dtype=grad.dtype)
+    loss = 0.0
+    correct = 0
+    for k in range(start, stop):
+        r = row_at(rows, indexed, k)
+        z = b
+        for j in range(d):
+            z += X[r, j] * w[j]
+        if what & (LOSS | CORRECT):
+            zz = np.float64(z)
+            yy = np.float64(y[r])
+            if kind == LOGISTIC:
+                loss += math.log1p(math.exp(-abs(zz))) + max(zz, 0.0) - yy * zz
+                correct += 1 if (zz > 0.0) == (yy > 0.5) else 0
+            else:
+                loss += 0.5 * (zz - yy) * (zz - yy)
+        if what & GRAD:
+            a = 1.0 / (1.0 + math.exp(-z)) - y[r] if kind == LOGISTIC else z - y[r]
+            for j in range(d):
+                acc[j] += a * X[r, j]
+            acc[d] += a
+    if what & GRAD:
+        for j in range(d + 1):
+            grad[0, j] += acc[j]
+    return loss, correct
+
+
+@kernel
 def plain_range(kind, X, y, theta, rows, indexed, start, stop, grad, Z, what):
-    """As losses.range_loss_grad, one dense row at a time."""
+    """As losses.range_loss_grad, one dense row at a time (one-output kinds run one_output_range instead)."""
     d = X.shape[1]
     C = theta.shape[0]
     loss = 0.0

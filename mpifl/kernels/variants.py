@@ -30,6 +30,7 @@ class Variant:
     poly_exp: bool  # mpifl.kernels.expo's vectorisable exp, else libm's
     lead_chunks: int  # prefetch the rows this many chunks ahead (0: leave it to the hardware)
     about: str
+    single_pass: bool = False  # one-output models on dense rows: mpifl.kernels.fused (others walk as chunked)
 
 
 VARIANTS = (
@@ -40,6 +41,11 @@ VARIANTS = (
     Variant("libm4", 2, 64, 4, 4, False, 0, "64-row chunks, 4-row blocks, libm exp"),
     Variant("plain", 3, 1, 1, 1, False, 0,
             "one row at a time: dot, libm exp, axpy (the floor; mpifl.kernels.rowwise)"),
+    Variant("fused", 4, 64, 8, 4, True, 0,
+            "single pass: 4-row blocks loaded once for dots, link and gradient, polynomial exp "
+            "(mpifl.kernels.fused; softmax and CSR walk as tuned)", single_pass=True),
+    Variant("fused-libm", 5, 64, 8, 4, False, 0,
+            "the single pass with libm's exp (softmax and CSR walk as tuned does, with libm's exp)", single_pass=True),
 )
 assert all(v.code == i for i, v in enumerate(VARIANTS)), "a variant's code is its index in the tables below"
 BY_NAME = {v.name: v for v in VARIANTS}
@@ -58,6 +64,7 @@ DOT_ROWS = tuple(v.dot_rows for v in VARIANTS)
 AXPY_ROWS = tuple(v.axpy_rows for v in VARIANTS)
 POLY_EXP = tuple(v.poly_exp for v in VARIANTS)
 LEAD_ROWS = tuple(v.lead_chunks * v.chunk_rows for v in VARIANTS)
+SINGLE_PASS = tuple(v.single_pass for v in VARIANTS)
 MAX_CHUNK_ROWS = max(CHUNK_ROWS)
 
 

@@ -1,0 +1,134 @@
+"""The single-pass variant for one-output models (logistic and squared loss) on dense rows.
+
+The chunked variants (mpifl.kernels.losses) read a chunk of rows for the
+logits, run the link over the chunk, then read the rows again for the
+gradient.  Here a block of four rows is loaded once: their four dot
+products run interleaved, the link turns the four logits into residuals in
+registers, and the residual-weighted rows are added into the gradient while
+the rows are still in L1.  The weights are one row of theta, the gradient a
+local accumulator (so LLVM knows it aliases nothing), and the project's
+reassociation and contraction flags (mpifl.jit) let LLVM vectorise the dots
+and the axpy; no-NaN and no-Inf are not assumed, so a diverging run still
+shows its NaN or Inf.  Softmax models have several outputs per row and walk
+as the chunked ``tuned`` variant does.
+
+Pure: no MPI, no I/O, preallocated C-contiguous arrays.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mpifl.jit import inline_kernel, kernel
+from mpifl.kernels.expo import exp32, exp64
+from mpifl.kernels.flags import CORRECT, GRAD, LOGISTIC, LOSS, row_at
+
+
+@inline_kernel
+def _residual(kind, poly, z, label, X):
+    """sigmoid(z) - y for the logistic link, z - y for squared loss, in X's precision (the polynomial exp or
+    libm's, as the variant says)."""
+    if kind != LOGISTIC:
+        return z - label
+    if X.itemsize == 4:
+        one = np.float32(1.0)
+        return one / (one + (exp32(-z) if poly else np.float32(math.exp(-z)))) - label
+    return 1.0 / (1.0 + (exp64(-z) if poly else math.exp(-z))) - label
+
+
+@inline_kernel
+def _row_loss(kind, z, label):
+    """One row's loss (float64) and whether it is predicted right, as rowwise.row_link computes them."""
+    zz = np.float64(z)
+    yy = np.float64(label)
+    if kind == LOGISTIC:
+        return math.log1p(math.exp(-abs(zz))) + max(zz, 0.0) - yy * zz, 1 if (zz > 0.0) == (yy > 0.5) else 0
+    return 0.5 * (zz - yy) * (zz - yy), 0
+
+
+BLOCK = 8  # rows per block in float32 (float64: HALF): as many as the vector registers hold without spilling
+HALF = 4
+
+
+@inline_kernel
+def _axpy4(X, acc, d, r0, r1, r2, r3, a0, a1, a2, a3):
+    """acc[:d] += the four rows weighted by their residuals, acc[d] += the residuals: one pass over acc."""
+    for j in range(d):
+        acc[j] += (a0 * X[r0, j] + a1 * X[r1, j]) + (a2 * X[r2, j] + a3 * X[r3, j])
+    acc[d] += (a0 + a1) + (a2 + a3)
+
+
+@inline_kernel
+def _axpy8(X, acc, d, r, a):
+    """As _axpy4 for eight rows (r, a: the block's rows and residuals)."""
+    r0, r1, r2, r3, r4, r5, r6, r7 = r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]
+    a0, a1, a2, a3, a4, a5, a6, a7 = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
+    for j in range(d):
+        acc[j] += ((a0 * X[r0, j] + a1 * X[r1, j]) + (a2 * X[r2, j] + a3 * X[r3, j])) + (
+            (a4 * X[r4, j] + a5 * X[r5, j]) + (a6 * X[r6, j] + a7 * X[r7, j]))
+    acc[d] += ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+
+
+def _blocked(block: int):
+    """The single pass with ``block`` rows a block, a constant of the compiled loop."""
+
+    @kernel
+    def blocked_range(kind, poly, X, y, theta, rows, indexed, start, stop, grad, what):
+        d = X.shape[1]
+        w = theta[0]
+        b = w[d]
+        acc = np.zeros(d + 1, dtype=grad.dtype)
+        z = np.empty(block, dtype=X.dtype)
+        at = np.empty(block, dtype=np.int64)
+        loss = 0.0
+        correct = 0
+        for k in range(start, stop, block):
+            m = min(block, stop - k)
+            for t in range(m):
+                at[t] = row_at(rows, indexed, k + t)
+            for t in range(m):
+                s = b
+                r = at[t]
+                for j in range(d):
+                    s += X[r, j] * w[j]
+                z[t] = s
+            if what & (LOSS | CORRECT):
+                for t in range(m):
+                    part, hit = _row_loss(kind, z[t], y[at[t]])
+                    loss += part
+                    correct += hit
+            if what & GRAD:
+                for t in range(m):
+                    z[t] = _residual(kind, poly, z[t], y[at[t]], X)
+                if m == 8:
+                    _axpy8(X, acc, d, at, z)
+                elif m == 4:
+                    _axpy4(X, acc, d, at[0], at[1], at[2], at[3], z[0], z[1], z[2], z[3])
+                else:
+                    for t in range(m):
+                        a = z[t]
+                        r = at[t]
+                        for j in range(d):
+                            acc[j] += a * X[r, j]
+                        acc[d] += a
+        if what & GRAD:
+            for j in range(d + 1):
+                grad[0, j] += acc[j]
+        return loss, correct
+
+    return blocked_range
+
+
+_range8 = _blocked(BLOCK)
+_range4 = _blocked(HALF)
+
+
+@kernel
+def fused_range(kind, poly, X, y, theta, rows, indexed, start, stop, grad, what):
+    """As losses.range_loss_grad for one output: adds the summed data gradient into grad[0] when
+    ``what & GRAD``; returns (summed loss, correct).  Blocks of BLOCK rows in float32, HALF in float64."""
+    if X.itemsize == 4:
+        return _range8(kind, poly, X, y, theta, rows, indexed, start, stop, grad, what)
+    return _range4(kind, poly, X, y, theta, rows, indexed, start, stop, grad, what)
