@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,6 +256,7 @@ def _summary(comm, cfg, job: _Prepared, records, train_seconds: float, start_rou
         "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
         "ranks_per_node": job.occupancy[0], "cores_per_node": job.occupancy[1],
         "kernel_variants": job.kernel_variants,
+        "peak_memory_mib_rank0": _peak_memory_mib(),
     }
     if cfg.mode == "federated":
         summary["strategy"] = cfg.server.strategy
@@ -263,6 +265,16 @@ def _summary(comm, cfg, job: _Prepared, records, train_seconds: float, start_rou
         summary["final_mean_client_accuracy"] = last.mean_client_accuracy
     summary["load_seconds"] = job.load_seconds  # reading and checking the data, slowest rank
     return summary
+
+
+def _peak_memory_mib() -> float | None:
+    """This process's (rank 0's) peak resident memory so far, in MiB; None where the OS does not say."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1 << 20 if sys.platform == "darwin" else 1 << 10), 1)  # bytes on macOS, KiB on Linux
 
 
 def _kernel_variants(comm: MPI.Comm, setup: roles.KernelSetup) -> dict:

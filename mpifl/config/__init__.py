@@ -85,6 +85,9 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     # built-in aggregators' keys (server.trim, server.byzantine, ...) come from their declarations
     "server.aggregator": ("mean", Plugin(AGGREGATORS)),
     **declared_keys(AGGREGATORS, "server"),
+    # how updates reach rank 0 (mpifl.stages.sums): rows by Gatherv, or an exact integer Reduce of their sums
+    "server.exchange": ("auto", Choice(("auto", "gather", "reduce"))),
+    "server.reduce_from": (64, Interval(int, 1, None)),
     # server.lr, server.momentum, server.proximal_mu, ...: declared by each strategy (mpifl.strategies)
     "checkpoint.every": (0, Interval(int, 0, None)),
     # simulated Byzantine clients (mpifl.attacks), federated mode

@@ -66,6 +66,11 @@ MEANINGS: dict[str, str] = {
     "server.select": "multikrum: the m updates averaged (0: n - f)",
     "server.robust_iterations": "geomed: Weiszfeld steps; centered_clip: clipping iterations",
     "server.radius": "centered_clip: τ; norm_bound: the norm bound M",
+    "server.exchange": "gather: one row per client to rank 0 (Gatherv); reduce: client ranks add their clients' "
+                       "updates and an exact fixed-point Reduce sums them (sum-only rounds); auto: reduce when "
+                       "every participant takes sums and a round has at least server.reduce_from clients",
+    "server.reduce_from": "server.exchange = \"auto\": the clients a round from which the Reduce replaces the "
+                          "Gatherv",
     "server.sampling": "fixed: round(fraction K) clients a round; poisson: each client with probability fraction",
     "checkpoint.every": "checkpoint every N rounds; 0 checkpoints only when stopped by a signal",
     "attack.kind": "simulated Byzantine clients (federated mode): a registered attack, or a user's AttackKind as "

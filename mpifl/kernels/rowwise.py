@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from mpifl.jit import inline_kernel, kernel
+from mpifl.jit import gather_kernel, inline_kernel, kernel
 from mpifl.kernels.flags import CORRECT, GRAD, LOGISTIC, LOSS, SQUARED, row_at
 
 
@@ -117,14 +117,21 @@ def plain_range(kind, X, y, theta, rows, indexed, start, stop, grad, Z, what):
 
 @inline_kernel
 def csr_row_logits(data, indices, lo, hi, theta, Z, at):
-    """Z[at + c] = theta[c, :d] . x + theta[c, d] over one CSR row's nonzeros lo .. hi-1."""
+    """Z[at + c] = theta[c, :d] . x + theta[c, d] over one CSR row's nonzeros lo .. hi-1, in two interleaved
+    scalar chains (its callers compile without reassociation: mpifl.jit.GATHER_OPTIONS)."""
     C = theta.shape[0]
     d = theta.shape[1] - 1
     for c in range(C):
-        z = theta[c, d]
-        for p in range(lo, hi):
-            z += data[p] * theta[c, indices[p]]
-        Z[at + c] = z
+        z0 = theta[c, d]
+        z1 = 0.0
+        p = lo
+        while p + 2 <= hi:
+            z0 += data[p] * theta[c, indices[p]]
+            z1 += data[p + 1] * theta[c, indices[p + 1]]
+            p += 2
+        if p < hi:
+            z0 += data[p] * theta[c, indices[p]]
+        Z[at + c] = z0 + z1
 
 
 @inline_kernel
@@ -139,7 +146,7 @@ def csr_row_axpy(data, indices, lo, hi, R, at, grad):
         grad[c, d] += a
 
 
-@kernel
+@gather_kernel
 def plain_range_csr(kind, data, indices, indptr, y, theta, rows, indexed, start, stop, grad, Z, what):
     """As sparse.range_loss_grad_csr, one CSR row at a time."""
     C = theta.shape[0]

@@ -8,7 +8,7 @@ phase, no temporaries that grow with n, pure and allocation-free.
 
 from __future__ import annotations
 
-from mpifl.jit import kernel
+from mpifl.jit import gather_kernel, kernel
 from mpifl.kernels.flags import GRAD, row_at
 from mpifl.kernels.losses import link
 from mpifl.kernels.rowwise import csr_row_axpy, csr_row_logits, plain_range_csr
@@ -17,7 +17,7 @@ from mpifl.kernels.switch import compile_time_choice, constant
 from mpifl.kernels.variants import CHUNK_ROWS, FLOOR_CODE, LEAD_ROWS
 
 
-@kernel
+@gather_kernel
 def chunk_logits_csr(data, indices, indptr, theta, rows, indexed, s, m, Z):
     """Z[i*C + c] = theta[c, :d] . x_i + theta[c, d] over the nonzeros of x_i."""
     C = theta.shape[0]

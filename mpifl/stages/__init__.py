@@ -24,8 +24,9 @@ from mpifl.stages.base import Declared, Outgoing, Stage, StageBuild, restore
 from mpifl.stages.compress import CompressStage
 from mpifl.stages.privacy import PrivacyStage
 from mpifl.stages.secagg import SecAggStage
+from mpifl.stages.sums import SumStage
 
-CHAIN: tuple[type[Stage], ...] = (AttackStage, PrivacyStage, CompressStage, SecAggStage)
+CHAIN: tuple[type[Stage], ...] = (AttackStage, PrivacyStage, CompressStage, SecAggStage, SumStage)
 
 __all__ = ["CHAIN", "Chain", "Outgoing", "build_chain", "check"]
 
@@ -35,8 +36,9 @@ def enabled(cfg) -> list[type[Stage]]:
     return [cls for cls in CHAIN if cls.enabled(cfg)]
 
 
-def participants(cfg) -> list[Declared]:
-    """What every participant of a federated round declares: the strategy, the aggregator, the stages on."""
+def participants(cfg, stages: list[type[Stage]] | None = None) -> list[Declared]:
+    """What every participant of a federated round declares: the strategy, the aggregator, the stages on (or
+    ``stages``)."""
     from mpifl.strategies import STRATEGIES
     from mpifl.strategies.aggregators import AGGREGATORS
 
@@ -54,7 +56,7 @@ def participants(cfg) -> list[Declared]:
         declared.append(Declared(f"server.aggregator {agg!r}", "server.aggregator",
                                  needs={"rows": "needs the individual updates"},
                                  breaks={"sum_step": "is not a sum (use server.aggregator = \"mean\")"}))
-    return declared + [cls.declares(cfg) for cls in enabled(cfg)]
+    return declared + [cls.declares(cfg) for cls in (enabled(cfg) if stages is None else stages)]
 
 
 def check(cfg, origin: Callable[[str], str]) -> None:
@@ -129,7 +131,8 @@ class Chain:
 
     def summary(self, records: list) -> dict[str, Any]:
         """Each stage's part of summary.json (the attack's malicious clients, privacy's epsilon), None when off."""
-        out = {"attack": None, "privacy": None}
+        own = self.find("server_receive")
+        out = {"attack": None, "privacy": None, "exchange": own.exchange if own is not None else "gather"}
         for stage in self.stages:
             if hasattr(stage, "summary"):
                 out.update(stage.summary(records))
@@ -151,7 +154,7 @@ def build_chain(comm, cfg, spec, n_clients: int, strategy: type, hosted: int, is
     (privacy's noise multiplier) does it first, and a stage that refuses its settings fails every rank."""
     from mpifl.agree import collectively
 
-    on = [cls for cls in enabled(cfg)] if cfg.mode == "federated" else []
+    on = [cls for cls in enabled(cfg) if cls.wanted(cfg, n_clients)] if cfg.mode == "federated" else []
     settled = {cls.name: cls.settle(comm, cfg, n_clients, spec.dtype, is_root) if hasattr(cls, "settle") else None
                for cls in on}
     unit = any(cls.weighs_clients_equally for cls in on)

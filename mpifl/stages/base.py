@@ -61,6 +61,11 @@ class Stage:
         return False
 
     @classmethod
+    def wanted(cls, cfg, n_clients: int) -> bool:
+        """Whether an enabled stage joins the chain once the number of clients is known (default: it does)."""
+        return True
+
+    @classmethod
     def check(cls, cfg, origin) -> None:
         """Refuse settings that only this stage knows are wrong (``origin(key)`` says where a key was set)."""
 

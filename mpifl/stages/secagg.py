@@ -25,6 +25,7 @@ class SecAggStage(Stage):
     name = "secagg"
     section = "secagg"
     takes_delta = True
+    exchange = "secagg"  # summary.json's name for the exchange it brings
 
     @staticmethod
     def enabled(cfg) -> bool:
