@@ -54,6 +54,7 @@ LONG_ROUND_SECONDS = 2e-3
 # server-state key: the last round's (downlink, uplink) bytes, their running totals, and the uplink's running total
 # had every delta travelled whole
 BYTES = "wire_bytes"
+CLOCK = "virtual_clock"  # server-state key: the virtual seconds so far
 
 
 def make_wire(strategy: type[Strategy], chain: Chain, spec: ModelSpec, blocks: list[range]) -> Wire:
@@ -96,6 +97,9 @@ class ServerRounds:
         counted = saved.server.get(BYTES, np.zeros(5)).astype(np.int64)  # counted at the collectives
         self.last_bytes, self.totals = (int(counted[0]), int(counted[1])), [int(c) for c in counted[2:5]]
         self.halt = 0
+        # the virtual clock of the simulated client speeds (mpifl.client_speeds): a synchronous round lasts as long
+        # as its slowest client; an asynchronous strategy reports its own event times
+        self.clock = float(saved.server.get(CLOCK, np.zeros(1))[0])
 
     def run(self) -> np.ndarray:
         for it in range(self.loop.checkpoints.start_round + 1, self.cfg.rounds + 2):
@@ -105,7 +109,8 @@ class ServerRounds:
     def server_state(self) -> dict[str, np.ndarray]:
         return {**self.strategy.state(), **self.chain.merged("server_state"),
                 **round_records.pending_state(self.pending),
-                BYTES: np.array([*self.last_bytes, *self.totals], dtype=np.float64)}
+                BYTES: np.array([*self.last_bytes, *self.totals], dtype=np.float64),
+                CLOCK: np.array([self.clock])}
 
     def round(self, it: int) -> None:
         timer, cfg = self.timer, self.cfg
@@ -150,12 +155,16 @@ class ServerRounds:
         outcome = self.exchange.outcome(it, epochs, stats)
         if outcome.results is None:  # the exchange produced no update this round, and revealed nothing
             self.pending = {"participants": outcome.participants, **outcome.after}
-        elif epochs.any() or (self.chain.releases_empty_rounds and training):
+        elif epochs.any() or ((self.chain.releases_empty_rounds or self.strategy.steps_without_clients) and training):
             results = self.chain.receive(outcome.results, (self.cfg.seed, it))
             self.theta, metrics = self.strategy.aggregate(it, self.theta, results)
             self.pending = {"participants": outcome.participants, **metrics, **outcome.after}
             self.chain.each("after_aggregation")
         self.pending.update(self.chain.merged("round_metrics", it, training, is_logged(it, self.cfg)))
+        profiles = self.strategy.setup.profiles
+        if training and profiles is not None and not self.strategy.asynchronous:
+            self.clock += profiles.round_time(epochs)
+            self.pending["virtual_time"] = self.clock
         return outcome.stop
 
     def record(self, rnd: int, stats, rank_stats):

@@ -26,6 +26,8 @@ class Purpose(IntEnum):
     COMPRESSION = 11  # randk's indices and qsgd's stochastic rounding, per (round, sender)
     PRIVACY = 12  # differential privacy's noise: the server's, the clipped count's, each client's share
     SECAGG = 13  # SecAgg+'s neighbour graph and the simulated dropouts, per round
+    CLIENT_SPEED = 14  # a client's simulated compute and link speeds and its on/off periods (mpifl.client_speeds)
+    DISPATCH = 15  # which idle client the asynchronous server dispatches next (mpifl.asynchrony)
 
 
 def stream(seed: int, purpose: Purpose, *keys: int) -> np.random.Generator:

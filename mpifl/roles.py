@@ -67,7 +67,7 @@ def load_data(comm: MPI.Comm, cfg: Config, source: DataSource) -> tuple:
         raise ConfigError(f"server.aggregator: {problem}")
     blocks = balanced_blocks(source.client_rows(n_clients), size - 1)
     if rank == federated.SERVER:
-        return (source.server_test(), blocks)
+        return (source.server_test(), blocks, source.client_rows(n_clients))
     clients = blocks[rank - 1]
     return (source.clients(clients, n_clients), clients, blocks)
 
@@ -87,9 +87,13 @@ def prepared(comm: MPI.Comm, chain: Chain, data: tuple, source: DataSource) -> t
     return (chain.prepare_data(data[0], clients, source.shape().n_classes), clients, blocks)
 
 
-def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int, chain: Chain | None = None) -> Strategy:
+def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int, chain: Chain | None = None,
+                  client_rows=None) -> Strategy:
     """The server half of the configured algorithm; a stage may replace its combined delta (privacy's release)."""
+    from mpifl.client_speeds import profiles
+
     cls = STRATEGIES[cfg.server.strategy]
+    rows = client_rows if client_rows is not None else [0] * n_clients
     releasing = chain.find("release") if chain is not None else None
     return cls(Setup(
         params=strategy_params(cfg), n_clients=n_clients, seed=cfg.seed, fraction=cfg.server.fraction,
@@ -97,6 +101,7 @@ def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int, chain: Chain | N
         local_lr=cfg.train.lr, local_momentum=cfg.train.momentum, shape=spec.shape, dtype=spec.dtype,
         aggregator=aggregator(cfg), sampling=cfg.server.sampling,
         release=releasing.release() if releasing is not None else None,
+        profiles=profiles(cfg, rows, spec.size * spec.dtype.itemsize), rounds=cfg.rounds,
     ))
 
 
@@ -187,8 +192,8 @@ def train(loop: Loop, data: tuple) -> np.ndarray:
         return train_distributed(loop, *data)
     verdict = np.zeros(1)  # whether the last round, which no later downlink reports on, diverged
     if comm.Get_rank() == federated.SERVER:
-        test, blocks = data
-        strategy = make_strategy(cfg, spec, blocks[-1].stop, loop.chain)
+        test, blocks, rows = data
+        strategy = make_strategy(cfg, spec, blocks[-1].stop, loop.chain, rows)
         theta = federated.ServerRounds(loop, test, blocks, strategy, loop.chain).run()
         verdict[0] = divergence(theta, loop.recorder.records[-1].loss)
     else:

@@ -79,6 +79,17 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     # share of each round's sampled clients that run 1..train.epochs local epochs (FedProx's stragglers)
     "train.stragglers": (0.0, Interval(float, 0, 1)),
     "server.strategy": ("fedavg", Plugin(STRATEGIES)),
+    # sync: rounds of sampled clients; async: a virtual-clock event queue (fedbuff, fedasync)
+    "server.mode": ("sync", Choice(("sync", "async"))),
+    # simulated client speeds and availability (mpifl.client_speeds): virtual time for both server modes
+    "clients.speed": ("uniform", Choice(("uniform", "lognormal", "trace"))),
+    "clients.seconds_per_example": (1e-3, Interval(float, 0, None, "neither")),
+    "clients.speed_sigma": (1.0, Interval(float, 0, None)),
+    "clients.link_mbps": (20.0, Interval(float, 0, None, "neither")),
+    "clients.link_sigma": (0.5, Interval(float, 0, None)),
+    "clients.online_mean": (0.0, Interval(float, 0, None)),
+    "clients.offline_mean": (0.0, Interval(float, 0, None)),
+    "clients.trace": ("", Text()),
     "server.fraction": (1.0, Interval(float, 0, 1, "right")),
     "server.drop_stragglers": (False, Flag()),  # drop the stragglers' updates (the FedProx paper's FedAvg)
     # robust aggregation (mpifl.strategies.aggregators), for the strategies that average deltas; the
@@ -123,7 +134,7 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "secagg.abort": ("skip", Choice(("skip", "stop"))),  # too few survivors: skip the round, or stop the job
 }
 
-SECTIONS = ("data", "model", "train", "server", "checkpoint", "attack", "compress", "privacy", "secagg")
+SECTIONS = ("data", "model", "train", "server", "checkpoint", "attack", "compress", "privacy", "secagg", "clients")
 # The keys that choose a plug-in, and the section its own declared parameters live in.
 PLUGINS: dict[str, tuple[Registry, str]] = {
     "server.strategy": (STRATEGIES, "server"),
@@ -314,6 +325,13 @@ def _check_strategy(values: dict[str, Any], origins: dict[str, str], source: str
             f"{values['server.aggregator']!r}, but server.strategy {name!r} does not average deltas (its server "
             f"step needs every client's exact update). Robust aggregators work with {accepting}."
         )
+    asynchronous = STRATEGIES[name].asynchronous
+    if asynchronous != (values["server.mode"] == "async"):
+        fitting = ", ".join(repr(n) for n, cls in STRATEGIES.items() if cls.asynchronous == (not asynchronous))
+        raise ConfigError(
+            f"The 'server.mode' parameter in {origins.get('server.mode', source)} is {values['server.mode']!r}, but "
+            f"server.strategy {name!r} is {'asynchronous' if asynchronous else 'synchronous'}. Set server.mode = "
+            f"{'async' if asynchronous else 'sync'!r}, or use {fitting}.")
     if values["mode"] == "distributed":
         for key in ("train.stragglers", "server.drop_stragglers"):
             if key in origins and values[key]:

@@ -44,13 +44,18 @@ def participants(cfg, stages: list[type[Stage]] | None = None) -> list[Declared]
 
     name, agg = cfg.server.strategy, cfg.server.aggregator
     strategy, aggregator = STRATEGIES[name], AGGREGATORS[agg]
+    breaks = {} if strategy.averages_deltas else {
+        "sum_step": "does not average deltas, so the noised mean of clipped deltas cannot replace its server "
+                    "step (use fedavg, fedprox, fedavgm, fedadagrad, fedadam or fedyogi)"}
+    if strategy.asynchronous:
+        breaks["rounds"] = ("applies buffered updates trained from different versions as they arrive, so there is "
+                            "no round of sampled clients")
     declared = [Declared(
         f"server.strategy {name!r}", "server.strategy",
         needs={} if strategy.averages_deltas or strategy.needs_only_sums else {
-            "rows": "needs each client's own update (FedNova: each client's step count)"},
-        breaks={} if strategy.averages_deltas else {
-            "sum_step": "does not average deltas, so the noised mean of clipped deltas cannot replace its server "
-                        "step (use fedavg, fedprox, fedavgm, fedadagrad, fedadam or fedyogi)"},
+            "rows": "needs each client's own update (FedNova: each client's step count; fedbuff and fedasync: "
+                    "each buffered update)"},
+        breaks=breaks,
     )]
     if aggregator.needs_rows:
         declared.append(Declared(f"server.aggregator {agg!r}", "server.aggregator",

@@ -16,6 +16,7 @@ from typing import Any
 from mpifl.protocol import Field, check_declaration
 from mpifl.registry import Registry
 from mpifl.strategies.base import ClientUpdate, RoundResults, Setup, Strategy, weighted_mean
+from mpifl.strategies.asynchronous import FedAsync, FedBuff
 from mpifl.strategies.fedavg import FedAvg
 from mpifl.strategies.fednova import FedNova
 from mpifl.strategies.fedopt import FedAdagrad, FedAdam, FedAvgM, FedYogi
@@ -37,14 +38,14 @@ def check_strategy(cls: type) -> str | None:
         return f"its 'client' must be a subclass of mpifl.strategies.ClientUpdate; got {cls.client!r}."
     if not (isinstance(cls.client.state, tuple) and all(isinstance(n, str) for n in cls.client.state)):
         return f"its client's 'state' must be a tuple of names; got {cls.client.state!r}."
-    for flag in ("averages_deltas", "needs_only_sums", "weighs_by_rows"):
+    for flag in ("averages_deltas", "needs_only_sums", "weighs_by_rows", "asynchronous", "steps_without_clients"):
         if not isinstance(getattr(cls, flag), bool):
             return f"its '{flag}' must be a bool; got {getattr(cls, flag)!r}."
     return None
 
 
 STRATEGIES: Registry = Registry("strategy", "server.strategy", Strategy, check_strategy, group="mpifl.strategies")
-for _cls in (FedAvg, FedProx, Scaffold, FedNova, FedAvgM, FedAdagrad, FedAdam, FedYogi):
+for _cls in (FedAvg, FedProx, Scaffold, FedNova, FedAvgM, FedAdagrad, FedAdam, FedYogi, FedBuff, FedAsync):
     STRATEGIES.register(_cls)
 
 __all__ = [

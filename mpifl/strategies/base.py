@@ -67,6 +67,8 @@ class Setup:
     dtype: np.dtype  # theta's dtype
     aggregator: Aggregator = field(default_factory=Mean)  # server.aggregator and its parameters
     sampling: str = "fixed"  # server.sampling: "fixed" or "poisson"
+    profiles: Any = None  # the clients' speeds and availability (mpifl.client_speeds.ClientProfiles)
+    rounds: int = 0  # the job's rounds (an asynchronous strategy's server versions)
     release: Release | None = None  # a stage's replacement of the combined delta (differential privacy), or None
 
 
@@ -118,6 +120,8 @@ class Strategy(ABC):
     # and whether their mean weighs clients by their rows (else every client weighs 1).
     needs_only_sums: ClassVar[bool] = False
     weighs_by_rows: ClassVar[bool] = True
+    asynchronous: ClassVar[bool] = False  # runs under server.mode = "async" (mpifl.strategies.asynchronous)
+    steps_without_clients: ClassVar[bool] = False  # its server steps even in a round in which no client trained
 
     def __init__(self, setup: Setup):
         if not 0.0 < setup.fraction <= 1.0:
