@@ -113,16 +113,29 @@ class ClientRounds:
         if tester is not None:
             mine["test_loss"][0], mine["test_correct"][0] = tester.evaluate(self.theta)
             mine["test_rows"][0] = tester.shard.n
+            mine["personal_correct"][0] = (self.fine_tuned(trainer, tester) if self.cfg.train.finetune_epochs
+                                           else mine["test_correct"][0])
+
+    def fine_tuned(self, trainer, tester) -> int:
+        """FedAvg+FT: the client's test rows predicted right by a copy of theta trained train.finetune_epochs on its
+        training rows (its momentum left as it was, its batch orders those of a round no training uses)."""
+        kept = trainer.velocity.copy()
+        trainer.velocity[...] = 0
+        copy = self.theta.copy()
+        trainer.train(copy, 0, self.cfg.train.finetune_epochs)
+        trainer.velocity[...] = kept
+        return tester.evaluate(copy)[1]
 
     def train(self, j: int, k: int, it: int, epochs: int, slot: int) -> None:
         """Client k's local training from theta, its half's report, then the chain, into payload row ``slot``."""
         theta, trainer, mine, out = self.theta, self.trainers[j], self.client_stats[j], self.rows_out[slot]
         own_state = {name: value[j] for name, value in self.states.items()}
         delta = out["delta"] if self.update is None else self.update
+        start = trainer.evaluate(theta)[0] / trainer.shard.n if self.half.wants_loss else None
         delta[...] = theta
         steps = trainer.train(delta, it, epochs, self.half.objective(theta, self.down, own_state))
         delta -= theta
-        run = LocalRun(steps, self.settings.lr, self.settings.momentum)
+        run = LocalRun(steps, self.settings.lr, self.settings.momentum, start)
         self.half.report(delta, self.down, own_state, run, {**out, **mine})
         if self.chain.stages:
             self.chain.send(Outgoing(k, j, it, delta, self.down, out, mine, trainer.shard.n))

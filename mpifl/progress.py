@@ -33,6 +33,9 @@ class RoundRecord:
     slowest_rank: int | None = None
     client_test_accuracy: list[float | None] | None = None  # each client's own test rows (where it has them)
     mean_client_accuracy: float | None = None  # unweighted mean over the clients that have test rows
+    # the spread of the clients' personal accuracy on their own test rows (after fine-tuning with
+    # train.finetune_epochs, else the global model's): mean, 10th percentile, worst, Jain's fairness index
+    personal: dict[str, float] | None = None
     participants: int | None = None  # clients whose updates were aggregated in this round
     server: dict[str, float] | None = None  # what the strategy reported when aggregating this round
     # Bytes counted at the training collectives.  Federated: what the server broadcast to the client ranks, and
@@ -86,7 +89,8 @@ class Recorder:
 def without_accuracy(record: RoundRecord) -> RoundRecord:
     """For regression models, where accuracy has no meaning."""
     return RoundRecord(**{**asdict(record), "accuracy": None, "train_accuracy": None, "client_accuracy": None,
-                          "client_test_accuracy": None, "mean_client_accuracy": None})
+                          "client_test_accuracy": None, "mean_client_accuracy": None,
+                          "personal": None})
 
 
 def is_logged(rnd: int, cfg) -> bool:

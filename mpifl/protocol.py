@@ -48,10 +48,11 @@ class Field:
 THETA = Field("theta")
 DELTA = Field("delta")
 MESSAGE = "message"  # a compressed delta's bytes, in the payload instead of delta
-# Every client reports these each round; weight is the rows it trained on (0 if it did not train).
+# Every client reports these each round; weight is the rows it trained on (0 if it did not train); personal_correct:
+# its own test rows predicted right after local fine-tuning (train.finetune_epochs), else the global model's.
 CLIENT_STATS = tuple(
     Field(name, 1, FLOAT64)
-    for name in ("weight", "loss", "correct", "rows", "test_loss", "test_correct", "test_rows")
+    for name in ("weight", "loss", "correct", "rows", "test_loss", "test_correct", "test_rows", "personal_correct")
 )
 # per client rank: compute seconds, stop requested, comm seconds, seconds spent encoding compressed updates, and
 # with secure aggregation the seconds of its parts (mpifl.secagg.transport.PhaseSeconds)

@@ -18,7 +18,7 @@ from mpi4py import MPI
 from mpifl import federated, federated_clients, tuning
 from mpifl.compile import warm_up
 from mpifl.config import Config
-from mpifl.data.shards import DataSource, balanced_blocks, check_fit
+from mpifl.data.shards import DataSource, balanced_blocks, check_fit, with_client_tests
 from mpifl.distributed import train_distributed
 from mpifl.errors import ConfigError, Diverged, RankCountError
 from mpifl.kernel_plan import KernelPlan
@@ -69,7 +69,8 @@ def load_data(comm: MPI.Comm, cfg: Config, source: DataSource) -> tuple:
     if rank == federated.SERVER:
         return (source.server_test(), blocks, source.client_rows(n_clients))
     clients = blocks[rank - 1]
-    return (source.clients(clients, n_clients), clients, blocks)
+    data = with_client_tests(source.clients(clients, n_clients), clients, cfg.data.client_test_fraction, cfg.seed)
+    return (data, clients, blocks)
 
 
 def build_chain(comm: MPI.Comm, cfg: Config, spec: ModelSpec, source: DataSource, data: tuple) -> Chain:

@@ -37,6 +37,14 @@ def load_pending(server_state: dict[str, np.ndarray]) -> dict:
     return pending
 
 
+def spread(accuracy: np.ndarray) -> dict[str, float]:
+    """The clients' accuracies as researchers compare them: mean, 10th percentile, worst, and Jain's fairness
+    index (sum a)^2 / (n sum a^2), 1 when every client does equally well."""
+    squares = float(accuracy @ accuracy)
+    return {"mean": float(accuracy.mean()), "p10": float(np.percentile(accuracy, 10)), "worst": float(accuracy.min()),
+            "jain": float(accuracy.sum() ** 2 / (accuracy.size * squares)) if squares > 0 else 1.0}
+
+
 def record(
     rnd: int, theta: np.ndarray, stats: dict[str, np.ndarray], tester: LocalTrainer, l2: float,
     seconds: float, compute: float, aggregated: dict[str, float],
@@ -64,6 +72,7 @@ def record(
         client_test_accuracy=None if client_test is None else
         [float(a) if has else None for a, has in zip(client_test, own_test)],
         mean_client_accuracy=None if client_test is None else float(client_test[own_test].mean()),
+        personal=None if client_test is None else spread(stats["personal_correct"][own_test] / stats["test_rows"][own_test]),
         participants=int(aggregated["participants"]) if rnd > 0 and "participants" in aggregated else None,
         epsilon=aggregated.get("epsilon") if rnd > 0 else None,
         server=server or None,

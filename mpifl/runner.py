@@ -263,6 +263,8 @@ def _summary(comm, cfg, job: _Prepared, records, train_seconds: float, start_rou
         summary["aggregator"] = cfg.server.aggregator
         summary.update(job.chain.summary(records))
         summary["final_mean_client_accuracy"] = last.mean_client_accuracy
+        summary["final_mean_personal_accuracy"] = last.personal["mean"] if last.personal else None
+        summary["final_p10_personal_accuracy"] = last.personal["p10"] if last.personal else None
     summary["load_seconds"] = job.load_seconds  # reading and checking the data, slowest rank
     return summary
 

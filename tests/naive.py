@@ -105,7 +105,9 @@ def federated(algorithm, params, trainers, rounds, plan, n_clients, shape, lr, m
         epochs = plan(rnd)
         chosen = np.flatnonzero(epochs)
         models, sizes, steps, control_changes = [], [], [], []
+        losses = []
         for k in chosen:
+            losses.append(trainers[k].evaluate(theta)[0] / trainers[k].shard.n)  # q-FedAvg's F_k(theta)
             y = theta.copy()
             hook = None
             if algorithm == "fedprox":
@@ -134,6 +136,11 @@ def federated(algorithm, params, trainers, rounds, plan, n_clients, shape, lr, m
             a = np.array([fednova_norm(t, momentum) for t in steps])
             tau_eff = float(p @ a)
             theta = theta - tau_eff * sum(pk * (theta - yk) / ak for pk, yk, ak in zip(p, models, a))
+        elif algorithm == "qfedavg":  # Li et al. 2020, Algorithm 2, with L = 1 / lr
+            L, q = 1.0 / lr, params["q"]
+            dws = [L * (theta - yk) for yk in models]
+            hs = [q * f ** (q - 1) * float(np.sum(dw * dw)) + L * f ** q for f, dw in zip(losses, dws)]
+            theta = theta - sum(f ** q * dw for f, dw in zip(losses, dws)) / sum(hs)
         elif algorithm == "fedavgm":
             v = params["momentum"] * v + (theta - average)
             theta = theta - params["lr"] * v

@@ -43,14 +43,14 @@ def simulate(cfg, k):
 
 
 @pytest.mark.mpi(min_size=2)
-@pytest.mark.parametrize("name", list(STRATEGIES))
+@pytest.mark.parametrize("name", [n for n, cls in STRATEGIES.items() if not cls.asynchronous])  # async: their own
 @pytest.mark.parametrize("per_rank", [1, 3])
 def test_each_algorithm_equals_its_serial_simulation(name, per_rank, tmp_path):
     """Unequal (Dirichlet) shards, partial participation, stragglers, several clients per rank."""
     k = per_rank * (COMM.size - 1)
     momentum = 0.0 if name == "scaffold" else 0.5  # SCAFFOLD as in its paper; the rest with local momentum
     extra = {"fedprox": ["server.proximal_mu=0.3"], "fedavgm": ["server.momentum=0.8", "server.lr=0.7"],
-             "scaffold": ["server.lr=0.9"]}.get(name, [])
+             "scaffold": ["server.lr=0.9"], "qfedavg": ["server.q=2.0"]}.get(name, [])
     cfg = config.load(overrides=[
         "rounds=5", "log_every=5", f"data.clients={k}", "server.fraction=0.6", "train.epochs=3",
         "train.stragglers=0.5", "train.lr=0.2", f"train.momentum={momentum}", f"server.strategy={name}", *extra,
@@ -100,8 +100,11 @@ def test_fednova_with_equal_local_steps_is_fedavg(tmp_path):
     assert fednova.records[-1].server["tau_eff"] == pytest.approx(naive.fednova_norm(3, 0.5))
 
 
+SYNCHRONOUS = [n for n, cls in STRATEGIES.items() if not cls.asynchronous]  # fedbuff, fedasync: test_mpi_async.py
+
+
 @pytest.mark.mpi(min_size=2)
-@pytest.mark.parametrize("name", list(STRATEGIES))
+@pytest.mark.parametrize("name", SYNCHRONOUS)
 def test_the_uplink_carries_exactly_the_declared_fields(name, tmp_path, monkeypatch):
     """Payload values sent per trained client: theta's size, twice that for SCAFFOLD."""
     sent = []
@@ -124,7 +127,7 @@ def test_the_uplink_carries_exactly_the_declared_fields(name, tmp_path, monkeypa
 
 
 @pytest.mark.mpi(min_size=2)
-@pytest.mark.parametrize("name", list(STRATEGIES))
+@pytest.mark.parametrize("name", SYNCHRONOUS)
 def test_documented_defaults_reach_85_percent_on_the_default_job(name, tmp_path):
     result = run(config.load(overrides=[f"server.strategy={name}"]), tmp_path)
     assert result.summary["final_accuracy"] >= 0.85

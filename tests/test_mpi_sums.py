@@ -64,3 +64,4 @@ def test_auto_reduces_from_reduce_from_clients_a_round_and_gathers_below():
     if COMM.rank == 0:
         assert small.summary["exchange"] == "gather" and large.summary["exchange"] == "reduce"
         assert robust.summary["exchange"] == "gather"
+

@@ -51,6 +51,8 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "data.partition": ("dirichlet", Choice(("iid", "dirichlet"))),
     "data.alpha": (0.5, Interval(float, 0, None, "neither")),
     "data.test_fraction": (0.2, Interval(float, 0, 1, "left")),
+    # each federated client's own test rows, held out of its shard (sources without their own split)
+    "data.client_test_fraction": (0.0, Interval(float, 0, 1, "left")),
     "data.n_samples": (10_000, Interval(int, 2, None)),
     "data.n_features": (20, Interval(int, 1, None)),
     "data.n_classes": (2, Interval(int, 2, None)),
@@ -72,6 +74,8 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "train.tol": (1e-6, Interval(float, 0, None)),  # lbfgs: stop when max |gradient| <= tol
     "train.history": (10, Interval(int, 1, 1000)),  # lbfgs: (s, y) pairs kept
     "train.epochs": (1, Interval(int, 1, None)),
+    # FedAvg+FT: each client fine-tunes a copy of the global model this many epochs before its own test rows
+    "train.finetune_epochs": (0, Interval(int, 0, None)),
     "train.batch_size": (32, Interval(int, 0, None)),
     "train.lr": (0.5, Interval(float, 0, None, "neither")),
     "train.momentum": (0.0, Interval(float, 0, 1, "left")),

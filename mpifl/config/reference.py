@@ -22,6 +22,8 @@ MEANINGS: dict[str, str] = {
     "data.name": "a registered data source, or a user's DataSource as `module:Class`",
     "data.partition": '`"iid"`, or `"dirichlet"` label skew (Hsu et al. 2019)',
     "data.alpha": "Dirichlet concentration; smaller means more skewed clients",
+    "data.client_test_fraction": "federated: the share of each client's rows held out as its own test rows (for "
+                                  "personal accuracy), for sources without their own per-client split",
     "data.test_fraction": "share held out for testing",
     "data.n_samples": "synthetic: rows (x ~ N(0, I), labels from a random linear model plus noise)",
     "data.n_features": "synthetic: features",
@@ -51,6 +53,8 @@ MEANINGS: dict[str, str] = {
     "train.optimizer": "sgd, or lbfgs: distributed full-batch L-BFGS (a round is one iteration)",
     "train.tol": "L-BFGS: stop when max |gradient| ≤ tol",
     "train.history": "L-BFGS: (s, y) pairs kept",
+    "train.finetune_epochs": "federated evaluation (FedAvg+FT): k local epochs on a copy of the global model, on the "
+                             "client's training rows, before it is tested on its own test rows (any strategy)",
     "train.epochs": "local epochs per round",
     "train.batch_size": "rows per mini-batch per rank; 0 means full batch",
     "train.lr": "SGD step size",

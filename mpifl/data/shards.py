@@ -55,6 +55,32 @@ class ClientData:
     test: Shard | None = None
 
 
+def with_client_tests(clients: list[ClientData], ids, fraction: float, seed: int) -> list[ClientData]:
+    """Hold out ``fraction`` of each client's rows as its own test rows (data.client_test_fraction), for sources
+    without a split of their own: a seeded shuffle per (seed, client), so a client's split does not depend on
+    the rank that hosts it.  A client keeps at least one training row; one with its own split keeps it."""
+    from mpifl.rng import Purpose, stream
+
+    if fraction <= 0:
+        return clients
+    out = []
+    for data, k in zip(clients, ids):
+        n = data.train.n
+        held = min(int(round(fraction * n)), n - 1)
+        if data.test is not None or held < 1:
+            out.append(data)
+            continue
+        order = stream(seed, Purpose.SPLIT, 1 + int(k)).permutation(n)
+        test_rows, train_rows = np.sort(order[:held]), np.sort(order[held:])
+        out.append(ClientData(_take(data.train, train_rows), _take(data.train, test_rows)))
+    return out
+
+
+def _take(shard: Shard, rows: np.ndarray) -> Shard:
+    X = shard.X.take(rows) if isinstance(shard.X, CSR) else np.ascontiguousarray(shard.X[rows])
+    return Shard(X, np.ascontiguousarray(shard.y[rows]))
+
+
 @dataclass(frozen=True)
 class DataShape:
     n_features: int

@@ -21,6 +21,7 @@ from mpifl.strategies.fedavg import FedAvg
 from mpifl.strategies.fednova import FedNova
 from mpifl.strategies.fedopt import FedAdagrad, FedAdam, FedAvgM, FedYogi
 from mpifl.strategies.fedprox import FedProx
+from mpifl.strategies.qfedavg import QFedAvg
 from mpifl.strategies.scaffold import Scaffold
 
 
@@ -45,7 +46,7 @@ def check_strategy(cls: type) -> str | None:
 
 
 STRATEGIES: Registry = Registry("strategy", "server.strategy", Strategy, check_strategy, group="mpifl.strategies")
-for _cls in (FedAvg, FedProx, Scaffold, FedNova, FedAvgM, FedAdagrad, FedAdam, FedYogi, FedBuff, FedAsync):
+for _cls in (FedAvg, FedProx, Scaffold, FedNova, FedAvgM, FedAdagrad, FedAdam, FedYogi, FedBuff, FedAsync, QFedAvg):
     STRATEGIES.register(_cls)
 
 __all__ = [

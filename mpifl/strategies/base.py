@@ -79,6 +79,7 @@ class LocalRun:
     steps: int  # SGD steps taken this round
     lr: float
     momentum: float
+    start_loss: float | None = None  # mean training loss at the global model, for halves that ask (wants_loss)
 
 
 class ClientUpdate:
@@ -89,6 +90,7 @@ class ClientUpdate:
     """
 
     state: ClassVar[tuple[str, ...]] = ()  # model-shaped arrays per client, kept (and checkpointed) on its rank
+    wants_loss: ClassVar[bool] = False  # the client's mean training loss at theta, before training (q-FedAvg)
 
     def __init__(self, params: Mapping[str, Any], shape: tuple[int, ...], dtype: np.dtype):
         self.params = params

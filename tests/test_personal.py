@@ -1,0 +1,58 @@
+"""Each client's own test rows, the spread of personal accuracy, FedAvg+FT and q-FedAvg (serial parts)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mpifl.data.shards import ClientData, Shard, with_client_tests
+from mpifl.round_records import spread
+from mpifl.strategies import STRATEGIES, RoundResults, Setup
+
+
+def shard(n: int, seed: int = 0) -> Shard:
+    rng = np.random.default_rng(seed)
+    return Shard(np.ascontiguousarray(rng.random((n, 3))), np.arange(n, dtype=np.float64))
+
+
+def test_a_clients_test_rows_depend_on_the_seed_and_the_client_not_on_its_neighbours():
+    clients = [ClientData(shard(20, k)) for k in range(4)]
+    together = with_client_tests(clients, range(4), 0.25, seed=3)
+    alone = with_client_tests(clients[2:3], range(2, 3), 0.25, seed=3)
+    assert together[2].test.y.tolist() == alone[0].test.y.tolist()
+    for data, split in zip(clients, together):
+        assert split.train.n == 15 and split.test.n == 5
+        rows = sorted(split.train.y.tolist() + split.test.y.tolist())
+        assert rows == data.train.y.tolist()  # a partition of the client's rows
+    kept = ClientData(shard(10), shard(4, 9))  # a source's own split stays
+    assert with_client_tests([kept], [0], 0.5, 0)[0] is kept
+
+
+def test_the_spread_of_personal_accuracy_by_hand():
+    got = spread(np.array([1.0, 0.5, 0.5, 0.0, 1.0]))
+    assert got["mean"] == pytest.approx(0.6) and got["worst"] == 0.0
+    assert got["p10"] == pytest.approx(np.percentile([1, 0.5, 0.5, 0, 1], 10))
+    assert got["jain"] == pytest.approx(3.0 ** 2 / (5 * 2.5))
+    assert spread(np.full(7, 0.8))["jain"] == pytest.approx(1.0)
+
+
+def qfedavg(q: float, lr: float):
+    cls = STRATEGIES["qfedavg"]
+    return cls(Setup(params={"q": q}, n_clients=3, seed=0, fraction=1.0, epochs=1, stragglers=0.0,
+                     drop_stragglers=False, local_lr=lr, local_momentum=0.0, shape=(4,), dtype=np.dtype("float64")))
+
+
+def test_qfedavg_follows_the_papers_update_and_is_the_unweighted_mean_at_q_0():
+    rng = np.random.default_rng(1)
+    deltas, losses, theta = rng.standard_normal((3, 4)), np.array([0.5, 2.0, 1.2]), rng.standard_normal(4)
+    results = RoundResults(clients=np.arange(3), deltas=deltas, weights=np.array([10.0, 20.0, 5.0]),
+                           fields={"start_loss": losses.reshape(3, 1)})
+    new, _ = qfedavg(0.0, 0.1).aggregate(1, theta, results)
+    np.testing.assert_allclose(new, theta + deltas.mean(axis=0), rtol=1e-12)
+    q, L = 2.0, 1 / 0.1  # Li et al. 2020, Algorithm 2, written out
+    dw = L * (theta - (theta + deltas))
+    h = [q * f ** (q - 1) * (d @ d) + L * f ** q for f, d in zip(losses, dw)]
+    expected = theta - sum(f ** q * d for f, d in zip(losses, dw)) / sum(h)
+    new, said = qfedavg(q, 0.1).aggregate(1, theta, results)
+    np.testing.assert_allclose(new, expected, rtol=1e-12)
+    assert said["max_client_loss"] == 2.0
