@@ -113,8 +113,12 @@ class ClientRounds:
         if tester is not None:
             mine["test_loss"][0], mine["test_correct"][0] = tester.evaluate(self.theta)
             mine["test_rows"][0] = tester.shard.n
-            mine["personal_correct"][0] = (self.fine_tuned(trainer, tester) if self.cfg.train.finetune_epochs
-                                           else mine["test_correct"][0])
+            own = self.half.personal_model({name: value[j] for name, value in self.states.items()})
+            if own is not None:
+                mine["personal_correct"][0] = tester.evaluate(own)[1]
+            else:
+                mine["personal_correct"][0] = (self.fine_tuned(trainer, tester) if self.cfg.train.finetune_epochs
+                                               else mine["test_correct"][0])
 
     def fine_tuned(self, trainer, tester) -> int:
         """FedAvg+FT: the client's test rows predicted right by a copy of theta trained train.finetune_epochs on its
@@ -136,6 +140,13 @@ class ClientRounds:
         steps = trainer.train(delta, it, epochs, self.half.objective(theta, self.down, own_state))
         delta -= theta
         run = LocalRun(steps, self.settings.lr, self.settings.momentum, start)
+        own = self.half.personal(theta, own_state)
+        if own is not None:  # a personal model (Ditto), trained on the same rows; its own momentum starts at 0
+            model, hook = own
+            kept = trainer.velocity.copy()
+            trainer.velocity[...] = 0
+            trainer.train(model, it, epochs, hook)
+            trainer.velocity[...] = kept
         self.half.report(delta, self.down, own_state, run, {**out, **mine})
         if self.chain.stages:
             self.chain.send(Outgoing(k, j, it, delta, self.down, out, mine, trainer.shard.n))

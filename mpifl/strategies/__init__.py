@@ -17,6 +17,7 @@ from mpifl.protocol import Field, check_declaration
 from mpifl.registry import Registry
 from mpifl.strategies.base import ClientUpdate, RoundResults, Setup, Strategy, weighted_mean
 from mpifl.strategies.asynchronous import FedAsync, FedBuff
+from mpifl.strategies.ditto import Ditto
 from mpifl.strategies.fedavg import FedAvg
 from mpifl.strategies.fednova import FedNova
 from mpifl.strategies.fedopt import FedAdagrad, FedAdam, FedAvgM, FedYogi
@@ -46,7 +47,7 @@ def check_strategy(cls: type) -> str | None:
 
 
 STRATEGIES: Registry = Registry("strategy", "server.strategy", Strategy, check_strategy, group="mpifl.strategies")
-for _cls in (FedAvg, FedProx, Scaffold, FedNova, FedAvgM, FedAdagrad, FedAdam, FedYogi, FedBuff, FedAsync, QFedAvg):
+for _cls in (FedAvg, FedProx, Scaffold, FedNova, FedAvgM, FedAdagrad, FedAdam, FedYogi, FedBuff, FedAsync, QFedAvg, Ditto):
     STRATEGIES.register(_cls)
 
 __all__ = [

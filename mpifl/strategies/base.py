@@ -107,6 +107,15 @@ class ClientUpdate:
         """Fill the declared uplink fields in ``out`` and update this client's state, after training."""
         return None
 
+    def personal(self, theta: np.ndarray, state: Mapping[str, np.ndarray]) -> tuple[np.ndarray, Hook] | None:
+        """A model of this client's own, trained in place beside the global update with this objective hook, and
+        never sent (Ditto); None for strategies without one."""
+        return None
+
+    def personal_model(self, state: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """The model the client's own test rows judge, when it keeps one; None: the global model."""
+        return None
+
 
 class Strategy(ABC):
     """The server's half: samples clients, turns their results into a new model, keeps server state."""
