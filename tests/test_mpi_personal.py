@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from mpi4py import MPI
 
@@ -29,3 +30,93 @@ def test_personal_accuracy_with_held_out_client_rows_and_fine_tuning_is_the_same
         assert tuned["mean"] > untuned["mean"]  # fine-tuning on label-skewed clients helps them
         assert first.summary["final_mean_personal_accuracy"] == tuned["mean"]
         assert first.summary["final_p10_personal_accuracy"] == tuned["p10"]
+
+
+def ditto_reference(cfg, k: int, lam: float) -> dict:
+    """Ditto from its paper, serially: FedAvg for the global model; each sampled client also takes its local epochs
+    on v_k with the pull lam (v_k - theta), v_k starting from the global model; personal accuracy of v_k (or of
+    theta for a client never sampled) on the client's own held-out rows."""
+    from mpifl.data.shards import model_spec, resolve, with_client_tests
+    from mpifl.kernels import ModelKernels
+    from mpifl.local import LocalSettings, LocalTrainer
+    from mpifl.round_records import spread
+    from mpifl.strategies.sampling import round_plan
+
+    spec, settings = model_spec(cfg), LocalSettings.from_config(cfg)
+    data = with_client_tests(resolve(cfg).clients(range(k), k), range(k), cfg.data.client_test_fraction, cfg.seed)
+    trainers = [LocalTrainer(d.train, ModelKernels(spec), settings, cfg.seed, c) for c, d in enumerate(data)]
+    theta, personal = spec.initial(cfg.seed).astype(np.float64), [None] * k
+    for rnd in range(1, cfg.rounds + 1):
+        epochs = round_plan(cfg.seed, rnd, k, cfg.server.fraction, cfg.train.epochs, 0.0, False)
+        models, sizes = [], []
+        for c in np.flatnonzero(epochs):
+            y = theta.copy()
+            trainers[c].train(y, rnd, int(epochs[c]))
+            v = theta.copy() if personal[c] is None else personal[c]
+            trainers[c].train(v, rnd, int(epochs[c]), (theta, lam, None))
+            personal[c] = v
+            models.append(y)
+            sizes.append(trainers[c].shard.n)
+        p = np.array(sizes, dtype=np.float64) / sum(sizes)
+        theta = sum(pk * yk for pk, yk in zip(p, models))
+    accuracy = []
+    kernels = ModelKernels(spec)
+    for c, d in enumerate(data):
+        model = theta if personal[c] is None else personal[c]
+        accuracy.append(kernels.evaluate_sums(d.test.X, d.test.y, model)[1] / d.test.n)
+    return spread(np.array(accuracy)), theta
+
+
+@pytest.mark.mpi(min_size=2)
+def test_ditto_equals_its_serial_reference_and_its_personal_models_never_travel():
+    from mpifl import config
+
+    k = 2 * (COMM.size - 1)
+    common = dict(mode="federated", rounds=4, data__clients=k, data__alpha=0.1, data__client_test_fraction=0.25,
+                  server__fraction=0.75, train__epochs=2)
+    ditto = mpifl.run(None, COMM, server__strategy="ditto", server__personal_lambda=0.5, **common)
+    fedavg = mpifl.run(None, COMM, **common)
+    assert ditto.model.tobytes() == fedavg.model.tobytes()  # the global model is FedAvg's
+    if COMM.rank == 0:
+        cfg = config.load(overrides=[f"{key.replace('__', '.')}={value}" for key, value in common.items()]
+                          + ["server.strategy=ditto", "server.personal_lambda=0.5"])
+        expected, theta = ditto_reference(cfg, k, 0.5)
+        np.testing.assert_allclose(ditto.model, theta, rtol=1e-10, atol=1e-12)
+        got = ditto.history[-1]["personal"]
+        assert got == pytest.approx(expected, abs=1e-12)
+        assert got["mean"] > fedavg.history[-1]["personal"]["mean"]
+        # the uplink carries what FedAvg's does, round by round: the personal models stay on their ranks
+        assert [h["uplink_bytes"] for h in ditto.history] == [h["uplink_bytes"] for h in fedavg.history]
+
+
+@pytest.mark.mpi(min_size=2)
+def test_a_killed_ditto_run_resumes_to_the_same_bytes_and_personal_accuracy(tmp_path_factory):
+    """The personal models are client state in each rank's checkpoint file."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if COMM.rank != 0:
+        return
+    tmp, here = tmp_path_factory.mktemp("ditto"), Path(__file__).parent
+    sets = ["server.strategy=ditto", "rounds=12", "checkpoint.every=4", "data.clients=6", "data.alpha=0.1",
+            "data.client_test_fraction=0.25", "server.fraction=0.5", "train.momentum=0.5"]
+    common = [arg for s in sets for arg in ("--set", s)] + ["--quiet"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI", "MPI_", "HYDRA", "OMPI"))}
+
+    def launch(*args, script=None):
+        head = [str(script)] if script else ["-m", "mpifl"]
+        return subprocess.run([shutil.which("mpiexec"), "-n", "3", sys.executable, *head, *args], cwd=tmp, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    assert launch("run", *common, "--out", "full").returncode == 0
+    killed = launch("10", "2", "SIGKILL", "run", *common, "--out", "cut", script=here / "signal_at_round.py")
+    assert killed.returncode != 0
+    resumed = launch("run", "--resume", "cut", *common)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp / "cut" / "model.npz").read_bytes() == (tmp / "full" / "model.npz").read_bytes()
+    full, cut = (json.loads((tmp / d / "summary.json").read_text()) for d in ("full", "cut"))
+    assert cut["final_mean_personal_accuracy"] == full["final_mean_personal_accuracy"]
