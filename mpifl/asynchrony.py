@@ -61,76 +61,94 @@ def build(profiles: ClientProfiles, epochs: int, concurrency: int, buffer: int, 
     k = profiles.rows.size
     if concurrency > k:
         raise ConfigError(f"server.concurrency ({concurrency}) exceeds the {k} clients.")
-    events: list[tuple[float, int, int, int, int]] = []  # (time, seq, kind, client, version)
-    seq = 0
-    busy = np.zeros(k, dtype=bool)
-    dispatched_at: dict[int, set[int]] = {}  # version -> clients dispatched at it
-    pending: list[Arrival] = []
-    schedule = Schedule()
-    version, in_flight, dispatches, stale, offline = 0, 0, 0, 0, 0
-    wake_pending = False
+    return _Simulation(profiles, epochs, concurrency, buffer, max_staleness, seed).run(versions)
 
-    def push(t, kind, client, v):
-        nonlocal seq
-        heapq.heappush(events, (t, seq, kind, client, v))
-        seq += 1
 
-    def fill(t):
-        """Dispatch idle, online clients not yet dispatched at this version until concurrency are in flight."""
-        nonlocal in_flight, dispatches, wake_pending
-        while in_flight < concurrency:
-            taken = dispatched_at.setdefault(version, set())
-            idle = [c for c in range(k) if not busy[c] and c not in taken and profiles.online(c, t)]
-            if not idle:
-                later = [profiles.next_change(c, t) for c in range(k) if not busy[c] and c not in taken]
-                soonest = min(later, default=float("inf"))
-                if np.isfinite(soonest) and not wake_pending:
-                    push(soonest + 1e-9, WAKE, -1, -1)
-                    wake_pending = True
-                elif not np.isfinite(soonest) and in_flight == 0:
-                    raise ConfigError(f"the asynchronous schedule stalls at version {version}: every client was "
-                                      "dispatched at this version and none is in flight; use more clients or a "
-                                      "smaller server.buffer or server.concurrency.")
-                return
-            client = idle[int(stream(seed, Purpose.DISPATCH, dispatches).integers(len(idle)))]
-            dispatches += 1
-            busy[client] = True
-            taken.add(client)
-            in_flight += 1
-            finish = t + profiles.duration(client, epochs)
-            goes_off = profiles.next_change(client, t) if profiles.online_mean > 0 else float("inf")
-            if goes_off < finish:
-                push(goes_off, OFFLINE, client, version)
+class _Simulation:
+    """The server's event loop: dispatches, arrivals, buffers, in virtual time."""
+
+    def __init__(self, profiles: ClientProfiles, epochs: int, concurrency: int, buffer: int, max_staleness: int,
+                 seed: int):
+        self.profiles, self.epochs, self.concurrency, self.buffer = profiles, epochs, concurrency, buffer
+        self.max_staleness, self.seed = max_staleness, seed
+        self.k = profiles.rows.size
+        self.events: list[tuple[float, int, int, int, int]] = []  # (time, seq, kind, client, version)
+        self.seq = self.version = self.in_flight = self.dispatches = self.stale = self.offline = 0
+        self.busy = np.zeros(self.k, dtype=bool)
+        self.dispatched_at: dict[int, set[int]] = {}  # version -> clients dispatched at it
+        self.pending: list[Arrival] = []
+        self.wake_pending = False
+        self.schedule = Schedule()
+
+    def run(self, versions: int) -> Schedule:
+        self.fill(0.0)
+        while len(self.schedule.buffers) < versions:
+            if not self.events:
+                raise ConfigError("the asynchronous schedule ran out of events (no client can ever come online).")
+            t, _, kind, client, v = heapq.heappop(self.events)
+            if kind == WAKE:
+                self.wake_pending = False
             else:
-                push(finish, FINISH, client, version)
+                self.arrive(t, kind, client, v)
+            self.fill(t)
+        jobs: list[list[int]] = [[] for _ in range(versions)]  # only the updates a buffer uses are trained
+        for arrivals in self.schedule.buffers:
+            for a in arrivals:
+                jobs[a.version].append(a.client)
+        self.schedule.train = [sorted(clients) for clients in jobs]
+        return self.schedule
 
-    fill(0.0)
-    while len(schedule.buffers) < versions:
-        if not events:
-            raise ConfigError("the asynchronous schedule ran out of events (no client can ever come online).")
-        t, _, kind, client, v = heapq.heappop(events)
-        if kind == WAKE:
-            wake_pending = False
+    def push(self, t: float, kind: int, client: int, version: int) -> None:
+        heapq.heappush(self.events, (t, self.seq, kind, client, version))
+        self.seq += 1
+
+    def arrive(self, t: float, kind: int, client: int, v: int) -> None:
+        """A job ends: its update joins the buffer, unless it was lost offline or is too stale."""
+        self.busy[client] = False
+        self.in_flight -= 1
+        if kind == OFFLINE:
+            self.offline += 1
+        elif self.max_staleness and self.version - v > self.max_staleness:
+            self.stale += 1
         else:
-            busy[client] = False
-            in_flight -= 1
-            if kind == OFFLINE:
-                offline += 1
-            elif max_staleness and version - v > max_staleness:
-                stale += 1
+            self.pending.append(Arrival(client, v, t))
+            if len(self.pending) == self.buffer:
+                s = self.schedule
+                s.buffers.append(self.pending)
+                s.times.append(t)
+                s.stale.append(self.stale)
+                s.offline.append(self.offline)
+                self.pending, self.stale, self.offline = [], 0, 0
+                self.version += 1
+
+    def fill(self, t: float) -> None:
+        """Dispatch idle, online clients not yet dispatched at this version until concurrency are in flight."""
+        while self.in_flight < self.concurrency:
+            taken = self.dispatched_at.setdefault(self.version, set())
+            free = [c for c in range(self.k) if not self.busy[c] and c not in taken]
+            idle = [c for c in free if self.profiles.online(c, t)]
+            if not idle:
+                self.wait(t, free)
+                return
+            client = idle[int(stream(self.seed, Purpose.DISPATCH, self.dispatches).integers(len(idle)))]
+            self.dispatches += 1
+            self.busy[client] = True
+            taken.add(client)
+            self.in_flight += 1
+            finish = t + self.profiles.duration(client, self.epochs)
+            goes_off = self.profiles.next_change(client, t) if self.profiles.online_mean > 0 else float("inf")
+            if goes_off < finish:
+                self.push(goes_off, OFFLINE, client, self.version)
             else:
-                pending.append(Arrival(client, v, t))
-                if len(pending) == buffer:
-                    schedule.buffers.append(pending)
-                    schedule.times.append(t)
-                    schedule.stale.append(stale)
-                    schedule.offline.append(offline)
-                    pending, stale, offline = [], 0, 0
-                    version += 1
-        fill(t)
-    jobs: list[list[int]] = [[] for _ in range(versions)]  # only the updates a buffer uses are trained
-    for arrivals in schedule.buffers:
-        for a in arrivals:
-            jobs[a.version].append(a.client)
-    schedule.train = [sorted(clients) for clients in jobs]
-    return schedule
+                self.push(finish, FINISH, client, self.version)
+
+    def wait(self, t: float, free: list[int]) -> None:
+        """No client can be dispatched now: wake when the first free one comes online (or stall, and say so)."""
+        soonest = min((self.profiles.next_change(c, t) for c in free), default=float("inf"))
+        if np.isfinite(soonest) and not self.wake_pending:
+            self.push(soonest + 1e-9, WAKE, -1, -1)
+            self.wake_pending = True
+        elif not np.isfinite(soonest) and self.in_flight == 0:
+            raise ConfigError(f"the asynchronous schedule stalls at version {self.version}: every client was "
+                              "dispatched at this version and none is in flight; use more clients or a smaller "
+                              "server.buffer or server.concurrency.")

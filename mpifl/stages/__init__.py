@@ -48,7 +48,7 @@ def participants(cfg, stages: list[type[Stage]] | None = None) -> list[Declared]
         "sum_step": "does not average deltas, so the noised mean of clipped deltas cannot replace its server "
                     "step (use fedavg, fedprox, fedavgm, fedadagrad, fedadam or fedyogi)"}
     if strategy.asynchronous:
-        breaks["rounds"] = ("applies buffered updates trained from different versions as they arrive, so there is "
+        breaks["cohorts"] = ("applies buffered updates trained from different versions as they arrive, so there is "
                             "no round of sampled clients")
     declared = [Declared(
         f"server.strategy {name!r}", "server.strategy",

@@ -132,7 +132,8 @@ class Declared:
     message when one participant breaks what another needs.  The
     requirements: ``rows`` (each client's own update at the server),
     ``sum_step`` (the server step is the mean of the updates, which a
-    release can replace), ``bounded_norms`` (no update grows after clipping).
+    release can replace), ``bounded_norms`` (no update grows after clipping),
+    ``cohorts`` (each round is one sampled cohort, which an asynchronous server has not).
     """
 
     subject: str  # how messages name it: "server.aggregator 'krum'"

@@ -63,7 +63,7 @@ class PrivacyStage(Stage):
     def declares(cls, cfg) -> Declared:
         key = "privacy.target_epsilon" if cfg.privacy.target_epsilon > 0 else "privacy.noise_multiplier"
         return Declared("differential privacy", key, needs={
-            "rounds": "accounts each round as one release of a sampled cohort (an asynchronous buffer's members are "
+            "cohorts": "accounts each round as one release of a sampled cohort (an asynchronous buffer's members are "
                       "not sampled independently; dp-accounting has no event for it)",
             "sum_step": "replaces the server step's mean of the deltas with the noised mean of the clipped deltas",
             "bounded_norms": "bounds each client's contribution by the clip (its sensitivity analysis is that of "

@@ -45,7 +45,7 @@ class SecAggStage(Stage):
     @classmethod
     def declares(cls, cfg) -> Declared:
         return Declared("secure aggregation", "secagg.enabled", needs={
-            "rounds": "masks a round's cohort together (an asynchronous buffer fills from clients dispatched at "
+            "cohorts": "masks a round's cohort together (an asynchronous buffer fills from clients dispatched at "
                       "different times, so no cohort agrees its masks)",
         }, breaks={
             "rows": "hides each client's update, so the server sees only the sum",
