@@ -39,10 +39,32 @@ def alternate(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, f
     return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
 
 
+RESULTS = Path(__file__).parent / "results"  # the scripts' default --out
+PUBLISHED = Path(__file__).parent.parent / "docs" / "benchmarks" / "results"  # pages the docs site includes
+
+
 def write_results(out: Path, name: str, table: str, data: dict) -> None:
+    """The table and its data under ``out``; a run into the default directory also publishes the table as a docs
+    page, stamped with the machine, the commit and the date (docs/benchmarks/results.md includes it)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.md").write_text(table + "\n")
     (out / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    if out.resolve() == RESULTS.resolve():
+        PUBLISHED.mkdir(parents=True, exist_ok=True)
+        (PUBLISHED / f"{name}.md").write_text(f"{table}\n\n_{stamp()}_\n")
+
+
+def stamp() -> str:
+    """Where and when a figure was measured: the machine, the commit (+ if the tree had changes), the date."""
+    import datetime
+
+    def git(*args: str) -> str:
+        proc = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
+    dirty = "+" if git("status", "--porcelain", "--", "mpifl") else ""
+    return f"measured on {machine()}, commit {commit}{dirty}, {datetime.date.today().isoformat()}"
 
 
 def markdown_table(title: str, header: list[str], rows: list[str]) -> str:

@@ -66,7 +66,7 @@ def main() -> None:
                         {"source": "synthetic MNIST-sized", "method": "iid"})
         results = {}
         kinds = {f"mpifl, {ranks} ranks": ["--set", "model.kind=mlp", "--set", "model.hidden=[200, 200]"]}
-        if _installed("torch"):  # the same 2NN as Flower's clients train, through model.kind = "torch"
+        if _installed("torch") and not args.mpifl_only:  # the same 2NN as Flower's clients train, through model.kind = "torch"
             kinds[f"mpifl torch adapter, {ranks} ranks"] = ["--set", "model.kind=torch",
                                                             "--set", "model.module=flower_mlp:network"]
         for system, model in kinds.items():

@@ -127,7 +127,7 @@ def federated(algorithm, params, trainers, rounds, plan, n_clients, shape, lr, m
         p = np.array(sizes, dtype=np.float64) / sum(sizes)
         average = sum(pk * yk for pk, yk in zip(p, models))  # FedAvg's model average
         mean_delta = average - theta
-        if algorithm in ("fedavg", "fedprox"):
+        if algorithm in ("fedavg", "fedprox", "ditto"):  # Ditto's global model is FedAvg's
             theta = average
         elif algorithm == "scaffold":
             theta = theta + params["lr"] * np.mean([yk - theta for yk in models], axis=0)

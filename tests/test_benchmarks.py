@@ -192,3 +192,28 @@ def test_secagg_cost_benchmark_smoke(tmp_path):
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "secagg.json").read_text())
     assert len(data["points"]) == 10 and set(data["projection"]) == {"secagg", "secagg+"}
+
+
+def test_root_memory_benchmark_smoke(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "root_memory.py"), "--clients", "4", "--rounds", "1",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cases = json.loads((tmp_path / "root_memory.json").read_text())["cases"]
+    assert [c["exchange"] for c in cases] == ["gather", "reduce"] and "alpha-beta projection" in proc.stdout
+
+
+def test_async_study_smoke(tmp_path):
+    proc = subprocess.run([shutil.which("mpiexec"), "-n", "2", sys.executable, str(BENCH / "async_study.py"),
+                           "--rounds", "2", "--quick", "--out", str(tmp_path)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = {c["run"] for c in json.loads((tmp_path / "async_study.json").read_text())["cases"]}
+    assert {"FedAvg (sync)", "FedBuff (K 5)", "FedAsync (hinge)"} <= runs
+
+
+def test_personal_study_smoke(tmp_path):
+    proc = subprocess.run([shutil.which("mpiexec"), "-n", "2", sys.executable, str(BENCH / "personal_study.py"),
+                           "--quick", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cases = json.loads((tmp_path / "personal_study.json").read_text())["cases"]
+    assert len(cases) == 4 and all(0 <= c["personal"]["worst"] <= c["personal"]["mean"] <= 1 for c in cases)

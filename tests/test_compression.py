@@ -213,7 +213,7 @@ def test_federated_int8_with_error_feedback_stays_within_the_quantisation_error(
     summary, _, int8 = finished(tmp_path, "int8", *FEDERATED, "compress.uplink=int8", "compress.error_feedback=true")
     assert np.linalg.norm(int8 - plain) <= 0.02 * np.linalg.norm(plain)
     assert abs(summary["final_accuracy"] - plain_summary["final_accuracy"]) <= 0.01
-    assert 6.5 < summary["compression"]["achieved_ratio"] < 8  # float64 -> int8, less the scales and statistics
+    assert 6.3 < summary["compression"]["achieved_ratio"] < 8  # float64 -> int8, less the scales and statistics
 
 
 @pytest.mark.parametrize("method, setting", [("topk", "compress.ratio=0.2"), ("qsgd", "compress.bits=3"),

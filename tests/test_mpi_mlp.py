@@ -63,7 +63,11 @@ def test_fedsgd_equals_distributed_gradient_descent(tmp_path):
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_every_strategy_trains_the_mlp(strategy, tmp_path):
-    cfg = job("mode=federated", f"server.strategy={strategy}", "rounds=8", "train.epochs=2", "train.lr=0.1")
+    cls = STRATEGIES[strategy]
+    asynchronous = ["server.mode=async", "server.concurrency=1", *(["server.buffer=1"] if "buffer" in cls.parameters
+                                                                  else [])] if cls.asynchronous else []
+    cfg = job("mode=federated", f"server.strategy={strategy}", "rounds=8", "train.epochs=2", "train.lr=0.1",
+              *asynchronous)
     result = run(cfg, tmp_path)
     losses = [r.loss for r in result.records]
     assert result.theta.shape == (model_spec(cfg).size,) and np.isfinite(result.theta).all()
