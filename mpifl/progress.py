@@ -19,32 +19,30 @@ class RoundRecord:
     those of the round's critical path, the slowest rank's compute included.
     """
 
-    round: int
-    loss: float
-    accuracy: float | None
-    seconds: float
-    compute_seconds: float
-    comm_seconds: float
-    test_loss: float | None = None
-    train_accuracy: float | None = None
+    round: int  # 0 is the initial model
+    loss: float  # the training objective (mean loss over the training rows, plus the l2 penalty)
+    accuracy: float | None  # on the server's (federated) or the ranks' (distributed) test rows
+    seconds: float  # the whole round on its critical path
+    compute_seconds: float  # the slowest rank's compute, plus the server's aggregation
+    comm_seconds: float  # the rest: transfers and waiting for the slowest rank
+    test_loss: float | None = None  # mean loss on the test rows
+    train_accuracy: float | None = None  # on the training rows
     client_loss: list[float] | None = None  # federated evaluation, one entry per client
-    client_accuracy: list[float] | None = None
+    client_accuracy: list[float] | None = None  # each client's training rows, one entry per client
     breakdown: dict[str, list[float]] | None = None  # [min, mean, max] over ranks of compute, comm, wait
-    slowest_rank: int | None = None
+    slowest_rank: int | None = None  # the rank that computed longest this round
     client_test_accuracy: list[float | None] | None = None  # each client's own test rows (where it has them)
     mean_client_accuracy: float | None = None  # unweighted mean over the clients that have test rows
-    # the spread of the clients' personal accuracy on their own test rows (after fine-tuning with
-    # train.finetune_epochs, else the global model's): mean, 10th percentile, worst, Jain's fairness index
-    personal: dict[str, float] | None = None
+    personal: dict[str, float] | None = None  # personal accuracy's mean, p10, worst and Jain's index (see docs)
     participants: int | None = None  # clients whose updates were aggregated in this round
     server: dict[str, float] | None = None  # what the strategy reported when aggregating this round
     # Bytes counted at the training collectives.  Federated: what the server broadcast to the client ranks, and
     # what they sent it (updates and statistics).  Distributed: what the ranks' collectives delivered to them
     # (receive buffers) and what the ranks put in (send buffers), summed over ranks.
-    downlink_bytes: int | None = None
-    uplink_bytes: int | None = None
+    downlink_bytes: int | None = None  # this round's bytes to the clients or workers (see above)
+    uplink_bytes: int | None = None  # this round's bytes from them
     downlink_bytes_total: int | None = None  # the same, summed over every round so far
-    uplink_bytes_total: int | None = None
+    uplink_bytes_total: int | None = None  # the uplink's, summed over every round so far
     uplink_bytes_uncompressed_total: int | None = None  # with [compress]: the uplink total had updates been sent whole
     secagg_seconds: dict[str, float] | None = None  # with [secagg]: seconds per part (slowest rank), see README
     epsilon: float | None = None  # with [privacy]: epsilon at privacy.delta after the rounds released so far

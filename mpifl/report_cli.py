@@ -59,7 +59,20 @@ def compare(runs: list[RunDir], target: float | None = None) -> str:
 
 
 def plot(runs: list[RunDir], out: Path) -> None:
-    """Test accuracy and training loss against round and against training time, one line per run."""
+    """Write the curves of ``runs`` (figure) to ``out``."""
+    plt, fig = figure(runs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def figure(runs: list[RunDir]):
+    """(pyplot, figure): test accuracy, the clients' spread and training loss, against round and training time.
+
+    One line per run.  The clients' spread has its own row, so several runs stay
+    readable: each run's 10th-to-90th-percentile band is drawn light and its
+    10th percentile as a line.  The legend sits below the panels, inside the figure.
+    """
     try:
         import matplotlib
 
@@ -67,7 +80,8 @@ def plot(runs: list[RunDir], out: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise ConfigError("Plots need matplotlib: pip install 'mpifl[plot]' (or pip install matplotlib).") from None
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharey="row")
+    fig, axes = plt.subplots(3, 2, figsize=(11, 9.5), sharey="row", sharex="col")
+    handles = []
     for run, label in zip(runs, labels(runs)):
         per_round = run.summary.get("seconds_per_round") or _mean_round_seconds(run)
         for col, scale in enumerate((1.0, per_round)):
@@ -76,19 +90,24 @@ def plot(runs: list[RunDir], out: Path) -> None:
             band = _client_band(run)
             if band is not None:
                 r, low, high = band
-                axes[0, col].fill_between(np.array(r) * scale, low, high, color=line.get_color(), alpha=0.15)
+                x = np.array(r) * scale
+                axes[1, col].fill_between(x, low, high, color=line.get_color(), alpha=0.08, linewidth=0)
+                axes[1, col].plot(x, low, color=line.get_color(), linestyle="--")
             rounds, loss = run.series("loss")
-            axes[1, col].plot(np.array(rounds) * scale, loss, color=line.get_color())
+            axes[2, col].plot(np.array(rounds) * scale, loss, color=line.get_color())
+            if col == 0:
+                handles.append(line)
     for col, xlabel in enumerate(("round", "training time (s)")):
-        axes[1, col].set_xlabel(xlabel)
-    axes[0, 0].set_ylabel(f"test accuracy (band: clients' {BAND[0]}th-{BAND[1]}th percentile)")
-    axes[1, 0].set_ylabel("training loss")
-    axes[1, 0].set_yscale("log")
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+        axes[2, col].set_xlabel(xlabel)
+    axes[0, 0].set_ylabel("test accuracy")
+    axes[1, 0].set_ylabel(f"clients' accuracy\n(band {BAND[0]}th-{BAND[1]}th pct., dashed {BAND[0]}th)")
+    axes[2, 0].set_ylabel("training loss")
+    axes[2, 0].set_yscale("log")
+    columns = min(len(handles), 3)
+    rows = -(-len(handles) // columns) if handles else 0
+    fig.legend(handles=handles, loc="lower center", ncol=max(columns, 1), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.03 + 0.03 * rows, 1, 1))
+    return plt, fig
 
 
 def _client_band(run: RunDir):

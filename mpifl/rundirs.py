@@ -41,9 +41,34 @@ class RunDir:
 
 
 def labels(runs: list[RunDir]) -> list[str]:
-    """Each run named by the config values that differ between the runs (its directory when none do)."""
-    keys = sorted({k for run in runs for k in run.config}
-                  - {k for k in runs[0].config if all(r.config.get(k) == runs[0].config[k] for r in runs)})
-    if not keys or len(runs) == 1:
+    """Each run named by what differs between the runs and is set in it: the strategy, then the other keys by
+    their last part (``fedprox proximal_mu=0.01``, ``fedadam lr=0.1``); the directory names when nothing
+    differs or two runs would read alike."""
+    differing = sorted({k for run in runs for k in run.config}
+                       - {k for k in runs[0].config if all(r.config.get(k) == runs[0].config[k] for r in runs)})
+    if not differing or len(runs) == 1:
         return [run.path.name for run in runs]
-    return [", ".join(f"{k}={run.config.get(k)}" for k in keys) for run in runs]
+    named = [_label(run.config, differing) for run in runs]
+    if len(set(named)) < len(named) or not all(named):
+        return [run.path.name for run in runs]
+    return named
+
+
+def _label(config: dict[str, Any], keys: list[str]) -> str:
+    """A run's label: keys at their strategy's declared default (config.toml holds every default) say nothing."""
+    from mpifl.strategies import STRATEGIES
+
+    name = str(config.get("server.strategy"))
+    strategy = STRATEGIES[name] if name in STRATEGIES else None
+    defaults = {f"server.{k}": v[0] for k, v in (strategy.parameters.items() if strategy else ())}
+    keys = [k for k in keys if not (k in defaults and config.get(k) == defaults[k])]
+    parts = [str(config["server.strategy"])] if "server.strategy" in keys else []
+    short = {k: k.rsplit(".", 1)[-1] for k in keys}
+    clash = {name for name in short.values() if list(short.values()).count(name) > 1}
+    for key in keys:
+        value = config.get(key)
+        if key == "server.strategy" or value is None:
+            continue
+        parts.append(f"{key if short[key] in clash else short[key]}={value:g}" if isinstance(value, float)
+                     else f"{key if short[key] in clash else short[key]}={value}")
+    return " ".join(parts)

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite: serial tests under pytest, then the MPI tests under
-# mpiexec -n 2 and -n 4 (pytest-mpi). Fails if any part fails or collects nothing.
-# Arguments go to every part, for the edit-test loop: tests/run.sh -k plugins -x
-# (then a part that no test matches is reported, not failed).
+# The test suite: serial tests under pytest (spread over the cores by pytest-xdist), then the MPI
+# tests under mpiexec -n 2 and -n 4 (pytest-mpi). Fails if any part fails or collects nothing.
+#   tests/run.sh              everything but the tests marked slow (a real Slurm, the benchmark
+#                             scripts, kill-and-resume matrices): minutes
+#   tests/run.sh --all        everything
+#   tests/run.sh --slow       only the slow tests (CI runs tests/run.sh, then this)
+# Other arguments go to every part: tests/run.sh -k plugins -x (then a part that no test matches is
+# reported, not failed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +17,16 @@ if ! command -v "$MPIEXEC" >/dev/null; then
 fi
 
 status=0
+selection="not mpi and not slow"
+mpi_parts=1
+if [ "${1:-}" = "--all" ]; then
+    selection="not mpi"
+    shift
+elif [ "${1:-}" = "--slow" ]; then
+    selection="slow and not mpi"
+    mpi_parts=0
+    shift
+fi
 filtered=$(( $# > 0 ))
 run() {
     echo "== $*"
@@ -28,8 +42,8 @@ run() {
     fi
 }
 
-run python -m pytest -q -m "not mpi" tests "$@"
-for n in 2 4; do
+run python -m pytest -q -n auto -m "$selection" tests "$@"
+for n in $( [ "$mpi_parts" -eq 1 ] && echo 2 4 ); do
     # Oversubscription is expected on small machines; mpifl picks a thread level that copes.
     run "$MPIEXEC" -n "$n" python -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests "$@"
 done

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+pytestmark = pytest.mark.slow  # every benchmark script at tiny sizes: minutes (tests/run.sh --all)
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 

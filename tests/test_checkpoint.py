@@ -59,7 +59,10 @@ def mpifl(n, *args, cwd, script=None, timeout=120):
                           capture_output=True, text=True, timeout=timeout, env=env)
 
 
-@pytest.mark.parametrize("mode", list(JOBS))
+FAST = ("federated", "distributed")  # the rest of the matrix runs with tests/run.sh --all
+
+
+@pytest.mark.parametrize("mode", [m if m in FAST else pytest.param(m, marks=pytest.mark.slow) for m in JOBS])
 def test_killed_run_resumes_to_the_same_bytes(mode, tmp_path):
     common = ["--set", "rounds=30", "--set", "checkpoint.every=5", "--quiet", *JOBS[mode]]
     full = mpifl(4, *common, "--out", "full", cwd=tmp_path)

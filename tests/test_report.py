@@ -10,14 +10,16 @@ import pytest
 import tomli_w
 
 import mpifl
+from mpifl import report_cli
 from mpifl.errors import ConfigError
 from mpifl.rundirs import RunDir, labels
 
 
-def make_run(path, lr, final_accuracy, rounds=4, clients=True):
+def make_run(path, lr, final_accuracy, rounds=4, clients=True, **overrides):
     """A run directory as mpifl writes it, with a made-up history."""
     path.mkdir(parents=True)
-    (path / "config.toml").write_text(tomli_w.dumps(mpifl.job(None, train__lr=lr, rounds=rounds).as_nested()))
+    job = mpifl.job(None, train__lr=lr, rounds=rounds, **overrides)
+    (path / "config.toml").write_text(tomli_w.dumps(job.as_nested()))
     rows = []
     for r in range(rounds + 1):
         acc = final_accuracy * r / rounds
@@ -33,7 +35,7 @@ def make_run(path, lr, final_accuracy, rounds=4, clients=True):
 def test_runs_are_labelled_by_what_differs(tmp_path):
     a = RunDir.read(make_run(tmp_path / "a", 0.5, 0.9))
     b = RunDir.read(make_run(tmp_path / "b", 0.05, 0.8))
-    assert labels([a, b]) == ["train.lr=0.5", "train.lr=0.05"]
+    assert labels([a, b]) == ["lr=0.5", "lr=0.05"]
     assert labels([a, RunDir.read(make_run(tmp_path / "c", 0.5, 0.7))]) == ["a", "c"]
     assert a.series("accuracy") == ([0, 1, 2, 3, 4], [0.0, 0.225, 0.45, 0.675, 0.9])
 
@@ -44,8 +46,8 @@ def test_compare_prints_final_and_best_metrics_and_time_per_round(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mpifl", "compare", "a", "b"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "| train.lr=0.5 | finished | 4 | 0.40000 | 0.9000 | 0.9000 | 2.00 |" in proc.stdout
-    assert "| train.lr=0.05 | finished | 4 | 0.40000 | 0.8000 | 0.8000 | 2.00 |" in proc.stdout
+    assert "| lr=0.5 | finished | 4 | 0.40000 | 0.9000 | 0.9000 | 2.00 |" in proc.stdout
+    assert "| lr=0.05 | finished | 4 | 0.40000 | 0.8000 | 0.8000 | 2.00 |" in proc.stdout
 
 
 def test_plot_writes_curves_for_two_runs(tmp_path):
@@ -84,5 +86,31 @@ def test_compare_gives_the_rounds_to_a_target_accuracy(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "| rounds to 0.65 |" in proc.stdout
-    assert "| train.lr=0.5 | finished | 4 | 0.40000 | 0.9000 | 0.9000 | 2.00 | 3 |" in proc.stdout
-    assert "| train.lr=0.05 | finished | 4 | 0.40000 | 0.6000 | 0.6000 | 2.00 | not reached |" in proc.stdout
+    assert "| lr=0.5 | finished | 4 | 0.40000 | 0.9000 | 0.9000 | 2.00 | 3 |" in proc.stdout
+    assert "| lr=0.05 | finished | 4 | 0.40000 | 0.6000 | 0.6000 | 2.00 | not reached |" in proc.stdout
+
+
+def three_strategies(tmp_path):
+    return [RunDir.read(make_run(tmp_path / name, 0.05, acc, **extra)) for name, acc, extra in (
+        ("avg", 0.8, {"server__strategy": "fedavg"}),
+        ("prox", 0.85, {"server__strategy": "fedprox", "server__proximal_mu": 0.1}),
+        ("adam", 0.9, {"server__strategy": "fedadam", "server__lr": 0.03}))]
+
+
+def test_strategies_are_labelled_by_the_keys_each_sets_never_by_keys_it_lacks(tmp_path):
+    assert labels(three_strategies(tmp_path)) == ["fedavg", "fedprox proximal_mu=0.1", "fedadam lr=0.03"]
+
+
+def test_a_plot_of_three_runs_keeps_its_legend_inside_the_figure_and_off_the_data(tmp_path):
+    pytest.importorskip("matplotlib")
+    plt, fig = report_cli.figure(three_strategies(tmp_path))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (legend,) = fig.legends
+    box = legend.get_window_extent(renderer)
+    assert fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1)
+    for ax in fig.axes:  # below every panel, so it covers no data
+        assert not box.overlaps(ax.get_window_extent(renderer))
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts == ["fedavg", "fedprox proximal_mu=0.1", "fedadam lr=0.03"] and not any("None" in t for t in texts)
+    plt.close(fig)

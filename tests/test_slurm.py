@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import tomllib
 
+pytestmark = pytest.mark.slow  # a real Slurm: minutes (tests/run.sh --all)
+
 REPO = Path(__file__).resolve().parents[1]
 SBATCH = REPO / "slurm" / "mpifl.sbatch"
 JOB = REPO / "jobs" / "default.toml"
