@@ -40,6 +40,11 @@ class RunDir:
         return [r for r, _ in rows], [v for _, v in rows]
 
 
+# A finished run's config.toml, flattened as --set spells its keys (not a live, typed Config): labels name the
+# strategy first.
+STRATEGY_KEY = "server.strategy"
+
+
 def labels(runs: list[RunDir]) -> list[str]:
     """Each run named by what differs between the runs and is set in it: the strategy, then the other keys by
     their last part (``fedprox proximal_mu=0.01``, ``fedadam lr=0.1``); the directory names when nothing
@@ -58,16 +63,16 @@ def _label(config: dict[str, Any], keys: list[str]) -> str:
     """A run's label: keys at their strategy's declared default (config.toml holds every default) say nothing."""
     from mpifl.strategies import STRATEGIES
 
-    name = str(config.get("server.strategy"))
+    name = str(config.get(STRATEGY_KEY))
     strategy = STRATEGIES[name] if name in STRATEGIES else None
     defaults = {f"server.{k}": v[0] for k, v in (strategy.parameters.items() if strategy else ())}
     keys = [k for k in keys if not (k in defaults and config.get(k) == defaults[k])]
-    parts = [str(config["server.strategy"])] if "server.strategy" in keys else []
+    parts = [str(config[STRATEGY_KEY])] if STRATEGY_KEY in keys else []
     short = {k: k.rsplit(".", 1)[-1] for k in keys}
     clash = {name for name in short.values() if list(short.values()).count(name) > 1}
     for key in keys:
         value = config.get(key)
-        if key == "server.strategy" or value is None:
+        if key == STRATEGY_KEY or value is None:
             continue
         parts.append(f"{key if short[key] in clash else short[key]}={value:g}" if isinstance(value, float)
                      else f"{key if short[key] in clash else short[key]}={value}")
