@@ -34,6 +34,7 @@ class RoundRecord:
     client_test_accuracy: list[float | None] | None = None  # each client's own test rows (where it has them)
     mean_client_accuracy: float | None = None  # unweighted mean over the clients that have test rows
     personal: dict[str, float] | None = None  # personal accuracy's mean, p10, worst and Jain's index (see docs)
+    client_personal_accuracy: list[float | None] | None = None  # each client's personal accuracy, its own test rows
     participants: int | None = None  # clients whose updates were aggregated in this round
     server: dict[str, float] | None = None  # what the strategy reported when aggregating this round
     # Bytes counted at the training collectives.  Federated: what the server broadcast to the client ranks, and
@@ -88,7 +89,7 @@ def without_accuracy(record: RoundRecord) -> RoundRecord:
     """For regression models, where accuracy has no meaning."""
     return RoundRecord(**{**asdict(record), "accuracy": None, "train_accuracy": None, "client_accuracy": None,
                           "client_test_accuracy": None, "mean_client_accuracy": None,
-                          "personal": None})
+                          "personal": None, "client_personal_accuracy": None})
 
 
 def is_logged(rnd: int, cfg) -> bool:

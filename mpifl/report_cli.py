@@ -100,7 +100,7 @@ def figure(runs: list[RunDir]):
     for col, xlabel in enumerate(("round", "training time (s)")):
         axes[2, col].set_xlabel(xlabel)
     axes[0, 0].set_ylabel("test accuracy")
-    axes[1, 0].set_ylabel(f"clients' accuracy\n(band {BAND[0]}th-{BAND[1]}th pct., dashed {BAND[0]}th)")
+    axes[1, 0].set_ylabel(f"clients' (personal) accuracy\n(band {BAND[0]}th-{BAND[1]}th pct., dashed {BAND[0]}th)")
     axes[2, 0].set_ylabel("training loss")
     axes[2, 0].set_yscale("log")
     columns = min(len(handles), 3)
@@ -111,8 +111,10 @@ def figure(runs: list[RunDir]):
 
 
 def _client_band(run: RunDir):
-    """(rounds, low, high) percentiles of the clients' accuracy, where the run recorded them."""
-    key = "client_test_accuracy" if any(r.get("client_test_accuracy") for r in run.history) else "client_accuracy"
+    """(rounds, low, high) percentiles of the clients' accuracy, where the run recorded them: their personal
+    accuracy on their own test rows, else the global model's on their own test rows, else on their training rows."""
+    keys = ("client_personal_accuracy", "client_test_accuracy", "client_accuracy")
+    key = next((k for k in keys if any(r.get(k) for r in run.history)), keys[-1])
     rows = [(r["round"], [v for v in r[key] if v is not None]) for r in run.history if r.get(key)]
     rows = [(rnd, values) for rnd, values in rows if values]
     if not rows:

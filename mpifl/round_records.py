@@ -73,6 +73,8 @@ def record(
         [float(a) if has else None for a, has in zip(client_test, own_test)],
         mean_client_accuracy=None if client_test is None else float(client_test[own_test].mean()),
         personal=None if client_test is None else spread(stats["personal_correct"][own_test] / stats["test_rows"][own_test]),
+        client_personal_accuracy=None if client_test is None else
+        [float(c / n) if has else None for c, n, has in zip(stats["personal_correct"], stats["test_rows"], own_test)],
         participants=int(aggregated["participants"]) if rnd > 0 and "participants" in aggregated else None,
         epsilon=aggregated.get("epsilon") if rnd > 0 else None,
         server=server or None,

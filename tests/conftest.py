@@ -65,6 +65,8 @@ def pytest_collection_modifyitems(config, items):
         variant = BY_NAME.get(params.get("variant", ""))
         same_walk = params.get("kind") == "softmax" or "sparse" in item.module.__name__
         (dropped if variant is not None and variant.single_pass and same_walk else keep).append(item)
+        if variant is not None:  # under xdist --dist loadgroup: one worker compiles each variant's kernels
+            item.add_marker(pytest.mark.xdist_group(f"variant-{variant.name}"))
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep

@@ -42,7 +42,7 @@ run() {
     fi
 }
 
-run python -m pytest -q -n auto -m "$selection" tests "$@"
+run python -m pytest -q -n auto --dist loadgroup -m "$selection" tests "$@"
 for n in $( [ "$mpi_parts" -eq 1 ] && echo 2 4 ); do
     # Oversubscription is expected on small machines; mpifl picks a thread level that copes.
     run "$MPIEXEC" -n "$n" python -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests "$@"

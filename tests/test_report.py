@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tomli_w
 
@@ -114,3 +115,15 @@ def test_a_plot_of_three_runs_keeps_its_legend_inside_the_figure_and_off_the_dat
     texts = [t.get_text() for t in legend.get_texts()]
     assert texts == ["fedavg", "fedprox proximal_mu=0.1", "fedadam lr=0.03"] and not any("None" in t for t in texts)
     plt.close(fig)
+
+
+def test_the_clients_band_shows_personal_accuracy_where_the_run_recorded_it(tmp_path):
+    path = make_run(tmp_path / "ditto", 0.05, 0.8)
+    rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        row["client_test_accuracy"] = [0.1, 0.2, 0.3]
+        row["client_personal_accuracy"] = [0.7, 0.8, None]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    _, low, high = report_cli._client_band(RunDir.read(path))
+    assert low[-1] == pytest.approx(np.percentile([0.7, 0.8], 10)) and high[-1] == pytest.approx(
+        np.percentile([0.7, 0.8], 90))
