@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import tomllib
 
-pytestmark = pytest.mark.slow  # a real Slurm: minutes (tests/run.sh --all)
+# a real Slurm, minutes (tests/run.sh --all); one cluster at a time, so all on one xdist worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 REPO = Path(__file__).resolve().parents[1]
 SBATCH = REPO / "slurm" / "mpifl.sbatch"
