@@ -24,6 +24,7 @@ import numpy as np
 from mpifl.jit import inline_kernel, kernel
 from mpifl.kernels.expo import exp32, exp64
 from mpifl.kernels.flags import CORRECT, GRAD, LOGISTIC, LOSS, row_at
+from mpifl.kernels.rowwise import add_into_first_row, add_row, one_output_loss
 
 
 @inline_kernel
@@ -36,16 +37,6 @@ def _residual(kind, poly, z, label, X):
         one = np.float32(1.0)
         return one / (one + (exp32(-z) if poly else np.float32(math.exp(-z)))) - label
     return 1.0 / (1.0 + (exp64(-z) if poly else math.exp(-z))) - label
-
-
-@inline_kernel
-def _row_loss(kind, z, label):
-    """One row's loss (float64) and whether it is predicted right, as rowwise.row_link computes them."""
-    zz = np.float64(z)
-    yy = np.float64(label)
-    if kind == LOGISTIC:
-        return math.log1p(math.exp(-abs(zz))) + max(zz, 0.0) - yy * zz, 1 if (zz > 0.0) == (yy > 0.5) else 0
-    return 0.5 * (zz - yy) * (zz - yy), 0
 
 
 BLOCK = 8  # rows per block in float32 (float64: HALF): as many as the vector registers hold without spilling
@@ -96,7 +87,7 @@ def _blocked(block: int):
                 z[t] = s
             if what & (LOSS | CORRECT):
                 for t in range(m):
-                    part, hit = _row_loss(kind, z[t], y[at[t]])
+                    part, hit = one_output_loss(kind, z[t], y[at[t]])
                     loss += part
                     correct += hit
             if what & GRAD:
@@ -108,14 +99,9 @@ def _blocked(block: int):
                     _axpy4(X, acc, d, at[0], at[1], at[2], at[3], z[0], z[1], z[2], z[3])
                 else:
                     for t in range(m):
-                        a = z[t]
-                        r = at[t]
-                        for j in range(d):
-                            acc[j] += a * X[r, j]
-                        acc[d] += a
+                        add_row(acc, X, at[t], z[t], d)
         if what & GRAD:
-            for j in range(d + 1):
-                grad[0, j] += acc[j]
+            add_into_first_row(grad, acc)
         return loss, correct
 
     return blocked_range

@@ -52,6 +52,31 @@ def row_link(kind, label, C, Z, what):
     return loss, (1 if arg == k else 0)
 
 
+@inline_kernel
+def one_output_loss(kind, z, label):
+    """One row's loss (float64) and whether it is predicted right, for the logistic and squared links."""
+    zz = np.float64(z)
+    yy = np.float64(label)
+    if kind == LOGISTIC:
+        return math.log1p(math.exp(-abs(zz))) + max(zz, 0.0) - yy * zz, 1 if (zz > 0.0) == (yy > 0.5) else 0
+    return 0.5 * (zz - yy) * (zz - yy), 0
+
+
+@inline_kernel
+def add_row(acc, X, r, a, d):
+    """acc[:d] += a x_r and acc[d] += a: one row's share of a one-output gradient."""
+    for j in range(d):
+        acc[j] += a * X[r, j]
+    acc[d] += a
+
+
+@inline_kernel
+def add_into_first_row(grad, acc):
+    """grad[0] += acc, once per range: the local accumulator leaves the kernel."""
+    for j in range(acc.shape[0]):
+        grad[0, j] += acc[j]
+
+
 @kernel
 def one_output_range(kind, X, y, theta, rows, indexed, start, stop, grad, what):
     """plain_range for the logistic and squared links: one weight row, so the dot and the axpy are 1-D loops
@@ -68,21 +93,13 @@ def one_output_range(kind, X, y, theta, rows, indexed, start, stop, grad, what):
         for j in range(d):
             z += X[r, j] * w[j]
         if what & (LOSS | CORRECT):
-            zz = np.float64(z)
-            yy = np.float64(y[r])
-            if kind == LOGISTIC:
-                loss += math.log1p(math.exp(-abs(zz))) + max(zz, 0.0) - yy * zz
-                correct += 1 if (zz > 0.0) == (yy > 0.5) else 0
-            else:
-                loss += 0.5 * (zz - yy) * (zz - yy)
+            part, hit = one_output_loss(kind, z, y[r])
+            loss += part
+            correct += hit
         if what & GRAD:
-            a = 1.0 / (1.0 + math.exp(-z)) - y[r] if kind == LOGISTIC else z - y[r]
-            for j in range(d):
-                acc[j] += a * X[r, j]
-            acc[d] += a
+            add_row(acc, X, r, 1.0 / (1.0 + math.exp(-z)) - y[r] if kind == LOGISTIC else z - y[r], d)
     if what & GRAD:
-        for j in range(d + 1):
-            grad[0, j] += acc[j]
+        add_into_first_row(grad, acc)
     return loss, correct
 
 

@@ -22,6 +22,7 @@ constant 1; polynomial (1 + s)^-a; hinge 1 for s <= b, else 1 / (a (s - b) + 1)
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import ClassVar
 
 import numpy as np
@@ -101,8 +102,9 @@ class AsyncStrategy(Strategy):
 
     needs_history: ClassVar[bool] = False
 
+    @abstractmethod
     def step(self, theta, arrivals, deltas, weights) -> np.ndarray:
-        raise NotImplementedError
+        """The new model from the buffer's arrivals, their deltas and their staleness weights."""
 
     def _forget(self, version: int) -> None:
         """Drop the versions no waiting or future update trained from."""
