@@ -31,6 +31,7 @@ from dataclasses import replace
 import numpy as np
 
 from mpifl import comm as collectives
+from mpifl import hierarchy
 from mpifl import round_records
 from mpifl.data.shards import Shard
 from mpifl.errors import Diverged
@@ -100,6 +101,7 @@ class ServerRounds:
         # the virtual clock of the simulated client speeds (mpifl.client_speeds): a synchronous round lasts as long
         # as its slowest client; an asynchronous strategy reports its own event times
         self.clock = float(saved.server.get(CLOCK, np.zeros(1))[0])
+        hierarchy.edge_comm(loop.comm, self.cfg)  # the client ranks' edge communicators are made on every rank
 
     def run(self) -> np.ndarray:
         for it in range(self.loop.checkpoints.start_round + 1, self.cfg.rounds + 2):

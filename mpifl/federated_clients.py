@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from mpifl import comm as collectives
+from mpifl import hierarchy
 from mpifl.data.shards import ClientData
 from mpifl.federated import SERVER, exchange_of, halt, make_wire
 from mpifl.local import LocalSettings, LocalTrainer
@@ -56,6 +57,7 @@ class ClientRounds:
         self.gather_stats = collectives.GatherToRoot(loop.comm, self.wire.stats_counts, np.float64, SERVER)
         self.poll = False
         self.previous_comm = 0.0
+        self.edge = hierarchy.edge_comm(loop.comm, cfg)  # HierFAVG's edge (collective on every rank), or None
 
     def run(self) -> None:
         for it in range(self.loop.checkpoints.start_round + 1, self.cfg.rounds + 2):
@@ -92,9 +94,15 @@ class ClientRounds:
         for j, k in enumerate(self.clients):
             if logged:
                 self.evaluate(j)
-            if epochs[k] > 0:
+            if epochs[k] > 0 and self.edge is None:
                 self.train(j, k, it, int(epochs[k]), sent)
                 sent += 1
+        if self.edge is not None and epochs.any():  # every client trains: its edge's delta in each row
+            server = self.cfg.server
+            hierarchy.train_edges(self.edge, self.trainers, self.clients, self.theta, it, epochs, server.kappa1,
+                                  server.kappa2, lambda anchor: self.half.objective(anchor, self.down, {}),
+                                  self.rows_out, self.client_stats)
+            sent = len(self.clients)
         own["compute"][0] = time.perf_counter() - started
         own["stop"][0] = self.loop.stop.requested
         own["comm"][0] = self.previous_comm

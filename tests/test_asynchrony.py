@@ -105,3 +105,4 @@ def test_refused_asynchronous_combinations_say_why(overrides, message):
     with pytest.raises(ConfigError) as info:
         mpifl.job(None, mode="federated", rounds=1, **overrides)
     assert message in str(info.value)
+

@@ -103,6 +103,11 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     # how updates reach rank 0 (mpifl.stages.sums): rows by Gatherv, or an exact integer Reduce of their sums
     "server.exchange": ("auto", Choice(("auto", "gather", "reduce"))),
     "server.reduce_from": (64, Interval(int, 1, None)),
+    # two-level averaging (mpifl.hierarchy): client ranks grouped into edges by node or in fixed groups
+    "server.hierarchy": ("none", Choice(("none", "groups", "node"))),
+    "server.edge_ranks": (2, Interval(int, 1, None)),
+    "server.kappa1": (1, Interval(int, 1, None)),
+    "server.kappa2": (1, Interval(int, 1, None)),
     # server.lr, server.momentum, server.proximal_mu, ...: declared by each strategy (mpifl.strategies)
     "checkpoint.every": (0, Interval(int, 0, None)),
     # simulated Byzantine clients (mpifl.attacks), federated mode
@@ -253,6 +258,9 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
             "Set mode = \"distributed\"."
         )
     stages.check(typed, lambda key: origins.get(key, source))
+    from mpifl import hierarchy
+
+    hierarchy.check(typed, STRATEGIES[values["server.strategy"]], bool(stages.enabled(typed)))
     _check_data(values, typed, origins, source)
 
 

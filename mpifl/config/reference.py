@@ -94,6 +94,11 @@ MEANINGS: dict[str, str] = {
                        "every participant takes sums and a round has at least server.reduce_from clients",
     "server.reduce_from": "server.exchange = \"auto\": the clients a round from which the Reduce replaces the "
                           "Gatherv",
+    "server.hierarchy": "two-level averaging (HierFAVG): none; groups (server.edge_ranks client ranks to an edge); "
+                        "node (the client ranks of one node)",
+    "server.edge_ranks": "server.hierarchy = \"groups\": client ranks per edge",
+    "server.kappa1": "server.hierarchy: local rounds between two edge aggregations",
+    "server.kappa2": "server.hierarchy: edge aggregations in one cloud round (one protocol round)",
     "server.sampling": "fixed: round(fraction K) clients a round; poisson: each client with probability fraction",
     "checkpoint.every": "checkpoint every N rounds; 0 checkpoints only when stopped by a signal",
     "attack.kind": "simulated Byzantine clients (federated mode): a registered attack, or a user's AttackKind as "

@@ -57,8 +57,8 @@ class SumStage(Stage):
 
     @staticmethod
     def enabled(cfg) -> bool:
-        if cfg.mode != "federated" or cfg.server.exchange == "gather":
-            return False
+        if cfg.mode != "federated" or cfg.server.exchange == "gather" or cfg.server.hierarchy != "none":
+            return False  # (two-level averaging already sums at its edges and sends rows of edge deltas)
         return cfg.server.exchange == "reduce" or takes_sums(cfg)
 
     @classmethod
