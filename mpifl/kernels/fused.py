@@ -52,9 +52,13 @@ def _axpy4(X, acc, d, r0, r1, r2, r3, a0, a1, a2, a3):
 
 
 @inline_kernel
-def _axpy8(X, acc, d, r, a):
-    """As _axpy4 for eight rows (r, a: the block's rows and residuals)."""
-    r0, r1, r2, r3, r4, r5, r6, r7 = r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]
+def _axpy8(X, acc, d, rows, indexed, k, a):
+    """As _axpy4 for the eight rows from k (through ``rows`` when indexed; a: their residuals).  The rows are
+    named here, not read from an array, so LLVM sees consecutive rows as consecutive addresses."""
+    r0, r1, r2, r3 = (row_at(rows, indexed, k), row_at(rows, indexed, k + 1), row_at(rows, indexed, k + 2),
+                      row_at(rows, indexed, k + 3))
+    r4, r5, r6, r7 = (row_at(rows, indexed, k + 4), row_at(rows, indexed, k + 5), row_at(rows, indexed, k + 6),
+                      row_at(rows, indexed, k + 7))
     a0, a1, a2, a3, a4, a5, a6, a7 = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
     for j in range(d):
         acc[j] += ((a0 * X[r0, j] + a1 * X[r1, j]) + (a2 * X[r2, j] + a3 * X[r3, j])) + (
@@ -81,7 +85,7 @@ def _blocked(block: int):
                 at[t] = row_at(rows, indexed, k + t)
             for t in range(m):
                 s = b
-                r = at[t]
+                r = row_at(rows, indexed, k + t)
                 for j in range(d):
                     s += X[r, j] * w[j]
                 z[t] = s
@@ -94,7 +98,7 @@ def _blocked(block: int):
                 for t in range(m):
                     z[t] = _residual(kind, poly, z[t], y[at[t]], X)
                 if m == 8:
-                    _axpy8(X, acc, d, at, z)
+                    _axpy8(X, acc, d, rows, indexed, k, z)
                 elif m == 4:
                     _axpy4(X, acc, d, at[0], at[1], at[2], at[3], z[0], z[1], z[2], z[3])
                 else:
