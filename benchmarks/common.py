@@ -39,6 +39,16 @@ def alternate(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, f
     return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
 
 
+# The federated studies' setups (async_study.py, personal_study.py): FedProx's Synthetic(1,1) and digits under
+# Dirichlet(0.1), 30 clients each, softmax regression, as mpifl.run keyword overrides.
+STUDY_SETUPS = {
+    "Synthetic(1,1)": dict(data__name="fedprox_synthetic", data__fedprox_alpha=1.0, data__fedprox_beta=1.0,
+                           data__clients=30, model__kind="softmax", train__epochs=5, train__batch_size=10,
+                           train__lr=0.01),
+    "digits, Dirichlet(0.1)": dict(data__name="digits", data__partition="dirichlet", data__alpha=0.1,
+                                   data__clients=30, model__kind="softmax", train__epochs=1, train__batch_size=16,
+                                   train__lr=0.05),
+}
 RESULTS = Path(__file__).parent / "results"  # the scripts' default --out
 PUBLISHED = Path(__file__).parent.parent / "docs" / "benchmarks" / "results"  # pages the docs site includes
 

@@ -21,18 +21,12 @@ from pathlib import Path
 from mpi4py import MPI
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, markdown_table, write_results  # noqa: E402
+from common import STUDY_SETUPS, machine, markdown_table, write_results  # noqa: E402
 
 import mpifl  # noqa: E402
 
-SETUPS = {
-    "Synthetic(1,1)": dict(data__name="fedprox_synthetic", data__fedprox_alpha=1.0, data__fedprox_beta=1.0,
-                           data__clients=30, model__kind="softmax", train__epochs=5, train__batch_size=10,
-                           train__lr=0.01),
-    "digits, Dirichlet(0.1)": dict(data__name="digits", data__partition="dirichlet", data__alpha=0.1,
-                                   data__clients=30, data__client_test_fraction=0.25, model__kind="softmax",
-                                   train__epochs=1, train__batch_size=16, train__lr=0.05),
-}
+SETUPS = {**STUDY_SETUPS, "digits, Dirichlet(0.1)": {**STUDY_SETUPS["digits, Dirichlet(0.1)"],
+                                                              "data__client_test_fraction": 0.25}}
 RUNS = {
     "FedAvg": dict(server__strategy="fedavg"),
     "FedAvg+FT (2 epochs)": dict(server__strategy="fedavg", train__finetune_epochs=2),

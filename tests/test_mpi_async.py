@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-import mpifl
+from rank_counts import same_bytes_again_and_on_two_ranks
 
 COMM = MPI.COMM_WORLD
 HERE = Path(__file__).parent
@@ -30,14 +30,7 @@ COMMON = dict(mode="federated", server__mode="async", rounds=12, data__clients=1
 @pytest.mark.parametrize("name", sorted(ASYNC))
 def test_async_runs_repeat_bitwise_on_any_rank_count_and_record_the_clock(name):
     job = dict(COMMON, **ASYNC[name])
-    first = mpifl.run(None, COMM, **job)
-    again = mpifl.run(None, COMM, **job)
-    assert first.model.tobytes() == again.model.tobytes()
-    pair = COMM.Split(0 if COMM.rank < 2 else MPI.UNDEFINED, COMM.rank)
-    if pair != MPI.COMM_NULL:
-        fewer = mpifl.run(None, pair, **job)
-        pair.Free()
-        assert fewer.model.tobytes() == first.model.tobytes()
+    first = same_bytes_again_and_on_two_ranks(COMM, **job)
     if COMM.rank == 0:
         server = [h["server"] for h in first.history[1:]]
         times = [s["virtual_time"] for s in server]

@@ -8,6 +8,7 @@ import pytest
 from mpi4py import MPI
 
 import mpifl
+from rank_counts import same_bytes_again_and_on_two_ranks
 
 COMM = MPI.COMM_WORLD
 NET = {"model__kind": "cnn", "model__architecture": "custom",
@@ -27,12 +28,5 @@ def test_distributed_full_batch_gd_on_every_rank_equals_serial_gd_on_the_union()
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_a_federated_cnn_repeats_bitwise_and_gives_the_same_bytes_on_fewer_ranks(dtype):
     common = dict(rounds=3, data__clients=6, server__fraction=0.5, train__momentum=0.9, model__dtype=dtype, **NET)
-    first = mpifl.run(None, COMM, **common)
-    again = mpifl.run(None, COMM, **common)
-    assert first.model.tobytes() == again.model.tobytes()
-    pair = COMM.Split(0 if COMM.rank < 2 else MPI.UNDEFINED, COMM.rank)
-    if pair != MPI.COMM_NULL:
-        fewer = mpifl.run(None, pair, **common)
-        pair.Free()
-        assert fewer.model.tobytes() == first.model.tobytes()
+    first = same_bytes_again_and_on_two_ranks(COMM, **common)
     assert first.history[-1]["accuracy"] > first.history[0]["accuracy"]

@@ -8,6 +8,7 @@ import pytest
 from mpi4py import MPI
 
 import mpifl
+from rank_counts import same_bytes_again_and_on_two_ranks
 
 COMM = MPI.COMM_WORLD
 BASE = dict(mode="federated", rounds=4, data__clients=9, server__fraction=0.7, train__momentum=0.5)
@@ -46,14 +47,7 @@ def test_the_reduce_equals_the_gatherv_to_rounding_and_says_so(strategy, extra):
 def test_the_reduce_gives_the_same_bytes_on_any_rank_count(dtype):
     """Integer sums are exact, so the order in which ranks add them cannot show."""
     common = dict(BASE, server__exchange="reduce", server__strategy="scaffold", model__dtype=dtype)
-    first = mpifl.run(None, COMM, **common)
-    again = mpifl.run(None, COMM, **common)
-    assert first.model.tobytes() == again.model.tobytes()
-    pair = COMM.Split(0 if COMM.rank < 2 else MPI.UNDEFINED, COMM.rank)
-    if pair != MPI.COMM_NULL:
-        fewer = mpifl.run(None, pair, **common)
-        pair.Free()
-        assert fewer.model.tobytes() == first.model.tobytes()
+    same_bytes_again_and_on_two_ranks(COMM, **common)
 
 
 @pytest.mark.mpi(min_size=2)
