@@ -8,12 +8,9 @@ job with MPI_Abort, so no rank is left waiting in a collective.
 from __future__ import annotations
 
 import sys
-import time
 import traceback
 
 from mpifl.mpienv import prepare_process
-
-ABORT_GRACE_SECONDS = 0.5
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from mpi4py import MPI
 
     from mpifl import cli
+    from mpifl.agree import abort
     from mpifl.errors import EXIT_ABORTED, EXIT_USAGE, MpiflError
 
     comm = MPI.COMM_WORLD
@@ -52,15 +50,9 @@ def main(argv: list[str] | None = None) -> int:
                 kind = "error: " if exc.exit_code == EXIT_USAGE else ""
                 print(f"mpifl: {kind}{exc}", file=sys.stderr, flush=True)
             return exc.exit_code
-        print(f"mpifl: rank {rank}: error: {exc}", file=sys.stderr, flush=True)
-        time.sleep(ABORT_GRACE_SECONDS)
-        comm.Abort(exc.exit_code)
+        abort(comm, f"error: {exc}", exc.exit_code)
     except BaseException:  # noqa: BLE001 - any failure must end the job, not hang it
-        text = traceback.format_exc()
-        prefixed = "".join(f"mpifl: rank {rank}: {line}\n" for line in text.splitlines())
-        print(prefixed, file=sys.stderr, end="", flush=True)
-        time.sleep(ABORT_GRACE_SECONDS)  # let the launcher forward the message before Abort tears the job down
-        comm.Abort(EXIT_ABORTED)
+        abort(comm, traceback.format_exc(), EXIT_ABORTED)
     return EXIT_ABORTED
 
 

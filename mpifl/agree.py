@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import time
+import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -13,6 +16,34 @@ from mpifl.errors import ConfigError, DataError, MpiflError, RankCountError
 _TYPES = {cls.__name__: cls for cls in (MpiflError, ConfigError, DataError, RankCountError)}
 
 T = TypeVar("T")
+ABORT_GRACE_SECONDS = 0.5  # for the launcher to forward the message before MPI_Abort tears the job down
+
+
+def abort(comm: MPI.Comm, message: str, code: int) -> None:
+    """Print ``message`` with this rank on every line, then end the whole job: no rank is left in a collective."""
+    rank = comm.Get_rank()
+    print("".join(f"mpifl: rank {rank}: {line}\n" for line in message.splitlines()), file=sys.stderr, end="",
+          flush=True)
+    time.sleep(ABORT_GRACE_SECONDS)
+    comm.Abort(code)
+
+
+def or_abort(comm: MPI.Comm, step: Callable[[], T]) -> T:
+    """Run ``step``; an error that not every rank raised together ends the job (abort) on a communicator of
+    several ranks, where the others would wait for this one forever.  Alone, or collective, it is raised."""
+    from mpifl.errors import EXIT_ABORTED
+
+    try:
+        return step()
+    except MpiflError as exc:
+        if exc.collective or comm.Get_size() == 1:
+            raise
+        abort(comm, f"error: {exc}", exc.exit_code)
+    except Exception:  # noqa: BLE001 - any failure must end the job, not hang it
+        if comm.Get_size() == 1:
+            raise
+        abort(comm, traceback.format_exc(), EXIT_ABORTED)
+    raise AssertionError("MPI_Abort returned")
 
 
 def collectively(comm: MPI.Comm, step: Callable[[], T]) -> T:

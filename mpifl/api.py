@@ -63,6 +63,9 @@ def run(source: JobLike = None, comm=None, *, out: str | Path | None = None, res
 
     With ``out``, the run directory is written as by ``--out``; without it,
     nothing is written (and checkpoints, which need a directory, are refused).
+    An error that every rank raises together (a bad config, divergence) is
+    raised; one raised on some ranks only prints its traceback with the rank
+    and ends the job with MPI_Abort, as ``python -m mpifl`` does.
     ``strategy=``, ``aggregator=``, ``codec=``, ``model=`` ... hand over your own classes, as in ``job``.
     """
     if comm is None:
@@ -73,12 +76,13 @@ def run(source: JobLike = None, comm=None, *, out: str | Path | None = None, res
         from mpi4py import MPI
 
         comm = MPI.COMM_WORLD
-    from mpifl.agree import collectively
+    from mpifl.agree import collectively, or_abort
     from mpifl.runner import run_job
 
     cfg = collectively(comm, lambda: job(source, **overrides))
-    result = run_job(comm, cfg, Path(out) if out is not None else None, verbose=verbose, resume=resume,
-                     overwrite=overwrite, write=out is not None)
+    # an error on some ranks only (a bug, a lost file mid-run) ends the job, as under python -m mpifl: never a hang
+    result = or_abort(comm, lambda: run_job(comm, cfg, Path(out) if out is not None else None, verbose=verbose,
+                                            resume=resume, overwrite=overwrite, write=out is not None))
     return Result([r.as_json() for r in result.records], result.summary, result.theta, result.run_dir)
 
 

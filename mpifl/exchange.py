@@ -57,7 +57,8 @@ class RowExchange:
         columns = self.wire.payload.columns(self.payload[: trained.size])
         fields = {name: columns[name] if name in columns else stats[name][trained] for name in self.wire.uplink_names}
         fields.update({name: value for name, value in columns.items() if name != "delta" and name not in fields})
-        deltas = columns["delta"] if "delta" in columns else np.empty((trained.size, 0), dtype=self.wire.dtype)
+        deltas = (self.wire.whole_deltas(columns["delta"]) if "delta" in columns
+                  else np.empty((trained.size, 0), dtype=self.wire.dtype))
         results = RoundResults(clients=trained, deltas=deltas, weights=stats["weight"][trained], fields=fields,
                                round=rnd)
         return Outcome(results, float(trained.size))

@@ -60,8 +60,9 @@ CLOCK = "virtual_clock"  # server-state key: the virtual seconds so far
 
 def make_wire(strategy: type[Strategy], chain: Chain, spec: ModelSpec, blocks: list[range]) -> Wire:
     """The round's buffers for this algorithm and chain, the same on every rank; blocks[h] are client rank h+1's."""
+    shared = spec.size - spec.head_size if strategy.client.keeps_head else None
     return Wire((*strategy.downlink, *chain.downlink), (*strategy.uplink, *chain.uplink), spec.shape, spec.dtype,
-                blocks, chain.message_bytes)
+                blocks, chain.message_bytes, shared)
 
 
 def exchange_of(loop: Loop, chain: Chain, wire: Wire, blocks: list[range]):

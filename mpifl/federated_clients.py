@@ -41,10 +41,13 @@ class ClientRounds:
         self.testers = [None if c.test is None else LocalTrainer(c.test, loop.kernels, self.settings, cfg.seed, k)
                         for c, k in zip(data, clients)]
         self.half = strategy.client(strategy_params(cfg), spec.shape, spec.dtype)
+        if self.half.keeps_head:
+            self.half.head = slice(spec.size - spec.head_size, spec.size)
         self.states = {name: np.zeros((len(clients), *spec.shape), dtype=spec.dtype) for name in self.half.state}
         self.restore(loop.checkpoints.local)
         # where a delta is made: its payload row, or scratch when a stage sends it in another form (a message, a mask)
-        self.update = spec.zeros() if chain.takes_delta else None
+        # or only its body travels
+        self.update = spec.zeros() if chain.takes_delta or self.wire.shared is not None else None
         self.unused = np.empty(0)  # the receive side of a Gatherv, ignored off the root
         self.downlink = self.wire.downlink_buffer()
         self.down = self.wire.downlink_views(self.downlink)
@@ -121,7 +124,7 @@ class ClientRounds:
         if tester is not None:
             mine["test_loss"][0], mine["test_correct"][0] = tester.evaluate(self.theta)
             mine["test_rows"][0] = tester.shard.n
-            own = self.half.personal_model({name: value[j] for name, value in self.states.items()})
+            own = self.half.personal_model(self.theta, {name: value[j] for name, value in self.states.items()})
             if own is not None:
                 mine["personal_correct"][0] = tester.evaluate(own)[1]
             else:
@@ -144,9 +147,13 @@ class ClientRounds:
         own_state = {name: value[j] for name, value in self.states.items()}
         delta = out["delta"] if self.update is None else self.update
         start = trainer.evaluate(theta)[0] / trainer.shard.n if self.half.wants_loss else None
-        delta[...] = theta
-        steps = trainer.train(delta, it, epochs, self.half.objective(theta, self.down, own_state))
+        self.half.start(theta, own_state, delta)
+        hook = self.half.objective(theta, self.down, own_state)
+        steps = sum(trainer.train(delta, it, n, hook, part) for n, part in self.half.phases(epochs))
+        self.half.keep(delta, own_state)
         delta -= theta
+        if self.wire.shared is not None:  # only the body travels; the head's delta stays here
+            out["delta"][...] = delta.reshape(-1)[: self.wire.shared]
         run = LocalRun(steps, self.settings.lr, self.settings.momentum, start)
         own = self.half.personal(theta, own_state)
         if own is not None:  # a personal model (Ditto), trained on the same rows; its own momentum starts at 0

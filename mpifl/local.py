@@ -71,18 +71,21 @@ class LocalTrainer:
         """Local SGD steps taken in ``epochs`` epochs (the last batch of an epoch may be short)."""
         return epochs * -(-self.shard.n // self.batch_size())
 
-    def train(self, theta: np.ndarray, rnd: int, epochs: int | None = None, hook=None) -> int:
+    def train(self, theta: np.ndarray, rnd: int, epochs: int | None = None, hook=None,
+              trainable: slice | None = None) -> int:
         """Run local epochs (the configured number by default) on theta in place; returns the steps taken.
 
         ``hook`` is the local objective's (anchor, mu, correction); see
-        mpifl.kernels.drivers.objective_hook.
+        mpifl.kernels.drivers.objective_hook.  ``trainable`` is the slice of
+        the flat theta that trains (None: all of it); the rest stays frozen.
         """
         s = self.settings
         epochs = s.epochs if epochs is None else epochs
+        part = {} if trainable is None else {"trainable": trainable}  # a kind's own kernels may train only whole
         for rows in self.orders(rnd, epochs):
             self.kernels.sgd_epoch(
                 self.shard.X, self.shard.y, theta, self.velocity, self._grad,
-                rows, self.batch_size(), s.lr, s.momentum, s.l2, hook,
+                rows, self.batch_size(), s.lr, s.momentum, s.l2, hook, **part,
             )
         return self.steps(epochs)
 

@@ -111,6 +111,13 @@ class ModelSpec:
     def is_classifier(self) -> bool:
         return self.link != "linear"
 
+    @property
+    def head_size(self) -> int:
+        """Values at the end of theta that form the output layer (the head FedRep and FedPer keep per client)."""
+        from mpifl.models import MODELS
+
+        return MODELS[self.kind].head_size(self)
+
     def zeros(self) -> np.ndarray:
         return np.zeros(self.shape, dtype=self.dtype)
 

@@ -12,7 +12,9 @@ loops in mpifl.federated move bytes without knowing what they mean:
 - **payload**, one ``Gatherv`` row per client that trained, in the model's
   dtype: ``[delta | declared model-sized uplink fields]``; with uplink
   compression, delta's place is taken by its encoded ``message``, whose bytes
-  fill as many model-dtype values as they need (mpifl.compression).
+  fill as many model-dtype values as they need (mpifl.compression); when the
+  clients keep their own head (FedRep, FedPer), delta is only the body's part,
+  its first ``shared`` values.
 - **stats**, one ``Gatherv`` of float64 from every client rank, every round:
   per hosted client the built-in statistics and the declared float64 uplink
   fields, then per rank its compute time, stop flag and last comm time.
@@ -116,20 +118,24 @@ class Wire:
 
     Built from the algorithm's declared fields, the model's shape and dtype,
     which client rank hosts which clients (``blocks``, one range per client
-    rank), and the size of a compressed delta's message (0: no compression).
-    Nothing here communicates.
+    rank), the size of a compressed delta's message (0: no compression), and
+    how many leading values of delta travel (None: all; FedRep and FedPer send
+    the body only).  Nothing here communicates.
     """
 
     def __init__(
         self, downlink: Sequence[Field], uplink: Sequence[Field], shape: tuple[int, ...], dtype: np.dtype,
-        blocks: Sequence[range], message_bytes: int = 0,
+        blocks: Sequence[range], message_bytes: int = 0, shared: int | None = None,
     ):
         check_declaration("this algorithm", downlink, uplink)
         self.dtype = np.dtype(dtype)
         self.blocks = list(blocks)
         self.n_clients = sum(len(b) for b in self.blocks)
+        self.shape = shape
+        self.shared = shared if shared is not None and shared < int(np.prod(shape)) else None
         self.down = Layout((THETA, *downlink), shape)
-        update = DELTA if not message_bytes else Field(MESSAGE, -(-message_bytes // self.dtype.itemsize))
+        update = DELTA if self.shared is None else Field(DELTA.name, self.shared)
+        update = update if not message_bytes else Field(MESSAGE, -(-message_bytes // self.dtype.itemsize))
         self.payload = Layout((update, *(f for f in uplink if f.dtype == MODEL)), shape)
         self.uncompressed_payload = Layout((DELTA, *(f for f in uplink if f.dtype == MODEL)), shape)
         # the payload fields beyond the delta, in order: what secure aggregation sums besides it
@@ -161,6 +167,16 @@ class Wire:
         return views
 
     # -- payload: one row per client that trained -------------------------------------------------------------
+
+    def whole_deltas(self, deltas: np.ndarray) -> np.ndarray:
+        """The payload's deltas (m, *shape), or (m, shared) when only the body travels, as (m, *shape): a head
+        that never travelled has a zero delta."""
+        if self.shared is None:
+            return deltas
+        m = deltas.shape[0]
+        whole = np.zeros((m, *self.shape), dtype=deltas.dtype)
+        whole.reshape(m, int(np.prod(self.shape)))[:, : self.shared] = deltas
+        return whole
 
     def payload_buffer(self, rows: int) -> np.ndarray:
         return np.zeros((rows, self.payload.width), dtype=self.dtype)  # zeros: a message's padding is defined

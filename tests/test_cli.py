@@ -81,12 +81,15 @@ def test_unknown_key_in_a_job_file(tmp_path):
     assert proc.returncode == 2 and "Unknown key 'train.learnig_rate' in job.toml" in proc.stderr
 
 
-def test_a_failing_rank_aborts_the_whole_job_quickly(tmp_path):
+@pytest.mark.parametrize("how", [("--out", "out"), ("--api",), ("--api", "--rank", "0")],
+                         ids=["command line, a client", "mpifl.run, a client", "mpifl.run, the server"])
+def test_a_failing_rank_aborts_the_whole_job_quickly(tmp_path, how):
+    rank = how[-1] if "--rank" in how else "2"
     started = time.monotonic()
-    proc = mpirun(4, str(HERE / "fail_one_rank.py"), "--out", "out", cwd=tmp_path, timeout=60)
+    proc = mpirun(4, str(HERE / "fail_one_rank.py"), *how, cwd=tmp_path, timeout=60)
     elapsed = time.monotonic() - started
     assert proc.returncode != 0
-    assert "rank 2" in proc.stderr and "injected failure on a client" in proc.stderr
+    assert f"mpifl: rank {rank}: " in proc.stderr and f"injected failure on rank {rank}" in proc.stderr
     assert elapsed < 30
 
 

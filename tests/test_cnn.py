@@ -79,10 +79,18 @@ def test_the_gradient_matches_finite_differences_and_the_loss_the_numpy_network(
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-6)
 
 
-def test_an_sgd_epoch_is_the_mean_gradient_step_with_l2_and_the_hook():
+@pytest.mark.parametrize("part", ["all", "body", "head"])
+def test_an_sgd_epoch_is_the_mean_gradient_step_with_l2_and_the_hook(part):
+    """Every value, or only the body's or the output layer's (FedRep's phases): the rest stays put."""
+    from mpifl.models.cnn import Cnn
+
     spec = small("softmax")
     kernels = ModelKernels(spec)
     theta, X, y = problem(spec, 6)
+    head = spec.size - Cnn.head_size(spec)
+    trainable = {"all": None, "body": slice(0, head), "head": slice(head, spec.size)}[part]
+    trained = np.zeros(spec.size, dtype=bool)
+    trained[trainable or slice(None)] = True
     anchor, correction = theta + 0.1, 0.01 * RNG.standard_normal(spec.shape)
     expected, velocity = theta.copy(), spec.zeros()
     mask = spec.penalised()
@@ -91,11 +99,13 @@ def test_an_sgd_epoch_is_the_mean_gradient_step_with_l2_and_the_hook():
         grad = spec.zeros()
         kernels.full_gradient_sum(X[rows], y[rows], expected, grad)
         g = grad / rows.size + 0.01 * mask * expected + 0.5 * (expected - anchor) + correction
-        velocity = 0.9 * velocity + g
-        expected -= 0.1 * velocity
+        velocity = np.where(trained, 0.9 * velocity + g, velocity)
+        expected = np.where(trained, expected - 0.1 * velocity, expected)
     got, got_velocity = theta.copy(), spec.zeros()
-    kernels.sgd_epoch(X, y, got, got_velocity, spec.zeros(), order, 4, 0.1, 0.9, 0.01, (anchor, 0.5, correction))
+    kernels.sgd_epoch(X, y, got, got_velocity, spec.zeros(), order, 4, 0.1, 0.9, 0.01, (anchor, 0.5, correction),
+                      trainable)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+    assert got[~trained].tobytes() == theta[~trained].tobytes()
 
 
 def test_float32_follows_float64():

@@ -74,7 +74,9 @@ def test_gradient_matches_finite_differences(kind, activation):
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-4)])
 @pytest.mark.parametrize("batch", [1, 10, 16, 50])
-def test_an_sgd_epoch_matches_numpy_steps_with_momentum_l2_and_the_hook(dtype, rtol, batch):
+@pytest.mark.parametrize("part", ["all", "body", "head"])
+def test_an_sgd_epoch_matches_numpy_steps_with_momentum_l2_and_the_hook(dtype, rtol, batch, part):
+    """Every value, or only the body's or the head's (FedRep's phases): the rest and its velocity stay put."""
     layout, X, y, theta = problem("softmax", dtype, rows=53)
     sgd_epoch, _, _, _, _ = calls("softmax", "tanh")
     rng = np.random.default_rng(2)
@@ -82,19 +84,26 @@ def test_an_sgd_epoch_matches_numpy_steps_with_momentum_l2_and_the_hook(dtype, r
     anchor = (theta + 0.01).astype(dtype)
     correction = (0.001 * rng.standard_normal(layout.size)).astype(dtype)
     lr, momentum, l2, mu = 0.1, 0.9, 1e-3, 0.05
+    head = int(layout.offsets[-1, 0])
+    lo, hi = {"all": (0, layout.size), "body": (0, head), "head": (head, layout.size)}[part]
     buffers = MlpBuffers.allocate(layout, batch, dtype)
-    mine, velocity, grad = theta.copy(), np.zeros(layout.size, dtype), np.zeros(layout.size, dtype)
+    start_velocity = (0.01 * rng.standard_normal(layout.size)).astype(dtype)
+    mine, velocity, grad = theta.copy(), start_velocity.copy(), np.zeros(layout.size, dtype)
     sgd_epoch(mine, layout.offsets, np.array(layout.widths), X, y, velocity, grad, buffers.A, buffers.D, buffers.G,
-              buffers.E, order, batch, lr, momentum, l2, anchor, mu, correction)
-    want, want_velocity = theta.astype(np.float64), np.zeros(layout.size)
+              buffers.E, order, batch, lr, momentum, l2, anchor, mu, correction, lo, hi)
+    want, want_velocity = theta.astype(np.float64), start_velocity.astype(np.float64)
     penalised = layout.penalised()
+    trained = np.zeros(layout.size, dtype=bool)
+    trained[lo:hi] = True
     for s in range(0, 53, batch):
         rows = order[s:s + batch]
         _, g = naive.mlp_loss_and_grad_sum(layout, "tanh", "softmax", X[rows], y[rows], want)
         g = g / len(rows) + l2 * want * penalised + mu * (want - anchor) + correction
-        want_velocity = momentum * want_velocity + g
-        want = want - lr * want_velocity
+        want_velocity = np.where(trained, momentum * want_velocity + g, want_velocity)
+        want = np.where(trained, want - lr * want_velocity, want)
     np.testing.assert_allclose(mine, want, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(velocity, want_velocity, rtol=rtol, atol=rtol)
+    assert mine[~trained].tobytes() == theta[~trained].tobytes()  # frozen exactly
 
 
 def test_the_layout_is_views_into_one_vector_and_l2_spares_the_biases():

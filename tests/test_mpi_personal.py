@@ -89,9 +89,99 @@ def test_ditto_equals_its_serial_reference_and_its_personal_models_never_travel(
         assert [h["uplink_bytes"] for h in ditto.history] == [h["uplink_bytes"] for h in fedavg.history]
 
 
+def head_reference(cfg, k: int, strategy: str) -> tuple[dict, np.ndarray]:
+    """FedPer and FedRep from their papers, serially, in NumPy: a sampled client trains from the global body with its
+    own head (the global head the first time): FedPer body and head together for its epochs; FedRep the head alone
+    for head_epochs, then the body alone for its epochs.  Its head stays with it; the server takes the weighted mean
+    of the bodies' deltas, and its own head never changes.  Each client's heavy-ball velocity is its own, across
+    rounds, and only the part in training moves.  Returns (spread of personal accuracy, final theta)."""
+    import naive
+    from mpifl.data.shards import model_spec, resolve, with_client_tests
+    from mpifl.kernels import ModelKernels
+    from mpifl.local import LocalSettings, LocalTrainer
+    from mpifl.round_records import spread
+    from mpifl.strategies.sampling import round_plan
+
+    spec, settings = model_spec(cfg), LocalSettings.from_config(cfg)
+    layout, link = spec.layout, spec.link
+    data = with_client_tests(resolve(cfg).clients(range(k), k), range(k), cfg.data.client_test_fraction, cfg.seed)
+    orders = [LocalTrainer(d.train, ModelKernels(spec), settings, cfg.seed, c) for c, d in enumerate(data)]
+    size, split = layout.size, int(layout.offsets[-1, 0])  # the output layer's weights start the head
+    penalised = layout.penalised()
+    theta = spec.initial(cfg.seed).astype(np.float64)
+    start_head = theta[split:].copy()
+    heads, velocity = [None] * k, [np.zeros(size) for _ in range(k)]
+
+    def sgd(c, model, rnd, epochs, lo, hi):
+        trained = np.zeros(size, dtype=bool)
+        trained[lo:hi] = True
+        X, y = data[c].train.X, data[c].train.y
+        for order in orders[c].orders(rnd, epochs):
+            for s in range(0, order.size, settings.batch_size or order.size):
+                rows = order[s:s + (settings.batch_size or order.size)]
+                _, g = naive.mlp_loss_and_grad_sum(layout, spec.activation, link, X[rows], y[rows], model)
+                g = g / rows.size + settings.l2 * model * penalised
+                velocity[c] = np.where(trained, settings.momentum * velocity[c] + g, velocity[c])
+                model = np.where(trained, model - settings.lr * velocity[c], model)
+        return model
+
+    for rnd in range(1, cfg.rounds + 1):
+        epochs = round_plan(cfg.seed, rnd, k, cfg.server.fraction, cfg.train.epochs, 0.0, False)
+        deltas, sizes = [], []
+        for c in np.flatnonzero(epochs):
+            model = theta.copy()
+            if heads[c] is not None:
+                model[split:] = heads[c]
+            if strategy == "fedrep":
+                model = sgd(c, model, rnd, cfg.server.head_epochs, split, size)
+                model = sgd(c, model, rnd, int(epochs[c]), 0, split)
+            else:
+                model = sgd(c, model, rnd, int(epochs[c]), 0, size)
+            heads[c] = model[split:].copy()
+            deltas.append(model[:split] - theta[:split])
+            sizes.append(data[c].train.n)
+        p = np.array(sizes, dtype=np.float64) / sum(sizes)
+        theta[:split] += sum(pk * dk for pk, dk in zip(p, deltas))
+    assert theta[split:].tobytes() == start_head.tobytes()
+    kernels, accuracy = ModelKernels(spec), []
+    for c, d in enumerate(data):
+        model = theta.copy()
+        if heads[c] is not None:
+            model[split:] = heads[c]
+        accuracy.append(kernels.evaluate_sums(d.test.X, d.test.y, model)[1] / d.test.n)
+    return spread(np.array(accuracy)), theta
+
+
 @pytest.mark.mpi(min_size=2)
-def test_a_killed_ditto_run_resumes_to_the_same_bytes_and_personal_accuracy(tmp_path_factory):
-    """The personal models are client state in each rank's checkpoint file."""
+@pytest.mark.parametrize("strategy", ["fedper", "fedrep"])
+def test_fedper_and_fedrep_equal_their_serial_reference_and_only_the_body_travels(strategy):
+    from mpifl import config
+    from mpifl.data.shards import model_spec
+    from rank_counts import same_bytes_again_and_on_two_ranks
+
+    k = 2 * (COMM.size - 1)
+    common = dict(mode="federated", rounds=3, data__clients=k, data__alpha=0.1, data__client_test_fraction=0.25,
+                  server__fraction=0.75, train__epochs=1, train__momentum=0.5, model__kind="mlp", model__hidden=[8])
+    own = {"server__strategy": strategy, **({"server__head_epochs": 2} if strategy == "fedrep" else {})}
+    got = same_bytes_again_and_on_two_ranks(COMM, **common, **own)
+    fedavg = mpifl.run(None, COMM, **common)
+    if COMM.rank == 0:
+        cfg = config.load(overrides=[f"{key.replace('__', '.')}={value}" for key, value in {**common, **own}.items()])
+        expected, theta = head_reference(cfg, k, strategy)
+        np.testing.assert_allclose(got.model, theta, rtol=1e-9, atol=1e-12)
+        assert got.history[-1]["personal"] == pytest.approx(expected, abs=1e-12)
+        spec = model_spec(cfg)
+        head = spec.head_size
+        assert got.model[-head:].tobytes() == spec.initial(cfg.seed)[-head:].tobytes()  # no head reached the server
+        shorter = [theirs["uplink_bytes"] - mine["uplink_bytes"] for mine, theirs in zip(got.history, fedavg.history)]
+        assert shorter == [(mine["participants"] or 0) * head * 8 for mine in got.history]  # a row per trained client
+        assert sum(shorter) > 0
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("strategy", ["ditto", "fedrep"])
+def test_a_killed_personal_run_resumes_to_the_same_bytes_and_personal_accuracy(tmp_path_factory, strategy):
+    """The personal models (Ditto) and heads (FedRep) are client state in each rank's checkpoint file."""
     import json
     import os
     import shutil
@@ -101,9 +191,11 @@ def test_a_killed_ditto_run_resumes_to_the_same_bytes_and_personal_accuracy(tmp_
 
     if COMM.rank != 0:
         return
-    tmp, here = tmp_path_factory.mktemp("ditto"), Path(__file__).parent
-    sets = ["server.strategy=ditto", "rounds=12", "checkpoint.every=4", "data.clients=6", "data.alpha=0.1",
+    tmp, here = tmp_path_factory.mktemp(strategy), Path(__file__).parent
+    sets = [f"server.strategy={strategy}", "rounds=12", "checkpoint.every=4", "data.clients=6", "data.alpha=0.1",
             "data.client_test_fraction=0.25", "server.fraction=0.5", "train.momentum=0.5"]
+    if strategy == "fedrep":
+        sets += ["model.kind=mlp", "model.hidden=[16]", "server.head_epochs=3"]
     common = [arg for s in sets for arg in ("--set", s)] + ["--quiet"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI", "MPI_", "HYDRA", "OMPI"))}
 

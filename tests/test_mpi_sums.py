@@ -59,3 +59,20 @@ def test_auto_reduces_from_reduce_from_clients_a_round_and_gathers_below():
         assert small.summary["exchange"] == "gather" and large.summary["exchange"] == "reduce"
         assert robust.summary["exchange"] == "gather"
 
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("extra", [{}, {"secagg__plus": True, "secagg__neighbours": 2, "secagg__dropout": 0.2}],
+                         ids=["secagg", "secagg+ with dropouts"])
+def test_secure_aggregation_reduces_its_masked_inputs_to_the_same_bytes(extra):
+    """The ring sum of the masked inputs is the same whether the server adds gathered rows or a Reduce adds them."""
+    common = dict(BASE, secagg__enabled=True, **extra)
+    rows = mpifl.run(None, COMM, server__exchange="gather", **common)
+    sums = same_bytes_again_and_on_two_ranks(COMM, server__exchange="reduce", **common)
+    auto = mpifl.run(None, COMM, server__reduce_from=5, **common)
+    assert sums.model.tobytes() == rows.model.tobytes() == auto.model.tobytes()
+    assert not np.array_equal(rows.model, np.zeros_like(rows.model))
+    if COMM.rank == 0:
+        assert [r.summary["exchange"] for r in (rows, sums, auto)] == ["secagg", "secagg-reduce", "secagg-reduce"]
+        if COMM.size > 2:  # several client ranks: each sends one vector instead of a row per surviving client
+            assert sum(h["uplink_bytes"] for h in sums.history) < sum(h["uplink_bytes"] for h in rows.history)

@@ -56,3 +56,38 @@ def test_qfedavg_follows_the_papers_update_and_is_the_unweighted_mean_at_q_0():
     new, said = qfedavg(q, 0.1).aggregate(1, theta, results)
     np.testing.assert_allclose(new, expected, rtol=1e-12)
     assert said["max_client_loss"] == 2.0
+
+
+MLP = {"model__kind": "mlp", "model__hidden": [16]}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"server__strategy": "fedrep"}, "model.kind 'softmax' (in <defaults>) has no layers below its output layer"),
+    ({"server__strategy": "fedper", "model__kind": "mlp", "model__hidden": []}, "model.kind 'mlp'"),
+    ({"server__strategy": "fedper", "model__kind": "cnn", "model__architecture": "custom"}, "model.kind 'cnn'"),
+    ({"server__strategy": "fedrep", **MLP, "privacy__noise_multiplier": 1.0},
+     "acts on each client's whole update, but server.strategy 'fedrep' sends only the body of each update"),
+    ({"server__strategy": "fedper", **MLP, "compress__uplink": "topk"}, "server.strategy 'fedper' sends only the body"),
+    ({"server__strategy": "fedper", **MLP, "secagg__enabled": True}, "server.strategy 'fedper' sends only the body"),
+    ({"server__strategy": "fedrep", **MLP, "server__exchange": "reduce"},
+     "sends only the body of each update (each client's head stays on its rank)"),
+    ({"server__strategy": "fedrep", **MLP, "server__hierarchy": "groups"}, "whose clients keep no state"),
+    ({"server__strategy": "fedrep", **MLP, "server__head_epochs": 0}, "server.head_epochs"),
+])
+def test_fedrep_and_fedper_refuse_what_they_cannot_run_and_say_why(overrides, message):
+    import mpifl
+    from mpifl.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        mpifl.job(None, mode="federated", **overrides)
+    assert message in str(info.value)
+
+
+def test_automatic_reduce_stays_off_when_only_the_body_travels():
+    """From server.reduce_from clients a round the exchange would sum; the body-only rows keep the Gatherv."""
+    import mpifl
+    from mpifl.stages.sums import SumStage
+
+    wide = dict(mode="federated", data__clients=80, server__reduce_from=2)
+    assert SumStage.enabled(mpifl.job(None, **wide))
+    assert not SumStage.enabled(mpifl.job(None, **wide, server__strategy="fedper", **MLP))

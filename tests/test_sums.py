@@ -39,7 +39,6 @@ def test_a_block_of_zeros_stays_zero():
     ({"server__aggregator": "krum"}, "needs the individual updates, but server.exchange \"reduce\" adds the updates"),
     ({"server__strategy": "fednova"}, "needs each client's own update"),
     ({"compress__uplink": "topk"}, "server.exchange \"reduce\""),
-    ({"secagg__enabled": True}, "secure aggregation brings its own exchange"),
 ])
 def test_the_reduce_refuses_what_needs_rows_naming_both_keys(overrides, message):
     with pytest.raises(ConfigError) as info:

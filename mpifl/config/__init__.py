@@ -258,6 +258,7 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
             "Set mode = \"distributed\"."
         )
     stages.check(typed, lambda key: origins.get(key, source))
+    _check_head(typed, origins, source)
     from mpifl import hierarchy
 
     hierarchy.check(typed, STRATEGIES[values["server.strategy"]], bool(stages.enabled(typed)))
@@ -348,6 +349,17 @@ def _check_strategy(values: dict[str, Any], origins: dict[str, str], source: str
         for key in ("train.stragglers", "server.drop_stragglers"):
             if key in origins and values[key]:
                 raise ConfigError(f"The '{key}' parameter in {origins[key]} applies to federated mode only.")
+
+
+def _check_head(typed: Config, origins: dict[str, str], source: str) -> None:
+    """A strategy whose clients keep their own head (FedRep, FedPer) needs a model with layers below its head."""
+    name, kind = typed.server.strategy, typed.model.kind
+    if STRATEGIES[name].client.keeps_head and not MODELS[kind].has_body(typed):
+        raise ConfigError(
+            f"The 'server.strategy' parameter in {origins.get('server.strategy', source)} is {name!r}, which shares "
+            f"a model's body and keeps each client's output layer (its head) on the client, but model.kind {kind!r} "
+            f"(in {origins.get('model.kind', source)}) has no layers below its output layer. Use model.kind = "
+            "\"mlp\" with hidden layers or \"cnn\".")
 
 
 def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:

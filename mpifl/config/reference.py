@@ -73,6 +73,7 @@ MEANINGS: dict[str, str] = {
     "server.mixing": "fedasync: alpha, the weight of an update of staleness 0",
     "server.q": "qfedavg: q of the q-FFL objective (0: the unweighted mean of the updates)",
     "server.personal_lambda": "ditto: lambda, the pull of each personal model toward the global one",
+    "server.head_epochs": "fedrep: local epochs on the client's own head (body frozen) before its epochs on the body",
     "clients.speed": "simulated client speeds: uniform (every client at the medians), lognormal, or trace (a CSV)",
     "clients.seconds_per_example": "the median compute speed, seconds per example",
     "clients.speed_sigma": "lognormal: the spread of the compute speeds (sigma of the log)",
@@ -90,8 +91,9 @@ MEANINGS: dict[str, str] = {
     "server.robust_iterations": "geomed: Weiszfeld steps; centered_clip: clipping iterations",
     "server.radius": "centered_clip: τ; norm_bound: the norm bound M",
     "server.exchange": "gather: one row per client to rank 0 (Gatherv); reduce: client ranks add their clients' "
-                       "updates and an exact fixed-point Reduce sums them (sum-only rounds); auto: reduce when "
-                       "every participant takes sums and a round has at least server.reduce_from clients",
+                       "updates and an exact fixed-point Reduce sums them (sum-only rounds; with secure aggregation, "
+                       "the masked inputs' ring sum); auto: reduce when every participant takes sums and a round has "
+                       "at least server.reduce_from clients",
     "server.reduce_from": "server.exchange = \"auto\": the clients a round from which the Reduce replaces the "
                           "Gatherv",
     "server.hierarchy": "two-level averaging (HierFAVG): none; groups (server.edge_ranks client ranks to an edge); "

@@ -28,3 +28,12 @@ class ModelKernels:
 
 def is_csr(X) -> bool:
     return hasattr(X, "indptr")
+
+
+def trained_range(trainable: slice | None, size: int) -> tuple[int, int]:
+    """(lo, hi) of the values an SGD step trains: all of theta, or the contiguous slice ``trainable`` (the rest is
+    frozen: FedRep trains its head and its body in turn)."""
+    lo, hi, stride = (trainable or slice(None)).indices(size)
+    if stride != 1:
+        raise ValueError(f"A trained part of theta is one contiguous slice; got {trainable}.")
+    return lo, hi

@@ -212,11 +212,12 @@ def rows_loss_grad(theta, X, y, order, start, stop, grad, A, D, arg, cols, mat, 
 
 
 @kernel
-def step(theta, velocity, grad, count, lr, momentum, l2, mask, anchor, mu, correction):
+def step(theta, velocity, grad, count, lr, momentum, l2, mask, anchor, mu, correction, lo, hi):
     """One mini-batch step from a summed gradient over ``count`` rows: the mean, l2 on the weights (``mask``),
-    the local objective's hook (FedProx's mu (theta - anchor), SCAFFOLD's correction), heavy-ball momentum."""
+    the local objective's hook (FedProx's mu (theta - anchor), SCAFFOLD's correction), heavy-ball momentum;
+    on theta[lo:hi] only, the rest frozen."""
     inv = 1.0 / count if count > 0 else 0.0
-    for p in range(theta.shape[0]):
+    for p in range(lo, hi):
         g = grad[p] * inv + l2 * mask[p] * theta[p]
         if mu != 0.0:
             g += mu * (theta[p] - anchor[p])
@@ -231,15 +232,15 @@ def step(theta, velocity, grad, count, lr, momentum, l2, mask, anchor, mu, corre
 
 @kernel
 def sgd_epoch(theta, velocity, grad, X, y, order, batch_size, lr, momentum, l2, mask, anchor, mu, correction,
-              A, D, arg, cols, mat, wbuf, prog, poff, aoff, link, chunk):
-    """One epoch of mini-batch SGD over rows in ``order``, updating theta in place."""
+              A, D, arg, cols, mat, wbuf, prog, poff, aoff, link, chunk, lo, hi):
+    """One epoch of mini-batch SGD over rows in ``order``, updating theta[lo:hi] in place."""
     n = order.shape[0]
     for s in range(0, n, batch_size):
         e = min(n, s + batch_size)
         grad[:] = 0.0
         rows_loss_grad(theta, X, y, order, s, e, grad, A, D, arg, cols, mat, wbuf, prog, poff, aoff, link, True,
                        chunk)
-        step(theta, velocity, grad, e - s, lr, momentum, l2, mask, anchor, mu, correction)
+        step(theta, velocity, grad, e - s, lr, momentum, l2, mask, anchor, mu, correction, lo, hi)
 
 
 def workspace(prog: np.ndarray, aoff: np.ndarray, chunk: int) -> tuple[int, int, int, int]:

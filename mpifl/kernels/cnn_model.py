@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mpifl.kernels import cnn
-from mpifl.kernels.base import ModelKernels, is_csr
+from mpifl.kernels.base import ModelKernels, is_csr, trained_range
 from mpifl.kernels.variants import Selection
 from mpifl.links import KIND_CODES
 
@@ -69,13 +69,13 @@ class CnnKernels(ModelKernels):
         loss, _ = self._sums(X, y, theta, order, start, stop, grad, True)
         return float(loss) if want_loss else 0.0
 
-    def sgd_epoch(self, X, y, theta, velocity, grad, order, batch_size, lr, momentum, l2, hook=None):
+    def sgd_epoch(self, X, y, theta, velocity, grad, order, batch_size, lr, momentum, l2, hook=None, trainable=None):
         anchor, mu, correction = hook if hook is not None else (theta, 0.0, self._no_correction)
         if correction is None:
             correction = self._no_correction
         cnn.sgd_epoch(theta, velocity, grad, X, y, order, batch_size, lr, momentum, l2, self.mask, anchor, mu,
                       correction.reshape(-1), self.A, self.D, self.arg, self.cols, self.mat, self.wbuf, self.prog,
-                      self.poff, self.aoff, self.link, self.chunk)
+                      self.poff, self.aoff, self.link, self.chunk, *trained_range(trainable, theta.size))
 
     def evaluate_sums(self, X, y, theta) -> tuple[float, int]:
         loss, correct = self._sums(X, y, theta, self._no_rows, 0, X.shape[0], self.D, False)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mpifl.kernels.base import ModelKernels, is_csr
+from mpifl.kernels.base import ModelKernels, is_csr, trained_range
 from mpifl.kernels.drivers import add_l2_and_scale, l2_penalty
 from mpifl.kernels.entries import entry_points
 from mpifl.kernels.losses import CHUNK
@@ -70,12 +70,15 @@ class LinearKernels(ModelKernels):
             )
         return self._dense_batch.batch_gradient(X, y, theta, order, start, stop, grad, self._Z, self._E, want_loss)
 
-    def sgd_epoch(self, X, y, theta, velocity, grad, order, batch_size, lr, momentum, l2, hook=None):
+    def sgd_epoch(self, X, y, theta, velocity, grad, order, batch_size, lr, momentum, l2, hook=None, trainable=None):
         """One local epoch of mini-batch SGD over rows in ``order``, updating theta in place.
 
         ``hook`` is the local objective's (anchor, mu, correction), or None for
-        the plain loss; see mpifl.kernels.drivers.objective_hook.
+        the plain loss; see mpifl.kernels.drivers.objective_hook.  A linear
+        model is one layer, so it trains whole (``trainable`` is None).
         """
+        if trained_range(trainable, theta.size) != (0, theta.size):
+            raise ValueError("A linear model has one layer: it has no part to freeze.")
         anchor, mu, correction = hook if hook is not None else (theta, 0.0, self._no_correction)
         if correction is None:
             correction = self._no_correction

@@ -249,34 +249,35 @@ def backward(theta, offsets, widths, activation, X, rows, indexed, s, A, m, D, G
 
 
 @kernel
-def flat_sgd_step(grad, theta, velocity, count, lr, momentum, l2, offsets, anchor, mu, correction):
-    """Summed gradient -> mean + l2 on the weights + the objective hook; then heavy-ball SGD on theta.
+def flat_sgd_step(grad, theta, velocity, count, lr, momentum, l2, offsets, anchor, mu, correction, lo, hi):
+    """Summed gradient -> mean + l2 on the weights + the objective hook; then heavy-ball SGD on theta[lo:hi].
 
     The hook is the round protocol's (anchor, mu, correction), as in
-    drivers.objective_hook: mu = 0 and an empty correction skip it.
+    drivers.objective_hook: mu = 0 and an empty correction skip it.  Values
+    outside [lo, hi) are frozen: neither they nor their velocity change
+    (FedRep trains its head and its body in turn).
     """
     inv = theta.dtype.type(1.0 / count if count > 0 else 0.0)  # in the parameters' precision: twice the lanes
-    P = theta.shape[0]
     if count != 1:
-        for i in range(P):
+        for i in range(lo, hi):
             grad[i] *= inv
     if l2 != 0.0:
         for layer in range(offsets.shape[0]):
-            for i in range(offsets[layer, 0], offsets[layer, 1]):
+            for i in range(max(lo, offsets[layer, 0]), min(hi, offsets[layer, 1])):
                 grad[i] += l2 * theta[i]
     if mu != 0.0:
-        for i in range(P):
+        for i in range(lo, hi):
             grad[i] += mu * (theta[i] - anchor[i])
     if correction.size != 0:
-        for i in range(P):
+        for i in range(lo, hi):
             grad[i] += correction[i]
     if momentum != 0.0:
-        for i in range(P):
+        for i in range(lo, hi):
             velocity[i] = momentum * velocity[i] + grad[i]
             theta[i] -= lr * velocity[i]
     else:
         rate = theta.dtype.type(lr)
-        for i in range(P):
+        for i in range(lo, hi):
             theta[i] -= rate * grad[i]
 
 
@@ -316,8 +317,9 @@ def mlp_entries(kind: int, activation: int, variant: int):
 
     @kernel
     def sgd_epoch(theta, offsets, widths, X, y, velocity, grad, A, D, G, E, order, batch_size, lr, momentum, l2,
-                  anchor, mu, correction):
-        """One epoch of mini-batch SGD in the given row order: one forward, backward and update per batch."""
+                  anchor, mu, correction, lo, hi):
+        """One epoch of mini-batch SGD in the given row order: one forward, backward and update per batch; only
+        theta[lo:hi] is trained."""
         n = order.shape[0]
         C = widths[widths.shape[0] - 1]
         indexed = is_indexed(order)
@@ -327,7 +329,7 @@ def mlp_entries(kind: int, activation: int, variant: int):
             _residuals(kind, variant, activation, theta, offsets, widths, X, y, order, indexed, s, m, A, D, E, C,
                        WHAT_STEP, 1.0 / m)
             backward(theta, offsets, widths, activation, X, order, indexed, s, A, m, D, G, grad, False)
-            flat_sgd_step(grad, theta, velocity, 1, lr, momentum, l2, offsets, anchor, mu, correction)
+            flat_sgd_step(grad, theta, velocity, 1, lr, momentum, l2, offsets, anchor, mu, correction, lo, hi)
 
     @kernel
     def full_gradient(theta, offsets, widths, X, y, grad, A, D, G, E, want_loss):

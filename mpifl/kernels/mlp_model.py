@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mpifl.kernels.base import ModelKernels, is_csr
+from mpifl.kernels.base import ModelKernels, is_csr, trained_range
 from mpifl.kernels.mlp import (
     ACTIVATIONS, CHUNK_ROWS, MlpBuffers, finish_flat_gradient, mlp_entries, weight_penalty,
 )
@@ -66,14 +66,15 @@ class MlpKernels(ModelKernels):
         return self._batch(theta, self._offsets, self._widths, X, y, order, start, stop, grad, b.A, b.D, b.G, b.E,
                            want_loss)
 
-    def sgd_epoch(self, X, y, theta, velocity, grad, order, batch_size, lr, momentum, l2, hook=None):
-        """One local epoch of mini-batch SGD over rows in ``order``; ``hook`` as in LinearKernels.sgd_epoch."""
+    def sgd_epoch(self, X, y, theta, velocity, grad, order, batch_size, lr, momentum, l2, hook=None, trainable=None):
+        """One local epoch of mini-batch SGD over rows in ``order``; ``hook`` as in LinearKernels.sgd_epoch;
+        ``trainable`` a slice of theta to train, the rest frozen (None: all of it)."""
         X = _rows(X)
         anchor, mu, correction = hook if hook is not None else (theta, 0.0, self._no_correction)
         correction = self._no_correction if correction is None else correction.reshape(-1)
         b = self._room(batch_size)
         self._sgd(theta, self._offsets, self._widths, X, y, velocity, grad, b.A, b.D, b.G, b.E, order, batch_size, lr,
-                  momentum, l2, anchor.reshape(-1), mu, correction)
+                  momentum, l2, anchor.reshape(-1), mu, correction, *trained_range(trainable, theta.size))
 
     def evaluate_sums(self, X, y, theta) -> tuple[float, int]:
         X = _rows(X)

@@ -55,6 +55,17 @@ class ModelKind:
         """How the run's banner names the model."""
         return spec.kind
 
+    @classmethod
+    def has_body(cls, cfg) -> bool:
+        """Whether the model has layers below its output layer: a body that FedRep and FedPer share while each
+        client keeps its own head (the output layer).  A linear model is all head."""
+        return False
+
+    @classmethod
+    def head_size(cls, spec) -> int:
+        """How many values at the end of theta are the output layer (the head); the rest is the body."""
+        return 0
+
 
 OUTPUT = {"output": ("softmax", Choice(("linear", "logistic", "softmax")))}  # a network's output link (the task)
 

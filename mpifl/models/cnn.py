@@ -92,6 +92,15 @@ class Cnn(NetworkKind):
         return CnnKernels
 
     @classmethod
+    def has_body(cls, cfg) -> bool:
+        return cfg.model.architecture != "custom" or len(cfg.model.layers) > 0  # layers below the output layer
+
+    @classmethod
+    def head_size(cls, spec) -> int:
+        layout = CnnLayout(spec)
+        return layout.shape[0] - int(layout.poff[-1, 0])  # the output layer's weights and biases close theta
+
+    @classmethod
     def describe(cls, spec) -> str:
         return f"cnn {CnnLayout(spec).shape_in} {', '.join(spec.layers)} ({spec.link} output)"
 

@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from mpifl.kernels.base import ModelKernels, is_csr
+from mpifl.kernels.base import ModelKernels, is_csr, trained_range
 from mpifl.kernels.variants import Selection
 from mpifl.models.base import ModelKind
 
@@ -130,10 +130,13 @@ class FunctionKernels(ModelKernels):
         loss, _ = self.function(theta, *self._rows(X, y, order, start, stop), grad)
         return float(loss) if want_loss else 0.0
 
-    def sgd_epoch(self, X, y, theta, velocity, grad, order, batch_size, lr, momentum, l2, hook=None):
+    def sgd_epoch(self, X, y, theta, velocity, grad, order, batch_size, lr, momentum, l2, hook=None, trainable=None):
         """The compiled kernels' step, in NumPy: mean gradient + l2 W, then mu (theta - anchor) + correction,
-        then velocity = momentum velocity + grad and theta -= lr velocity (plain SGD at momentum 0)."""
+        then velocity = momentum velocity + grad and theta -= lr velocity (plain SGD at momentum 0), on the
+        ``trainable`` slice of the flat parameters only (None: all of them)."""
         anchor, mu, correction = hook if hook is not None else (theta, 0.0, None)
+        part = slice(*trained_range(trainable, theta.size))
+        flat_theta, flat_grad, flat_velocity = theta.reshape(-1), grad.reshape(-1), velocity.reshape(-1)
         n = order.shape[0]
         for s in range(0, n, batch_size):
             e = min(n, s + batch_size)
@@ -145,12 +148,12 @@ class FunctionKernels(ModelKernels):
             if correction is not None and correction.size:
                 grad += correction
             if momentum != 0.0:
-                velocity *= momentum
-                velocity += grad
-                np.multiply(velocity, lr, out=grad)  # grad is scratch now: no temporary per batch
+                flat_velocity[part] *= momentum
+                flat_velocity[part] += flat_grad[part]
+                np.multiply(flat_velocity[part], lr, out=flat_grad[part])  # grad is scratch now: no temporary
             else:
-                grad *= lr
-            theta -= grad
+                flat_grad[part] *= lr
+            flat_theta[part] -= flat_grad[part]
 
     def evaluate_sums(self, X, y, theta) -> tuple[float, int]:
         if is_csr(X):

@@ -34,5 +34,14 @@ class Mlp(NetworkKind):
         return MlpKernels
 
     @classmethod
+    def has_body(cls, cfg) -> bool:
+        return len(cfg.model.hidden) > 0
+
+    @classmethod
+    def head_size(cls, spec) -> int:
+        n, m = spec.layout.widths[-2:]
+        return n * m + m  # the last layer's weights and biases, which close theta
+
+    @classmethod
     def describe(cls, spec) -> str:
         return f"mlp {'-'.join(map(str, spec.layout.widths))} ({spec.activation}, {spec.link} output)"

@@ -146,15 +146,19 @@ class ServerRound:
 
     def unmask(self, masked: dict[int, np.ndarray], shares: dict[int, bytes]) -> np.ndarray:
         """The float64 sum of the survivors' vectors from their masked inputs and the survivors' shares."""
+        total = np.zeros(self.plan.length, dtype=self.plan.encoding.dtype)
+        for y in masked.values():
+            total += y
+        return self.unmask_sum(total, set(masked), shares)
+
+    def unmask_sum(self, total: np.ndarray, survived: set[int], shares: dict[int, bytes]) -> np.ndarray:
+        """The same from the ring sum of the survivors' masked inputs (added on the client ranks and reduced, or
+        here); ``total`` is changed in place."""
         plan, enc = self.plan, self.plan.encoding
-        survived = set(masked)
         held: dict[int, dict[int, np.ndarray]] = {u: {} for u in plan.cohort}  # secret owner -> holder -> share
         for holder, raw in shares.items():
             for i, owner in enumerate(plan.neighbours[holder]):
                 held[owner][holder] = shamir.unpack(raw[i * shamir.SHARE_BYTES: (i + 1) * shamir.SHARE_BYTES])
-        total = np.zeros(plan.length, dtype=enc.dtype)
-        for y in masked.values():
-            total += y
         for u in plan.cohort:
             secret = self._rebuild(u, held[u])
             if u in survived:

@@ -7,7 +7,11 @@ survivors), so nothing is pickled and no size travels:
 1. Gatherv of the cohort's adverts, Bcast of the directory;
 2. Gatherv of the sealed shares, and Scatterv of each client rank's inbox
    (the server routes ciphertexts it cannot open);
-3. Gatherv of the survivors' masked inputs;
+3. Gatherv of the survivors' masked inputs, or (``summed``) each client
+   rank adds its survivors' masked inputs in Z_(2^bits) and one Reduce of
+   unsigned integers (MPI's sum wraps modulo 2^bits, the ring's own
+   addition) brings the masked sum to the server, which then holds one
+   vector instead of one per survivor: the same sum, so the same bytes;
 4. Bcast of [survived per cohort client | abort], then Gatherv of the
    survivors' unmasking shares, unless the round aborts.
 
@@ -49,6 +53,7 @@ class RoundLayout:
     plan: RoundPlan
     hosted: list[list[int]]  # per client rank (rank r at index r - 1): its cohort clients, ascending
     dropped: frozenset[int] = field(default_factory=frozenset)
+    summed: bool = False  # the masked inputs are added on the client ranks and reduced, not gathered
 
     @property
     def survivors(self) -> list[int]:
@@ -71,6 +76,22 @@ def _gather(comm: MPI.Comm, send: bytes, counts: list[int], timer: RoundTimer, p
     out = np.empty(sum(counts) if comm.Get_rank() == 0 else 0, dtype=np.uint8)
     gather(np.frombuffer(send, dtype=np.uint8) if send else np.empty(0, np.uint8), out, timer, poll)
     return out
+
+
+def _reduce(comm: MPI.Comm, send: np.ndarray, recv: np.ndarray | None, timer: RoundTimer) -> None:
+    """Sum unsigned ring elements over every rank into the server's ``recv`` (MPI's unsigned sum wraps)."""
+    with timer.comm():
+        comm.Reduce(send, recv, op=MPI.SUM, root=0)
+    if recv is not None:  # what the client ranks sent
+        timer.uplink_bytes += (comm.Get_size() - 1) * send.nbytes
+
+
+def sum_masked(masked: list[np.ndarray], plan: RoundPlan) -> np.ndarray:
+    """The ring sum of the survivors' masked inputs."""
+    total = np.zeros(plan.length, dtype=plan.encoding.dtype)
+    for y in masked:
+        total += y
+    return total
 
 
 def _bcast(comm: MPI.Comm, data: bytes | None, size: int, timer: RoundTimer, poll: bool) -> bytes:
@@ -107,9 +128,15 @@ def client_round(comm: MPI.Comm, layout: RoundLayout, vectors: dict[int, np.ndar
     t2 = time.perf_counter()
     seconds.share = t2 - t1
     alive = [u for u in mine if u not in layout.dropped]
-    masked = b"".join(sessions[u].masked_input(vectors[u]).tobytes() for u in alive)
-    row = plan.length * plan.encoding.dtype.itemsize
-    _gather(comm, masked, layout.counts(lambda u: row, set(layout.survivors)), timer, poll)
+    if layout.summed:
+        local = np.zeros(plan.length, dtype=plan.encoding.dtype)
+        for u in alive:
+            local += sessions[u].masked_input(vectors[u])  # wraps modulo 2^bits: the ring's addition
+        _reduce(comm, local, None, timer)
+    else:
+        masked = b"".join(sessions[u].masked_input(vectors[u]).tobytes() for u in alive)
+        row = plan.length * plan.encoding.dtype.itemsize
+        _gather(comm, masked, layout.counts(lambda u: row, set(layout.survivors)), timer, poll)
     t3 = time.perf_counter()
     seconds.mask = t3 - t2
     verdict = _bcast(comm, None, len(plan.cohort) + 1, timer, poll)
@@ -150,9 +177,14 @@ def server_round(comm: MPI.Comm, layout: RoundLayout, timer: RoundTimer, poll: b
     t2 = time.perf_counter()
     seconds.share = t2 - t1
     survivors = [u for u in order if u not in layout.dropped]
-    row = plan.length * plan.encoding.dtype.itemsize
-    rows = _gather(comm, b"", layout.counts(lambda u: row, set(survivors)), timer, poll)
-    masked = {u: rows[i * row: (i + 1) * row].view(plan.encoding.dtype) for i, u in enumerate(survivors)}
+    if layout.summed:
+        masked_sum = np.zeros(plan.length, dtype=plan.encoding.dtype)
+        _reduce(comm, np.zeros_like(masked_sum), masked_sum, timer)
+    else:
+        row = plan.length * plan.encoding.dtype.itemsize
+        rows = _gather(comm, b"", layout.counts(lambda u: row, set(survivors)), timer, poll)
+        masked_sum = sum_masked([rows[i * row: (i + 1) * row].view(plan.encoding.dtype)
+                                 for i in range(len(survivors))], plan)
     t3 = time.perf_counter()
     seconds.mask = t3 - t2
     survived = set(survivors)
@@ -167,6 +199,6 @@ def server_round(comm: MPI.Comm, layout: RoundLayout, timer: RoundTimer, poll: b
     for u in survivors:
         shares[u] = raw[offset: offset + held(u)].tobytes()
         offset += held(u)
-    total = server.unmask(masked, shares)
+    total = server.unmask_sum(masked_sum, survived, shares)
     seconds.unmask = time.perf_counter() - t3
     return total, seconds

@@ -14,6 +14,7 @@ those declarations, together with the strategy's and the aggregator's
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,8 @@ def participants(cfg, stages: list[type[Stage]] | None = None) -> list[Declared]
     breaks = {} if strategy.averages_deltas else {
         "sum_step": "does not average deltas, so the noised mean of clipped deltas cannot replace its server "
                     "step (use fedavg, fedprox, fedavgm, fedadagrad, fedadam or fedyogi)"}
+    if strategy.client.keeps_head:
+        breaks["whole_update"] = "sends only the body of each update (each client's head stays on its rank)"
     if strategy.asynchronous:
         breaks["cohorts"] = ("applies buffered updates trained from different versions as they arrive, so there is "
                             "no round of sampled clients")
@@ -61,7 +64,9 @@ def participants(cfg, stages: list[type[Stage]] | None = None) -> list[Declared]
         declared.append(Declared(f"server.aggregator {agg!r}", "server.aggregator",
                                  needs={"rows": "needs the individual updates"},
                                  breaks={"sum_step": "is not a sum (use server.aggregator = \"mean\")"}))
-    return declared + [cls.declares(cfg) for cls in (enabled(cfg) if stages is None else stages)]
+    on = enabled(cfg) if stages is None else stages
+    whole = {"whole_update": "acts on each client's whole update"}  # what every stage needs
+    return declared + [replace(d, needs={**whole, **d.needs}) for d in (cls.declares(cfg) for cls in on)]
 
 
 def check(cfg, origin: Callable[[str], str]) -> None:

@@ -133,7 +133,8 @@ class Declared:
     requirements: ``rows`` (each client's own update at the server),
     ``sum_step`` (the server step is the mean of the updates, which a
     release can replace), ``bounded_norms`` (no update grows after clipping),
-    ``cohorts`` (each round is one sampled cohort, which an asynchronous server has not).
+    ``cohorts`` (each round is one sampled cohort, which an asynchronous server has not),
+    ``whole_update`` (each client's whole update travels: every stage needs it; FedRep and FedPer send the body).
     """
 
     subject: str  # how messages name it: "server.aggregator 'krum'"

@@ -58,6 +58,10 @@ class SecAggStage(Stage):
             raise ConfigError(f"secure aggregation needs at least {MIN_COHORT} clients a round (the sum of one "
                               f"client's update is that update); this job samples {cohort} of its {build.n_clients} "
                               "client(s). Use more clients (data.clients) or a larger server.fraction.")
+        # server.exchange: the masked inputs reduced (one vector at the server) or gathered (one per survivor)
+        self.summed = cfg.server.exchange == "reduce" or (cfg.server.exchange == "auto"
+                                                          and cohort >= cfg.server.reduce_from)
+        self.exchange = "secagg-reduce" if self.summed else "secagg"
         self.seed = cfg.seed
         self.settings = {key: getattr(cfg.secagg, key) for key in ("plus", "neighbours", "threshold", "bits",
                                                                "clip_range", "dropout", "abort")}
@@ -104,7 +108,7 @@ class SecAggStage(Stage):
         plan = RoundPlan(rnd, cohort, graph.neighbours(np.array(cohort), self.seed, rnd, degree), s["threshold"],
                          FixedPoint(s["bits"], s["clip_range"], len(cohort)), self.length)
         hosted = [[k for k in block if epochs[k] > 0] for block in self.blocks]
-        return RoundLayout(plan, hosted, dropouts(self.seed, rnd, cohort, s["dropout"]))
+        return RoundLayout(plan, hosted, dropouts(self.seed, rnd, cohort, s["dropout"]), self.summed)
 
     def client_send(self, rnd: int, epochs: np.ndarray, rows: np.ndarray, timer, poll: bool) -> None:
         from mpifl.secagg.transport import client_round

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from mpifl.errors import ConfigError
 from mpifl.protocol import MODEL
 from mpifl.stages.base import Declared, Outgoing, Stage, StageBuild
 from mpifl.stages.privacy import WITHIN
@@ -46,7 +45,9 @@ def takes_sums(cfg) -> bool:
     from mpifl.stages import CHAIN, participants
 
     others = [cls for cls in CHAIN if cls is not SumStage and cls.enabled(cfg)]
-    return not any("rows" in p.needs for p in participants(cfg, others)) and not cfg.secagg.enabled
+    everyone = participants(cfg, others)
+    return (not any("rows" in p.needs or "whole_update" in p.breaks for p in everyone)
+            and not cfg.secagg.enabled)
 
 
 class SumStage(Stage):
@@ -57,8 +58,12 @@ class SumStage(Stage):
 
     @staticmethod
     def enabled(cfg) -> bool:
+        from mpifl.stages import CHAIN
+
         if cfg.mode != "federated" or cfg.server.exchange == "gather" or cfg.server.hierarchy != "none":
             return False  # (two-level averaging already sums at its edges and sends rows of edge deltas)
+        if any(cls is not SumStage and hasattr(cls, "server_receive") and cls.enabled(cfg) for cls in CHAIN):
+            return False  # a stage with an exchange of its own (secure aggregation) reduces, or not, itself
         return cfg.server.exchange == "reduce" or takes_sums(cfg)
 
     @classmethod
@@ -66,13 +71,6 @@ class SumStage(Stage):
         """auto: only from server.reduce_from clients a round (below, rows cost the root little)."""
         cohort = round(cfg.server.fraction * n_clients)
         return cfg.server.exchange == "reduce" or cohort >= cfg.server.reduce_from
-
-    @classmethod
-    def check(cls, cfg, origin) -> None:
-        if cfg.server.exchange == "reduce" and cfg.secagg.enabled:
-            raise ConfigError(f"The 'server.exchange' parameter in {origin('server.exchange')} is \"reduce\", but "
-                              "secure aggregation brings its own exchange (its masked sums). Leave server.exchange "
-                              "at \"auto\" or turn secagg.enabled off.")
 
     @classmethod
     def declares(cls, cfg) -> Declared:

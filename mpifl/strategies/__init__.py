@@ -20,6 +20,7 @@ from mpifl.strategies.asynchronous import FedAsync, FedBuff
 from mpifl.strategies.ditto import Ditto
 from mpifl.strategies.fedavg import FedAvg
 from mpifl.strategies.fednova import FedNova
+from mpifl.strategies.heads import FedPer, FedRep
 from mpifl.strategies.fedopt import FedAdagrad, FedAdam, FedAvgM, FedYogi
 from mpifl.strategies.fedprox import FedProx
 from mpifl.strategies.qfedavg import QFedAvg
@@ -40,6 +41,8 @@ def check_strategy(cls: type) -> str | None:
         return f"its 'client' must be a subclass of mpifl.strategies.ClientUpdate; got {cls.client!r}."
     if not (isinstance(cls.client.state, tuple) and all(isinstance(n, str) for n in cls.client.state)):
         return f"its client's 'state' must be a tuple of names; got {cls.client.state!r}."
+    if not isinstance(cls.client.keeps_head, bool):
+        return f"its client's 'keeps_head' must be a bool; got {cls.client.keeps_head!r}."
     for flag in ("averages_deltas", "needs_only_sums", "weighs_by_rows", "asynchronous", "steps_without_clients"):
         if not isinstance(getattr(cls, flag), bool):
             return f"its '{flag}' must be a bool; got {getattr(cls, flag)!r}."
@@ -47,7 +50,8 @@ def check_strategy(cls: type) -> str | None:
 
 
 STRATEGIES: Registry = Registry("strategy", "server.strategy", Strategy, check_strategy, group="mpifl.strategies")
-for _cls in (FedAvg, FedProx, Scaffold, FedNova, FedAvgM, FedAdagrad, FedAdam, FedYogi, FedBuff, FedAsync, QFedAvg, Ditto):
+for _cls in (FedAvg, FedProx, Scaffold, FedNova, FedAvgM, FedAdagrad, FedAdam, FedYogi, FedBuff, FedAsync, QFedAvg, Ditto,
+             FedPer, FedRep):
     STRATEGIES.register(_cls)
 
 __all__ = [

@@ -91,11 +91,27 @@ class ClientUpdate:
 
     state: ClassVar[tuple[str, ...]] = ()  # model-shaped arrays per client, kept (and checkpointed) on its rank
     wants_loss: ClassVar[bool] = False  # the client's mean training loss at theta, before training (q-FedAvg)
+    # Keeps its own head (the model's output layer) and sends only the body: only the body's part of delta travels
+    # (FedRep, FedPer).  Set on such a half before the first round: the head's slice of the flat theta.
+    keeps_head: ClassVar[bool] = False
+    head: slice | None = None
 
     def __init__(self, params: Mapping[str, Any], shape: tuple[int, ...], dtype: np.dtype):
         self.params = params
         self.shape = shape
         self.dtype = np.dtype(dtype)
+
+    def start(self, theta: np.ndarray, state: Mapping[str, np.ndarray], model: np.ndarray) -> None:
+        """Fill ``model`` with what local training starts from: theta (FedRep, FedPer: with the client's head)."""
+        model[...] = theta
+
+    def phases(self, epochs: int) -> tuple[tuple[int, slice | None], ...]:
+        """Local training as (epochs, the slice of the flat model that trains, None: all) in turn."""
+        return ((epochs, None),)
+
+    def keep(self, model: np.ndarray, state: Mapping[str, np.ndarray]) -> None:
+        """Keep what the client owns of its trained model in its state (FedRep, FedPer: the head)."""
+        return None
 
     def objective(self, theta: np.ndarray, downlink: Mapping[str, np.ndarray],
                   state: Mapping[str, np.ndarray]) -> Hook | None:
@@ -112,8 +128,9 @@ class ClientUpdate:
         never sent (Ditto); None for strategies without one."""
         return None
 
-    def personal_model(self, state: Mapping[str, np.ndarray]) -> np.ndarray | None:
-        """The model the client's own test rows judge, when it keeps one; None: the global model."""
+    def personal_model(self, theta: np.ndarray, state: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """The model the client's own test rows judge when theta is the global model, if it keeps one of its own;
+        None: theta."""
         return None
 
 

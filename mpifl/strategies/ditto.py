@@ -29,7 +29,7 @@ class DittoClient(ClientUpdate):
             model[...] = theta
         return model, (theta, float(self.params["personal_lambda"]), None)
 
-    def personal_model(self, state) -> np.ndarray | None:
+    def personal_model(self, theta, state) -> np.ndarray | None:
         model = state["personal"]
         return model if model.any() else None
 
