@@ -1,4 +1,4 @@
-"""``python -m mpifl plot RUN_DIR ... --out curves.png`` and ``python -m mpifl compare RUN_DIR ...``.
+"""``python -m mpifl plot RUN_DIR ... --out curves.png [--clients clients.png]`` and ``python -m mpifl compare``.
 
 Serial tools over finished (or stopped) run directories: no MPI.
 """
@@ -22,6 +22,9 @@ def main(command: str, argv: list[str]) -> int:
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     if command == "plot":
         parser.add_argument("--out", type=Path, default=Path("curves.png"), help="image file (default: curves.png)")
+        parser.add_argument("--clients", type=Path, metavar="IMAGE",
+                            help="also draw each run's last recorded per-client (personal) accuracy as a "
+                                 "distribution: the share of clients at or below each accuracy")
     else:
         parser.add_argument("--target", type=float, help="also the first round at or above this test accuracy "
                                                           "(rounds to target, as the FedAvg paper reports)")
@@ -31,6 +34,9 @@ def main(command: str, argv: list[str]) -> int:
         if command == "plot":
             plot(runs, args.out)
             print(f"wrote {args.out}")
+            if args.clients is not None:
+                _save(*clients_figure(runs), args.clients)
+                print(f"wrote {args.clients}")
         else:
             print(compare(runs, args.target))
     except MpiflError as exc:
@@ -60,10 +66,61 @@ def compare(runs: list[RunDir], target: float | None = None) -> str:
 
 def plot(runs: list[RunDir], out: Path) -> None:
     """Write the curves of ``runs`` (figure) to ``out``."""
-    plt, fig = figure(runs)
+    _save(*figure(runs), out)
+
+
+def _save(plt, fig, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("Plots need matplotlib: pip install 'mpifl[plot]' (or pip install matplotlib).") from None
+    return plt
+
+
+def clients_figure(runs: list[RunDir]):
+    """(pyplot, figure): each run's last recorded per-client accuracy (personal where recorded) as an empirical
+    distribution, one step line per run, with its 10th percentile marked: how the worst-off clients fare."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = 0
+    for run, label in zip(runs, labels(runs)):
+        values = _last_client_accuracy(run)
+        if values is None:
+            continue
+        share = np.arange(1, values.size + 1) / values.size
+        (line,) = ax.step(values, share, where="post", label=f"{label} (mean {values.mean():.3f})")
+        ax.axvline(float(np.percentile(values, BAND[0])), color=line.get_color(), linestyle=":", linewidth=1)
+        drawn += 1
+    if not drawn:
+        raise ConfigError("None of these runs recorded per-client accuracy (set data.client_test_fraction, or use "
+                          "a source with per-client test rows).")
+    ax.set_xlabel("client's accuracy on its own test rows (personal where the strategy keeps a model)")
+    ax.set_ylabel("share of clients at or below")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    fig.tight_layout()
+    return plt, fig
+
+
+def _last_client_accuracy(run: RunDir) -> np.ndarray | None:
+    """The sorted per-client accuracies of the run's last record that has any (personal, else on the clients' own
+    test rows, else on their training rows)."""
+    keys = ("client_personal_accuracy", "client_test_accuracy", "client_accuracy")
+    for key in keys:
+        rows = [r[key] for r in run.history if r.get(key) and any(v is not None for v in r[key])]
+        if rows:
+            return np.sort(np.array([v for v in rows[-1] if v is not None], dtype=np.float64))
+    return None
 
 
 def figure(runs: list[RunDir]):
@@ -73,13 +130,7 @@ def figure(runs: list[RunDir]):
     readable: each run's 10th-to-90th-percentile band is drawn light and its
     10th percentile as a line.  The legend sits below the panels, inside the figure.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ConfigError("Plots need matplotlib: pip install 'mpifl[plot]' (or pip install matplotlib).") from None
+    plt = _pyplot()
     fig, axes = plt.subplots(3, 2, figsize=(11, 9.5), sharey="row", sharex="col")
     handles = []
     for run, label in zip(runs, labels(runs)):

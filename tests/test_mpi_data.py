@@ -30,12 +30,16 @@ def shared_partition(tmp_path: Path, *args: str) -> Path:
 
 
 @pytest.mark.mpi(min_size=2)
-@pytest.mark.parametrize("model", [[], ["model.kind=mlp", "model.hidden=[16]"]], ids=["softmax", "mlp"])
+@pytest.mark.parametrize("model", [[], ["model.kind=mlp", "model.hidden=[16]"], ["data.client_test_fraction=0.25"]],
+                         ids=["softmax", "mlp", "each client's own test rows"])
 def test_each_rank_opens_only_its_own_clients_files_and_the_server_none(tmp_path, model):
     n_clients = 3 * (COMM.size - 1)
     root = shared_partition(tmp_path, "--clients", str(n_clients), "--method", "dirichlet", "--alpha", "1")
     cfg = config.load(overrides=[f"data.path={root / 'parts'}", "rounds=3", *model])
-    run_job(COMM, cfg, root / "run", verbose=False, audit=True)
+    result = run_job(COMM, cfg, root / "run", verbose=False, audit=True)
+    if COMM.rank == 0 and cfg.data.client_test_fraction:  # held out of each client's own files, on its own rank
+        accuracy = result.records[-1].client_personal_accuracy
+        assert len(accuracy) == n_clients and all(a is not None for a in accuracy)
     opened = audit.read(root / "run", COMM.rank)
     manifest = store.read_manifest(root / "parts")
 
@@ -44,7 +48,8 @@ def test_each_rank_opens_only_its_own_clients_files_and_the_server_none(tmp_path
 
     blocks = balanced_blocks([int(c["rows"]) for c in manifest.doc["clients"]], COMM.size - 1)
     mine = blocks[COMM.rank - 1] if COMM.rank else range(0)
-    client_files = {path for path in opened if "/client_" in path}
+    parts = str((root / "parts").resolve())
+    client_files = {path for path in opened if path.startswith(parts) and "/client_" in path}
     # exactly its own: none missing (memory-mapped loads are seen), none of another client's
     assert client_files == set().union(*[files_of(manifest.client(k)) for k in mine])
     test_files = files_of(manifest.doc["test"])

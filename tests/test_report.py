@@ -127,3 +127,27 @@ def test_the_clients_band_shows_personal_accuracy_where_the_run_recorded_it(tmp_
     _, low, high = report_cli._client_band(RunDir.read(path))
     assert low[-1] == pytest.approx(np.percentile([0.7, 0.8], 10)) and high[-1] == pytest.approx(
         np.percentile([0.7, 0.8], 90))
+
+
+def test_the_clients_distribution_draws_each_runs_last_personal_accuracies(tmp_path):
+    pytest.importorskip("matplotlib")
+    paths = [make_run(tmp_path / name, lr, 0.8) for name, lr in (("a", 0.05), ("b", 0.1))]
+    rows = [json.loads(line) for line in (paths[0] / "metrics.jsonl").read_text().splitlines()]
+    rows[-1]["client_personal_accuracy"] = [0.9, 0.5, None, 0.7]
+    (paths[0] / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    runs = [RunDir.read(p) for p in paths]
+    assert report_cli._last_client_accuracy(runs[0]).tolist() == [0.5, 0.7, 0.9]  # personal, None dropped, sorted
+    plt, fig = report_cli.clients_figure(runs)
+    (ax,) = fig.axes
+    steps = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
+    assert len(steps) == 2 and list(steps[0].get_xdata()) == [0.5, 0.7, 0.9]
+    np.testing.assert_allclose(steps[1].get_xdata(), [0.7, 0.8, 0.85])  # the other run's client_accuracy
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["lr=0.05 (mean 0.700)",
+                                                                   "lr=0.1 (mean 0.783)"]
+    plt.close(fig)
+    assert report_cli.main("plot", [str(p) for p in paths] + ["--out", str(tmp_path / "c.png"),
+                                                              "--clients", str(tmp_path / "d.png")]) == 0
+    assert (tmp_path / "d.png").stat().st_size > 0
+    bare = make_run(tmp_path / "bare", 0.05, 0.8, clients=False)
+    with pytest.raises(ConfigError, match="recorded per-client accuracy"):
+        report_cli.clients_figure([RunDir.read(bare)])
