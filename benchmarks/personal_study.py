@@ -11,7 +11,12 @@ reports the mean, 10th-percentile and worst personal accuracy and Jain's
 fairness index after the last round, and the global model's test accuracy.
 FedPer and FedRep need a body below the output layer, so they run on an MLP
 with one hidden layer of 32 (ReLU), beside FedAvg and FedAvg+FT on the same
-MLP; the other runs train the softmax model.
+MLP; the other runs train the softmax model.  A third setup reads the same
+kind of data through the LEAF path: digits under Dirichlet(0.1) over 30
+users, written as a LEAF directory (each user's own train and test JSON,
+3:1) and partitioned with ``mpifl partition``, as a user's FEMNIST or
+Shakespeare download would be (LEAF's own sets need a download, which this
+machine cannot make).
 ``--quick``: one setup and 5 rounds (the smoke test).  Runs in-process on the
 ranks it is started on.
 """
@@ -19,7 +24,10 @@ ranks it is started on.
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from mpi4py import MPI
@@ -46,6 +54,31 @@ RUNS.update({
 })
 
 
+def leaf_setup(comm, root: Path) -> dict:
+    """Write digits under Dirichlet(0.1) over 30 users as a LEAF directory on rank 0, partition it, and return
+    the setup that reads it (every rank gets the same path)."""
+    from mpifl.data import partition_cli
+    from mpifl.data.shards import resolve, with_client_tests
+
+    base = STUDY_SETUPS["digits, Dirichlet(0.1)"]
+    parts = root / "parts"
+    if comm.rank == 0:
+        cfg = mpifl.job(None, seed=1, **base)
+        users = range(cfg.data.clients)
+        data = with_client_tests(resolve(cfg).clients(users, len(users)), users, 0.25, 1)
+        kept = [(k, d) for k, d in zip(users, data) if d.test is not None]  # a user of 1 row has no test row
+        for split in ("train", "test"):
+            shards = {f"writer_{k:03d}": getattr(d, split) for k, d in kept}
+            (root / "leaf" / split).mkdir(parents=True)
+            doc = {"users": list(shards), "num_samples": [s.n for s in shards.values()],
+                   "user_data": {u: {"x": s.X.tolist(), "y": s.y.astype(int).tolist()} for u, s in shards.items()}}
+            (root / "leaf" / split / "all_data.json").write_text(json.dumps(doc))
+        assert partition_cli.main([str(root / "leaf"), "--out", str(parts)]) == 0
+    comm.Barrier()
+    return {key: value for key, value in base.items() if key in ("model__kind", "train__epochs", "train__batch_size",
+                                                                  "train__lr")} | {"data__path": str(parts)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=100)
@@ -54,7 +87,9 @@ def main() -> None:
     args = parser.parse_args()
     comm = MPI.COMM_WORLD
     rounds = 5 if args.quick else args.rounds
-    setups = dict(list(SETUPS.items())[1:]) if args.quick else SETUPS
+    scratch = Path(comm.bcast(tempfile.mkdtemp(prefix="mpifl-leaf-") if comm.rank == 0 else None))
+    setups = dict(list(SETUPS.items())[1:]) if args.quick else {
+        **SETUPS, "digits as a LEAF set, Dirichlet(0.1)": leaf_setup(comm, scratch)}
     rows, data = [], {"machine": machine(), "rounds": rounds, "cases": []}
     for setup, base in setups.items():
         for name, extra in RUNS.items():
@@ -74,7 +109,10 @@ def main() -> None:
             rows)
         print(table)
         write_results(args.out, "personal_study", table, data)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main()
+    from mpifl.agree import or_abort
+
+    or_abort(MPI.COMM_WORLD, main)  # a failure on one rank ends the job rather than leaving the others waiting
