@@ -89,6 +89,33 @@ def test_ditto_equals_its_serial_reference_and_its_personal_models_never_travel(
         assert [h["uplink_bytes"] for h in ditto.history] == [h["uplink_bytes"] for h in fedavg.history]
 
 
+@pytest.mark.mpi(min_size=2)
+def test_as_lambda_grows_dittos_personal_models_follow_the_global_model():
+    """The global model is FedAvg's at every lambda.  The personal models are pulled to the global model they trained
+    beside: at lr lambda = 1 (the largest stable pull of the SGD step) each step restarts v_k from that theta, so
+    v_k is one gradient step from it; the clients' personal accuracies then sit closer to the global model's on
+    their own rows than at a weak pull (not on it: v_k is the model of the round its client last trained in), and
+    both equal the serial reference's."""
+    from mpifl import config
+
+    k = 2 * (COMM.size - 1)
+    common = dict(mode="federated", rounds=4, data__clients=k, data__alpha=0.1, data__client_test_fraction=0.25,
+                  server__fraction=0.75, train__epochs=2, train__lr=0.05)
+    fedavg = mpifl.run(None, COMM, **common)
+    gaps = []
+    for lam in (0.01, 1 / 0.05):
+        ditto = mpifl.run(None, COMM, server__strategy="ditto", server__personal_lambda=lam, **common)
+        assert ditto.model.tobytes() == fedavg.model.tobytes()
+        if COMM.rank == 0:
+            own, shared = (np.array(r.history[-1]["client_personal_accuracy"]) for r in (ditto, fedavg))
+            gaps.append(float(np.abs(own - shared).mean()))
+            cfg = config.load(overrides=[f"{key.replace('__', '.')}={value}" for key, value in common.items()]
+                              + ["server.strategy=ditto", f"server.personal_lambda={lam}"])
+            assert ditto.history[-1]["personal"] == pytest.approx(ditto_reference(cfg, k, lam)[0], abs=1e-12)
+    if COMM.rank == 0:
+        assert gaps[1] < gaps[0]
+
+
 def head_reference(cfg, k: int, strategy: str) -> tuple[dict, np.ndarray]:
     """FedPer and FedRep from their papers, serially, in NumPy: a sampled client trains from the global body with its
     own head (the global head the first time): FedPer body and head together for its epochs; FedRep the head alone
