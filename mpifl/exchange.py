@@ -53,7 +53,7 @@ class RowExchange:
 
     def outcome(self, rnd: int, epochs: np.ndarray, stats: dict[str, np.ndarray]) -> Outcome:
         """The trained clients' rows by field name, in client order."""
-        trained = np.flatnonzero(epochs)
+        trained = np.flatnonzero(self.wire.sending(epochs))
         columns = self.wire.payload.columns(self.payload[: trained.size])
         fields = {name: columns[name] if name in columns else stats[name][trained] for name in self.wire.uplink_names}
         fields.update({name: value for name, value in columns.items() if name != "delta" and name not in fields})

@@ -58,11 +58,13 @@ BYTES = "wire_bytes"
 CLOCK = "virtual_clock"  # server-state key: the virtual seconds so far
 
 
-def make_wire(strategy: type[Strategy], chain: Chain, spec: ModelSpec, blocks: list[range]) -> Wire:
-    """The round's buffers for this algorithm and chain, the same on every rank; blocks[h] are client rank h+1's."""
+def make_wire(strategy: type[Strategy], chain: Chain, spec: ModelSpec, blocks: list[range],
+              senders: np.ndarray | None = None) -> Wire:
+    """The round's buffers for this algorithm and chain, the same on every rank; blocks[h] are client rank h+1's;
+    ``senders``: the clients that send a row (two-level averaging's edges), None: every one that trains."""
     shared = spec.size - spec.head_size if strategy.client.keeps_head else None
     return Wire((*strategy.downlink, *chain.downlink), (*strategy.uplink, *chain.uplink), spec.shape, spec.dtype,
-                blocks, chain.message_bytes, shared)
+                blocks, chain.message_bytes, shared, senders)
 
 
 def exchange_of(loop: Loop, chain: Chain, wire: Wire, blocks: list[range]):
@@ -80,7 +82,8 @@ class ServerRounds:
     def __init__(self, loop: Loop, test: Shard, blocks: list[range], strategy: Strategy, chain: Chain):
         self.loop, self.strategy, self.chain, self.cfg = loop, strategy, chain, loop.cfg
         spec, saved = loop.kernels.spec, loop.checkpoints
-        self.wire = make_wire(type(strategy), chain, spec, blocks)
+        _, senders = hierarchy.edges(loop.comm, self.cfg, blocks)  # collective: the client ranks make their edges
+        self.wire = make_wire(type(strategy), chain, spec, blocks, senders)
         self.exchange = exchange_of(loop, chain, self.wire, blocks)
         self.tester = LocalTrainer(test, loop.kernels, LocalSettings.from_config(self.cfg), self.cfg.seed, SERVER)
         self.theta = saved.theta.copy() if saved.resumed else spec.initial(self.cfg.seed)
@@ -102,7 +105,6 @@ class ServerRounds:
         # the virtual clock of the simulated client speeds (mpifl.client_speeds): a synchronous round lasts as long
         # as its slowest client; an asynchronous strategy reports its own event times
         self.clock = float(saved.server.get(CLOCK, np.zeros(1))[0])
-        hierarchy.edge_comm(loop.comm, self.cfg)  # the client ranks' edge communicators are made on every rank
 
     def run(self) -> np.ndarray:
         for it in range(self.loop.checkpoints.start_round + 1, self.cfg.rounds + 2):

@@ -33,7 +33,8 @@ class ClientRounds:
                  strategy: type[Strategy], chain: Chain):
         self.loop, self.chain, self.cfg, self.clients = loop, chain, loop.cfg, clients
         spec, cfg = loop.kernels.spec, loop.cfg
-        self.wire = make_wire(strategy, chain, spec, blocks)
+        self.edge, senders = hierarchy.edges(loop.comm, cfg, blocks)  # HierFAVG's edge (collective), or None
+        self.wire = make_wire(strategy, chain, spec, blocks, senders)
         self.exchange = exchange_of(loop, chain, self.wire, blocks)
         self.settings = LocalSettings.from_config(cfg)
         self.trainers = [LocalTrainer(c.train, loop.kernels, self.settings, cfg.seed, k)
@@ -60,7 +61,6 @@ class ClientRounds:
         self.gather_stats = collectives.GatherToRoot(loop.comm, self.wire.stats_counts, np.float64, SERVER)
         self.poll = False
         self.previous_comm = 0.0
-        self.edge = hierarchy.edge_comm(loop.comm, cfg)  # HierFAVG's edge (collective on every rank), or None
 
     def run(self) -> None:
         for it in range(self.loop.checkpoints.start_round + 1, self.cfg.rounds + 2):
@@ -100,12 +100,12 @@ class ClientRounds:
             if epochs[k] > 0 and self.edge is None:
                 self.train(j, k, it, int(epochs[k]), sent)
                 sent += 1
-        if self.edge is not None and epochs.any():  # every client trains: its edge's delta in each row
+        if self.edge is not None and epochs.any():  # every client trains; the edge's first rank sends its row
             server = self.cfg.server
-            hierarchy.train_edges(self.edge, self.trainers, self.clients, self.theta, it, epochs, server.kappa1,
-                                  server.kappa2, lambda anchor: self.half.objective(anchor, self.down, {}),
-                                  self.rows_out, self.client_stats)
-            sent = len(self.clients)
+            sent = hierarchy.train_edges(self.edge, self.trainers, self.clients, self.theta, it, epochs,
+                                         server.kappa1, server.kappa2,
+                                         lambda anchor: self.half.objective(anchor, self.down, {}), self.rows_out,
+                                         self.client_stats)
         own["compute"][0] = time.perf_counter() - started
         own["stop"][0] = self.loop.stop.requested
         own["comm"][0] = self.previous_comm

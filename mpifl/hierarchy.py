@@ -51,25 +51,35 @@ def check(cfg, strategy: type, stages_on: bool) -> None:
         raise ConfigError(f"server.hierarchy = {cfg.server.hierarchy!r} {why}.")
 
 
-def edge_comm(comm: MPI.Comm, cfg) -> MPI.Comm | None:
-    """This client rank's edge communicator (collective on every rank; None on the server or without edges)."""
+def edges(comm: MPI.Comm, cfg, blocks: list[range]) -> tuple[MPI.Comm | None, np.ndarray | None]:
+    """(this client rank's edge communicator or None, which clients send a row: each edge's first client).
+
+    Collective on every rank; (None, None) without edges.
+    """
     if cfg.mode != "federated" or cfg.server.hierarchy == "none":
-        return None
+        return None, None
     rank = comm.Get_rank()
     clients = comm.Split(MPI.UNDEFINED if rank == SERVER else 0, rank)
-    if rank == SERVER:
-        return None
-    if cfg.server.hierarchy == "node":
-        edge = clients.Split_type(MPI.COMM_TYPE_SHARED, key=rank)
-    else:
-        edge = clients.Split((rank - 1) // cfg.server.edge_ranks, rank)
-    clients.Free()
-    return edge
+    edge = None
+    if rank != SERVER:
+        if cfg.server.hierarchy == "node":
+            edge = clients.Split_type(MPI.COMM_TYPE_SHARED, key=rank)
+        else:
+            edge = clients.Split((rank - 1) // cfg.server.edge_ranks, rank)
+        clients.Free()
+    leads = comm.allgather(edge is not None and edge.Get_rank() == 0)  # set-up only: one flag a rank
+    senders = np.zeros(sum(len(b) for b in blocks), dtype=bool)
+    for host, block in enumerate(blocks, start=1):
+        if leads[host] and len(block):
+            senders[block.start] = True
+    return edge, senders
 
 
 def train_edges(edge: MPI.Comm, trainers, clients: range, theta: np.ndarray, it: int, epochs: np.ndarray,
-                kappa1: int, kappa2: int, hook_of, rows_out, client_stats) -> None:
-    """kappa2 edge rounds of kappa1 local rounds for this rank's clients; each payload row gets its edge's delta.
+                kappa1: int, kappa2: int, hook_of, rows_out, client_stats) -> int:
+    """kappa2 edge rounds of kappa1 local rounds for this rank's clients; on the edge's first rank, the first
+    payload row gets the edge's delta and its first client the edge's rows as its weight.  Returns the payload
+    rows this rank sends (1 or 0).
 
     ``hook_of(anchor)`` is the local objective's hook around an anchor (FedProx pulls toward the edge model).
     """
@@ -90,7 +100,10 @@ def train_edges(edge: MPI.Comm, trainers, clients: range, theta: np.ndarray, it:
             total[-1] += n
         edge.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
         model = (total[:-1] / total[-1]).reshape(theta.shape)
-    delta = model - theta.astype(np.float64)
-    for j, k in enumerate(clients):
-        rows_out[j]["delta"][...] = delta
+    for j in range(len(clients)):
         client_stats[j]["weight"][0] = trainers[j].shard.n
+    if edge.Get_rank() != 0:
+        return 0
+    rows_out[0]["delta"][...] = model - theta.astype(np.float64)
+    client_stats[0]["weight"][0] = total[-1]  # the edge's rows: its row weighs for the whole edge
+    return 1

@@ -120,18 +120,22 @@ class Wire:
     which client rank hosts which clients (``blocks``, one range per client
     rank), the size of a compressed delta's message (0: no compression), and
     how many leading values of delta travel (None: all; FedRep and FedPer send
-    the body only).  Nothing here communicates.
+    the body only), and which clients send a row when they train (None:
+    every one; two-level averaging: each edge's first client).  Nothing here
+    communicates.
     """
 
     def __init__(
         self, downlink: Sequence[Field], uplink: Sequence[Field], shape: tuple[int, ...], dtype: np.dtype,
         blocks: Sequence[range], message_bytes: int = 0, shared: int | None = None,
+        senders: np.ndarray | None = None,
     ):
         check_declaration("this algorithm", downlink, uplink)
         self.dtype = np.dtype(dtype)
         self.blocks = list(blocks)
         self.n_clients = sum(len(b) for b in self.blocks)
         self.shape = shape
+        self.senders = senders
         self.shared = shared if shared is not None and shared < int(np.prod(shape)) else None
         self.down = Layout((THETA, *downlink), shape)
         update = DELTA if self.shared is None else Field(DELTA.name, self.shared)
@@ -185,10 +189,15 @@ class Wire:
         """Bytes that ``rows`` payload rows are smaller than without compression."""
         return rows * (self.uncompressed_payload.width - self.payload.width) * self.dtype.itemsize
 
-    def payload_counts(self, epochs: np.ndarray) -> list[int]:
-        """Gatherv counts of one round's payload: a row per training client, by rank."""
+    def sending(self, epochs: np.ndarray) -> np.ndarray:
+        """The clients whose payload row travels this round, in client order: those that train (and send)."""
         training = np.asarray(epochs) > 0
-        return [0] + [int(training[b.start : b.stop].sum()) * self.payload.width for b in self.blocks]
+        return training if self.senders is None else training & self.senders
+
+    def payload_counts(self, epochs: np.ndarray) -> list[int]:
+        """Gatherv counts of one round's payload: a row per sending client, by rank."""
+        sending = self.sending(epochs)
+        return [0] + [int(sending[b.start : b.stop].sum()) * self.payload.width for b in self.blocks]
 
     # -- per-client statistics and per-rank timings -----------------------------------------------------------
 

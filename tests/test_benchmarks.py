@@ -220,4 +220,14 @@ def test_personal_study_smoke(tmp_path):
                            "--quick", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cases = json.loads((tmp_path / "personal_study.json").read_text())["cases"]
-    assert len(cases) == 4 and all(0 <= c["personal"]["worst"] <= c["personal"]["mean"] <= 1 for c in cases)
+    assert len(cases) == 8 and all(0 <= c["personal"]["worst"] <= c["personal"]["mean"] <= 1 for c in cases)
+    assert {"FedPer, MLP", "FedRep (head 5 epochs), MLP"} <= {c["run"] for c in cases}
+
+
+def test_hierarchy_benchmark_smoke(tmp_path):
+    proc = subprocess.run([shutil.which("mpiexec"), "-n", "4", sys.executable, str(BENCH / "hierarchy.py"),
+                           "--quick", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cases = json.loads((tmp_path / "hierarchy.json").read_text())["cases"]
+    flat, edges, longer = (c["uplink_bytes"] for c in cases)
+    assert len(cases) == 3 and edges < flat and cases[0]["final_accuracy"] == cases[1]["final_accuracy"]

@@ -25,6 +25,12 @@ def test_one_local_and_one_edge_round_per_cloud_round_is_flat_fedavg(hierarchy, 
                       **extra, **common())
     np.testing.assert_allclose(edges.model, flat.model, rtol=0, atol=1e-12 * np.abs(flat.model).max())
     assert np.abs(flat.model).max() > 0
+    if COMM.rank == 0:  # one row an edge reaches rank 0, not one a client
+        n_edges = {"groups": -(-(COMM.size - 1) // 2), "node": 1}[hierarchy]  # (this test runs on one node)
+        rows = [h["participants"] for h in edges.history if h["participants"]]
+        assert rows and set(rows) == {n_edges}
+        row = (flat.history[1]["uplink_bytes"] - edges.history[1]["uplink_bytes"]) / (2 * (COMM.size - 1) - n_edges)
+        assert row == flat.model.nbytes  # each row no longer sent is one model's delta
 
 
 @pytest.mark.mpi(min_size=2)
