@@ -62,7 +62,7 @@ MLP = {"model__kind": "mlp", "model__hidden": [16]}
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"server__strategy": "fedrep"}, "model.kind 'softmax' (in <defaults>) has no layers below its output layer"),
+    ({"server__strategy": "fedrep"}, "model.kind 'softmax' (in <defaults>) declares no layers below its output layer"),
     ({"server__strategy": "fedper", "model__kind": "mlp", "model__hidden": []}, "model.kind 'mlp'"),
     ({"server__strategy": "fedper", "model__kind": "cnn", "model__architecture": "custom"}, "model.kind 'cnn'"),
     ({"server__strategy": "fedrep", **MLP, "privacy__noise_multiplier": 1.0},

@@ -199,3 +199,28 @@ def test_a_torch_rank_computes_on_its_node_local_rank_mod_the_gpu_count(environ,
     from mpifl.models.torch_model import device_for
 
     assert device_for(environ, gpus) == device
+
+
+def test_a_function_models_step_trains_only_the_slice_it_is_given():
+    """FedRep's phases on a user's gradient function: one full-batch step trains the slice as the whole step
+    would, and leaves the rest and its velocity as they were."""
+    from mpifl.kernels import ModelKernels
+    from mpifl.model import ModelSpec
+
+    spec = ModelSpec("examples.numpy_softmax:NumpySoftmax", 5, 3, np.dtype(np.float64), output="softmax")
+    kernels = ModelKernels(spec)
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((12, 5)), rng.integers(0, 3, 12).astype(np.float64)
+    theta, velocity = 0.1 * rng.standard_normal(spec.shape), 0.01 * rng.standard_normal(spec.shape)
+    order = np.arange(12)
+    whole, whole_v = theta.copy(), velocity.copy()
+    kernels.sgd_epoch(X, y, whole, whole_v, spec.zeros(), order, 12, 0.1, 0.9, 0.01)
+    part, part_v = theta.copy(), velocity.copy()
+    trained = slice(4, 11)
+    kernels.sgd_epoch(X, y, part, part_v, spec.zeros(), order, 12, 0.1, 0.9, 0.01, None, trained)
+    np.testing.assert_array_equal(part.reshape(-1)[trained], whole.reshape(-1)[trained])
+    np.testing.assert_array_equal(part_v.reshape(-1)[trained], whole_v.reshape(-1)[trained])
+    frozen = np.ones(theta.size, dtype=bool)
+    frozen[trained] = False
+    assert part.reshape(-1)[frozen].tobytes() == theta.reshape(-1)[frozen].tobytes()
+    assert part_v.reshape(-1)[frozen].tobytes() == velocity.reshape(-1)[frozen].tobytes()

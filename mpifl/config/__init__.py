@@ -358,7 +358,7 @@ def _check_head(typed: Config, origins: dict[str, str], source: str) -> None:
         raise ConfigError(
             f"The 'server.strategy' parameter in {origins.get('server.strategy', source)} is {name!r}, which shares "
             f"a model's body and keeps each client's output layer (its head) on the client, but model.kind {kind!r} "
-            f"(in {origins.get('model.kind', source)}) has no layers below its output layer. Use model.kind = "
+            f"(in {origins.get('model.kind', source)}) declares no layers below its output layer. Use model.kind = "
             "\"mlp\" with hidden layers or \"cnn\".")
 
 
