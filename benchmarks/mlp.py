@@ -69,7 +69,7 @@ def mpifl_epoch(layout, theta0, X, y, order, batch):
     def run():
         theta[...] = theta0
         sgd_epoch(theta, offsets, widths, X, y, velocity, grad, buffers.A, buffers.D, buffers.G, buffers.E, order,
-                  batch, LR, 0.0, 0.0, theta, 0.0, empty)
+                  batch, LR, 0.0, 0.0, theta, 0.0, empty, 0, theta.size)  # every value trains
 
     run()  # compile or load
     def loss():
