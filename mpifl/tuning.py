@@ -215,9 +215,15 @@ def choose(
 
 
 def candidates_for(spec: ModelSpec) -> tuple[Variant, ...]:
-    """The variants that walk differently for this model: the single-pass ones only for one-output models on
-    dense rows (softmax and CSR rows walk as the chunked ``tuned`` does, so timing them again buys nothing)."""
-    one_output = spec.n_outputs == 1 and not spec.sparse
+    """The variants that walk differently for this model, so that none is timed twice.
+
+    Dense rows: the single-pass ones only for one-output models (softmax rows walk as the chunked ``tuned``
+    does).  CSR rows: one single-pass variant, whatever the outputs (mpifl.kernels.csr_single_pass; its link
+    uses libm's exp, so the two single-pass variants walk CSR rows alike)."""
+    if spec.sparse:
+        first_single = next(v for v in VARIANTS if v.single_pass)
+        return tuple(v for v in VARIANTS if not v.single_pass or v is first_single)
+    one_output = spec.n_outputs == 1
     return tuple(v for v in VARIANTS if one_output or not v.single_pass)
 
 
@@ -278,9 +284,19 @@ def sample_bytes() -> int:
     return int(np.clip(2 * last_level_cache_bytes(), SAMPLE_BYTES_MIN, SAMPLE_BYTES_MAX))
 
 
+def sample_nonzeros(n_features: int) -> int:
+    """Nonzeros a row in a CSR sample: text data (rcv1, news20) has tens of nonzeros a row."""
+    return min(max(1, n_features // 20), 64)
+
+
 def sample_rows(spec: ModelSpec, operation: str) -> int:
-    """Rows in the timing sample: a client's shard for SGD, about sample_bytes() of rows for the full gradient."""
-    row_bytes = max(spec.n_features, 1) * spec.dtype.itemsize
+    """Rows in the timing sample: a client's shard for SGD, about sample_bytes() of rows for the full gradient
+    (of their nonzeros and column indices, for CSR rows: a dense row's size would leave a few hundred rows,
+    whose timing is the O(d) set-up around them rather than the walk over them)."""
+    if spec.sparse:
+        row_bytes = sample_nonzeros(spec.n_features) * (spec.dtype.itemsize + np.dtype(np.int32).itemsize)
+    else:
+        row_bytes = max(spec.n_features, 1) * spec.dtype.itemsize
     return SGD_SAMPLE_ROWS if operation == SGD else int(np.clip(sample_bytes() // row_bytes, 512, 1 << 24))
 
 
@@ -297,7 +313,7 @@ def _sample(spec: ModelSpec, operation: str):
     if spec.sparse:
         from mpifl.data.sparse import CSR
 
-        per_row = min(max(1, d // 20), 64)  # text data (rcv1, news20) has tens of nonzeros a row
+        per_row = sample_nonzeros(d)
         indices = np.sort(rng.integers(0, d, (rows, per_row)), axis=1).astype(np.int32)
         data = rng.standard_normal((rows, per_row)).astype(spec.dtype)
         indptr = np.arange(0, rows * per_row + 1, per_row, dtype=np.int64)

@@ -56,17 +56,44 @@ def kernels_for(spec: ModelSpec, variant: str, threads: int = 1) -> ModelKernels
     return ModelKernels(spec, threads, Selection.everywhere(BY_NAME[variant], "test"))
 
 
+# Kernel tests in the default run: every variant on the logistic model (it has the exp, the link and the single
+# pass), every kind on the floor and the default variant.  The rest of the variant x kind matrix compiles a
+# variant's loops again for another link: it runs in the slow tier (tests/run.sh --slow, which CI runs too).
+MATRIX_EVERY_KIND = ("plain", "tuned")
+MATRIX_EVERY_VARIANT = "logistic"
+
+
+def same_walk_as_another(variant, kind: str, sparse: bool, whole_range: bool) -> bool:
+    """Whether another parametrisation compiles and runs exactly these loops already.
+
+    Dense softmax rows walk the single-pass variants as ``tuned`` does; the linear model has no exp, so its
+    libm and polynomial variants of one walk are one walk; on CSR rows the single-pass variants differ from
+    ``tuned`` only over whole ranges (mpifl.kernels.csr_single_pass), where both use libm's exp."""
+    if variant.single_pass:
+        if sparse:
+            return not whole_range or variant.name != "fused"
+        return kind == "softmax" or (kind == "linear" and not variant.poly_exp)
+    return sparse and kind == "linear" and variant.name == "libm4"  # CSR: tuned's chunks, no exp to differ by
+
+
 def pytest_collection_modifyitems(config, items):
-    """Test each code path once: the single-pass variants walk softmax rows and CSR rows as the chunked ones do
-    (mpifl.kernels.fused), so those parametrisations would compile and run the same loops again."""
+    """Test each code path once (same_walk_as_another), and put the kernel matrix beyond MATRIX_* in the slow
+    tier."""
     keep, dropped = [], []
     for item in items:
         params = item.callspec.params if hasattr(item, "callspec") else {}
         variant = BY_NAME.get(params.get("variant", ""))
-        same_walk = params.get("kind") == "softmax" or "sparse" in item.module.__name__
-        (dropped if variant is not None and variant.single_pass and same_walk else keep).append(item)
-        if variant is not None:  # under xdist --dist loadgroup: one worker compiles each variant's kernels
+        kind = params.get("kind", "")
+        if variant is not None:
+            sparse = "sparse" in item.module.__name__
+            if same_walk_as_another(variant, kind, sparse, item.get_closest_marker("whole_range") is not None):
+                dropped.append(item)
+                continue
+            if kind and kind != MATRIX_EVERY_VARIANT and variant.name not in MATRIX_EVERY_KIND:
+                item.add_marker(pytest.mark.slow)
+            # under xdist --dist loadgroup: one worker compiles each variant's kernels
             item.add_marker(pytest.mark.xdist_group(f"variant-{variant.name}"))
+        keep.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep

@@ -32,6 +32,7 @@ def rel(a, b):
     return np.max(np.abs(np.asarray(a, np.float64) - b)) / max(np.max(np.abs(b)), 1e-300)
 
 
+@pytest.mark.whole_range
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 31, 32, 33, 64, 65, 300])
 def test_csr_full_gradient_and_loss_match_numpy(kind, dtype, n, variant):
     spec, X, dense, y, theta = sparse_problem(kind, n, 40, dtype)
@@ -81,6 +82,7 @@ def test_csr_evaluation_matches_numpy(kind, dtype, variant):
         assert correct == naive.correct(kind, dense, y, theta)
 
 
+@pytest.mark.whole_range
 def test_threaded_csr_gradient_equals_the_serial_one(kind, variant):
     spec, X, _, y, theta = sparse_problem(kind, 1000, 50, "float64", seed=7)
     serial, threaded = spec.zeros(), spec.zeros()
@@ -97,7 +99,30 @@ def test_csr_take_and_from_scipy_keep_the_rows():
     assert X.nnz == m.nnz and X.shape == (50, 9)
 
 
-def test_csr_nan_propagates_into_the_loss(kind, variant):
+@pytest.mark.whole_range
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_csr_nan_and_inf_reach_the_loss_and_the_gradient(kind, variant, bad):
     spec, X, _, y, theta = sparse_problem(kind, 100, 10, "float64", density=0.5)
-    X.data[3] = np.nan
-    assert np.isnan(kernels_for(spec, variant).full_gradient_sum(X, y, theta, spec.zeros(), want_loss=True))
+    X.data[3] = bad
+    grad = spec.zeros()
+    loss = kernels_for(spec, variant).full_gradient_sum(X, y, theta, grad, want_loss=True)
+    assert not np.isfinite(loss)
+    assert not np.all(np.isfinite(grad))
+
+
+@pytest.mark.whole_range
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_csr_single_pass_repeats_bitwise_and_keeps_nothing_between_calls(kind, dtype):
+    """Its working array holds theta and the gradient side by side; a second call, or a call with other
+    weights in between, must start from theta alone."""
+    spec, X, _, y, theta = sparse_problem(kind, 3000, 700, dtype, density=0.05, seed=11)
+    kernels = kernels_for(spec, "fused")
+    first, again, other = spec.zeros(), spec.zeros(), spec.zeros()
+    kernels.full_gradient_sum(X, y, theta, first)
+    kernels.full_gradient_sum(X, y, (theta * 2).astype(dtype), other)
+    kernels.full_gradient_sum(X, y, theta, again)
+    assert first.tobytes() == again.tobytes()
+    assert first.tobytes() != other.tobytes()
+    threaded = spec.zeros()
+    kernels_for(spec, "fused", threads=3).full_gradient_sum(X, y, theta, threaded)
+    assert rel(threaded, first) < TOL[dtype]

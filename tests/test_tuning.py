@@ -256,6 +256,10 @@ def test_single_pass_variants_are_timed_only_where_they_walk_differently():
     assert [v.name for v in one_output] == [v.name for v in VARIANTS]
     softmax = tuning.candidates_for(ModelSpec("softmax", 30, 10, np.dtype("float64")))
     assert "fused" not in {v.name for v in softmax} and "tuned" in {v.name for v in softmax}
+    for outputs, kind in ((1, "logistic"), (10, "softmax")):  # CSR rows: one single pass, for every kind
+        csr = tuning.candidates_for(ModelSpec(kind, 30, outputs, np.dtype("float64"), sparse=True))
+        assert [v.name for v in csr if v.single_pass] == ["fused"]
+        assert {"plain", "tuned", "prefetch", "libm4"} <= {v.name for v in csr}
 
 
 def test_the_full_gradient_sample_streams_from_memory(monkeypatch):
@@ -266,3 +270,15 @@ def test_the_full_gradient_sample_streams_from_memory(monkeypatch):
     assert tuning.sample_rows(SPEC, GRADIENT) == tuning.SAMPLE_BYTES_MAX // (30 * 8)
     assert tuning.sample_rows(SPEC, SGD) == tuning.SGD_SAMPLE_ROWS
     assert tuning.last_level_cache_bytes() >= 1 << 20
+
+
+def test_a_csr_sample_is_sized_by_its_nonzeros_not_its_dense_width(monkeypatch):
+    """rcv1's 47,236 features make a dense row 378 KB: sized by that, the sample would be 169 rows, and the
+    timing would be the O(d) set-up around them.  Its nonzeros and indices fill the same bytes instead."""
+    monkeypatch.setattr(tuning, "last_level_cache_bytes", lambda: 32 << 20)
+    spec = ModelSpec("logistic", 47_236, 1, np.dtype("float64"), sparse=True)
+    nonzeros = tuning.sample_nonzeros(47_236)
+    assert nonzeros == 64
+    assert tuning.sample_rows(spec, GRADIENT) == (64 << 20) // (nonzeros * (8 + 4))
+    X, y, theta = tuning._sample(spec, GRADIENT)
+    assert X.nnz == tuning.sample_rows(spec, GRADIENT) * nonzeros and y.shape[0] == X.shape[0]

@@ -19,7 +19,7 @@ from mpifl.jit import kernel, kernel_sources_digest, threaded_kernel
 from mpifl.kernels.drivers import sgd_step, sum_partials
 from mpifl.kernels.flags import CORRECT, GRAD, KIND_CODES, LOSS, is_indexed
 from mpifl.kernels.losses import range_loss_grad
-from mpifl.kernels.sparse import range_loss_grad_csr
+from mpifl.kernels.sparse import range_loss_grad_csr, whole_range_loss_grad_csr
 from mpifl.kernels.variants import VARIANTS
 
 EVALUATE = np.int64(LOSS | CORRECT)  # int64, not a literal: evaluation shares the gradient's compiled range kernel
@@ -139,27 +139,26 @@ def csr_entries(kind: int, variant: int) -> Entries:
     sources = kernel_sources_digest()  # in every entry's closure: Numba's cache key (mpifl.jit)
 
     @kernel
-    def full_gradient(data, indices, indptr, y, theta, grad, Z, E, want_loss):
+    def full_gradient(data, indices, indptr, y, theta, grad, Z, E, W, want_loss):
+        """W: the (d, 2C) working array of the single-pass walk (mpifl.kernels.csr_single_pass)."""
         sources  # noqa: B018 - keys the cache by the kernel sources
         grad[:] = 0
         what = GRAD | LOSS if want_loss else GRAD
-        rows = np.empty(0, dtype=np.int64)
-        loss, _ = range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, is_indexed(rows),
-                                      np.int64(0), indptr.shape[0] - 1, grad, Z, E, what)
+        loss, _ = whole_range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, np.int64(0),
+                                            indptr.shape[0] - 1, grad, Z, E, W, what)
         return loss
 
     @threaded_kernel
-    def full_gradient_threaded(data, indices, indptr, y, theta, grad, partial, Zs, Es, want_loss):
+    def full_gradient_threaded(data, indices, indptr, y, theta, grad, partial, Zs, Es, Ws, want_loss):
         sources  # noqa: B018 - keys the cache by the kernel sources
         T = partial.shape[0]
         n = indptr.shape[0] - 1
         what = GRAD | LOSS if want_loss else GRAD
         losses = np.zeros(T)
-        rows = np.empty(0, dtype=np.int64)
         for t in numba.prange(T):
             partial[t] = 0
-            losses[t], _ = range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, is_indexed(rows),
-                                               t * n // T, (t + 1) * n // T, partial[t], Zs[t], Es[t], what)
+            losses[t], _ = whole_range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, t * n // T,
+                                                     (t + 1) * n // T, partial[t], Zs[t], Es[t], Ws[t], what)
         return sum_partials(grad, partial, losses)
 
     @kernel

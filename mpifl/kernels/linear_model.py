@@ -45,6 +45,7 @@ class LinearKernels(ModelKernels):
         self._Z = np.empty(width, dtype=spec.dtype)
         self._E = np.empty(width, dtype=spec.dtype)
         self._no_correction = np.empty((0, 0), dtype=spec.dtype)
+        self._W: np.ndarray | None = None
         if threads > 1:
             self._partial = np.empty((threads, *spec.shape), dtype=spec.dtype)
             self._Zs = np.empty((threads, width), dtype=spec.dtype)
@@ -53,14 +54,25 @@ class LinearKernels(ModelKernels):
     def full_gradient_sum(self, X, y, theta, grad, want_loss=False) -> float:
         """Summed gradient over all rows into grad; the summed loss if asked (else 0)."""
         if is_csr(X):
+            W = self._csr_working_arrays()
             if self.threads > 1:
                 return self._csr_full.full_gradient_threaded(
-                    X.data, X.indices, X.indptr, y, theta, grad, self._partial, self._Zs, self._Es, want_loss
+                    X.data, X.indices, X.indptr, y, theta, grad, self._partial, self._Zs, self._Es, W, want_loss
                 )
-            return self._csr_full.full_gradient(X.data, X.indices, X.indptr, y, theta, grad, self._Z, self._E, want_loss)
+            return self._csr_full.full_gradient(X.data, X.indices, X.indptr, y, theta, grad, self._Z, self._E, W[0],
+                                                want_loss)
         if self.threads > 1:
             return self._dense_full.full_gradient_threaded(X, y, theta, grad, self._partial, self._Zs, self._Es, want_loss)
         return self._dense_full.full_gradient(X, y, theta, grad, self._Z, self._E, want_loss)
+
+    def _csr_working_arrays(self) -> np.ndarray:
+        """One (d, 2C) array per thread for the single-pass CSR walk (mpifl.kernels.csr_single_pass), made on the
+        first CSR full gradient that needs it: dense jobs and the other variants never pay for it."""
+        if self._W is None:
+            single = self.selection.gradient.single_pass
+            shape = (self.threads, self.spec.n_features, 2 * self.spec.n_outputs) if single else (self.threads, 0, 0)
+            self._W = np.empty(shape, dtype=self.spec.dtype)
+        return self._W
 
     def batch_gradient_sum(self, X, y, theta, order, start, stop, grad, want_loss=False) -> float:
         """Summed gradient over rows order[start:stop] into grad."""

@@ -16,6 +16,9 @@ import numpy as np
 from mpifl.jit import gather_kernel, inline_kernel, kernel
 from mpifl.kernels.flags import CORRECT, GRAD, LOGISTIC, LOSS, SQUARED, row_at
 
+# Unsigned steps for CSR positions (see csr_row_logits).
+U1, U2, U3, U4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
+
 
 @inline_kernel
 def row_link(kind, label, C, Z, what):
@@ -134,32 +137,47 @@ def plain_range(kind, X, y, theta, rows, indexed, start, stop, grad, Z, what):
 
 @inline_kernel
 def csr_row_logits(data, indices, lo, hi, theta, Z, at):
-    """Z[at + c] = theta[c, :d] . x + theta[c, d] over one CSR row's nonzeros lo .. hi-1, in two interleaved
-    scalar chains (its callers compile without reassociation: mpifl.jit.GATHER_OPTIONS)."""
+    """Z[at + c] = theta[c, :d] . x + theta[c, d] over one CSR row's nonzeros lo .. hi-1, in four interleaved
+    scalar chains (its callers compile without reassociation: mpifl.jit.GATHER_OPTIONS).
+
+    Positions and column indices are read as unsigned integers: with signed ones, Numba wraps negative
+    indices around, a compare and two selects at every access that made the gathered dot 1.4x slower."""
     C = theta.shape[0]
     d = theta.shape[1] - 1
+    start = np.uint64(lo)
+    stop = np.uint64(hi)
     for c in range(C):
-        z0 = theta[c, d]
+        z0 = 0.0 + theta[c, d]
         z1 = 0.0
-        p = lo
-        while p + 2 <= hi:
-            z0 += data[p] * theta[c, indices[p]]
-            z1 += data[p + 1] * theta[c, indices[p + 1]]
-            p += 2
-        if p < hi:
-            z0 += data[p] * theta[c, indices[p]]
-        Z[at + c] = z0 + z1
+        z2 = 0.0
+        z3 = 0.0
+        p = start
+        while p + U4 <= stop:
+            z0 += data[p] * theta[c, np.uint32(indices[p])]
+            z1 += data[p + U1] * theta[c, np.uint32(indices[p + U1])]
+            z2 += data[p + U2] * theta[c, np.uint32(indices[p + U2])]
+            z3 += data[p + U3] * theta[c, np.uint32(indices[p + U3])]
+            p += U4
+        while p < stop:
+            z0 += data[p] * theta[c, np.uint32(indices[p])]
+            p += U1
+        Z[at + c] = (z0 + z1) + (z2 + z3)
 
 
 @inline_kernel
 def csr_row_axpy(data, indices, lo, hi, R, at, grad):
-    """grad[c, j] += R[at + c] x_j over one CSR row's nonzeros, and grad[c, d] += R[at + c]."""
+    """grad[c, j] += R[at + c] x_j over one CSR row's nonzeros, and grad[c, d] += R[at + c]; indices read as
+    unsigned integers (see csr_row_logits)."""
     C = grad.shape[0]
     d = grad.shape[1] - 1
+    start = np.uint64(lo)
+    stop = np.uint64(hi)
     for c in range(C):
         a = R[at + c]
-        for p in range(lo, hi):
-            grad[c, indices[p]] += a * data[p]
+        p = start
+        while p < stop:
+            grad[c, np.uint32(indices[p])] += a * data[p]
+            p += U1
         grad[c, d] += a
 
 

@@ -8,13 +8,16 @@ phase, no temporaries that grow with n, pure and allocation-free.
 
 from __future__ import annotations
 
+import numpy as np
+
 from mpifl.jit import gather_kernel, kernel
-from mpifl.kernels.flags import GRAD, row_at
+from mpifl.kernels.csr_single_pass import interleaved_range_csr
+from mpifl.kernels.flags import GRAD, is_indexed, row_at
 from mpifl.kernels.losses import link
 from mpifl.kernels.rowwise import csr_row_axpy, csr_row_logits, plain_range_csr
 from mpifl.kernels.prefetch import prefetch_csr_rows
 from mpifl.kernels.switch import compile_time_choice, constant
-from mpifl.kernels.variants import CHUNK_ROWS, FLOOR_CODE, LEAD_ROWS
+from mpifl.kernels.variants import CHUNK_ROWS, FLOOR_CODE, LEAD_ROWS, SINGLE_PASS
 
 
 @gather_kernel
@@ -78,3 +81,26 @@ def _range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, i
         return chunked_range_csr(kind, variant, data, indices, indptr, y, theta, rows, indexed, start, stop, grad, Z,
                                  E, what)
     return chunked
+
+
+def whole_range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, start, stop, grad, Z, E, W, what):
+    """As range_loss_grad_csr over rows start .. stop-1 in storage order (a full gradient).  The single-pass
+    variants walk it with the weights and gradient side by side in W (mpifl.kernels.csr_single_pass); the others
+    as range_loss_grad_csr, with W unused."""
+    rows = np.empty(0, dtype=np.int64)
+    return range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, is_indexed(rows), start, stop,
+                               grad, Z, E, what)
+
+
+@compile_time_choice(whole_range_loss_grad_csr)
+def _whole_range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, start, stop, grad, Z, E, W, what):
+    if SINGLE_PASS[constant(variant, "variant")]:
+        def interleaved(kind, variant, data, indices, indptr, y, theta, start, stop, grad, Z, E, W, what):
+            return interleaved_range_csr(kind, data, indices, indptr, y, theta, start, stop, grad, Z, W, what)
+        return interleaved
+
+    def by_rows(kind, variant, data, indices, indptr, y, theta, start, stop, grad, Z, E, W, what):
+        rows = np.empty(0, dtype=np.int64)
+        return range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, is_indexed(rows), start, stop,
+                                   grad, Z, E, what)
+    return by_rows
