@@ -149,7 +149,7 @@ def test_the_threaded_gradient_equals_the_serial_one_and_repeats_bitwise(threads
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, pytest.param(2, marks=pytest.mark.slow)])  # threads: the threaded test below
 def test_csr_rows_give_the_dense_results(dtype, rtol, threads):
     """The first layer reads CSR rows from their arrays; gradients, steps and evaluation match dense rows."""
     from mpifl.compile import set_threads

@@ -38,8 +38,27 @@ def mpiexec(n, *args, cwd):
                           capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
+@pytest.fixture(scope="module")
+def solo_model(tmp_path_factory):
+    """The model bytes of a solo 2-rank run of a point, run once for both schedules."""
+    where = tmp_path_factory.mktemp("solo")
+    models: dict[tuple[str, str], bytes] = {}
+
+    def model(seed: str, lr: str) -> bytes:
+        if (seed, lr) not in models:
+            out = f"solo-{len(models)}"
+            solo = mpiexec(2, "run", str(REPO / "jobs" / "distributed_synthetic.toml"), "--set", "rounds=4",
+                           "--set", f"seed={seed}", "--set", f"train.lr={lr}", "--out", out, "--quiet", cwd=where)
+            assert solo.returncode == 0, solo.stderr
+            models[seed, lr] = (where / out / "model.npz").read_bytes()
+        return models[seed, lr]
+
+    return model
+
+
+@pytest.mark.xdist_group("sweep-solo-runs")  # one worker runs both schedules, so the solo runs are made once
 @pytest.mark.parametrize("schedule", ["dynamic", "static"])
-def test_a_sweep_on_4_ranks_in_groups_of_2_equals_solo_runs_bit_for_bit(tmp_path, schedule):
+def test_a_sweep_on_4_ranks_in_groups_of_2_equals_solo_runs_bit_for_bit(tmp_path, schedule, solo_model):
     job = REPO / "jobs" / "distributed_synthetic.toml"
     (tmp_path / "sweep.toml").write_text(SWEEP.format(job=job, schedule=schedule))
     proc = mpiexec(4, "sweep", "sweep.toml", cwd=tmp_path)
@@ -55,12 +74,7 @@ def test_a_sweep_on_4_ranks_in_groups_of_2_equals_solo_runs_bit_for_bit(tmp_path
             assert row["status"] == "failed" and "training diverged" in row["message"]
             continue
         assert row["status"] == "finished" and float(row["final_accuracy"]) > 0.5
-        solo = mpiexec(2, "run", str(job), "--set", "rounds=4", "--set", f"seed={row['seed']}",
-                       "--set", f"train.lr={row['train.lr']}", "--out", f"solo-{row['point']}", "--quiet",
-                       cwd=tmp_path)
-        assert solo.returncode == 0, solo.stderr
-        assert (tmp_path / row["run_dir"] / "model.npz").read_bytes() == \
-            (tmp_path / f"solo-{row['point']}" / "model.npz").read_bytes()
+        assert (tmp_path / row["run_dir"] / "model.npz").read_bytes() == solo_model(row["seed"], row["train.lr"])
 
 
 def test_a_rank_count_that_does_not_split_into_groups_is_refused_on_every_rank(tmp_path):

@@ -49,6 +49,7 @@ def test_a_torch_job_without_a_usable_module_is_refused(overrides, message):
     assert message in str(info.value)
 
 
+@pytest.mark.slow  # the Numba models' kill-and-resume runs in the default tier (tests/test_checkpoint.py)
 def test_a_killed_torch_run_resumes_to_the_same_bytes(tmp_path):
     import json
     import os

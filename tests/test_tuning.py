@@ -126,8 +126,9 @@ def test_a_corrupt_cache_is_ignored_and_rewritten(tmp_path):
 
 
 @pytest.mark.parametrize("spec", [
-    ModelSpec("softmax", 12, 4, np.dtype("float32")),
-    ModelSpec("linear", 5, 1, np.dtype("float64"), sparse=True),
+    ModelSpec("logistic", 12, 2, np.dtype("float64")),  # the kernel tests' default tier compiles these already
+    pytest.param(ModelSpec("softmax", 12, 4, np.dtype("float32")), marks=pytest.mark.slow),
+    pytest.param(ModelSpec("linear", 5, 1, np.dtype("float64"), sparse=True), marks=pytest.mark.slow),
 ])
 def test_the_real_timer_measures_every_variant_for_every_operation(spec):
     for operation in OPERATIONS:
