@@ -79,6 +79,7 @@ def _blocked(block: int):
         acc = np.zeros(d + 1, dtype=grad.dtype)
         z = np.empty(block, dtype=X.dtype)
         at = np.empty(block, dtype=np.int64)
+        one = np.float32(1.0)
         loss = 0.0
         correct = 0
         for k in range(start, stop, block):
@@ -97,8 +98,14 @@ def _blocked(block: int):
                     loss += part
                     correct += hit
             if what & GRAD:
-                for t in range(m):
-                    z[t] = _residual(kind, poly, z[t], y[at[t]], X)
+                if poly and kind == LOGISTIC:  # the block's sigmoids in one loop that vectorises, then the labels
+                    for t in range(m):
+                        z[t] = one / (one + exp32(-z[t]))
+                    for t in range(m):
+                        z[t] -= y[at[t]]
+                else:
+                    for t in range(m):
+                        z[t] = _residual(kind, poly, z[t], y[at[t]], X)
                 if m == 8:
                     _axpy8(X, acc, d, rows, indexed, k, z)
                 elif m == 4:
