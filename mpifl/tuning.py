@@ -54,8 +54,13 @@ REPEATS = 7  # alternating rounds; each variant keeps its best time
 DEFAULT_BATCH = 32
 # Sizing a job, from figures measured with benchmarks/kernels.py and benchmarks/first_run.py on the
 # 2-core Xeon (AVX-512) and its AVX2 stand-in; they decide only what to compile, never a result's value.
-MAX_GAIN = 0.4  # the largest share of the floor's time a faster variant has saved (1.56x: f64 logistic)
+# Re-measured on Zen 5 (2026-12-06): the largest saving over the floor was 0.32 of its time (the SGD epoch)
+# and the dense floor's rate 0.24 to 0.30 ns per multiply-add, so both bounds hold there.
+MAX_GAIN = 0.4  # the largest share of the floor's time a faster variant has saved (1.56x: f64 logistic, Xeon)
 FLOOR_SECONDS_PER_MAC = 1.2e-9  # the floor, per row x (features + 1) x outputs per pass, memory-bound at its slowest
+# A CSR nonzero costs a gather and a scatter at a random column: the floor took 2.4 ns a nonzero on the Xeon and
+# 1.5 ns on Zen 5 (benchmarks/sparse.py, rcv1's shape).
+FLOOR_SECONDS_PER_NONZERO = 2.4e-9
 VARIANT_COMPILE_SECONDS = 6.0  # a cold compile of one chunked variant of a job's kernels (5.9 s: the default job)
 FLOOR_COMPILE_SECONDS = 2.5  # the same for the floor (2.5 s)
 
@@ -155,8 +160,14 @@ class Workload:
     passes: int  # passes of the training operation over them (rounds x epochs)
 
     def floor_seconds(self, spec: ModelSpec) -> float:
-        """The kernel seconds of the job on the floor variant, from the floor's slowest measured rate."""
-        return FLOOR_SECONDS_PER_MAC * self.rows * (spec.n_features + 1) * spec.n_outputs * self.passes
+        """The kernel seconds of the job on the floor variant, from the floor's slowest measured rate.  A CSR
+        row costs its nonzeros, not its dense width (rcv1: 70 of 47,236), taken as the chooser's sample
+        assumes them (sample_nonzeros), since the job's are not known before its data is read."""
+        if spec.sparse:
+            per_row = FLOOR_SECONDS_PER_NONZERO * (sample_nonzeros(spec.n_features) + 1)
+        else:
+            per_row = FLOOR_SECONDS_PER_MAC * (spec.n_features + 1)
+        return per_row * self.rows * spec.n_outputs * self.passes
 
     def decide(self, spec: ModelSpec, others: int) -> tuple[str, str]:
         """("measure", "") when measuring can repay compiling ``others`` more variants; else ("default" or

@@ -283,3 +283,15 @@ def test_a_csr_sample_is_sized_by_its_nonzeros_not_its_dense_width(monkeypatch):
     assert tuning.sample_rows(spec, GRADIENT) == (64 << 20) // (nonzeros * (8 + 4))
     X, y, theta = tuning._sample(spec, GRADIENT)
     assert X.nnz == tuning.sample_rows(spec, GRADIENT) * nonzeros and y.shape[0] == X.shape[0]
+
+
+def test_a_csr_job_is_sized_by_its_nonzeros_not_its_dense_width():
+    """rcv1's width is 47,236 and its rows hold about 70 nonzeros: sized by the width, every CSR job would
+    look long enough to measure every variant."""
+    dense = ModelSpec("logistic", 47_236, 2, np.dtype("float64"))
+    sparse = ModelSpec("logistic", 47_236, 2, np.dtype("float64"), sparse=True)
+    job = tuning.Workload(rows=100_000, passes=20)
+    assert job.floor_seconds(sparse) == pytest.approx(tuning.FLOOR_SECONDS_PER_NONZERO * 65 * 100_000 * 20)
+    assert job.floor_seconds(dense) > 300 * job.floor_seconds(sparse)
+    assert job.decide(dense, 4)[0] == "measure"
+    assert job.decide(sparse, 4)[0] == "floor"
