@@ -89,7 +89,8 @@ def pytest_collection_modifyitems(config, items):
             if same_walk_as_another(variant, kind, sparse, item.get_closest_marker("whole_range") is not None):
                 dropped.append(item)
                 continue
-            own_csr_walk = sparse and variant.single_pass  # C = 1 and C > 1 take different loops there
+            # the CSR single pass takes different loops for C = 1 and C > 1: every kind stays in the default run
+            own_csr_walk = sparse and variant.single_pass
             if kind and kind != MATRIX_EVERY_VARIANT and variant.name not in MATRIX_EVERY_KIND and not own_csr_walk:
                 item.add_marker(pytest.mark.slow)
             # under xdist --dist loadgroup: one worker compiles each variant's kernels
