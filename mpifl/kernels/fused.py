@@ -24,7 +24,7 @@ import numpy as np
 from mpifl.jit import inline_kernel, kernel
 from mpifl.kernels.expo import exp32, exp64
 from mpifl.kernels.flags import CORRECT, GRAD, LOGISTIC, LOSS, row_at
-from mpifl.kernels.rowwise import add_into_first_row, add_row, one_output_loss
+from mpifl.kernels.rowwise import add_into_first_row, add_row, one_output_loss, one_output_range
 
 
 @inline_kernel
@@ -189,22 +189,12 @@ def _pair_range(kind, poly, X, y, theta, rows, indexed, start, stop, grad, what)
                     acc[j] += a0 * X[r0, j] + a1 * X[r1, j]
                 bias += a0 + a1
             k += 2
-    if k < stop:  # the odd row out
-        r = row_at(rows, indexed, k)
-        z = b
-        for j in range(d):
-            z += X[r, j] * w[j]
-        if what & (LOSS | CORRECT):
-            part, hit = one_output_loss(kind, z, y[r])
-            loss += part
-            correct += hit
-        if what & GRAD:
-            a = _residual(kind, poly, z, y[r], X)
-            for j in range(d):
-                acc[j] += a * X[r, j]
-            bias += a
     if what & GRAD:
         acc[d] = bias
+    if k < stop:  # the odd row out, as the floor walks it (it adds into grad itself)
+        part, hit = one_output_range(kind, X, y, theta, rows, indexed, k, stop, grad, what)
+        loss += part
+        correct += hit
     return loss, correct
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from mpifl.jit import gather_kernel, inline_kernel, kernel
 from mpifl.kernels.flags import CORRECT, GRAD, LOGISTIC, LOSS, SQUARED, row_at
 
-# Unsigned steps for CSR positions (see csr_row_logits).
+# Unsigned steps for CSR positions (see gathered_dot).
 U1, U2, U3, U4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
 
 
