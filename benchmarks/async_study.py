@@ -19,14 +19,13 @@ points), its updates by then, and its final accuracy and virtual time.  Runs in-
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from mpi4py import MPI
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import STUDY_SETUPS, machine, markdown_table, write_results  # noqa: E402
+from common import STUDY_SETUPS, machine, markdown_table, study_arguments, write_results  # noqa: E402
 
 import mpifl  # noqa: E402
 
@@ -57,11 +56,7 @@ def time_to(history, target: float) -> tuple[float, int] | tuple[None, None]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=60)
-    parser.add_argument("--quick", action="store_true", help="digits at one spread only (the smoke test)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    args = parser.parse_args()
+    args = study_arguments(__doc__, 60, "digits at one spread only (the smoke test)")
     comm = MPI.COMM_WORLD
     rows, data = [], {"machine": machine(), "cases": []}
     setups = dict(list(SETUPS.items())[1:]) if args.quick else SETUPS

@@ -13,24 +13,19 @@ on; ``--quick``: 5 rounds (the smoke test).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from mpi4py import MPI
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, markdown_table, write_results  # noqa: E402
+from common import machine, markdown_table, study_arguments, write_results  # noqa: E402
 
 import mpifl  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=50)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    args = parser.parse_args()
+    args = study_arguments(__doc__, 50)
     comm = MPI.COMM_WORLD
     rounds = 5 if args.quick else args.rounds
     edges = dict(server__hierarchy="groups", server__edge_ranks=2)

@@ -23,7 +23,6 @@ ranks it is started on.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -33,7 +32,7 @@ from pathlib import Path
 from mpi4py import MPI
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import STUDY_SETUPS, machine, markdown_table, write_results  # noqa: E402
+from common import STUDY_SETUPS, machine, markdown_table, study_arguments, write_results  # noqa: E402
 
 import mpifl  # noqa: E402
 
@@ -80,11 +79,7 @@ def leaf_setup(comm, root: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=100)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    args = parser.parse_args()
+    args = study_arguments(__doc__, 100)
     comm = MPI.COMM_WORLD
     rounds = 5 if args.quick else args.rounds
     scratch = Path(comm.bcast(tempfile.mkdtemp(prefix="mpifl-leaf-") if comm.rank == 0 else None))
