@@ -16,13 +16,13 @@ from mpi4py import MPI
 import mpifl
 from mpifl import compile as compiling
 from mpifl import roles
-from mpifl.kernels import checks, drivers, entries, expo, losses, prefetch, rowwise, sparse
+from mpifl.kernels import checks, drivers, entries, expo, fused, losses, prefetch, rowwise, sparse
 
 
 def specialisations() -> dict:
     """{module.function: signatures} for every kernel function with at least one, and the entry points."""
     found = {}
-    for module in (losses, sparse, rowwise, drivers, expo, checks, prefetch):
+    for module in (losses, fused, sparse, rowwise, drivers, expo, checks, prefetch):
         for name, obj in vars(module).items():
             if isinstance(obj, numba.core.registry.CPUDispatcher) and obj.signatures and obj.__module__ == module.__name__:
                 found[f"{module.__name__.rsplit('.', 1)[-1]}.{name}"] = len(obj.signatures)

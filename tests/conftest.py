@@ -76,6 +76,7 @@ def same_walk_as_another(variant, kind: str, sparse: bool, whole_range: bool) ->
     return sparse and kind == "linear" and variant.name == "libm4"  # CSR: tuned's chunks, no exp to differ by
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group markers added here
 def pytest_collection_modifyitems(config, items):
     """Test each code path once (same_walk_as_another), and put the kernel matrix beyond MATRIX_* in the slow
     tier."""

@@ -89,6 +89,15 @@ def test_a_full_batch_job_on_the_floor_variant_compiles_the_row_loop_and_not_the
                 "rowwise.plain_range", "fused.fused_range"} & set(functions)
 
 
+def test_a_float64_single_pass_job_compiles_the_row_pairs_and_not_the_float32_blocks(tmp_path):
+    (report,) = compiled_by(tmp_path, 1, ["mode=distributed", "data.name=synthetic", "model.kind=logistic",
+                                          "train.algorithm=gradient_averaging", "train.batch_size=0", "rounds=2"],
+                            {PIN_VARIABLE: "fused"})
+    functions = report["after_training"]["functions"]
+    assert functions.get("fused._pair_range") == 1  # float64 walks rows in pairs
+    assert not {"fused._range8", "losses.chunked_range", "losses._logits8"} & set(functions)
+
+
 def test_the_cli_sets_numba_up_without_blas_and_scipy_still_imports_afterwards():
     pytest.importorskip("scipy")
     script = (

@@ -20,10 +20,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import types
 
 from mpifl.jit import inline_kernel, kernel
 from mpifl.kernels.expo import exp32, exp64
 from mpifl.kernels.flags import CORRECT, GRAD, LOGISTIC, LOSS, row_at
+from mpifl.kernels.switch import compile_time_choice
 from mpifl.kernels.rowwise import add_into_first_row, add_row, one_output_loss, one_output_range
 
 
@@ -198,10 +200,16 @@ def _pair_range(kind, poly, X, y, theta, rows, indexed, start, stop, grad, what)
     return loss, correct
 
 
-@kernel
 def fused_range(kind, poly, X, y, theta, rows, indexed, start, stop, grad, what):
     """As losses.range_loss_grad for one output: adds the summed data gradient into grad[0] when
     ``what & GRAD``; returns (summed loss, correct).  Blocks of BLOCK rows in float32, pairs in float64."""
-    if X.itemsize == 4:
-        return _range8(kind, poly, X, y, theta, rows, indexed, start, stop, grad, what)
-    return _pair_range(kind, poly, X, y, theta, rows, indexed, start, stop, grad, what)
+    walk = _range8 if X.dtype == np.float32 else _pair_range
+    return walk(kind, poly, X, y, theta, rows, indexed, start, stop, grad, what)
+
+
+@compile_time_choice(fused_range)
+def _fused_range(kind, poly, X, y, theta, rows, indexed, start, stop, grad, what):
+    # chosen while typing: a float64 job never compiles the eight-row blocks, nor a float32 job the pairs
+    walk = _range8 if X.dtype == types.float32 else _pair_range
+    return lambda kind, poly, X, y, theta, rows, indexed, start, stop, grad, what: walk(
+        kind, poly, X, y, theta, rows, indexed, start, stop, grad, what)
