@@ -19,3 +19,14 @@ def same_bytes_again_and_on_two_ranks(comm, **job):
         pair.Free()
         assert fewer.model.tobytes() == first.model.tobytes()
     return first
+
+
+def on_first_ranks(comm, n: int, test) -> None:
+    """Run ``test(sub)`` on a communicator of ``comm``'s first ``n`` ranks, for checks worked out for that layout
+    (byte counts, default client counts); the other ranks skip it."""
+    sub = comm.Split(0 if comm.rank < n else MPI.UNDEFINED, comm.rank)
+    if sub != MPI.COMM_NULL:
+        try:
+            test(sub)
+        finally:
+            sub.Free()

@@ -1,12 +1,9 @@
-"""Robust aggregators against plain references and their defining properties, inside strategies and a run."""
+"""Robust aggregators against plain references and their defining properties, inside strategies (whole runs:
+tests/test_mpi_attacks.py)."""
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -157,16 +154,3 @@ def test_a_strategy_that_does_not_average_deltas_refuses_a_robust_aggregator():
 ])
 def test_each_aggregator_names_the_numbers_it_needs(name, f, n, message):
     assert message in create(name, byzantine=f, trim=0.5 if name == "trimmed_mean" else 0.1).problem(n)
-
-
-def test_a_krum_run_records_the_client_it_selected_each_round(tmp_path):
-    proc = subprocess.run([shutil.which("mpiexec"), "-n", "3", sys.executable, "-m", "mpifl", "run", "--set",
-                           "server.aggregator=krum", "--set", "data.clients=6", "--set", "rounds=3", "--out", "run",
-                           "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert all(len(r["server"]["selected"]) == 1 and 0 <= r["server"]["selected"][0] < 6 for r in rows[1:])
-    refused = subprocess.run([shutil.which("mpiexec"), "-n", "3", sys.executable, "-m", "mpifl", "run", "--set",
-                              "server.aggregator=krum", "--set", "rounds=3", "--out", "bad", "--quiet"],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert refused.returncode != 0 and "needs more than 2f + 2 = 4 updates a round; this job has 2" in refused.stderr

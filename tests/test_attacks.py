@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
-import subprocess
-import sys
 from statistics import NormalDist
 
 import numpy as np
@@ -82,23 +78,3 @@ def test_attacks_are_federated_and_label_flip_needs_classes():
     with pytest.raises(ConfigError, match="'label_flip', which needs class labels"):
         config.load(overrides=["data.name=synthetic", "model.kind=linear", "data.partition=iid",
                                "attack.kind=label_flip"])
-
-
-def run(tmp_path, name, *overrides):
-    proc = subprocess.run([shutil.which("mpiexec"), "-n", "3", sys.executable, "-m", "mpifl", "run",
-                           "--set", "data.clients=10", "--set", "rounds=6", *sum((["--set", o] for o in overrides), []),
-                           "--out", name, "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads((tmp_path / name / "summary.json").read_text())
-    return summary, (tmp_path / name / "model.npz").read_bytes()
-
-
-def test_a_run_under_attack_records_its_attackers_and_repeats_bitwise(tmp_path):
-    summary, model = run(tmp_path, "a", "attack.kind=gaussian", "attack.fraction=0.2")
-    again, model_again = run(tmp_path, "b", "attack.kind=gaussian", "attack.fraction=0.2")
-    assert summary["attack"] == {"kind": "gaussian", "malicious": summary["attack"]["malicious"], "scale": 1.0}
-    assert len(summary["attack"]["malicious"]) == 2 and model == model_again
-    clean, clean_model = run(tmp_path, "c")
-    assert clean["attack"] is None and clean_model != model
-    nobody, nobody_model = run(tmp_path, "d", "attack.kind=label_flip", "attack.fraction=0.0")
-    assert nobody["attack"]["malicious"] == [] and nobody_model == clean_model  # no malicious client, no change

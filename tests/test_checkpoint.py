@@ -81,43 +81,6 @@ def test_killed_run_resumes_to_the_same_bytes(mode, tmp_path):
         assert [json.loads(r).get(key) for r in cut_rows] == [json.loads(r).get(key) for r in full_rows]
 
 
-def test_finished_run_continues_for_more_rounds(tmp_path):
-    args = ["--set", "checkpoint.every=5", "--set", "train.momentum=0.9", "--quiet"]
-    assert mpifl(3, "--set", "rounds=15", *args, "--out", "long", cwd=tmp_path).returncode == 0
-    assert mpifl(3, "--set", "rounds=10", *args, "--out", "short", cwd=tmp_path).returncode == 0
-    more = mpifl(3, "--resume", "short", "--set", "rounds=15", "--quiet", cwd=tmp_path)
-    assert more.returncode == 0, more.stderr
-    assert (tmp_path / "short" / "model.npz").read_bytes() == (tmp_path / "long" / "model.npz").read_bytes()
-    assert json.loads((tmp_path / "short" / "summary.json").read_text())["rounds_run"] == 5
-
-
-def test_checkpoint_from_another_rank_count_is_refused(tmp_path):
-    assert mpifl(3, "--set", "rounds=5", "--set", "checkpoint.every=5", "--quiet", "--out", "r", cwd=tmp_path).returncode == 0
-    proc = mpifl(4, "--resume", "r", cwd=tmp_path)
-    assert proc.returncode == 2 and "written by 3 ranks; this job has 4" in proc.stderr
-    assert "Traceback" not in proc.stderr
-
-
-def test_checkpoint_from_another_config_is_refused(tmp_path):
-    assert mpifl(2, "--set", "rounds=5", "--set", "checkpoint.every=5", "--quiet", "--out", "r", cwd=tmp_path).returncode == 0
-    proc = mpifl(2, "--resume", "r", "--set", "train.lr=0.1", cwd=tmp_path)
-    assert proc.returncode == 2 and "different config" in proc.stderr
-
-
-def test_resume_without_a_checkpoint_says_so(tmp_path):
-    assert mpifl(2, "--set", "rounds=2", "--quiet", "--out", "r", cwd=tmp_path).returncode == 0
-    proc = mpifl(2, "--resume", "r", cwd=tmp_path)
-    assert proc.returncode == 2 and "No checkpoint to resume from" in proc.stderr
-
-
-def test_old_checkpoints_are_pruned(tmp_path):
-    assert mpifl(3, "--set", "rounds=20", "--set", "checkpoint.every=5", "--quiet", "--out", "r", cwd=tmp_path).returncode == 0
-    names = sorted(p.name for p in (tmp_path / "r" / "checkpoint").iterdir())
-    assert "state_round_00000020.npz" in names and "state_round_00000015.npz" not in names
-    assert {n for n in names if n.startswith("rank_00001")} == {
-        "rank_00001_round_00000015.npz", "rank_00001_round_00000020.npz"}
-
-
 @pytest.mark.parametrize("mode, signame, expected_round", [
     # all ranks agree at the end of the round the signal arrived in (the slow tier: the same handler and
     # checkpoint as the federated case, which runs by default)
@@ -155,9 +118,3 @@ def test_sigterm_to_mpiexec_stops_every_rank_gracefully(tmp_path):
     assert proc.returncode == 75, err
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["status"] == "stopped"
     assert json.loads((tmp_path / "r" / "checkpoint" / "latest.json").read_text())["round"] > 0
-
-
-def test_resume_with_nothing_left_to_run_is_refused(tmp_path):
-    assert mpifl(2, "--set", "rounds=5", "--set", "checkpoint.every=5", "--quiet", "--out", "r", cwd=tmp_path).returncode == 0
-    proc = mpifl(2, "--resume", "r", cwd=tmp_path)
-    assert proc.returncode == 2 and "nothing is left to run" in proc.stderr

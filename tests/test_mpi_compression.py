@@ -1,5 +1,6 @@
-"""Compressed sums across ranks equal their serial equivalent, and compressed federated MLP runs work
-(mpiexec -n 2, -n 4)."""
+"""Compressed sums across ranks equal their serial equivalent, and whole compressed runs do what a user relies on
+(mpiexec -n 2, -n 4): topk at ratio 1 and int8 with error feedback reduce to the uncompressed run, the byte counts
+are the messages' sizes, a run repeats bitwise, and attack.clients names the malicious clients."""
 
 from __future__ import annotations
 
@@ -7,10 +8,19 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
+from rank_counts import on_first_ranks
+
+import mpifl
 from mpifl import config
 from mpifl.compressed_sum import CompressedSum
 from mpifl.compression import ErrorFeedback, make_codec
+from mpifl.compression import codec_from_config
+from mpifl.data.shards import balanced_blocks, model_spec, resolve
+from mpifl.errors import ConfigError
+from mpifl.federated import make_wire
 from mpifl.metrics import RoundTimer
+from mpifl.stages import build_chain
+from mpifl.strategies import STRATEGIES
 from mpifl.runner import run_job
 
 COMM = MPI.COMM_WORLD
@@ -59,3 +69,99 @@ def test_a_compressed_mlp_trains_and_counts_fewer_uplink_bytes(mode, tmp_path):
     assert packed.summary["uplink_bytes"] < plain.summary["uplink_bytes"] / 3
     assert packed.summary["compression"]["achieved_ratio"] > 3
     assert abs(packed.summary["final_loss"] - plain.summary["final_loss"]) < 0.05 * plain.summary["final_loss"]
+
+
+# The whole runs below use three ranks (a server and two client ranks, or three workers): the byte counts
+# are worked out for that layout.
+FEDERATED = {"data__clients": 6, "rounds": 8, "server__fraction": 0.5}
+DISTRIBUTED = {"mode": "distributed", "train__algorithm": "gradient_averaging", "rounds": 3, "log_every": 1}
+
+
+def on_three_ranks(test):
+    on_first_ranks(COMM, 3, test)
+
+
+@pytest.mark.mpi(min_size=3)
+def test_federated_topk_at_ratio_1_reproduces_the_uncompressed_model_bitwise():
+    def test(comm):
+        plain = mpifl.run(None, comm, **FEDERATED)
+        topk = mpifl.run(None, comm, **FEDERATED, compress__uplink="topk", compress__ratio=1.0,
+                         compress__error_feedback=True)
+        np.testing.assert_array_equal(topk.model, plain.model)
+        assert topk.summary["compression"]["achieved_ratio"] < 1  # indices travel with every value: more bytes
+    on_three_ranks(test)
+
+
+@pytest.mark.mpi(min_size=3)
+def test_federated_int8_with_error_feedback_stays_within_the_quantisation_error():
+    def test(comm):
+        plain = mpifl.run(None, comm, **FEDERATED)
+        int8 = mpifl.run(None, comm, **FEDERATED, compress__uplink="int8", compress__error_feedback=True)
+        assert np.linalg.norm(int8.model - plain.model) <= 0.02 * np.linalg.norm(plain.model)
+        assert abs(int8.summary["final_accuracy"] - plain.summary["final_accuracy"]) <= 0.01
+        assert 6.3 < int8.summary["compression"]["achieved_ratio"] < 8  # float64 -> int8, less scales and statistics
+    on_three_ranks(test)
+
+
+@pytest.mark.mpi(min_size=3)
+@pytest.mark.parametrize("method, setting", [("topk", {"compress__ratio": 0.2}), ("qsgd", {"compress__bits": 3}),
+                                             ("randk", {"compress__ratio": 0.3}), ("int8", {"compress__bits": 4})])
+def test_federated_uplink_bytes_are_the_messages_sizes(method, setting):
+    settings = {**FEDERATED, "compress__uplink": method, **setting, "log_every": 1}
+
+    def test(comm):
+        result = mpifl.run(None, comm, **settings)
+        rows, summary = result.history, result.summary
+        cfg = mpifl.job(None, **settings)
+        spec = model_spec(cfg)
+        codec = codec_from_config(cfg, spec.size, spec.dtype)
+        blocks = balanced_blocks(resolve(cfg).client_rows(6), 2)
+        chain = build_chain(MPI.COMM_SELF, cfg, spec, 6, STRATEGIES["fedavg"], 0, True)
+        wire = make_wire(STRATEGIES["fedavg"], chain, spec, blocks)
+        stats = (sum(wire.stats_counts) - wire.stats_counts[0]) * 8
+        row_bytes = -(-codec.nbytes // spec.dtype.itemsize) * spec.dtype.itemsize  # the message, padded to the dtype
+        for row in rows[1:]:
+            assert row["uplink_bytes"] == row["participants"] * row_bytes + stats
+        sent = sum(r["uplink_bytes"] for r in rows[1:])
+        whole = sum(r["participants"] * spec.size * spec.dtype.itemsize + stats for r in rows[1:])
+        assert (summary["uplink_bytes"], summary["compression"]["uplink_bytes_uncompressed"]) == (sent, whole)
+        assert summary["compression"]["achieved_ratio"] == pytest.approx(whole / sent)
+        assert all(r["encode_seconds"] >= 0 and r["decode_seconds"] > 0 for r in rows[1:])
+    on_three_ranks(test)
+
+
+@pytest.mark.mpi(min_size=3)
+def test_a_compressed_run_repeats_bitwise():
+    def test(comm):
+        settings = {**FEDERATED, "compress__uplink": "qsgd", "compress__error_feedback": True}
+        first = mpifl.run(None, comm, **settings)
+        second = mpifl.run(None, comm, **settings)
+        np.testing.assert_array_equal(first.model, second.model)
+    on_three_ranks(test)
+
+
+@pytest.mark.mpi(min_size=3)
+def test_distributed_topk_at_ratio_1_matches_the_allreduce_run_and_counts_its_allgather():
+    def test(comm):
+        plain = mpifl.run(None, comm, **DISTRIBUTED)
+        topk = mpifl.run(None, comm, **DISTRIBUTED, compress__uplink="topk", compress__ratio=1.0)
+        np.testing.assert_allclose(topk.model, plain.model, rtol=1e-12, atol=1e-12)  # only the sum's order differs
+        spec = model_spec(mpifl.job(None, **DISTRIBUTED))
+        plain_rows, rows = plain.history, topk.history
+        steps = plain_rows[1]["uplink_bytes"] // (3 * spec.size * 8)  # Allreduce: each rank sends its gradient
+        assert plain_rows[1]["uplink_bytes"] == plain_rows[1]["downlink_bytes"] == 3 * steps * spec.size * 8
+        message = spec.size * (4 + 8)
+        assert rows[1]["uplink_bytes"] == 3 * steps * message  # each rank's (index, value) pairs
+        assert rows[1]["downlink_bytes"] == 3 * steps * 3 * message  # ... and every rank receives all three
+        assert topk.summary["uplink_bytes"] == rows[-1]["uplink_bytes_total"] == 3 * rows[1]["uplink_bytes"]
+    on_three_ranks(test)
+
+
+@pytest.mark.mpi(min_size=3)
+def test_explicit_malicious_clients_replace_the_draw_and_are_checked_against_the_client_count():
+    def test(comm):
+        named = mpifl.run(None, comm, **FEDERATED, attack__kind="sign_flip", attack__clients=[4, 1])
+        assert named.summary["attack"]["malicious"] == [1, 4]
+        with pytest.raises(ConfigError, match="attack.clients names client 9, but this job has 6 clients"):
+            mpifl.run(None, comm, **FEDERATED, attack__kind="sign_flip", attack__clients=[9])
+    on_three_ranks(test)

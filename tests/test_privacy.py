@@ -1,14 +1,10 @@
-"""Client-level DP: clipping, the noise's scale, the accountant against dp-accounting, and whole runs."""
+"""Client-level DP: clipping, the noise's scale, the accountant against dp-accounting (whole private runs:
+tests/test_mpi_privacy.py)."""
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
-import subprocess
-import sys
 
-import dp_accounting
 import numpy as np
 import pytest
 
@@ -121,56 +117,11 @@ def test_privacy_settings_are_validated_by_name(overrides, message):
         config.load(overrides=overrides)
 
 
-def run(tmp_path, name, *overrides, ranks=3):
-    proc = subprocess.run([shutil.which("mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpifl", "run",
-                           "--set", "data.clients=20", "--set", "rounds=6", *sum((["--set", o] for o in overrides), []),
-                           "--out", name], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    return proc
+def test_the_privacy_command_prints_epsilon_and_its_reverse(capsys):
+    from mpifl.__main__ import main
 
-
-def test_a_private_run_records_dp_accountings_epsilon_each_round(tmp_path):
-    proc = run(tmp_path, "dp", "server.fraction=0.25", "server.sampling=poisson", "privacy.noise_multiplier=0.4",
-               "privacy.adaptive=true", "privacy.clip=0.5")
-    assert proc.returncode == 0, proc.stderr
-    rows = [json.loads(line) for line in (tmp_path / "dp" / "metrics.jsonl").read_text().splitlines()]
-    sampling = Sampling("poisson", 20, 0.25)
-    for row in rows[1:]:
-        direct = fresh_accountant("rdp", sampling)
-        direct.compose(dp_accounting.PoissonSampledDpEvent(0.25, dp_accounting.GaussianDpEvent(0.4)), row["round"])
-        assert row["epsilon"] == pytest.approx(direct.get_epsilon(1e-5), rel=1e-9)
-    summary = json.loads((tmp_path / "dp" / "summary.json").read_text())["privacy"]
-    assert summary["epsilon"] == rows[-1]["epsilon"] and summary["accountant"] == "rdp"
-    assert summary["sampling"] == "poisson" and summary["final_clip"] != 0.5  # the clip adapted
-
-
-def test_a_target_epsilon_is_reached_printed_and_recorded(tmp_path):
-    proc = run(tmp_path, "target", "server.fraction=0.25", "privacy.target_epsilon=5")
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads((tmp_path / "target" / "summary.json").read_text())["privacy"]
-    assert 0.99 * 5 <= summary["epsilon"] <= 5 * 1.0001
-    assert f"privacy: noise multiplier {summary['noise_multiplier']:.4f} reaches epsilon 5" in proc.stdout
-
-
-def test_without_noise_the_clipped_mean_over_the_cohort_is_what_the_server_applies(tmp_path):
-    """z -> 0 with a clip no delta reaches (noise std 1e-7): DP-FedAvg's mean is the unweighted mean of the deltas, which on IID clients of
-    (nearly) equal size is FedAvg's weighted mean: the models agree to a few percent."""
-    proc = run(tmp_path, "tiny", "data.partition=iid", "privacy.noise_multiplier=1e-9", "privacy.clip=100")
-    assert proc.returncode == 0, proc.stderr
-    plain = run(tmp_path, "plain", "data.partition=iid")
-    assert plain.returncode == 0, plain.stderr
-    models = []
-    for d in ("tiny", "plain"):
-        with np.load(tmp_path / d / "model.npz") as z:
-            models.append(z["theta"].copy())
-    assert np.linalg.norm(models[0] - models[1]) < 0.03 * np.linalg.norm(models[1])
-
-
-def test_the_privacy_command_prints_epsilon_and_its_reverse():
-    out = subprocess.run([sys.executable, "-m", "mpifl", "privacy", "--rounds", "50", "--rate", "0.1", "--noise", "1.2"],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    eps = float(out.stdout.split()[1])
+    assert main(["privacy", "--rounds", "50", "--rate", "0.1", "--noise", "1.2"]) == 0
+    eps = float(capsys.readouterr().out.split()[1])
     assert eps == pytest.approx(epsilon(50, 1.2, Sampling("poisson", 1, 0.1), 1e-5), rel=1e-6)
-    back = subprocess.run([sys.executable, "-m", "mpifl", "privacy", "--rounds", "50", "--rate", "0.1", "--epsilon",
-                           str(eps)], capture_output=True, text=True, timeout=120)
-    assert back.returncode == 0 and abs(float(back.stdout.split()[2]) - 1.2) < 0.01
+    assert main(["privacy", "--rounds", "50", "--rate", "0.1", "--epsilon", str(eps)]) == 0
+    assert abs(float(capsys.readouterr().out.split()[2]) - 1.2) < 0.01

@@ -1,12 +1,8 @@
 """Secure aggregation: the sum is exact, no row is readable, dropouts recover, tampering is named, keys stay
-private; and whole runs over MPI."""
+private.  Whole secure runs on real ranks: tests/test_mpi_secagg.py."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
 from itertools import combinations
 
 import numpy as np
@@ -180,60 +176,3 @@ def test_fixed_point_sums_wrap_and_decode_within_half_a_step(bits):
 def test_secagg_settings_are_validated_by_name(overrides, message):
     with pytest.raises(ConfigError, match=message):
         config.load(overrides=overrides)
-
-
-def mpifl(tmp_path, name, *overrides, ranks=4):
-    return subprocess.run([shutil.which("mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpifl", "run",
-                           "--set", "data.clients=12", "--set", "rounds=4", "--set", "log_every=1",
-                           *sum((["--set", o] for o in overrides), []), "--out", name, "--quiet"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
-
-
-def model(tmp_path, name):
-    with np.load(tmp_path / name / "model.npz") as z:
-        return z["theta"].copy()
-
-
-def test_a_secure_run_gives_fedavgs_model_and_secagg_plus_too(tmp_path):
-    for name, extra in (("plain", []), ("secagg", ["secagg.enabled=true"]),
-                        ("plus", ["secagg.enabled=true", "secagg.plus=true", "secagg.neighbours=4"])):
-        proc = mpifl(tmp_path, name, *extra)
-        assert proc.returncode == 0, proc.stderr
-    np.testing.assert_allclose(model(tmp_path, "secagg"), model(tmp_path, "plain"), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(model(tmp_path, "plus"), model(tmp_path, "plain"), rtol=0, atol=1e-12)
-    rows = [json.loads(line) for line in (tmp_path / "secagg" / "metrics.jsonl").read_text().splitlines()]
-    parts = rows[-1]["secagg_seconds"]
-    assert set(parts) >= {"agree", "share", "mask", "unmask", "server_unmask"} and all(v >= 0 for v in parts.values())
-
-
-def test_scaffold_under_secure_aggregation_sums_its_control_deltas_as_a_second_field(tmp_path):
-    for name, extra in (("plain", []), ("secure", ["secagg.enabled=true", "secagg.plus=true"])):
-        proc = mpifl(tmp_path, name, "server.strategy=scaffold", "server.fraction=0.5", *extra)
-        assert proc.returncode == 0, proc.stderr
-    np.testing.assert_allclose(model(tmp_path, "secure"), model(tmp_path, "plain"), rtol=0, atol=1e-12)
-
-
-def test_dropouts_recover_and_too_many_end_the_round_cleanly_or_stop_the_job(tmp_path):
-    proc = mpifl(tmp_path, "drop", "secagg.enabled=true", "secagg.dropout=0.25")
-    assert proc.returncode == 0, proc.stderr
-    rows = [json.loads(line) for line in (tmp_path / "drop" / "metrics.jsonl").read_text().splitlines()][1:]
-    assert any(r["server"]["secagg_dropped"] > 0 for r in rows)
-    assert all(r["participants"] == 12 - r["server"]["secagg_dropped"] for r in rows)
-    skip = mpifl(tmp_path, "skip", "secagg.enabled=true", "secagg.dropout=0.7", "secagg.threshold=0.9")
-    assert skip.returncode == 0, skip.stderr
-    rows = [json.loads(line) for line in (tmp_path / "skip" / "metrics.jsonl").read_text().splitlines()][1:]
-    # nothing but the abort and the virtual clock, which runs on whether or not a round releases anything
-    assert all(r["server"].pop("virtual_time") > 0 and r["server"] == {"secagg_aborted": 1.0} and r["participants"] == 0
-               for r in rows)
-    np.testing.assert_array_equal(model(tmp_path, "skip"), 0.0)  # no round released anything
-    stop = mpifl(tmp_path, "stop", "secagg.enabled=true", "secagg.dropout=0.7", "secagg.threshold=0.9",
-                 "secagg.abort=stop")
-    assert stop.returncode != 0 and "round 1 ended without an update" in stop.stderr
-
-
-def test_distributed_dp_noise_through_secure_aggregation_is_accounted(tmp_path):
-    proc = mpifl(tmp_path, "dp", "secagg.enabled=true", "privacy.noise_multiplier=0.8", "privacy.noise=distributed",
-                 "server.fraction=0.5")
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads((tmp_path / "dp" / "summary.json").read_text())
-    assert summary["privacy"]["noise"] == "distributed" and summary["privacy"]["epsilon"] > 0
