@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serial_tools import mpifl_command
+
 from mpifl.data import store
 
 MPIEXEC = shutil.which("mpiexec")
@@ -20,8 +22,7 @@ MPIEXEC = shutil.which("mpiexec")
 
 def partition(tmp_path: Path, clients: int = 4) -> Path:
     out = tmp_path / "parts"
-    proc = subprocess.run([sys.executable, "-m", "mpifl", "partition", "digits", "--clients", str(clients),
-                           "--out", str(out)], capture_output=True, text=True, timeout=120, check=False)
+    proc = mpifl_command("partition", "digits", "--clients", clients, "--out", out)
     assert proc.returncode == 0, proc.stderr
     return out
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serial_tools import mpifl_command
+
 from mpifl.data import idx
 from mpifl.errors import DataError
 from test_partition_files import load_all
@@ -35,8 +37,7 @@ def mnist_like(root: Path, name: str, n: int, gzipped: bool, seed: int) -> tuple
 
 
 def partition(*args, cwd: Path):
-    return subprocess.run([sys.executable, "-m", "mpifl", "partition", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return mpifl_command("partition", *args, cwd=cwd)
 
 
 @pytest.mark.parametrize("gzipped", [True, False])

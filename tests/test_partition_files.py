@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.datasets import dump_svmlight_file
+
+from serial_tools import mpifl_command
 
 from mpifl.data import partition as methods
 from mpifl.data import store
@@ -20,8 +20,7 @@ from mpifl.rng import Purpose, stream
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "mpifl", "partition", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return mpifl_command("partition", *args, cwd=cwd)
 
 
 def load_all(root: Path):

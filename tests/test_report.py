@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import tomli_w
+
+from serial_tools import mpifl_command
 
 import mpifl
 from mpifl import report_cli
@@ -44,8 +45,7 @@ def test_runs_are_labelled_by_what_differs(tmp_path):
 def test_compare_prints_final_and_best_metrics_and_time_per_round(tmp_path):
     make_run(tmp_path / "a", 0.5, 0.9)
     make_run(tmp_path / "b", 0.05, 0.8)
-    proc = subprocess.run([sys.executable, "-m", "mpifl", "compare", "a", "b"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
+    proc = mpifl_command("compare", "a", "b", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "| lr=0.5 | finished | 4 | 0.40000 | 0.9000 | 0.9000 | 2.00 |" in proc.stdout
     assert "| lr=0.05 | finished | 4 | 0.40000 | 0.8000 | 0.8000 | 2.00 |" in proc.stdout
@@ -55,8 +55,7 @@ def test_plot_writes_curves_for_two_runs(tmp_path):
     pytest.importorskip("matplotlib")
     make_run(tmp_path / "a", 0.5, 0.9)
     make_run(tmp_path / "b", 0.05, 0.8, clients=False)
-    proc = subprocess.run([sys.executable, "-m", "mpifl", "plot", "a", "b", "--out", "figs/curves.png"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = mpifl_command("plot", "a", "b", "--out", "figs/curves.png", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     image = (tmp_path / "figs" / "curves.png").read_bytes()
     assert image[:8] == b"\x89PNG\r\n\x1a\n" and len(image) > 20_000
@@ -66,8 +65,7 @@ def test_a_directory_without_a_run_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="empty is not a run directory: it has no config.toml"):
         RunDir.read(tmp_path / "empty")
-    proc = subprocess.run([sys.executable, "-m", "mpifl", "compare", "empty"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
+    proc = mpifl_command("compare", "empty", cwd=tmp_path)
     assert proc.returncode == 2 and "is not a run directory" in proc.stderr
 
 
@@ -83,8 +81,7 @@ def test_plot_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch):
 def test_compare_gives_the_rounds_to_a_target_accuracy(tmp_path):
     make_run(tmp_path / "a", 0.5, 0.9)  # accuracy 0, 0.225, 0.45, 0.675, 0.9 over rounds 0..4
     make_run(tmp_path / "b", 0.05, 0.6)
-    proc = subprocess.run([sys.executable, "-m", "mpifl", "compare", "a", "b", "--target", "0.65"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    proc = mpifl_command("compare", "a", "b", "--target", "0.65", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "| rounds to 0.65 |" in proc.stdout
     assert "| lr=0.5 | finished | 4 | 0.40000 | 0.9000 | 0.9000 | 2.00 | 3 |" in proc.stdout
