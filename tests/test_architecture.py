@@ -74,3 +74,16 @@ def test_functions_are_short_and_the_round_loop_module_is_small():
                 long.append(f"{rel}:{node.lineno} {node.name}")
     assert long == []
     assert len((PACKAGE / "federated.py").read_text().splitlines()) < 250
+
+
+def test_every_mpi_test_lives_in_a_test_mpi_file_and_every_test_mpi_file_holds_only_mpi_tests():
+    """tests/run.sh collects only tests/test_mpi_*.py under mpiexec (every rank imports what it collects), and
+    the serial part deselects the mpi marker: a test on the wrong side of this line would never run."""
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if not (isinstance(node, ast.FunctionDef) and node.name.startswith("test_")):
+                continue
+            marked = any("mark.mpi" in ast.unparse(d) for d in node.decorator_list)
+            assert marked == path.name.startswith("test_mpi_"), (
+                f"{path.name}::{node.name}: tests marked mpi go in tests/test_mpi_*.py, and only they")

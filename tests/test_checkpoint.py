@@ -81,6 +81,42 @@ def test_killed_run_resumes_to_the_same_bytes(mode, tmp_path):
         assert [json.loads(r).get(key) for r in cut_rows] == [json.loads(r).get(key) for r in full_rows]
 
 
+def settings(**values) -> list[str]:
+    return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+
+
+ASYNC = settings(**{"mode": "federated", "server.mode": "async", "rounds": 12, "data.clients": 10,
+                    "server.concurrency": 4, "clients.speed": "lognormal", "train.momentum": 0.5})
+PERSONAL = settings(**{"rounds": 12, "data.clients": 6, "data.alpha": 0.1, "data.client_test_fraction": 0.25,
+                       "server.fraction": 0.5, "train.momentum": 0.5})
+# state beyond the model: FedBuff's buffer and FedAsync's staleness clock on the server; Ditto's personal
+# models and FedRep's heads in each client rank's checkpoint file
+STATEFUL = {
+    "fedbuff": [*ASYNC, *settings(**{"server.strategy": "fedbuff", "server.buffer": 3})],
+    "fedasync": [*ASYNC, *settings(**{"server.strategy": "fedasync", "server.staleness": "hinge",
+                                     "server.staleness_a": 1.0})],
+    "ditto": [*PERSONAL, *settings(**{"server.strategy": "ditto"})],
+    "fedrep": [*PERSONAL, *settings(**{"server.strategy": "fedrep", "model.kind": "mlp", "model.hidden": "[16]",
+                                       "server.head_epochs": 3})],
+}
+
+
+@pytest.mark.parametrize("name", list(STATEFUL))
+def test_a_killed_async_or_personal_run_resumes_to_the_same_bytes(name, tmp_path):
+    common = [*STATEFUL[name], "--set", "checkpoint.every=4", "--quiet"]
+    full = mpifl(3, "run", *common, "--out", "full", cwd=tmp_path)
+    assert full.returncode == 0, full.stderr
+    killed = mpifl(3, "10", "2", "SIGKILL", "run", *common, "--out", "cut", cwd=tmp_path,
+                   script=HERE / "signal_at_round.py")
+    assert killed.returncode != 0
+    assert json.loads((tmp_path / "cut" / "checkpoint" / "latest.json").read_text())["round"] == 8
+    resumed = mpifl(3, "run", "--resume", "cut", *common, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "cut" / "model.npz").read_bytes() == (tmp_path / "full" / "model.npz").read_bytes()
+    full, cut = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("full", "cut"))
+    assert cut.get("final_mean_personal_accuracy") == full.get("final_mean_personal_accuracy")
+
+
 @pytest.mark.parametrize("mode, signame, expected_round", [
     # all ranks agree at the end of the round the signal arrived in (the slow tier: the same handler and
     # checkpoint as the federated case, which runs by default)
