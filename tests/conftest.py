@@ -61,6 +61,9 @@ def kernels_for(spec: ModelSpec, variant: str, threads: int = 1) -> ModelKernels
 # variant's loops again for another link: it runs in the slow tier (tests/run.sh --slow, which CI runs too).
 MATRIX_EVERY_KIND = ("plain", "tuned")
 MATRIX_EVERY_VARIANT = "logistic"
+# The threaded walk (a prange over row ranges, one accumulator per thread) wraps every variant's range loop
+# alike: by default it is tested over the floor, the default and the single pass, and over the rest in the slow tier.
+THREADED_VARIANTS = ("plain", "tuned", "fused")
 
 
 def same_walk_as_another(variant, kind: str, sparse: bool, whole_range: bool) -> bool:
@@ -93,6 +96,8 @@ def pytest_collection_modifyitems(config, items):
             # the CSR single pass takes different loops for C = 1 and C > 1: every kind stays in the default run
             own_csr_walk = sparse and variant.single_pass
             if kind and kind != MATRIX_EVERY_VARIANT and variant.name not in MATRIX_EVERY_KIND and not own_csr_walk:
+                item.add_marker(pytest.mark.slow)
+            if "threaded" in item.name and variant.name not in THREADED_VARIANTS:
                 item.add_marker(pytest.mark.slow)
             # under xdist --dist loadgroup: one worker compiles each variant's kernels
             item.add_marker(pytest.mark.xdist_group(f"variant-{variant.name}"))
