@@ -91,7 +91,9 @@ def exp64(x):
 def exp32(x):
     """exp(x) in float32 arithmetic, inputs clamped to the float32 range."""
     t = min(max(np.float32(x), np.float32(_EXP_MIN32)), np.float32(_EXP_MAX32))
-    kf = math.floor(t * np.float32(_LOG2E) + np.float32(0.5))
+    # np.floor keeps float32 (math.floor returns an int64, and an int64 times a float32 is a float64 in NumPy's
+    # rules: the whole polynomial would run in float64 through scalar conversions that do not vectorise)
+    kf = np.floor(t * np.float32(_LOG2E) + np.float32(0.5))
     r = (t - kf * np.float32(_LN2_HI32)) - kf * np.float32(_LN2_LO32)
     p = np.float32(1.0 / 5040.0)
     p = p * r + np.float32(1.0 / 720.0)
@@ -101,7 +103,7 @@ def exp32(x):
     p = p * r + np.float32(0.5)
     p = p * r + np.float32(1.0)
     p = p * r + np.float32(1.0)
-    return p * pow2_32(kf)
+    return p * pow2_32(np.int32(kf))
 
 
 @kernel

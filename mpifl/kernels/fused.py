@@ -26,7 +26,7 @@ from mpifl.jit import inline_kernel, kernel
 from mpifl.kernels.expo import exp32, exp64
 from mpifl.kernels.flags import CORRECT, GRAD, LOGISTIC, LOSS, row_at
 from mpifl.kernels.switch import compile_time_choice
-from mpifl.kernels.rowwise import add_into_first_row, add_row, one_output_loss, one_output_range
+from mpifl.kernels.rowwise import add_into_first_row, one_output_loss, one_output_range
 
 
 @inline_kernel
@@ -41,24 +41,17 @@ def _residual(kind, poly, z, label, X):
     return 1.0 / (1.0 + (exp64(-z) if poly else math.exp(-z))) - label
 
 
-BLOCK = 8  # rows per block in float32: as many as the vector registers hold without spilling
+BLOCK = 8  # rows per block in float32 (_axpy8 names eight rows): as many as the vector registers hold without spilling
 # float64 walks rows in pairs (_pair_range): measured on Zen 5 at 1M x 32, pairs with the polynomial exp took
 # 8.6 ms against 9.7 ms one row at a time and 11.1 ms in blocks of four (whose dots and residuals went through
 # memory); the pair's two dots, links and axpys stay in registers.
 
 
 @inline_kernel
-def _axpy4(X, acc, d, r0, r1, r2, r3, a0, a1, a2, a3):
-    """acc[:d] += the four rows weighted by their residuals, acc[d] += the residuals: one pass over acc."""
-    for j in range(d):
-        acc[j] += (a0 * X[r0, j] + a1 * X[r1, j]) + (a2 * X[r2, j] + a3 * X[r3, j])
-    acc[d] += (a0 + a1) + (a2 + a3)
-
-
-@inline_kernel
 def _axpy8(X, acc, d, rows, indexed, k, a):
-    """As _axpy4 for the eight rows from k (through ``rows`` when indexed; a: their residuals).  The rows are
-    named here, not read from an array, so LLVM sees consecutive rows as consecutive addresses."""
+    """acc[:d] += the eight rows from k (through ``rows`` when indexed) weighted by their residuals a, and
+    acc[d] += the residuals: one pass over acc.  The rows are named here, not read from an array, so LLVM sees
+    consecutive rows as consecutive addresses."""
     r0, r1, r2, r3 = (row_at(rows, indexed, k), row_at(rows, indexed, k + 1), row_at(rows, indexed, k + 2),
                       row_at(rows, indexed, k + 3))
     r4, r5, r6, r7 = (row_at(rows, indexed, k + 4), row_at(rows, indexed, k + 5), row_at(rows, indexed, k + 6),
@@ -84,39 +77,40 @@ def _blocked(block: int):
         one = np.float32(1.0)
         loss = 0.0
         correct = 0
-        for k in range(start, stop, block):
-            m = min(block, stop - k)
-            for t in range(m):
+        k = start
+        # Whole blocks only, so that every loop over the block has a constant trip count: LLVM unrolls them and
+        # keeps the block's logits in registers (a trip count of min(block, rows left) cost 22% at 1M x 32).
+        while k + block <= stop:
+            for t in range(block):
                 at[t] = row_at(rows, indexed, k + t)
-            for t in range(m):
+            for t in range(block):
                 s = b
-                r = row_at(rows, indexed, k + t)
+                r = at[t]
                 for j in range(d):
                     s += X[r, j] * w[j]
                 z[t] = s
             if what & (LOSS | CORRECT):
-                for t in range(m):
+                for t in range(block):
                     part, hit = one_output_loss(kind, z[t], y[at[t]])
                     loss += part
                     correct += hit
             if what & GRAD:
-                if poly and kind == LOGISTIC:  # the block's sigmoids in one loop that vectorises, then the labels
-                    for t in range(m):
+                if poly and kind == LOGISTIC:  # the block's sigmoids in one loop, then the labels
+                    for t in range(block):
                         z[t] = one / (one + exp32(-z[t]))
-                    for t in range(m):
+                    for t in range(block):
                         z[t] -= y[at[t]]
                 else:
-                    for t in range(m):
+                    for t in range(block):
                         z[t] = _residual(kind, poly, z[t], y[at[t]], X)
-                if m == 8:
-                    _axpy8(X, acc, d, rows, indexed, k, z)
-                elif m == 4:
-                    _axpy4(X, acc, d, at[0], at[1], at[2], at[3], z[0], z[1], z[2], z[3])
-                else:
-                    for t in range(m):
-                        add_row(acc, X, at[t], z[t], d)
+                _axpy8(X, acc, d, rows, indexed, k, z)
+            k += block
         if what & GRAD:
             add_into_first_row(grad, acc)
+        if k < stop:  # the last rows, fewer than a block, as the floor walks them (it adds into grad itself)
+            part, hit = one_output_range(kind, X, y, theta, rows, indexed, k, stop, grad, what)
+            loss += part
+            correct += hit
         return loss, correct
 
     return blocked_range
