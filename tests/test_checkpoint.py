@@ -101,7 +101,7 @@ STATEFUL = {
 }
 
 
-@pytest.mark.parametrize("name", [name if name in ("fedbuff", "fedrep") else pytest.param(name, marks=pytest.mark.slow)
+@pytest.mark.parametrize("name", [name if name in ("fedbuff", "ditto") else pytest.param(name, marks=pytest.mark.slow)
                                   for name in STATEFUL])  # one server-state and one client-state case by default
 def test_a_killed_async_or_personal_run_resumes_to_the_same_bytes(name, tmp_path):
     common = [*STATEFUL[name], "--set", "checkpoint.every=4", "--quiet"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -98,38 +96,3 @@ def test_labels_that_do_not_match_the_images_or_are_missing_are_refused(tmp_path
         idx.read_images_and_labels(path)
     proc = partition(path, "--clients", 2, "--out", tmp_path / "p", cwd=tmp_path)
     assert proc.returncode != 0 and "No labels file for" in proc.stderr
-
-
-def test_the_fedavg_2nn_job_trains_on_an_mnist_like_partition(tmp_path):
-    train, _, _ = mnist_like(tmp_path, "train", 400, True, 0)
-    test, _, _ = mnist_like(tmp_path, "t10k", 100, True, 1)
-    assert partition(train, "--test-source", test, "--clients", 20, "--method", "shards", "--dtype", "float32",
-                     "--out", tmp_path / "mnist-shards", cwd=tmp_path).returncode == 0
-    job = Path(__file__).resolve().parents[1] / "jobs" / "fedavg_mnist_2nn.toml"
-    proc = subprocess.run(["mpiexec", "-n", "3", sys.executable, "-m", "mpifl", "run", str(job), "--set",
-                           "data.path=mnist-shards", "--set", "rounds=3", "--set", "model.hidden=[20, 20]",
-                           "--out", "run", "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["rounds_run"] == 3 and summary["status"] == "finished"
-    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [h["participants"] for h in history[1:]] == [2, 2, 2]  # C = 0.1 of 20 clients
-
-
-def test_an_mlp_trains_on_a_libsvm_partition_kept_sparse(tmp_path):
-    from sklearn.datasets import dump_svmlight_file
-
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((300, 50)) * (rng.random((300, 50)) < 0.1)
-    y = (X[:, :5].sum(axis=1) > 0).astype(int) + 2 * (X[:, 5:10].sum(axis=1) > 0).astype(int)
-    dump_svmlight_file(X, y, str(tmp_path / "data.svm"))
-    assert partition(tmp_path / "data.svm", "--clients", 4, "--method", "iid", "--out", tmp_path / "p",
-                     cwd=tmp_path).returncode == 0
-    proc = subprocess.run(["mpiexec", "-n", "3", sys.executable, "-m", "mpifl", "run", "--set", "data.path=p",
-                           "--set", "model.kind=mlp", "--set", "model.hidden=[16]", "--set", "rounds=15",
-                           "--set", "train.lr=0.2", "--out", "run", "--quiet"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert json.loads((tmp_path / "p" / "manifest.json").read_text())["sparse"] is True
-    assert history[-1]["loss"] < 0.8 * history[0]["loss"]
