@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 from rank_counts import on_first_ranks
+from test_sweep import SWEEP
 
 import mpifl
 from mpifl import cli
@@ -17,19 +18,6 @@ from mpifl.errors import ConfigError
 
 COMM = MPI.COMM_WORLD
 JOB = Path(__file__).resolve().parents[1] / "jobs" / "distributed_synthetic.toml"
-SWEEP = '''
-job = "{job}"
-ranks_per_job = 2
-schedule = "{schedule}"
-out = "{out}"
-
-[grid]
-seed = [1, 2]
-"train.lr" = [0.2, 1e12, 0.5]
-
-[set]
-rounds = 4
-'''
 SOLO: dict[tuple[str, str], bytes] = {}  # the solo runs' models, made once for both schedules
 
 

@@ -20,7 +20,7 @@ SWEEP = '''
 job = "{job}"
 ranks_per_job = 2
 schedule = "{schedule}"
-out = "out"
+out = "{out}"
 
 [grid]
 seed = [1, 2]
@@ -40,7 +40,7 @@ def mpiexec(n, *args, cwd):
 
 def test_the_sweep_command_refuses_a_rank_count_that_does_not_split_with_one_message_and_exit_2(tmp_path):
     (tmp_path / "sweep.toml").write_text(SWEEP.format(job=REPO / "jobs" / "distributed_synthetic.toml",
-                                                      schedule="dynamic"))
+                                                      schedule="dynamic", out="out"))
     proc = mpiexec(3, "sweep", "sweep.toml", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.count("ranks_per_job=2 ranks, but the job has 3: start a multiple of 2 ranks") == 1
