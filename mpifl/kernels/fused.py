@@ -25,8 +25,8 @@ from numba import types
 from mpifl.jit import inline_kernel, kernel
 from mpifl.kernels.expo import exp32, exp64
 from mpifl.kernels.flags import CORRECT, GRAD, LOGISTIC, LOSS, row_at
-from mpifl.kernels.switch import compile_time_choice
 from mpifl.kernels.rowwise import add_into_first_row, one_output_loss, one_output_range
+from mpifl.kernels.switch import compile_time_choice
 
 
 @inline_kernel
@@ -44,7 +44,8 @@ def _residual(kind, poly, z, label, X):
 BLOCK = 8  # rows per block in float32 (_axpy8 names eight rows): as many as the vector registers hold without spilling
 # float64 walks rows in pairs (_pair_range): measured on Zen 5 at 1M x 32, pairs with the polynomial exp took
 # 8.6 ms against 9.7 ms one row at a time and 11.1 ms in blocks of four (whose dots and residuals went through
-# memory); the pair's two dots, links and axpys stay in registers.
+# memory), and 17 ms in whole blocks of eight (their axpy does not fit the registers in float64); the pair's two
+# dots, links and axpys stay in registers.
 
 
 @inline_kernel
