@@ -1,4 +1,4 @@
-"""mpifl's serial commands (partition, plot, compare, privacy, scale) run in this process, as ``python -m mpifl
+"""mpifl's serial commands (partition, plot, compare, privacy) run in this process, as ``python -m mpifl
 COMMAND`` would run them: they start no MPI job, so a test needs no new Python process to call them."""
 
 from __future__ import annotations
