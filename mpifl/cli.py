@@ -16,7 +16,7 @@ from mpi4py import MPI
 from mpifl import audit, config, roles
 from mpifl.agree import collectively
 from mpifl.errors import EXIT_SWEEP_FAILED, ConfigError
-from mpifl.numba_setup import model_uses_blas, set_up_numba_without_blas
+from mpifl.numba_setup import compile_without_blas, model_uses_blas
 from mpifl.runner import run_job
 
 COMMANDS = ("run", "info", "sweep")
@@ -73,7 +73,7 @@ def main(comm: MPI.Comm, argv: list[str] | None = None) -> int:
     if args.resume is not None and args.out is not None and args.out != args.resume:
         raise ConfigError("--resume continues the run in RUN_DIR; leave out --out.", collective=True)
     if not model_uses_blas(cfg.model.kind):
-        set_up_numba_without_blas()
+        compile_without_blas()
     run_job(comm, cfg, args.resume or args.out, verbose=not args.quiet, resume=args.resume is not None,
             audit=audit.requested(args.audit), overwrite=args.overwrite)
     return 0

@@ -51,6 +51,17 @@ def warm_up(spec: ModelSpec, plan: KernelPlan, selection: Selection | None = Non
     return time.perf_counter() - t0
 
 
+_threads_set = False  # whether this process has started Numba's thread pool through set_threads
+
+
 def set_threads(threads: int) -> None:
-    """Use ``threads`` Numba threads in this process (bounded by NUMBA_NUM_THREADS)."""
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    """Use ``threads`` Numba threads in this process (bounded by NUMBA_NUM_THREADS).
+
+    A one-thread job runs only serial kernels, so unless an earlier job in the
+    process started the pool, it leaves the pool unstarted: starting it loads
+    the threading layer, 14 ms of CPU a rank.
+    """
+    global _threads_set
+    if threads > 1 or _threads_set:
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        _threads_set = True

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numba
 
+from mpifl.numba_cache import attach
+
 # Reassociation and contraction let LLVM vectorise reductions and use FMA.
 # 'nnan' and 'ninf' are left out on purpose: a NaN in the data or a diverging
 # run must still propagate into the loss so that the finiteness checks see it.
@@ -38,23 +40,23 @@ CHOICE_OPTIONS = {"inline": "always", "jit_options": {k: KERNEL_OPTIONS[k] for k
 
 def kernel(fn):
     """Compile a serial kernel with the project's options."""
-    return numba.njit(**KERNEL_OPTIONS)(fn)
+    return attach(numba.njit(**KERNEL_OPTIONS)(fn))
 
 
 def gather_kernel(fn):
     """Compile a serial kernel whose inner loops gather through indices (GATHER_OPTIONS)."""
-    return numba.njit(**GATHER_OPTIONS)(fn)
+    return attach(numba.njit(**GATHER_OPTIONS)(fn))
 
 
 def threaded_kernel(fn):
     """Compile a kernel whose outer loop is a ``prange`` over row ranges."""
-    return numba.njit(parallel=True, **KERNEL_OPTIONS)(fn)
+    return attach(numba.njit(parallel=True, **KERNEL_OPTIONS)(fn))
 
 
 def inline_kernel(fn):
     """A kernel inlined into its callers at Numba IR level: for the per-chunk phases, whose
     call overhead (every array passed as its exploded fields) would dominate short chunks."""
-    return numba.njit(inline="always", **KERNEL_OPTIONS)(fn)
+    return attach(numba.njit(inline="always", **KERNEL_OPTIONS)(fn))
 
 
 @lru_cache(maxsize=1)

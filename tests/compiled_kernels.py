@@ -2,11 +2,14 @@
 
 Used by tests/test_compile_plan.py: ``python tests/compiled_kernels.py KEY=VALUE ...`` (under mpiexec
 for federated jobs).  The specialisations are read from Numba's dispatchers, so a kernel that a job
-compiled or loaded from the cache shows, and one it never touched does not.
+compiled or loaded from the cache shows, and one it never touched does not.  Each report also says
+whether the process loaded Numba's compiler registries (only a compile needs them: mpifl.numba_cache)
+and hashes the final model, so that a run from the cache can be compared with the run that compiled.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 
@@ -17,6 +20,8 @@ import mpifl
 from mpifl import compile as compiling
 from mpifl import roles
 from mpifl.kernels import checks, drivers, entries, expo, fused, losses, prefetch, rowwise, sparse
+
+REGISTRIES = "numba.np.arraymath"  # one of the modules Numba's target refresh imports, and nothing else does
 
 
 def specialisations() -> dict:
@@ -49,8 +54,10 @@ def main() -> None:
         return seconds
 
     roles.warm_up = recording_warm_up
-    mpifl.run(None, MPI.COMM_WORLD, verbose=False, **overrides)
-    report = {"after_warm_up": after_warm_up[-1], "after_training": specialisations()}
+    result = mpifl.run(None, MPI.COMM_WORLD, verbose=False, **overrides)
+    report = {"after_warm_up": after_warm_up[-1], "after_training": specialisations(),
+              "registries_loaded": REGISTRIES in sys.modules,
+              "model": hashlib.sha256(result.model.tobytes()).hexdigest()}
     everyone = MPI.COMM_WORLD.gather(report, root=0)
     if MPI.COMM_WORLD.Get_rank() == 0:
         print(json.dumps(everyone))

@@ -40,7 +40,8 @@ def test_the_plan_names_the_calls_of_the_configured_loop(overrides, operations, 
 
 
 def compiled_by(tmp_path: Path, ranks: int, overrides: list[str], env: dict | None = None) -> list[dict]:
-    """Every rank's report of a job's compiled kernels, after warm-up and after training, from a cold cache."""
+    """Every rank's report of a job's compiled kernels, after warm-up and after training, with the JIT cache in
+    ``tmp_path/numba``: cold on a test's first call, warm on the next."""
     launcher = [shutil.which("mpiexec") or pytest.fail("mpiexec not found"), "-n", str(ranks)] if ranks > 1 else []
     environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
     environment.pop(PIN_VARIABLE, None)  # the job chooses its variants as a user's would, unless a test pins one
@@ -63,6 +64,22 @@ def test_the_default_job_is_sized_to_the_floor_and_compiles_nothing_else_nor_dur
     # the other rank loaded the entries from the cache and compiled no range kernel
     assert set(reports[1]["after_training"]["functions"]) <= {"drivers.l2_penalty", "checks.all_finite",
                                                                 "checks.labels_in_range"}
+    # only the rank that compiled loaded Numba's compiler registries
+    assert [report["registries_loaded"] for report in reports] == [True, False]
+    warm = compiled_by(tmp_path, 2, ["rounds=2"], {TUNING_VARIABLE: "auto"})
+    assert [report["registries_loaded"] for report in warm] == [False, False]
+    assert [report["model"] for report in warm] == [report["model"] for report in reports]
+    assert warm[0]["after_training"]["entries"] == reports[0]["after_training"]["entries"]
+
+
+@pytest.mark.slow
+def test_threaded_kernels_load_from_the_cache_without_the_registries_and_give_the_same_model(tmp_path):
+    job = ["mode=distributed", "data.name=synthetic", "model.kind=logistic", "train.algorithm=gradient_averaging",
+           "train.batch_size=0", "train.threads=2", "rounds=3"]
+    (cold,) = compiled_by(tmp_path, 1, job, {PIN_VARIABLE: "plain"})
+    (warm,) = compiled_by(tmp_path, 1, job, {PIN_VARIABLE: "plain"})
+    assert cold["registries_loaded"] and not warm["registries_loaded"]
+    assert warm["model"] == cold["model"]
 
 
 def test_the_default_variant_compiles_its_kind_and_blocks_only(tmp_path):
@@ -98,17 +115,22 @@ def test_a_float64_single_pass_job_compiles_the_row_pairs_and_not_the_float32_bl
     assert not {"fused._range8", "losses.chunked_range", "losses._logits8"} & set(functions)
 
 
-def test_the_cli_sets_numba_up_without_blas_and_scipy_still_imports_afterwards():
+def test_the_cli_compiles_without_blas_and_scipy_still_imports_afterwards(tmp_path):
+    """A cache miss loads Numba's registries with scipy.linalg hidden, as the CLI asks for a linear model."""
     pytest.importorskip("scipy")
     script = (
-        "import numba, numpy as np\n"
-        "from mpifl.numba_setup import set_up_numba_without_blas\n"
-        "set_up_numba_without_blas()\n"
+        "import sys, numba, numpy as np\n"
+        "from mpifl.numba_setup import compile_without_blas\n"
+        "compile_without_blas()\n"
+        "from mpifl.kernels.checks import all_finite\n"
+        "assert 'numba.np.arraymath' not in sys.modules\n"
+        "assert all_finite(np.ones(3))\n"  # a miss in the empty cache: the registries load, then it compiles
         "import numba.np.arraymath as arraymath\n"
         "assert arraymath._HAVE_BLAS is False, 'Numba found a BLAS'\n"
         "import scipy.linalg\n"
         "assert numba.njit(lambda x: x.sum())(np.ones(3)) == 3.0\n"
         "print('ok')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")})
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
