@@ -19,7 +19,17 @@ from mpi4py import MPI
 import mpifl
 from mpifl import compile as compiling
 from mpifl import roles
-from mpifl.kernels import checks, drivers, entries, expo, fused, losses, prefetch, rowwise, sparse
+from mpifl.kernels import (
+    checks,
+    drivers,
+    entries,
+    expo,
+    fused,
+    losses,
+    prefetch,
+    rowwise,
+    sparse,
+)
 
 REGISTRIES = "numba.np.arraymath"  # one of the modules Numba's target refresh imports, and nothing else does
 
@@ -31,6 +41,9 @@ def specialisations() -> dict:
         for name, obj in vars(module).items():
             if isinstance(obj, numba.core.registry.CPUDispatcher) and obj.signatures and obj.__module__ == module.__name__:
                 found[f"{module.__name__.rsplit('.', 1)[-1]}.{name}"] = len(obj.signatures)
+    for name, walk in fused.walks().items():  # the single pass's walks, made per precision, kind and exp
+        if walk.signatures:
+            found[f"fused.{name}"] = len(walk.signatures)
     return {"functions": found, "entries": entries.compiled()}
 
 

@@ -20,13 +20,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import types
 
 from mpifl.jit import inline_kernel, kernel
 from mpifl.kernels.expo import exp32, exp64
 from mpifl.kernels.flags import CORRECT, GRAD, LOGISTIC, LOSS, row_at
 from mpifl.kernels.rowwise import add_into_first_row, one_output_loss, one_output_range
-from mpifl.kernels.switch import compile_time_choice
+from mpifl.kernels.switch import compile_time_choice, constant
 
 
 @inline_kernel
@@ -64,17 +63,17 @@ def _axpy8(X, acc, d, rows, indexed, k, a):
     acc[d] += ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
 
 
-def _blocked(block: int):
-    """The single pass with ``block`` rows a block, a constant of the compiled loop."""
+def _blocked(block: int, kind: int, poly: bool):
+    """The single pass with ``block`` rows a block, for one model kind and exp: constants of the compiled loop."""
 
     @kernel
-    def blocked_range(kind, poly, X, y, theta, rows, indexed, start, stop, grad, what):
+    def blocked_range(X, y, theta, rows, indexed, start, stop, grad, what):
         d = X.shape[1]
         w = theta[0]
         b = w[d]
         acc = np.zeros(d + 1, dtype=grad.dtype)
         z = np.empty(block, dtype=X.dtype)
-        at = np.empty(block, dtype=np.int64)
+        at = np.empty(block, dtype=np.uint64)  # unsigned row indices: see flags.row_at
         one = np.float32(1.0)
         loss = 0.0
         correct = 0
@@ -117,9 +116,6 @@ def _blocked(block: int):
     return blocked_range
 
 
-_range8 = _blocked(BLOCK)
-
-
 @inline_kernel
 def _dots(X, w, b, r0, r1):
     """The logits of rows r0 and r1, their dots interleaved."""
@@ -142,69 +138,95 @@ def _pair_gradient(kind, poly, X, y, w, b, acc, r0, r1):
     return a0 + a1
 
 
-@kernel
-def _pair_range(kind, poly, X, y, theta, rows, indexed, start, stop, grad, what):
-    """The single pass two rows at a time, every value of the pair a named scalar (so in registers).
+def _pairs(kind: int, poly: bool):
+    """The single pass two rows at a time, for one model kind and exp (constants of the compiled loop)."""
 
-    The training case (the gradient alone) has its loop written twice, for
-    storage order and for a shuffled order, so that LLVM sees consecutive rows
-    as consecutive addresses in the first and no flag is tested per row: each
-    test in the loop cost a third of its speed (Zen 5, 1M x 32).  The
-    gradient row itself is the accumulator, and the loops are while loops:
-    both measured faster here than a local array and a stepped range.
-    """
-    d = X.shape[1]
-    w = theta[0]
-    b = w[d]
-    acc = grad[0]
-    bias = acc[d]
-    loss = 0.0
-    correct = 0
-    k = start
-    if what == GRAD and indexed:
-        while k + 1 < stop:
-            bias += _pair_gradient(kind, poly, X, y, w, b, acc, rows[k], rows[k + 1])
-            k += 2
-    elif what == GRAD:
-        while k + 1 < stop:
-            bias += _pair_gradient(kind, poly, X, y, w, b, acc, k, k + 1)
-            k += 2
-    else:
-        while k + 1 < stop:
-            r0 = row_at(rows, indexed, k)
-            r1 = row_at(rows, indexed, k + 1)
-            z0, z1 = _dots(X, w, b, r0, r1)
-            if what & (LOSS | CORRECT):
-                part, hit = one_output_loss(kind, z0, y[r0])
-                part1, hit1 = one_output_loss(kind, z1, y[r1])
-                loss += part + part1
-                correct += hit + hit1
-            if what & GRAD:
-                a0 = _residual(kind, poly, z0, y[r0], X)
-                a1 = _residual(kind, poly, z1, y[r1], X)
-                for j in range(d):
-                    acc[j] += a0 * X[r0, j] + a1 * X[r1, j]
-                bias += a0 + a1
-            k += 2
-    if what & GRAD:
-        acc[d] = bias
-    if k < stop:  # the odd row out, as the floor walks it (it adds into grad itself)
-        part, hit = one_output_range(kind, X, y, theta, rows, indexed, k, stop, grad, what)
-        loss += part
-        correct += hit
-    return loss, correct
+    @kernel
+    def pair_range(X, y, theta, rows, indexed, start, stop, grad, what):
+        """The single pass two rows at a time, every value of the pair a named scalar (so in registers).
+
+        The training case (the gradient alone) has its loop written twice, for
+        storage order and for a shuffled order, so that LLVM sees consecutive rows
+        as consecutive addresses in the first and no flag is tested per row: each
+        test in the loop cost a third of its speed (Zen 5, 1M x 32).  The
+        gradient row itself is the accumulator, and the loops are while loops:
+        both measured faster here than a local array and a stepped range.
+        """
+        d = X.shape[1]
+        w = theta[0]
+        b = w[d]
+        acc = np.zeros(d + 1, dtype=grad.dtype)
+        bias = 0.0
+        loss = 0.0
+        correct = 0
+        k = start
+        if what == GRAD and indexed:
+            while k + 1 < stop:
+                bias += _pair_gradient(kind, poly, X, y, w, b, acc, np.uint64(rows[k]), np.uint64(rows[k + 1]))
+                k += 2
+        elif what == GRAD:
+            while k + 1 < stop:
+                bias += _pair_gradient(kind, poly, X, y, w, b, acc, np.uint64(k), np.uint64(k + 1))
+                k += 2
+        else:
+            while k + 1 < stop:
+                r0 = row_at(rows, indexed, k)
+                r1 = row_at(rows, indexed, k + 1)
+                z0, z1 = _dots(X, w, b, r0, r1)
+                if what & (LOSS | CORRECT):
+                    part, hit = one_output_loss(kind, z0, y[r0])
+                    part1, hit1 = one_output_loss(kind, z1, y[r1])
+                    loss += part + part1
+                    correct += hit + hit1
+                if what & GRAD:
+                    a0 = _residual(kind, poly, z0, y[r0], X)
+                    a1 = _residual(kind, poly, z1, y[r1], X)
+                    for j in range(d):
+                        acc[j] += a0 * X[r0, j] + a1 * X[r1, j]
+                    bias += a0 + a1
+                k += 2
+        if what & GRAD:
+            acc[d] = bias
+            add_into_first_row(grad, acc)
+        if k < stop:  # the odd row out, as the floor walks it (it adds into grad itself)
+            part, hit = one_output_range(kind, X, y, theta, rows, indexed, k, stop, grad, what)
+            loss += part
+            correct += hit
+        return loss, correct
+
+    return pair_range
+
+
+_WALKS: dict[tuple[int, int, int, bool], object] = {}  # (itemsize, kind, block, poly) -> its compiled walk
+
+
+def walks() -> dict:
+    """The walks made so far in this process, by name (for tests that list what a job compiled)."""
+    names = {1: "_pair_range", BLOCK: "_range8"}
+    return {f"{names[block]}[kind {kind}, {'poly' if poly else 'libm'} exp]": walk
+            for (_, kind, block, poly), walk in _WALKS.items()}
+
+
+def walk_for(itemsize: int, kind: int, poly: bool):
+    """The single pass for one precision, model kind and exp: blocks of BLOCK rows in float32, pairs in float64.
+    The kind and the exp are constants of the loop, so no row tests them (a per-row test of either cost 5%)."""
+    block = BLOCK if itemsize == 4 else 1
+    key = (itemsize, int(kind), block, bool(poly))
+    if key not in _WALKS:
+        _WALKS[key] = _blocked(BLOCK, int(kind), bool(poly)) if block == BLOCK else _pairs(int(kind), bool(poly))
+    return _WALKS[key]
 
 
 def fused_range(kind, poly, X, y, theta, rows, indexed, start, stop, grad, what):
     """As losses.range_loss_grad for one output: adds the summed data gradient into grad[0] when
     ``what & GRAD``; returns (summed loss, correct).  Blocks of BLOCK rows in float32, pairs in float64."""
-    walk = _range8 if X.dtype == np.float32 else _pair_range
-    return walk(kind, poly, X, y, theta, rows, indexed, start, stop, grad, what)
+    walk = walk_for(X.dtype.itemsize, kind, poly)
+    return walk(X, y, theta, rows, indexed, start, stop, grad, what)
 
 
 @compile_time_choice(fused_range)
 def _fused_range(kind, poly, X, y, theta, rows, indexed, start, stop, grad, what):
-    # chosen while typing: a float64 job never compiles the eight-row blocks, nor a float32 job the pairs
-    walk = _range8 if X.dtype == types.float32 else _pair_range
+    # chosen while typing: a job compiles the one walk of its precision, kind and exp
+    walk = walk_for(X.dtype.bitwidth // 8, constant(kind, "kind"), constant(poly, "poly"))
     return lambda kind, poly, X, y, theta, rows, indexed, start, stop, grad, what: walk(
-        kind, poly, X, y, theta, rows, indexed, start, stop, grad, what)
+        X, y, theta, rows, indexed, start, stop, grad, what)

@@ -18,6 +18,8 @@ from numba import types
 from numba.core.extending import intrinsic
 
 from mpifl.jit import inline_kernel, kernel
+import numpy as np
+
 from mpifl.kernels.flags import row_at
 
 LINE_BYTES = 64
@@ -52,7 +54,7 @@ def prefetch_rows(X, rows, indexed, first, count, stop):
     d = X.shape[1]
     step = max(LINE_BYTES // X.itemsize, 1)
     for k in range(first, min(first + count, stop)):
-        base = row_at(rows, indexed, k) * d
+        base = np.int64(row_at(rows, indexed, k)) * d
         for j in range(0, d, step):
             prefetch(X, base + j)
 
@@ -63,7 +65,7 @@ def prefetch_csr_rows(data, indices, indptr, rows, indexed, first, count, stop):
     step = max(LINE_BYTES // data.itemsize, 1)
     for k in range(first, min(first + count, stop)):
         r = row_at(rows, indexed, k)
-        for p in range(indptr[r], indptr[r + 1], step):
+        for p in range(indptr[r], indptr[r + np.uint64(1)], step):
             prefetch(data, p)
             prefetch(indices, p)
 

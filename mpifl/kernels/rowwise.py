@@ -194,10 +194,10 @@ def plain_range_csr(kind, data, indices, indptr, y, theta, rows, indexed, start,
     correct = 0
     for k in range(start, stop):
         r = row_at(rows, indexed, k)
-        csr_row_logits(data, indices, indptr[r], indptr[r + 1], theta, Z, 0)
+        csr_row_logits(data, indices, indptr[r], indptr[r + U1], theta, Z, 0)
         part, hit = row_link(kind, y[r], C, Z, what)
         loss += part
         correct += hit
         if what & GRAD:
-            csr_row_axpy(data, indices, indptr[r], indptr[r + 1], Z, 0, grad)
+            csr_row_axpy(data, indices, indptr[r], indptr[r + U1], Z, 0, grad)
     return loss, correct

@@ -14,7 +14,7 @@ from mpifl.jit import gather_kernel, kernel
 from mpifl.kernels.csr_single_pass import interleaved_range_csr
 from mpifl.kernels.flags import GRAD, is_indexed, row_at
 from mpifl.kernels.losses import link
-from mpifl.kernels.rowwise import csr_row_axpy, csr_row_logits, plain_range_csr
+from mpifl.kernels.rowwise import U1, csr_row_axpy, csr_row_logits, plain_range_csr
 from mpifl.kernels.prefetch import prefetch_csr_rows
 from mpifl.kernels.switch import compile_time_choice, constant
 from mpifl.kernels.variants import CHUNK_ROWS, FLOOR_CODE, LEAD_ROWS, SINGLE_PASS
@@ -26,7 +26,7 @@ def chunk_logits_csr(data, indices, indptr, theta, rows, indexed, s, m, Z):
     C = theta.shape[0]
     for i in range(m):
         r = row_at(rows, indexed, s + i)
-        csr_row_logits(data, indices, indptr[r], indptr[r + 1], theta, Z, i * C)
+        csr_row_logits(data, indices, indptr[r], indptr[r + U1], theta, Z, i * C)
 
 
 @kernel
@@ -35,7 +35,7 @@ def chunk_gradient_csr(data, indices, indptr, R, rows, indexed, s, m, grad):
     C = grad.shape[0]
     for i in range(m):
         r = row_at(rows, indexed, s + i)
-        csr_row_axpy(data, indices, indptr[r], indptr[r + 1], R, i * C, grad)
+        csr_row_axpy(data, indices, indptr[r], indptr[r + U1], R, i * C, grad)
 
 
 @kernel
