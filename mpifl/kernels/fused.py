@@ -148,9 +148,9 @@ def _pairs(kind: int, poly: bool):
         The training case (the gradient alone) has its loop written twice, for
         storage order and for a shuffled order, so that LLVM sees consecutive rows
         as consecutive addresses in the first and no flag is tested per row: each
-        test in the loop cost a third of its speed (Zen 5, 1M x 32).  The
-        gradient row itself is the accumulator, and the loops are while loops:
-        both measured faster here than a local array and a stepped range.
+        test in the loop cost a third of its speed (Zen 5, 1M x 32).  Row
+        indices are unsigned (see flags.row_at): with signed ones this loop was
+        1.3x slower.  The accumulator is local, as in the blocked walk.
         """
         d = X.shape[1]
         w = theta[0]
