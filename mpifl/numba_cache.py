@@ -31,7 +31,7 @@ class LoadOnlyCache(FunctionCache):
         try:
             with self._guard_against_spurious_io_errors():
                 cres = self._load_overload(sig, target_context)
-        except Exception:  # anything a refreshed context might have avoided: take Numba's own path
+        except Exception:  # noqa: BLE001 - whatever a refreshed context might have avoided: take Numba's own path
             numba_setup.refresh_registries(target_context)
             return super().load_overload(sig, target_context)
         if cres is None:  # a miss: Numba compiles next, which needs the registries

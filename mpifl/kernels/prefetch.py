@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import platform
 
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core.extending import intrinsic
 
 from mpifl.jit import inline_kernel, kernel
-import numpy as np
-
 from mpifl.kernels.flags import row_at
 
 LINE_BYTES = 64
