@@ -100,8 +100,9 @@ class RunWriter:
         (directory / "config.toml").write_text(tomli_w.dumps(config))
         self._metrics = open(directory / "metrics.jsonl", "w", buffering=1)
 
-    def record(self, row: dict[str, Any]) -> None:
-        self._metrics.write(json.dumps(row, allow_nan=False) + "\n")
+    def record(self, record) -> None:
+        """One round's line of metrics.jsonl (a progress.RoundRecord)."""
+        self._metrics.write(record.json_line() + "\n")
 
     def finish(self, summary: dict[str, Any], theta: np.ndarray) -> None:
         self._metrics.close()

@@ -133,7 +133,7 @@ def _open_outputs(comm: MPI.Comm, cfg: Config, spec, out_dir: Path | None, resum
     collectively(comm, checkpoints.prepare)
     if writer is not None:
         for record in earlier:
-            writer.record(record.as_json())
+            writer.record(record)
     return _Outputs(run_dir, checkpoints, earlier, writer)
 
 
@@ -179,7 +179,7 @@ def _recorder(spec, out: _Outputs, console) -> Recorder:
     def publish(record: RoundRecord) -> RoundRecord:
         record = record if spec.is_classifier else without_accuracy(record)
         if out.writer is not None:
-            out.writer.record(record.as_json())
+            out.writer.record(record)
         if console is not None:
             console.show(record)
         return record
