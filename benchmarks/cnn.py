@@ -39,6 +39,7 @@ from mlp import best_of, blas, has_torch  # noqa: E402
 
 from mpifl.kernels import ModelKernels  # noqa: E402
 from mpifl.model import ModelSpec  # noqa: E402
+from mpifl.models import MODELS  # noqa: E402
 from mpifl.models.cnn import ARCHITECTURES  # noqa: E402
 
 LR = 0.02
@@ -48,7 +49,7 @@ CHECK_ROWS = 60
 
 def spec_of(name: str, dtype=np.float32) -> ModelSpec:
     classes = 62 if name == "femnist" else 10
-    return ModelSpec("cnn", 784, classes, np.dtype(dtype), output="softmax", layers=ARCHITECTURES[name],
+    return ModelSpec(MODELS["cnn"], 784, classes, np.dtype(dtype), output="softmax", layers=ARCHITECTURES[name],
                      input_shape=(1, 28, 28))
 
 

@@ -33,6 +33,7 @@ from mpifl import machine, tuning  # noqa: E402
 from mpifl.kernels import ModelKernels  # noqa: E402
 from mpifl.kernels.variants import FLOOR, GRADIENT, SGD, VARIANTS, Selection  # noqa: E402
 from mpifl.model import ModelSpec  # noqa: E402
+from mpifl.models import MODELS  # noqa: E402
 
 # (case, minimum speed vs NumPy, minimum fraction of one stream read of X) from the kernels issue
 TARGETS = {
@@ -76,7 +77,7 @@ def variant_runs(spec, call) -> dict:
 def logistic_case(n, d, dtype, rng):
     X = rng.standard_normal((n, d)).astype(dtype)
     y = (rng.random(n) < 0.5).astype(dtype)
-    spec = ModelSpec("logistic", d, 2, np.dtype(dtype))
+    spec = ModelSpec(MODELS["logistic"], d, 2, np.dtype(dtype))
     theta = spec.zeros()
     theta[0, :d] = 0.1 * rng.standard_normal(d)
     w, b = theta[0, :d].copy(), theta[0, d]
@@ -98,7 +99,7 @@ def softmax_case(n, d, C, dtype, rng):
     X = rng.standard_normal((n, d)).astype(dtype)
     labels = rng.integers(0, C, n)
     y = labels.astype(dtype)
-    spec = ModelSpec("softmax", d, C, np.dtype(dtype))
+    spec = ModelSpec(MODELS["softmax"], d, C, np.dtype(dtype))
     theta = (0.1 * rng.standard_normal(spec.shape)).astype(dtype)
     W, b = theta[:, :d].T.copy(), theta[:, d].copy()
     onehot = np.eye(C, dtype=dtype)[labels]
@@ -123,7 +124,7 @@ def sgd_case(n, d, C, batch, rng):
     X = rng.standard_normal((n, d))
     labels = rng.integers(0, C, n)
     y = labels.astype(np.float64)
-    spec = ModelSpec("softmax", d, C, np.dtype(np.float64))
+    spec = ModelSpec(MODELS["softmax"], d, C, np.dtype(np.float64))
     start = 0.01 * rng.standard_normal(spec.shape)
     onehot = np.eye(C)[labels]
     order = rng.permutation(n)

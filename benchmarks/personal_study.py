@@ -57,7 +57,8 @@ def leaf_setup(comm, root: Path) -> dict:
     """Write digits under Dirichlet(0.1) over 30 users as a LEAF directory on rank 0, partition it, and return
     the setup that reads it (every rank gets the same path)."""
     from mpifl.data import partition_cli
-    from mpifl.data.shards import resolve, with_client_tests
+    from mpifl.data.shards import with_client_tests
+    from mpifl.data.catalog import resolve
 
     base = STUDY_SETUPS["digits, Dirichlet(0.1)"]
     parts = root / "parts"

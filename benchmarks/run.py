@@ -272,7 +272,7 @@ def cnn(tmp: Path, repeat: int, smoke: bool) -> tuple[str, dict]:
 def fedprox_data(tmp: Path, clients: int) -> Path:
     """mpifl's own Synthetic(1,1) clients (seed 0) as one npz for the peers."""
     from mpifl import config
-    from mpifl.data.shards import resolve
+    from mpifl.data.catalog import resolve
 
     cfg = config.load(overrides=["data.name=fedprox_synthetic", "data.fedprox_alpha=1", "data.fedprox_beta=1",
                                  f"data.clients={clients}"])

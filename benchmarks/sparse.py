@@ -39,6 +39,7 @@ from mpifl.kernels import ModelKernels  # noqa: E402
 from mpifl.kernels.variants import Selection  # noqa: E402
 from mpifl.machine import describe  # noqa: E402
 from mpifl.model import ModelSpec  # noqa: E402
+from mpifl.models import MODELS  # noqa: E402
 
 
 @numba.njit(fastmath=True, cache=True)
@@ -81,7 +82,7 @@ def main():
     X, y = rcv1_like(args.rows, args.features, args.nnz)
     matrix = sp.csr_matrix((X.data, X.indices, X.indptr), shape=X.shape)
     rng = np.random.default_rng(1)
-    spec = ModelSpec("logistic", args.features, 2, np.dtype("float64"), sparse=True)
+    spec = ModelSpec(MODELS["logistic"], args.features, 2, np.dtype("float64"), sparse=True)
     theta = (0.1 * rng.standard_normal(spec.shape))
     w, b = theta[0, :-1].copy(), theta[0, -1]
     out = {}

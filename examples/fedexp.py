@@ -17,6 +17,7 @@ half below), so the server needs no more than the rows it already gets.
 
 from __future__ import annotations
 
+# --8<-- [start:strategy]
 import numpy as np
 
 from mpifl.constraints import Interval
@@ -34,6 +35,9 @@ class SquaredNormClient(ClientUpdate):
 
 
 class FedExP(Strategy):
+    """Reads each client's row (results.deltas) and so declares neither averages_deltas nor needs_only_sums:
+    mpifl keeps rows for it, and refuses the summing exchanges and robust aggregators."""
+
     parameters = {"epsilon": (1e-3, Interval(float, 0, None, "neither"))}  # server.epsilon
     uplink = (Field("sqnorm", 1, FLOAT64),)
     client = SquaredNormClient
@@ -45,3 +49,4 @@ class FedExP(Strategy):
         eta = max(1.0, spread / (2.0 * results.count * (float(mean @ mean) + self.params["epsilon"])))
         step = (eta * mean).reshape(theta.shape)
         return apply_step(theta, step), {"update_norm": norm(step), "server_lr": eta}
+# --8<-- [end:strategy]

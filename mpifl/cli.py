@@ -16,7 +16,8 @@ from mpi4py import MPI
 from mpifl import audit, config, roles
 from mpifl.agree import collectively
 from mpifl.errors import EXIT_SWEEP_FAILED, ConfigError
-from mpifl.numba_setup import compile_without_blas, model_uses_blas
+from mpifl.models import MODELS
+from mpifl.numba_setup import compile_without_blas
 from mpifl.runner import run_job
 
 COMMANDS = ("run", "info", "sweep")
@@ -72,7 +73,7 @@ def main(comm: MPI.Comm, argv: list[str] | None = None) -> int:
     cfg = collectively(comm, lambda: config.load(job, args.overrides))
     if args.resume is not None and args.out is not None and args.out != args.resume:
         raise ConfigError("--resume continues the run in RUN_DIR; leave out --out.", collective=True)
-    if not model_uses_blas(cfg.model.kind):
+    if not MODELS[cfg.model.kind].uses_blas:  # the kind's declaration (mpifl.models): its kernels call np.dot
         compile_without_blas()
     run_job(comm, cfg, args.resume or args.out, verbose=not args.quiet, resume=args.resume is not None,
             audit=audit.requested(args.audit), overwrite=args.overwrite)

@@ -1,23 +1,24 @@
 """The uplink of a federated round: how the trained clients' updates reach the server.
 
-``RowExchange`` is the default: one Gatherv of a payload row per trained
-client (delta or a stage's message, and the model-sized uplink fields).  A
-stage that changes the transport itself (secure aggregation, whose server
-learns only sums) brings its own exchange with the same three calls.
+``Exchange`` is the contract every exchange keeps, and the round loops call
+nothing else.  ``RowExchange`` is the default: one Gatherv of a payload row
+per trained client (delta or a stage's message, and the model-sized uplink
+fields).  A stage that changes the transport itself brings its own exchange
+(mpifl.stages.summing: the integer Reduce, secure aggregation), which
+delivers sums only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from mpifl import comm as collectives
 from mpifl.protocol import Wire
+from mpifl.ranks import ROOT, is_root
 from mpifl.strategies import RoundResults
-
-SERVER = 0
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,41 @@ class Outcome:
     stop: bool = False  # the job must stop after this round (an exchange that aborted and says so)
 
 
+class Exchange(Protocol):
+    """How a round's updates travel from the client ranks to the server; every rank calls its side once a round.
+
+    ``delivers_rows``: the server's RoundResults hold each client's row
+    (deltas, weights, fields); else only their sums (``summed``...), and a
+    strategy that reads rows is refused before round 1 (mpifl.stages.check)
+    or, undeclared, stopped by RoundResults with the way out.
+    """
+
+    exchange: str  # its name in summary.json: "gather", "reduce", "secagg", "secagg-reduce"
+    delivers_rows: bool
+
+    def client_send(self, rnd: int, epochs: np.ndarray, rows: np.ndarray, timer, poll: bool) -> None:
+        """A client rank's side: send this rank's trained clients' updates (``rows``: their payload rows)."""
+
+    def server_receive(self, rnd: int, epochs: np.ndarray, timer, poll: bool) -> None:
+        """The server's side: receive what the client ranks sent."""
+
+    def outcome(self, rnd: int, epochs: np.ndarray, stats: dict[str, np.ndarray]) -> Outcome:
+        """What the server has of the round, once received (``stats``: the per-client statistics)."""
+
+    def halt_error(self, rnd: int) -> Exception | None:
+        """The error every rank raises when this exchange stopped the job (Outcome.stop), or None."""
+
+
 class RowExchange:
     """Gatherv of one payload row per trained client, in client order; the server decodes nothing here."""
 
+    exchange: ClassVar[str] = "gather"
+    delivers_rows: ClassVar[bool] = True
+
     def __init__(self, comm, wire: Wire, dtype: np.dtype):
         self.wire = wire
-        self.gather = collectives.GatherToRoot(comm, [0] * comm.Get_size(), dtype, SERVER)
-        self.payload = wire.payload_buffer(wire.n_clients) if comm.Get_rank() == SERVER else None
+        self.gather = collectives.GatherToRoot(comm, [0] * comm.Get_size(), dtype, ROOT)
+        self.payload = wire.payload_buffer(wire.n_clients) if is_root(comm) else None
         self._nothing = np.empty(0, dtype=dtype)
 
     def client_send(self, rnd: int, epochs: np.ndarray, rows: np.ndarray, timer, poll: bool) -> None:

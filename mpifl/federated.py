@@ -35,18 +35,19 @@ from mpifl import hierarchy
 from mpifl import round_records
 from mpifl.data.shards import Shard
 from mpifl.errors import Diverged
-from mpifl.exchange import RowExchange
+from mpifl.exchange import Exchange, RowExchange
 from mpifl.local import LocalSettings, LocalTrainer
 from mpifl.loop import Loop
 from mpifl.metrics import RoundTimer
 from mpifl.model import ModelSpec
 from mpifl.progress import is_logged, time_breakdown
+from mpifl.ranks import ROOT
 from mpifl.protocol import Wire
 from mpifl.stages import Chain
 from mpifl.stopping import divergence
 from mpifl.strategies import Strategy
 
-SERVER = 0
+SERVER = ROOT  # the server is the root rank (mpifl.ranks)
 STOP_SIGNAL = 1  # the downlink's stop code after SIGTERM/SIGUSR1; above it, 1 + a Diverged code
 STAGE_HALT = 64  # the downlink's stop code after an exchange that aborted and stops the job (secagg.abort = "stop")
 # On a node with more ranks than cores, rounds whose compute took longer than this are waited for by polling with sleeps
@@ -59,21 +60,18 @@ CLOCK = "virtual_clock"  # server-state key: the virtual seconds so far
 
 
 def make_wire(strategy: type[Strategy], chain: Chain, spec: ModelSpec, blocks: list[range],
-              senders: np.ndarray | None = None) -> Wire:
+              senders: np.ndarray | None = None, shape: tuple[int, ...] | None = None) -> Wire:
     """The round's buffers for this algorithm and chain, the same on every rank; blocks[h] are client rank h+1's;
-    ``senders``: the clients that send a row (two-level averaging's edges), None: every one that trains."""
-    shared = spec.size - spec.head_size if strategy.client.keeps_head else None
-    return Wire((*strategy.downlink, *chain.downlink), (*strategy.uplink, *chain.uplink), spec.shape, spec.dtype,
-                blocks, chain.message_bytes, shared, senders)
+    ``senders``: the clients that send a row (two-level averaging's edges), None: every one that trains;
+    ``shape``: another model's (a traffic model's projection), None: the spec's."""
+    shared = spec.size - spec.head_size if strategy.client.keeps_head and shape is None else None
+    return Wire((*strategy.downlink, *chain.downlink), (*strategy.uplink, *chain.uplink), shape or spec.shape, spec.dtype,
+                blocks, chain.message_bytes, shared, senders, chain.rank_stat_names)
 
 
-def exchange_of(loop: Loop, chain: Chain, wire: Wire, blocks: list[range]):
+def exchange_of(loop: Loop, chain: Chain, wire: Wire, blocks: list[range]) -> Exchange:
     """The chain's own exchange if a stage brings one, else the Gatherv of payload rows."""
-    own = chain.find("server_receive")
-    if own is None:
-        return RowExchange(loop.comm, wire, loop.kernels.spec.dtype)
-    own.bind(loop.comm, blocks)
-    return own
+    return chain.exchange(loop.comm, blocks) or RowExchange(loop.comm, wire, loop.kernels.spec.dtype)
 
 
 class ServerRounds:

@@ -24,8 +24,8 @@ import numpy as np
 from mpi4py import MPI
 
 from mpifl.errors import ConfigError
-
-SERVER = 0
+from mpifl.ranks import ROOT
+from mpifl.strategies.aggregators import AGGREGATORS
 
 
 def check(cfg, strategy: type, stages_on: bool) -> None:
@@ -41,8 +41,8 @@ def check(cfg, strategy: type, stages_on: bool) -> None:
                f"(fedavg, fedprox, fedavgm, fedadagrad, fedadam, fedyogi); server.strategy is {cfg.server.strategy!r}")
     elif cfg.server.fraction != 1.0 or cfg.train.stragglers:
         why = "trains every client every round: set server.fraction = 1 and train.stragglers = 0"
-    elif cfg.server.aggregator != "mean":
-        why = "averages at the edges, so the server's aggregator must be \"mean\""
+    elif AGGREGATORS[cfg.server.aggregator].needs_rows:
+        why = "averages at the edges, so the server's aggregator must take sums (\"mean\"), not each client's row"
     elif stages_on:
         why = "does not pass updates through privacy, compression, secure aggregation or attacks"
     elif cfg.server.exchange == "reduce":
@@ -59,9 +59,9 @@ def edges(comm: MPI.Comm, cfg, blocks: list[range]) -> tuple[MPI.Comm | None, np
     if cfg.mode != "federated" or cfg.server.hierarchy == "none":
         return None, None
     rank = comm.Get_rank()
-    clients = comm.Split(MPI.UNDEFINED if rank == SERVER else 0, rank)
+    clients = comm.Split(MPI.UNDEFINED if rank == ROOT else 0, rank)
     edge = None
-    if rank != SERVER:
+    if rank != ROOT:
         if cfg.server.hierarchy == "node":
             edge = clients.Split_type(MPI.COMM_TYPE_SHARED, key=rank)
         else:

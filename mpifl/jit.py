@@ -6,10 +6,6 @@ Every kernel in mpifl is compiled with these options, so a change of policy
 
 from __future__ import annotations
 
-import hashlib
-from functools import lru_cache
-from pathlib import Path
-
 import numba
 
 from mpifl.numba_cache import attach
@@ -57,20 +53,3 @@ def inline_kernel(fn):
     """A kernel inlined into its callers at Numba IR level: for the per-chunk phases, whose
     call overhead (every array passed as its exploded fields) would dominate short chunks."""
     return attach(numba.njit(inline="always", **KERNEL_OPTIONS)(fn))
-
-
-@lru_cache(maxsize=1)
-def kernel_sources_digest() -> str:
-    """A hash of every kernel source and of these options.
-
-    Numba checks only the cached function's own file before loading it, so an
-    entry point whose callees changed in another module would load stale
-    machine code. The entry points close over this digest, and Numba keys its
-    cache by the closed-over values: any change to a kernel recompiles them.
-    """
-    root = Path(__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted([root / "jit.py", *(root / "kernels").glob("*.py")]):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]

@@ -4,13 +4,15 @@ A linear model (linear, logistic or softmax regression) keeps its parameters
 as one ``(outputs, features + 1)`` matrix, each row's last entry the bias.
 An MLP keeps them as one flat vector whose layers are views
 (mpifl.layout.MlpLayout).  The collectives, strategies and checkpoints
-see ``shape``, ``size``, ``zeros()`` and ``initial()`` only, so a model kind is
-one entry in mpifl.kernels' registry and one in PARAMETERS here.
+see ``shape``, ``size``, ``zeros()`` and ``initial()`` only; the spec carries
+its model kind (mpifl.models), which lays the parameters out and names the
+kernels.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -61,9 +63,12 @@ class MlpParameters:
 @dataclass(frozen=True)
 class ModelSpec:
     """A model: its kind, data sizes and dtype; its parameters' shape, start and l2 mask come from
-    the kind's layout (mpifl.models)."""
+    the kind's layout.
 
-    kind: str
+    ``kind`` is the model kind's class itself (a mpifl.models.ModelKind, ``MODELS["mlp"]``), so that the spec
+    answers for its layout and kernels without looking its own kind up in the registry."""
+
+    kind: Any  # the ModelKind subclass
     n_features: int
     n_classes: int
     dtype: np.dtype
@@ -76,9 +81,14 @@ class ModelSpec:
     module: str = ""  # a torch model's "package.module:build"
 
     @property
+    def name(self) -> str:
+        """The kind's name, as model.kind writes it: a registered name, or a user's kind's module:Class path."""
+        return self.kind.name or f"{self.kind.__module__}:{self.kind.__qualname__}"
+
+    @property
     def link(self) -> str:
         """The output link, which is also the task's loss: squared, log-loss or cross-entropy."""
-        return self.output or self.kind
+        return self.output or self.kind.name
 
     @property
     def code(self) -> int:
@@ -95,9 +105,7 @@ class ModelSpec:
 
     @property
     def parameters(self) -> LinearParameters | MlpParameters:
-        from mpifl.models import MODELS
-
-        return MODELS[self.kind].layout(self)
+        return self.kind.layout(self)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -114,9 +122,7 @@ class ModelSpec:
     @property
     def head_size(self) -> int:
         """Values at the end of theta that form the output layer (the head FedRep and FedPer keep per client)."""
-        from mpifl.models import MODELS
-
-        return MODELS[self.kind].head_size(self)
+        return self.kind.head_size(self)
 
     def zeros(self) -> np.ndarray:
         return np.zeros(self.shape, dtype=self.dtype)

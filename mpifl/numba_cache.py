@@ -11,20 +11,45 @@ paid about 1 s of wall time for registries no rank used.
 ``LoadOnlyCache`` initialises the runtime, looks in the cache, and refreshes
 (through ``mpifl.numba_setup``, which may hide SciPy's BLAS) only on a miss,
 before Numba compiles.  A compile therefore sees the same registries as
-before.  Should a Numba release rename the internals this relies on,
-``attach`` leaves Numba's own cache in place.
+before.
+
+It also keys every cached mpifl kernel by a digest of all kernel sources.
+Numba checks only a cached function's own file before loading it, so a
+kernel whose callees changed in another module (an MLP kernel calling the
+losses) would load stale machine code; with the digest in the index key,
+any edit to a kernel module recompiles every kernel.  Should a Numba release
+rename the internals this relies on, ``attach`` turns the disk cache off for
+mpifl's kernels rather than risk stale code.
 """
 
 from __future__ import annotations
 
-from numba.core.caching import FunctionCache
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+from numba.core.caching import FunctionCache, NullCache
 from numba.core.runtime import nrt
 
 from mpifl import numba_setup
 
 
+@lru_cache(maxsize=1)
+def kernel_sources_digest() -> str:
+    """A hash of every kernel source and of the JIT options (mpifl/jit.py, mpifl/kernels/*.py)."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted([root / "jit.py", *(root / "kernels").glob("*.py")]):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 class LoadOnlyCache(FunctionCache):
-    """Numba's per-function disk cache, minus the registry refresh on a hit."""
+    """Numba's per-function disk cache, keyed by the kernel sources too, minus the registry refresh on a hit."""
+
+    def _index_key(self, sig, codegen):
+        return (*super()._index_key(sig, codegen), kernel_sources_digest())
 
     def load_overload(self, sig, target_context):
         nrt.rtsys.initialize(target_context)  # the cached code calls into NRT
@@ -40,14 +65,18 @@ class LoadOnlyCache(FunctionCache):
 
 
 def _usable() -> bool:
-    return all(hasattr(FunctionCache, name) for name in ("_load_overload", "_guard_against_spurious_io_errors"))
+    return all(hasattr(FunctionCache, name)
+               for name in ("_load_overload", "_guard_against_spurious_io_errors", "_index_key"))
 
 
 USABLE = _usable()
 
 
 def attach(dispatcher):
-    """Give a ``cache=True`` dispatcher the load-only cache; returns the dispatcher."""
-    if USABLE and type(getattr(dispatcher, "_cache", None)) is FunctionCache:
-        dispatcher._cache.__class__ = LoadOnlyCache  # the same state, one method more: no second cache lookup
+    """Give a ``cache=True`` dispatcher the load-only cache keyed by the kernel sources; returns the dispatcher."""
+    if type(getattr(dispatcher, "_cache", None)) is FunctionCache:
+        if USABLE:
+            dispatcher._cache.__class__ = LoadOnlyCache  # the same state, two methods more: no second lookup
+        else:  # no way to key the cache by the sources: compile every time rather than load stale code
+            dispatcher._cache = NullCache()
     return dispatcher

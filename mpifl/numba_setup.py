@@ -21,13 +21,6 @@ BLAS_MODULE = "scipy.linalg"
 _without_blas = False  # this process's choice, made by the CLI before any kernel loads
 
 
-def model_uses_blas(kind: str) -> bool:
-    """Whether a model kind's kernels call BLAS through np.dot (its declaration in mpifl.models)."""
-    from mpifl.models import MODELS
-
-    return MODELS[kind].uses_blas
-
-
 def set_up_numba_without_blas() -> None:
     """Load Numba's CPU target registries with ``scipy.linalg`` unimportable, then make it importable again."""
     if "numba.np.arraymath" in sys.modules:  # already set up, BLAS or not: leave it

@@ -17,7 +17,8 @@ loops in mpifl.federated move bytes without knowing what they mean:
   its first ``shared`` values.
 - **stats**, one ``Gatherv`` of float64 from every client rank, every round:
   per hosted client the built-in statistics and the declared float64 uplink
-  fields, then per rank its compute time, stop flag and last comm time.
+  fields, then per rank its compute time, stop flag and last comm time, and
+  what the stages on report of their work there.
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ CLIENT_STATS = tuple(
     Field(name, 1, FLOAT64)
     for name in ("weight", "loss", "correct", "rows", "test_loss", "test_correct", "test_rows", "personal_correct")
 )
-# per client rank: compute seconds, stop requested, comm seconds, seconds spent encoding compressed updates, and
-# with secure aggregation the seconds of its parts (mpifl.secagg.transport.PhaseSeconds)
-RANK_STATS = ("compute", "stop", "comm", "encode", "secagg_agree", "secagg_share", "secagg_mask", "secagg_unmask")
+# per client rank, every round: compute seconds, stop requested, comm seconds; the stages on add their own
+# (mpifl.stages.base.Stage.rank_stat_names: the compress stage's encoding seconds, secure aggregation's parts)
+RANK_STATS = ("compute", "stop", "comm")
 
 
 class Layout:
@@ -120,15 +121,16 @@ class Wire:
     which client rank hosts which clients (``blocks``, one range per client
     rank), the size of a compressed delta's message (0: no compression), and
     how many leading values of delta travel (None: all; FedRep and FedPer send
-    the body only), and which clients send a row when they train (None:
-    every one; two-level averaging: each edge's first client).  Nothing here
+    the body only), which clients send a row when they train (None:
+    every one; two-level averaging: each edge's first client), and the
+    per-rank values the stages report beyond RANK_STATS.  Nothing here
     communicates.
     """
 
     def __init__(
         self, downlink: Sequence[Field], uplink: Sequence[Field], shape: tuple[int, ...], dtype: np.dtype,
         blocks: Sequence[range], message_bytes: int = 0, shared: int | None = None,
-        senders: np.ndarray | None = None,
+        senders: np.ndarray | None = None, rank_stats: Sequence[str] = (),
     ):
         check_declaration("this algorithm", downlink, uplink)
         self.dtype = np.dtype(dtype)
@@ -142,11 +144,12 @@ class Wire:
         update = update if not message_bytes else Field(MESSAGE, -(-message_bytes // self.dtype.itemsize))
         self.payload = Layout((update, *(f for f in uplink if f.dtype == MODEL)), shape)
         self.uncompressed_payload = Layout((DELTA, *(f for f in uplink if f.dtype == MODEL)), shape)
-        # the payload fields beyond the delta, in order: what secure aggregation sums besides it
-        self.summed_fields = {f.name: f.count(int(np.prod(shape))) for f in uplink if f.dtype == MODEL}
         self.client_stats = Layout((*CLIENT_STATS, *(f for f in uplink if f.dtype == FLOAT64)), shape)
         self.uplink_names = tuple(f.name for f in uplink)
-        per_rank = [len(b) * self.client_stats.width + len(RANK_STATS) for b in self.blocks]
+        self.rank_stats = (*RANK_STATS, *rank_stats)
+        if len(set(self.rank_stats)) != len(self.rank_stats):
+            raise ValueError(f"Duplicate per-rank statistics in {self.rank_stats}.")
+        per_rank = [len(b) * self.client_stats.width + len(self.rank_stats) for b in self.blocks]
         self.stats_counts = [0, *per_rank]  # the server (rank 0) sends nothing
         offsets = np.cumsum([0, *per_rank])
         width = self.client_stats.width
@@ -154,7 +157,7 @@ class Wire:
             [off + np.arange(len(b) * width) for off, b in zip(offsets, self.blocks)]
         ).astype(np.int64) if self.n_clients else np.empty(0, np.int64)
         self._rank_rows = np.concatenate(
-            [off + len(b) * width + np.arange(len(RANK_STATS)) for off, b in zip(offsets, self.blocks)]
+            [off + len(b) * width + np.arange(len(self.rank_stats)) for off, b in zip(offsets, self.blocks)]
         ).astype(np.int64)
 
     # -- downlink ---------------------------------------------------------------------------------------------
@@ -203,19 +206,19 @@ class Wire:
 
     def stats_buffer(self, hosted: int) -> np.ndarray:
         """A client rank's send buffer: hosted x client-stat width, then the rank's own values."""
-        return np.zeros(hosted * self.client_stats.width + len(RANK_STATS))
+        return np.zeros(hosted * self.client_stats.width + len(self.rank_stats))
 
     def stats_views(self, buffer: np.ndarray, hosted: int) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
         """(one dict of named 1-value views per hosted client, the rank's named views)."""
         width = self.client_stats.width
         clients = [self.client_stats.views(buffer[j * width : (j + 1) * width]) for j in range(hosted)]
         own = buffer[hosted * width :]
-        return clients, {name: own[i : i + 1] for i, name in enumerate(RANK_STATS)}
+        return clients, {name: own[i : i + 1] for i, name in enumerate(self.rank_stats)}
 
     def split_stats(self, gathered: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Gathered stats -> ({field: (K,) or (K, size)}, {rank stat: (hosts,)}) in client and rank order."""
         per_client = gathered[self._client_rows].reshape(self.n_clients, self.client_stats.width)
         columns = self.client_stats.columns(per_client)
         clients = {name: (v[:, 0] if v.shape[1] == 1 else v) for name, v in columns.items()}
-        per_rank = gathered[self._rank_rows].reshape(len(self.blocks), len(RANK_STATS))
-        return clients, {name: per_rank[:, i] for i, name in enumerate(RANK_STATS)}
+        per_rank = gathered[self._rank_rows].reshape(len(self.blocks), len(self.rank_stats))
+        return clients, {name: per_rank[:, i] for i, name in enumerate(self.rank_stats)}

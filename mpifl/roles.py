@@ -31,6 +31,7 @@ from mpifl.stages import build_chain as build_stages
 from mpifl.stopping import divergence
 from mpifl.strategies import STRATEGIES, Setup, Strategy, strategy_params
 from mpifl.strategies.aggregators import AGGREGATORS, Aggregator
+from mpifl.strategies.sampling import cohort_size
 
 from mpifl.ranks import ROOT, is_root  # noqa: F401 - the root rank, for the modules that ask roles
 
@@ -95,13 +96,12 @@ def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int, chain: Chain | N
 
     cls = STRATEGIES[cfg.server.strategy]
     rows = client_rows if client_rows is not None else [0] * n_clients
-    releasing = chain.find("release") if chain is not None else None
     return cls(Setup(
         params=strategy_params(cfg), n_clients=n_clients, seed=cfg.seed, fraction=cfg.server.fraction,
         epochs=cfg.train.epochs, stragglers=cfg.train.stragglers, drop_stragglers=cfg.server.drop_stragglers,
         local_lr=cfg.train.lr, local_momentum=cfg.train.momentum, shape=spec.shape, dtype=spec.dtype,
         aggregator=aggregator(cfg), sampling=cfg.server.sampling,
-        release=releasing.release() if releasing is not None else None,
+        release=chain.release() if chain is not None else None,
         profiles=profiles(cfg, rows, spec.size * spec.dtype.itemsize), rounds=cfg.rounds,
     ))
 
@@ -114,7 +114,7 @@ def aggregator(cfg: Config) -> Aggregator:
 
 def updates_per_round(cfg: Config, n_clients: int) -> int:
     """Updates the server combines in a round: the sampled clients, less the stragglers if they are dropped."""
-    sampled = max(1, int(round(cfg.server.fraction * n_clients)))
+    sampled = cohort_size(cfg.server.fraction, n_clients)
     if cfg.server.drop_stragglers:
         sampled -= int(round(cfg.train.stragglers * sampled))
     return sampled

@@ -20,12 +20,11 @@ from mpifl.compile import set_threads
 from mpifl.checkpointing import Checkpoints
 from mpifl.config import Config
 from mpifl.console import Console
-from mpifl.data.shards import model_spec, resolve
+from mpifl.data.catalog import model_spec, resolve
 from mpifl.errors import ConfigError, Diverged, MpiflError
 from mpifl.kernel_plan import plan_for
 from mpifl.kernels import ModelKernels, variants
 from mpifl.metrics import claim_run_dir, default_run_dir
-from mpifl.models import MODELS
 from mpifl.mpienv import threads_per_rank
 from mpifl.loop import Loop
 from mpifl.progress import Recorder, RoundRecord, slowest_overall, without_accuracy
@@ -304,7 +303,7 @@ def _banner(comm, cfg, spec, threads, compile_seconds, kernel_variants) -> str:
     else:
         layout = f"{size} workers"
         algo = cfg.train.algorithm
-    model = MODELS[spec.kind].describe(spec)
+    model = spec.kind.describe(spec)
     chosen = (kernel_variants["note"] if tuning.one_variant(spec) is not None else
               f"{variants.GRADIENT} {kernel_variants[variants.GRADIENT]}, {variants.SGD} "
               f"{kernel_variants[variants.SGD]} ({_how(kernel_variants)})")

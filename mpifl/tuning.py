@@ -30,7 +30,7 @@ import numba
 import numpy as np
 
 from mpifl import machine
-from mpifl.jit import kernel_sources_digest
+from mpifl.numba_cache import kernel_sources_digest
 from mpifl.kernels import ModelKernels
 from mpifl.kernels.variants import (
     DEFAULT,
@@ -67,9 +67,7 @@ FLOOR_COMPILE_SECONDS = 2.5  # the same for the floor (2.5 s)
 
 def one_variant(spec: ModelSpec) -> Selection | None:
     """A kind whose kernels come in one variant: nothing to choose, and the reason the run records."""
-    from mpifl.models import MODELS
-
-    note = MODELS[spec.kind].one_variant
+    note = spec.kind.one_variant
     return Selection(how="default", note=note) if note else None
 
 # measure(spec, threads, batch_size, operation, candidates) -> {variant name: seconds}
@@ -149,7 +147,7 @@ def choice_key(spec: ModelSpec, batch_size: int) -> str:
     """The shape class a choice holds for: kind, dtype, layout, and d, outputs and batch rounded up to 2^k."""
     layout = "csr" if spec.sparse else "dense"
     batch = _bucket(batch_size or DEFAULT_BATCH)
-    return (f"{spec.kind}/{spec.dtype.name}/{layout}/d{_bucket(spec.n_features)}/"
+    return (f"{spec.name}/{spec.dtype.name}/{layout}/d{_bucket(spec.n_features)}/"
             f"c{_bucket(spec.n_outputs)}/b{batch}")
 
 
@@ -317,7 +315,7 @@ def _sample(spec: ModelSpec, operation: str):
     rng = np.random.default_rng(0)
     d = spec.n_features
     rows = sample_rows(spec, operation)
-    if spec.kind == "linear":
+    if spec.link == "linear":  # a regression: real-valued labels
         y = rng.standard_normal(rows)
     else:
         y = rng.integers(0, spec.n_classes, rows).astype(np.float64)

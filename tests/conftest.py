@@ -20,13 +20,14 @@ os.environ.setdefault("MPIFL_KERNEL_VARIANT", "tuned")
 from mpifl.kernels import ModelKernels  # noqa: E402
 from mpifl.kernels.variants import BY_NAME, Selection  # noqa: E402
 from mpifl.model import ModelSpec  # noqa: E402
+from mpifl.models import MODELS  # noqa: E402
 
 KINDS = {"linear": 1, "logistic": 2, "softmax": 5}
 
 
 def make_problem(kind: str, n: int, d: int, dtype, seed: int = 0):
     rng = np.random.default_rng(seed)
-    spec = ModelSpec(kind, d, KINDS[kind], np.dtype(dtype))
+    spec = ModelSpec(MODELS[kind], d, KINDS[kind], np.dtype(dtype))
     X = rng.standard_normal((n, d)).astype(dtype)
     if kind == "linear":
         y = rng.standard_normal(n)

@@ -1,5 +1,5 @@
 """The structure the code promises: the key reference is generated, the config is read through typed sections,
-no name is special-cased outside its own module, no import circle, short functions, a short round loop."""
+no name is special-cased outside its own module, no import circle (checked on its own import graph), short functions, a short round loop."""
 
 from __future__ import annotations
 
@@ -40,12 +40,96 @@ def test_no_dotted_config_key_is_read_outside_the_config_package():
 
 
 def test_no_registered_name_is_special_cased_outside_its_own_module():
-    owners = {"mlp": ("models/mlp.py", "kernels/mlp"), "fedprox_synthetic": ("data/builtin", "data/partition_cli"),
-              "centered_clip": ("strategies/aggregators.py",), "qsgd": ("compression.py",)}
-    for name, own in owners.items():
-        compared = re.compile(rf"[=!]= *['\"]{name}['\"]|['\"]{name}['\"] *[=!]=")
-        offenders = [rel for rel, text in sources(*own) if compared.search(text)]
-        assert offenders == [], name
+    """Every name of every registry: a comparison with it as a string stands only in the module of its class.
+    Left out: "none", the off value every plug-in key shares, and the output links (linear, logistic, softmax),
+    a vocabulary of their own (mpifl.links) that the linear kinds take as names."""
+    import inspect
+
+    from mpifl.links import KIND_CODES
+
+    offenders = []
+    for key, (registry, _) in PLUGINS.items():
+        for name, cls in registry.items():
+            if name == "none" or name in KIND_CODES:
+                continue
+            own = Path(inspect.getfile(cls)).resolve()
+            compared = re.compile(rf"[=!]= *['\"]{re.escape(name)}['\"]|['\"]{re.escape(name)}['\"] *[=!]=")
+            offenders += [f"{key} {name!r}: {rel}" for rel, text in sources()
+                          if (PACKAGE / rel).resolve() != own and compared.search(text)]
+    assert offenders == []
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """mpifl's modules and the mpifl modules each imports, counting every import: at the top, inside functions and
+    under TYPE_CHECKING, since each is a dependency a reader follows ("from pkg import mod" counts as pkg.mod)."""
+    paths = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(anchor + ([base] if base else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in paths else base for a in node.names]
+            for target in targets:
+                while target and target not in paths:
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    found.add(target)
+        graph[name] = found
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected sets of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circle():
+    assert circles(import_graph()) == []
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert circles({"a": {"b"}, "b": set()}) == []
 
 
 def _imports(path: Path) -> set[str]:

@@ -99,7 +99,8 @@ def test_a_speed_trace_is_read_and_a_bad_one_named(tmp_path):
     ({"server__strategy": "fedasync", "server__mode": "async", "secagg__enabled": True},
      "but secure aggregation hides each client's update"),
     ({"server__strategy": "fedbuff", "server__mode": "async", "server__exchange": "reduce"},
-     "fedbuff and fedasync: each buffered update), but server.exchange \"reduce\""),
+     "server.strategy 'fedbuff' reads each client's own update (it declares needs_rows, or neither "
+     "averages_deltas nor needs_only_sums), but server.exchange \"reduce\""),
 ])
 def test_refused_asynchronous_combinations_say_why(overrides, message):
     with pytest.raises(ConfigError) as info:

@@ -7,17 +7,18 @@ import numpy as np
 import pytest
 
 from mpifl import config
-from mpifl.data.shards import model_spec
+from mpifl.data.catalog import model_spec
 from mpifl.errors import ConfigError
 from mpifl.kernels import ModelKernels
 from mpifl.model import ModelSpec
+from mpifl.models import MODELS
 
 RNG = np.random.default_rng(3)
 LAYERS = ("conv 3 4 same", "pool", "conv 3 3 valid", "dense 5")  # every layer kind, both paddings
 
 
 def small(link: str, dtype=np.float64, classes: int = 3) -> ModelSpec:
-    return ModelSpec("cnn", 2 * 6 * 6, classes if link != "linear" else 1, np.dtype(dtype), output=link,
+    return ModelSpec(MODELS["cnn"], 2 * 6 * 6, classes if link != "linear" else 1, np.dtype(dtype), output=link,
                      layers=LAYERS, input_shape=(2, 6, 6))
 
 
@@ -124,7 +125,7 @@ def test_float32_follows_float64():
     ("niid", [1, 28, 28], 5 * 5 * 6 + 6 + 5 * 5 * 6 * 16 + 16 + 4 * 4 * 16 * 120 + 120 + 120 * 84 + 84 + 84 * 10 + 10),
 ])
 def test_the_reference_architectures_have_the_papers_parameter_counts(architecture, shape, size):
-    spec = ModelSpec("cnn", 784, 10, np.dtype(np.float32), output="softmax",
+    spec = ModelSpec(MODELS["cnn"], 784, 10, np.dtype(np.float32), output="softmax",
                      layers=tuple(__import__("mpifl.models.cnn", fromlist=["x"]).ARCHITECTURES[architecture]),
                      input_shape=tuple(shape))
     assert spec.size == size  # FedAvg's CNN: 1,663,370 parameters, as McMahan et al. report

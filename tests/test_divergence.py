@@ -50,6 +50,6 @@ def test_a_diverged_model_is_never_committed_over_a_good_checkpoint(tmp_path):
 
 
 def cfg_spec(cfg):
-    from mpifl.data.shards import model_spec
+    from mpifl.data.catalog import model_spec
 
     return model_spec(cfg)

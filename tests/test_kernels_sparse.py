@@ -11,6 +11,7 @@ from conftest import kernels_for
 
 from mpifl.data.sparse import CSR
 from mpifl.model import ModelSpec
+from mpifl.models import MODELS
 
 TOL = {"float64": 1e-12, "float32": 2e-5}
 OUTPUTS = {"linear": 1, "logistic": 2, "softmax": 5}
@@ -22,7 +23,7 @@ def sparse_problem(kind, n, d, dtype, density=0.1, seed=0):
     dense = sp.random(n, d, density=density, random_state=seed, format="csr", dtype=np.float64).toarray()
     dense[:: max(n // 5, 1)] = 0.0  # rows with no nonzeros at all
     X = CSR.from_dense(dense.astype(dtype))
-    spec = ModelSpec(kind, d, OUTPUTS[kind], np.dtype(dtype), sparse=True)
+    spec = ModelSpec(MODELS[kind], d, OUTPUTS[kind], np.dtype(dtype), sparse=True)
     y = rng.standard_normal(n) if kind == "linear" else rng.integers(0, OUTPUTS[kind], n).astype(np.float64)
     theta = (0.3 * rng.standard_normal(spec.shape)).astype(dtype)
     return spec, X, dense.astype(dtype), y.astype(dtype), theta

@@ -9,6 +9,7 @@ import naive
 from mpifl.kernels.flags import KIND_CODES
 from mpifl.kernels.mlp import ACTIVATIONS, MlpBuffers, MlpLayout, mlp_entries, weight_penalty
 from mpifl.kernels.variants import DEFAULT
+from mpifl.models import MODELS
 
 OUTPUTS = {"softmax": 3, "logistic": 1, "linear": 1}
 
@@ -133,7 +134,7 @@ def test_the_threaded_gradient_equals_the_serial_one_and_repeats_bitwise(threads
     from mpifl.kernels import ModelKernels
     from mpifl.model import ModelSpec
 
-    spec = ModelSpec("mlp", 5, 3, np.dtype("float64"), output="softmax", hidden=(7, 6), activation="relu")
+    spec = ModelSpec(MODELS["mlp"], 5, 3, np.dtype("float64"), output="softmax", hidden=(7, 6), activation="relu")
     _, X, y, theta = problem("softmax", np.float64, rows=700)
     serial, threaded = ModelKernels(spec, 1), ModelKernels(spec, threads)
     set_threads(threads)
@@ -161,8 +162,8 @@ def test_csr_rows_give_the_dense_results(dtype, rtol, threads):
     X = rng.standard_normal((300, 40)) * (rng.random((300, 40)) < 0.1)  # about 4 nonzeros a row
     X = X.astype(dtype)
     y = rng.integers(0, 3, 300).astype(dtype)
-    dense_spec = ModelSpec("mlp", 40, 3, np.dtype(dtype), output="softmax", hidden=(9, 7), activation="tanh")
-    sparse_spec = ModelSpec("mlp", 40, 3, np.dtype(dtype), sparse=True, output="softmax", hidden=(9, 7),
+    dense_spec = ModelSpec(MODELS["mlp"], 40, 3, np.dtype(dtype), output="softmax", hidden=(9, 7), activation="tanh")
+    sparse_spec = ModelSpec(MODELS["mlp"], 40, 3, np.dtype(dtype), sparse=True, output="softmax", hidden=(9, 7),
                             activation="tanh")
     theta = dense_spec.initial(4)
     dense, sparse = ModelKernels(dense_spec, threads), ModelKernels(sparse_spec, threads)

@@ -9,7 +9,7 @@ from mpi4py import MPI
 
 from mpifl import comm as collectives
 from mpifl import config
-from mpifl.data.shards import client_shard, model_spec
+from mpifl.data.catalog import client_shard, model_spec
 from mpifl.kernels import ModelKernels
 from mpifl.local import LocalSettings, LocalTrainer
 from mpifl.runner import run_job
@@ -142,7 +142,7 @@ def test_clients_report_accuracy_on_their_own_test_rows(tmp_path):
     cfg = config.load(overrides=["data.name=fedprox_synthetic", "data.fedprox_alpha=1", "data.fedprox_beta=1",
                                  f"data.clients={k}", "rounds=3", "train.lr=0.01", "train.batch_size=10"])
     result = run(cfg, tmp_path)
-    from mpifl.data.shards import resolve
+    from mpifl.data.catalog import resolve
 
     kernels = ModelKernels(model_spec(cfg))
     own = []

@@ -15,7 +15,8 @@ from mpifl import config
 from mpifl.compressed_sum import CompressedSum
 from mpifl.compression import ErrorFeedback, make_codec
 from mpifl.compression import codec_from_config
-from mpifl.data.shards import balanced_blocks, model_spec, resolve
+from mpifl.data.shards import balanced_blocks
+from mpifl.data.catalog import model_spec, resolve
 from mpifl.errors import ConfigError
 from mpifl.federated import make_wire
 from mpifl.metrics import RoundTimer

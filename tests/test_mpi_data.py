@@ -11,7 +11,8 @@ from mpi4py import MPI
 
 from mpifl import audit, config
 from mpifl.data import partition_cli, store
-from mpifl.data.shards import balanced_blocks, client_shards, model_spec
+from mpifl.data.shards import balanced_blocks
+from mpifl.data.catalog import client_shards, model_spec
 from mpifl.kernels import ModelKernels
 from mpifl.local import LocalSettings, LocalTrainer
 from mpifl.runner import run_job

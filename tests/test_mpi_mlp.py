@@ -8,7 +8,7 @@ import pytest
 from mpi4py import MPI
 
 from mpifl import config
-from mpifl.data.shards import client_shard, model_spec, worker_shards
+from mpifl.data.catalog import client_shard, model_spec, worker_shards
 from mpifl.runner import run_job
 from mpifl.strategies import STRATEGIES
 

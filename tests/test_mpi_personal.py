@@ -36,7 +36,8 @@ def ditto_reference(cfg, k: int, lam: float) -> dict:
     """Ditto from its paper, serially: FedAvg for the global model; each sampled client also takes its local epochs
     on v_k with the pull lam (v_k - theta), v_k starting from the global model; personal accuracy of v_k (or of
     theta for a client never sampled) on the client's own held-out rows."""
-    from mpifl.data.shards import model_spec, resolve, with_client_tests
+    from mpifl.data.shards import with_client_tests
+    from mpifl.data.catalog import model_spec, resolve
     from mpifl.kernels import ModelKernels
     from mpifl.local import LocalSettings, LocalTrainer
     from mpifl.round_records import spread
@@ -123,7 +124,8 @@ def head_reference(cfg, k: int, strategy: str) -> tuple[dict, np.ndarray]:
     of the bodies' deltas, and its own head never changes.  Each client's heavy-ball velocity is its own, across
     rounds, and only the part in training moves.  Returns (spread of personal accuracy, final theta)."""
     import naive
-    from mpifl.data.shards import model_spec, resolve, with_client_tests
+    from mpifl.data.shards import with_client_tests
+    from mpifl.data.catalog import model_spec, resolve
     from mpifl.kernels import ModelKernels
     from mpifl.local import LocalSettings, LocalTrainer
     from mpifl.round_records import spread
@@ -183,7 +185,7 @@ def head_reference(cfg, k: int, strategy: str) -> tuple[dict, np.ndarray]:
 @pytest.mark.parametrize("strategy", ["fedper", "fedrep"])
 def test_fedper_and_fedrep_equal_their_serial_reference_and_only_the_body_travels(strategy):
     from mpifl import config
-    from mpifl.data.shards import model_spec
+    from mpifl.data.catalog import model_spec
     from rank_counts import same_bytes_again_and_on_two_ranks
 
     k = 2 * (COMM.size - 1)

@@ -48,6 +48,20 @@ def test_each_example_runs_records_its_class_and_gives_the_same_bytes_on_fewer_r
 
 
 @pytest.mark.mpi(min_size=2)
+def test_the_tutorials_strategy_keeps_its_rows_under_auto_and_gives_fedexps_model():
+    """Under server.exchange = "auto", from two clients a round, a strategy that sums would take the Reduce; FedExP
+    reads each client's row, so the round keeps the Gatherv and the model is FedExP's, not FedAvg's."""
+    job = mpifl.job(ROOT / "jobs" / "fedprox_synthetic.toml", rounds=4, train__epochs=2)
+    gather = mpifl.run(job, COMM, strategy=FedExP, server__exchange="gather")
+    auto = mpifl.run(job, COMM, strategy=FedExP, server__exchange="auto", server__reduce_from=2)
+    fedavg = mpifl.run(job, COMM, server__exchange="auto", server__reduce_from=2)
+    assert (auto.summary["exchange"], fedavg.summary["exchange"]) == ("gather", "reduce")
+    assert auto.model.tobytes() == gather.model.tobytes()
+    assert any(r["server"]["server_lr"] > 1.0 for r in auto.history if r["server"])
+    assert not np.array_equal(auto.model, fedavg.model)
+
+
+@pytest.mark.mpi(min_size=2)
 def test_a_custom_strategy_handed_over_as_a_class_resumes_bitwise(tmp_path):
     out = shared(tmp_path)
     job = ROOT / "examples" / "fedexp.toml"

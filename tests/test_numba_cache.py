@@ -59,3 +59,26 @@ def test_a_one_thread_job_leaves_the_thread_pool_unstarted_unless_an_earlier_job
     compiling.set_threads(2)
     compiling.set_threads(1)  # back to one thread for the next job in this process
     assert calls == [min(2, numba.config.NUMBA_NUM_THREADS), 1]
+
+
+def test_every_kernel_is_keyed_by_all_kernel_sources_so_an_edit_elsewhere_recompiles_it(monkeypatch):
+    """Numba checks only a cached function's own file; an MLP kernel calls the losses of another module, so an
+    edit there must change the key under which the MLP's machine code is looked up."""
+    from mpifl.kernels.mlp import flat_sgd_step, mlp_entries
+
+    sgd_epoch = mlp_entries(0, 0, 0)[0]
+    for dispatcher in (flat_sgd_step, sgd_epoch, all_finite):
+        cache = dispatcher._cache
+        assert isinstance(cache, numba_cache.LoadOnlyCache)
+        codegen = dispatcher.targetctx.codegen()
+        key = cache._index_key(VECTOR, codegen)
+        assert key[-1] == numba_cache.kernel_sources_digest()
+        monkeypatch.setattr(numba_cache, "kernel_sources_digest", lambda: "an edited kernel module")
+        assert cache._index_key(VECTOR, codegen) != key
+        monkeypatch.undo()
+
+
+def test_without_the_internals_to_key_by_sources_the_disk_cache_is_off_rather_than_stale(monkeypatch):
+    monkeypatch.setattr(numba_cache, "USABLE", False)
+    dispatcher = numba_cache.attach(numba.njit(cache=True)(lambda x: x + 1))
+    assert isinstance(dispatcher._cache, NullCache)

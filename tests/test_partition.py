@@ -8,7 +8,7 @@ import pytest
 from mpifl import config
 from mpifl.data.builtin import load_digits, make_synthetic
 from mpifl.data.partition import contiguous, dirichlet, iid, partition, split_train_test
-from mpifl.data.shards import client_shard, server_test_set, worker_shards
+from mpifl.data.catalog import client_shard, server_test_set, worker_shards
 from mpifl.errors import DataError
 from mpifl.rng import Purpose, stream
 

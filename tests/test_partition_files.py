@@ -152,3 +152,72 @@ def test_an_existing_partition_is_not_overwritten_without_force(tmp_path):
     assert again.returncode == 2 and "--force" in again.stderr
     assert cli("digits", "--clients", 3, "--out", tmp_path / "p", "--force").returncode == 0
     assert len(json.loads((tmp_path / "p" / "manifest.json").read_text())["clients"]) == 3
+
+
+def partition(*args) -> int:
+    """The partition command in this process (its files are what it wrote)."""
+    from mpifl.data.partition_cli import main
+
+    return main([str(a) for a in args])
+
+
+def pixels_csv(path: Path, rows: int, seed: int) -> np.ndarray:
+    """A raw table as a user brings it: 0-255 pixels (one column constant) and a label column."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 256, (rows, 5)).astype(np.float64)
+    X[:, 2] = 7.0
+    y = rng.integers(0, 3, rows)
+    path.write_text("\n".join(",".join(f"{v:g}" for v in (*x, label)) for x, label in zip(X, y)) + "\n")
+    return X
+
+
+@pytest.mark.parametrize("method, scaler", [("minmax", "MinMaxScaler"), ("standard", "StandardScaler"),
+                                            ("maxabs", "MaxAbsScaler")])
+def test_scaling_is_fitted_on_the_training_rows_only_as_scikit_learn_fits_it(method, scaler, tmp_path):
+    import sklearn.preprocessing
+
+    X = pixels_csv(tmp_path / "d.csv", 200, 0)
+    assert partition(tmp_path / "d.csv", "--clients", 4, "--scale", method, "--out", tmp_path / "p") == 0
+    train, test = methods.split_train_test(200, 0.2, stream(0, Purpose.SPLIT))
+    reference = getattr(sklearn.preprocessing, scaler)().fit(X[train])
+    Xs, _, Xt, _ = load_all(tmp_path / "p")
+    assert rows_as_set(np.vstack(Xs), np.zeros(train.size)) == rows_as_set(reference.transform(X[train]),
+                                                                         np.zeros(train.size))
+    np.testing.assert_allclose(Xt, reference.transform(X[test]), rtol=1e-12, atol=1e-12)  # with the train fit
+    assert json.loads((tmp_path / "p" / "manifest.json").read_text())["scaler"]["method"] == method
+
+
+def test_a_later_file_is_scaled_by_the_first_partitions_scaler(tmp_path):
+    first = pixels_csv(tmp_path / "a.csv", 120, 1)
+    later = pixels_csv(tmp_path / "b.csv", 50, 2)
+    assert partition(tmp_path / "a.csv", "--clients", 2, "--scale", "minmax", "--out", tmp_path / "a") == 0
+    assert partition(tmp_path / "b.csv", "--clients", 1, "--test-fraction", "0", "--scaler-from", tmp_path / "a",
+                     "--out", tmp_path / "b") == 0
+    train, _ = methods.split_train_test(120, 0.2, stream(0, Purpose.SPLIT))
+    low, high = first[train].min(axis=0), first[train].max(axis=0)
+    span = np.where(high > low, high - low, 1.0)
+    (Xb,), _, _, _ = load_all(tmp_path / "b")
+    assert rows_as_set(Xb, np.zeros(50)) == rows_as_set((later - low) / span, np.zeros(50))
+    scaler = json.loads((tmp_path / "b" / "manifest.json").read_text())["scaler"]
+    assert scaler == json.loads((tmp_path / "a" / "manifest.json").read_text())["scaler"]
+
+
+def test_scaling_sparse_rows_keeps_them_sparse_and_refuses_a_shift(tmp_path, capsys):
+    X = sp.random(100, 50, density=0.05, random_state=1, format="csr") * 10
+    dump_svmlight_file(X, np.arange(100) % 2, str(tmp_path / "d.svm"))
+    assert partition(tmp_path / "d.svm", "--clients", 2, "--scale", "standard", "--out", tmp_path / "s") == 2
+    assert "use --scale maxabs" in capsys.readouterr().err and not (tmp_path / "s").exists()
+    assert partition(tmp_path / "d.svm", "--clients", 2, "--scale", "maxabs", "--out", tmp_path / "m") == 0
+    assert json.loads((tmp_path / "m" / "manifest.json").read_text())["sparse"]
+    Xs, _, Xt, _ = load_all(tmp_path / "m")
+    assert np.abs(np.vstack([*Xs, Xt])).max() <= 10.0  # the test rows may exceed 1; the training rows do not
+    assert np.abs(np.vstack(Xs)).max() == pytest.approx(1.0)
+
+
+def test_plot_without_matplotlib_is_refused_before_any_file_is_written(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as on a machine without it
+    assert partition("digits", "--clients", 2, "--out", tmp_path / "p", "--plot") == 2
+    assert "nothing was written" in capsys.readouterr().err and not (tmp_path / "p").exists()
+    assert partition("digits", "--clients", 2, "--out", tmp_path / "p") == 0  # no --force needed: nothing was left

@@ -17,6 +17,7 @@ from mpifl.errors import ConfigError
 from mpifl.registry import Registry
 from mpifl.strategies import STRATEGIES, RoundResults, Setup, Strategy, check_strategy
 from mpifl.strategies.aggregators import Aggregator
+from mpifl.models import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the examples are a user's modules, importable from the repository root
@@ -43,6 +44,55 @@ def test_a_job_names_a_users_classes_by_module_and_class():
     # FedExP's step needs every client's exact row, so a robust aggregator is refused as for SCAFFOLD
     assert "server.strategy 'examples.fedexp:FedExP' does not average deltas" in refused(
         "server.strategy=examples.fedexp:FedExP", "server.aggregator=examples.meamed:MeanAroundMedian")
+
+
+class RowReadingMean(Strategy):
+    """The pitfall the tutorial warns of: declares averages_deltas, yet reads each client's delta."""
+
+    averages_deltas = True
+
+    def aggregate(self, rnd, theta, results):
+        mean, said = self.combine(results)
+        spread = float((results.deltas.reshape(results.count, -1) ** 2).sum())
+        return theta + mean.astype(theta.dtype), {"spread": spread, **said}
+
+
+class DeclaredRowReadingMean(RowReadingMean):
+    needs_rows = True
+
+
+def test_the_tutorials_strategy_is_refused_by_the_exchanges_that_deliver_sums_and_keeps_rows_under_auto():
+    from mpifl import stages
+    from mpifl.stages.sums import SumStage
+
+    fedexp = "server.strategy=examples.fedexp:FedExP"
+    for exchange in (["server.exchange=reduce"], ["secagg.enabled=true"]):
+        assert "reads each client's own update" in refused(fedexp, *exchange)
+    large = config.load(overrides=[fedexp, "server.exchange=auto", "server.reduce_from=2"])
+    assert SumStage not in stages.enabled(large)  # auto keeps the rows FedExP reads
+    fedavg = config.load(overrides=["server.exchange=auto", "server.reduce_from=2"])
+    assert SumStage in stages.enabled(fedavg)  # where nothing reads rows, auto sums
+
+
+def test_a_strategy_that_reads_rows_it_did_not_declare_is_stopped_with_the_way_out():
+    from mpifl.strategies.base import RowsNotDelivered
+
+    setup = Setup(params={}, n_clients=3, seed=0, fraction=1.0, epochs=1, stragglers=0.0, drop_stragglers=False,
+                  local_lr=0.1, local_momentum=0.0, shape=(4,), dtype=np.dtype(np.float64))
+    sums = RoundResults.of_sums(np.arange(3), 1, "reduce", np.ones(4), 3.0, 0.0, {})
+    with pytest.raises(RowsNotDelivered, match=r"exchange \('reduce'\) delivers only the sum.*needs_rows = True"):
+        RowReadingMean(setup).aggregate(1, np.zeros(4), sums)
+    rows = RoundResults(np.arange(3), np.ones((3, 4)), np.ones(3), {})
+    theta, metrics = RowReadingMean(setup).aggregate(1, np.zeros(4), rows)
+    assert metrics["spread"] == 12.0 and (theta == 1.0).all()
+    # declared, the same class is refused before round 1 under the Reduce, and auto keeps its rows
+    with pytest.raises(ConfigError, match="reads each client's own update"):
+        mpifl.job(None, strategy=DeclaredRowReadingMean, server__exchange="reduce")
+    from mpifl import stages
+    from mpifl.stages.sums import SumStage
+
+    auto = mpifl.job(None, strategy=DeclaredRowReadingMean, server__exchange="auto", server__reduce_from=2)
+    assert SumStage not in stages.enabled(auto)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -182,7 +232,6 @@ def test_a_function_model_must_declare_its_function():
         def shape(n_features, n_outputs):
             return (n_outputs, n_features + 1)
 
-    from mpifl.models import MODELS
 
     assert "does not declare loss_and_gradient" in MODELS.problem(NoFunction)
     assert MODELS.problem(NumpySoftmax) is None
@@ -207,7 +256,7 @@ def test_a_function_models_step_trains_only_the_slice_it_is_given():
     from mpifl.kernels import ModelKernels
     from mpifl.model import ModelSpec
 
-    spec = ModelSpec("examples.numpy_softmax:NumpySoftmax", 5, 3, np.dtype(np.float64), output="softmax")
+    spec = ModelSpec(MODELS["examples.numpy_softmax:NumpySoftmax"], 5, 3, np.dtype(np.float64), output="softmax")
     kernels = ModelKernels(spec)
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((12, 5)), rng.integers(0, 3, 12).astype(np.float64)

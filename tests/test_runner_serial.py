@@ -10,7 +10,7 @@ import pytest
 from mpi4py import MPI
 
 from mpifl import config
-from mpifl.data.shards import model_spec, worker_shards
+from mpifl.data.catalog import model_spec, worker_shards
 from mpifl.errors import MpiflError
 from mpifl.runner import run_job
 

@@ -183,10 +183,14 @@ def test_a_field_the_round_already_carries_is_refused():
         Wire((), (Field("weight", 1, "float64"),), SHAPE, np.float64, [range(0, 1)])
 
 
-def test_strategy_names_come_from_one_list():
-    from mpifl.config import SCHEMA
-
-    assert SCHEMA["server.strategy"][1].options == tuple(STRATEGIES)
+def test_the_config_takes_every_registered_strategy_and_refuses_another_naming_them_all():
+    for name, cls in STRATEGIES.items():
+        mode = ["server.mode=async"] if cls.asynchronous else []
+        body = ["model.kind=mlp"] if cls.client.keeps_head else []
+        assert config.load(overrides=[f"server.strategy={name}", *mode, *body])["server.strategy"] == name
+    with pytest.raises(ConfigError) as refused:
+        config.load(overrides=["server.strategy=fedsgd"])
+    assert all(repr(name) in str(refused.value) for name in STRATEGIES)
 
 
 def test_each_strategy_gets_its_declared_defaults():

@@ -37,7 +37,7 @@ def test_a_block_of_zeros_stays_zero():
 
 @pytest.mark.parametrize("overrides, message", [
     ({"server__aggregator": "krum"}, "needs the individual updates, but server.exchange \"reduce\" adds the updates"),
-    ({"server__strategy": "fednova"}, "needs each client's own update"),
+    ({"server__strategy": "fednova"}, "server.strategy 'fednova' reads each client's own update"),
     ({"compress__uplink": "topk"}, "server.exchange \"reduce\""),
 ])
 def test_the_reduce_refuses_what_needs_rows_naming_both_keys(overrides, message):

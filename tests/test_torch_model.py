@@ -8,6 +8,7 @@ from mpi4py import MPI
 
 import mpifl
 from mpifl.errors import ConfigError
+from mpifl.models import MODELS
 
 torch = pytest.importorskip("torch")  # the optional extra: pip install "mpifl[torch]"
 
@@ -89,7 +90,7 @@ def test_the_numba_cnn_equals_torchs_conv2d_and_max_pool2d_on_the_same_weights(l
 
     F = torch.nn.functional
     n_features = int(np.prod(shape))
-    spec = ModelSpec("cnn", n_features, 5, np.dtype(np.float64), output="softmax", layers=layers, input_shape=shape)
+    spec = ModelSpec(MODELS["cnn"], n_features, 5, np.dtype(np.float64), output="softmax", layers=layers, input_shape=shape)
     layout = spec.parameters
     rng = np.random.default_rng(7)
     theta = spec.initial(2) + 0.05 * rng.standard_normal(spec.shape)

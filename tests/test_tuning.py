@@ -16,9 +16,10 @@ from mpifl import config, tuning
 from mpifl.errors import ConfigError
 from mpifl.kernels.variants import BY_NAME, GRADIENT, OPERATIONS, PIN_VARIABLE, SGD, TUNING_VARIABLE, VARIANTS
 from mpifl.model import ModelSpec
+from mpifl.models import MODELS
 from mpifl.runner import run_job
 
-SPEC = ModelSpec("logistic", 30, 2, np.dtype("float64"))
+SPEC = ModelSpec(MODELS["logistic"], 30, 2, np.dtype("float64"))
 IDENTITY = {"cpu": "Test CPU", "llvm_cpu": "testcpu", "vector_flags": ["avx2"], "features_sha256": "0",
             "triple": "x86_64", "numba": "0"}
 
@@ -109,10 +110,10 @@ def test_choices_are_kept_apart_by_machine_and_shape_class(tmp_path):
     other_cpu = tuning.ChoiceStore(tmp_path, {**IDENTITY, "vector_flags": ["avx512f", "avx2"]})
     assert other_cpu.path != tuning.ChoiceStore(tmp_path, IDENTITY).path and other_cpu.read() == {}
     store = tuning.ChoiceStore(tmp_path, IDENTITY)
-    assert store.get(tuning.choice_key(ModelSpec("logistic", 32, 2, np.dtype("float64")), 20)) is not None
-    assert store.get(tuning.choice_key(ModelSpec("logistic", 33, 2, np.dtype("float64")), 32)) is None
-    assert store.get(tuning.choice_key(ModelSpec("logistic", 30, 2, np.dtype("float32")), 32)) is None
-    assert store.get(tuning.choice_key(ModelSpec("logistic", 30, 2, np.dtype("float64"), sparse=True), 32)) is None
+    assert store.get(tuning.choice_key(ModelSpec(MODELS["logistic"], 32, 2, np.dtype("float64")), 20)) is not None
+    assert store.get(tuning.choice_key(ModelSpec(MODELS["logistic"], 33, 2, np.dtype("float64")), 32)) is None
+    assert store.get(tuning.choice_key(ModelSpec(MODELS["logistic"], 30, 2, np.dtype("float32")), 32)) is None
+    assert store.get(tuning.choice_key(ModelSpec(MODELS["logistic"], 30, 2, np.dtype("float64"), sparse=True), 32)) is None
     assert store.get(tuning.choice_key(SPEC, 64)) is None
 
 
@@ -126,9 +127,9 @@ def test_a_corrupt_cache_is_ignored_and_rewritten(tmp_path):
 
 
 @pytest.mark.parametrize("spec", [
-    ModelSpec("logistic", 12, 2, np.dtype("float64")),  # the kernel tests' default tier compiles these already
-    pytest.param(ModelSpec("softmax", 12, 4, np.dtype("float32")), marks=pytest.mark.slow),
-    pytest.param(ModelSpec("linear", 5, 1, np.dtype("float64"), sparse=True), marks=pytest.mark.slow),
+    ModelSpec(MODELS["logistic"], 12, 2, np.dtype("float64")),  # the kernel tests' default tier compiles these already
+    pytest.param(ModelSpec(MODELS["softmax"], 12, 4, np.dtype("float32")), marks=pytest.mark.slow),
+    pytest.param(ModelSpec(MODELS["linear"], 5, 1, np.dtype("float64"), sparse=True), marks=pytest.mark.slow),
 ])
 def test_the_real_timer_measures_every_variant_for_every_operation(spec):
     for operation in OPERATIONS:
@@ -214,7 +215,7 @@ def test_a_job_is_sized_to_the_floor_the_default_or_a_measured_choice(tmp_path):
     store = tuning.ChoiceStore(tmp_path, IDENTITY)
     fake = timer({"tuned": 2.0, "prefetch": 1.0, "libm4": 3.0, "plain": 3.0},
                  {"tuned": 2.0, "prefetch": 1.0, "libm4": 3.0, "plain": 3.0})
-    spec = ModelSpec("softmax", 63, 10, np.dtype("float64"))  # 64 x 10 multiply-adds a row
+    spec = ModelSpec(MODELS["softmax"], 63, 10, np.dtype("float64"))  # 64 x 10 multiply-adds a row
     per_pass = tuning.FLOOR_SECONDS_PER_MAC * 640
     # 10,000 row-passes: about 8 ms of kernels; a faster variant cannot repay its longer compile
     short = tuning.choose(spec, 32, store=store, measure=fake, operations=(SGD,),
@@ -255,10 +256,10 @@ def test_a_short_run_runs_on_the_floor_and_says_why(tmp_path, monkeypatch):
 def test_single_pass_variants_are_timed_only_where_they_walk_differently():
     one_output = tuning.candidates_for(SPEC)
     assert [v.name for v in one_output] == [v.name for v in VARIANTS]
-    softmax = tuning.candidates_for(ModelSpec("softmax", 30, 10, np.dtype("float64")))
+    softmax = tuning.candidates_for(ModelSpec(MODELS["softmax"], 30, 10, np.dtype("float64")))
     assert "fused" not in {v.name for v in softmax} and "tuned" in {v.name for v in softmax}
     for outputs, kind in ((1, "logistic"), (10, "softmax")):  # CSR rows: one single pass, for every kind
-        csr = tuning.candidates_for(ModelSpec(kind, 30, outputs, np.dtype("float64"), sparse=True))
+        csr = tuning.candidates_for(ModelSpec(MODELS[kind], 30, outputs, np.dtype("float64"), sparse=True))
         assert [v.name for v in csr if v.single_pass] == ["fused"]
         assert {"plain", "tuned", "prefetch", "libm4"} <= {v.name for v in csr}
 
@@ -277,7 +278,7 @@ def test_a_csr_sample_is_sized_by_its_nonzeros_not_its_dense_width(monkeypatch):
     """rcv1's 47,236 features make a dense row 378 KB: sized by that, the sample would be 169 rows, and the
     timing would be the O(d) set-up around them.  Its nonzeros and indices fill the same bytes instead."""
     monkeypatch.setattr(tuning, "last_level_cache_bytes", lambda: 32 << 20)
-    spec = ModelSpec("logistic", 47_236, 1, np.dtype("float64"), sparse=True)
+    spec = ModelSpec(MODELS["logistic"], 47_236, 1, np.dtype("float64"), sparse=True)
     nonzeros = tuning.sample_nonzeros(47_236)
     assert nonzeros == 64
     assert tuning.sample_rows(spec, GRADIENT) == (64 << 20) // (nonzeros * (8 + 4))
@@ -288,8 +289,8 @@ def test_a_csr_sample_is_sized_by_its_nonzeros_not_its_dense_width(monkeypatch):
 def test_a_csr_job_is_sized_by_its_nonzeros_not_its_dense_width():
     """rcv1's width is 47,236 and its rows hold about 70 nonzeros: sized by the width, every CSR job would
     look long enough to measure every variant."""
-    dense = ModelSpec("logistic", 47_236, 2, np.dtype("float64"))
-    sparse = ModelSpec("logistic", 47_236, 2, np.dtype("float64"), sparse=True)
+    dense = ModelSpec(MODELS["logistic"], 47_236, 2, np.dtype("float64"))
+    sparse = ModelSpec(MODELS["logistic"], 47_236, 2, np.dtype("float64"), sparse=True)
     job = tuning.Workload(rows=100_000, passes=20)
     assert job.floor_seconds(sparse) == pytest.approx(tuning.FLOOR_SECONDS_PER_NONZERO * 65 * 100_000 * 20)
     assert job.floor_seconds(dense) > 300 * job.floor_seconds(sparse)

@@ -10,14 +10,17 @@ import sys
 import numpy as np
 
 from mpifl import config
-from mpifl.data.shards import balanced_blocks, model_spec, resolve
+from mpifl.data.shards import balanced_blocks
+from mpifl.data.catalog import model_spec, resolve
 from mpifl.federated import make_wire
+from mpifl.scaling import traffic
 from mpifl.stages import Chain
 from mpifl.strategies import STRATEGIES
 
 
 def test_each_round_counts_its_downlink_and_uplink_bytes_and_the_summary_totals_them(tmp_path):
-    ranks, clients, rounds = 3, 5, 4
+    """The counted bytes equal the Wire's buffers, and the traffic model of scaling studies reads the same."""
+    ranks, clients, rounds = 3, 4, 4
     overrides = [f"data.clients={clients}", f"rounds={rounds}", "log_every=2", "server.strategy=scaffold"]
     proc = subprocess.run([shutil.which("mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpifl", "run",
                            *sum((["--set", o] for o in overrides), []), "--out", "run", "--quiet"],
@@ -38,3 +41,8 @@ def test_each_round_counts_its_downlink_and_uplink_bytes_and_the_summary_totals_
                                                                              row["round"] * (payload + stats))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert (summary["downlink_bytes"], summary["uplink_bytes"]) == (rounds * downlink, rounds * (payload + stats))
+    assert [len(b) for b in blocks] == [2, 2]  # equal client ranks: the model's most loaded rank is every rank
+    modelled = traffic.per_round(cfg, ranks, rows_per_worker=0)
+    assert [c.name for c in modelled] == ["Bcast", "Gather", "Gather"]
+    assert modelled[0].nbytes * (ranks - 1) == row["downlink_bytes"]
+    assert (modelled[1].nbytes + modelled[2].nbytes) * (ranks - 1) == row["uplink_bytes"]

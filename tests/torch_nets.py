@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from mpifl.model import ModelSpec
+from mpifl.models import MODELS
 
 
 def two_nn(n_features: int, n_outputs: int) -> nn.Module:
@@ -27,7 +28,7 @@ def from_mlp_theta(theta: np.ndarray, widths: tuple[int, ...]) -> np.ndarray:
 def two_nn_from_the_mlps_start(n_features: int, n_outputs: int) -> nn.Module:
     """The 2NN whose initial parameters are the Numba MLP's for seed 0 (for the cross-check)."""
     module = two_nn(n_features, n_outputs)
-    spec = ModelSpec("mlp", n_features, n_outputs, np.dtype(np.float64), output="softmax", hidden=(200, 200))
+    spec = ModelSpec(MODELS["mlp"], n_features, n_outputs, np.dtype(np.float64), output="softmax", hidden=(200, 200))
     flat = from_mlp_theta(spec.initial(0), spec.layout.widths)
     with torch.no_grad():
         torch.nn.utils.vector_to_parameters(torch.from_numpy(flat), module.parameters())

@@ -8,7 +8,6 @@ key, the constraint and the value received, in scikit-learn's style:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import tomllib
 
 from mpifl.constraints import Choice, Flag, Ids, Interval, Text, Widths
 from mpifl.constraints import violation
-from mpifl.config.sections import sections
+from mpifl.config.sections import SECTIONS, Config
 from mpifl.errors import ConfigError
 from mpifl.registry import Plugin, Registry
 from mpifl.strategies import STRATEGIES, strategy_keys
@@ -143,7 +142,6 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "secagg.abort": ("skip", Choice(("skip", "stop"))),  # too few survivors: skip the round, or stop the job
 }
 
-SECTIONS = ("data", "model", "train", "server", "checkpoint", "attack", "compress", "privacy", "secagg", "clients")
 # The keys that choose a plug-in, and the section its own declared parameters live in.
 PLUGINS: dict[str, tuple[Registry, str]] = {
     "server.strategy": (STRATEGIES, "server"),
@@ -154,53 +152,6 @@ PLUGINS: dict[str, tuple[Registry, str]] = {
     "attack.kind": (ATTACKS, "attack"),
     "privacy.mechanism": (PRIVACY_MECHANISMS, "privacy"),
 }
-
-
-@dataclass(frozen=True)
-class Config:
-    """A validated job: typed sections (``cfg.train.lr``) and the top-level keys (``cfg.seed``).
-
-    ``values`` maps the dotted keys to values (what config.toml and the
-    checkpoint fingerprint hold); ``source`` names the job's origin.
-    ``cfg["train.lr"]`` still reads a value, for scripts and tests; the
-    package itself reads attributes.
-    """
-
-    values: dict[str, Any]
-    source: str = "<defaults>"
-
-    def __post_init__(self):
-        # plain attributes, so that reading cfg.train.lr in a loop costs an attribute lookup and no more
-        for name, section in sections(self.values, SECTIONS).items():
-            object.__setattr__(self, name, section)
-        for key, value in self.values.items():
-            if "." not in key:
-                object.__setattr__(self, key, value)
-
-    def __getattr__(self, name: str) -> Any:
-        raise AttributeError(f"The job has no section or key {name!r}.")
-
-    def __getitem__(self, key: str) -> Any:
-        return self.values[key]
-
-    def __getstate__(self) -> dict[str, Any]:  # the sections' classes are made at run time: rebuild them
-        return {"values": self.values, "source": self.source}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        object.__setattr__(self, "values", state["values"])
-        object.__setattr__(self, "source", state["source"])
-        self.__post_init__()
-
-    def as_nested(self) -> dict[str, Any]:
-        """The config as TOML-shaped nested tables, for writing config.toml."""
-        out: dict[str, Any] = {}
-        for key, value in self.values.items():
-            if "." in key:
-                section, name = key.split(".", 1)
-                out.setdefault(section, {})[name] = value
-            else:
-                out[key] = value
-        return out
 
 
 output_kind = output_link  # the model's output link (the task), for the modules that ask the config

@@ -24,6 +24,7 @@ from mpifl.data.builtin import (
 )
 from mpifl.data.partition import contiguous, partition, split_train_test
 from mpifl.data.shards import ClientData, DataShape, DataSource, Shard, check_fit, hosted
+from mpifl.data.sources import Table
 from mpifl.errors import ConfigError, DataError
 from mpifl.models import output_link
 from mpifl.rng import Purpose, stream
@@ -87,6 +88,10 @@ class Digits(BuiltinSplit):
     name = "digits"
 
     @classmethod
+    def partition_table(cls, options) -> Table:
+        return Table(*load_digits())
+
+    @classmethod
     def check(cls, cfg, link: str, key: str, origin) -> None:
         if link == "logistic":
             raise ConfigError(f"The '{key}' parameter in {origin(key)} is 'logistic' (binary), but data.name "
@@ -111,6 +116,13 @@ class Synthetic(BuiltinSplit):
 
     name = "synthetic"
     parameters = {"rows_per_rank": (0, Interval(int, 0, None))}  # generate this many rows per worker or client
+    size_key = "n_samples"
+
+    @classmethod
+    def partition_table(cls, options) -> Table:
+        """The same seeded table a job of these settings makes (data.noise at its default)."""
+        return Table(*make_synthetic(options["n_samples"], options["n_features"], options["n_classes"], 0.1, False,
+                                     options["seed"]))
 
     @classmethod
     def check(cls, cfg, link: str, key: str, origin) -> None:
@@ -178,6 +190,23 @@ class FedproxSynthetic(DataSource):
         "fedprox_beta": (0.0, Interval(float, 0, None)),
         "fedprox_iid": (False, Flag()),  # one shared model and mean-zero inputs (the paper's Synthetic-IID)
     }
+
+    @classmethod
+    def partition_table(cls, options) -> Table:
+        """Client k's generated rows make client k (--clients, 30 by default); the test rows are every client's
+        last 10%, as a job of these settings holds them."""
+        alpha, beta, iid, seed = options["fedprox_alpha"], options["fedprox_beta"], options["fedprox_iid"], options["seed"]
+        if alpha < 0 or beta < 0:
+            raise DataError("--fedprox-alpha and --fedprox-beta are standard deviations and must be >= 0.")
+        k = options["clients"] or FEDPROX_DEFAULT_CLIENTS
+        if k < 1:
+            raise DataError(f"--clients must be a positive int. Got {k}.")
+        blocks = [fedprox_synthetic_client(seed, c, alpha, beta, iid) for c in range(k)]
+        starts = np.cumsum([0, *(y.size for _, y in blocks)])
+        test = np.concatenate([np.arange(s + fedprox_split(y.size), s + y.size) for s, (_, y) in zip(starts, blocks)])
+        groups = np.repeat(np.arange(k, dtype=np.float64), [y.size for _, y in blocks])
+        return Table(np.concatenate([X for X, _ in blocks]), np.concatenate([y for _, y in blocks]), groups, test,
+                     FEDPROX_CLASSES, {"alpha": alpha, "beta": beta, "iid": iid})
 
     def shape(self) -> DataShape:
         return DataShape(FEDPROX_FEATURES, FEDPROX_CLASSES, "classification")

@@ -19,7 +19,7 @@ from mpifl.kernels.checks import all_finite
 from mpifl.models import output_link
 
 if TYPE_CHECKING:
-    from mpifl.config import Config
+    from mpifl.config.sections import Config
 
 
 class PartitionFiles(DataSource):

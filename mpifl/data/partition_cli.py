@@ -2,17 +2,24 @@
 
     python -m mpifl partition SOURCE --clients K --method iid|dirichlet|shards|quantity|natural
                               [--alpha A] [--shards-per-client S] [--seed N] [--test-fraction F | --test-source T]
-                              [--label-column C] [--id-column C] [--dtype float32|float64] --out DIR [--plot]
+                              [--label-column C] [--id-column C] [--dtype float32|float64]
+                              [--scale minmax|standard|maxabs | --scaler-from DIR] --out DIR [--plot]
 
 Runs without MPI.  SOURCE is a CSV, LIBSVM/svmlight, .npy or .npz file, an
 MNIST-format IDX images file (train-images-idx3-ubyte, gzipped or not, with
 its labels file beside it), a LEAF directory (train/ and test/ JSON files:
 each user becomes one client with its own test rows, and the server's test
-set is the union of them), or 'digits', 'synthetic' or 'fedprox_synthetic'
-(the FedProx paper's Synthetic(alpha, beta): --clients defaults to 30, each
-client is one natural client, and the test set is the union of the clients'
-10% test rows).  --test-source takes the server's test set from its own file
-(MNIST's t10k files) instead of holding out --test-fraction of SOURCE.
+set is the union of them), or a built-in data source's name: 'digits',
+'synthetic' or 'fedprox_synthetic' (the FedProx paper's Synthetic(alpha,
+beta): --clients defaults to 30, each client is one natural client, and the
+test set is the union of the clients' 10% test rows).  --test-source takes
+the server's test set from its own file (MNIST's t10k files) instead of
+holding out --test-fraction of SOURCE.
+
+--scale fits a feature scaler on the training rows only (never the test
+rows) and applies it to every file written; the manifest keeps it, and
+--scaler-from DIR applies another partition's scaler, so that a later file
+is scaled exactly as the first was.
 """
 
 from __future__ import annotations
@@ -24,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mpifl.data import leaf, sources, store
+from mpifl.data import leaf, scaling, sources, store
 from mpifl.data import partition as methods
+from mpifl.data.catalog import DATA_SOURCES
 from mpifl.data.sparse import CSR
 from mpifl.errors import DataError, MpiflError
 from mpifl.rng import Purpose, stream
@@ -36,7 +44,8 @@ METHODS = ("iid", "dirichlet", "shards", "quantity", "natural")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mpifl partition", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", help="data file (CSV, LIBSVM, .npy, .npz), 'digits', 'synthetic' or 'fedprox_synthetic'")
+    p.add_argument("source", help="data file (CSV, LIBSVM, .npy, .npz, IDX), a LEAF directory, or a built-in data "
+                                  "source: 'digits', 'synthetic' or 'fedprox_synthetic'")
     p.add_argument("--clients", type=int, help="number of clients K (natural: one per id; may be left out)")
     p.add_argument("--method", choices=METHODS, default="iid")
     p.add_argument("--alpha", type=float, default=0.5, help="dirichlet: label concentration (smaller = more skew)")
@@ -60,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fedprox-alpha", type=float, default=0.0, help="fedprox_synthetic: model heterogeneity")
     p.add_argument("--fedprox-beta", type=float, default=0.0, help="fedprox_synthetic: input heterogeneity")
     p.add_argument("--fedprox-iid", action="store_true", help="fedprox_synthetic: the paper's IID variant")
+    p.add_argument("--scale", choices=scaling.METHODS, help="scale the features by a scaler fitted on the training rows "
+                                                            "(maxabs keeps sparse rows sparse)")
+    p.add_argument("--scaler-from", type=Path, help="apply the scaler of this earlier partition's manifest instead")
     p.add_argument("--out", type=Path, required=True, help="partition directory to create")
     p.add_argument("--force", action="store_true", help="replace an existing partition directory")
     p.add_argument("--plot", action="store_true", help="also draw the per-client label distribution to a PNG")
@@ -83,36 +95,79 @@ def main(argv: list[str]) -> int:
 
 
 def run(args: argparse.Namespace) -> dict:
-    if args.source == "fedprox_synthetic":
-        return _fedprox(args)
+    _check_before_writing(args)
     if args.format == "leaf" or (args.format == "auto" and leaf.is_leaf(args.source)):
         return _leaf(args)
     if not 0 <= args.test_fraction < 1:
         raise DataError(f"--test-fraction must be in [0, 1). Got {args.test_fraction}.")
-    if args.method != "natural" and (args.clients is None or args.clients < 1):
-        raise DataError(f"--clients must be a positive int for --method {args.method}.")
-    out = args.out
-    if (out / store.MANIFEST).exists() and not args.force:
-        raise DataError(f"{out} already holds a partition; pass --force to replace it.")
-    table = sources.read(args.source, args.label_column, args.id_column, args.format,
-                         {"n_samples": args.n_samples, "n_features": args.n_features,
-                          "n_classes": args.n_classes, "seed": args.seed})
-    if args.test_source:
+    table = _table(args)
+    method = "natural" if table.test is not None else args.method  # a source's own clients stay as they are
+    if method != "natural" and (args.clients is None or args.clients < 1):
+        raise DataError(f"--clients must be a positive int for --method {method}.")
+    if table.test is not None:  # the source's own test rows
+        train, test = np.setdiff1d(np.arange(table.n), table.test), table.test
+    elif args.test_source:
         table, train, test = _with_test_file(table, args)
     else:
         train, test = methods.split_train_test(table.n, args.test_fraction, stream(args.seed, Purpose.SPLIT))
-    y, label_values = _labels(table.y, args.task, args.source)
-    parts = _partition(args, y[train], None if table.groups is None else table.groups[train])
-    if out.exists() and args.force:
-        shutil.rmtree(out)
-    groups = table.groups if args.method == "natural" else None
+    if table.classes is not None:
+        y, label_values = table.y, list(range(table.classes))
+    else:
+        y, label_values = _labels(table.y, args.task, args.source)
+    clients = args.clients if table.test is None else None
+    parts = _partition(args, method, clients, y[train], None if table.groups is None else table.groups[train])
+    X, scaler = _scaled(args, table.X, train)
+    if args.out.exists() and args.force:
+        shutil.rmtree(args.out)
     return write_partition(
-        out, table.X, y, [train[rows] for rows in parts], test, np.dtype(args.dtype), label_values,
-        {"source": str(args.source), "method": args.method, "params": _params(args), "seed": args.seed,
-         "test_fraction": 0.0 if args.test_source else args.test_fraction, "task": args.task,
-         **({"test_source": str(args.test_source)} if args.test_source else {})},
-        groups,
+        args.out, X, y, [train[rows] for rows in parts], test, np.dtype(args.dtype), label_values,
+        {"source": str(args.source), "method": method, "params": table.params or _params(args, method),
+         "seed": args.seed, "test_fraction": _test_fraction(args, table), "task": args.task,
+         **({"test_source": str(args.test_source)} if args.test_source else {}),
+         **({"scaler": scaler} if scaler else {})},
+        table.groups if method == "natural" else None,
     )
+
+
+def _check_before_writing(args: argparse.Namespace) -> None:
+    """Everything that can be refused without reading the data, so that nothing is written before it fails."""
+    if (args.out / store.MANIFEST).exists() and not args.force:
+        raise DataError(f"{args.out} already holds a partition; pass --force to replace it.")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise DataError('--plot needs matplotlib: pip install "mpifl[plot]" (nothing was written).') from None
+    if args.scale and args.scaler_from:
+        raise DataError("--scale fits a scaler and --scaler-from reuses one; give one of them.")
+
+
+def _table(args: argparse.Namespace) -> sources.Table:
+    """SOURCE's rows: a built-in data source's own table, or a file's."""
+    if args.source in DATA_SOURCES:
+        table = DATA_SOURCES[args.source].partition_table(vars(args))
+        if table is None:
+            raise DataError(f"The data source {args.source!r} makes its rows on each rank; it has no table to cut.")
+        return table
+    return sources.read(args.source, args.label_column, args.id_column, args.format)
+
+
+def _scaled(args: argparse.Namespace, X, train: np.ndarray):
+    """(X scaled as asked, the scaler's manifest entry or None): fitted on the training rows, or read from
+    --scaler-from's manifest."""
+    if args.scaler_from:
+        scaler = scaling.Scaler.from_manifest(store.read_manifest(args.scaler_from), args.scaler_from)
+    elif args.scale:
+        scaler = scaling.Scaler.fit(args.scale, _take(X, train))
+    else:
+        return X, None
+    return scaler.apply(X, str(args.source)), scaler.entry()
+
+
+def _test_fraction(args: argparse.Namespace, table: sources.Table) -> float:
+    if table.test is not None:
+        return round(table.test.size / table.n, 6)
+    return 0.0 if args.test_source else args.test_fraction
 
 
 def _with_test_file(table: sources.Table, args: argparse.Namespace):
@@ -125,33 +180,6 @@ def _with_test_file(table: sources.Table, args: argparse.Namespace):
                         f"{table.X.shape[1]}.")
     both = sources.Table(np.vstack([table.X, test.X]), np.concatenate([table.y, test.y]))
     return both, np.arange(table.n), np.arange(table.n, both.n)
-
-
-def _fedprox(args: argparse.Namespace) -> dict:
-    """Synthetic(alpha, beta): client k's generated rows are client k; the test set is every client's test rows."""
-    from mpifl.data.builtin import FEDPROX_CLASSES, fedprox_split, fedprox_synthetic_client
-
-    if args.fedprox_alpha < 0 or args.fedprox_beta < 0:
-        raise DataError("--fedprox-alpha and --fedprox-beta are standard deviations and must be >= 0.")
-    k = args.clients or 30
-    if k < 1:
-        raise DataError(f"--clients must be a positive int. Got {k}.")
-    if (args.out / store.MANIFEST).exists() and not args.force:
-        raise DataError(f"{args.out} already holds a partition; pass --force to replace it.")
-    blocks = [fedprox_synthetic_client(args.seed, c, args.fedprox_alpha, args.fedprox_beta, args.fedprox_iid)
-              for c in range(k)]
-    X = np.concatenate([b[0] for b in blocks])
-    y = np.concatenate([b[1] for b in blocks])
-    starts = np.cumsum([0, *(b[1].size for b in blocks)])
-    cuts = [fedprox_split(b[1].size) for b in blocks]
-    clients = [np.arange(s, s + c) for s, c in zip(starts, cuts)]
-    test = np.concatenate([np.arange(s + c, e) for s, c, e in zip(starts, cuts, starts[1:])])
-    if args.out.exists() and args.force:
-        shutil.rmtree(args.out)
-    params = {"alpha": args.fedprox_alpha, "beta": args.fedprox_beta, "iid": args.fedprox_iid}
-    return write_partition(args.out, X, y, clients, test, np.dtype(args.dtype), list(range(FEDPROX_CLASSES)),
-                           {"source": "fedprox_synthetic", "method": "natural", "params": params, "seed": args.seed,
-                            "test_fraction": 0.1, "task": "classification"})
 
 
 def _leaf(args: argparse.Namespace) -> dict:
@@ -218,6 +246,7 @@ def write_partition(out: Path, X, y: np.ndarray, clients: list[np.ndarray], test
         "params": meta.get("params", {}), "seed": meta.get("seed"), "test_fraction": meta.get("test_fraction"),
         "clients": entries, "test": {"dir": "test", "rows": int(test.size), "files": test_files},
         **({"test_source": meta["test_source"]} if "test_source" in meta else {}),
+        **({"scaler": meta["scaler"]} if "scaler" in meta else {}),  # fitted on the training rows (--scale)
     }
     store.write_manifest(out, manifest)
     return manifest
@@ -237,15 +266,16 @@ def _labels(y: np.ndarray, task: str, source: str) -> tuple[np.ndarray, list[flo
     return codes.astype(np.float64), values.tolist()
 
 
-def _partition(args, labels: np.ndarray, groups: np.ndarray | None) -> list[np.ndarray]:
+def _partition(args, method: str, clients: int | None, labels: np.ndarray,
+               groups: np.ndarray | None) -> list[np.ndarray]:
     rng = stream(args.seed, Purpose.PARTITION)
-    if args.method == "natural":
+    if method == "natural":
         if groups is None:
             raise DataError("--method natural needs an id column: --id-column for CSV, qid: fields for LIBSVM, "
                             "or a 'groups' array in .npz.")
         parts = methods.natural(groups)
-        if args.clients is not None and args.clients != len(parts):
-            raise DataError(f"--method natural makes one client per id: {len(parts)} ids, but --clients {args.clients}.")
+        if clients is not None and clients != len(parts):
+            raise DataError(f"--method natural makes one client per id: {len(parts)} ids, but --clients {clients}.")
         return parts
     if args.method == "shards":
         return methods.shards(labels, args.clients, args.shards_per_client, rng)
@@ -256,10 +286,10 @@ def _partition(args, labels: np.ndarray, groups: np.ndarray | None) -> list[np.n
     return methods.partition(args.method, labels, args.clients, args.alpha, rng)
 
 
-def _params(args) -> dict:
+def _params(args, method: str) -> dict:
     return {"iid": {}, "natural": {"id_column": args.id_column},
             "dirichlet": {"alpha": args.alpha}, "shards": {"shards_per_client": args.shards_per_client},
-            "quantity": {"distribution": args.quantity, "spread": args.spread}}[args.method]
+            "quantity": {"distribution": args.quantity, "spread": args.spread}}[method]
 
 
 def _take(X, rows: np.ndarray):

@@ -1,10 +1,8 @@
 """What each rank trains or evaluates on: the job's data source, resolved once from the config.
 
-``resolve(cfg)`` looks at data.path and data.name once and returns a
-DataSource: with data.path, a partition directory or an .npy table
-(mpifl.data.file_sources); else data.name's entry in the registry of data
-sources (mpifl.data.catalog: digits, synthetic, fedprox_synthetic, or a
-user's own DataSource named by module:Class).
+A DataSource says what a job's data is and hands each rank its share;
+mpifl.data.catalog's ``resolve(cfg)`` picks the job's source (data.path's
+files, or data.name's entry in the registry of data sources).
 
 No data is ever sent between ranks.
 """
@@ -26,9 +24,7 @@ from mpifl.model import ModelSpec
 from mpifl.models import MODELS, output_link, output_link_key
 
 if TYPE_CHECKING:
-    from mpifl.config import Config
-
-FEDPROX_DEFAULT_CLIENTS = 30
+    from mpifl.config.sections import Config
 
 
 @dataclass(frozen=True)
@@ -135,6 +131,9 @@ class DataSource(ABC):
 
     name: ClassVar[str] = ""
     parameters: ClassVar[dict[str, tuple[Any, Constraint]]] = {}
+    # The data.<key> that sets how many rows the source makes, so that a weak-scaling study can grow it with the
+    # workers; empty: the source's size is fixed (a file, the digits).
+    size_key: ClassVar[str] = ""
 
     @classmethod
     def check(cls, cfg, link: str, key: str, origin) -> None:
@@ -143,6 +142,12 @@ class DataSource(ABC):
     @classmethod
     def open(cls, cfg: Config) -> DataSource:
         return cls(cfg)
+
+    @classmethod
+    def partition_table(cls, options: dict[str, Any]):
+        """The whole table that ``python -m mpifl partition NAME`` cuts (a mpifl.data.sources.Table), from the
+        command's options (seed, n_samples, ...); None: this source makes no table to cut."""
+        return None
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
@@ -183,24 +188,14 @@ class DataSource(ABC):
         return shard
 
 
-def resolve(cfg: Config) -> DataSource:
-    """The one place that decides where the job's data comes from."""
-    from mpifl.data.catalog import DATA_SOURCES
-    from mpifl.data.file_sources import NpyTable, PartitionFiles
-
-    path = cfg.data.path
-    if path:
-        return PartitionFiles(cfg) if files.is_partition(path) else NpyTable(cfg)
-    return DATA_SOURCES[cfg.data.name].open(cfg)
-
-
-def model_spec(cfg: Config, source: DataSource | None = None) -> ModelSpec:
+def spec_for(cfg: Config, source: DataSource) -> ModelSpec:
     """The model the config asks for, sized to its data source (a partition's manifest, say)."""
-    shape = (source or resolve(cfg)).shape()
+    shape = source.shape()
     _check_task(cfg, shape)
     n_classes = 1 if output_link(cfg) == "linear" else shape.n_classes
-    spec = ModelSpec(cfg.model.kind, shape.n_features, n_classes, np.dtype(cfg.model.dtype), shape.sparse,
-                     **MODELS[cfg.model.kind].spec_fields(cfg))
+    kind = MODELS[cfg.model.kind]
+    spec = ModelSpec(kind, shape.n_features, n_classes, np.dtype(cfg.model.dtype), shape.sparse,
+                     **kind.spec_fields(cfg))
     spec.shape  # lays the parameters out now, so that a network that cannot take this data fails here
     return spec
 
@@ -215,25 +210,3 @@ def _check_task(cfg: Config, shape: DataShape) -> None:
         raise DataError(f"{where} holds {shape.n_classes} classes; use {key} = \"softmax\" or \"logistic\".")
     if kind == "logistic" and shape.n_classes != 2:
         raise DataError(f"{where} holds {shape.n_classes} classes; {key} 'logistic' needs 2. Use \"softmax\".")
-
-
-# Shorthands for tests and tools that want one share without holding a source.
-
-def client_shards(cfg: Config, clients: range, n_clients: int) -> list[Shard]:
-    return [c.train for c in resolve(cfg).clients(clients, n_clients)]
-
-
-def client_shard(cfg: Config, client: int, n_clients: int) -> Shard:
-    return client_shards(cfg, range(client, client + 1), n_clients)[0]
-
-
-def server_test_set(cfg: Config) -> Shard:
-    return resolve(cfg).server_test()
-
-
-def worker_shards(cfg: Config, worker: int, n_workers: int) -> tuple[Shard, Shard]:
-    return resolve(cfg).worker(worker, n_workers)
-
-
-def client_count(cfg: Config, size: int) -> int:
-    return resolve(cfg).n_clients(size)

@@ -1,4 +1,4 @@
-"""Read a data set into memory for partitioning: CSV, LIBSVM/svmlight, .npy/.npz, or a built-in.
+"""Read a data set into memory for partitioning: CSV, LIBSVM/svmlight, .npy/.npz or IDX files.
 
 Only ``python -m mpifl partition`` reads whole data sets; training ranks read
 their own partition files (mpifl.data.store).
@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from mpifl.data import idx
-from mpifl.data.builtin import load_digits, make_synthetic
 from mpifl.data.sparse import CSR
 from mpifl.errors import DataError
 
@@ -22,31 +21,30 @@ LIBSVM_SUFFIXES = (".svm", ".libsvm", ".svmlight", ".t", ".scale")
 
 @dataclass(frozen=True)
 class Table:
-    """Features, labels and, for natural partitions, one group id per row."""
+    """Features, labels and, for natural partitions, one group id per row.
+
+    A built-in source that makes its own clients (FedProx's Synthetic) also
+    gives its own test rows, its class count and the parameters it was made
+    with; the partition command then keeps its clients as they are.
+    """
 
     X: np.ndarray | CSR
     y: np.ndarray
     groups: np.ndarray | None = None
+    test: np.ndarray | None = None  # the source's own test rows (then groups are its own clients)
+    classes: int | None = None  # label values 0..classes-1, whether or not each occurs
+    params: dict | None = None  # what the source was made with, for the manifest
 
     @property
     def n(self) -> int:
         return self.y.size
 
 
-def read(source: str, label_column: str | None = None, id_column: str | None = None, fmt: str = "auto",
-         synthetic: dict | None = None) -> Table:
-    """Dispatch on the source: 'digits', 'synthetic', or a file by its suffix (or ``fmt``)."""
-    if source == "digits":
-        X, y = load_digits()
-        return Table(X, y)
-    if source == "synthetic":
-        s = synthetic or {}
-        X, y = make_synthetic(s.get("n_samples", 10_000), s.get("n_features", 20), s.get("n_classes", 2),
-                              s.get("noise", 0.1), False, s.get("seed", 0))
-        return Table(X, y)
+def read(source: str, label_column: str | None = None, id_column: str | None = None, fmt: str = "auto") -> Table:
+    """A file, by its suffix (or ``fmt``); the built-in sources give their own tables (DataSource.partition_table)."""
     path = Path(source)
     if not path.exists():
-        raise DataError(f"The source {source} does not exist (nor is it 'digits' or 'synthetic').")
+        raise DataError(f"The source {source} does not exist (nor is it a built-in data source's name).")
     kind = fmt if fmt != "auto" else _format_of(path)
     if kind == "idx":
         return Table(*idx.read_images_and_labels(path))

@@ -12,17 +12,15 @@ class ModelKernels:
     """Scratch for one model, allocated once, and the calls that use it.
 
     ``ModelKernels(spec, threads, selection)`` returns the kernels of
-    ``spec.kind`` (as ``pathlib.Path`` returns a platform's path): the kind's
-    entry in mpifl.models names its subclass.  Every subclass
+    ``spec.kind`` (as ``pathlib.Path`` returns a platform's path): the model
+    kind the spec carries names its subclass.  Every subclass
     offers full_gradient_sum, batch_gradient_sum, sgd_epoch, evaluate_sums,
     finish_gradient and penalty on arrays of the model's shape and dtype.
     """
 
     def __new__(cls, spec: ModelSpec, threads: int = 1, selection: Selection | None = None):
         if cls is ModelKernels:
-            from mpifl.models import MODELS
-
-            cls = MODELS[spec.kind].kernels()
+            cls = spec.kind.kernels()
         return super().__new__(cls)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from mpifl.jit import kernel, kernel_sources_digest, threaded_kernel
+from mpifl.jit import kernel, threaded_kernel
 from mpifl.kernels.drivers import sgd_step, sum_partials
 from mpifl.kernels.flags import CORRECT, GRAD, KIND_CODES, LOSS, is_indexed
 from mpifl.kernels.losses import range_loss_grad
@@ -66,12 +66,10 @@ def compiled() -> list[str]:
 
 def dense_entries(kind: int, variant: int) -> Entries:
     """Entry points for dense rows (2-D C-contiguous X)."""
-    sources = kernel_sources_digest()  # in every entry's closure: Numba's cache key (mpifl.jit)
 
     @kernel
     def full_gradient(X, y, theta, grad, Z, E, want_loss):
         """Summed data gradient over every row of X; returns the summed loss (0 unless asked)."""
-        sources  # noqa: B018 - keys the cache by the kernel sources
         grad[:] = 0
         what = GRAD | LOSS if want_loss else GRAD
         rows = np.empty(0, dtype=np.int64)
@@ -86,7 +84,6 @@ def dense_entries(kind: int, variant: int) -> Entries:
         Each thread owns one contiguous row range and its own gradient and
         scratch (see drivers.sum_partials).
         """
-        sources  # noqa: B018 - keys the cache by the kernel sources
         T = partial.shape[0]
         n = X.shape[0]
         what = GRAD | LOSS if want_loss else GRAD
@@ -101,7 +98,6 @@ def dense_entries(kind: int, variant: int) -> Entries:
     @kernel
     def batch_gradient(X, y, theta, rows, start, stop, grad, Z, E, want_loss):
         """Summed data gradient over rows[start:stop]; returns the summed loss (0 unless asked)."""
-        sources  # noqa: B018 - keys the cache by the kernel sources
         grad[:] = 0
         what = GRAD | LOSS if want_loss else GRAD
         loss, _ = range_loss_grad(kind, variant, X, y, theta, rows, is_indexed(rows), start, stop, grad, Z, E, what)
@@ -114,7 +110,6 @@ def dense_entries(kind: int, variant: int) -> Entries:
         Each step's gradient is the mean data gradient plus l2 * W plus the
         objective hook (anchor, mu, correction); see drivers.objective_hook.
         """
-        sources  # noqa: B018 - keys the cache by the kernel sources
         n = order.shape[0]
         indexed = is_indexed(order)
         for s in range(0, n, batch_size):
@@ -126,7 +121,6 @@ def dense_entries(kind: int, variant: int) -> Entries:
     @kernel
     def evaluate(X, y, theta, Z, E):
         """(summed loss, number correct) of theta on every row of X; the gradient argument is never touched."""
-        sources  # noqa: B018 - keys the cache by the kernel sources
         rows = np.empty(0, dtype=np.int64)
         return range_loss_grad(kind, variant, X, y, theta, rows, is_indexed(rows), np.int64(0), X.shape[0], theta, Z,
                                E, EVALUATE)
@@ -136,12 +130,10 @@ def dense_entries(kind: int, variant: int) -> Entries:
 
 def csr_entries(kind: int, variant: int) -> Entries:
     """Entry points for CSR rows, passed as (data, indices, indptr); the same loops as the dense ones."""
-    sources = kernel_sources_digest()  # in every entry's closure: Numba's cache key (mpifl.jit)
 
     @kernel
     def full_gradient(data, indices, indptr, y, theta, grad, Z, E, W, want_loss):
         """W: the (d, 2C) working array of the single-pass walk (mpifl.kernels.csr_single_pass)."""
-        sources  # noqa: B018 - keys the cache by the kernel sources
         grad[:] = 0
         what = GRAD | LOSS if want_loss else GRAD
         loss, _ = whole_range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, np.int64(0),
@@ -150,7 +142,6 @@ def csr_entries(kind: int, variant: int) -> Entries:
 
     @threaded_kernel
     def full_gradient_threaded(data, indices, indptr, y, theta, grad, partial, Zs, Es, Ws, want_loss):
-        sources  # noqa: B018 - keys the cache by the kernel sources
         T = partial.shape[0]
         n = indptr.shape[0] - 1
         what = GRAD | LOSS if want_loss else GRAD
@@ -163,7 +154,6 @@ def csr_entries(kind: int, variant: int) -> Entries:
 
     @kernel
     def batch_gradient(data, indices, indptr, y, theta, rows, start, stop, grad, Z, E, want_loss):
-        sources  # noqa: B018 - keys the cache by the kernel sources
         grad[:] = 0
         what = GRAD | LOSS if want_loss else GRAD
         loss, _ = range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, is_indexed(rows), start,
@@ -174,7 +164,6 @@ def csr_entries(kind: int, variant: int) -> Entries:
     def sgd_epoch(data, indices, indptr, y, theta, velocity, grad, Z, E, order, batch_size, lr, momentum, l2, anchor,
                   mu, correction):
         """The L2 term, the objective hook and the update are dense, O(d) per step, as in the dense loop."""
-        sources  # noqa: B018 - keys the cache by the kernel sources
         n = order.shape[0]
         indexed = is_indexed(order)
         for s in range(0, n, batch_size):
@@ -186,7 +175,6 @@ def csr_entries(kind: int, variant: int) -> Entries:
 
     @kernel
     def evaluate(data, indices, indptr, y, theta, Z, E):
-        sources  # noqa: B018 - keys the cache by the kernel sources
         rows = np.empty(0, dtype=np.int64)
         return range_loss_grad_csr(kind, variant, data, indices, indptr, y, theta, rows, is_indexed(rows), np.int64(0),
                                    indptr.shape[0] - 1, theta, Z, E, EVALUATE)

@@ -53,7 +53,7 @@ class ModelKind:
     @classmethod
     def describe(cls, spec) -> str:
         """How the run's banner names the model."""
-        return spec.kind
+        return spec.name
 
     @classmethod
     def has_body(cls, cfg) -> bool:

@@ -104,15 +104,13 @@ class FunctionKernels(ModelKernels):
     """The ModelKernels calls around a user's loss-and-gradient function (dense rows only)."""
 
     def __init__(self, spec, threads: int = 1, selection: Selection | None = None):
-        from mpifl.models import MODELS
-
         if spec.sparse:
             raise TypeError("a GradientModel takes dense rows; this data is CSR.")
         self.spec = spec
         self.threads = threads
         self.selection = selection if selection is not None else Selection(how="default",
-                                                                           note=MODELS[spec.kind].one_variant)
-        self.function = getattr(MODELS[spec.kind], "loss_and_gradient", None)
+                                                                           note=spec.kind.one_variant)
+        self.function = getattr(spec.kind, "loss_and_gradient", None)
         self.mask = spec.penalised()
         self._scratch = spec.zeros()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import tomli_w
 
-from mpifl.data.shards import model_spec
+from mpifl.data.catalog import model_spec
 from mpifl.errors import ConfigError, MpiflError
 from mpifl.scaling import study as studies
 from mpifl.scaling.collect import collect, load_probes, write_csv

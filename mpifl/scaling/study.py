@@ -3,7 +3,7 @@
 A study file is TOML with a [study] table (see slurm/studies/); the same
 fields can be given on the command line for a plain job file.  Strong scaling
 runs the job as written at every rank count.  Weak scaling keeps the rows per
-worker of the smallest point: data.n_samples grows with the worker count, or,
+worker of the smallest point: the source's size key (synthetic's data.n_samples) grows with the worker count, or,
 with data.rows_per_rank, every worker generates its own rows and nothing changes.
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 
 from mpifl import config
 from mpifl.config import Config, read_toml
+from mpifl.data.catalog import DATA_SOURCES
 from mpifl.errors import ConfigError
 from mpifl.scaling.traffic import workers
 
@@ -58,8 +59,10 @@ class Study:
         base = self.base()
         if base.data.rows_per_rank:  # every worker already makes its own rows: nothing to scale
             return []
-        rows = base.data.n_samples * workers(base.mode, ranks) // workers(base.mode, self.ranks[0])
-        return [f"data.n_samples={rows}"]
+        key = DATA_SOURCES[base.data.name].size_key
+        rows = getattr(base.data, key) * workers(base.mode, ranks) // workers(base.mode, self.ranks[0])
+        grown = f"data.{key}={rows}"  # an override, as --set writes it
+        return [grown]
 
     def validate(self) -> None:
         """Check everything before a single point runs, so a study never fails half-way on input."""
@@ -74,10 +77,11 @@ class Study:
             raise ConfigError(
                 f"Federated mode needs 2 or more ranks (1 server + clients); the study asks for {self.ranks[0]}."
             )
-        if self.kind == "weak" and base.data.name != "synthetic":
+        if self.kind == "weak" and (base.data.path or not DATA_SOURCES[base.data.name].size_key):
+            growing = ", ".join(repr(name) for name, cls in DATA_SOURCES.items() if cls.size_key)
             raise ConfigError(
-                f"Weak scaling grows data.n_samples with the worker count, which needs data.name = 'synthetic'; "
-                f"the job uses {base.data.name!r}, whose size is fixed."
+                f"Weak scaling grows the data with the worker count, which needs a source whose size a key sets "
+                f"(data.name = {growing}); the job uses {base.data.path or base.data.name!r}, whose size is fixed."
             )
         for ranks in self.ranks:
             self.config(ranks)

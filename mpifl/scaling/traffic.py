@@ -1,7 +1,12 @@
 """The collectives one training round issues, derived from the job config.
 
-This mirrors mpifl.distributed and mpifl.federated, and feeds the
-alpha-beta projection; evaluation on logged rounds is not counted.
+A federated round's sizes are read from the Wire the run itself builds
+(mpifl.federated.make_wire, with the job's strategy and stage chain), so the
+model cannot drift from the protocol; tests/test_wire_bytes.py compares it
+with the bytes a real run counts at its collectives.  Distributed rounds
+mirror mpifl.distributed.  This feeds the alpha-beta projection; evaluation
+on logged rounds is not counted, nor secure aggregation's key agreement and
+share messages (only its masked vectors).
 """
 
 from __future__ import annotations
@@ -9,10 +14,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mpifl.config import Config
-from mpifl.data.shards import model_spec
+import numpy as np
+from mpi4py import MPI
 
-STATS_ROW_BYTES = 7 * 8  # mpifl.federated.STATS float64 values per client
+from mpifl.config import Config
+from mpifl.data.catalog import model_spec, resolve
+from mpifl.data.shards import balanced_blocks
+from mpifl.federated import make_wire
+from mpifl.stages import build_chain
+from mpifl.stages.sums import BLOCK
+from mpifl.strategies import STRATEGIES
+
 STOP_FLAG_BYTES = 8  # distributed mode's per-round stop agreement
 
 
@@ -25,8 +37,6 @@ class Collective:
 
 def train_rows(cfg: Config, ranks: int) -> int:
     """Training rows in the whole job (all workers together) at ``ranks`` ranks."""
-    from mpifl.data.shards import resolve
-
     return resolve(cfg).train_rows(ranks, workers(cfg.mode, ranks))
 
 
@@ -37,16 +47,11 @@ def workers(mode: str, ranks: int) -> int:
 
 def per_round(cfg: Config, ranks: int, rows_per_worker: float, model_size: int | None = None) -> list[Collective]:
     """Collectives per round at ``ranks`` ranks; ``model_size`` overrides the job's parameter count."""
+    if cfg.mode == "federated":
+        return federated_round(cfg, ranks, model_size)
     spec = model_spec(cfg)
     size = model_size if model_size is not None else spec.size
     model_bytes = size * spec.dtype.itemsize
-    if cfg.mode == "federated":
-        clients = workers("federated", ranks)
-        return [
-            Collective("Bcast", (size + clients + 1) * spec.dtype.itemsize, 1),
-            Collective("Gather", model_bytes, 1),
-            Collective("Gather", STATS_ROW_BYTES, 1),
-        ]
     if cfg.train.algorithm == "local_sgd":
         steps = 1
     elif cfg.train.batch_size == 0:
@@ -54,3 +59,28 @@ def per_round(cfg: Config, ranks: int, rows_per_worker: float, model_size: int |
     else:
         steps = cfg.train.epochs * max(1, math.ceil(rows_per_worker / cfg.train.batch_size))
     return [Collective("Allreduce", model_bytes, steps), Collective("Allreduce", STOP_FLAG_BYTES, 1)]
+
+
+def federated_round(cfg: Config, ranks: int, model_size: int | None = None) -> list[Collective]:
+    """A federated round at ``ranks`` ranks, per client rank: the downlink Bcast, the exchange of the updates (the
+    Gatherv of payload rows, or a summing exchange's vectors), and the Gatherv of the statistics.  Sizes are the
+    Wire's; the updates are those of the most loaded client rank's expected cohort."""
+    source = resolve(cfg)
+    spec = model_spec(cfg, source)
+    n_clients = source.n_clients(ranks)
+    blocks = balanced_blocks(source.client_rows(n_clients), ranks - 1)
+    strategy = STRATEGIES[cfg.server.strategy]
+    chain = build_chain(MPI.COMM_SELF, cfg, spec, n_clients, strategy, 0, True)  # the server's chain
+    shape = spec.shape if model_size is None else (model_size,)
+    wire = make_wire(strategy, chain, spec, blocks, shape=shape)
+    trained = int(np.ceil(cfg.server.fraction * max(len(b) for b in blocks)))  # on the most loaded client rank
+    own = next((stage for stage in chain.stages if stage.brings_exchange), None)
+    if own is None:
+        updates = [Collective("Gather", trained * wire.payload.width * wire.dtype.itemsize, 1)]
+    else:  # [weight delta | fields | weight | within] in float64: summed by a Reduce, or one per survivor
+        length = int(np.prod(shape)) + sum(count for _, count in own.extra) + 2
+        summed = own.exchange in ("reduce", "secagg-reduce")
+        updates = ([Collective("Allreduce", -(-length // BLOCK) * 8, 1)] if own.exchange == "reduce" else []) + [
+            Collective("Allreduce" if summed else "Gather", length * 8 * (1 if summed else trained), 1)]
+    return [Collective("Bcast", wire.downlink_buffer().nbytes, 1), *updates,
+            Collective("Gather", max(wire.stats_counts) * 8, 1)]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from mpifl.errors import ConfigError
+from mpifl.exchange import RowExchange
 from mpifl.stages.attack import AttackStage
 from mpifl.stages.base import Declared, Outgoing, Stage, StageBuild, restore
 from mpifl.stages.compress import CompressStage
@@ -33,8 +34,14 @@ __all__ = ["CHAIN", "Chain", "Outgoing", "build_chain", "check"]
 
 
 def enabled(cfg) -> list[type[Stage]]:
-    """The stages a job turns on, in chain order."""
-    return [cls for cls in CHAIN if cls.enabled(cfg)]
+    """The stages a job turns on, in chain order: each that its keys enable and that fits beside the others."""
+    on = [cls for cls in CHAIN if cls.enabled(cfg)]
+    joined = []
+    for cls in on:
+        others = [other for other in on if other is not cls]
+        if cls.fits(cfg, others, participants(cfg, others)):
+            joined.append(cls)
+    return joined
 
 
 def participants(cfg, stages: list[type[Stage]] | None = None) -> list[Declared]:
@@ -55,9 +62,8 @@ def participants(cfg, stages: list[type[Stage]] | None = None) -> list[Declared]
                             "no round of sampled clients")
     declared = [Declared(
         f"server.strategy {name!r}", "server.strategy",
-        needs={} if strategy.averages_deltas or strategy.needs_only_sums else {
-            "rows": "needs each client's own update (FedNova: each client's step count; fedbuff and fedasync: "
-                    "each buffered update)"},
+        needs={"rows": "reads each client's own update (it declares needs_rows, or neither averages_deltas nor "
+                       "needs_only_sums)"} if strategy.reads_rows() else {},
         breaks=breaks,
     )]
     if aggregator.needs_rows:
@@ -112,9 +118,20 @@ class Chain:
     def releases_empty_rounds(self) -> bool:
         return any(stage.releases_empty_rounds for stage in self.stages)
 
-    def find(self, hook: str):
-        """The one stage that provides ``hook`` (the exchange, the release), or None."""
-        return next((stage for stage in self.stages if hasattr(stage, hook)), None)
+    @property
+    def rank_stat_names(self) -> tuple[str, ...]:
+        return tuple(name for stage in self.stages for name in stage.rank_stat_names)
+
+    def exchange(self, comm, blocks: list[range]):
+        """The stage that brings its own exchange, bound to the communicator, or None (the Gatherv of rows)."""
+        own = next((stage for stage in self.stages if stage.brings_exchange), None)
+        if own is not None:
+            own.bind(comm, blocks)
+        return own
+
+    def release(self):
+        """What replaces the aggregator's combined delta (differential privacy's noised mean), or None."""
+        return next((r for r in (stage.release() for stage in self.stages) if r is not None), None)
 
     def send(self, update: Outgoing) -> None:
         for stage in self.stages:
@@ -141,22 +158,21 @@ class Chain:
 
     def summary(self, records: list) -> dict[str, Any]:
         """Each stage's part of summary.json (the attack's malicious clients, privacy's epsilon), None when off."""
-        own = self.find("server_receive")
-        out = {"attack": None, "privacy": None, "exchange": own.exchange if own is not None else "gather"}
+        out: dict[str, Any] = {cls.summary_key: None for cls in CHAIN if cls.summary_key}
+        own = next((stage for stage in self.stages if stage.brings_exchange), None)
+        out["exchange"] = (own or RowExchange).exchange
         for stage in self.stages:
-            if hasattr(stage, "summary"):
-                out.update(stage.summary(records))
+            out.update(stage.summary(records))
         return out
 
     def prepare_data(self, data: list, clients: range, n_classes: int) -> list:
         """A client rank's data after the stages that change it (label flipping, on the attacker's own rank)."""
         for stage in self.stages:
-            if hasattr(stage, "prepare_data"):
-                data = stage.prepare_data(data, clients, n_classes)
+            data = stage.prepare_data(data, clients, n_classes)
         return data
 
     def banner(self) -> list[str]:
-        return [line for stage in self.stages if hasattr(stage, "banner") for line in stage.banner()]
+        return [line for stage in self.stages for line in stage.banner()]
 
 
 def build_chain(comm, cfg, spec, n_clients: int, strategy: type, hosted: int, is_root: bool) -> Chain:
@@ -165,8 +181,7 @@ def build_chain(comm, cfg, spec, n_clients: int, strategy: type, hosted: int, is
     from mpifl.agree import collectively
 
     on = [cls for cls in enabled(cfg) if cls.wanted(cfg, n_clients)] if cfg.mode == "federated" else []
-    settled = {cls.name: cls.settle(comm, cfg, n_clients, spec.dtype, is_root) if hasattr(cls, "settle") else None
-               for cls in on}
+    settled = {cls.name: cls.settle(comm, cfg, n_clients, spec.dtype, is_root) for cls in on}
     unit = any(cls.weighs_clients_equally for cls in on)
     return collectively(comm, lambda: Chain([
         cls(StageBuild(cfg, spec, n_clients, strategy, hosted, settled[cls.name], unit)) for cls in on]))

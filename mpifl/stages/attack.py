@@ -19,6 +19,7 @@ from mpifl.stages.base import Declared, Outgoing, Stage, StageBuild
 class AttackStage(Stage):
     name = "attack"
     section = "attack"
+    summary_key = "attack"
 
     @staticmethod
     def enabled(cfg) -> bool:

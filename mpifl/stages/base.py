@@ -51,6 +51,9 @@ class Stage:
     releases_empty_rounds: ClassVar[bool] = False  # the server aggregates even a round in which no client trained
     takes_delta: ClassVar[bool] = False  # the delta does not travel in the payload row (a message or a mask does)
     weighs_clients_equally: ClassVar[bool] = False  # every client weighs 1 in the release (DP-FedAvg)
+    brings_exchange: ClassVar[bool] = False  # replaces the Gatherv of rows with its own exchange (exchange())
+    rank_stat_names: ClassVar[tuple[str, ...]] = ()  # what rank_stats() reports, one value per client rank a round
+    summary_key: ClassVar[str] = ""  # its entry in summary.json (None when the stage is off), if it has one
     message_bytes: int = 0  # a compressed delta's message size (then the payload carries it instead of delta)
 
     # -- declarations, read from the validated job before any rank trains --------------------------------------
@@ -59,6 +62,18 @@ class Stage:
     def enabled(cfg) -> bool:
         """Whether the job turns this stage on."""
         return False
+
+    @classmethod
+    def fits(cls, cfg, others: list[type[Stage]], declared: list[Declared]) -> bool:
+        """Whether an enabled stage joins beside the ``others`` enabled, whose participants (with the strategy and
+        the aggregator) declare ``declared`` (default: it does)."""
+        return True
+
+    @classmethod
+    def settle(cls, comm, cfg, n_clients: int, dtype: np.dtype, is_root: bool) -> Any:
+        """What every rank must agree on before the stage is built (privacy's noise multiplier), computed on
+        every rank together; handed to the stage as StageBuild.settled."""
+        return None
 
     @classmethod
     def wanted(cls, cfg, n_clients: int) -> bool:
@@ -83,11 +98,22 @@ class Stage:
         """Per-client state kept on this rank, checkpointed in its rank file."""
         return {}
 
+    def prepare_data(self, data: list, clients: range, n_classes: int) -> list:
+        """A client rank's data, changed before training (label flipping, on the attacker's own rank)."""
+        return data
+
     # -- server half ------------------------------------------------------------------------------------------
 
     def downlink_values(self) -> dict[str, np.ndarray]:
         """This round's values of the declared downlink fields."""
         return {}
+
+    def bind(self, comm, blocks: list[range]) -> None:
+        """The communicator and who hosts whom, for a stage that brings its own exchange."""
+
+    def release(self):
+        """What replaces the aggregator's combined delta (mpifl.strategies.base.Release), or None."""
+        return None
 
     def receive(self, results, key: tuple[int, int]):
         """Act on the round's results (RoundResults) after the exchange, in chain order; returns them."""
@@ -105,7 +131,7 @@ class Stage:
         return {}
 
     def rank_stats(self) -> dict[str, float]:
-        """A client rank's seconds of this stage's work in the round (RANK_STATS names), then a fresh count."""
+        """A client rank's seconds of this stage's work in the round (its rank_stat_names), then a fresh count."""
         return {}
 
     def record_fields(self) -> dict[str, Any]:
@@ -114,6 +140,14 @@ class Stage:
 
     def server_state(self) -> dict[str, np.ndarray]:
         """Server-side state, checkpointed with the server's."""
+        return {}
+
+    def banner(self) -> list[str]:
+        """Lines for the run's banner (the noise a target epsilon needs)."""
+        return []
+
+    def summary(self, records: list) -> dict[str, Any]:
+        """Its part of summary.json, under its summary_key (the attack's malicious clients, privacy's epsilon)."""
         return {}
 
 

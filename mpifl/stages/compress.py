@@ -26,6 +26,7 @@ RESIDUAL = "compress.residual"  # client-rank state: each hosted client's error-
 class CompressStage(Stage):
     name = "compress"
     section = "compress"
+    rank_stat_names = ("encode",)
     takes_delta = True
 
     @staticmethod

@@ -23,6 +23,7 @@ WITHIN = "privacy_within"  # uplink float64 field: 1 if the client's delta was w
 class PrivacyStage(Stage):
     name = "privacy"
     section = "privacy"
+    summary_key = "privacy"
     downlink = (Field(CLIP, 1),)
     uplink = (Field(WITHIN, 1, FLOAT64),)
     releases_empty_rounds = True  # every round releases a noised mean, even of no client

@@ -1,7 +1,7 @@
 """The secure-aggregation stage: each client's update leaves its rank masked, and the server learns only the sum.
 
 On the client it builds the vector to mask, [weight delta | model-sized
-uplink fields | weight | within the clip]; it then replaces the row
+uplink fields | weight | within the clip] (mpifl.stages.summing); it then replaces the row
 exchange with its own (mpifl.secagg.transport: SecAgg or SecAgg+ over MPI,
 with simulated dropouts), whose outcome holds sums only.  The protocol and
 the crypto stack are imported only when a job turns it on.
@@ -14,18 +14,19 @@ from typing import Any
 import numpy as np
 
 from mpifl.errors import ConfigError, SecAggAborted
-from mpifl.protocol import MODEL
-from mpifl.stages.base import Declared, Outgoing, Stage, StageBuild
-from mpifl.stages.privacy import WITHIN
+from mpifl.exchange import Outcome
+from mpifl.stages.base import Declared, Outgoing, StageBuild
+from mpifl.stages.summing import SummingStage, reduces
+from mpifl.strategies.sampling import cohort_size
 
 MIN_COHORT = 2  # a smaller cohort (a Poisson draw of one) is a round without an update: nothing is revealed
 
 
-class SecAggStage(Stage):
+class SecAggStage(SummingStage):
     name = "secagg"
     section = "secagg"
-    takes_delta = True
     exchange = "secagg"  # summary.json's name for the exchange it brings
+    rank_stat_names = ("secagg_agree", "secagg_share", "secagg_mask", "secagg_unmask")
 
     @staticmethod
     def enabled(cfg) -> bool:
@@ -52,24 +53,19 @@ class SecAggStage(Stage):
         })
 
     def __init__(self, build: StageBuild):
-        cfg, spec = build.cfg, build.spec
-        cohort = max(1, int(round(cfg.server.fraction * build.n_clients)))
+        super().__init__(build)
+        cfg = build.cfg
+        cohort = cohort_size(cfg.server.fraction, build.n_clients)
         if cfg.server.sampling == "fixed" and cohort < MIN_COHORT:
             raise ConfigError(f"secure aggregation needs at least {MIN_COHORT} clients a round (the sum of one "
                               f"client's update is that update); this job samples {cohort} of its {build.n_clients} "
                               "client(s). Use more clients (data.clients) or a larger server.fraction.")
         # server.exchange: the masked inputs reduced (one vector at the server) or gathered (one per survivor)
-        self.summed = cfg.server.exchange == "reduce" or (cfg.server.exchange == "auto"
-                                                          and cohort >= cfg.server.reduce_from)
+        self.summed = reduces(cfg, build.n_clients)
         self.exchange = "secagg-reduce" if self.summed else "secagg"
         self.seed = cfg.seed
         self.settings = {key: getattr(cfg.secagg, key) for key in ("plus", "neighbours", "threshold", "bits",
                                                                "clip_range", "dropout", "abort")}
-        self.size = spec.size
-        # the model-dtype uplink fields, summed besides the delta: (name, cfg)
-        self.extra = [(f.name, f.count(spec.size)) for f in build.strategy.uplink if f.dtype == MODEL]
-        self.unit_weights = build.unit_weights or not build.strategy.weighs_by_rows
-        self.length = self.size + sum(count for _, count in self.extra) + 2
         self.vectors: dict[int, np.ndarray] = {}
         self.parts: dict[str, float] = {}  # a client rank's seconds of the round's parts
         self.seconds = None  # the server's: the parts' seconds of the round that produced theta
@@ -82,11 +78,7 @@ class SecAggStage(Stage):
     # -- the client half: the vector to mask ----------------------------------------------------------------
 
     def send(self, update: Outgoing) -> None:
-        weight = 1.0 if self.unit_weights else float(update.rows)
-        within = update.stats[WITHIN][0] if WITHIN in update.stats else 0.0
-        extra = [update.row[name].reshape(-1).astype(np.float64) for name, _ in self.extra]
-        self.vectors[update.client] = np.concatenate([weight * update.delta.reshape(-1).astype(np.float64),
-                                                      *extra, [weight, within]])
+        self.vectors[update.client] = self.vector(self.entry(update))
 
     def rank_stats(self) -> dict[str, float]:
         parts, self.parts = self.parts, {}
@@ -134,22 +126,11 @@ class SecAggStage(Stage):
 
     def outcome(self, rnd: int, epochs: np.ndarray, stats):
         """What the server has of a secure round: the survivors and their sums, no client's own update."""
-        from mpifl.exchange import Outcome
-        from mpifl.strategies import RoundResults
-
         if (epochs > 0).any() and self.total is None:  # too few survivors to unmask: no update, nothing revealed
             return Outcome(None, 0.0, {"secagg_aborted": 1.0}, stop=self.settings["abort"] == "stop")
         layout = self.layout(rnd, epochs)
-        total = self.total if self.total is not None else np.zeros(self.length)  # no client: noise all the same
-        sums, offset = {}, self.size
-        for name, count in self.extra:
-            sums[name] = total[offset: offset + count]
-            offset += count
-        survivors = np.array(layout.survivors, dtype=np.int64)
-        results = RoundResults(clients=survivors, deltas=np.empty((0, self.size)), weights=np.empty(0), fields={},
-                               round=rnd, summed=total[: self.size], summed_weight=float(total[offset]),
-                               summed_within=float(total[offset + 1]), summed_fields=sums)
-        return Outcome(results, float(len(layout.survivors)), {"secagg_dropped": float(len(layout.dropped))})
+        survivors = np.array(layout.survivors, dtype=np.int64)  # no client: zeros, and noise all the same
+        return self.summed_outcome(rnd, survivors, self.total, {"secagg_dropped": float(len(layout.dropped))})
 
     def round_metrics(self, rnd: int, training: bool, logged: bool) -> dict[str, Any]:
         if training:

@@ -26,51 +26,42 @@ every participant can take sums and the round has at least
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 from mpi4py import MPI
 
-from mpifl.protocol import MODEL
+from mpifl.ranks import ROOT, is_root
 from mpifl.stages.base import Declared, Outgoing, Stage, StageBuild
-from mpifl.stages.privacy import WITHIN
+from mpifl.stages.summing import Entry, SummingStage, reduces
 
-SERVER = 0
 BLOCK = 256  # values sharing one fixed-point exponent
 BITS = 62  # the sum of every client's integers stays below 2^BITS in magnitude
 
 
-def takes_sums(cfg) -> bool:
-    """Whether every other participant of the round (strategy, aggregator, stages) can do with sums."""
-    from mpifl.stages import CHAIN, participants
-
-    others = [cls for cls in CHAIN if cls is not SumStage and cls.enabled(cfg)]
-    everyone = participants(cfg, others)
-    return (not any("rows" in p.needs or "whole_update" in p.breaks for p in everyone)
-            and not cfg.secagg.enabled)
-
-
-class SumStage(Stage):
+class SumStage(SummingStage):
     name = "sums"
     section = "server"
-    takes_delta = True
     exchange = "reduce"
 
     @staticmethod
     def enabled(cfg) -> bool:
-        from mpifl.stages import CHAIN
+        """Asked for: server.exchange is not "gather", in a one-level federated job (two-level averaging already
+        sums at its edges and sends rows of edge deltas)."""
+        return cfg.mode == "federated" and cfg.server.exchange != "gather" and cfg.server.hierarchy == "none"
 
-        if cfg.mode != "federated" or cfg.server.exchange == "gather" or cfg.server.hierarchy != "none":
-            return False  # (two-level averaging already sums at its edges and sends rows of edge deltas)
-        if any(cls is not SumStage and hasattr(cls, "server_receive") and cls.enabled(cfg) for cls in CHAIN):
-            return False  # a stage with an exchange of its own (secure aggregation) reduces, or not, itself
-        return cfg.server.exchange == "reduce" or takes_sums(cfg)
+    @classmethod
+    def fits(cls, cfg, others: list[type[Stage]], declared: list[Declared]) -> bool:
+        """Not beside a stage with an exchange of its own (secure aggregation reduces, or not, itself); under
+        "auto", only where no participant needs each client's row."""
+        if any(other.brings_exchange for other in others):
+            return False
+        return cfg.server.exchange == "reduce" or not any(
+            "rows" in p.needs or "whole_update" in p.breaks for p in declared)
 
     @classmethod
     def wanted(cls, cfg, n_clients: int) -> bool:
         """auto: only from server.reduce_from clients a round (below, rows cost the root little)."""
-        cohort = round(cfg.server.fraction * n_clients)
-        return cfg.server.exchange == "reduce" or cohort >= cfg.server.reduce_from
+        return reduces(cfg, n_clients)
 
     @classmethod
     def declares(cls, cfg) -> Declared:
@@ -82,35 +73,17 @@ class SumStage(Stage):
         })
 
     def __init__(self, build: StageBuild):
-        spec = build.spec
-        self.size = spec.size
-        self.extra = [(f.name, f.count(spec.size)) for f in build.strategy.uplink if f.dtype == MODEL]
-        self.unit_weights = build.unit_weights or not build.strategy.weighs_by_rows
-        self.length = self.size + sum(count for _, count in self.extra) + 2
-        self.vectors: list[tuple[float, np.ndarray, float]] = []  # (weight, [delta | fields] in the model dtype, within)
+        super().__init__(build)
+        self.vectors: list[Entry] = []  # a rank keeps its clients' updates in the model's dtype until they are summed
         self.total: np.ndarray | None = None
 
     def bind(self, comm, blocks: list[range]) -> None:
         self.comm = comm
 
     def send(self, update: Outgoing) -> None:
-        weight = 1.0 if self.unit_weights else float(update.rows)
-        within = update.stats[WITHIN][0] if WITHIN in update.stats else 0.0
-        extra = [update.row[name].reshape(-1) for name, _ in self.extra]
-        self.vectors.append((weight, np.concatenate([update.delta.reshape(-1), *extra]), float(within)))
+        self.vectors.append(self.entry(update))
 
-    def _vector(self, entry) -> np.ndarray:
-        """One client's float64 vector [weight delta | fields | weight | within], made when it is summed (a rank
-        keeps its clients' updates in the model's dtype until then, as the Gatherv path keeps its rows)."""
-        weight, values, within = entry
-        vector = np.empty(self.length)
-        vector[: self.size] = values[: self.size]
-        vector[: self.size] *= weight
-        vector[self.size: -2] = values[self.size:]
-        vector[-2:] = (weight, within)
-        return vector
-
-    # -- the exchange: every rank calls sum_round with its vectors (the server with none) ---------------------
+    # -- the exchange: every rank calls _sum with its vectors (the server with none) --------------------------
 
     def client_send(self, rnd: int, epochs: np.ndarray, rows: np.ndarray, timer, poll: bool) -> None:
         if (epochs > 0).any():
@@ -125,40 +98,22 @@ class SumStage(Stage):
         blocks = -(-self.length // BLOCK)
         peak = np.zeros(blocks)
         for entry in self.vectors:
-            np.maximum(peak, block_peaks(self._vector(entry), blocks), out=peak)
+            np.maximum(peak, block_peaks(self.vector(entry), blocks), out=peak)
         with timer.comm():
             self.comm.Allreduce(MPI.IN_PLACE, peak, op=MPI.MAX)
         exponents = scale_exponents(peak, count)
         local = np.zeros(self.length, dtype=np.int64)
         for entry in self.vectors:
-            local += to_fixed(self._vector(entry), exponents)
-        total = np.empty(self.length, dtype=np.int64) if self.comm.Get_rank() == SERVER else None
+            local += to_fixed(self.vector(entry), exponents)
+        total = np.empty(self.length, dtype=np.int64) if is_root(self.comm) else None
         with timer.comm():
-            self.comm.Reduce(local, total, op=MPI.SUM, root=SERVER)
+            self.comm.Reduce(local, total, op=MPI.SUM, root=ROOT)
         if total is not None:  # what the client ranks sent: their block maxima and their sums
             timer.uplink_bytes += (self.comm.Get_size() - 1) * (local.nbytes + peak.nbytes)
         return from_fixed(total, exponents) if total is not None else None
 
     def outcome(self, rnd: int, epochs: np.ndarray, stats):
-        from mpifl.exchange import Outcome
-        from mpifl.strategies import RoundResults
-
-        trained = np.flatnonzero(epochs)
-        total = self.total if self.total is not None else np.zeros(self.length)
-        sums, offset = {}, self.size
-        for name, count in self.extra:
-            sums[name] = total[offset: offset + count]
-            offset += count
-        results = RoundResults(clients=trained, deltas=np.empty((0, self.size)), weights=np.empty(0), fields={},
-                               round=rnd, summed=total[: self.size], summed_weight=float(total[offset]),
-                               summed_within=float(total[offset + 1]), summed_fields=sums)
-        return Outcome(results, float(trained.size))
-
-    def halt_error(self, rnd: int) -> Exception | None:
-        return None
-
-    def record_fields(self) -> dict[str, Any]:
-        return {}
+        return self.summed_outcome(rnd, np.flatnonzero(epochs), self.total)
 
 
 def block_peaks(vector: np.ndarray, blocks: int) -> np.ndarray:

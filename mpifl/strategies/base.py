@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from mpifl.constraints import Constraint
+from mpifl.errors import MpiflError
 from mpifl.protocol import Field
 from mpifl.strategies.aggregators import Aggregator, Mean
 from mpifl.strategies.sampling import round_plan
@@ -24,20 +25,62 @@ from mpifl.strategies.sampling import round_plan
 Hook = tuple[np.ndarray, float, np.ndarray | None]  # (anchor, mu, correction): see kernels.drivers.objective_hook
 
 
+class RowsNotDelivered(MpiflError):
+    """A strategy read each client's update from a round whose exchange delivered only the sum of the updates."""
+
+
+class Undelivered(Mapping):
+    """What stands for the per-client rows of a round whose exchange delivered only sums: any use raises
+    RowsNotDelivered, naming the exchange and the way out, instead of computing on an empty array."""
+
+    def __init__(self, what: str, exchange: str):
+        self._message = (
+            f"The strategy reads {what}, but this round's exchange ({exchange!r}) delivers only the sum of the "
+            "clients' updates, so no client's own update reaches the server. Declare needs_rows = True on the "
+            "strategy (mpifl then keeps each client's row for it, and refuses the exchanges that cannot), or set "
+            "server.exchange = \"gather\" and leave secure aggregation off.")
+
+    def _refuse(self, *args, **kwargs):
+        raise RowsNotDelivered(self._message)
+
+    __getitem__ = __iter__ = __len__ = __array__ = reshape = _refuse
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        self._refuse()
+
+
 @dataclass(frozen=True)
 class RoundResults:
-    """What the clients that trained in one round sent, in client order."""
+    """What the clients that trained in one round sent, in client order.
+
+    An exchange that delivers rows (the Gatherv) fills ``deltas``, ``weights``
+    and ``fields``; one that delivers sums (the integer Reduce, secure
+    aggregation) fills ``summed``, ``summed_weight``, ``summed_within`` and
+    ``summed_fields``, and puts Undelivered in the others, so that a strategy
+    that reads rows from sums fails with a message that says why.
+    """
 
     clients: np.ndarray  # (m,) client ids
     deltas: np.ndarray  # (m, *shape) theta_k - theta, in the model's dtype
     weights: np.ndarray  # (m,) rows each client trained on, float64
     fields: Mapping[str, np.ndarray]  # each declared uplink field: (m, *shape) or (m,)
     round: int = 0  # the round they trained in
-    # With secure aggregation the server holds no row of deltas, only these sums over the surviving clients:
+    # An exchange that sums holds no row of deltas, only these sums over the clients that took part:
     summed: np.ndarray | None = None  # sum of weight_k delta_k, flat float64
     summed_weight: float = 0.0  # sum of weight_k
     summed_within: float = 0.0  # with [privacy]: how many deltas were within the clip
     summed_fields: Mapping[str, np.ndarray] = field(default_factory=dict)  # each model-sized uplink field's sum
+
+    @classmethod
+    def of_sums(cls, clients: np.ndarray, rnd: int, exchange: str, summed: np.ndarray, weight: float,
+                within: float, fields: Mapping[str, np.ndarray]) -> RoundResults:
+        """The results of an exchange that delivers sums only: reading a client's row raises RowsNotDelivered."""
+        return cls(clients=clients, deltas=Undelivered("each client's update (results.deltas)", exchange),
+                   weights=Undelivered("each client's weight (results.weights)", exchange),
+                   fields=Undelivered("each client's uplink fields (results.fields)", exchange), round=rnd,
+                   summed=summed, summed_weight=weight, summed_within=within, summed_fields=fields)
 
     @property
     def count(self) -> int:
@@ -143,6 +186,10 @@ class Strategy(ABC):
     uplink: ClassVar[tuple[Field, ...]] = ()  # fields sent with each client's delta
     client: ClassVar[type[ClientUpdate]] = ClientUpdate
     averages_deltas: ClassVar[bool] = False  # combines deltas through combine(), so any server.aggregator fits
+    # Reads each client's own row (results.deltas, results.weights or results.fields) beyond combine(): then the
+    # round keeps rows for it, and an exchange that delivers sums only (the Reduce, secure aggregation) is refused.
+    # A strategy that neither averages deltas nor needs only sums reads rows whatever it says here.
+    needs_rows: ClassVar[bool] = False
     # Secure aggregation gives the server sums only: of weight_k delta_k, of each model-sized uplink field, and of
     # the weights.  Strategies that average deltas take that; others say here whether their step needs only sums,
     # and whether their mean weighs clients by their rows (else every client weighs 1).
@@ -176,6 +223,11 @@ class Strategy(ABC):
         if combined.kept is not None:
             said["kept"] = [round(float(k), 6) for k in combined.kept]
         return combined.delta.reshape(self.setup.shape), said
+
+    @classmethod
+    def reads_rows(cls) -> bool:
+        """Whether this strategy needs each client's own row at the server (see needs_rows)."""
+        return cls.needs_rows or not (cls.averages_deltas or cls.needs_only_sums)
 
     @classmethod
     def check(cls, params: Mapping[str, Any], n_clients: int) -> str | None:

@@ -17,11 +17,16 @@ import numpy as np
 from mpifl.rng import Purpose, stream
 
 
+def cohort_size(fraction: float, n_clients: int) -> int:
+    """Clients a round samples under fixed sampling (the expected cohort under Poisson): at least one."""
+    return max(1, int(round(fraction * n_clients)))
+
+
 def sample_clients(seed: int, rnd: int, n_clients: int, fraction: float, poisson: bool = False) -> np.ndarray:
     """Boolean mask of the clients sampled in round ``rnd``."""
     if poisson:
         return stream(seed, Purpose.CLIENT_SAMPLING, rnd).random(n_clients) < fraction
-    count = max(1, int(round(fraction * n_clients)))
+    count = cohort_size(fraction, n_clients)
     mask = np.zeros(n_clients, dtype=bool)
     if count == n_clients:
         mask[:] = True
