@@ -1,7 +1,7 @@
 """The compression study: accuracy against uplink bytes, codec costs, and when compression pays at scale.
 
     python benchmarks/compression.py [--ranks 5] [--out benchmarks/results]
-                                     [--figure benchmarks/figures/compression.png]
+                                     [--figure docs/images/compression.png]
 
 1. **Accuracy against total uplink bytes.**  Each method at several
    settings, with and without error feedback, on two federated setups:
@@ -219,7 +219,7 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, default=5, help="ranks per federated run (1 server + client ranks)")
     parser.add_argument("--repeat", type=int, default=15, help="timed repeats of each codec")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--figure", type=Path, default=Path("benchmarks/figures/compression.png"))
+    parser.add_argument("--figure", type=Path, default=Path("docs/images/compression.png"))
     parser.add_argument("--rounds", type=int, default=0, help="rounds per run (0: the study's)")
     parser.add_argument("--setups", default=",".join(SETUPS), help="comma-separated setups to run")
     parser.add_argument("--methods", default=",".join(m[0] for m in METHODS), help="comma-separated codecs to run")

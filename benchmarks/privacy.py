@@ -1,7 +1,7 @@
 """The privacy-utility trade-off: test accuracy against epsilon at delta = 1e-5, for several noise multipliers.
 
     python benchmarks/privacy.py [--ranks 5] [--rounds 60] [--out benchmarks/results]
-                                 [--figure benchmarks/figures/privacy.png]
+                                 [--figure docs/images/privacy.png]
 
 DP-FedAvg on the digits with 100 clients (IID), Poisson sampling at q = 0.2
 (20 clients a round on average), clip C = 0.5, FedAvg's server step, RDP
@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--figure", type=Path, default=Path("benchmarks/figures/privacy.png"))
+    parser.add_argument("--figure", type=Path, default=Path("docs/images/privacy.png"))
     args = parser.parse_args()
     started = time.perf_counter()
     results = study(args.ranks, args.rounds)

@@ -1,6 +1,6 @@
 """The robustness study: every aggregator against no attack and every attack, as a table and a heat map.
 
-    python benchmarks/robustness.py [--ranks 5] [--out benchmarks/results] [--figure benchmarks/figures/robustness.png]
+    python benchmarks/robustness.py [--ranks 5] [--out benchmarks/results] [--figure docs/images/robustness.png]
 
 The setup is jobs/sweeps/robustness.toml (digits, 20 clients, 4 of them
 malicious, every client every round, 30 rounds).  Each attack runs as one
@@ -73,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ranks", type=int, default=5, help="ranks per sweep (the sweep file's ranks_per_job)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--figure", type=Path, default=Path("benchmarks/figures/robustness.png"))
+    parser.add_argument("--figure", type=Path, default=Path("docs/images/robustness.png"))
     parser.add_argument("--rounds", type=int, default=0, help="rounds per run (0: the sweep file's)")
     parser.add_argument("--attacks", default="", help="comma-separated attacks to run (default: the sweep file's)")
     args = parser.parse_args()

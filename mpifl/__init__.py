@@ -6,7 +6,7 @@
 Run under ``mpiexec -n N python script.py``; see mpifl.api.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from mpifl.api import Job, Result, job, run  # noqa: E402
 from mpifl.errors import MpiflError  # noqa: E402

@@ -46,11 +46,10 @@ class RoundRecord:
     downlink_bytes_total: int | None = None  # the same, summed over every round so far
     uplink_bytes_total: int | None = None  # the uplink's, summed over every round so far
     uplink_bytes_uncompressed_total: int | None = None  # with [compress]: the uplink total had updates been sent whole
-    secagg_seconds: dict[str, float] | None = None  # with [secagg]: seconds per part (slowest rank), see README
+    secagg_seconds: dict[str, float] | None = None  # with [secagg]: seconds per part (slowest rank), see docs/how-to/secagg.md
     epsilon: float | None = None  # with [privacy]: epsilon at privacy.delta after the rounds released so far
     encode_seconds: float | None = None  # with [compress]: the slowest sender's encoding time this round
-    decode_seconds: float | None = None  # with [compress]: decoding time (federated: the server's; distributed:
-    # the slowest rank's)
+    decode_seconds: float | None = None  # with [compress]: decoding time (federated: the server's; distributed: the slowest rank's)
 
     def as_json(self) -> dict:
         """A dict for strict JSON: NaN and infinities become null, also inside lists and dicts."""

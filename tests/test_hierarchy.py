@@ -12,7 +12,7 @@ from mpifl.errors import ConfigError
     ({"server__strategy": "fednova"}, "needs a strategy that steps on the mean of the clients' deltas"),
     ({"server__strategy": "scaffold"}, "whose clients keep no state"),
     ({"server__fraction": 0.5}, "trains every client every round"),
-    ({"server__aggregator": "median"}, "the server's aggregator must be \"mean\""),
+    ({"server__aggregator": "median"}, "the server's aggregator must take sums"),
     ({"privacy__noise_multiplier": 1.0}, "does not pass updates through privacy"),
     ({"server__exchange": "reduce"}, "sends each client's row of its edge's delta"),
 ])

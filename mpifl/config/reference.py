@@ -63,7 +63,7 @@ MEANINGS: dict[str, str] = {
     "train.stragglers": "federated: share of each round's sampled clients that run a random 1..epochs local epochs",
     "server.strategy": "a registered strategy, or a user's Strategy as `module:Class`",
     "server.mode": "sync: rounds of sampled clients; async: FedBuff or FedAsync on the virtual clock of the clients' "
-                   "speeds (docs/asynchronous.md)",
+                   "speeds (docs/how-to/asynchronous.md)",
     "server.concurrency": "fedbuff, fedasync: clients training at once",
     "server.buffer": "fedbuff: K, the updates buffered before the server steps",
     "server.staleness": "fedbuff, fedasync: the staleness weight w(s): constant, polynomial (1 + s)^-a, or hinge",

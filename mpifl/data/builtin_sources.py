@@ -121,8 +121,8 @@ class Synthetic(BuiltinSplit):
     @classmethod
     def partition_table(cls, options) -> Table:
         """The same seeded table a job of these settings makes (data.noise at its default)."""
-        return Table(*make_synthetic(options["n_samples"], options["n_features"], options["n_classes"], 0.1, False,
-                                     options["seed"]))
+        return Table(*make_synthetic(options.n_samples, options.n_features, options.n_classes, 0.1, False,
+                                     options.seed))
 
     @classmethod
     def check(cls, cfg, link: str, key: str, origin) -> None:
@@ -195,10 +195,10 @@ class FedproxSynthetic(DataSource):
     def partition_table(cls, options) -> Table:
         """Client k's generated rows make client k (--clients, 30 by default); the test rows are every client's
         last 10%, as a job of these settings holds them."""
-        alpha, beta, iid, seed = options["fedprox_alpha"], options["fedprox_beta"], options["fedprox_iid"], options["seed"]
+        alpha, beta, iid, seed = options.fedprox_alpha, options.fedprox_beta, options.fedprox_iid, options.seed
         if alpha < 0 or beta < 0:
             raise DataError("--fedprox-alpha and --fedprox-beta are standard deviations and must be >= 0.")
-        k = options["clients"] or FEDPROX_DEFAULT_CLIENTS
+        k = options.clients or FEDPROX_DEFAULT_CLIENTS
         if k < 1:
             raise DataError(f"--clients must be a positive int. Got {k}.")
         blocks = [fedprox_synthetic_client(seed, c, alpha, beta, iid) for c in range(k)]

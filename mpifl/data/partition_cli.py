@@ -145,7 +145,7 @@ def _check_before_writing(args: argparse.Namespace) -> None:
 def _table(args: argparse.Namespace) -> sources.Table:
     """SOURCE's rows: a built-in data source's own table, or a file's."""
     if args.source in DATA_SOURCES:
-        table = DATA_SOURCES[args.source].partition_table(vars(args))
+        table = DATA_SOURCES[args.source].partition_table(args)
         if table is None:
             raise DataError(f"The data source {args.source!r} makes its rows on each rank; it has no table to cut.")
         return table

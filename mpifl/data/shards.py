@@ -144,9 +144,9 @@ class DataSource(ABC):
         return cls(cfg)
 
     @classmethod
-    def partition_table(cls, options: dict[str, Any]):
+    def partition_table(cls, options):
         """The whole table that ``python -m mpifl partition NAME`` cuts (a mpifl.data.sources.Table), from the
-        command's options (seed, n_samples, ...); None: this source makes no table to cut."""
+        command's parsed options (``options.seed``, ``options.n_samples``, ...); None: it makes no table to cut."""
         return None
 
     def __init__(self, cfg: Config):
