@@ -9,7 +9,9 @@ The digests hold for one machine and one kernel variant only (the variant
 is pinned here to the floor), so they are compared on the same machine and
 never stored in a test.  Every strategy, a robust aggregator, each codec
 with error feedback, DP with adaptive clipping, SecAgg+ with dropouts, the
-MLP and the three distributed algorithms are covered.
+integer Reduce (alone, with SCAFFOLD's summed fields, with DP and under
+SecAgg), personalization, the MLP and the three distributed algorithms are
+covered.
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ JOBS: dict[str, dict] = {
        for name in ("topk", "randk", "qsgd", "int8")},
     "privacy=adaptive": {"privacy__noise_multiplier": 0.5, "privacy__adaptive": True, "privacy__clip": 0.5},
     "secagg+=dropouts": {"secagg__enabled": True, "secagg__plus": True, "secagg__dropout": 0.2},
+    "secagg=reduce": {"secagg__enabled": True, "server__exchange": "reduce"},
+    "exchange=reduce": {"server__exchange": "reduce"},
+    "exchange=reduce+scaffold": {"server__exchange": "reduce", "server__strategy": "scaffold"},
+    "exchange=reduce+privacy": {"server__exchange": "reduce", "privacy__noise_multiplier": 0.5},
+    "strategy=fedper": {"server__strategy": "fedper", "model__kind": "mlp", "model__hidden": [16]},
+    "strategy=ditto": {"server__strategy": "ditto"},
+    "strategy=qfedavg": {"server__strategy": "qfedavg"},
     "model=mlp": {"model__kind": "mlp", "model__hidden": [16], "model__dtype": "float32",
                   "train__momentum": 0.9, "train__lr": 0.05},
     "distributed=gradient_averaging": {"mode": "distributed", "train__algorithm": "gradient_averaging",

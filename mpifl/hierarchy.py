@@ -33,9 +33,7 @@ def check(cfg, strategy: type, stages_on: bool) -> None:
     if cfg.server.hierarchy == "none":
         return
     why = None
-    if cfg.mode != "federated":
-        why = "applies to federated mode"
-    elif not strategy.averages_deltas or strategy.client.state or strategy.uplink or strategy.downlink \
+    if not strategy.averages_deltas or strategy.client.state or strategy.uplink or strategy.downlink \
             or strategy.asynchronous:
         why = (f"needs a strategy that steps on the mean of the clients' deltas and whose clients keep no state "
                f"(fedavg, fedprox, fedavgm, fedadagrad, fedadam, fedyogi); server.strategy is {cfg.server.strategy!r}")
@@ -56,7 +54,7 @@ def edges(comm: MPI.Comm, cfg, blocks: list[range]) -> tuple[MPI.Comm | None, np
 
     Collective on every rank; (None, None) without edges.
     """
-    if cfg.mode != "federated" or cfg.server.hierarchy == "none":
+    if cfg.server.hierarchy == "none":
         return None, None
     rank = comm.Get_rank()
     clients = comm.Split(MPI.UNDEFINED if rank == ROOT else 0, rank)

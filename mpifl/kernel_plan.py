@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mpifl.config import Config
 from mpifl.kernels.variants import GRADIENT, SGD
 
 
@@ -39,25 +38,9 @@ class KernelPlan:
         return bool(self.operations & {"full_gradient", "batch_gradient"})
 
 
-def plan_for(cfg: Config, threads: int) -> KernelPlan:
-    """The kernels the configured mode, algorithm and optimizer call; every job evaluates."""
-    rounds, epochs = cfg.rounds, max(cfg.train.epochs, 1)
-    if cfg.mode == "federated":
-        train, passes = "sgd_epoch", rounds * epochs
-    elif cfg.train.optimizer == "lbfgs":
-        train, passes = "full_gradient", rounds * 2  # about two evaluations per iteration with the line search
-    elif cfg.train.algorithm == "local_sgd":
-        train, passes = "sgd_epoch", rounds * epochs
-    elif cfg.train.batch_size == 0:
-        train, passes = "full_gradient", rounds * epochs
-    else:
-        train, passes = "batch_gradient", rounds * epochs
-    return KernelPlan(frozenset({train, "evaluate"}), threads, passes)
-
-
 def everything(threads: int = 1) -> KernelPlan:
     """Every entry point: for tools that call them all (benchmarks, `python -m mpifl info`)."""
     return KernelPlan(frozenset({"full_gradient", "batch_gradient", "sgd_epoch", "evaluate"}), threads, 1)
 
 
-__all__ = ["KernelPlan", "everything", "plan_for"]
+__all__ = ["KernelPlan", "everything"]

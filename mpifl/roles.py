@@ -1,8 +1,8 @@
-"""Who does what: the one module that branches on rank.
+"""Who does what in every mode: rank 0 alone writes the run directory and prints, and the first rank of each node
+compiles the kernels before the others load them from the cache.
 
-Federated mode: rank 0 serves and ranks 1..p-1 are clients.  In every mode,
-rank 0 alone writes the run directory and prints, and the first rank of each
-node compiles the kernels before the others load them from the cache.
+What each rank does in a mode (federated mode's server and clients) is the
+mode's own (mpifl.modes); its rounds are mpifl.federated's.
 """
 
 from __future__ import annotations
@@ -12,112 +12,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from mpi4py import MPI
 
-from mpifl import federated, federated_clients, tuning
+from mpifl import tuning
 from mpifl.compile import warm_up
 from mpifl.config import Config
-from mpifl.data.shards import DataSource, balanced_blocks, check_fit, with_client_tests
-from mpifl.distributed import train_distributed
-from mpifl.errors import ConfigError, Diverged, RankCountError
+from mpifl.errors import RankCountError
 from mpifl.kernel_plan import KernelPlan
 from mpifl.kernels.variants import Selection, tuning_mode
-from mpifl.loop import Loop
 from mpifl.metrics import RunWriter
 from mpifl.model import ModelSpec
-from mpifl.stages import Chain
-from mpifl.stages import build_chain as build_stages
-from mpifl.stopping import divergence
-from mpifl.strategies import STRATEGIES, Setup, Strategy, strategy_params
-from mpifl.strategies.aggregators import AGGREGATORS, Aggregator
-from mpifl.strategies.sampling import cohort_size
-
 from mpifl.ranks import ROOT, is_root  # noqa: F401 - the root rank, for the modules that ask roles
-
-
-def check_rank_count(comm: MPI.Comm, cfg: Config) -> None:
-    expected = os.environ.get("MPIFL_EXPECT_RANKS", "")
-    if expected.isdigit() and int(expected) != comm.Get_size():
-        raise RankCountError(
-            f"This process is rank {comm.Get_rank()} of {comm.Get_size()}, but {expected} tasks were started "
-            "(MPIFL_EXPECT_RANKS). If every task says 'rank 0 of 1', they came up as singletons: the "
-            "launcher and the MPI library disagree (with the mpich wheel use 'srun --mpi=pmi2' or mpiexec)."
-        )
-    if cfg.mode == "federated" and comm.Get_size() < 2:
-        raise RankCountError(
-            "Federated mode needs at least 2 ranks (rank 0 serves, the others are clients); "
-            f"this job has {comm.Get_size()}. Start more ranks, e.g. "
-            "'mpiexec -n 8 python -m mpifl', or train on one rank in distributed mode: "
-            "'python -m mpifl run JOB.toml --set mode=distributed'."
-        )
-
-
-def load_data(comm: MPI.Comm, cfg: Config, source: DataSource) -> tuple:
-    """This rank's data: the test split on the server, its clients' data or a worker's shard elsewhere."""
-    rank, size = comm.Get_rank(), comm.Get_size()
-    if cfg.mode == "distributed":
-        return source.worker(rank, size)
-    n_clients = source.n_clients(size)
-    check_fit(n_clients, size - 1, "client")
-    problem = STRATEGIES[cfg.server.strategy].check(strategy_params(cfg), n_clients)
-    if problem:
-        raise ConfigError(f"server.strategy {cfg.server.strategy!r}: {problem}")
-    problem = aggregator(cfg).problem(updates_per_round(cfg, n_clients))
-    if problem:
-        raise ConfigError(f"server.aggregator: {problem}")
-    blocks = balanced_blocks(source.client_rows(n_clients), size - 1)
-    if rank == federated.SERVER:
-        return (source.server_test(), blocks, source.client_rows(n_clients))
-    clients = blocks[rank - 1]
-    data = with_client_tests(source.clients(clients, n_clients), clients, cfg.data.client_test_fraction, cfg.seed)
-    return (data, clients, blocks)
-
-
-def build_chain(comm: MPI.Comm, cfg: Config, spec: ModelSpec, source: DataSource, data: tuple) -> Chain:
-    """This rank's stage chain (empty in distributed mode), built on every rank together."""
-    n_clients = source.n_clients(comm.Get_size()) if cfg.mode == "federated" else 0
-    hosted = len(data[1]) if cfg.mode == "federated" and not is_root(comm) else 0
-    return build_stages(comm, cfg, spec, n_clients, STRATEGIES[cfg.server.strategy], hosted, is_root(comm))
-
-
-def prepared(comm: MPI.Comm, chain: Chain, data: tuple, source: DataSource) -> tuple:
-    """A client rank's data as the chain changes it (label flipping, on the malicious clients' own rank)."""
-    if is_root(comm) or len(data) != 3:
-        return data
-    clients, blocks = data[1], data[2]
-    return (chain.prepare_data(data[0], clients, source.shape().n_classes), clients, blocks)
-
-
-def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int, chain: Chain | None = None,
-                  client_rows=None) -> Strategy:
-    """The server half of the configured algorithm; a stage may replace its combined delta (privacy's release)."""
-    from mpifl.client_speeds import profiles
-
-    cls = STRATEGIES[cfg.server.strategy]
-    rows = client_rows if client_rows is not None else [0] * n_clients
-    return cls(Setup(
-        params=strategy_params(cfg), n_clients=n_clients, seed=cfg.seed, fraction=cfg.server.fraction,
-        epochs=cfg.train.epochs, stragglers=cfg.train.stragglers, drop_stragglers=cfg.server.drop_stragglers,
-        local_lr=cfg.train.lr, local_momentum=cfg.train.momentum, shape=spec.shape, dtype=spec.dtype,
-        aggregator=aggregator(cfg), sampling=cfg.server.sampling,
-        release=chain.release() if chain is not None else None,
-        profiles=profiles(cfg, rows, spec.size * spec.dtype.itemsize), rounds=cfg.rounds,
-    ))
-
-
-def aggregator(cfg: Config) -> Aggregator:
-    """server.aggregator with its declared parameters, from a validated config."""
-    cls = AGGREGATORS[cfg.server.aggregator]
-    return cls(cfg.server.pick(cls.parameters))
-
-
-def updates_per_round(cfg: Config, n_clients: int) -> int:
-    """Updates the server combines in a round: the sampled clients, less the stragglers if they are dropped."""
-    sampled = cohort_size(cfg.server.fraction, n_clients)
-    if cfg.server.drop_stragglers:
-        sampled -= int(round(cfg.train.stragglers * sampled))
-    return sampled
 
 
 @dataclass(frozen=True)
@@ -154,10 +59,16 @@ def compile_in_node_order(comm: MPI.Comm, spec: ModelSpec, plan: KernelPlan, bat
     return KernelSetup(setup.compile_seconds, setup.selection, timed[0])
 
 
-def training_rows_per_rank(comm: MPI.Comm, cfg: Config, source: DataSource) -> int:
-    """The job's training rows over the ranks that train (all but the server), without reading them."""
-    trainers = comm.Get_size() - 1 if cfg.mode == "federated" else comm.Get_size()
-    return -(-source.train_rows(comm.Get_size(), trainers) // max(trainers, 1))
+def check_expected_ranks(comm: MPI.Comm) -> None:
+    """The launcher started as many tasks as this communicator has ranks (MPIFL_EXPECT_RANKS, set by the Slurm
+    scripts): tasks that came up as singletons fail at once, instead of running the job once each."""
+    expected = os.environ.get("MPIFL_EXPECT_RANKS", "")
+    if expected.isdigit() and int(expected) != comm.Get_size():
+        raise RankCountError(
+            f"This process is rank {comm.Get_rank()} of {comm.Get_size()}, but {expected} tasks were started "
+            "(MPIFL_EXPECT_RANKS). If every task says 'rank 0 of 1', they came up as singletons: the "
+            "launcher and the MPI library disagree (with the mpich wheel use 'srun --mpi=pmi2' or mpiexec)."
+        )
 
 
 def _in_node_order(comm: MPI.Comm, settle, compile_for) -> KernelSetup:
@@ -184,27 +95,6 @@ def _sleep_until(request: MPI.Request) -> None:
     """Wait without spinning, so waiting ranks leave the cores to the compiling one."""
     while not request.Test():
         time.sleep(0.005)
-
-
-def train(loop: Loop, data: tuple) -> np.ndarray:
-    """Run this rank's part of the job; every rank returns the final parameters."""
-    comm, cfg, spec = loop.comm, loop.cfg, loop.kernels.spec
-    if cfg.mode == "distributed":
-        return train_distributed(loop, *data)
-    verdict = np.zeros(1)  # whether the last round, which no later downlink reports on, diverged
-    if comm.Get_rank() == federated.SERVER:
-        test, blocks, rows = data
-        strategy = make_strategy(cfg, spec, blocks[-1].stop, loop.chain, rows)
-        theta = federated.ServerRounds(loop, test, blocks, strategy, loop.chain).run()
-        verdict[0] = divergence(theta, loop.recorder.records[-1].loss)
-    else:
-        federated_clients.ClientRounds(loop, *data, STRATEGIES[cfg.server.strategy], loop.chain).run()
-        theta = spec.zeros()
-    comm.Bcast(theta, root=federated.SERVER)
-    comm.Bcast(verdict, root=federated.SERVER)
-    if verdict[0]:
-        raise Diverged(cfg.rounds, int(verdict[0]), cfg.train.lr)
-    return theta
 
 
 def open_writer(comm: MPI.Comm, directory: Path, cfg: Config) -> RunWriter | None:

@@ -1,4 +1,9 @@
-"""Run one job on a communicator: validate collectively, compile, train, write results."""
+"""Run one job on a communicator, in one pass: validate collectively, load, compile, train, write results.
+
+Every step that differs between federated and distributed mode asks the job's
+mode (mpifl.modes): the rank count, the data, the kernels, the stage chain,
+the training loop, the banner and the summary.
+"""
 
 from __future__ import annotations
 
@@ -22,11 +27,11 @@ from mpifl.config import Config
 from mpifl.console import Console
 from mpifl.data.catalog import model_spec, resolve
 from mpifl.errors import ConfigError, Diverged, MpiflError
-from mpifl.kernel_plan import plan_for
 from mpifl.kernels import ModelKernels, variants
 from mpifl.metrics import claim_run_dir, default_run_dir
 from mpifl.mpienv import threads_per_rank
 from mpifl.loop import Loop
+from mpifl.modes import Mode, mode_of
 from mpifl.progress import Recorder, RoundRecord, slowest_overall, without_accuracy
 from mpifl.stages.compress import summary as compression_summary
 from mpifl.stopping import StopFlag, Stopped
@@ -67,6 +72,7 @@ def run_job(
 class _Prepared:
     """Everything settled before the run directory is touched: the data, the model, its kernels, the chain."""
 
+    mode: Mode
     source: object
     spec: object
     threads: int
@@ -81,7 +87,9 @@ class _Prepared:
 
 def _prepare(comm: MPI.Comm, cfg: Config, resume: bool, write: bool) -> _Prepared:
     """Validate on every rank, compile the kernels node by node, load this rank's data, build the chain."""
-    collectively(comm, lambda: roles.check_rank_count(comm, cfg))
+    mode = mode_of(cfg)
+    collectively(comm, lambda: roles.check_expected_ranks(comm))
+    collectively(comm, lambda: mode.check_ranks(comm))
     if not write:
         collectively(comm, lambda: _check_writeless(cfg, resume))
     source = collectively(comm, lambda: resolve(cfg))
@@ -90,21 +98,21 @@ def _prepare(comm: MPI.Comm, cfg: Config, resume: bool, write: bool) -> _Prepare
     set_threads(threads)
     collectively(comm, variants.pinned)  # a misspelt MPIFL_KERNEL_VARIANT fails on every rank, before compiling
     collectively(comm, variants.tuning_mode)
-    plan = plan_for(cfg, threads)
-    rows = collectively(comm, lambda: roles.training_rows_per_rank(comm, cfg, source))
+    plan = mode.kernel_plan(threads)
+    rows = collectively(comm, lambda: mode.rows_per_trainer(comm, source))
     # before the data: the checks that loading runs are kernels too, compiled once per node
     setup = roles.compile_in_node_order(comm, spec, plan, cfg.train.batch_size, rows)
     compile_seconds = comm.allreduce(setup.compile_seconds, op=MPI.MAX)
     kernel_variants = _kernel_variants(comm, setup)
     load_started = time.perf_counter()
-    data = collectively(comm, lambda: roles.load_data(comm, cfg, source))
+    data = collectively(comm, lambda: mode.load(comm, source))
     load_seconds = comm.allreduce(time.perf_counter() - load_started, op=MPI.MAX)
     occupancy = node_occupancy(comm)
     kernels = ModelKernels(spec, threads, setup.selection)
-    chain = roles.build_chain(comm, cfg, spec, source, data)
-    data = roles.prepared(comm, chain, data, source)
-    return _Prepared(source, spec, threads, kernels, kernel_variants, compile_seconds, data, load_seconds, occupancy,
-                     chain)
+    chain = mode.chain(comm, spec, source, data)
+    data = mode.prepared(comm, chain, data, source)
+    return _Prepared(mode, source, spec, threads, kernels, kernel_variants, compile_seconds, data, load_seconds,
+                     occupancy, chain)
 
 
 @dataclass
@@ -142,7 +150,7 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
     job = _prepare(comm, cfg, resume, write)
     out = _open_outputs(comm, cfg, job.spec, out_dir, resume, overwrite, write)
     if verbose:
-        roles.say(comm, _banner(comm, cfg, job.spec, job.threads, job.compile_seconds, job.kernel_variants))
+        roles.say(comm, _banner(comm, cfg, job, job.compile_seconds, job.kernel_variants))
         if out.checkpoints.resumed:
             roles.say(comm, f"       resumed from the checkpoint of round {out.checkpoints.start_round} in "
                             f"{out.run_dir}")
@@ -154,7 +162,7 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
         recorder = _recorder(job.spec, out, console)
         loop = Loop(comm, cfg, job.kernels, recorder, out.checkpoints, StopFlag(),
                     patient=_oversubscribed(job.occupancy), chain=job.chain)
-        theta = _train(loop, job.data, out.writer)
+        theta = _train(job.mode, loop, job.data, out.writer)
         train_seconds = time.perf_counter() - train_started
         records = comm.bcast(recorder.records, root=roles.ROOT)  # once, after training: clients keep none
         summary = _summary(comm, cfg, job, records, train_seconds, out.checkpoints.start_round)
@@ -188,12 +196,12 @@ def _recorder(spec, out: _Outputs, console) -> Recorder:
     return recorder
 
 
-def _train(loop: Loop, data: tuple, writer) -> np.ndarray:
+def _train(mode: Mode, loop: Loop, data: tuple, writer) -> np.ndarray:
     """Train; a stop on a signal or a divergence is written down as the run's status before it propagates."""
     size = loop.comm.Get_size()
     try:
         with loop.stop.installed():
-            return roles.train(loop, data)
+            return mode.train(loop, data)
     except Stopped as exc:
         if writer is not None:
             writer.stopped({"status": "stopped", "after_round": exc.after_round, "ranks": size})
@@ -257,13 +265,7 @@ def _summary(comm, cfg, job: _Prepared, records, train_seconds: float, start_rou
         "kernel_variants": job.kernel_variants,
         "peak_memory_mib_rank0": _peak_memory_mib(),
     }
-    if cfg.mode == "federated":
-        summary["strategy"] = cfg.server.strategy
-        summary["aggregator"] = cfg.server.aggregator
-        summary.update(job.chain.summary(records))
-        summary["final_mean_client_accuracy"] = last.mean_client_accuracy
-        summary["final_mean_personal_accuracy"] = last.personal["mean"] if last.personal else None
-        summary["final_p10_personal_accuracy"] = last.personal["p10"] if last.personal else None
+    summary.update(job.mode.summary(job.chain, records))
     summary["load_seconds"] = job.load_seconds  # reading and checking the data, slowest rank
     return summary
 
@@ -295,21 +297,15 @@ def _kernel_variants(comm: MPI.Comm, setup: roles.KernelSetup) -> dict:
     return record
 
 
-def _banner(comm, cfg, spec, threads, compile_seconds, kernel_variants) -> str:
-    size = comm.Get_size()
-    if cfg.mode == "federated":
-        layout = f"1 server + {size - 1} clients"
-        algo = f"{cfg.server.strategy}, fraction {cfg.server.fraction}"
-    else:
-        layout = f"{size} workers"
-        algo = cfg.train.algorithm
+def _banner(comm, cfg, job: _Prepared, compile_seconds, kernel_variants) -> str:
+    spec, threads = job.spec, job.threads
     model = spec.kind.describe(spec)
     chosen = (kernel_variants["note"] if tuning.one_variant(spec) is not None else
               f"{variants.GRADIENT} {kernel_variants[variants.GRADIENT]}, {variants.SGD} "
               f"{kernel_variants[variants.SGD]} ({_how(kernel_variants)})")
     return (
         f"mpifl: {cfg.mode} {model} on {cfg.data.name} ({cfg.data.partition}), "
-        f"{layout}, {algo}, {cfg.rounds} rounds, {spec.dtype}\n"
+        f"{job.mode.describe(comm.Get_size())}, {cfg.rounds} rounds, {spec.dtype}\n"
         f"       {threads} thread(s)/rank, MPI thread level {mpi4py.rc.thread_level}, "
         f"kernels ready in {compile_seconds:.2f} s (compile or cache load, not counted below)\n"
         f"       kernel variants: {chosen} on {kernel_variants['cpu']}"

@@ -123,6 +123,17 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
+def test_only_the_mode_objects_and_the_config_ask_which_mode_a_job_is_in():
+    """mpifl.modes holds what differs between federated and distributed mode; elsewhere a module asks the mode
+    object (MODES[cfg.mode]) or a stage's declared modes, never compares the mode's name."""
+    from mpifl.modes import MODES
+
+    asked = re.compile(r"\b(?:cfg|typed|base|self\.cfg|loop\.cfg)\.mode *[=!]=|\bmode *[=!]= *['\"](?:federated|distributed)")
+    offenders = [rel for rel, text in sources("config/", "modes.py") if asked.search(text)]
+    assert offenders == []
+    assert set(MODES) == set(SCHEMA["mode"][1].options)
+
+
 def test_no_import_circle():
     assert circles(import_graph()) == []
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from mpifl import config
-from mpifl.kernel_plan import plan_for
+from mpifl.modes import mode_of
 from mpifl.kernels.variants import GRADIENT, PIN_VARIABLE, SGD, TUNING_VARIABLE
 from mpifl.links import LOGISTIC
 
@@ -34,7 +34,7 @@ REPORTER = Path(__file__).with_name("compiled_kernels.py")
     (["mode=distributed", "train.optimizer=lbfgs"], {"full_gradient", "evaluate"}, (GRADIENT,)),
 ])
 def test_the_plan_names_the_calls_of_the_configured_loop(overrides, operations, tuned):
-    plan = plan_for(config.load(overrides=["rounds=7", "train.epochs=3", *overrides]), threads=1)
+    plan = mode_of(config.load(overrides=["rounds=7", "train.epochs=3", *overrides])).kernel_plan(threads=1)
     assert plan.operations == operations and plan.tuned == tuned
     assert plan.finishes_gradients == bool(operations & {"full_gradient", "batch_gradient"})
     assert plan.passes == (14 if "train.optimizer=lbfgs" in overrides else 21)

@@ -107,7 +107,7 @@ def test_weak_study_grows_the_data_with_the_workers():
     "study, message",
     [
         (Study(job=None, kind="weak", ranks=(2, 4)), r"\(data.name = 'synthetic'\); the job uses 'digits'"),
-        (Study(job=None, kind="strong", ranks=(1, 2)), "Federated mode needs 2 or more ranks"),
+        (Study(job=None, kind="strong", ranks=(1, 2)), "Federated mode needs at least 2 ranks"),
         (Study(job=SYNTHETIC, kind="strong", ranks=(4, 2)), "increasing order"),
         (Study(job=SYNTHETIC, kind="strong", ranks=(1, 2), overrides=("train.lr=-1",)), "'train.lr' parameter"),
         (Study(job=SYNTHETIC, kind="sideways", ranks=(1, 2)), "kind must be one of"),

@@ -210,9 +210,14 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
         )
     stages.check(typed, lambda key: origins.get(key, source))
     _check_head(typed, origins, source)
-    from mpifl import hierarchy
+    if values["mode"] == "federated":
+        stages.check_round(typed, lambda key: origins.get(key, source))
+        from mpifl import hierarchy
 
-    hierarchy.check(typed, STRATEGIES[values["server.strategy"]], bool(stages.enabled(typed)))
+        hierarchy.check(typed, STRATEGIES[values["server.strategy"]], bool(stages.enabled(typed)))
+    elif values["server.hierarchy"] != "none":
+        raise ConfigError(f"The 'server.hierarchy' parameter in {origins.get('server.hierarchy', source)} applies "
+                          "to federated mode only.")
     _check_data(values, typed, origins, source)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from mpifl import config
 from mpifl.config import Config, read_toml
 from mpifl.data.catalog import DATA_SOURCES
+from mpifl.modes import MODES
 from mpifl.errors import ConfigError
 from mpifl.scaling.traffic import workers
 
@@ -73,10 +74,9 @@ class Study:
         if self.repeat < 1:
             raise ConfigError(f"The study repeat must be an int >= 1. Got {self.repeat} instead.")
         base = self.base()
-        if base.mode == "federated" and self.ranks[0] < 2:
-            raise ConfigError(
-                f"Federated mode needs 2 or more ranks (1 server + clients); the study asks for {self.ranks[0]}."
-            )
+        if self.ranks[0] < MODES[base.mode].min_ranks:
+            raise ConfigError(f"{MODES[base.mode](base).too_few_ranks(self.ranks[0])} The study asks for "
+                              f"{self.ranks[0]}.")
         if self.kind == "weak" and (base.data.path or not DATA_SOURCES[base.data.name].size_key):
             growing = ", ".join(repr(name) for name, cls in DATA_SOURCES.items() if cls.size_key)
             raise ConfigError(

@@ -21,6 +21,7 @@ from mpifl.config import Config
 from mpifl.data.catalog import model_spec, resolve
 from mpifl.data.shards import balanced_blocks
 from mpifl.federated import make_wire
+from mpifl.modes import MODES
 from mpifl.stages import build_chain
 from mpifl.stages.sums import BLOCK
 from mpifl.strategies import STRATEGIES
@@ -41,14 +42,17 @@ def train_rows(cfg: Config, ranks: int) -> int:
 
 
 def workers(mode: str, ranks: int) -> int:
-    """Ranks that hold training data: all of them, or all but the server."""
-    return ranks - 1 if mode == "federated" else ranks
+    """Ranks that hold training data: all of them, or all but the server (the mode's own answer)."""
+    return MODES[mode].trainers(ranks)
 
 
 def per_round(cfg: Config, ranks: int, rows_per_worker: float, model_size: int | None = None) -> list[Collective]:
     """Collectives per round at ``ranks`` ranks; ``model_size`` overrides the job's parameter count."""
-    if cfg.mode == "federated":
-        return federated_round(cfg, ranks, model_size)
+    return ROUNDS[cfg.mode](cfg, ranks, rows_per_worker, model_size)
+
+
+def distributed_round(cfg: Config, ranks: int, rows_per_worker: float, model_size: int | None = None) -> list[Collective]:
+    """Each step's gradient (or each round's model) Allreduce, and the per-round stop agreement."""
     spec = model_spec(cfg)
     size = model_size if model_size is not None else spec.size
     model_bytes = size * spec.dtype.itemsize
@@ -61,7 +65,7 @@ def per_round(cfg: Config, ranks: int, rows_per_worker: float, model_size: int |
     return [Collective("Allreduce", model_bytes, steps), Collective("Allreduce", STOP_FLAG_BYTES, 1)]
 
 
-def federated_round(cfg: Config, ranks: int, model_size: int | None = None) -> list[Collective]:
+def federated_round(cfg: Config, ranks: int, rows_per_worker: float, model_size: int | None = None) -> list[Collective]:
     """A federated round at ``ranks`` ranks, per client rank: the downlink Bcast, the exchange of the updates (the
     Gatherv of payload rows, or a summing exchange's vectors), and the Gatherv of the statistics.  Sizes are the
     Wire's; the updates are those of the most loaded client rank's expected cohort."""
@@ -84,3 +88,6 @@ def federated_round(cfg: Config, ranks: int, model_size: int | None = None) -> l
             Collective("Allreduce" if summed else "Gather", length * 8 * (1 if summed else trained), 1)]
     return [Collective("Bcast", wire.downlink_buffer().nbytes, 1), *updates,
             Collective("Gather", max(wire.stats_counts) * 8, 1)]
+
+
+ROUNDS = {"federated": federated_round, "distributed": distributed_round}  # by mode (mpifl.modes.MODES)

@@ -34,8 +34,9 @@ __all__ = ["CHAIN", "Chain", "Outgoing", "build_chain", "check"]
 
 
 def enabled(cfg) -> list[type[Stage]]:
-    """The stages a job turns on, in chain order: each that its keys enable and that fits beside the others."""
-    on = [cls for cls in CHAIN if cls.enabled(cfg)]
+    """The stages a job turns on, in chain order: each that its keys enable in a mode it joins, and that fits
+    beside the others."""
+    on = [cls for cls in CHAIN if cfg.mode in cls.modes and cls.enabled(cfg)]
     joined = []
     for cls in on:
         others = [other for other in on if other is not cls]
@@ -76,11 +77,18 @@ def participants(cfg, stages: list[type[Stage]] | None = None) -> list[Declared]
 
 
 def check(cfg, origin: Callable[[str], str]) -> None:
-    """Each stage's own checks, then every pair of participants where one breaks what another needs."""
+    """Each stage's own checks: turned on in a mode it serves, and its own settings."""
     for cls in CHAIN:
+        if cls.mode_reason and cfg.mode not in cls.modes and cls.enabled(cfg):
+            key = cls.declares(cfg).key
+            modes = " or ".join(f'"{mode}"' for mode in cls.modes)
+            raise ConfigError(f"The '{key}' parameter in {origin(key)} turns on {cls.name}: {cls.mode_reason}. Set "
+                              f"mode = {modes}.")
         cls.check(cfg, origin)
-    if cfg.mode != "federated":
-        return
+
+
+def check_round(cfg, origin: Callable[[str], str]) -> None:
+    """Every pair of a federated round's participants where one breaks what another needs."""
     everyone = participants(cfg)
     for needer in everyone:
         for requirement, need in needer.needs.items():
@@ -180,7 +188,7 @@ def build_chain(comm, cfg, spec, n_clients: int, strategy: type, hosted: int, is
     (privacy's noise multiplier) does it first, and a stage that refuses its settings fails every rank."""
     from mpifl.agree import collectively
 
-    on = [cls for cls in enabled(cfg) if cls.wanted(cfg, n_clients)] if cfg.mode == "federated" else []
+    on = [cls for cls in enabled(cfg) if cls.wanted(cfg, n_clients)]
     settled = {cls.name: cls.settle(comm, cfg, n_clients, spec.dtype, is_root) for cls in on}
     unit = any(cls.weighs_clients_equally for cls in on)
     return collectively(comm, lambda: Chain([

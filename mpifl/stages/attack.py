@@ -20,6 +20,7 @@ class AttackStage(Stage):
     name = "attack"
     section = "attack"
     summary_key = "attack"
+    mode_reason = "attacks simulate federated clients"
 
     @staticmethod
     def enabled(cfg) -> bool:
@@ -28,9 +29,6 @@ class AttackStage(Stage):
     @classmethod
     def check(cls, cfg, origin) -> None:
         kind = cfg.attack.kind
-        if kind != OFF and cfg.mode != "federated":
-            raise ConfigError(f"The 'attack.kind' parameter in {origin('attack.kind')} is {kind!r}; attacks "
-                              "simulate federated clients. Set mode = \"federated\".")
         if ATTACKS[kind].needs_labels and output_link(cfg) == "linear":
             raise ConfigError(f"The 'attack.kind' parameter in {origin('attack.kind')} is {kind!r}, which needs "
                               "class labels; a regression task has none.")

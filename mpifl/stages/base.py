@@ -54,6 +54,10 @@ class Stage:
     brings_exchange: ClassVar[bool] = False  # replaces the Gatherv of rows with its own exchange (exchange())
     rank_stat_names: ClassVar[tuple[str, ...]] = ()  # what rank_stats() reports, one value per client rank a round
     summary_key: ClassVar[str] = ""  # its entry in summary.json (None when the stage is off), if it has one
+    modes: ClassVar[tuple[str, ...]] = ("federated",)  # the job modes whose round it joins
+    # Why its keys are refused in another mode ("secure aggregation hides federated clients' updates"); empty: in
+    # another mode it just does not join (the Reduce, compression: distributed mode compresses its own sums).
+    mode_reason: ClassVar[str] = ""
     message_bytes: int = 0  # a compressed delta's message size (then the payload carries it instead of delta)
 
     # -- declarations, read from the validated job before any rank trains --------------------------------------

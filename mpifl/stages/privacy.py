@@ -24,6 +24,7 @@ class PrivacyStage(Stage):
     name = "privacy"
     section = "privacy"
     summary_key = "privacy"
+    mode_reason = "differential privacy here is client-level DP for federated rounds"
     downlink = (Field(CLIP, 1),)
     uplink = (Field(WITHIN, 1, FLOAT64),)
     releases_empty_rounds = True  # every round releases a noised mean, even of no client
@@ -41,8 +42,6 @@ class PrivacyStage(Stage):
             return
         key = "privacy.target_epsilon" if cfg.privacy.target_epsilon > 0 else "privacy.noise_multiplier"
         where = f"The '{key}' parameter in {origin(key)} turns on differential privacy"
-        if cfg.mode != "federated":
-            raise ConfigError(f"{where}, which is client-level DP for federated rounds. Set mode = \"federated\".")
         if cfg.privacy.target_epsilon > 0 and cfg.privacy.noise_multiplier > 0:
             raise ConfigError(f"{where}; give privacy.noise_multiplier or privacy.target_epsilon, not both "
                               f"(the first fixes the noise, the second finds it).")

@@ -27,6 +27,7 @@ class SecAggStage(SummingStage):
     section = "secagg"
     exchange = "secagg"  # summary.json's name for the exchange it brings
     rank_stat_names = ("secagg_agree", "secagg_share", "secagg_mask", "secagg_unmask")
+    mode_reason = "secure aggregation hides federated clients' updates"
 
     @staticmethod
     def enabled(cfg) -> bool:
@@ -36,9 +37,6 @@ class SecAggStage(SummingStage):
     def check(cls, cfg, origin) -> None:
         if not cfg.secagg.enabled:
             return
-        if cfg.mode != "federated":
-            raise ConfigError(f"The 'secagg.enabled' parameter in {origin('secagg.enabled')} is true; secure "
-                              "aggregation hides federated clients' updates. Set mode = \"federated\".")
         if cfg.secagg.plus and cfg.secagg.neighbours % 2:
             raise ConfigError(f"The 'secagg.neighbours' parameter in {origin('secagg.neighbours')} must be even "
                               f"(a Harary graph's degree). Got {cfg.secagg.neighbours}.")

@@ -45,9 +45,9 @@ class SumStage(SummingStage):
 
     @staticmethod
     def enabled(cfg) -> bool:
-        """Asked for: server.exchange is not "gather", in a one-level federated job (two-level averaging already
-        sums at its edges and sends rows of edge deltas)."""
-        return cfg.mode == "federated" and cfg.server.exchange != "gather" and cfg.server.hierarchy == "none"
+        """Asked for: server.exchange is not "gather", in a one-level job (two-level averaging already sums at its
+        edges and sends rows of edge deltas)."""
+        return cfg.server.exchange != "gather" and cfg.server.hierarchy == "none"
 
     @classmethod
     def fits(cls, cfg, others: list[type[Stage]], declared: list[Declared]) -> bool:

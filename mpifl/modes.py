@@ -1,0 +1,241 @@
+"""The two modes a job runs in, each one object: what a run of it checks, loads, builds, compiles, trains and reports.
+
+mpifl.runner sets a run up in one pass down these steps, asking the job's
+mode (``MODES[cfg.mode]``) at each; no other module asks which mode a job
+is in, apart from the config's checks of the keys that apply to one mode.
+
+- ``Federated``: rank 0 is the server, ranks 1..p-1 host the clients.  With
+  mpifl.federated (the rounds) and mpifl.roles (the root rank, the node's
+  first rank), the only module that branches on a rank's role.
+- ``Distributed``: every rank is a worker on its own shard.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+from mpi4py import MPI
+
+from mpifl import federated, federated_clients
+from mpifl.client_speeds import profiles
+from mpifl.config import Config
+from mpifl.data.shards import DataSource, balanced_blocks, check_fit, with_client_tests
+from mpifl.distributed import train_distributed
+from mpifl.errors import ConfigError, Diverged, RankCountError
+from mpifl.kernel_plan import KernelPlan
+from mpifl.loop import Loop
+from mpifl.model import ModelSpec
+from mpifl.ranks import is_root
+from mpifl.stages import Chain, build_chain
+from mpifl.stopping import divergence
+from mpifl.strategies import STRATEGIES, Setup, Strategy, strategy_params
+from mpifl.strategies.aggregators import AGGREGATORS, Aggregator
+from mpifl.strategies.sampling import cohort_size
+
+
+class Mode(ABC):
+    """One mode's part in every step of a run, for the validated job ``cfg``."""
+
+    name: ClassVar[str] = ""
+    min_ranks: ClassVar[int] = 1
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+
+    @staticmethod
+    @abstractmethod
+    def trainers(ranks: int) -> int:
+        """Ranks that hold training data, of ``ranks``."""
+
+    @abstractmethod
+    def too_few_ranks(self, ranks: int) -> str:
+        """Why a job of this mode cannot run on ``ranks`` (< min_ranks) ranks, and what to do."""
+
+    def check_ranks(self, comm: MPI.Comm) -> None:
+        if comm.Get_size() < self.min_ranks:
+            raise RankCountError(self.too_few_ranks(comm.Get_size()))
+
+    @abstractmethod
+    def training_kernel(self) -> tuple[str, int]:
+        """(the kernel entry point local training calls, how many passes over the rows the job makes)."""
+
+    def kernel_plan(self, threads: int) -> KernelPlan:
+        """The kernels this job calls: its training entry point, and evaluation (every job evaluates)."""
+        train, passes = self.training_kernel()
+        return KernelPlan(frozenset({train, "evaluate"}), threads, passes)
+
+    def rows_per_trainer(self, comm: MPI.Comm, source: DataSource) -> int:
+        """The job's training rows over the ranks that train, without reading them."""
+        trainers = self.trainers(comm.Get_size())
+        return -(-source.train_rows(comm.Get_size(), trainers) // max(trainers, 1))
+
+    @abstractmethod
+    def load(self, comm: MPI.Comm, source: DataSource) -> tuple:
+        """This rank's data (and what it needs to know of the others'), never another rank's rows."""
+
+    def chain(self, comm: MPI.Comm, spec: ModelSpec, source: DataSource, data: tuple) -> Chain:
+        """The stages an update passes through (mpifl.stages), built on every rank together."""
+        return Chain([])
+
+    def prepared(self, comm: MPI.Comm, chain: Chain, data: tuple, source: DataSource) -> tuple:
+        """This rank's data as the chain changes it."""
+        return data
+
+    @abstractmethod
+    def train(self, loop: Loop, data: tuple) -> np.ndarray:
+        """Run this rank's part of the job; every rank returns the final parameters."""
+
+    @abstractmethod
+    def describe(self, ranks: int) -> str:
+        """The banner's words for who does what, and the algorithm."""
+
+    def summary(self, chain: Chain, records: list) -> dict[str, Any]:
+        """This mode's entries of summary.json."""
+        return {}
+
+
+class Federated(Mode):
+    name = "federated"
+    min_ranks = 2
+
+    @staticmethod
+    def trainers(ranks: int) -> int:
+        return ranks - 1
+
+    def too_few_ranks(self, ranks: int) -> str:
+        return ("Federated mode needs at least 2 ranks (rank 0 serves, the others are clients); "
+                f"this job has {ranks}. Start more ranks, e.g. 'mpiexec -n 8 python -m mpifl', or train on one "
+                "rank in distributed mode: 'python -m mpifl run JOB.toml --set mode=distributed'.")
+
+    def training_kernel(self) -> tuple[str, int]:
+        return "sgd_epoch", self.cfg.rounds * max(self.cfg.train.epochs, 1)
+
+    def load(self, comm: MPI.Comm, source: DataSource) -> tuple:
+        """The server: its test split, who hosts whom and the clients' row counts (from metadata); a client
+        rank: its clients' data, the clients it hosts, and who hosts whom."""
+        cfg, size = self.cfg, comm.Get_size()
+        n_clients = source.n_clients(size)
+        check_fit(n_clients, size - 1, "client")
+        problem = STRATEGIES[cfg.server.strategy].check(strategy_params(cfg), n_clients)
+        if problem:
+            raise ConfigError(f"server.strategy {cfg.server.strategy!r}: {problem}")
+        problem = aggregator(cfg).problem(updates_per_round(cfg, n_clients))
+        if problem:
+            raise ConfigError(f"server.aggregator: {problem}")
+        blocks = balanced_blocks(source.client_rows(n_clients), size - 1)
+        if comm.Get_rank() == federated.SERVER:
+            return (source.server_test(), blocks, source.client_rows(n_clients))
+        clients = blocks[comm.Get_rank() - 1]
+        data = with_client_tests(source.clients(clients, n_clients), clients, cfg.data.client_test_fraction, cfg.seed)
+        return (data, clients, blocks)
+
+    def chain(self, comm: MPI.Comm, spec: ModelSpec, source: DataSource, data: tuple) -> Chain:
+        n_clients = source.n_clients(comm.Get_size())
+        server = comm.Get_rank() == federated.SERVER
+        return build_chain(comm, self.cfg, spec, n_clients, STRATEGIES[self.cfg.server.strategy],
+                           0 if server else len(data[1]), is_root(comm))
+
+    def prepared(self, comm: MPI.Comm, chain: Chain, data: tuple, source: DataSource) -> tuple:
+        """A client rank's data as the chain changes it (label flipping, on the malicious clients' own rank)."""
+        if comm.Get_rank() == federated.SERVER:
+            return data
+        clients, blocks = data[1], data[2]
+        return (chain.prepare_data(data[0], clients, source.shape().n_classes), clients, blocks)
+
+    def train(self, loop: Loop, data: tuple) -> np.ndarray:
+        comm, cfg, spec = loop.comm, loop.cfg, loop.kernels.spec
+        verdict = np.zeros(1)  # whether the last round, which no later downlink reports on, diverged
+        if comm.Get_rank() == federated.SERVER:
+            test, blocks, rows = data
+            strategy = make_strategy(cfg, spec, blocks[-1].stop, loop.chain, rows)
+            theta = federated.ServerRounds(loop, test, blocks, strategy, loop.chain).run()
+            verdict[0] = divergence(theta, loop.recorder.records[-1].loss)
+        else:
+            federated_clients.ClientRounds(loop, *data, STRATEGIES[cfg.server.strategy], loop.chain).run()
+            theta = spec.zeros()
+        comm.Bcast(theta, root=federated.SERVER)
+        comm.Bcast(verdict, root=federated.SERVER)
+        if verdict[0]:
+            raise Diverged(cfg.rounds, int(verdict[0]), cfg.train.lr)
+        return theta
+
+    def describe(self, ranks: int) -> str:
+        return f"1 server + {ranks - 1} clients, {self.cfg.server.strategy}, fraction {self.cfg.server.fraction}"
+
+    def summary(self, chain: Chain, records: list) -> dict[str, Any]:
+        last = records[-1]
+        return {"strategy": self.cfg.server.strategy, "aggregator": self.cfg.server.aggregator,
+                **chain.summary(records),
+                "final_mean_client_accuracy": last.mean_client_accuracy,
+                "final_mean_personal_accuracy": last.personal["mean"] if last.personal else None,
+                "final_p10_personal_accuracy": last.personal["p10"] if last.personal else None}
+
+
+class Distributed(Mode):
+    name = "distributed"
+
+    @staticmethod
+    def trainers(ranks: int) -> int:
+        return ranks
+
+    def too_few_ranks(self, ranks: int) -> str:
+        return f"Distributed mode needs at least one rank; this job has {ranks}."
+
+    def training_kernel(self) -> tuple[str, int]:
+        cfg = self.cfg
+        rounds, epochs = cfg.rounds, max(cfg.train.epochs, 1)
+        if cfg.train.optimizer == "lbfgs":
+            return "full_gradient", rounds * 2  # about two evaluations per iteration with the line search
+        if cfg.train.algorithm == "local_sgd":
+            return "sgd_epoch", rounds * epochs
+        if cfg.train.batch_size == 0:
+            return "full_gradient", rounds * epochs
+        return "batch_gradient", rounds * epochs
+
+    def load(self, comm: MPI.Comm, source: DataSource) -> tuple:
+        return source.worker(comm.Get_rank(), comm.Get_size())
+
+    def train(self, loop: Loop, data: tuple) -> np.ndarray:
+        return train_distributed(loop, *data)
+
+    def describe(self, ranks: int) -> str:
+        return f"{ranks} workers, {self.cfg.train.algorithm}"
+
+
+MODES: dict[str, type[Mode]] = {cls.name: cls for cls in (Federated, Distributed)}
+
+
+def mode_of(cfg: Config) -> Mode:
+    """The job's mode, as one object."""
+    return MODES[cfg.mode](cfg)
+
+
+def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int, chain: Chain | None = None,
+                  client_rows=None) -> Strategy:
+    """The server half of the configured algorithm; a stage may replace its combined delta (privacy's release)."""
+    cls = STRATEGIES[cfg.server.strategy]
+    rows = client_rows if client_rows is not None else [0] * n_clients
+    return cls(Setup(
+        params=strategy_params(cfg), n_clients=n_clients, seed=cfg.seed, fraction=cfg.server.fraction,
+        epochs=cfg.train.epochs, stragglers=cfg.train.stragglers, drop_stragglers=cfg.server.drop_stragglers,
+        local_lr=cfg.train.lr, local_momentum=cfg.train.momentum, shape=spec.shape, dtype=spec.dtype,
+        aggregator=aggregator(cfg), sampling=cfg.server.sampling,
+        release=chain.release() if chain is not None else None,
+        profiles=profiles(cfg, rows, spec.size * spec.dtype.itemsize), rounds=cfg.rounds,
+    ))
+
+
+def aggregator(cfg: Config) -> Aggregator:
+    """server.aggregator with its declared parameters, from a validated config."""
+    cls = AGGREGATORS[cfg.server.aggregator]
+    return cls(cfg.server.pick(cls.parameters))
+
+
+def updates_per_round(cfg: Config, n_clients: int) -> int:
+    """Updates the server combines in a round: the sampled clients, less the stragglers if they are dropped."""
+    sampled = cohort_size(cfg.server.fraction, n_clients)
+    if cfg.server.drop_stragglers:
+        sampled -= int(round(cfg.train.stragglers * sampled))
+    return sampled
