@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import subprocess
 import sys
 from pathlib import Path
@@ -39,3 +41,31 @@ def test_the_readme_is_short_and_links_only_to_pages_that_exist():
     for target in re.findall(r"\]\(([^)#]+)\)", text):
         if not target.startswith("http"):
             assert (ROOT / target).exists(), target
+
+
+RATIO = re.compile(r"(?<![\w.,])(\d+(?:\.\d+)?)\s?(?:×|x)(?!\w)(?!\s*[\d(])")  # 2.43×, 1.6x; not 8x8 or 1M x 32
+RESULTS = ROOT / "docs" / "benchmarks" / "results"
+
+
+def quoted_ratios(text: str) -> set[str]:
+    return {m.group(1) for m in RATIO.finditer(text)}
+
+
+def test_every_ratio_a_page_quotes_is_one_a_results_file_holds():
+    """A figure is typed once, in a results file a benchmark writes and stamps; a page includes it or quotes
+    what it holds, so no page keeps a ratio that no measurement on record gave."""
+    held = set().union(*(quoted_ratios(path.read_text()) for path in RESULTS.glob("*.md")))
+    pages = [ROOT / "README.md", *(p for p in (ROOT / "docs").rglob("*.md") if RESULTS not in p.parents)]
+    stray = [f"{page.relative_to(ROOT)}:{n}: {ratio}x" for page in pages
+             for n, line in enumerate(page.read_text().splitlines(), 1) for ratio in quoted_ratios(line) - held]
+    assert stray == []
+
+
+def test_every_results_file_is_stamped_with_machine_and_date():
+    for path in RESULTS.glob("*.md"):
+        last = path.read_text().rstrip().splitlines()[-1]
+        assert last.startswith("_measured on ") and re.search(r"\d{4}-\d{2}-\d{2}", last), path.name
+
+
+def test_the_ratio_finder_finds_ratios_and_not_sizes():
+    assert quoted_ratios("2.43× NumPy, 1.6x Flower; 8x8 images, 1M x 32 rows, a 2x2 pool") == {"2.43", "1.6"}
