@@ -120,8 +120,22 @@ def test_privacy_settings_are_validated_by_name(overrides, message):
 def test_the_privacy_command_prints_epsilon_and_its_reverse(capsys):
     from mpifl.__main__ import main
 
-    assert main(["privacy", "--rounds", "50", "--rate", "0.1", "--noise", "1.2"]) == 0
+    assert main(["privacy", "--rounds", "50", "--rate", "0.1", "--noise", "1.2", "--sampling", "poisson"]) == 0
     eps = float(capsys.readouterr().out.split()[1])
     assert eps == pytest.approx(epsilon(50, 1.2, Sampling("poisson", 1, 0.1), 1e-5), rel=1e-6)
-    assert main(["privacy", "--rounds", "50", "--rate", "0.1", "--epsilon", str(eps)]) == 0
+    assert main(["privacy", "--rounds", "50", "--rate", "0.1", "--epsilon", str(eps), "--sampling", "poisson"]) == 0
     assert abs(float(capsys.readouterr().out.split()[2]) - 1.2) < 0.01
+
+
+def test_the_privacy_command_accounts_for_a_jobs_default_sampling(capsys):
+    """A job samples a fixed cohort unless told otherwise, and so does the command: the paired examples of the
+    privacy page account for the plan the job runs."""
+    from mpifl.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["privacy", "--rounds", "50", "--rate", "0.2", "--noise", "1.0"])  # fixed needs the clients
+    assert "needs --clients N" in capsys.readouterr().err
+    assert main(["privacy", "--rounds", "50", "--rate", "0.2", "--clients", "100", "--noise", "1.0"]) == 0
+    eps = float(capsys.readouterr().out.split()[1])
+    assert eps == pytest.approx(epsilon(50, 1.0, Sampling("fixed", 100, 0.2), 1e-5), rel=1e-6)
+    assert config.load(None)["server.sampling"] == "fixed"

@@ -4,6 +4,9 @@
     python -m mpifl privacy --rounds 100 --rate 0.1 --clients 100 --epsilon 2 --delta 1e-5
 
 The first prints epsilon; the second the noise multiplier that reaches it.
+The sampling defaults to a job's (``server.sampling = "fixed"``, which needs
+the number of clients); ``--sampling poisson`` accounts for Poisson
+sampling, as a job with ``server.sampling = "poisson"`` runs.
 """
 
 from __future__ import annotations
@@ -25,13 +28,15 @@ def main(argv: list[str]) -> int:
     which.add_argument("--noise", type=float, help="the noise multiplier z: print epsilon")
     which.add_argument("--epsilon", type=float, help="a target epsilon: print the noise multiplier")
     parser.add_argument("--delta", type=float, default=1e-5)
-    parser.add_argument("--sampling", choices=SAMPLINGS, default="poisson")
+    parser.add_argument("--sampling", choices=SAMPLINGS, default="fixed",
+                        help="as the job's server.sampling (default: fixed, as a job's)")
     parser.add_argument("--accountant", choices=ACCOUNTANTS, default="rdp")
     args = parser.parse_args(argv)
     if args.rounds < 1 or not 0 < args.rate <= 1 or not 0 < args.delta < 1:
         parser.error("--rounds must be >= 1, --rate in (0, 1] and --delta in (0, 1)")
     if args.sampling == "fixed" and args.clients < 1:
-        parser.error("fixed sampling needs --clients N")
+        parser.error("fixed sampling (a job's default server.sampling) needs --clients N, the job's clients; "
+                     "for a job with server.sampling = \"poisson\", pass --sampling poisson")
     sampling = Sampling(args.sampling, max(args.clients, 1), args.rate)
     plan = (f"{args.rounds} rounds, {args.sampling} sampling at rate {args.rate:g}"
             + (f" of {args.clients} clients" if args.clients else "") + f", delta {args.delta:g}, "
