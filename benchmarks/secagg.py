@@ -51,7 +51,8 @@ def measure(work: Path, ranks: int, rounds: int, mode: str, n: int, dropout: flo
         sys.exit(f"{name} failed:\n{proc.stderr}")
     summary = json.loads((work / name / "summary.json").read_text())
     rows = [json.loads(line) for line in (work / name / "metrics.jsonl").read_text().splitlines()][1:]
-    parts = {p: float(np.mean([r["secagg_seconds"][p] for r in rows if r.get("secagg_seconds")]))
+    parts = {p: float(np.mean([r["stages"]["secagg"]["seconds"][p] for r in rows
+                               if (r.get("stages") or {}).get("secagg")]))
              for p in PARTS} if mode != "plain" else {}
     return {"mode": mode, "clients": n, "dropout": dropout, "seconds_per_round": summary["seconds_per_round"],
             "bytes_per_round": (summary["uplink_bytes"] + summary["downlink_bytes"]) / rounds,

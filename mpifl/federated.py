@@ -163,7 +163,7 @@ class ServerRounds:
             self.theta, metrics = self.strategy.aggregate(it, self.theta, results)
             self.pending = {"participants": outcome.participants, **metrics, **outcome.after}
             self.chain.each("after_aggregation")
-        self.pending.update(self.chain.merged("round_metrics", it, training, is_logged(it, self.cfg)))
+        self.pending.update(self.chain.round_metrics(it, training, is_logged(it, self.cfg)))
         profiles = self.strategy.setup.profiles
         if training and profiles is not None and not self.strategy.asynchronous:
             self.clock += profiles.round_time(epochs)
@@ -176,7 +176,7 @@ class ServerRounds:
         record = replace(record, downlink_bytes=self.last_bytes[0], uplink_bytes=self.last_bytes[1],
                          downlink_bytes_total=self.totals[0], uplink_bytes_total=self.totals[1],
                          uplink_bytes_uncompressed_total=self.totals[2] if self.chain.message_bytes else None,
-                         **self.chain.merged("record_fields"))
+                         stages=merge_stages(record.stages, self.chain.record_fields()))
         if rnd > 0:
             spread, slowest = time_breakdown(np.concatenate(([self.last_server[0]], self.last_rank_compute)),
                                              np.concatenate(([self.last_server[1]], rank_stats["comm"])))
@@ -194,6 +194,14 @@ class ServerRounds:
         trained = int(np.count_nonzero(epochs))
         self.totals = [self.totals[0] + self.last_bytes[0], self.totals[1] + self.last_bytes[1],
                        self.totals[2] + self.last_bytes[1] + self.wire.saved_bytes(trained)]
+
+
+def merge_stages(pending: dict | None, recorded: dict) -> dict | None:
+    """The stages' fields of a record: what they reported after aggregating, and what they give for the record."""
+    out = {name: dict(fields) for name, fields in (pending or {}).items()}
+    for name, fields in recorded.items():
+        out.setdefault(name, {}).update(fields)
+    return out or None
 
 
 def halt(loop: Loop, it: int, theta: np.ndarray, code: int, exchange, local: dict, server: dict | None = None) -> None:

@@ -29,6 +29,8 @@ from mpifl.loop import Loop
 from mpifl.model import ModelSpec
 from mpifl.ranks import is_root
 from mpifl.stages import Chain, build_chain
+from mpifl.stages.compress import CompressStage
+from mpifl.stages.compress import summary as compression_summary
 from mpifl.stopping import divergence
 from mpifl.strategies import STRATEGIES, Setup, Strategy, strategy_params
 from mpifl.strategies.aggregators import AGGREGATORS, Aggregator
@@ -202,6 +204,10 @@ class Distributed(Mode):
 
     def describe(self, ranks: int) -> str:
         return f"{ranks} workers, {self.cfg.train.algorithm}"
+
+    def summary(self, chain: Chain, records: list) -> dict[str, Any]:
+        """Distributed mode compresses its own sums (mpifl.compressed_sum), reported as the stage reports them."""
+        return {CompressStage.summary_key: compression_summary(self.cfg, records[-1])}
 
 
 MODES: dict[str, type[Mode]] = {cls.name: cls for cls in (Federated, Distributed)}

@@ -46,10 +46,7 @@ class RoundRecord:
     downlink_bytes_total: int | None = None  # the same, summed over every round so far
     uplink_bytes_total: int | None = None  # the uplink's, summed over every round so far
     uplink_bytes_uncompressed_total: int | None = None  # with [compress]: the uplink total had updates been sent whole
-    secagg_seconds: dict[str, float] | None = None  # with [secagg]: seconds per part (slowest rank), see docs/how-to/secagg.md
-    epsilon: float | None = None  # with [privacy]: epsilon at privacy.delta after the rounds released so far
-    encode_seconds: float | None = None  # with [compress]: the slowest sender's encoding time this round
-    decode_seconds: float | None = None  # with [compress]: decoding time (federated: the server's; distributed: the slowest rank's)
+    stages: dict[str, dict] | None = None  # each stage's own fields under its name: privacy's epsilon (at privacy.delta, after the rounds so far), compress's encode_seconds and decode_seconds (the slowest sender's; the decoder's), secagg's seconds per part (slowest rank; docs/how-to/secagg.md)
 
     def as_json(self) -> dict:
         """A dict for strict JSON: NaN and infinities become null, also inside lists and dicts."""

@@ -14,6 +14,7 @@ from mpifl.progress import RoundRecord
 
 _PENDING = "round."  # server-state keys of the last aggregation's metrics, reported with the next record
 _PENDING_LIST = "round_list."  # the same for list-valued metrics (an aggregator's selected ids or kept weights)
+STAGE = "/"  # a pending metric that a stage reported is "stage/field" (mpifl.stages.Chain.round_metrics)
 
 
 def pending_state(pending: dict) -> dict[str, np.ndarray]:
@@ -57,7 +58,7 @@ def record(
     if own_test.any():
         client_test = np.divide(stats["test_correct"], stats["test_rows"], out=np.full(own_test.shape, np.nan),
                                 where=own_test)
-    server = {k: v for k, v in aggregated.items() if k not in ("participants", "epsilon")} if rnd > 0 else None
+    server = {k: v for k, v in aggregated.items() if k != "participants" and STAGE not in k} if rnd > 0 else None
     return RoundRecord(
         round=rnd,
         loss=float(stats["loss"].sum() / rows) + tester.kernels.penalty(theta, l2),
@@ -76,6 +77,16 @@ def record(
         client_personal_accuracy=None if client_test is None else
         [float(c / n) if has else None for c, n, has in zip(stats["personal_correct"], stats["test_rows"], own_test)],
         participants=int(aggregated["participants"]) if rnd > 0 and "participants" in aggregated else None,
-        epsilon=aggregated.get("epsilon") if rnd > 0 else None,
         server=server or None,
+        stages=stage_fields(aggregated) if rnd > 0 else None,
     )
+
+
+def stage_fields(aggregated: dict) -> dict[str, dict] | None:
+    """The pending metrics a stage reported, ``stage/field``, as {stage: {field: value}}; None if none."""
+    out: dict[str, dict] = {}
+    for key, value in aggregated.items():
+        if STAGE in key:
+            name, field = key.split(STAGE, 1)
+            out.setdefault(name, {})[field] = value
+    return out or None

@@ -33,7 +33,6 @@ from mpifl.mpienv import threads_per_rank
 from mpifl.loop import Loop
 from mpifl.modes import Mode, mode_of
 from mpifl.progress import Recorder, RoundRecord, slowest_overall, without_accuracy
-from mpifl.stages.compress import summary as compression_summary
 from mpifl.stopping import StopFlag, Stopped
 
 
@@ -249,7 +248,6 @@ def _summary(comm, cfg, job: _Prepared, records, train_seconds: float, start_rou
         "final_test_loss": last.test_loss,
         "downlink_bytes": last.downlink_bytes_total,  # federated: counted at the collectives, every round
         "uplink_bytes": last.uplink_bytes_total,
-        "compression": compression_summary(cfg, last),
         "best_accuracy": max((r.accuracy for r in records if r.accuracy is not None and r.accuracy == r.accuracy),
                              default=None),
         "slowest_rank": slowest_overall(records),

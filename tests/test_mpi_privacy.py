@@ -26,9 +26,9 @@ def test_a_private_run_records_dp_accountings_epsilon_each_round():
         for row in rows[1:]:
             direct = fresh_accountant("rdp", Sampling("poisson", 20, 0.25))
             direct.compose(dp_accounting.PoissonSampledDpEvent(0.25, dp_accounting.GaussianDpEvent(0.4)), row["round"])
-            assert row["epsilon"] == pytest.approx(direct.get_epsilon(1e-5), rel=1e-9)
+            assert row["stages"]["privacy"]["epsilon"] == pytest.approx(direct.get_epsilon(1e-5), rel=1e-9)
         summary = result.summary["privacy"]
-        assert summary["epsilon"] == rows[-1]["epsilon"] and summary["accountant"] == "rdp"
+        assert summary["epsilon"] == rows[-1]["stages"]["privacy"]["epsilon"] and summary["accountant"] == "rdp"
         assert summary["sampling"] == "poisson" and summary["final_clip"] != 0.5  # the clip adapted
     on_first_ranks(COMM, 3, test)
 

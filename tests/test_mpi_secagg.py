@@ -27,7 +27,7 @@ def test_a_secure_run_gives_fedavgs_model_and_secagg_plus_too():
     plus = run(**SECURE, secagg__plus=True, secagg__neighbours=4)
     np.testing.assert_allclose(secure.model, plain.model, rtol=0, atol=1e-12)
     np.testing.assert_allclose(plus.model, plain.model, rtol=0, atol=1e-12)
-    parts = secure.history[-1]["secagg_seconds"]
+    parts = secure.history[-1]["stages"]["secagg"]["seconds"]
     assert set(parts) >= {"agree", "share", "mask", "unmask", "server_unmask"} and all(v >= 0 for v in parts.values())
 
 

@@ -23,7 +23,6 @@ from mpifl.data.shards import balanced_blocks
 from mpifl.federated import make_wire
 from mpifl.modes import MODES
 from mpifl.stages import build_chain
-from mpifl.stages.sums import BLOCK
 from mpifl.strategies import STRATEGIES
 
 STOP_FLAG_BYTES = 8  # distributed mode's per-round stop agreement
@@ -81,11 +80,8 @@ def federated_round(cfg: Config, ranks: int, rows_per_worker: float, model_size:
     own = next((stage for stage in chain.stages if stage.brings_exchange), None)
     if own is None:
         updates = [Collective("Gather", trained * wire.payload.width * wire.dtype.itemsize, 1)]
-    else:  # [weight delta | fields | weight | within] in float64: summed by a Reduce, or one per survivor
-        length = int(np.prod(shape)) + sum(count for _, count in own.extra) + 2
-        summed = own.exchange in ("reduce", "secagg-reduce")
-        updates = ([Collective("Allreduce", -(-length // BLOCK) * 8, 1)] if own.exchange == "reduce" else []) + [
-            Collective("Allreduce" if summed else "Gather", length * 8 * (1 if summed else trained), 1)]
+    else:  # an exchange of its own says what it sends (mpifl.stages.summing)
+        updates = [Collective(name, nbytes, 1) for name, nbytes in own.collectives(trained, int(np.prod(shape)))]
     return [Collective("Bcast", wire.downlink_buffer().nbytes, 1), *updates,
             Collective("Gather", max(wire.stats_counts) * 8, 1)]
 

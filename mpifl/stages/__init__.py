@@ -156,6 +156,16 @@ class Chain:
             out.update(getattr(stage, hook)(*args))
         return out
 
+    def round_metrics(self, rnd: int, training: bool, logged: bool) -> dict[str, Any]:
+        """What each stage reports after a round, as "stage/field" (round_records.STAGE): the record files it under
+        the stage's name."""
+        return {f"{stage.name}/{key}": value for stage in self.stages
+                for key, value in stage.round_metrics(rnd, training, logged).items()}
+
+    def record_fields(self) -> dict[str, dict]:
+        """Each stage's fields of the round just recorded, under its name (only the stages that have some)."""
+        return {stage.name: fields for stage in self.stages if (fields := stage.record_fields())}
+
     def each(self, hook: str, *args) -> None:
         for stage in self.stages:
             getattr(stage, hook)(*args)

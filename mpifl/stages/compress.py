@@ -26,6 +26,7 @@ RESIDUAL = "compress.residual"  # client-rank state: each hosted client's error-
 class CompressStage(Stage):
     name = "compress"
     section = "compress"
+    summary_key = "compression"
     rank_stat_names = ("encode",)
     takes_delta = True
 
@@ -57,6 +58,7 @@ class CompressStage(Stage):
 
     def __init__(self, build: StageBuild):
         spec = build.spec
+        self.cfg = build.cfg
         self.codec = codec_from_config(build.cfg, spec.size, spec.dtype)
         self.message_bytes = self.codec.nbytes
         self.seed = build.cfg.seed
@@ -99,6 +101,9 @@ class CompressStage(Stage):
 
     def record_fields(self) -> dict[str, Any]:
         return {"encode_seconds": self.last[0], "decode_seconds": self.last[1]}
+
+    def summary(self, records: list) -> dict[str, Any]:
+        return {self.summary_key: summary(self.cfg, records[-1])}
 
 
 def summary(cfg, last) -> dict | None:

@@ -118,7 +118,8 @@ class PrivacyStage(Stage):
         cfg, s = self.cfg, self.settings
         last_clip = next((r.server["clip"] for r in reversed(records) if r.server and "clip" in r.server), None)
         return {"privacy": {
-            "epsilon": next((r.epsilon for r in reversed(records) if r.epsilon is not None), None),
+            "epsilon": next((r.stages[self.name]["epsilon"] for r in reversed(records)
+                             if r.stages and "epsilon" in r.stages.get(self.name, {})), None),
             "delta": cfg.privacy.delta, "accountant": cfg.privacy.accountant, "sampling": cfg.server.sampling,
             "sampling_rate": cfg.server.fraction, "clients": s.sampling.clients,
             "expected_cohort": s.sampling.expected_cohort, "noise_multiplier": s.noise_multiplier,

@@ -78,6 +78,13 @@ class SecAggStage(SummingStage):
     def send(self, update: Outgoing) -> None:
         self.vectors[update.client] = self.vector(self.entry(update))
 
+    def collectives(self, trained: int, size: int) -> list[tuple[str, int]]:
+        """The masked vectors only (64-bit ring values): summed by a Reduce, or one per survivor; the key agreement
+        and the shares are not modelled."""
+        if self.summed:
+            return super().collectives(trained, size)
+        return [("Gather", self.vector_length(size) * 8 * trained)]
+
     def rank_stats(self) -> dict[str, float]:
         parts, self.parts = self.parts, {}
         return {f"secagg_{name}": parts.get(name, 0.0) for name in ("agree", "share", "mask", "unmask")}
@@ -136,7 +143,7 @@ class SecAggStage(SummingStage):
         return {}
 
     def record_fields(self) -> dict[str, Any]:
-        return {"secagg_seconds": self.seconds} if self.seconds is not None else {}
+        return {"seconds": self.seconds} if self.seconds is not None else {}
 
     def halt_error(self, rnd: int) -> Exception:
         return SecAggAborted(rnd)

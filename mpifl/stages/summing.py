@@ -78,3 +78,13 @@ class SummingStage(Stage):
 
     def halt_error(self, rnd: int) -> Exception | None:
         return None
+
+    def vector_length(self, size: int) -> int:
+        """The summed vector's length for a model of ``size`` values (its model-sized fields grow with it)."""
+        return size + sum(size if count == self.size else count for _, count in self.extra) + 2
+
+    def collectives(self, trained: int, size: int) -> list[tuple[str, int]]:
+        """The round's collectives a client rank takes part in, for the traffic model of scaling studies: (the
+        collective whose fit prices it, bytes per rank) for a rank whose ``trained`` clients took part, with a
+        model of ``size`` values."""
+        return [("Allreduce", self.vector_length(size) * 8)]  # a Reduce, priced as an Allreduce (an upper bound)

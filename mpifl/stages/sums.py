@@ -112,6 +112,10 @@ class SumStage(SummingStage):
             timer.uplink_bytes += (self.comm.Get_size() - 1) * (local.nbytes + peak.nbytes)
         return from_fixed(total, exponents) if total is not None else None
 
+    def collectives(self, trained: int, size: int) -> list[tuple[str, int]]:
+        blocks = -(-self.vector_length(size) // BLOCK)
+        return [("Allreduce", blocks * 8), *super().collectives(trained, size)]  # the block maxima, then the sums
+
     def outcome(self, rnd: int, epochs: np.ndarray, stats):
         return self.summed_outcome(rnd, np.flatnonzero(epochs), self.total)
 
