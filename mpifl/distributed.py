@@ -229,7 +229,7 @@ def train_distributed(loop: Loop, train: Shard, test: Shard) -> np.ndarray:
     test_layout = exchange_sizes(comm, test.n)
     timer = RoundTimer()
     algorithm = make_algorithm(cfg, comm, trainer, train_layout, timer)
-    theta = checkpoints.theta.copy() if checkpoints.resumed else kernels.spec.initial(cfg.seed)
+    theta = checkpoints.theta.copy() if checkpoints.resumed else loop.initial()
     if "velocity" in checkpoints.local:
         trainer.velocity[:] = checkpoints.local["velocity"]
     if hasattr(algorithm, "load_state"):

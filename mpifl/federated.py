@@ -84,7 +84,7 @@ class ServerRounds:
         self.wire = make_wire(type(strategy), chain, spec, blocks, senders)
         self.exchange = exchange_of(loop, chain, self.wire, blocks)
         self.tester = LocalTrainer(test, loop.kernels, LocalSettings.from_config(self.cfg), self.cfg.seed, SERVER)
-        self.theta = saved.theta.copy() if saved.resumed else spec.initial(self.cfg.seed)
+        self.theta = saved.theta.copy() if saved.resumed else loop.initial()
         strategy.load_state(saved.server)
         chain.restore("server_state", saved.server)
         self.pending = round_records.load_pending(saved.server)

@@ -35,6 +35,11 @@ class Loop:
     stop: StopFlag
     patient: bool = False
     chain: Chain | None = None  # the stages of a federated round (mpifl.stages); None in distributed mode
+    start: np.ndarray | None = None  # model.init's parameters, the same on every rank; None: the seeded start
+
+    def initial(self) -> np.ndarray:
+        """The parameters a fresh run starts from: model.init's, or the model kind's seeded start."""
+        return self.start.copy() if self.start is not None else self.kernels.spec.initial(self.cfg.seed)
 
     def report(self, record: RoundRecord) -> None:
         self.recorder.report(record)

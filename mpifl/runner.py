@@ -30,7 +30,9 @@ from mpifl.errors import ConfigError, Diverged, MpiflError
 from mpifl.kernels import ModelKernels, variants
 from mpifl.metrics import claim_run_dir, default_run_dir
 from mpifl.mpienv import threads_per_rank
+from mpifl import model_init
 from mpifl.loop import Loop
+from mpifl.model_init import Start
 from mpifl.modes import Mode, mode_of
 from mpifl.progress import Recorder, RoundRecord, slowest_overall, without_accuracy
 from mpifl.stopping import StopFlag, Stopped
@@ -74,6 +76,7 @@ class _Prepared:
     mode: Mode
     source: object
     spec: object
+    start: Start | None  # model.init's parameters, on every rank
     threads: int
     kernels: ModelKernels
     kernel_variants: dict
@@ -93,6 +96,7 @@ def _prepare(comm: MPI.Comm, cfg: Config, resume: bool, write: bool) -> _Prepare
         collectively(comm, lambda: _check_writeless(cfg, resume))
     source = collectively(comm, lambda: resolve(cfg))
     spec = collectively(comm, lambda: model_spec(cfg, source))
+    start = _start(comm, cfg, spec)
     threads = threads_per_rank(cfg.train.threads)
     set_threads(threads)
     collectively(comm, variants.pinned)  # a misspelt MPIFL_KERNEL_VARIANT fails on every rank, before compiling
@@ -110,7 +114,7 @@ def _prepare(comm: MPI.Comm, cfg: Config, resume: bool, write: bool) -> _Prepare
     kernels = ModelKernels(spec, threads, setup.selection)
     chain = mode.chain(comm, spec, source, data)
     data = mode.prepared(comm, chain, data, source)
-    return _Prepared(mode, source, spec, threads, kernels, kernel_variants, compile_seconds, data, load_seconds,
+    return _Prepared(mode, source, spec, start, threads, kernels, kernel_variants, compile_seconds, data, load_seconds,
                      occupancy, chain)
 
 
@@ -160,7 +164,8 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
         train_started = time.perf_counter()
         recorder = _recorder(job.spec, out, console)
         loop = Loop(comm, cfg, job.kernels, recorder, out.checkpoints, StopFlag(),
-                    patient=_oversubscribed(job.occupancy), chain=job.chain)
+                    patient=_oversubscribed(job.occupancy), chain=job.chain,
+                    start=job.start.theta if job.start is not None else None)
         theta = _train(job.mode, loop, job.data, out.writer)
         train_seconds = time.perf_counter() - train_started
         records = comm.bcast(recorder.records, root=roles.ROOT)  # once, after training: clients keep none
@@ -209,6 +214,18 @@ def _train(mode: Mode, loop: Loop, data: tuple, writer) -> np.ndarray:
         if writer is not None:
             writer.stopped({"status": "diverged", "after_round": exc.after_round, "ranks": size, "message": str(exc)})
         raise
+
+
+def _start(comm: MPI.Comm, cfg: Config, spec) -> Start | None:
+    """model.init's parameters on every rank: the root reads and checks the file (a problem fails every rank
+    together), then one Bcast."""
+    if not cfg.model.init:
+        return None
+    loaded = collectively(comm, lambda: model_init.load(cfg.model.init, spec) if roles.is_root(comm) else None)
+    theta = loaded.theta if loaded is not None else np.empty(spec.shape, dtype=spec.dtype)
+    comm.Bcast(theta, root=roles.ROOT)
+    path, digest = comm.bcast((loaded.path, loaded.sha256) if loaded is not None else None, root=roles.ROOT)
+    return Start(theta, path, digest)
 
 
 def _check_writeless(cfg: Config, resume: bool) -> None:
@@ -261,6 +278,7 @@ def _summary(comm, cfg, job: _Prepared, records, train_seconds: float, start_rou
         "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
         "ranks_per_node": job.occupancy[0], "cores_per_node": job.occupancy[1],
         "kernel_variants": job.kernel_variants,
+        "model_init": job.start.record() if job.start is not None else None,  # the weights it started from
         "peak_memory_mib_rank0": _peak_memory_mib(),
     }
     summary.update(job.mode.summary(job.chain, records))

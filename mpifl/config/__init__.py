@@ -68,6 +68,7 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     **declared_keys(MODELS, "model"),  # the kinds' own keys: the MLP's hidden widths, activation and output link
     "model.l2": (0.0, Interval(float, 0, None)),
     "model.dtype": ("float64", Choice(("float32", "float64"))),
+    "model.init": ("", Text()),  # trained weights to start from (mpifl.model_init); empty: the seeded start
     "train.algorithm": ("local_sgd", Choice(("gradient_averaging", "local_sgd"))),
     "train.optimizer": ("sgd", Choice(("sgd", "lbfgs"))),  # lbfgs: distributed full-batch L-BFGS
     "train.tol": (1e-6, Interval(float, 0, None)),  # lbfgs: stop when max |gradient| <= tol

@@ -49,6 +49,8 @@ MEANINGS: dict[str, str] = {
     "model.module": 'torch: "package.module:build", a function (n_features, n_outputs) -> nn.Module',
     "model.l2": "L2 penalty on the weights (biases are not penalised)",
     "model.dtype": "the dtype of data, parameters and messages",
+    "model.init": "trained weights to start from: an mpifl run's model.npz or run directory (any kind), or a PyTorch "
+                  "state_dict .pt / .safetensors file (torch); empty: the seeded start",
     "train.algorithm": "distributed mode: average gradients every step, or models after local epochs",
     "train.optimizer": "sgd, or lbfgs: distributed full-batch L-BFGS (a round is one iteration)",
     "train.tol": "L-BFGS: stop when max |gradient| ≤ tol",

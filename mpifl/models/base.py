@@ -66,6 +66,15 @@ class ModelKind:
         """How many values at the end of theta are the output layer (the head); the rest is the body."""
         return 0
 
+    @classmethod
+    def from_tensors(cls, spec, tensors: dict, where: str):
+        """Flat parameters from named tensors (a PyTorch state_dict, a safetensors file) for ``model.init``; a kind
+        that has no names for its parameters reads only an mpifl model.npz."""
+        from mpifl.errors import ConfigError
+
+        raise ConfigError(f"model.init {where} holds named tensors, which model.kind {spec.name!r} cannot place; "
+                          "give it an mpifl run's model.npz (or use model.kind = \"torch\" for a PyTorch module).")
+
 
 OUTPUT = {"output": ("softmax", Choice(("linear", "logistic", "softmax")))}  # a network's output link (the task)
 

@@ -27,7 +27,7 @@ import os
 import numpy as np
 
 from mpifl.constraints import Text
-from mpifl.errors import ConfigError
+from mpifl.errors import ConfigError, DataError
 from mpifl.models.base import OUTPUT, NetworkKind
 from mpifl.models.function import FunctionKernels
 
@@ -78,6 +78,20 @@ class TorchModel(NetworkKind):
     @classmethod
     def describe(cls, spec) -> str:
         return f"torch {spec.module} ({spec.link} output)"
+
+    @classmethod
+    def from_tensors(cls, spec, tensors: dict, where: str) -> np.ndarray:
+        """The module's parameters by name from a state_dict, in ``parameters()`` order; the first name or shape
+        that does not match is named.  Entries that are not parameters (buffers) are not part of theta."""
+        named = list(build_module(spec).named_parameters())
+        for name, parameter in named:
+            if name not in tensors:
+                raise DataError(f"model.init {where}: has no tensor {name!r}, a parameter of {spec.module} (it has "
+                                f"{', '.join(sorted(tensors)[:8]) or 'none'}{', ...' if len(tensors) > 8 else ''}).")
+            if tuple(tensors[name].shape) != tuple(parameter.shape):
+                raise DataError(f"model.init {where}: tensor {name!r} has shape {tuple(tensors[name].shape)}; "
+                                f"{spec.module}'s parameter has shape {tuple(parameter.shape)}.")
+        return np.concatenate([np.asarray(tensors[name], dtype=np.float64).reshape(-1) for name, _ in named])
 
 
 def build_module(spec, seed: int | None = None):
