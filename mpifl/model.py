@@ -79,6 +79,7 @@ class ModelSpec:
     layers: tuple[str, ...] = ()  # a CNN's layers, as model.layers writes them
     input_shape: tuple[int, ...] = ()  # a CNN's [channels, height, width]; empty: one channel of a square image
     module: str = ""  # a torch model's "package.module:build"
+    init_seed: int = 0  # the seed a kind's own initialisation draws from on every rank (a torch module's build)
 
     @property
     def name(self) -> str:

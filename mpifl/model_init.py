@@ -7,7 +7,8 @@ elsewhere.  ``model.init`` names them:
   model kind: the parameters must have this job's shape);
 - a PyTorch ``state_dict`` (``.pt``, ``.pth``) or a safetensors file, for a
   kind that reads named tensors (``model.kind = "torch"``: the module's
-  parameters by name, ``ModelKind.from_tensors``).
+  parameters by name, ``ModelKind.from_tensors``; its frozen parameters,
+  which are not in theta, are set on every rank's module).
 
 The root rank reads and checks the file and broadcasts the parameters
 (one ``Bcast``, at set-up), so every rank starts from the same bytes and a
@@ -18,7 +19,7 @@ round 0 evaluates the loaded model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ class Start:
     theta: np.ndarray
     path: str
     sha256: str
+    fixed: dict = field(default_factory=dict)  # named tensors that stay out of theta (a module's frozen parameters)
 
     def record(self) -> dict:
         return {"path": self.path, "sha256": self.sha256}
@@ -49,16 +51,17 @@ def load(value: str, spec) -> Start:
     if not path.is_file():
         raise DataError(f"The 'model.init' parameter names {path}, which does not exist (an mpifl run's model.npz or "
                         f"run directory, a PyTorch state_dict .pt, or a .safetensors file).")
+    fixed: dict = {}
     if path.suffix.lower() == ".npz":
         theta = _from_npz(path, spec)
     elif path.suffix.lower() in NAMED_TENSORS:
-        theta = spec.kind.from_tensors(spec, _tensors(path), str(path))
+        theta, fixed = spec.kind.from_tensors(spec, _tensors(path), str(path))
     else:
         raise DataError(f"model.init {path}: not a model file mpifl reads (.npz, {', '.join(NAMED_TENSORS)}).")
     theta = np.ascontiguousarray(theta, dtype=spec.dtype).reshape(spec.shape)
     if not np.isfinite(theta).all():
         raise DataError(f"model.init {path}: the parameters hold NaN or infinite values.")
-    return Start(theta, str(path), sha256(path))
+    return Start(theta, str(path), sha256(path), fixed)
 
 
 def _from_npz(path: Path, spec) -> np.ndarray:

@@ -112,6 +112,8 @@ def _prepare(comm: MPI.Comm, cfg: Config, resume: bool, write: bool) -> _Prepare
     load_seconds = comm.allreduce(time.perf_counter() - load_started, op=MPI.MAX)
     occupancy = node_occupancy(comm)
     kernels = ModelKernels(spec, threads, setup.selection)
+    if start is not None:
+        kernels.fix(start.fixed)
     chain = mode.chain(comm, spec, source, data)
     data = mode.prepared(comm, chain, data, source)
     return _Prepared(mode, source, spec, start, threads, kernels, kernel_variants, compile_seconds, data, load_seconds,
@@ -224,8 +226,10 @@ def _start(comm: MPI.Comm, cfg: Config, spec) -> Start | None:
     loaded = collectively(comm, lambda: model_init.load(cfg.model.init, spec) if roles.is_root(comm) else None)
     theta = loaded.theta if loaded is not None else np.empty(spec.shape, dtype=spec.dtype)
     comm.Bcast(theta, root=roles.ROOT)
-    path, digest = comm.bcast((loaded.path, loaded.sha256) if loaded is not None else None, root=roles.ROOT)
-    return Start(theta, path, digest)
+    # once, at set-up: where it came from, and the frozen parameters that stay out of theta (small, rare)
+    path, digest, fixed = comm.bcast((loaded.path, loaded.sha256, loaded.fixed) if loaded is not None else None,
+                                     root=roles.ROOT)
+    return Start(theta, path, digest, fixed)
 
 
 def _check_writeless(cfg: Config, resume: bool) -> None:

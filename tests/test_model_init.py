@@ -78,3 +78,33 @@ def test_a_torch_state_dict_loads_by_name_and_the_first_mismatch_is_named(tmp_pa
     torch.save({k: v for k, v in state.items() if k != name}, tmp_path / "short.pt")
     with pytest.raises(DataError, match=f"has no tensor '{name}'"):
         model_init.load(str(tmp_path / "short.pt"), spec)
+
+
+def test_frozen_parameters_stay_out_of_theta_and_come_from_the_pretrained_file(tmp_path):
+    """Only the parameters that train are theta (so only they travel and take l2 and momentum); the frozen body is
+    each rank's own, set from model.init's state_dict: round 0's loss is the pretrained module's."""
+    torch = pytest.importorskip("torch")
+    from torch_nets import frozen_body
+
+    from mpifl.data.catalog import worker_shards
+    from mpifl.models.torch_model import build_module
+
+    job = mpifl.job(None, mode="distributed", model__kind="torch", model__module="torch_nets:frozen_body",
+                    model__dtype="float64", train__momentum=0.9, model__l2=1e-3, train__batch_size=32)
+    spec = model_spec(job)
+    module = frozen_body(64, 10)
+    assert spec.size == sum(p.numel() for p in module.parameters() if p.requires_grad) == 32 * 10 + 10
+    pretrained = build_module(spec, seed=11).double()
+    torch.save(pretrained.state_dict(), tmp_path / "pretrained.pt")
+    start = model_init.load(str(tmp_path / "pretrained.pt"), spec)
+    assert set(start.fixed) == {"0.weight", "0.bias"}
+    result = mpifl.run(job, MPI.COMM_SELF, rounds=2, model__init=str(tmp_path / "pretrained.pt"))
+    train, _ = worker_shards(job, 0, 1)
+    with torch.no_grad():
+        out = pretrained(torch.from_numpy(np.ascontiguousarray(train.X)))
+        expected = torch.nn.functional.cross_entropy(out, torch.from_numpy(train.y).long()).item()
+    penalty = 0.5 * 1e-3 * float((pretrained[2].weight.detach().numpy() ** 2).sum())
+    assert result.history[0]["loss"] == pytest.approx(expected + penalty, rel=1e-12)
+    assert result.model.size == spec.size
+    head = np.concatenate([pretrained[2].weight.detach().numpy().reshape(-1), pretrained[2].bias.detach().numpy()])
+    assert not np.array_equal(result.model, head)  # the head trained

@@ -33,3 +33,10 @@ def two_nn_from_the_mlps_start(n_features: int, n_outputs: int) -> nn.Module:
     with torch.no_grad():
         torch.nn.utils.vector_to_parameters(torch.from_numpy(flat), module.parameters())
     return module
+
+
+def frozen_body(n_features: int, n_outputs: int) -> nn.Module:
+    """A pretrained body that stays fixed and a new head that trains: the first layer has requires_grad = False."""
+    module = nn.Sequential(nn.Linear(n_features, 32), nn.ReLU(), nn.Linear(32, n_outputs))
+    module[0].requires_grad_(False)
+    return module

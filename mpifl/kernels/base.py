@@ -24,6 +24,11 @@ class ModelKernels:
         return super().__new__(cls)
 
 
+    def fix(self, tensors: dict) -> None:
+        """Set parameters that stay out of theta (a torch module's frozen ones) from model.init's named tensors; a
+        kind whose parameters are all theta has none."""
+
+
 def is_csr(X) -> bool:
     return hasattr(X, "indptr")
 

@@ -68,8 +68,8 @@ class ModelKind:
 
     @classmethod
     def from_tensors(cls, spec, tensors: dict, where: str):
-        """Flat parameters from named tensors (a PyTorch state_dict, a safetensors file) for ``model.init``; a kind
-        that has no names for its parameters reads only an mpifl model.npz."""
+        """(flat theta, the named tensors that stay out of theta) from named tensors (a PyTorch state_dict, a
+        safetensors file) for ``model.init``; a kind that has no names for its parameters reads only model.npz."""
         from mpifl.errors import ConfigError
 
         raise ConfigError(f"model.init {where} holds named tensors, which model.kind {spec.name!r} cannot place; "

@@ -65,7 +65,7 @@ class TorchModel(NetworkKind):
         if not cfg.model.module:
             raise ConfigError('model.kind = "torch" needs model.module = "package.module:build", a function that '
                               "returns an nn.Module for (n_features, n_outputs).")
-        return {"output": cfg.model.output, "module": cfg.model.module}
+        return {"output": cfg.model.output, "module": cfg.model.module, "init_seed": init_seed(cfg.seed)}
 
     @staticmethod
     def layout(spec):
@@ -80,9 +80,9 @@ class TorchModel(NetworkKind):
         return f"torch {spec.module} ({spec.link} output)"
 
     @classmethod
-    def from_tensors(cls, spec, tensors: dict, where: str) -> np.ndarray:
-        """The module's parameters by name from a state_dict, in ``parameters()`` order; the first name or shape
-        that does not match is named.  Entries that are not parameters (buffers) are not part of theta."""
+    def from_tensors(cls, spec, tensors: dict, where: str) -> tuple[np.ndarray, dict]:
+        """(theta: the trainable parameters by name, in ``parameters()`` order; the frozen ones by name), from a
+        state_dict; the first name or shape that does not match is named.  Buffers are not read."""
         named = list(build_module(spec).named_parameters())
         for name, parameter in named:
             if name not in tensors:
@@ -91,7 +91,21 @@ class TorchModel(NetworkKind):
             if tuple(tensors[name].shape) != tuple(parameter.shape):
                 raise DataError(f"model.init {where}: tensor {name!r} has shape {tuple(tensors[name].shape)}; "
                                 f"{spec.module}'s parameter has shape {tuple(parameter.shape)}.")
-        return np.concatenate([np.asarray(tensors[name], dtype=np.float64).reshape(-1) for name, _ in named])
+        theta = np.concatenate([np.asarray(tensors[name], dtype=np.float64).reshape(-1)
+                                for name, p in named if p.requires_grad])
+        return theta, {name: np.asarray(tensors[name]) for name, p in named if not p.requires_grad}
+
+
+def init_seed(seed: int) -> int:
+    """The torch seed of a job's module, from the job's seed (the same on every rank)."""
+    from mpifl.rng import Purpose, stream
+
+    return int(stream(seed, Purpose.MODEL_INIT).integers(2**62))
+
+
+def trainable(module) -> list:
+    """The parameters that train (requires_grad): only they are theta, travel and take l2 and momentum."""
+    return [p for p in module.parameters() if p.requires_grad]
 
 
 def build_module(spec, seed: int | None = None):
@@ -109,19 +123,20 @@ def build_module(spec, seed: int | None = None):
 
 
 class TorchLayout:
-    """The module's parameters as one flat vector: size, seeded start, and l2 on the weights (not 1-D biases)."""
+    """The module's trainable parameters as one flat vector: size, seeded start, and l2 on the weights (not 1-D
+    biases).  Frozen parameters (requires_grad = False) are not in it: each rank keeps them as built (from the
+    job's seed, the same everywhere) or as model.init loaded them."""
 
     def __init__(self, spec):
         self.spec = spec
-        params = list(build_module(spec).parameters())
+        params = trainable(build_module(spec, spec.init_seed))
+        if not params:
+            raise ConfigError(f"model.module {spec.module!r} has no parameter with requires_grad: nothing to train.")
         self.shape = (sum(p.numel() for p in params),)
-        self._mask = np.concatenate([np.full(p.numel(), p.dim() > 1) for p in params]) if params else np.zeros(0, bool)
+        self._mask = np.concatenate([np.full(p.numel(), p.dim() > 1) for p in params])
 
     def initial(self, seed: int, dtype: np.dtype) -> np.ndarray:
-        from mpifl.rng import Purpose, stream
-
-        torch_seed = int(stream(seed, Purpose.MODEL_INIT).integers(2**62))
-        params = build_module(self.spec, torch_seed).parameters()
+        params = trainable(build_module(self.spec, init_seed(seed)))
         return np.concatenate([p.detach().cpu().numpy().reshape(-1) for p in params]).astype(dtype)
 
     def penalised(self) -> np.ndarray:
@@ -143,9 +158,9 @@ class TorchFunction:
         torch.set_num_threads(max(1, threads))
         torch.use_deterministic_algorithms(True)
         self.device = torch.device(device_for(os.environ, torch.cuda.device_count() if torch.cuda.is_available() else 0))
-        self.module = build_module(spec).to(self.device)
+        self.module = build_module(spec, spec.init_seed).to(self.device)  # frozen parameters as every rank builds
         self.link = spec.link
-        self.params = list(self.module.parameters())
+        self.params = trainable(self.module)
         self.on_host = self.device.type == "cpu"
         self.flat = None if self.on_host else torch.zeros(sum(p.numel() for p in self.params),
                                                           dtype=self.params[0].dtype, device=self.device)
@@ -212,12 +227,24 @@ class TorchFunction:
             at += p.numel()
 
 
+    def fix(self, tensors: dict) -> None:
+        """Set the frozen parameters from named tensors (model.init's state_dict), the same on every rank."""
+        torch = self.torch
+        with torch.no_grad():
+            for name, parameter in self.module.named_parameters():
+                if not parameter.requires_grad and name in tensors:
+                    parameter.copy_(torch.from_numpy(np.asarray(tensors[name])).to(parameter.dtype))
+
+
 class TorchKernels(FunctionKernels):
     """FunctionKernels around the module's autograd."""
 
     def __init__(self, spec, threads: int = 1, selection=None):
         super().__init__(spec, threads, selection)
         self.function = TorchFunction(spec, threads)
+
+    def fix(self, tensors: dict) -> None:
+        self.function.fix(tensors)
 
 
 
