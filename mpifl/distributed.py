@@ -224,7 +224,7 @@ def train_distributed(loop: Loop, train: Shard, test: Shard) -> np.ndarray:
     comm, cfg, kernels, checkpoints = loop.comm, loop.cfg, loop.kernels, loop.checkpoints
     settings = LocalSettings.from_config(cfg)
     trainer = LocalTrainer(train, kernels, settings, cfg.seed, comm.Get_rank())
-    tester = LocalTrainer(test, kernels, settings, cfg.seed, comm.Get_rank())
+    tester = trainer.judge(test)
     train_layout = exchange_sizes(comm, train.n)
     test_layout = exchange_sizes(comm, test.n)
     timer = RoundTimer()
@@ -232,6 +232,8 @@ def train_distributed(loop: Loop, train: Shard, test: Shard) -> np.ndarray:
     theta = checkpoints.theta.copy() if checkpoints.resumed else loop.initial()
     if "velocity" in checkpoints.local:
         trainer.velocity[:] = checkpoints.local["velocity"]
+    if "carried" in checkpoints.local:
+        trainer.carried[:] = checkpoints.local["carried"]
     if hasattr(algorithm, "load_state"):
         algorithm.load_state(checkpoints.local)
     compressed = getattr(algorithm, "compressed", None)
@@ -244,7 +246,8 @@ def train_distributed(loop: Loop, train: Shard, test: Shard) -> np.ndarray:
         extra = algorithm.state() if hasattr(algorithm, "state") else {}
         if compressed is not None:
             extra.update(compressed.state())
-        return {"velocity": trainer.velocity, **extra, BYTES: totals.astype(np.float64)}
+        own = {} if trainer.carried is None else {"carried": trainer.carried}
+        return {"velocity": trainer.velocity, **own, **extra, BYTES: totals.astype(np.float64)}
 
     first = checkpoints.start_round + 1 if checkpoints.resumed else 0
     flag, anyone = np.zeros(2), np.zeros(2)  # [stop requested, divergence code]

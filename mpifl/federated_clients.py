@@ -39,8 +39,7 @@ class ClientRounds:
         self.settings = LocalSettings.from_config(cfg)
         self.trainers = [LocalTrainer(c.train, loop.kernels, self.settings, cfg.seed, k)
                          for c, k in zip(data, clients)]
-        self.testers = [None if c.test is None else LocalTrainer(c.test, loop.kernels, self.settings, cfg.seed, k)
-                        for c, k in zip(data, clients)]
+        self.testers = [None if c.test is None else trainer.judge(c.test) for c, trainer in zip(data, self.trainers)]
         self.half = strategy.client(strategy_params(cfg), spec.shape, spec.dtype)
         if self.half.keeps_head:
             self.half.head = slice(spec.size - spec.head_size, spec.size)
@@ -67,7 +66,9 @@ class ClientRounds:
             self.round(it)
 
     def local_state(self) -> dict[str, np.ndarray]:
+        own = [t.carried for t in self.trainers if t.carried is not None]
         return {"velocity": np.stack([t.velocity for t in self.trainers]),
+                **({"carried": np.stack(own)} if own else {}),
                 **{f"state.{name}": value for name, value in self.states.items()},
                 **self.chain.merged("client_state")}
 
@@ -77,6 +78,9 @@ class ClientRounds:
         if "velocity" in local:
             for trainer, velocity in zip(self.trainers, local["velocity"]):
                 trainer.velocity[:] = velocity
+        if "carried" in local:  # each client's own model state (a torch module's local buffers)
+            for trainer, carried in zip(self.trainers, local["carried"]):
+                trainer.carried[:] = carried
         for name, value in self.states.items():
             if f"state.{name}" in local:
                 value[...] = local[f"state.{name}"]

@@ -20,30 +20,46 @@ class LocalSettings:
     lr: float
     momentum: float
     l2: float
+    optimizer: str = "sgd"  # sgd, adam or adamw (the kinds that declare them)
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam's moment decays
+    eps: float = 1e-8  # Adam's denominator floor
+    reset_state: bool = False  # the optimizer's state starts afresh each round (train.optimizer_state = "reset")
 
     @classmethod
     def from_config(cls, cfg: Config) -> LocalSettings:
-        return cls(
-            cfg.train.epochs, cfg.train.batch_size, cfg.train.lr, cfg.train.momentum, cfg.model.l2
-        )
+        t = cfg.train
+        optimizer = t.optimizer if t.optimizer != "lbfgs" else "sgd"
+        return cls(t.epochs, t.batch_size, t.lr, t.momentum, cfg.model.l2, optimizer, (t.beta1, t.beta2), t.eps,
+                   t.optimizer_state == "reset")
+
+    def optimizer_args(self) -> dict:
+        """The sgd_epoch keyword that names an adaptive optimizer; none for SGD (every kind takes that)."""
+        if self.optimizer == "sgd":
+            return {}
+        return {"optimizer": (self.optimizer, *self.betas, self.eps)}
 
 
 class LocalTrainer:
     """Runs SGD epochs on one shard and keeps that shard's optimizer state.
 
-    The momentum buffer lives here, on the rank that owns the shard, and is
-    never sent anywhere.  Mini-batch orders come from one stream per
+    The optimizer's state (momentum, or Adam's moments) and the model state a
+    client keeps as its own (a torch module's local buffers) live here, on the
+    rank that owns the shard, and are never sent anywhere.  Mini-batch orders come from one stream per
     (seed, round, owner), drawn epoch after epoch: building a generator costs
     about 14 us, which small federated clients would otherwise pay every epoch.
     """
 
-    def __init__(self, shard: Shard, kernels: ModelKernels, settings: LocalSettings, seed: int, owner: int):
+    def __init__(self, shard: Shard, kernels: ModelKernels, settings: LocalSettings, seed: int, owner: int,
+                 carried: np.ndarray | None = None):
         self.shard = shard
         self.kernels = kernels
         self.settings = settings
         self.seed = seed
         self.owner = owner
-        self.velocity = kernels.spec.zeros()
+        self.velocity = kernels.optimizer_state(settings.optimizer)
+        # the owner's own model state; a tester shares its trainer's (the same client's statistics)
+        self.carried = carried if carried is not None else kernels.carried_state()
+        self._round = -1  # the round the optimizer's state was last reset for (train.optimizer_state = "reset")
         self._grad = kernels.spec.zeros()
         self._identity = np.arange(shard.n, dtype=np.int64)
 
@@ -82,6 +98,12 @@ class LocalTrainer:
         s = self.settings
         epochs = s.epochs if epochs is None else epochs
         part = {} if trainable is None else {"trainable": trainable}  # a kind's own kernels may train only whole
+        part.update(s.optimizer_args())
+        if s.reset_state and rnd != self._round:
+            self.velocity[...] = 0
+        self._round = rnd
+        self.kernels.carry(self.carried)
+        self.kernels.seed_round(self.seed, rnd, self.owner)
         for rows in self.orders(rnd, epochs):
             self.kernels.sgd_epoch(
                 self.shard.X, self.shard.y, theta, self.velocity, self._grad,
@@ -89,6 +111,11 @@ class LocalTrainer:
             )
         return self.steps(epochs)
 
+    def judge(self, shard: Shard) -> LocalTrainer:
+        """A trainer for this owner's other rows (its test or validation rows) that shares its own model state."""
+        return LocalTrainer(shard, self.kernels, self.settings, self.seed, self.owner, self.carried)
+
     def evaluate(self, theta: np.ndarray) -> tuple[float, int]:
         """(summed loss, correct) of theta on this shard."""
+        self.kernels.carry(self.carried)
         return self.kernels.evaluate_sums(self.shard.X, self.shard.y, theta)

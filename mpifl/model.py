@@ -80,6 +80,11 @@ class ModelSpec:
     input_shape: tuple[int, ...] = ()  # a CNN's [channels, height, width]; empty: one channel of a square image
     module: str = ""  # a torch model's "package.module:build"
     init_seed: int = 0  # the seed a kind's own initialisation draws from on every rank (a torch module's build)
+    options: tuple[tuple[str, Any], ...] = ()  # a kind's own settings as (key, value) pairs (spec.option(key))
+
+    def option(self, key: str, default: Any = "") -> Any:
+        """One of the kind's own settings (a torch module's buffer policy, head, loss)."""
+        return dict(self.options).get(key, default)
 
     @property
     def name(self) -> str:

@@ -28,6 +28,7 @@ class Purpose(IntEnum):
     SECAGG = 13  # SecAgg+'s neighbour graph and the simulated dropouts, per round
     CLIENT_SPEED = 14  # a client's simulated compute and link speeds and its on/off periods (mpifl.client_speeds)
     DISPATCH = 15  # which idle client the asynchronous server dispatches next (mpifl.asynchrony)
+    MODEL_NOISE = 16  # a model's own randomness in training (a torch module's dropout), per (round, client)
 
 
 def stream(seed: int, purpose: Purpose, *keys: int) -> np.random.Generator:

@@ -40,3 +40,40 @@ def frozen_body(n_features: int, n_outputs: int) -> nn.Module:
     module = nn.Sequential(nn.Linear(n_features, 32), nn.ReLU(), nn.Linear(32, n_outputs))
     module[0].requires_grad_(False)
     return module
+
+
+def batch_norm_net(n_features: int, n_outputs: int) -> nn.Module:
+    """The issue's module: a BatchNorm between two layers (running mean, variance and a counter as buffers)."""
+    return nn.Sequential(nn.Linear(n_features, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, n_outputs))
+
+
+def batch_norm_cnn(n_features: int, n_outputs: int) -> nn.Module:
+    """A small CNN with BatchNorm for 8x8 digits (model.input_shape = [1, 8, 8])."""
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(8 * 4 * 4, n_outputs))
+
+
+def dropout_net(n_features: int, n_outputs: int) -> nn.Module:
+    """A net whose training draws random numbers (dropout): repeats must still be bitwise."""
+    return nn.Sequential(nn.Linear(n_features, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, n_outputs))
+
+
+class Headed(nn.Module):
+    """A body and a head named "head" (model.head = "head"), the head defined first to test the reordering."""
+
+    def __init__(self, n_features: int, n_outputs: int):
+        super().__init__()
+        self.head = nn.Linear(16, n_outputs)
+        self.body = nn.Sequential(nn.Linear(n_features, 16), nn.ReLU())
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def headed(n_features: int, n_outputs: int) -> nn.Module:
+    return Headed(n_features, n_outputs)
+
+
+def smoothed_cross_entropy(outputs, targets):
+    """A user's loss (model.loss): label-smoothed cross-entropy, summed over the batch."""
+    return nn.functional.cross_entropy(outputs, targets, label_smoothing=0.1, reduction="sum")

@@ -70,7 +70,12 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "model.dtype": ("float64", Choice(("float32", "float64"))),
     "model.init": ("", Text()),  # trained weights to start from (mpifl.model_init); empty: the seeded start
     "train.algorithm": ("local_sgd", Choice(("gradient_averaging", "local_sgd"))),
-    "train.optimizer": ("sgd", Choice(("sgd", "lbfgs"))),  # lbfgs: distributed full-batch L-BFGS
+    # the local optimizer (adam, adamw: the model kinds that declare them); lbfgs: distributed full-batch L-BFGS
+    "train.optimizer": ("sgd", Choice(("sgd", "adam", "adamw", "lbfgs"))),
+    "train.optimizer_state": ("keep", Choice(("keep", "reset"))),  # momentum or Adam's moments across rounds
+    "train.beta1": (0.9, Interval(float, 0, 1, "left")),  # Adam's first-moment decay
+    "train.beta2": (0.999, Interval(float, 0, 1, "left")),  # Adam's second-moment decay
+    "train.eps": (1e-8, Interval(float, 0, None, "neither")),  # Adam's denominator floor
     "train.tol": (1e-6, Interval(float, 0, None)),  # lbfgs: stop when max |gradient| <= tol
     "train.history": (10, Interval(int, 1, 1000)),  # lbfgs: (s, y) pairs kept
     "train.epochs": (1, Interval(int, 1, None)),
@@ -209,6 +214,7 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
             "in distributed mode (every rank takes the same L-BFGS steps on Allreduced gradients). "
             "Set mode = \"distributed\"."
         )
+    _check_optimizer(values, origins, source)
     stages.check(typed, lambda key: origins.get(key, source))
     _check_head(typed, origins, source)
     if values["mode"] == "federated":
@@ -308,6 +314,26 @@ def _check_strategy(values: dict[str, Any], origins: dict[str, str], source: str
                 raise ConfigError(f"The '{key}' parameter in {origins[key]} applies to federated mode only.")
 
 
+def _check_optimizer(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
+    """An adaptive local optimizer needs a model kind that runs it, and local steps (not a gradient Allreduce)."""
+    name, kind = values["train.optimizer"], values["model.kind"]
+    if name in ("sgd", "lbfgs"):
+        return
+    where = origins.get("train.optimizer", source)
+    if name not in MODELS[kind].optimizers:
+        runs = ", ".join(repr(n) for n, cls in MODELS.items() if name in cls.optimizers)
+        raise ConfigError(f"The 'train.optimizer' parameter in {where} is {name!r}, which model.kind {kind!r} does not "
+                          f"run (its kernels take SGD steps). Use train.optimizer = \"sgd\", or model.kind {runs}.")
+    if values["mode"] == "distributed" and values["train.algorithm"] == "gradient_averaging":
+        raise ConfigError(f"The 'train.optimizer' parameter in {where} is {name!r}, a local optimizer; "
+                          "train.algorithm = \"gradient_averaging\" takes SGD steps on Allreduced gradients. Use "
+                          "train.algorithm = \"local_sgd\".")
+    if values["train.momentum"]:
+        raise ConfigError(f"The 'train.momentum' parameter in {origins.get('train.momentum', source)} is "
+                          f"{values['train.momentum']}, but train.optimizer = {name!r} keeps its own moments "
+                          "(train.beta1, train.beta2). Leave train.momentum at 0.")
+
+
 def _check_head(typed: Config, origins: dict[str, str], source: str) -> None:
     """A strategy whose clients keep their own head (FedRep, FedPer) needs a model with layers below its head."""
     name, kind = typed.server.strategy, typed.model.kind
@@ -316,7 +342,7 @@ def _check_head(typed: Config, origins: dict[str, str], source: str) -> None:
             f"The 'server.strategy' parameter in {origins.get('server.strategy', source)} is {name!r}, which shares "
             f"a model's body and keeps each client's output layer (its head) on the client, but model.kind {kind!r} "
             f"(in {origins.get('model.kind', source)}) declares no layers below its output layer. Use model.kind = "
-            "\"mlp\" with hidden layers or \"cnn\".")
+            "\"mlp\" with hidden layers or \"cnn\", or name a torch module's head with model.head.")
 
 
 def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:

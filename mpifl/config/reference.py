@@ -45,14 +45,29 @@ MEANINGS: dict[str, str] = {
     "model.architecture": "cnn: fedavg (McMahan et al.'s MNIST CNN), femnist (LEAF's), niid (NIID-Bench's), or "
                           "custom (model.layers)",
     "model.layers": 'cnn, custom: the layers, "conv K C same|valid", "pool" (2x2 max) and "dense N"',
-    "model.input_shape": "cnn: [channels, height, width]; empty: one channel of a square image",
+    "model.input_shape": "cnn: [channels, height, width]; empty: one channel of a square image. torch: each row's "
+                         "shape as the module takes it (images (C, H, W), a sequence of token ids); empty: flat rows",
     "model.module": 'torch: "package.module:build", a function (n_features, n_outputs) -> nn.Module',
+    "model.buffers": "torch: the module's buffers (BatchNorm's statistics): average (they travel, weighted like the "
+                     "parameters), local (each client keeps its own: FedBN), or frozen (as built or loaded; the "
+                     "layers that own them train in eval mode)",
+    "model.input_dtype": "torch: float, or int64 (token ids for an embedding; the rows hold whole numbers)",
+    "model.loss": 'torch: "package.module:fn", fn(outputs, targets) -> the batch\'s summed loss; empty: the output '
+                  "link's",
+    "model.head": "torch: the submodule that is the head (FedPer, FedRep and Ditto keep it per client); its "
+                  "parameters come last in theta",
     "model.l2": "L2 penalty on the weights (biases are not penalised)",
     "model.dtype": "the dtype of data, parameters and messages",
     "model.init": "trained weights to start from: an mpifl run's model.npz or run directory (any kind), or a PyTorch "
                   "state_dict .pt / .safetensors file (torch); empty: the seeded start",
     "train.algorithm": "distributed mode: average gradients every step, or models after local epochs",
-    "train.optimizer": "sgd, or lbfgs: distributed full-batch L-BFGS (a round is one iteration)",
+    "train.optimizer": "the local optimizer: sgd; adam or adamw (model.kind = \"torch\"; model.l2 is AdamW's "
+                       "decoupled weight decay); or lbfgs: distributed full-batch L-BFGS (a round is one iteration)",
+    "train.optimizer_state": "keep: momentum or Adam's moments carry over from round to round on the client's rank "
+                             "(checkpointed); reset: they start afresh each round",
+    "train.beta1": "adam, adamw: the first moment's decay",
+    "train.beta2": "adam, adamw: the second moment's decay",
+    "train.eps": "adam, adamw: the floor added to the denominator",
     "train.tol": "L-BFGS: stop when max |gradient| ≤ tol",
     "train.history": "L-BFGS: (s, y) pairs kept",
     "train.finetune_epochs": "federated evaluation (FedAvg+FT): k local epochs on a copy of the global model, on the "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     from mpifl.kernels.variants import Selection
     from mpifl.model import ModelSpec
@@ -23,6 +25,21 @@ class ModelKernels:
             cls = spec.kind.kernels()
         return super().__new__(cls)
 
+    central_evaluation = True  # the model can be judged without a client's own state (False: FedBN's buffers)
+
+    def optimizer_state(self, optimizer: str = "sgd") -> np.ndarray:
+        """What one trainer's optimizer keeps between steps: the momentum buffer, theta's shape."""
+        return self.spec.zeros()
+
+    def carried_state(self) -> np.ndarray | None:
+        """Model state a client keeps as its own beside theta (a torch module's local buffers); None: none."""
+        return None
+
+    def carry(self, state: np.ndarray | None) -> None:
+        """Use this client's own state (carried_state()) in the calls that follow."""
+
+    def seed_round(self, seed: int, rnd: int, owner: int) -> None:
+        """Seed the model's own randomness (dropout) for one client's round; the compiled kinds have none."""
 
     def fix(self, tensors: dict) -> None:
         """Set parameters that stay out of theta (a torch module's frozen ones) from model.init's named tensors; a

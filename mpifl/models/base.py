@@ -20,6 +20,7 @@ class ModelKind:
     parameters: ClassVar[dict[str, tuple[Any, Constraint]]] = {}  # its model.<key> parameters
     uses_blas: ClassVar[bool] = False  # its kernels call BLAS through np.dot (mpifl.numba_setup)
     one_variant: ClassVar[str] = ""  # why its kernels come in one variant; empty: the chooser picks among several
+    optimizers: ClassVar[tuple[str, ...]] = ("sgd",)  # the local optimizers (train.optimizer) its kernels run
 
     @classmethod
     def link(cls, cfg) -> str:
