@@ -59,7 +59,7 @@ class RoundTimer:
         return time.perf_counter() - self.started
 
 
-RUN_FILES = ("config.toml", "metrics.jsonl", "summary.json", "model.npz", "checkpoint")
+RUN_FILES = ("config.toml", "metrics.jsonl", "summary.json", "model.npz", "model.pt", "checkpoint")
 
 
 def default_run_dir(mode: str) -> Path:

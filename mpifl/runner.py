@@ -177,11 +177,14 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
         summary = comm.bcast(summary, root=roles.ROOT)  # once: every rank returns what rank 0 writes
         if out.writer is not None:
             out.writer.finish(summary, theta)
+            job.kernels.export(theta, out.run_dir)
     finally:
         if console is not None:
             console.close()
         if out.writer is not None:
             out.writer.close()
+    if out.run_dir is not None:
+        comm.Barrier()  # the run directory is complete on every rank's return: a next job may read its model.pt
     if verbose:
         roles.say(comm, _closing(summary, out.run_dir))
     return JobResult(theta, records, summary, out.run_dir)

@@ -51,7 +51,13 @@ def test_a_torch_job_without_a_usable_module_is_refused(overrides, message):
 
 
 @pytest.mark.slow  # the Numba models' kill-and-resume runs in the default tier (tests/test_checkpoint.py)
-def test_a_killed_torch_run_resumes_to_the_same_bytes(tmp_path):
+@pytest.mark.parametrize("model", [
+    ["model.module=torch_nets:two_nn", "train.momentum=0.9"],
+    ["model.module=torch_nets:batch_norm_net", "train.momentum=0.9"],  # buffers averaged in theta
+    ["model.module=torch_nets:batch_norm_net", "model.buffers=local", "data.client_test_fraction=0.2"],  # FedBN
+    ["model.module=torch_nets:dropout_net", "train.optimizer=adam", "train.lr=0.003"],  # Adam's moments, dropout
+], ids=["momentum", "averaged-buffers", "local-buffers", "adam"])
+def test_a_killed_torch_run_resumes_to_the_same_bytes(tmp_path, model):
     import json
     import os
     import shutil
@@ -61,9 +67,9 @@ def test_a_killed_torch_run_resumes_to_the_same_bytes(tmp_path):
 
     here = Path(__file__).parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(here), os.environ.get("PYTHONPATH")]))}
-    common = ["--set", "rounds=12", "--set", "checkpoint.every=4", "--set", "model.kind=torch", "--set",
-              "model.module=torch_nets:two_nn", "--set", "train.momentum=0.9", "--set", "server.fraction=0.5",
-              "--set", "train.lr=0.05", "--quiet"]
+    common = ["--set", "rounds=12", "--set", "checkpoint.every=4", "--set", "model.kind=torch",
+              "--set", "server.fraction=0.5", "--set", "train.lr=0.05", "--quiet"]
+    common += [arg for setting in model for arg in ("--set", setting)]
 
     def launch(*args, script=None):
         head = [str(script)] if script else ["-m", "mpifl"]
@@ -78,6 +84,10 @@ def test_a_killed_torch_run_resumes_to_the_same_bytes(tmp_path):
     resumed = launch("--resume", "cut", *common)
     assert resumed.returncode == 0, resumed.stderr
     assert (tmp_path / "cut" / "model.npz").read_bytes() == (tmp_path / "full" / "model.npz").read_bytes()
+    records = [(tmp_path / run / "metrics.jsonl").read_text().splitlines()[-1] for run in ("cut", "full")]
+    final = [{k: v for k, v in json.loads(r).items() if "seconds" not in k and "breakdown" not in k and
+              "slowest" not in k} for r in records]
+    assert final[0] == final[1]  # the clients' own statistics and Adam's moments came back too
 
 
 @pytest.mark.parametrize("layers, shape", [

@@ -41,6 +41,10 @@ class ModelKernels:
     def seed_round(self, seed: int, rnd: int, owner: int) -> None:
         """Seed the model's own randomness (dropout) for one client's round; the compiled kinds have none."""
 
+    def export(self, theta: np.ndarray, directory) -> None:
+        """Write the trained model in its framework's own format beside model.npz (a torch module's model.pt);
+        the compiled kinds have none beyond model.npz."""
+
     def fix(self, tensors: dict) -> None:
         """Set parameters that stay out of theta (a torch module's frozen ones) from model.init's named tensors; a
         kind whose parameters are all theta has none."""

@@ -107,6 +107,14 @@ class TorchKernels(FunctionKernels):
                 if name in tensors:
                     tensor.copy_(torch.from_numpy(np.asarray(tensors[name])).to(tensor.dtype))
 
+    def export(self, theta: np.ndarray, directory) -> None:
+        """model.pt: the module's state_dict with theta's parameters and buffers (and the frozen parameters), for
+        ``module.load_state_dict(torch.load("model.pt"))`` or another run's model.init."""
+        self.carried = None  # under "local" the clients' own statistics stay theirs: the module's are as built
+        self._enter(np.ascontiguousarray(theta), None, None)
+        state = {name: tensor.detach().cpu() for name, tensor in self.module.state_dict().items()}
+        self.torch.save(state, directory / "model.pt")
+
     # -- the calls ----------------------------------------------------------------------------------------------
     def sgd_epoch(self, X, y, theta, velocity, grad, order, batch_size, lr, momentum, l2, hook=None, trainable=None,
                   optimizer=None):

@@ -86,21 +86,37 @@ class TorchModel(NetworkKind):
     @classmethod
     def from_tensors(cls, spec, tensors: dict, where: str) -> tuple[np.ndarray, dict]:
         """(theta in its layout, the named tensors that stay out of it: frozen parameters, and buffers that do
-        not travel), from a state_dict; the first name or shape that does not match is named."""
-        module = build_module(spec)
-        expected = {**dict(module.named_parameters()), **dict(module.named_buffers())}
+        not travel), from a state_dict; the first name or shape that does not match is named.
+
+        A module wrapped by peft finds its base model's tensors under their own names (peft's
+        ``base_model.model.`` prefix and ``.base_layer`` dropped), so a base model's state_dict starts its LoRA
+        fine-tuning; the adapters peft added (``lora_`` names) then keep their seeded start."""
+        module = build_module(spec, spec.init_seed)
+        saved = set(module.state_dict())
+        expected = {**dict(module.named_parameters()),
+                    **{name: b for name, b in module.named_buffers() if name in saved}}
+        found: dict[str, np.ndarray] = {}
         for name, tensor in expected.items():
-            if name not in tensors:
+            stored = next((tensors[key] for key in (name, base_name(name)) if key in tensors), None)
+            if stored is None and ".lora_" in name:
+                stored = tensor.detach().cpu().numpy()  # a new adapter: its seeded start
+            if stored is None:
                 raise DataError(f"model.init {where}: has no tensor {name!r}, which {spec.module} has (the file has "
                                 f"{', '.join(sorted(tensors)[:8]) or 'none'}{', ...' if len(tensors) > 8 else ''}).")
-            if tuple(tensors[name].shape) != tuple(tensor.shape):
-                raise DataError(f"model.init {where}: tensor {name!r} has shape {tuple(tensors[name].shape)}; "
+            if tuple(stored.shape) != tuple(tensor.shape):
+                raise DataError(f"model.init {where}: tensor {name!r} has shape {tuple(stored.shape)}; "
                                 f"{spec.module}'s has shape {tuple(tensor.shape)}.")
+            found[name] = np.asarray(stored)
         parts = layout_of(spec).parts
         travelling = [*parts.travelling_buffers, *parts.param_names]
-        theta = np.concatenate([np.asarray(tensors[name], dtype=np.float64).reshape(-1) for name in travelling])
+        theta = np.concatenate([found[name].astype(np.float64).reshape(-1) for name in travelling])
         kept = set(expected) - set(travelling)
-        return theta, {name: np.asarray(tensors[name]) for name in sorted(kept)}
+        return theta, {name: found[name] for name in sorted(kept)}
+
+
+def base_name(name: str) -> str:
+    """A peft-wrapped module's tensor name as its base model writes it."""
+    return name.replace("base_model.model.", "").replace(".base_layer", "")
 
 
 @functools.lru_cache(maxsize=16)

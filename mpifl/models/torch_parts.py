@@ -69,7 +69,7 @@ class Parts:
     param_sizes: tuple[int, ...]
     penalised_params: tuple[bool, ...]  # l2 applies: weights (2-D and up), never a bias
     head_names: tuple[str, ...]
-    buffer_names: tuple[str, ...]  # every buffer, in named_buffers() order
+    buffer_names: tuple[str, ...]  # every persistent buffer (what state_dict holds), in named_buffers() order
     buffer_sizes: tuple[int, ...]
     travelling_buffers: tuple[str, ...]  # the buffers in theta (policy "average"), ahead of the parameters
     policy: str
@@ -94,7 +94,8 @@ class Parts:
                                   f"{'none' if not head_names else 'all'} of them: the rest is the shared body.")
             named = [item for item in named if item[0] not in head_names] + [
                 item for item in named if item[0] in head_names]
-        buffers = [(name, b) for name, b in module.named_buffers()]
+        saved = set(module.state_dict())  # a non-persistent buffer (BERT's position_ids) is a constant, not state
+        buffers = [(name, b) for name, b in module.named_buffers() if name in saved]
         return cls(param_names=tuple(name for name, _ in named), param_sizes=tuple(p.numel() for _, p in named),
                    penalised_params=tuple(p.dim() > 1 for _, p in named), head_names=head_names,
                    buffer_names=tuple(name for name, _ in buffers), buffer_sizes=tuple(b.numel() for _, b in buffers),
