@@ -74,7 +74,7 @@ def stamp() -> str:
         return proc.stdout.strip() if proc.returncode == 0 else ""
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
-    dirty = "+" if git("status", "--porcelain", "--", "mpifl") else ""
+    dirty = "+" if git("status", "--porcelain", "--", ":/mpifl") else ""  # the package, from the top
     return f"measured on {machine()}, commit {commit}{dirty}, {datetime.date.today().isoformat()}"
 
 

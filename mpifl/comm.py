@@ -43,7 +43,9 @@ def allgather(comm: MPI.Comm, send: np.ndarray, recv: np.ndarray, timer: RoundTi
     timer.downlink_bytes += recv.nbytes
 
 
-POLL_SECONDS = 5e-5  # sleep between tests while polling
+POLL_SECONDS = 5e-5  # the first sleep between tests while polling
+POLL_SHARE = 0.05  # then each sleep is this share of the time waited so far: a wait overshoots by at most 5% ...
+POLL_MAX_SECONDS = 2e-2  # ... or this
 
 
 def wait_patiently(request: MPI.Request) -> None:
@@ -54,10 +56,34 @@ def wait_patiently(request: MPI.Request) -> None:
     a federated round: the server, and the clients that finished first).
     Sleeping adds wake-up latency, so callers poll only where waits are long.
     Every rank must choose the same way for the same call, because a
-    blocking collective never matches a non-blocking one.
+    blocking collective never matches a non-blocking one.  Each sleep is
+    POLL_SHARE of the time waited so far (from POLL_SECONDS up to
+    POLL_MAX_SECONDS): a short wait still ends within microseconds, and a wait
+    of a whole round wakes a few hundred times, not twenty thousand.  Each
+    wake-up preempts a computing rank on a shared core, and on a virtual
+    machine a waker every millisecond slowed two computing ranks by a fifth.
     """
+    started = perf_counter()
+    pause = POLL_SECONDS
     while not request.Test():
-        sleep(POLL_SECONDS)
+        sleep(pause)
+        pause = min(max(POLL_SECONDS, POLL_SHARE * (perf_counter() - started)), POLL_MAX_SECONDS)
+
+
+def allreduce_max_in_place(comm: MPI.Comm, buf: np.ndarray, poll: bool = False) -> None:
+    """Allreduce(MAX) in place; with ``poll`` (the same on every rank), Iallreduce waited for by wait_patiently."""
+    if poll:
+        wait_patiently(comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.MAX))
+    else:
+        comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
+
+
+def reduce_sum(comm: MPI.Comm, send: np.ndarray, recv: np.ndarray | None, root: int, poll: bool = False) -> None:
+    """Reduce(SUM) to root; with ``poll`` (the same on every rank), Ireduce waited for by wait_patiently."""
+    if poll:
+        wait_patiently(comm.Ireduce(send, recv, op=MPI.SUM, root=root))
+    else:
+        comm.Reduce(send, recv, op=MPI.SUM, root=root)
 
 
 def bcast(comm: MPI.Comm, buf: np.ndarray, timer: RoundTimer, root: int = 0, poll: bool = False) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 from mpi4py import MPI
 
 from mpifl import audit as audits
-from mpifl import machine, roles, tuning
+from mpifl import machine, placement, roles, tuning
 from mpifl.agree import collectively
 from mpifl.comm import node_occupancy
 from mpifl.compile import set_threads
@@ -61,7 +61,8 @@ def run_job(
     if audit:
         audits.RECORDER.start()
     try:
-        result = _run_job(comm, cfg, out_dir if write else None, verbose, resume, overwrite, write)
+        with placement.pinned(comm, threads_per_rank(cfg.train.threads)):  # an oversubscribed node's computing ranks
+            result = _run_job(comm, cfg, out_dir if write else None, verbose, resume, overwrite, write)
     finally:
         opened = audits.RECORDER.stop() if audit else None
     if opened is not None:

@@ -234,3 +234,16 @@ def test_hierarchy_benchmark_smoke(tmp_path):
     cases = json.loads((tmp_path / "hierarchy.json").read_text())["cases"]
     flat, edges, longer = (c["uplink_bytes"] for c in cases)
     assert len(cases) == 3 and edges < flat and cases[0]["final_accuracy"] == cases[1]["final_accuracy"]
+
+
+def test_torch_examples_and_gpu_benchmarks_smoke(tmp_path):
+    pytest.importorskip("torch")
+    proc = subprocess.run([sys.executable, str(BENCH / "torch_examples.py"), "--rounds", "1", "--ranks", "3", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "BatchNorm CNN, FedBN (buffers local)" in proc.stdout
+    assert (tmp_path / "torch_examples.json").exists()
+    proc = subprocess.run([sys.executable, str(BENCH / "gpu.py"), "--rounds", "1", "--ranks", "2", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("device: ")

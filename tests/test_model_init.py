@@ -62,7 +62,7 @@ def test_named_tensors_are_refused_for_a_kind_that_has_no_names(tmp_path):
 
 def test_a_torch_state_dict_loads_by_name_and_the_first_mismatch_is_named(tmp_path):
     torch = pytest.importorskip("torch")
-    from mpifl.models.torch_model import build_module
+    from mpifl.models.torch_parts import build_module
 
     spec = model_spec(mpifl.job(None, model__kind="torch", model__module="torch_nets:two_nn", model__dtype="float64"))
     trained = build_module(spec, seed=7)
@@ -87,7 +87,7 @@ def test_frozen_parameters_stay_out_of_theta_and_come_from_the_pretrained_file(t
     from torch_nets import frozen_body
 
     from mpifl.data.catalog import worker_shards
-    from mpifl.models.torch_model import build_module
+    from mpifl.models.torch_parts import build_module
 
     job = mpifl.job(None, mode="distributed", model__kind="torch", model__module="torch_nets:frozen_body",
                     model__dtype="float64", train__momentum=0.9, model__l2=1e-3, train__batch_size=32)

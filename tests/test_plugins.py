@@ -245,7 +245,7 @@ def test_a_function_model_must_declare_its_function():
     ({"MPI_LOCALRANKID": "3"}, 0, "cpu"),
 ])
 def test_a_torch_rank_computes_on_its_node_local_rank_mod_the_gpu_count(environ, gpus, device):
-    from mpifl.models.torch_model import device_for
+    from mpifl.models.torch_parts import device_for
 
     assert device_for(environ, gpus) == device
 

@@ -83,7 +83,7 @@ def mpifl_trained(spec, shard, s, owner=0, theta=None):
 
 
 def flat(spec, module) -> np.ndarray:
-    from mpifl.models.torch_model import layout_of
+    from mpifl.models.torch_parts import layout_of
 
     return layout_of(spec).parts.flat(module)
 
@@ -158,7 +158,7 @@ def test_a_users_loss_and_a_named_head_and_a_shaped_input():
     spec = spec_of("torch_nets:headed", head="head", loss="torch_nets:smoothed_cross_entropy")
     names = [name for name, _ in build_module(spec).named_parameters()]
     assert names[:2] == ["head.weight", "head.bias"]  # the head is declared first ...
-    from mpifl.models.torch_model import layout_of
+    from mpifl.models.torch_parts import layout_of
 
     assert layout_of(spec).parts.param_names[-2:] == ("head.weight", "head.bias")  # ... and travels last
     assert spec.head_size == 16 * N_CLASSES + N_CLASSES

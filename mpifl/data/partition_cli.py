@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mpifl.data import leaf, scaling, sources, store
+from mpifl.data import hf, leaf, scaling, sources, store
 from mpifl.data import partition as methods
 from mpifl.data.catalog import DATA_SOURCES
 from mpifl.data.sparse import CSR
@@ -44,7 +44,8 @@ METHODS = ("iid", "dirichlet", "shards", "quantity", "natural")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mpifl partition", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", help="data file (CSV, LIBSVM, .npy, .npz, IDX), a LEAF directory, or a built-in data "
+    p.add_argument("source", help="data file (CSV, LIBSVM, .npy, .npz, IDX), a Hugging Face dataset, a LEAF "
+                                  "directory, or a built-in data "
                                   "source: 'digits', 'synthetic' or 'fedprox_synthetic'")
     p.add_argument("--clients", type=int, help="number of clients K (natural: one per id; may be left out)")
     p.add_argument("--method", choices=METHODS, default="iid")
@@ -60,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=("classification", "regression"), default="classification")
     p.add_argument("--test-source", help="a file of the same format whose rows are the test set (e.g. MNIST's "
                                          "t10k-images-idx3-ubyte); replaces --test-fraction")
-    p.add_argument("--format", choices=("auto", "csv", "libsvm", "npy", "npz", "idx", "leaf"), default="auto")
+    p.add_argument("--format", choices=("auto", "csv", "libsvm", "npy", "npz", "idx", "leaf", "hf"), default="auto",
+                   help="hf: a Hugging Face dataset (save_to_disk directory, .parquet or .arrow)")
+    p.add_argument("--features", help="hf: the feature columns, comma-separated (default: all but label and id)")
+    p.add_argument("--split", default="train", help="hf: the DatasetDict split of SOURCE")
+    p.add_argument("--test-split", default="test", help="hf: the DatasetDict split of --test-source")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="stored dtype; match the job's model.dtype so ranks can map the files without a copy")
     p.add_argument("--n-samples", type=int, default=10_000, help="synthetic: rows")
@@ -96,7 +101,7 @@ def main(argv: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> dict:
     _check_before_writing(args)
-    if args.format == "leaf" or (args.format == "auto" and leaf.is_leaf(args.source)):
+    if args.format == "leaf" or (args.format == "auto" and leaf.is_leaf(args.source) and not hf.is_hf(Path(args.source))):
         return _leaf(args)
     if not 0 <= args.test_fraction < 1:
         raise DataError(f"--test-fraction must be in [0, 1). Got {args.test_fraction}.")
@@ -149,7 +154,7 @@ def _table(args: argparse.Namespace) -> sources.Table:
         if table is None:
             raise DataError(f"The data source {args.source!r} makes its rows on each rank; it has no table to cut.")
         return table
-    return sources.read(args.source, args.label_column, args.id_column, args.format)
+    return sources.read(args.source, args.label_column, args.id_column, args.format, args.features, args.split)
 
 
 def _scaled(args: argparse.Namespace, X, train: np.ndarray):
@@ -172,7 +177,7 @@ def _test_fraction(args: argparse.Namespace, table: sources.Table) -> float:
 
 def _with_test_file(table: sources.Table, args: argparse.Namespace):
     """SOURCE's rows then --test-source's, as one table; (table, train rows, test rows)."""
-    test = sources.read(args.test_source, args.label_column, None, args.format)
+    test = sources.read(args.test_source, args.label_column, None, args.format, args.features, args.test_split)
     if isinstance(table.X, CSR) or isinstance(test.X, CSR):
         raise DataError("--test-source takes dense data (IDX, CSV, .npy, .npz); for LIBSVM use --test-fraction.")
     if test.X.shape[1] != table.X.shape[1]:

@@ -40,12 +40,18 @@ class Table:
         return self.y.size
 
 
-def read(source: str, label_column: str | None = None, id_column: str | None = None, fmt: str = "auto") -> Table:
-    """A file, by its suffix (or ``fmt``); the built-in sources give their own tables (DataSource.partition_table)."""
+def read(source: str, label_column: str | None = None, id_column: str | None = None, fmt: str = "auto",
+         features: str | None = None, split: str = "train") -> Table:
+    """A file, by its suffix (or ``fmt``); the built-in sources give their own tables (DataSource.partition_table).
+    ``features`` and ``split`` name a Hugging Face dataset's columns and split (mpifl.data.hf)."""
     path = Path(source)
     if not path.exists():
         raise DataError(f"The source {source} does not exist (nor is it a built-in data source's name).")
     kind = fmt if fmt != "auto" else _format_of(path)
+    if kind == "hf":
+        from mpifl.data import hf
+
+        return Table(*hf.read(path, label_column, id_column, features, split))
     if kind == "idx":
         return Table(*idx.read_images_and_labels(path))
     if kind == "csv":
@@ -60,6 +66,10 @@ def read(source: str, label_column: str | None = None, id_column: str | None = N
 
 
 def _format_of(path: Path) -> str:
+    from mpifl.data import hf
+
+    if hf.is_hf(path):
+        return "hf"
     if idx.is_idx(path):
         return "idx"
     suffix = path.suffix.lower()

@@ -29,8 +29,7 @@ from mpifl.errors import ConfigError
 from mpifl.kernels.base import trained_range
 from mpifl.kernels.variants import Selection
 from mpifl.models.function import FunctionKernels
-from mpifl.models.torch_model import layout_of
-from mpifl.models.torch_parts import build_module, device_for, torch_module
+from mpifl.models.torch_parts import build_module, device_for, layout_of, torch_module
 
 EVAL_CHUNK = 1024  # rows per forward in evaluation: bounds the memory of a large test set
 
@@ -139,16 +138,27 @@ class TorchKernels(FunctionKernels):
         self._train_mode()
         rows = torch.from_numpy(np.ascontiguousarray(order, dtype=np.int64)).to(self.device)
         few = bool(self.batch_norms) and self.policy != "frozen"
+        # plain SGD on the whole vector (the FedAvg step): autograd's fresh gradients go straight into the step,
+        # one pass over the parameters, as torch.optim.SGD takes it
+        plain = (name == "sgd" and not momentum and not l2 and A is None and C is None
+                 and (lo, hi) == (0, self.parts.n_params))
         for s in range(0, rows.shape[0], batch_size):
             batch = rows[s:s + batch_size]
             count = batch.shape[0]
             if few and count < 2:  # BatchNorm has no batch statistics on one row: the batch is dropped
                 continue
-            G.zero_()
             loss = self.loss(self.module(self._shaped(Xt.index_select(0, batch))), yt.index_select(0, batch))
+            loss = loss * (1.0 / count)  # the mean over the batch, as a PyTorch loop's loss / len(batch)
+            if plain:
+                grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+                with torch.no_grad():
+                    for parameter, gradient in zip(self.params, grads):
+                        if gradient is not None:
+                            parameter.add_(gradient, alpha=-lr)
+                continue
+            G.zero_()
             loss.backward()
             self._check_accumulated()
-            g.mul_(1.0 / count)
             if l2 and name != "adamw":
                 g.addcmul_(p, w, value=l2)
             if A is not None:

@@ -22,14 +22,12 @@ that uses this kind (``pip install "mpifl[torch]"``).
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from mpifl.constraints import Choice, Text, Widths
 from mpifl.errors import ConfigError, DataError
 from mpifl.models.base import OUTPUT, NetworkKind
-from mpifl.models.torch_parts import BUFFER_POLICIES, Parts, build_module, device_for, init_seed  # noqa: F401
+from mpifl.models.torch_parts import BUFFER_POLICIES, build_module, init_seed, layout_of
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
@@ -117,29 +115,3 @@ class TorchModel(NetworkKind):
 def base_name(name: str) -> str:
     """A peft-wrapped module's tensor name as its base model writes it."""
     return name.replace("base_model.model.", "").replace(".base_layer", "")
-
-
-@functools.lru_cache(maxsize=16)
-def layout_of(spec) -> TorchLayout:
-    """The layout of a spec's module, built once per process (the spec is frozen, so it is a cache key)."""
-    return TorchLayout(spec)
-
-
-class TorchLayout:
-    """theta's layout: [travelling buffers | trained parameters, the head's last]; its seeded start, and l2 on the
-    weights (never a bias, never a buffer)."""
-
-    def __init__(self, spec):
-        self.spec = spec
-        module = build_module(spec, spec.init_seed)
-        self.parts = Parts.of(module, spec.option("buffers"), spec.option("head"), spec.module)
-        self.shape = (self.parts.size,)
-        self._start = self.parts.flat(module)
-
-    def initial(self, seed: int, dtype: np.dtype) -> np.ndarray:
-        if init_seed(seed) == self.spec.init_seed:
-            return self._start.astype(dtype)
-        return self.parts.flat(build_module(self.spec, init_seed(seed))).astype(dtype)
-
-    def penalised(self) -> np.ndarray:
-        return self.parts.penalised()

@@ -11,6 +11,7 @@ and under ``"frozen"`` they stay as built or loaded.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,3 +145,29 @@ class Parts:
     def penalised(self) -> np.ndarray:
         return np.concatenate([np.zeros(self.n_travelling, dtype=bool)] +
                               [np.full(size, flag) for size, flag in zip(self.param_sizes, self.penalised_params)])
+
+
+@functools.lru_cache(maxsize=16)
+def layout_of(spec) -> TorchLayout:
+    """The layout of a spec's module, built once per process (the spec is frozen, so it is a cache key)."""
+    return TorchLayout(spec)
+
+
+class TorchLayout:
+    """theta's layout: [travelling buffers | trained parameters, the head's last]; its seeded start, and l2 on the
+    weights (never a bias, never a buffer)."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        module = build_module(spec, spec.init_seed)
+        self.parts = Parts.of(module, spec.option("buffers"), spec.option("head"), spec.module)
+        self.shape = (self.parts.size,)
+        self._start = self.parts.flat(module)
+
+    def initial(self, seed: int, dtype: np.dtype) -> np.ndarray:
+        if init_seed(seed) == self.spec.init_seed:
+            return self._start.astype(dtype)
+        return self.parts.flat(build_module(self.spec, init_seed(seed))).astype(dtype)
+
+    def penalised(self) -> np.ndarray:
+        return self.parts.penalised()

@@ -30,6 +30,7 @@ import math
 import numpy as np
 from mpi4py import MPI
 
+from mpifl import comm as collectives
 from mpifl.ranks import ROOT, is_root
 from mpifl.stages.base import Declared, Outgoing, Stage, StageBuild
 from mpifl.stages.summing import Entry, SummingStage, reduces
@@ -87,27 +88,28 @@ class SumStage(SummingStage):
 
     def client_send(self, rnd: int, epochs: np.ndarray, rows: np.ndarray, timer, poll: bool) -> None:
         if (epochs > 0).any():
-            self._sum(int(np.count_nonzero(epochs)), timer)
+            self._sum(int(np.count_nonzero(epochs)), timer, poll)
         self.vectors = []
 
     def server_receive(self, rnd: int, epochs: np.ndarray, timer, poll: bool) -> None:
-        self.total = self._sum(int(np.count_nonzero(epochs)), timer) if (epochs > 0).any() else None
+        self.total = self._sum(int(np.count_nonzero(epochs)), timer, poll) if (epochs > 0).any() else None
 
-    def _sum(self, count: int, timer) -> np.ndarray | None:
-        """The exact sum of every rank's vectors, at the server (None elsewhere)."""
+    def _sum(self, count: int, timer, poll: bool) -> np.ndarray | None:
+        """The exact sum of every rank's vectors, at the server (None elsewhere).  With ``poll`` (an oversubscribed
+        node's long round) the waits sleep between tests, so the waiting server leaves its core to the clients."""
         blocks = -(-self.length // BLOCK)
         peak = np.zeros(blocks)
         for entry in self.vectors:
             np.maximum(peak, block_peaks(self.vector(entry), blocks), out=peak)
         with timer.comm():
-            self.comm.Allreduce(MPI.IN_PLACE, peak, op=MPI.MAX)
+            collectives.allreduce_max_in_place(self.comm, peak, poll)
         exponents = scale_exponents(peak, count)
         local = np.zeros(self.length, dtype=np.int64)
         for entry in self.vectors:
             local += to_fixed(self.vector(entry), exponents)
         total = np.empty(self.length, dtype=np.int64) if is_root(self.comm) else None
         with timer.comm():
-            self.comm.Reduce(local, total, op=MPI.SUM, root=ROOT)
+            collectives.reduce_sum(self.comm, local, total, ROOT, poll)
         if total is not None:  # what the client ranks sent: their block maxima and their sums
             timer.uplink_bytes += (self.comm.Get_size() - 1) * (local.nbytes + peak.nbytes)
         return from_fixed(total, exponents) if total is not None else None
