@@ -120,28 +120,14 @@ class TorchKernels(FunctionKernels):
         """One epoch of local steps on the rows in ``order``; ``optimizer`` is (name, beta1, beta2, eps), None:
         SGD.  Only the ``trainable`` slice of theta's parameters moves."""
         torch = self.torch
-        name = optimizer[0] if optimizer else "sgd"
         lo, hi = trained_range(trainable, theta.size)
         lo, hi = max(lo - self.at, 0), max(hi - self.at, 0)
-        P, G, S = self._enter(theta, grad, velocity if name == "sgd" else velocity)
+        P, G, S = self._enter(theta, grad, velocity)
         Xt, yt = self._rows(X, y)
-        anchor, mu, correction = hook if hook is not None else (None, 0.0, None)
-        A = self._tensor(anchor)[self.at:] if mu else None
-        C = self._tensor(correction)[self.at:] if correction is not None and correction.size else None
-        p, g, w = P[lo:hi], G[lo:hi], self.weights[lo:hi]
-        if name != "sgd":
-            n = self.parts.n_params
-            m, v = S[:n][lo:hi], S[n:2 * n][lo:hi]
-            decay = 1.0 - lr * l2 * w if name == "adamw" and l2 else None
-        else:
-            u = S[self.at:][lo:hi]
+        update = self._update(optimizer, P, G, S, slice(lo, hi), lr, momentum, l2, hook)
         self._train_mode()
         rows = torch.from_numpy(np.ascontiguousarray(order, dtype=np.int64)).to(self.device)
         few = bool(self.batch_norms) and self.policy != "frozen"
-        # plain SGD on the whole vector (the FedAvg step): autograd's fresh gradients go straight into the step,
-        # one pass over the parameters, as torch.optim.SGD takes it
-        plain = (name == "sgd" and not momentum and not l2 and A is None and C is None
-                 and (lo, hi) == (0, self.parts.n_params))
         for s in range(0, rows.shape[0], batch_size):
             batch = rows[s:s + batch_size]
             count = batch.shape[0]
@@ -149,7 +135,7 @@ class TorchKernels(FunctionKernels):
                 continue
             loss = self.loss(self.module(self._shaped(Xt.index_select(0, batch))), yt.index_select(0, batch))
             loss = loss * (1.0 / count)  # the mean over the batch, as a PyTorch loop's loss / len(batch)
-            if plain:
+            if update is None:  # plain SGD: autograd's fresh gradients straight into the step, one pass
                 grads = torch.autograd.grad(loss, self.params, allow_unused=True)
                 with torch.no_grad():
                     for parameter, gradient in zip(self.params, grads):
@@ -159,29 +145,48 @@ class TorchKernels(FunctionKernels):
             G.zero_()
             loss.backward()
             self._check_accumulated()
+            update()
+        self._leave(theta, velocity, S, trained=True)
+
+    def _update(self, optimizer, P, G, S, part: slice, lr, momentum, l2, hook):
+        """The step after each batch's backward, on the flat gradient G: l2 on the weights, FedProx's pull,
+        SCAFFOLD's correction, then SGD (with momentum), Adam or AdamW.  None for plain SGD on all of theta."""
+        torch = self.torch
+        name = optimizer[0] if optimizer else "sgd"
+        anchor, mu, correction = hook if hook is not None else (None, 0.0, None)
+        A = self._tensor(anchor)[self.at:][part] if mu else None
+        C = self._tensor(correction)[self.at:][part] if correction is not None and correction.size else None
+        if name == "sgd" and not momentum and not l2 and A is None and C is None and \
+                (part.start, part.stop) == (0, self.parts.n_params):
+            return None
+        p, g, w, n = P[part], G[part], self.weights[part], self.parts.n_params
+        u = S[self.at:][part] if name == "sgd" else None
+        m, v = (S[:n][part], S[n:2 * n][part]) if name != "sgd" else (None, None)
+        decay = 1.0 - lr * l2 * w if name == "adamw" and l2 else None
+
+        def update() -> None:
             if l2 and name != "adamw":
                 g.addcmul_(p, w, value=l2)
             if A is not None:
-                g.add_(torch.sub(p, A[lo:hi]), alpha=mu)
+                g.add_(torch.sub(p, A), alpha=mu)
             if C is not None:
-                g.add_(C[lo:hi])
+                g.add_(C)
             if name == "sgd":
                 if momentum:
                     u.mul_(momentum).add_(g)
-                    p.add_(u, alpha=-lr)
-                else:
-                    p.add_(g, alpha=-lr)
-                continue
+                p.add_(u if momentum else g, alpha=-lr)
+                return
             _, beta1, beta2, eps = optimizer
-            S[2 * self.parts.n_params] += 1
-            t = float(S[2 * self.parts.n_params])
+            S[2 * n] += 1
+            t = float(S[2 * n])
             if decay is not None:
                 p.mul_(decay)
             m.lerp_(g, 1 - beta1)
             v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
             denom = (v.sqrt() / math.sqrt(1 - beta2 ** t)).add_(eps)
             p.addcdiv_(m, denom, value=-lr / (1 - beta1 ** t))
-        self._leave(theta, velocity, S, trained=True)
+
+        return update
 
     def full_gradient_sum(self, X, y, theta, grad, want_loss=False) -> float:
         return self.batch_gradient_sum(X, y, theta, np.empty(0, dtype=np.int64), 0, X.shape[0], grad, want_loss)
