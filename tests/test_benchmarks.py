@@ -247,3 +247,12 @@ def test_torch_examples_and_gpu_benchmarks_smoke(tmp_path):
                            str(tmp_path)], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("device: ")
+
+
+def test_cnn_federated_benchmark_smoke(tmp_path):
+    pytest.importorskip("flwr")
+    proc = subprocess.run([sys.executable, str(BENCH / "cnn_federated.py"), "--rows", "700", "--clients", "4",
+                           "--rounds", "2", "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "cnn_federated.json").read_text())
+    assert len(data["results"]) == 3 and all(r["seconds_per_round"] > 0 for r in data["results"].values())

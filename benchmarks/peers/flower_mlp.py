@@ -11,13 +11,11 @@ files after every round, which also stamps the round times.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-from flower_run import simulate_fedavg
+from flower_run import TorchPartition, simulate_fedavg
 
 BATCH = 10
 HIDDEN = (200, 200)
@@ -40,20 +38,15 @@ def main(root: str, rounds: int, lr: float, out: str) -> None:
     from flwr.client import NumPyClient
     from flwr.common import Context
 
-    torch.set_num_threads(1)
-    manifest = json.loads((Path(root) / "manifest.json").read_text())
-    n_clients, features, classes = len(manifest["clients"]), manifest["n_features"], manifest["n_classes"]
-    Xt = torch.from_numpy(np.load(Path(root) / "test" / "X.npy"))
-    yt = torch.from_numpy(np.load(Path(root) / "test" / "y.npy").astype(np.int64))
+    data = TorchPartition(root)
+    n_clients, features, classes, Xt, yt = data.n_clients, data.features, data.classes, data.X_test, data.y_test
     torch.manual_seed(0)
     start = [p.detach().numpy().copy() for p in network(features, classes).parameters()]
 
     class MlpClient(NumPyClient):
         def __init__(self, k: int):
-            folder = Path(root) / manifest["clients"][k]["dir"]
             self.k = k
-            self.X = torch.from_numpy(np.load(folder / "X.npy", mmap_mode="r").copy())
-            self.y = torch.from_numpy(np.load(folder / "y.npy").astype(np.int64))
+            self.X, self.y = data.client(k)
             self.net = network(features, classes)
 
         def fit(self, parameters, config):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -39,3 +40,27 @@ def simulate_fedavg(client_fn, start: list[np.ndarray], n_clients: int, rounds: 
     with open(out, "w") as f:
         json.dump({"accuracy": accuracy[0], "seconds_per_round": per_round, "rounds_timed": len(stamps) - 1,
                    "train_seconds": time.perf_counter() - t_start}, f)
+
+
+class TorchPartition:
+    """An mpifl partition directory as Flower's PyTorch clients read it: the sizes, the central test rows, and
+    each client's own rows (one torch thread per process, as mpifl's ranks run)."""
+
+    def __init__(self, root: str):
+        import torch
+
+        torch.set_num_threads(1)
+        self.root = Path(root)
+        self.manifest = json.loads((self.root / "manifest.json").read_text())
+        self.n_clients = len(self.manifest["clients"])
+        self.features, self.classes = self.manifest["n_features"], self.manifest["n_classes"]
+        self.X_test = torch.from_numpy(np.load(self.root / "test" / "X.npy"))
+        self.y_test = torch.from_numpy(np.load(self.root / "test" / "y.npy").astype(np.int64))
+
+    def client(self, k: int):
+        """Client k's (X, y) tensors, from its own files only."""
+        import torch
+
+        folder = self.root / self.manifest["clients"][k]["dir"]
+        return (torch.from_numpy(np.load(folder / "X.npy", mmap_mode="r").copy()),
+                torch.from_numpy(np.load(folder / "y.npy").astype(np.int64)))
