@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--no-lora", action="store_true", help="only the CNN (a smoke run)")
     args = parser.parse_args()
     gpu = device()
     print(f"device: {gpu}", flush=True)
@@ -93,7 +94,7 @@ def main() -> None:
                                                         f"rounds={args.rounds}")
         import importlib.util
 
-        if importlib.util.find_spec("peft") and importlib.util.find_spec("transformers"):
+        if importlib.util.find_spec("peft") and importlib.util.find_spec("transformers") and not args.no_lora:
             from examples.lora_text import write
 
             write(work / "parts" / "lora")

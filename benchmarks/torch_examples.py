@@ -63,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ranks", type=int, default=4)
     parser.add_argument("--rounds", type=int, help="every job's rounds (a smoke run); default: the job files'")
+    parser.add_argument("--examples", default="batchnorm,transfer,lora", help="which examples, comma-separated")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     import numpy as np
@@ -73,16 +74,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "examples").symlink_to(ROOT / "examples")
-        for job in ("batchnorm_fedavg", "batchnorm_fedbn"):
+        chosen = args.examples.split(",")
+        for job in ("batchnorm_fedavg", "batchnorm_fedbn") if "batchnorm" in chosen else ():
             data[job] = run(work, args.ranks, job, job)
         from examples.lora_text import write as write_text
         from examples.transfer import write as write_digits
 
-        write_digits(work / "parts" / "transfer")
-        data["transfer_pretrain"] = run(work, 2, "transfer_pretrain", "runs/transfer_pretrain")
-        data["transfer_finetune"] = run(work, args.ranks, "transfer_finetune", "runs/transfer_finetune")
-        data["transfer_random_body"] = run(work, args.ranks, "transfer_finetune", "runs/random", "model.init=")
-        lora = _installed("peft") and _installed("transformers")
+        if "transfer" in chosen:
+            write_digits(work / "parts" / "transfer")
+            data["transfer_pretrain"] = run(work, 2, "transfer_pretrain", "runs/transfer_pretrain")
+            data["transfer_finetune"] = run(work, args.ranks, "transfer_finetune", "runs/transfer_finetune")
+            data["transfer_random_body"] = run(work, args.ranks, "transfer_finetune", "runs/random", "model.init=")
+        lora = _installed("peft") and _installed("transformers") and "lora" in chosen
         if lora:
             write_text(work / "parts" / "lora")
             data["lora_pretrain"] = run(work, 2, "lora_pretrain", "runs/lora_pretrain")
@@ -98,9 +101,9 @@ def main() -> None:
              "lora_finetune": "LoRA: fine-tune the adapters and head",
              "lora_full": "LoRA's baseline: full fine-tuning"}
     rows = [row(names[name], r, sizes[name]) for name, r in data.items()]
-    if not lora:
+    if not lora and "lora" in args.examples.split(","):
         rows.append("| LoRA | not run (pip install \"mpifl[lora]\") | | | | | |")
-    else:
+    elif lora:
         ratio = data["lora_full"]["last"]["uplink_bytes"] / data["lora_finetune"]["last"]["uplink_bytes"]
         gap = data["lora_full"]["last"]["accuracy"] - data["lora_finetune"]["last"]["accuracy"]
         rows.append(f"| LoRA against full fine-tuning | {0.0 - gap:+.3f} | "
