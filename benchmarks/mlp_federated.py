@@ -67,14 +67,17 @@ def main() -> None:
         results = {}
         kinds = {f"mpifl, {ranks} ranks": ["--set", "model.kind=mlp", "--set", "model.hidden=[200, 200]"]}
         if _installed("torch") and not args.mpifl_only:  # the same 2NN as Flower's clients train, through model.kind = "torch"
-            kinds[f"mpifl torch adapter, {ranks} ranks"] = ["--set", "model.kind=torch",
-                                                            "--set", "model.module=flower_mlp:network"]
+            adapter = ["--set", "model.kind=torch", "--set", "model.module=flower_mlp:network"]
+            kinds[f"mpifl torch adapter, {ranks} ranks"] = adapter
+            # recorded at start and end only: the clients' evaluation of their training rows skipped in between
+            kinds[f"mpifl torch adapter, {ranks} ranks, last round recorded"] = adapter
         for system, model in kinds.items():
-            run_dir = work / system.split(",")[0].replace(" ", "_")
+            run_dir = work / system.replace(",", "").replace(" ", "_")
             m = measure([shutil.which("mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpifl", "run",
                          "--set", f"data.path={work / 'parts'}", *model,
                          "--set", "model.dtype=float32", "--set", "train.batch_size=10", "--set", f"train.lr={LR}",
-                         "--set", f"rounds={args.rounds}", "--set", "log_every=1", "--out", str(run_dir), "--quiet"],
+                         "--set", f"rounds={args.rounds}", "--set", f"log_every={args.rounds if 'last' in system else 1}",
+                         "--out", str(run_dir), "--quiet"],
                         env={"PYTHONPATH": str(HERE / "peers")})
             if m.returncode != 0:
                 sys.exit(f"{system} failed:\n{m.stderr}")

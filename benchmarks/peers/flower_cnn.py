@@ -38,7 +38,8 @@ def main(root: str, rounds: int, lr: float, out: str) -> None:
     from flwr.common import Context
 
     data = TorchPartition(root)
-    n_clients, features, classes, Xt, yt = data.n_clients, data.features, data.classes, data.X_test, data.y_test
+    n_clients, features, classes = data.n_clients, data.features, data.classes
+    Xt, yt = data.test()
     torch.manual_seed(0)
     start = [v.detach().numpy().copy() for v in network(features, classes).state_dict().values()]
 

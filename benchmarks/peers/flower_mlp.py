@@ -39,7 +39,8 @@ def main(root: str, rounds: int, lr: float, out: str) -> None:
     from flwr.common import Context
 
     data = TorchPartition(root)
-    n_clients, features, classes, Xt, yt = data.n_clients, data.features, data.classes, data.X_test, data.y_test
+    n_clients, features, classes = data.n_clients, data.features, data.classes
+    Xt, yt = data.test()
     torch.manual_seed(0)
     start = [p.detach().numpy().copy() for p in network(features, classes).parameters()]
 

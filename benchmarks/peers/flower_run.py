@@ -43,8 +43,9 @@ def simulate_fedavg(client_fn, start: list[np.ndarray], n_clients: int, rounds: 
 
 
 class TorchPartition:
-    """An mpifl partition directory as Flower's PyTorch clients read it: the sizes, the central test rows, and
-    each client's own rows (one torch thread per process, as mpifl's ranks run)."""
+    """An mpifl partition directory as Flower's PyTorch clients read it: the sizes, each client's own rows, and
+    the central test rows (one torch thread per process, as mpifl's ranks run).  It holds no rows itself: the
+    client functions that capture it travel to Flower's workers, and must stay small."""
 
     def __init__(self, root: str):
         import torch
@@ -54,8 +55,13 @@ class TorchPartition:
         self.manifest = json.loads((self.root / "manifest.json").read_text())
         self.n_clients = len(self.manifest["clients"])
         self.features, self.classes = self.manifest["n_features"], self.manifest["n_classes"]
-        self.X_test = torch.from_numpy(np.load(self.root / "test" / "X.npy"))
-        self.y_test = torch.from_numpy(np.load(self.root / "test" / "y.npy").astype(np.int64))
+
+    def test(self):
+        """The central test rows, (X, y) tensors, for the server's evaluation."""
+        import torch
+
+        return (torch.from_numpy(np.load(self.root / "test" / "X.npy")),
+                torch.from_numpy(np.load(self.root / "test" / "y.npy").astype(np.int64)))
 
     def client(self, k: int):
         """Client k's (X, y) tensors, from its own files only."""
