@@ -10,7 +10,7 @@ partitioners (IID, Dirichlet, shards, quantity skew, or natural ids with
 as for any other source.  Only the partition command reads the whole data
 set; training ranks read their own clients' files.  A DatasetDict's split is
 ``--split`` (train by default) and ``--test-split`` (test) when
-``--test-source`` names the same directory.  Needs ``pip install datasets``.
+``--test-source`` names the same directory.  Needs ``pip install "mpifl[hf]"``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def load(path: Path, split: str):
         import datasets
     except ImportError:
         raise DataError(f"{path} is a Hugging Face dataset, which needs the datasets package: "
-                        "pip install datasets.") from None
+                        'pip install "mpifl[hf]".') from None
     try:
         if path.is_dir():
             data = datasets.load_from_disk(str(path))
