@@ -104,3 +104,19 @@ def test_a_named_torch_head_personalises(tmp_path, strategy):
     last = result.history[-1]
     assert last["personal"]["mean"] > 0
     assert last["client_personal_accuracy"] != last["client_test_accuracy"]  # the personal model is not the global
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("stage", [
+    {"compress__uplink": "topk", "compress__ratio": 0.1, "compress__error_feedback": True},
+    {"secagg__enabled": True},
+    {"privacy__noise_multiplier": 0.5, "privacy__clip": 1.0},
+    {"server__exchange": "reduce"},
+], ids=["topk", "secagg", "dp", "reduce"])
+def test_the_stages_see_only_the_trained_vector_of_a_frozen_body(tmp_path, stage):
+    root, *_ = partition(tmp_path, (40, 40, 40))
+    result = mpifl.run(None, COMM, data__path=str(root), rounds=2, model__kind="torch",
+                       model__module="torch_nets:frozen_body", model__dtype="float64", train__lr=0.1, **stage)
+    assert result.model.size == 32 * N_CLASSES + N_CLASSES  # the head alone: the frozen body never travels
+    assert np.isfinite(result.model).all()
+    assert result.history[-1]["loss"] < result.history[0]["loss"]  # the head trained through the stage
