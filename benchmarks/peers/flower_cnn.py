@@ -38,10 +38,8 @@ def main(root: str, rounds: int, lr: float, out: str) -> None:
     from flwr.common import Context
 
     data = TorchPartition(root)
-    n_clients, features, classes = data.n_clients, data.features, data.classes
     Xt, yt = data.test()
-    torch.manual_seed(0)
-    start = [v.detach().numpy().copy() for v in network(features, classes).state_dict().values()]
+    start = [v.detach().numpy().copy() for v in data.seeded(network).state_dict().values()]
 
     def load(net, values) -> None:
         net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in zip(net.state_dict(), values)})
@@ -50,7 +48,7 @@ def main(root: str, rounds: int, lr: float, out: str) -> None:
         def __init__(self, k: int):
             self.k = k
             self.X, self.y = data.client(k)
-            self.net = network(features, classes)
+            self.net = network(data.features, data.classes)
 
         def fit(self, parameters, config):
             load(self.net, parameters)
@@ -71,13 +69,13 @@ def main(root: str, rounds: int, lr: float, out: str) -> None:
         return CnnClient(int(context.node_config["partition-id"])).to_client()
 
     def accuracy(parameters) -> float:
-        net = network(features, classes)
+        net = network(data.features, data.classes)
         load(net, parameters)
         net.eval()
         with torch.no_grad():
             return float((net(Xt).argmax(dim=1) == yt).float().mean())
 
-    simulate_fedavg(client_fn, start, n_clients, rounds, accuracy, t_start, out)
+    simulate_fedavg(client_fn, start, data.n_clients, rounds, accuracy, t_start, out)
 
 
 if __name__ == "__main__":

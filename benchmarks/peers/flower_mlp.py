@@ -39,16 +39,14 @@ def main(root: str, rounds: int, lr: float, out: str) -> None:
     from flwr.common import Context
 
     data = TorchPartition(root)
-    n_clients, features, classes = data.n_clients, data.features, data.classes
     Xt, yt = data.test()
-    torch.manual_seed(0)
-    start = [p.detach().numpy().copy() for p in network(features, classes).parameters()]
+    start = [p.detach().numpy().copy() for p in data.seeded(network).parameters()]
 
     class MlpClient(NumPyClient):
         def __init__(self, k: int):
             self.k = k
             self.X, self.y = data.client(k)
-            self.net = network(features, classes)
+            self.net = network(data.features, data.classes)
 
         def fit(self, parameters, config):
             with torch.no_grad():
@@ -68,13 +66,13 @@ def main(root: str, rounds: int, lr: float, out: str) -> None:
         return MlpClient(int(context.node_config["partition-id"])).to_client()
 
     def accuracy(parameters) -> float:
-        net = network(features, classes)
+        net = network(data.features, data.classes)
         with torch.no_grad():
             for p, value in zip(net.parameters(), parameters):
                 p.copy_(torch.from_numpy(value))
             return float((net(Xt).argmax(dim=1) == yt).float().mean())
 
-    simulate_fedavg(client_fn, start, n_clients, rounds, accuracy, t_start, out)
+    simulate_fedavg(client_fn, start, data.n_clients, rounds, accuracy, t_start, out)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,13 @@ class TorchPartition:
         self.n_clients = len(self.manifest["clients"])
         self.features, self.classes = self.manifest["n_features"], self.manifest["n_classes"]
 
+    def seeded(self, build):
+        """``build(features, classes)`` from torch's seed 0: the start every client and the server share."""
+        import torch
+
+        torch.manual_seed(0)
+        return build(self.features, self.classes)
+
     def test(self):
         """The central test rows, (X, y) tensors, for the server's evaluation."""
         import torch
