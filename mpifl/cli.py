@@ -7,6 +7,7 @@ them at once and printed once.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -52,6 +53,8 @@ def build_parser(comm: MPI.Comm) -> argparse.ArgumentParser:
     sweep.add_argument("file", type=Path, help="sweep file (TOML): job, [grid], [set], ranks_per_job, schedule, out")
     sweep.add_argument("--out", type=Path, help="sweep directory (default: the file's out, else runs/sweep-<time>)")
     sweep.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    sweep.add_argument("--resume", action="store_true",
+                       help="go on with a sweep directory: runs with a finished summary are read back, not rerun")
     return parser
 
 
@@ -89,15 +92,21 @@ def _sweep(comm: MPI.Comm, args) -> int:
     if args.out is not None:
         plan = replace(plan, out=args.out)
     started = time.perf_counter()
-    rows = run_sweep(comm, plan, verbose=not args.quiet)
+    rows = run_sweep(comm, plan, verbose=not args.quiet, resume=args.resume)
     failed = [row for row in rows if row["status"] == "failed"]  # rows are rank 0's; the others have none
     if roles.is_root(comm):
         if not args.quiet:
-            print(f"sweep: {len(rows)} points ({len(failed)} failed) on {comm.Get_size() // plan.ranks_per_job} "
-                  f"groups of {plan.ranks_per_job} rank(s) in {time.perf_counter() - started:.1f} s; "
-                  f"{plan.out / 'sweep.csv'}", flush=True)
+            print(f"sweep: {len(rows)} {'runs' if plan.cv else 'points'} ({len(failed)} failed) on "
+                  f"{comm.Get_size() // plan.ranks_per_job} groups of {plan.ranks_per_job} rank(s) in "
+                  f"{time.perf_counter() - started:.1f} s; {plan.out / 'sweep.csv'}", flush=True)
+            if plan.select is not None:
+                best = json.loads((plan.out / "best.json").read_text())
+                print(f"best: point {best['point']} {best['params']}, mean {plan.select} {best['mean_score']}"
+                      f"{' (refit: ' + str(best['refit']['run_dir']) + ')' if best['refit'] else ''}; "
+                      f"{plan.out / 'cv_results.csv'}", flush=True)
         for row in failed:
-            print(f"mpifl: sweep point {row['point']} failed: {row['message']}", file=sys.stderr, flush=True)
+            where = f" fold {row['fold']}" if row["fold"] is not None else ""
+            print(f"mpifl: sweep point {row['point']}{where} failed: {row['message']}", file=sys.stderr, flush=True)
     return EXIT_SWEEP_FAILED if comm.bcast(bool(failed), root=0) else 0
 
 

@@ -215,30 +215,24 @@ def make_algorithm(cfg: Config, comm: MPI.Comm, trainer: LocalTrainer, layout: S
     return ALGORITHMS[cfg.train.algorithm](comm, trainer, layout, timer, compressed)
 
 
-def train_distributed(loop: Loop, train: Shard, test: Shard) -> np.ndarray:
+def train_distributed(loop: Loop, train: Shard, test: Shard, validation: Shard | None = None) -> np.ndarray:
     """Train on this rank's shard in step with every other rank; returns the final theta.
 
     ``loop.checkpoints`` gives the round to start from and saves the state
-    every checkpoint.every rounds.
+    every checkpoint.every rounds; ``validation``, this worker's validation
+    rows, is evaluated on every recorded round and judges the best round
+    and early stopping (mpifl.selection), on every rank alike.
     """
     comm, cfg, kernels, checkpoints = loop.comm, loop.cfg, loop.kernels, loop.checkpoints
     settings = LocalSettings.from_config(cfg)
     trainer = LocalTrainer(train, kernels, settings, cfg.seed, comm.Get_rank())
-    tester = trainer.judge(test)
     train_layout = exchange_sizes(comm, train.n)
-    test_layout = exchange_sizes(comm, test.n)
+    judges = Judges.of(comm, trainer, test, validation)
     timer = RoundTimer()
     algorithm = make_algorithm(cfg, comm, trainer, train_layout, timer)
     theta = checkpoints.theta.copy() if checkpoints.resumed else loop.initial()
-    if "velocity" in checkpoints.local:
-        trainer.velocity[:] = checkpoints.local["velocity"]
-    if "carried" in checkpoints.local:
-        trainer.carried[:] = checkpoints.local["carried"]
-    if hasattr(algorithm, "load_state"):
-        algorithm.load_state(checkpoints.local)
     compressed = getattr(algorithm, "compressed", None)
-    if compressed is not None:
-        compressed.load_state(checkpoints.local)
+    _restore(loop, trainer, algorithm, compressed)
     # this rank's (downlink, uplink, uplink had nothing been compressed) byte totals over the rounds so far
     totals = checkpoints.local.get(BYTES, np.zeros(3)).astype(np.int64)
 
@@ -247,10 +241,10 @@ def train_distributed(loop: Loop, train: Shard, test: Shard) -> np.ndarray:
         if compressed is not None:
             extra.update(compressed.state())
         own = {} if trainer.carried is None else {"carried": trainer.carried}
-        return {"velocity": trainer.velocity, **own, **extra, BYTES: totals.astype(np.float64)}
+        return {"velocity": trainer.velocity, **own, **extra, **loop.best.state(), BYTES: totals.astype(np.float64)}
 
     first = checkpoints.start_round + 1 if checkpoints.resumed else 0
-    flag, anyone = np.zeros(2), np.zeros(2)  # [stop requested, divergence code]
+    flag, anyone = np.zeros(3), np.zeros(3)  # [stop requested, divergence code, early stop]
     for rnd in range(first, cfg.rounds + 1):
         timer.reset()
         if compressed is not None:
@@ -259,31 +253,66 @@ def train_distributed(loop: Loop, train: Shard, test: Shard) -> np.ndarray:
             algorithm.run_round(theta, rnd)
         totals += (timer.downlink_bytes, timer.uplink_bytes, timer.uplink_bytes + timer.uplink_bytes_saved)
         converged = getattr(algorithm, "converged", False)  # the same on every rank
-        loss = 0.0  # only logged rounds compute the loss
+        loss, early = 0.0, False  # only logged rounds compute the loss
         if is_logged(rnd, cfg) or converged:
-            loss = _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, timer, totals,
-                              compressed, loop.report)
+            record = _log_round(comm, rnd, theta, trainer, judges, train_layout, timer, totals, compressed)
+            loop.report(record)
+            loss = record.loss
+            early = loop.best.judge(record, theta, can_stop=rnd < cfg.rounds)
         if checkpoints.due(rnd) or (converged and checkpoints.every):
             loop.save(rnd, theta, local_state())  # a non-finite model is written but never committed
         flag[0] = loop.stop.requested
         flag[1] = divergence(theta, loss)
+        flag[2] = early
         collectives.allreduce_max(comm, flag, anyone, timer)  # a signal or a NaN may reach only some ranks
         if anyone[1]:
             raise Diverged(rnd, int(anyone[1]), cfg.train.lr)
-        if converged:
+        if converged or anyone[2]:
             break
         if anyone[0] and 0 < rnd < cfg.rounds:
             loop.stop_after(rnd, theta, local_state())
     return theta
 
 
+def _restore(loop: Loop, trainer: LocalTrainer, algorithm, compressed) -> None:
+    """A resumed run's state on this rank: momentum, the model's own state, the algorithm's, the best round's."""
+    local = loop.checkpoints.local
+    if "velocity" in local:
+        trainer.velocity[:] = local["velocity"]
+    if "carried" in local:
+        trainer.carried[:] = local["carried"]
+    if hasattr(algorithm, "load_state"):
+        algorithm.load_state(local)
+    loop.best.load_state(local)
+    if compressed is not None:
+        compressed.load_state(local)
 
-def _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, timer, byte_totals, compressed,
-               report) -> float:
-    """Evaluate theta on every shard and report the round (a collective); returns the training loss."""
+
+@dataclass(frozen=True)
+class Judges:
+    """The rows a round's model is evaluated on besides the training rows: the test rows and the validation rows
+    (None: none), each with every worker's count."""
+
+    tester: LocalTrainer
+    test_layout: ShardSizes
+    validator: LocalTrainer | None
+    validation_layout: ShardSizes | None
+
+    @classmethod
+    def of(cls, comm: MPI.Comm, trainer: LocalTrainer, test: Shard, validation: Shard | None) -> Judges:
+        """Collective: every worker's test and validation row counts."""
+        held = validation is not None
+        return cls(trainer.judge(test), exchange_sizes(comm, test.n), trainer.judge(validation) if held else None,
+                   exchange_sizes(comm, validation.n) if held else None)
+
+
+def _log_round(comm, rnd, theta, trainer, judges: Judges, train_layout, timer, byte_totals,
+               compressed) -> RoundRecord:
+    """Evaluate theta on every shard (a collective); returns the round's record."""
     kernels = trainer.kernels
-    sums = np.empty(4)
-    totals = np.empty(4)
+    test_layout = judges.test_layout
+    sums = np.zeros(6)
+    totals = np.empty(6)
     codec_seconds = (compressed.encode_seconds, compressed.decode_seconds) if compressed else (0.0, 0.0)
     mine = np.array([timer.compute_seconds, timer.comm_seconds, timer.elapsed(), *codec_seconds,
                      timer.downlink_bytes, timer.uplink_bytes, *byte_totals])
@@ -294,31 +323,33 @@ def _log_round(comm, rnd, theta, trainer, tester, train_layout, test_layout, tim
     breakdown, slowest_rank = time_breakdown(everyone[:, 0], everyone[:, 1])
     seconds, compute = float(everyone[:, 2].max()), float(everyone[:, 0].max())
     train_loss, train_correct = trainer.evaluate(theta)
-    test_loss, test_correct = tester.evaluate(theta)
-    sums[:] = (train_loss, train_correct, test_loss, test_correct)
+    test_loss, test_correct = judges.tester.evaluate(theta)
+    sums[:4] = (train_loss, train_correct, test_loss, test_correct)
+    if judges.validator is not None:
+        sums[4:] = judges.validator.evaluate(theta)
     collectives.allreduce_sum(comm, sums, totals, RoundTimer())
     penalty = kernels.penalty(theta, trainer.settings.l2)
     loss = totals[0] / train_layout.total + penalty
-    report(
-        RoundRecord(
-            round=rnd,
-            loss=loss,
-            train_accuracy=totals[1] / train_layout.total,
-            test_loss=totals[2] / test_layout.total if test_layout.total else math.nan,
-            accuracy=totals[3] / test_layout.total if test_layout.total else math.nan,
-            seconds=seconds,
-            compute_seconds=compute,
-            comm_seconds=max(0.0, seconds - compute),
-            breakdown=breakdown,
-            slowest_rank=slowest_rank,
-            downlink_bytes=int(moved[0]),
-            uplink_bytes=int(moved[1]),
-            downlink_bytes_total=int(moved[2]),
-            uplink_bytes_total=int(moved[3]),
-            uplink_bytes_uncompressed_total=int(moved[4]) if compressed else None,
-            # the slowest rank's codec time, under the compress stage's name as in federated records
-            stages={CompressStage.name: {"encode_seconds": float(slowest_codec[0]),
-                                         "decode_seconds": float(slowest_codec[1])}} if compressed else None,
-        )
+    n_val = judges.validation_layout.total if judges.validation_layout is not None else 0
+    return RoundRecord(
+        round=rnd,
+        loss=loss,
+        train_accuracy=totals[1] / train_layout.total,
+        test_loss=totals[2] / test_layout.total if test_layout.total else math.nan,
+        accuracy=totals[3] / test_layout.total if test_layout.total else math.nan,
+        seconds=seconds,
+        compute_seconds=compute,
+        comm_seconds=max(0.0, seconds - compute),
+        breakdown=breakdown,
+        slowest_rank=slowest_rank,
+        downlink_bytes=int(moved[0]),
+        uplink_bytes=int(moved[1]),
+        downlink_bytes_total=int(moved[2]),
+        uplink_bytes_total=int(moved[3]),
+        uplink_bytes_uncompressed_total=int(moved[4]) if compressed else None,
+        # the slowest rank's codec time, under the compress stage's name as in federated records
+        stages={CompressStage.name: {"encode_seconds": float(slowest_codec[0]),
+                                     "decode_seconds": float(slowest_codec[1])}} if compressed else None,
+        val_loss=float(totals[4] / n_val) if n_val else None,
+        val_accuracy=float(totals[5] / n_val) if n_val else None,
     )
-    return loss

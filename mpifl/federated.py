@@ -50,6 +50,7 @@ from mpifl.strategies import Strategy
 SERVER = ROOT  # the server is the root rank (mpifl.ranks)
 STOP_SIGNAL = 1  # the downlink's stop code after SIGTERM/SIGUSR1; above it, 1 + a Diverged code
 STAGE_HALT = 64  # the downlink's stop code after an exchange that aborted and stops the job (secagg.abort = "stop")
+EARLY_STOP = 65  # the downlink's stop code after early stopping (stop.patience): every rank finishes the run
 # On a node with more ranks than cores, rounds whose compute took longer than this are waited for by polling with sleeps
 # (mpifl.comm.wait_patiently); shorter ones wait in MPI, where a sleep's wake-up latency would dominate.
 LONG_ROUND_SECONDS = 2e-3
@@ -57,6 +58,7 @@ LONG_ROUND_SECONDS = 2e-3
 # had every delta travelled whole
 BYTES = "wire_bytes"
 CLOCK = "virtual_clock"  # server-state key: the virtual seconds so far
+CLIENT_ROUNDS = "client_rounds"  # server-state key: client updates trained so far
 
 
 def make_wire(strategy: type[Strategy], chain: Chain, spec: ModelSpec, blocks: list[range],
@@ -88,6 +90,8 @@ class ServerRounds:
         strategy.load_state(saved.server)
         chain.restore("server_state", saved.server)
         self.pending = round_records.load_pending(saved.server)
+        loop.best.load_state(saved.server)
+        self.client_rounds = int(saved.server.get(CLIENT_ROUNDS, np.zeros(1))[0])
         self.downlink = self.wire.downlink_buffer()
         self.down = self.wire.downlink_views(self.downlink)
         self.gathered = np.empty(sum(self.wire.stats_counts))
@@ -106,22 +110,26 @@ class ServerRounds:
 
     def run(self) -> np.ndarray:
         for it in range(self.loop.checkpoints.start_round + 1, self.cfg.rounds + 2):
-            self.round(it)
+            if not self.round(it):
+                break
         return self.theta
 
     def server_state(self) -> dict[str, np.ndarray]:
-        return {**self.strategy.state(), **self.chain.merged("server_state"),
+        return {**self.strategy.state(), **self.chain.merged("server_state"), **self.loop.best.state(),
                 **round_records.pending_state(self.pending),
                 BYTES: np.array([*self.last_bytes, *self.totals], dtype=np.float64),
-                CLOCK: np.array([self.clock])}
+                CLOCK: np.array([self.clock]), CLIENT_ROUNDS: np.array([float(self.client_rounds)])}
 
-    def round(self, it: int) -> None:
+    def round(self, it: int) -> bool:
+        """One round; False once early stopping has ended the run (every client rank was told)."""
         timer, cfg = self.timer, self.cfg
         timer.reset()
         self.halt = 0 if self.halt == STOP_SIGNAL and it > cfg.rounds else self.halt  # the last round ends anyway
         training = it <= cfg.rounds and not self.halt
         epochs = self.strategy.plan(it) if training else np.zeros(self.wire.n_clients, dtype=np.int64)
         self.broadcast(epochs)
+        if self.halt == EARLY_STOP:
+            return False
         if self.halt:
             halt(self.loop, it, self.theta, self.halt, self.exchange, {}, self.server_state())
         self.exchange.server_receive(it, epochs, timer, self.poll)
@@ -130,10 +138,12 @@ class ServerRounds:
         self.chain.each("after_exchange", rank_stats)
         with timer.compute():
             record = self.record(it - 1, stats, rank_stats) if is_logged(it - 1, cfg) else None
-            stop = self.aggregate(it, epochs, stats, training)
+            # the record judges theta_(it-1): when it ends the run, this round's updates are not applied
+            early = record is not None and self.loop.best.judge(record, self.theta, can_stop=training)
+            stop = self.aggregate(it, epochs, stats, training) if not early else False
         if record is not None:
             self.loop.report(record)
-        self.account(epochs, rank_stats)
+        self.account(epochs if not early else np.zeros_like(epochs), rank_stats)
         if self.loop.checkpoints.due(it):
             self.loop.save(it, self.theta, {}, self.server_state())  # not committed if diverged
         diverged = divergence(self.theta, record.loss if record is not None else 0.0)
@@ -141,6 +151,9 @@ class ServerRounds:
         self.halt = STOP_SIGNAL + diverged if diverged else int(signalled)
         if training and stop and not diverged:
             self.halt = STAGE_HALT
+        if early and not diverged:
+            self.halt = EARLY_STOP
+        return True
 
     def broadcast(self, epochs: np.ndarray) -> None:
         down = self.down
@@ -176,6 +189,7 @@ class ServerRounds:
         record = replace(record, downlink_bytes=self.last_bytes[0], uplink_bytes=self.last_bytes[1],
                          downlink_bytes_total=self.totals[0], uplink_bytes_total=self.totals[1],
                          uplink_bytes_uncompressed_total=self.totals[2] if self.chain.message_bytes else None,
+                         client_rounds=self.client_rounds,
                          stages=merge_stages(record.stages, self.chain.record_fields()))
         if rnd > 0:
             spread, slowest = time_breakdown(np.concatenate(([self.last_server[0]], self.last_rank_compute)),
@@ -192,6 +206,7 @@ class ServerRounds:
         self.last_server = (timer.compute_seconds, timer.comm_seconds)
         self.last_bytes = (timer.downlink_bytes, timer.uplink_bytes)
         trained = int(np.count_nonzero(epochs))
+        self.client_rounds += trained
         self.totals = [self.totals[0] + self.last_bytes[0], self.totals[1] + self.last_bytes[1],
                        self.totals[2] + self.last_bytes[1] + self.wire.saved_bytes(trained)]
 

@@ -15,7 +15,8 @@ import numpy as np
 from mpifl import comm as collectives
 from mpifl import hierarchy
 from mpifl.data.shards import ClientData
-from mpifl.federated import SERVER, exchange_of, halt, make_wire
+from mpifl.data.validation import held_out_clients
+from mpifl.federated import EARLY_STOP, SERVER, exchange_of, halt, make_wire
 from mpifl.local import LocalSettings, LocalTrainer
 from mpifl.loop import Loop
 from mpifl.metrics import RoundTimer
@@ -23,6 +24,7 @@ from mpifl.progress import is_logged
 from mpifl.stages import Chain, Outgoing
 from mpifl.strategies import Strategy, strategy_params
 from mpifl.strategies.base import LocalRun
+from mpifl.strategies.sampling import evaluation_sample
 
 
 class ClientRounds:
@@ -40,6 +42,11 @@ class ClientRounds:
         self.trainers = [LocalTrainer(c.train, loop.kernels, self.settings, cfg.seed, k)
                          for c, k in zip(data, clients)]
         self.testers = [None if c.test is None else trainer.judge(c.test) for c, trainer in zip(data, self.trainers)]
+        self.validators = [None if c.validation is None else trainer.judge(c.validation)
+                           for c, trainer in zip(data, self.trainers)]
+        n_clients = blocks[-1].stop
+        self.held_out = held_out_clients(cfg.seed, n_clients, cfg.data.folds, cfg.data.fold)  # None without folds
+        self.candidates = self.held_out if self.held_out is not None else np.ones(n_clients, dtype=bool)
         self.half = strategy.client(strategy_params(cfg), spec.shape, spec.dtype)
         if self.half.keeps_head:
             self.half.head = slice(spec.size - spec.head_size, spec.size)
@@ -63,7 +70,8 @@ class ClientRounds:
 
     def run(self) -> None:
         for it in range(self.loop.checkpoints.start_round + 1, self.cfg.rounds + 2):
-            self.round(it)
+            if not self.round(it):
+                break
 
     def local_state(self) -> dict[str, np.ndarray]:
         own = [t.carried for t in self.trainers if t.carried is not None]
@@ -85,11 +93,14 @@ class ClientRounds:
             if f"state.{name}" in local:
                 value[...] = local[f"state.{name}"]
 
-    def round(self, it: int) -> None:
+    def round(self, it: int) -> bool:
+        """One round; False once the server has ended the run early (stop.patience)."""
         timer, own = self.timer, self.own
         timer.reset()
         collectives.bcast(self.loop.comm, self.downlink, timer, root=SERVER, poll=self.poll)
         self.poll = bool(self.down["poll"][0])
+        if self.down["stop"][0] == EARLY_STOP:
+            return False
         if self.down["stop"][0]:
             halt(self.loop, it, self.theta, int(self.down["stop"][0]), self.exchange, self.local_state())
         started = time.perf_counter()
@@ -98,9 +109,11 @@ class ClientRounds:
         self.stats[:] = 0.0
         sent = 0
         logged = is_logged(it - 1, self.cfg)
+        judged = evaluation_sample(self.cfg.seed, it - 1, self.candidates, self.cfg.evaluate.fraction) if logged \
+            else None
         for j, k in enumerate(self.clients):
             if logged:
-                self.evaluate(j)
+                self.evaluate(j, k, judged[k])
             if epochs[k] > 0 and self.edge is None:
                 self.train(j, k, it, int(epochs[k]), sent)
                 sent += 1
@@ -120,15 +133,26 @@ class ClientRounds:
         self.previous_comm = timer.comm_seconds
         if self.loop.checkpoints.due(it):
             self.loop.save(it, self.theta, self.local_state())
+        return True
 
-    def evaluate(self, j: int) -> None:
-        mine, trainer, tester = self.client_stats[j], self.trainers[j], self.testers[j]
-        mine["loss"][0], mine["correct"][0] = trainer.evaluate(self.theta)
-        mine["rows"][0] = trainer.shard.n
+    def evaluate(self, j: int, k: int, judged: bool) -> None:
+        """Client k's sums on the global model: its training rows (unless its fold is held out), its own test rows,
+        and, when sampled to evaluate, its validation rows; with its personal model where it keeps one."""
+        mine, trainer, tester, validator = self.client_stats[j], self.trainers[j], self.testers[j], self.validators[j]
+        if self.held_out is None or not self.held_out[k]:
+            mine["loss"][0], mine["correct"][0] = trainer.evaluate(self.theta)
+            mine["rows"][0] = trainer.shard.n
+        own = None
+        if tester is not None or (validator is not None and judged):
+            own = self.half.personal_model(self.theta, {name: value[j] for name, value in self.states.items()})
+        if validator is not None and judged:
+            mine["val_loss"][0], mine["val_correct"][0] = validator.evaluate(self.theta)
+            mine["val_rows"][0] = validator.shard.n
+            mine["val_personal_correct"][0] = (validator.evaluate(own)[1] if own is not None
+                                               else mine["val_correct"][0])
         if tester is not None:
             mine["test_loss"][0], mine["test_correct"][0] = tester.evaluate(self.theta)
             mine["test_rows"][0] = tester.shard.n
-            own = self.half.personal_model(self.theta, {name: value[j] for name, value in self.states.items()})
             if own is not None:
                 mine["personal_correct"][0] = tester.evaluate(own)[1]
             else:

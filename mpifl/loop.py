@@ -13,6 +13,7 @@ from mpifl.config import Config
 from mpifl.stages import Chain
 from mpifl.kernels import ModelKernels
 from mpifl.progress import Recorder, RoundRecord
+from mpifl.selection import BestRound
 from mpifl.stopping import StopFlag
 
 
@@ -36,6 +37,11 @@ class Loop:
     patient: bool = False
     chain: Chain | None = None  # the stages of a federated round (mpifl.stages); None in distributed mode
     start: np.ndarray | None = None  # model.init's parameters, the same on every rank; None: the seeded start
+    best: BestRound | None = None  # the best round on stop.metric and early stopping; set from cfg if None
+
+    def __post_init__(self):
+        if self.best is None:
+            self.best = BestRound.from_config(self.cfg)
 
     def initial(self) -> np.ndarray:
         """The parameters a fresh run starts from: model.init's, or the model kind's seeded start."""

@@ -59,7 +59,7 @@ class RoundTimer:
         return time.perf_counter() - self.started
 
 
-RUN_FILES = ("config.toml", "metrics.jsonl", "summary.json", "model.npz", "model.pt", "checkpoint")
+RUN_FILES = ("config.toml", "metrics.jsonl", "summary.json", "model.npz", "model_best.npz", "model.pt", "checkpoint")
 
 
 def default_run_dir(mode: str) -> Path:
@@ -104,9 +104,12 @@ class RunWriter:
         """One round's line of metrics.jsonl (a progress.RoundRecord)."""
         self._metrics.write(record.json_line() + "\n")
 
-    def finish(self, summary: dict[str, Any], theta: np.ndarray) -> None:
+    def finish(self, summary: dict[str, Any], theta: np.ndarray, best: np.ndarray | None = None) -> None:
+        """The final model, the best round's (mpifl.selection) where one was judged, and the summary."""
         self._metrics.close()
         write_npz(self.directory / "model.npz", {"theta": theta})
+        if best is not None:
+            write_npz(self.directory / "model_best.npz", {"theta": best, "round": np.array(summary["best_round"])})
         self._write_summary(summary)
 
     def stopped(self, summary: dict[str, Any]) -> None:

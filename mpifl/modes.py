@@ -21,6 +21,7 @@ from mpi4py import MPI
 from mpifl import federated, federated_clients
 from mpifl.client_speeds import profiles
 from mpifl.config import Config
+from mpifl.data import validation
 from mpifl.data.shards import DataSource, balanced_blocks, check_fit, with_client_tests
 from mpifl.distributed import train_distributed
 from mpifl.errors import ConfigError, Diverged, RankCountError
@@ -74,6 +75,10 @@ class Mode(ABC):
         return -(-source.train_rows(comm.Get_size(), trainers) // max(trainers, 1))
 
     @abstractmethod
+    def validation_units(self, source: DataSource, ranks: int) -> tuple[int, str]:
+        """(how many of what data.folds deals into folds, its name): clients, or training rows."""
+
+    @abstractmethod
     def load(self, comm: MPI.Comm, source: DataSource) -> tuple:
         """This rank's data (and what it needs to know of the others'), never another rank's rows."""
 
@@ -114,12 +119,20 @@ class Federated(Mode):
     def training_kernel(self) -> tuple[str, int]:
         return "sgd_epoch", self.cfg.rounds * max(self.cfg.train.epochs, 1)
 
+    def validation_units(self, source: DataSource, ranks: int) -> tuple[int, str]:
+        return source.n_clients(ranks), "clients"  # leave-clients-out
+
     def load(self, comm: MPI.Comm, source: DataSource) -> tuple:
         """The server: its test split, who hosts whom and the clients' row counts (from metadata); a client
         rank: its clients' data, the clients it hosts, and who hosts whom."""
         cfg, size = self.cfg, comm.Get_size()
         n_clients = source.n_clients(size)
         check_fit(n_clients, size - 1, "client")
+        validation.check(cfg.data.folds, cfg.data.fold, cfg.data.validation_fraction,
+                         *self.validation_units(source, size))
+        if cfg.data.folds and (STRATEGIES[cfg.server.strategy].asynchronous or cfg.server.hierarchy != "none"):
+            raise ConfigError("data.folds holds a fold of clients out of training; asynchronous and two-level "
+                              "rounds plan their clients themselves. Use data.validation_fraction.")
         problem = STRATEGIES[cfg.server.strategy].check(strategy_params(cfg), n_clients)
         if problem:
             raise ConfigError(f"server.strategy {cfg.server.strategy!r}: {problem}")
@@ -131,6 +144,8 @@ class Federated(Mode):
             return (source.server_test(), blocks, source.client_rows(n_clients))
         clients = blocks[comm.Get_rank() - 1]
         data = with_client_tests(source.clients(clients, n_clients), clients, cfg.data.client_test_fraction, cfg.seed)
+        data = validation.federated_split(data, clients, n_clients, cfg.seed, cfg.data.validation_fraction,
+                                          cfg.data.folds, cfg.data.fold)
         return (data, clients, blocks)
 
     def chain(self, comm: MPI.Comm, spec: ModelSpec, source: DataSource, data: tuple) -> Chain:
@@ -196,8 +211,30 @@ class Distributed(Mode):
             return "full_gradient", rounds * epochs
         return "batch_gradient", rounds * epochs
 
+    def validation_units(self, source: DataSource, ranks: int) -> tuple[int, str]:
+        return source.train_rows(ranks, ranks), "training rows"
+
     def load(self, comm: MPI.Comm, source: DataSource) -> tuple:
-        return source.worker(comm.Get_rank(), comm.Get_size())
+        """(train, test, the training rows' places or None): validation rows are cut in prepared()."""
+        cfg, size, rank = self.cfg, comm.Get_size(), comm.Get_rank()
+        validation.check(cfg.data.folds, cfg.data.fold, cfg.data.validation_fraction,
+                         *self.validation_units(source, size))
+        train, test = source.worker(rank, size)
+        return train, test, source.worker_places(rank, size) if cfg.data.folds or cfg.data.validation_fraction else None
+
+    def prepared(self, comm: MPI.Comm, chain: Chain, data: tuple, source: DataSource) -> tuple:
+        """(train, test, validation or None): the worker's validation rows, by their places (mpifl.data.validation)."""
+        train, test, places = data
+        cfg = self.cfg
+        if not (cfg.data.folds or cfg.data.validation_fraction):
+            return train, test, None
+        n = comm.allreduce(train.n)  # once, at set-up
+        if places is None:  # the source cannot say: the workers' rows in rank order
+            start = comm.exscan(train.n) or 0
+            places = np.arange(start, start + train.n)
+        train, held = validation.distributed_split(train, places, n, cfg.seed, cfg.data.validation_fraction,
+                                                   cfg.data.folds, cfg.data.fold)
+        return train, test, held
 
     def train(self, loop: Loop, data: tuple) -> np.ndarray:
         return train_distributed(loop, *data)
@@ -230,6 +267,7 @@ def make_strategy(cfg: Config, spec: ModelSpec, n_clients: int, chain: Chain | N
         aggregator=aggregator(cfg), sampling=cfg.server.sampling,
         release=chain.release() if chain is not None else None,
         profiles=profiles(cfg, rows, spec.size * spec.dtype.itemsize), rounds=cfg.rounds,
+        held_out=validation.held_out_clients(cfg.seed, n_clients, cfg.data.folds, cfg.data.fold),
     ))
 
 

@@ -46,6 +46,12 @@ class RoundRecord:
     downlink_bytes_total: int | None = None  # the same, summed over every round so far
     uplink_bytes_total: int | None = None  # the uplink's, summed over every round so far
     uplink_bytes_uncompressed_total: int | None = None  # with [compress]: the uplink total had updates been sent whole
+    val_loss: float | None = None  # mean loss on the validation rows (federated: of the clients sampled to evaluate)
+    val_accuracy: float | None = None  # on the validation rows, sample-weighted
+    val_personal_accuracy: float | None = None  # federated: each sampled client's personal model on its validation rows
+    val_clients: int | None = None  # federated: clients that evaluated on their validation rows this round
+    val_spread: dict[str, float] | None = None  # federated: the sampled clients' validation accuracy: mean, p10, worst, Jain
+    client_rounds: int | None = None  # federated: client updates trained so far (each sampled client's round counts one)
     stages: dict[str, dict] | None = None  # each stage's own fields under its name: privacy's epsilon (at privacy.delta, after the rounds so far), compress's encode_seconds and decode_seconds (the slowest sender's; the decoder's), secagg's seconds per part (slowest rank; docs/how-to/secagg.md)
 
     def as_json(self) -> dict:
@@ -100,7 +106,8 @@ def without_accuracy(record: RoundRecord) -> RoundRecord:
     """For regression models, where accuracy has no meaning."""
     return RoundRecord(**{**asdict(record), "accuracy": None, "train_accuracy": None, "client_accuracy": None,
                           "client_test_accuracy": None, "mean_client_accuracy": None,
-                          "personal": None, "client_personal_accuracy": None})
+                          "personal": None, "client_personal_accuracy": None, "val_accuracy": None,
+                          "val_personal_accuracy": None, "val_spread": None})
 
 
 def is_logged(rnd: int, cfg) -> bool:

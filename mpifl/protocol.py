@@ -52,10 +52,12 @@ THETA = Field("theta")
 DELTA = Field("delta")
 MESSAGE = "message"  # a compressed delta's bytes, in the payload instead of delta
 # Every client reports these each round; weight is the rows it trained on (0 if it did not train); personal_correct:
-# its own test rows predicted right after local fine-tuning (train.finetune_epochs), else the global model's.
+# its own test rows predicted right after local fine-tuning (train.finetune_epochs), else the global model's; val_*:
+# the sums over its validation rows, where it was sampled to evaluate (federated evaluation, evaluate.fraction).
 CLIENT_STATS = tuple(
     Field(name, 1, FLOAT64)
-    for name in ("weight", "loss", "correct", "rows", "test_loss", "test_correct", "test_rows", "personal_correct")
+    for name in ("weight", "loss", "correct", "rows", "test_loss", "test_correct", "test_rows", "personal_correct",
+                 "val_loss", "val_correct", "val_rows", "val_personal_correct")
 )
 # per client rank, every round: compute seconds, stop requested, comm seconds; the stages on add their own
 # (mpifl.stages.base.Stage.rank_stat_names: the compress stage's encoding seconds, secure aggregation's parts)

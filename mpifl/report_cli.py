@@ -49,19 +49,27 @@ def compare(runs: list[RunDir], target: float | None = None) -> str:
     """A markdown table of the runs' final and best metrics and their time per round; with ``target``, the
     first recorded round whose test accuracy reached it ("not reached" if none did)."""
     extra = f" rounds to {target:g} |" if target is not None else ""
-    rows = ["| run | status | rounds | final loss | final accuracy | best accuracy | ms per round |" + extra,
-            "|---|---|---|---|---|---|---|" + ("---|" if target is not None else "")]
+    rows = ["| run | status | rounds | final loss | final accuracy | best round (metric) | test accuracy there | "
+            "ms per round |" + extra,
+            "|---|---|---|---|---|---|---|---|" + ("---|" if target is not None else "")]
     for run, label in zip(runs, labels(runs)):
         s = run.summary
         row = (f"| {label} | {s.get('status', 'running or killed')} | {s.get('rounds_run', len(run.history))} | "
                f"{_num(s.get('final_loss'), '.5f')} | {_num(s.get('final_accuracy'), '.4f')} | "
-               f"{_num(s.get('best_accuracy'), '.4f')} | {_num(_ms(s.get('seconds_per_round')), '.2f')} |")
+               f"{_best(s)} | {_num(s.get('best_test_accuracy'), '.4f')} | {_num(_ms(s.get('seconds_per_round')), '.2f')} |")
         if target is not None:
             rounds, accuracy = run.series("accuracy")
             reached = [r for r, a in zip(rounds, accuracy) if a is not None and a >= target]
             row += f" {reached[0] if reached else 'not reached'} |"
         rows.append(row)
     return "\n".join(rows)
+
+
+def _best(summary: dict) -> str:
+    """The round the run judged best on its validation metric, and the metric (chosen without the test set)."""
+    if summary.get("best_round") is None:
+        return "n/a"
+    return f"{summary['best_round']} ({summary.get('best_metric')} {_num(summary.get('best_value'), '.4f')})"
 
 
 def plot(runs: list[RunDir], out: Path) -> None:

@@ -29,6 +29,9 @@ class Purpose(IntEnum):
     CLIENT_SPEED = 14  # a client's simulated compute and link speeds and its on/off periods (mpifl.client_speeds)
     DISPATCH = 15  # which idle client the asynchronous server dispatches next (mpifl.asynchrony)
     MODEL_NOISE = 16  # a model's own randomness in training (a torch module's dropout), per (round, client)
+    VALIDATION = 17  # which rows or clients are held out for validation (mpifl.data.validation)
+    EVALUATION = 18  # which clients evaluate on their validation rows in a round (federated evaluation)
+    SEARCH = 19  # a sweep's random search and its sampler (mpifl.search)
 
 
 def stream(seed: int, purpose: Purpose, *keys: int) -> np.random.Generator:

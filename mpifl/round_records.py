@@ -60,6 +60,7 @@ def record(
         client_test = np.divide(stats["test_correct"], stats["test_rows"], out=np.full(own_test.shape, np.nan),
                                 where=own_test)
     server = {k: v for k, v in aggregated.items() if k != "participants" and STAGE not in k} if rnd > 0 else None
+    trained = stats["rows"] > 0  # a held-out fold's clients report no training rows
     return RoundRecord(
         round=rnd,
         loss=float(stats["loss"].sum() / rows) + tester.kernels.penalty(theta, l2),
@@ -69,8 +70,8 @@ def record(
         seconds=seconds,
         compute_seconds=compute,
         comm_seconds=max(0.0, seconds - compute),
-        client_loss=(stats["loss"] / stats["rows"]).tolist(),
-        client_accuracy=(stats["correct"] / stats["rows"]).tolist(),
+        client_loss=_per_row(stats["loss"], stats["rows"], trained),
+        client_accuracy=_per_row(stats["correct"], stats["rows"], trained),
         client_test_accuracy=None if client_test is None else
         [float(a) if has else None for a, has in zip(client_test, own_test)],
         mean_client_accuracy=None if client_test is None else float(client_test[own_test].mean()),
@@ -80,7 +81,27 @@ def record(
         participants=int(aggregated["participants"]) if rnd > 0 and "participants" in aggregated else None,
         server=server or None,
         stages=stage_fields(aggregated) if rnd > 0 else None,
+        **validation_fields(stats),
     )
+
+
+def validation_fields(stats: dict[str, np.ndarray]) -> dict:
+    """Federated evaluation: sample-weighted loss and accuracy over the validation rows of the clients sampled to
+    evaluate, their personal models' accuracy, and the spread of the clients' accuracies (empty: none evaluated)."""
+    rows = stats["val_rows"]
+    judged = rows > 0
+    total = rows.sum()
+    if not total:
+        return {}
+    return {"val_loss": float(stats["val_loss"].sum() / total),
+            "val_accuracy": float(stats["val_correct"].sum() / total),
+            "val_personal_accuracy": float(stats["val_personal_correct"].sum() / total),
+            "val_clients": int(judged.sum()),
+            "val_spread": spread(stats["val_correct"][judged] / rows[judged])}
+
+
+def _per_row(sums: np.ndarray, rows: np.ndarray, has: np.ndarray) -> list[float | None]:
+    return [float(s / n) if h else None for s, n, h in zip(sums, rows, has)]
 
 
 def stage_fields(aggregated: dict) -> dict[str, dict] | None:

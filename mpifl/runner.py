@@ -35,6 +35,7 @@ from mpifl.loop import Loop
 from mpifl.model_init import Start
 from mpifl.modes import Mode, mode_of
 from mpifl.progress import Recorder, RoundRecord, slowest_overall, without_accuracy
+from mpifl.selection import BestRound
 from mpifl.stopping import StopFlag, Stopped
 
 
@@ -48,7 +49,7 @@ class JobResult:
 
 def run_job(
     comm: MPI.Comm, cfg: Config, out_dir: Path | None = None, verbose: bool = True, resume: bool = False,
-    audit: bool = False, overwrite: bool = False, write: bool = True,
+    audit: bool = False, overwrite: bool = False, write: bool = True, prune=None,
 ) -> JobResult:
     """Train the configured job on ``comm``; every rank returns the final parameters.
 
@@ -57,12 +58,14 @@ def run_job(
     ``audit``, each rank records the files it opens and writes the list to
     RUN_DIR/audit/ (mpifl.audit).  With ``write=False`` no run directory is
     written at all (checkpoints and audits, which need one, are refused).
+    ``prune`` (a sweep's, mpifl.search.TrialPruner) is asked after each
+    recorded round, where early stopping is judged, whether to end the run.
     """
     if audit:
         audits.RECORDER.start()
     try:
         with placement.pinned(comm, threads_per_rank(cfg.train.threads)):  # an oversubscribed node's computing ranks
-            result = _run_job(comm, cfg, out_dir if write else None, verbose, resume, overwrite, write)
+            result = _run_job(comm, cfg, out_dir if write else None, verbose, resume, overwrite, write, prune)
     finally:
         opened = audits.RECORDER.stop() if audit else None
     if opened is not None:
@@ -151,7 +154,7 @@ def _open_outputs(comm: MPI.Comm, cfg: Config, spec, out_dir: Path | None, resum
 
 
 def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, resume: bool,
-             overwrite: bool, write: bool) -> JobResult:
+             overwrite: bool, write: bool, prune=None) -> JobResult:
     started = time.perf_counter()
     job = _prepare(comm, cfg, resume, write)
     out = _open_outputs(comm, cfg, job.spec, out_dir, resume, overwrite, write)
@@ -168,16 +171,17 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
         recorder = _recorder(job.spec, out, console)
         loop = Loop(comm, cfg, job.kernels, recorder, out.checkpoints, StopFlag(),
                     patient=_oversubscribed(job.occupancy), chain=job.chain,
-                    start=job.start.theta if job.start is not None else None)
+                    start=job.start.theta if job.start is not None else None,
+                    best=BestRound.from_config(cfg, prune))
         theta = _train(job.mode, loop, job.data, out.writer)
         train_seconds = time.perf_counter() - train_started
         records = comm.bcast(recorder.records, root=roles.ROOT)  # once, after training: clients keep none
-        summary = _summary(comm, cfg, job, records, train_seconds, out.checkpoints.start_round)
+        summary = _summary(comm, cfg, job, records, train_seconds, out.checkpoints.start_round, loop)
         summary["setup_seconds"] = train_started - started  # validation, data, compile: before round 1
         summary["wall_seconds"] = time.perf_counter() - started
         summary = comm.bcast(summary, root=roles.ROOT)  # once: every rank returns what rank 0 writes
         if out.writer is not None:
-            out.writer.finish(summary, theta)
+            out.writer.finish(summary, theta, loop.best.theta)
             job.kernels.export(theta, out.run_dir)
     finally:
         if console is not None:
@@ -260,7 +264,7 @@ def _open_writer(comm, run_dir, cfg):
         raise MpiflError(f"Cannot write the run directory {run_dir}: {exc.strerror}.") from None
 
 
-def _summary(comm, cfg, job: _Prepared, records, train_seconds: float, start_round: int) -> dict:
+def _summary(comm, cfg, job: _Prepared, records, train_seconds: float, start_round: int, loop: Loop) -> dict:
     last = records[-1]
     rounds_run = last.round - start_round  # the last round is always recorded
     summary = {
@@ -273,8 +277,10 @@ def _summary(comm, cfg, job: _Prepared, records, train_seconds: float, start_rou
         "final_test_loss": last.test_loss,
         "downlink_bytes": last.downlink_bytes_total,  # federated: counted at the collectives, every round
         "uplink_bytes": last.uplink_bytes_total,
-        "best_accuracy": max((r.accuracy for r in records if r.accuracy is not None and r.accuracy == r.accuracy),
-                             default=None),
+        "final_val_loss": last.val_loss,  # the validation rows' (mpifl.selection); null without them
+        "final_val_accuracy": last.val_accuracy,
+        **loop.best.summary(records),  # the best round on stop.metric, never on the test set
+        "client_rounds": last.client_rounds,
         "slowest_rank": slowest_overall(records),
         "wall_seconds": None,  # set once the summary is complete
         "train_seconds": train_seconds,

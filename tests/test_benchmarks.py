@@ -258,3 +258,13 @@ def test_cnn_federated_benchmark_smoke(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((tmp_path / "cnn_federated.json").read_text())
     assert len(data["results"]) == 3 and all(r["seconds_per_round"] > 0 for r in data["results"].values())
+
+
+def test_selection_benchmark_smoke(tmp_path):
+    pytest.importorskip("optuna")
+    proc = subprocess.run([sys.executable, str(BENCH / "selection.py"), "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "selection.json").read_text())
+    assert data["gridsearch"]["breast_cancer"]["mpifl_best"] == data["gridsearch"]["breast_cancer"]["sklearn_best"]
+    assert len(data["adaptive"]["optuna"]["client_rounds"]) == 4

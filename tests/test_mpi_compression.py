@@ -100,7 +100,8 @@ def test_federated_int8_with_error_feedback_stays_within_the_quantisation_error(
         int8 = mpifl.run(None, comm, **FEDERATED, compress__uplink="int8", compress__error_feedback=True)
         assert np.linalg.norm(int8.model - plain.model) <= 0.02 * np.linalg.norm(plain.model)
         assert abs(int8.summary["final_accuracy"] - plain.summary["final_accuracy"]) <= 0.01
-        assert 6.3 < int8.summary["compression"]["achieved_ratio"] < 8  # float64 -> int8, less scales and statistics
+        # float64 -> int8, less the scales and the 12 float64 statistics a client reports each round
+        assert 6.0 < int8.summary["compression"]["achieved_ratio"] < 8
     on_three_ranks(test)
 
 

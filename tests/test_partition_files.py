@@ -221,3 +221,23 @@ def test_plot_without_matplotlib_is_refused_before_any_file_is_written(tmp_path,
     assert partition("digits", "--clients", 2, "--out", tmp_path / "p", "--plot") == 2
     assert "nothing was written" in capsys.readouterr().err and not (tmp_path / "p").exists()
     assert partition("digits", "--clients", 2, "--out", tmp_path / "p") == 0  # no --force needed: nothing was left
+
+
+def test_a_validation_fraction_writes_each_clients_own_validation_rows_that_a_run_uses(tmp_path):
+    assert partition("digits", "--clients", 4, "--validation-fraction", 0.25, "--out", tmp_path / "p") == 0
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    root = tmp_path / "p"
+    for entry in manifest["clients"]:
+        held = entry["validation"]
+        assert held["dir"] == f"{entry['dir']}/validation"
+        assert held["rows"] == round(0.25 * (held["rows"] + entry["rows"]))
+        for rel, digest in held["files"].items():
+            assert hashlib.sha256((root / rel).read_bytes()).hexdigest() == digest
+    import mpifl
+
+    result = mpifl.run(None, rounds=2, data__path=str(root), mode="distributed")  # distributed: the clients' rows
+    assert result.history[0]["val_loss"] is None
+    from mpifl.data.files import client_validation_parts
+
+    parts = client_validation_parts(str(root), range(4), np.dtype(np.float64), True)
+    assert [p[1].size for p in parts] == [e["validation"]["rows"] for e in manifest["clients"]]

@@ -30,7 +30,8 @@ def make_run(path, lr, final_accuracy, rounds=4, clients=True, **overrides):
     (path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     (path / "summary.json").write_text(json.dumps({
         "status": "finished", "rounds_run": rounds, "final_loss": rows[-1]["loss"], "final_accuracy": final_accuracy,
-        "best_accuracy": final_accuracy, "seconds_per_round": 0.002}))
+        "best_round": rounds - 1, "best_metric": "val_loss", "best_value": 0.5, "best_test_accuracy": final_accuracy,
+        "seconds_per_round": 0.002}))
     return path
 
 
@@ -47,8 +48,8 @@ def test_compare_prints_final_and_best_metrics_and_time_per_round(tmp_path):
     make_run(tmp_path / "b", 0.05, 0.8)
     proc = mpifl_command("compare", "a", "b", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "| lr=0.5 | finished | 4 | 0.40000 | 0.9000 | 0.9000 | 2.00 |" in proc.stdout
-    assert "| lr=0.05 | finished | 4 | 0.40000 | 0.8000 | 0.8000 | 2.00 |" in proc.stdout
+    assert "| lr=0.5 | finished | 4 | 0.40000 | 0.9000 | 3 (val_loss 0.5000) | 0.9000 | 2.00 |" in proc.stdout
+    assert "| lr=0.05 | finished | 4 | 0.40000 | 0.8000 | 3 (val_loss 0.5000) | 0.8000 | 2.00 |" in proc.stdout
 
 
 def test_plot_writes_curves_for_two_runs(tmp_path):
@@ -84,8 +85,8 @@ def test_compare_gives_the_rounds_to_a_target_accuracy(tmp_path):
     proc = mpifl_command("compare", "a", "b", "--target", "0.65", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "| rounds to 0.65 |" in proc.stdout
-    assert "| lr=0.5 | finished | 4 | 0.40000 | 0.9000 | 0.9000 | 2.00 | 3 |" in proc.stdout
-    assert "| lr=0.05 | finished | 4 | 0.40000 | 0.6000 | 0.6000 | 2.00 | not reached |" in proc.stdout
+    assert "| lr=0.5 | finished | 4 | 0.40000 | 0.9000 | 3 (val_loss 0.5000) | 0.9000 | 2.00 | 3 |" in proc.stdout
+    assert "| lr=0.05 | finished | 4 | 0.40000 | 0.6000 | 3 (val_loss 0.5000) | 0.6000 | 2.00 | not reached |" in proc.stdout
 
 
 def three_strategies(tmp_path):

@@ -52,6 +52,10 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "data.test_fraction": (0.2, Interval(float, 0, 1, "left")),
     # each federated client's own test rows, held out of its shard (sources without their own split)
     "data.client_test_fraction": (0.0, Interval(float, 0, 1, "left")),
+    # validation rows for every choice mpifl makes (mpifl.data.validation): a seeded share, or K folds
+    "data.validation_fraction": (0.0, Interval(float, 0, 1, "left")),
+    "data.folds": (0, Interval(int, 0, None)),  # K-fold cross-validation: 0 = none, else K >= 2
+    "data.fold": (0, Interval(int, 0, None)),  # which of data.folds is held out for validation
     "data.n_samples": (10_000, Interval(int, 2, None)),
     "data.n_features": (20, Interval(int, 1, None)),
     "data.n_classes": (2, Interval(int, 2, None)),
@@ -115,6 +119,12 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "server.kappa2": (1, Interval(int, 1, None)),
     # server.lr, server.momentum, server.proximal_mu, ...: declared by each strategy (mpifl.strategies)
     "checkpoint.every": (0, Interval(int, 0, None)),
+    # federated evaluation on the clients' validation rows (mpifl.selection): the share sampled per recorded round
+    "evaluate.fraction": (1.0, Interval(float, 0, 1, "right")),
+    # the best round and early stopping, on a metric that is not the test set's (mpifl.selection)
+    "stop.metric": ("val_loss", Text()),
+    "stop.patience": (0, Interval(int, 0, None)),  # recorded rounds without improvement before the run ends; 0: never
+    "stop.min_delta": (0.0, Interval(float, 0, None)),  # the least change that counts as an improvement
     # simulated Byzantine clients (mpifl.attacks), federated mode
     "attack.kind": ("none", Plugin(ATTACKS)),
     "attack.fraction": (0.2, Interval(float, 0, 1, "left")),  # share of the clients that are malicious
@@ -226,6 +236,23 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
         raise ConfigError(f"The 'server.hierarchy' parameter in {origins.get('server.hierarchy', source)} applies "
                           "to federated mode only.")
     _check_data(values, typed, origins, source)
+    _check_selection(values, origins, source)
+
+
+def _check_selection(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
+    """stop.metric is a recorded metric that is not the test set's; early stopping on validation needs its rows."""
+    from mpifl.selection import check_metric
+
+    where = origins.get("stop.metric", source)
+    check_metric(values["stop.metric"], f"stop.metric ({where})")
+    held = values["data.validation_fraction"] or values["data.folds"] or values["data.path"]
+    if values["stop.patience"] and values["stop.metric"].startswith("val_") and not held:
+        raise ConfigError(f"The 'stop.patience' parameter in {origins.get('stop.patience', source)} stops on "
+                          f"{values['stop.metric']}, but the job holds no validation rows. Set "
+                          "data.validation_fraction (or data.folds), or stop on another metric.")
+    if values["data.folds"] and values["data.validation_fraction"]:
+        raise ConfigError(f"data.folds ({origins.get('data.folds', source)}) and data.validation_fraction "
+                          f"({origins.get('data.validation_fraction', source)}) both hold rows out; set one of them.")
 
 
 def _check_data(values: dict[str, Any], typed: Config, origins: dict[str, str], source: str) -> None:

@@ -25,6 +25,12 @@ MEANINGS: dict[str, str] = {
     "data.client_test_fraction": "federated: the share of each client's rows held out as its own test rows (for "
                                   "personal accuracy), for sources without their own per-client split",
     "data.test_fraction": "share held out for testing",
+    "data.validation_fraction": "the share of the training rows held out for validation, which every choice mpifl "
+                                "makes is judged on (federated: each client's own, seeded per (seed, client); "
+                                "distributed: by the rows' places); 0: none",
+    "data.folds": "K-fold cross-validation: K folds of clients (federated: leave-clients-out) or of rows "
+                  "(distributed: scikit-learn's KFold(K) on the training rows); 0: none",
+    "data.fold": "the fold held out for validation, 0..K-1 (a sweep's `cv` sets it per run)",
     "data.n_samples": "synthetic: rows (x ~ N(0, I), labels from a random linear model plus noise)",
     "data.n_features": "synthetic: features",
     "data.n_classes": "synthetic: classes (and the label range checked in files)",
@@ -60,6 +66,13 @@ MEANINGS: dict[str, str] = {
     "model.dtype": "the dtype of data, parameters and messages",
     "model.init": "trained weights to start from: an mpifl run's model.npz or run directory (any kind), or a PyTorch "
                   "state_dict .pt / .safetensors file (torch); empty: the seeded start",
+    "evaluate.fraction": "federated evaluation: the share of the clients with validation rows that evaluate the "
+                         "global model on them each recorded round (seeded per (seed, round))",
+    "stop.metric": "the recorded metric that judges the best round (model_best.npz) and early stopping: val_loss, "
+                   "val_accuracy, val_personal_accuracy, loss or train_accuracy; never the test set's",
+    "stop.patience": "early stopping: end the run after this many recorded rounds without improvement on "
+                     "stop.metric; 0: never",
+    "stop.min_delta": "the least change of stop.metric that counts as an improvement",
     "train.algorithm": "distributed mode: average gradients every step, or models after local epochs",
     "train.optimizer": "the local optimizer: sgd; adam or adamw (model.kind = \"torch\"; model.l2 is AdamW's "
                        "decoupled weight decay); or lbfgs: distributed full-batch L-BFGS (a round is one iteration)",

@@ -48,7 +48,8 @@ def sections(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-SECTIONS = ("data", "model", "train", "server", "checkpoint", "attack", "compress", "privacy", "secagg", "clients")
+SECTIONS = ("data", "model", "train", "server", "checkpoint", "attack", "compress", "privacy", "secagg", "clients",
+            "evaluate", "stop")
 
 
 @dataclass(frozen=True)

@@ -50,12 +50,15 @@ class BuiltinSplit(DataSource):
         return X, y, train, test
 
     def _parts(self, y: np.ndarray, train: np.ndarray, parts: int) -> list[np.ndarray]:
+        return [train[p] for p in self._pieces(y, train, parts)]
+
+    def _pieces(self, y: np.ndarray, train: np.ndarray, parts: int) -> list[np.ndarray]:
+        """Each part's places among the training rows."""
         cfg = self.cfg
         method = cfg.data.partition
         if output_link(cfg) == "linear" and method == "dirichlet":
             raise DataError("data.partition 'dirichlet' needs class labels; model.kind 'linear' has none. Use 'iid'.")
-        pieces = partition(method, y[train], parts, cfg.data.alpha, stream(cfg.seed, Purpose.PARTITION))
-        return [train[p] for p in pieces]
+        return partition(method, y[train], parts, cfg.data.alpha, stream(cfg.seed, Purpose.PARTITION))
 
     def clients(self, ids: range, n_clients: int) -> list[ClientData]:
         X, y, train, _ = self._rows()
@@ -76,6 +79,10 @@ class BuiltinSplit(DataSource):
         test_rows = test[contiguous(test.size, n_workers)[worker]]
         return (self._shard(X, y, train_rows, f"worker {worker}"),
                 self._shard(X, y, test_rows, f"the test set of worker {worker}"))
+
+    def worker_places(self, worker: int, n_workers: int) -> np.ndarray:
+        _, y, train, _ = self._rows()
+        return self._pieces(y, train, n_workers)[worker]
 
     def train_rows(self, ranks: int, workers: int) -> int:
         total = self.total_rows()
@@ -173,6 +180,10 @@ class PerRankSynthetic(Synthetic):
     def worker(self, worker: int, n_workers: int) -> tuple[Shard, Shard]:
         return (self._generated(self.cfg.data.rows_per_rank, 1 + worker, f"worker {worker}"),
                 self._generated(self._test_rows(), -1 - worker, f"the test rows of worker {worker}"))
+
+    def worker_places(self, worker: int, n_workers: int) -> np.ndarray:
+        rows = self.cfg.data.rows_per_rank  # each worker makes its own rows: they follow the workers' order
+        return np.arange(worker * rows, (worker + 1) * rows)
 
     def train_rows(self, ranks: int, workers: int) -> int:
         return self.cfg.data.rows_per_rank * workers

@@ -39,7 +39,9 @@ class PartitionFiles(DataSource):
     def clients(self, ids: range, n_clients: int) -> list[ClientData]:
         parts = files.client_parts(self.path, ids, self.dtype, self.cfg.data.verify)
         tests = files.client_test_parts(self.path, ids, self.dtype, self.cfg.data.verify)
-        return [ClientData(Shard(X, y), None if test is None else Shard(*test)) for (X, y), test in zip(parts, tests)]
+        held = files.client_validation_parts(self.path, ids, self.dtype, self.cfg.data.verify)
+        return [ClientData(Shard(X, y), None if test is None else Shard(*test), None if val is None else Shard(*val))
+                for (X, y), test, val in zip(parts, tests, held)]
 
     def client_rows(self, n_clients: int) -> list[int]:
         return [int(c["rows"]) for c in files.manifest_of(self.path).doc["clients"]]
@@ -54,6 +56,12 @@ class PartitionFiles(DataSource):
         train = Shard(*files.concat(files.client_parts(self.path, mine, self.dtype, self.cfg.data.verify)))
         share = _bounds(int(manifest.doc["test"]["rows"]), n_workers)[worker]
         return train, Shard(*files.test_part(self.path, self.dtype, self.cfg.data.verify, share))
+
+    def worker_places(self, worker: int, n_workers: int) -> np.ndarray:
+        rows = [int(c["rows"]) for c in files.manifest_of(self.path).doc["clients"]]
+        mine = hosted(len(rows), n_workers, worker)
+        start = sum(rows[: mine.start])
+        return np.arange(start, start + sum(rows[mine.start : mine.stop]))
 
     def train_rows(self, ranks: int, workers: int) -> int:
         return sum(int(c["rows"]) for c in files.manifest_of(self.path).doc["clients"])
@@ -105,6 +113,11 @@ class NpyTable(DataSource):
                                               worker, n_workers, self.dtype)
         name = f"rows of worker {worker} in {self.path}"
         return self._checked(Shard(Xt, yt), name), self._checked(Shard(Xs, ys), name)
+
+    def worker_places(self, worker: int, n_workers: int) -> np.ndarray:
+        n = self._table_shape()[0]
+        lo, hi = _bounds(n - int(round(n * self.cfg.data.test_fraction)), n_workers)[worker]
+        return np.arange(lo, hi)
 
     def train_rows(self, ranks: int, workers: int) -> int:
         n = self._table_shape()[0]

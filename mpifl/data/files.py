@@ -54,6 +54,13 @@ def client_test_parts(path: str, clients: range, dtype: np.dtype, verify: bool) 
             if "test" in manifest.client(k) else None for k in clients]
 
 
+def client_validation_parts(path: str, clients: range, dtype: np.dtype, verify: bool) -> list[tuple | None]:
+    """Each client's own validation rows (``partition --validation-fraction``), or None for a client without."""
+    manifest = manifest_of(path)
+    return [load_part(manifest, manifest.client(k)["validation"], f"client {k}'s validation rows", dtype, verify)
+            if "validation" in manifest.client(k) else None for k in clients]
+
+
 def test_part(path: str, dtype: np.dtype, verify: bool, share: tuple[int, int] | None = None):
     """The test set, or rows [lo, hi) of it (a distributed worker's share)."""
     manifest = manifest_of(path)

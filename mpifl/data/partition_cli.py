@@ -36,6 +36,7 @@ from mpifl.data import partition as methods
 from mpifl.data.catalog import DATA_SOURCES
 from mpifl.data.sparse import CSR
 from mpifl.errors import DataError, MpiflError
+from mpifl.data.shards import held_out_rows
 from mpifl.rng import Purpose, stream
 
 METHODS = ("iid", "dirichlet", "shards", "quantity", "natural")
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spread", type=float, default=1.0, help="quantity: log-normal sigma, or the Pareto shape")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-fraction", type=float, default=0.2, help="held-out rows for the server's test set")
+    p.add_argument("--validation-fraction", type=float, default=0.0,
+                   help="each client's share held out as its own validation rows (client_XXXXX/validation)")
     p.add_argument("--label-column", help="CSV/.npy: label column, by name or index (default: the last)")
     p.add_argument("--id-column", help="CSV: the column whose values define natural clients")
     p.add_argument("--task", choices=("classification", "regression"), default="classification")
@@ -105,6 +108,8 @@ def run(args: argparse.Namespace) -> dict:
         return _leaf(args)
     if not 0 <= args.test_fraction < 1:
         raise DataError(f"--test-fraction must be in [0, 1). Got {args.test_fraction}.")
+    if not 0 <= args.validation_fraction < 1:
+        raise DataError(f"--validation-fraction must be in [0, 1). Got {args.validation_fraction}.")
     table = _table(args)
     method = "natural" if table.test is not None else args.method  # a source's own clients stay as they are
     if method != "natural" and (args.clients is None or args.clients < 1):
@@ -124,14 +129,28 @@ def run(args: argparse.Namespace) -> dict:
     X, scaler = _scaled(args, table.X, train)
     if args.out.exists() and args.force:
         shutil.rmtree(args.out)
+    own, held = _validation_split([train[rows] for rows in parts], args.validation_fraction, args.seed)
     return write_partition(
-        args.out, X, y, [train[rows] for rows in parts], test, np.dtype(args.dtype), label_values,
+        args.out, X, y, own, test, np.dtype(args.dtype), label_values,
         {"source": str(args.source), "method": method, "params": table.params or _params(args, method),
          "seed": args.seed, "test_fraction": _test_fraction(args, table), "task": args.task,
          **({"test_source": str(args.test_source)} if args.test_source else {}),
          **({"scaler": scaler} if scaler else {})},
-        table.groups if method == "natural" else None,
+        table.groups if method == "natural" else None, client_validations=held,
     )
+
+
+def _validation_split(clients: list[np.ndarray], fraction: float, seed: int):
+    """(each client's training rows, its validation rows or None): a seeded share per (seed, client), as a run's
+    data.validation_fraction draws it; a client keeps at least one training row."""
+    if fraction <= 0:
+        return clients, None
+    own, held = [], []
+    for k, rows in enumerate(clients):
+        kept, out = held_out_rows(rows.size, fraction, seed, Purpose.VALIDATION, k) or (np.arange(rows.size), [])
+        own.append(rows[kept])
+        held.append(rows[np.asarray(out, dtype=np.int64)])
+    return own, held
 
 
 def _check_before_writing(args: argparse.Namespace) -> None:
@@ -217,7 +236,8 @@ def _leaf(args: argparse.Namespace) -> dict:
 
 def write_partition(out: Path, X, y: np.ndarray, clients: list[np.ndarray], test: np.ndarray, dtype: np.dtype,
                     label_values: list[float], meta: dict, groups: np.ndarray | None = None,
-                    client_tests: list[np.ndarray] | None = None, names: list[str] | None = None) -> dict:
+                    client_tests: list[np.ndarray] | None = None, names: list[str] | None = None,
+                    client_validations: list[np.ndarray] | None = None) -> dict:
     """Write client and test files and the manifest from rows already assigned; returns the manifest.
 
     ``y`` holds labels 0..C-1 (or real targets when meta["task"] is
@@ -242,6 +262,11 @@ def write_partition(out: Path, X, y: np.ndarray, clients: list[np.ndarray], test
             name = f"{store.client_dir(k)}/test"
             files = store.write_part(out, name, _take(X, own), y[own], dtype)
             entry["test"] = {"dir": name, "rows": int(own.size), "files": files}
+        if client_validations is not None and client_validations[k].size:
+            held = client_validations[k]
+            name = f"{store.client_dir(k)}/validation"
+            files = store.write_part(out, name, _take(X, held), y[held], dtype)
+            entry["validation"] = {"dir": name, "rows": int(held.size), "files": files}
         entries.append(entry)
     test_files = store.write_part(out, "test", _take(X, test), y[test], dtype)
     manifest = {

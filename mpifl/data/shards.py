@@ -10,7 +10,7 @@ No data is ever sent between ranks.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -45,34 +45,52 @@ class Shard:
 
 @dataclass(frozen=True)
 class ClientData:
-    """One federated client's rows: what it trains on, and its own test rows where the source has them."""
+    """One federated client's rows: what it trains on, its own test rows where the source has them, and its
+    validation rows (mpifl.data.validation)."""
 
     train: Shard
     test: Shard | None = None
+    validation: Shard | None = None
 
 
 def with_client_tests(clients: list[ClientData], ids, fraction: float, seed: int) -> list[ClientData]:
     """Hold out ``fraction`` of each client's rows as its own test rows (data.client_test_fraction), for sources
     without a split of their own: a seeded shuffle per (seed, client), so a client's split does not depend on
     the rank that hosts it.  A client keeps at least one training row; one with its own split keeps it."""
-    from mpifl.rng import Purpose, stream
+    from mpifl.rng import Purpose
 
+    return hold_out(clients, ids, fraction, seed, Purpose.SPLIT, "test")
+
+
+def hold_out(clients: list[ClientData], ids, fraction: float, seed: int, purpose, part: str) -> list[ClientData]:
+    """Each client with ``fraction`` of its training rows moved to its ``part`` ("test" or "validation"), by a
+    seeded shuffle per (seed, purpose, client); a client that already has that part keeps it."""
     if fraction <= 0:
         return clients
     out = []
     for data, k in zip(clients, ids):
-        n = data.train.n
-        held = min(int(round(fraction * n)), n - 1)
-        if data.test is not None or held < 1:
+        split = held_out_rows(data.train.n, fraction, seed, purpose, int(k))
+        if getattr(data, part) is not None or split is None:
             out.append(data)
             continue
-        order = stream(seed, Purpose.SPLIT, 1 + int(k)).permutation(n)
-        test_rows, train_rows = np.sort(order[:held]), np.sort(order[held:])
-        out.append(ClientData(_take(data.train, train_rows), _take(data.train, test_rows)))
+        kept, held = split
+        out.append(replace(data, train=take(data.train, kept), **{part: take(data.train, held)}))
     return out
 
 
-def _take(shard: Shard, rows: np.ndarray) -> Shard:
+def held_out_rows(n: int, fraction: float, seed: int, purpose, client: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(kept, held) sorted row indices of a client's n rows: round(fraction n) of them held out by a seeded shuffle
+    per (seed, purpose, client), at least one row kept; None when no row would be held."""
+    from mpifl.rng import stream
+
+    count = min(int(round(fraction * n)), n - 1)
+    if count < 1:
+        return None
+    order = stream(seed, purpose, 1 + client).permutation(n)
+    return np.sort(order[count:]), np.sort(order[:count])
+
+
+def take(shard: Shard, rows: np.ndarray) -> Shard:
     X = shard.X.take(rows) if isinstance(shard.X, CSR) else np.ascontiguousarray(shard.X[rows])
     return Shard(X, np.ascontiguousarray(shard.y[rows]))
 
@@ -176,6 +194,12 @@ class DataSource(ABC):
     @abstractmethod
     def worker(self, worker: int, n_workers: int) -> tuple[Shard, Shard]:
         """(train, test) rows of distributed worker ``worker``."""
+
+    def worker_places(self, worker: int, n_workers: int) -> np.ndarray | None:
+        """The places of worker's training rows among the job's training rows, the same whatever the worker
+        count (distributed validation folds are cut by place, mpifl.data.validation); None: the source cannot
+        say, and the places follow the workers' order."""
+        return None
 
     @abstractmethod
     def train_rows(self, ranks: int, workers: int) -> int:

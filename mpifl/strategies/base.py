@@ -113,6 +113,7 @@ class Setup:
     profiles: Any = None  # the clients' speeds and availability (mpifl.client_speeds.ClientProfiles)
     rounds: int = 0  # the job's rounds (an asynchronous strategy's server versions)
     release: Release | None = None  # a stage's replacement of the combined delta (differential privacy), or None
+    held_out: np.ndarray | None = None  # clients that never train (a validation fold, mpifl.data.validation), or None
 
 
 @dataclass(frozen=True)
@@ -237,9 +238,18 @@ class Strategy(ABC):
     def plan(self, rnd: int) -> np.ndarray:
         """Local epochs of every client in round ``rnd`` (0: does not train); see sampling.round_plan."""
         s = self.setup
+        if s.held_out is not None:  # a validation fold: the round samples among the other clients only
+            plan = np.zeros(s.n_clients, dtype=np.int64)
+            training = np.flatnonzero(~s.held_out)
+            plan[training] = self._plan(rnd, training.size)
+            return plan
+        return self._plan(rnd, s.n_clients)
+
+    def _plan(self, rnd: int, n_clients: int) -> np.ndarray:
+        s = self.setup
         if s.fraction == 1.0 and s.stragglers == 0.0:  # every client, every round: no draw to make
-            return np.full(s.n_clients, s.epochs, dtype=np.int64)
-        return round_plan(s.seed, rnd, s.n_clients, s.fraction, s.epochs, s.stragglers, s.drop_stragglers,
+            return np.full(n_clients, s.epochs, dtype=np.int64)
+        return round_plan(s.seed, rnd, n_clients, s.fraction, s.epochs, s.stragglers, s.drop_stragglers,
                           s.sampling == "poisson")
 
     def downlink_values(self) -> dict[str, np.ndarray]:

@@ -50,3 +50,16 @@ def round_plan(
         plan[chosen] = 0 if drop else rng.integers(1, epochs + 1, size=slow)
     return plan
 
+
+
+def evaluation_sample(seed: int, rnd: int, candidates: np.ndarray, fraction: float) -> np.ndarray:
+    """Boolean mask of the clients that evaluate on their validation rows in round ``rnd`` (evaluate.fraction):
+    round(fraction n) of the n candidate clients, at least one, drawn per (seed, round) apart from training's draw."""
+    mask = np.zeros(candidates.size, dtype=bool)
+    pool = np.flatnonzero(candidates)
+    count = min(cohort_size(fraction, pool.size), pool.size)
+    if count == pool.size:
+        mask[pool] = True
+    else:
+        mask[np.sort(stream(seed, Purpose.EVALUATION, rnd).choice(pool, count, replace=False))] = True
+    return mask
