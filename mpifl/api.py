@@ -17,6 +17,7 @@ import numpy as np
 
 from mpifl import config
 from mpifl.config import Config
+from mpifl.errors import MpiflError
 
 Job = Config  # a validated job: mpifl.job(...) makes one
 JobLike = Union[str, Path, dict, Config, None]
@@ -30,6 +31,17 @@ class Result:
     summary: dict  # as in summary.json
     model: np.ndarray  # the final parameters, shape (outputs, features + 1)
     run_dir: Path | None  # where the files went, or None when out was not given
+
+    def clients(self, rnd: int | None = None) -> dict[str, np.ndarray]:
+        """Each evaluated client's figures of a recorded round (the last by default): its id, rows, loss, accuracy,
+        own test and personal accuracy, validation figures (NaN where it had none).  They are written beside the
+        run with ``out`` and ``evaluate__per_client=True``."""
+        from mpifl.metrics import read_client_figures
+
+        if self.run_dir is None:
+            raise MpiflError("Per-client figures are written to the run directory: run with out=DIR and "
+                             "evaluate__per_client=True.")
+        return read_client_figures(self.run_dir, rnd)
 
 
 # Keywords that hand over a class (Flower's way: the strategy object itself), and the key each one sets.

@@ -33,12 +33,33 @@ SPEEDS = ("uniform", "lognormal", "trace")
 FIRST_PERIODS = 64  # availability periods drawn at once; more are drawn as the clock passes them
 
 
+class Drawn:
+    """A per-client quantity drawn from (seed, client) when first asked for, so that a population of millions
+    costs what its sampled clients ask; indexes like an array, and becomes one (np.asarray) when all are wanted."""
+
+    def __init__(self, n: int, draw, part: int):
+        self.n, self.draw, self.part = n, draw, part
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            if not -self.n <= key < self.n:
+                raise IndexError(f"client {key} of {self.n}")
+            return self.draw(int(key) % self.n)[self.part]
+        return np.array([self.draw(k)[self.part] for k in range(self.n)[key]])
+
+    def __array__(self, dtype=None, copy=None):
+        return np.array([self.draw(k)[self.part] for k in range(self.n)], dtype=dtype)
+
+
 @dataclass
 class ClientProfiles:
     """Per-client speeds and on/off availability for K clients."""
 
-    seconds_per_example: np.ndarray  # (K,)
-    link_bytes_per_second: np.ndarray  # (K,)
+    seconds_per_example: np.ndarray | Drawn  # (K,)
+    link_bytes_per_second: np.ndarray | Drawn  # (K,)
     rows: np.ndarray  # (K,) training rows
     model_bytes: int
     online_mean: float = 0.0  # 0: always available
@@ -96,13 +117,21 @@ def profiles(cfg, client_rows, model_bytes: int) -> ClientProfiles:
     k = rows.size
     if c.speed == "trace":
         spe, link = read_trace(c.trace, k)
+    elif c.speed == "uniform":
+        spe, link = np.full(k, float(c.seconds_per_example)), np.full(k, c.link_mbps * 1e6 / 8)
     else:
-        spe, link = np.empty(k), np.empty(k)
-        for client in range(k):
-            rng = stream(cfg.seed, Purpose.CLIENT_SPEED, client, 0)
-            spread = c.speed == "lognormal"
-            spe[client] = c.seconds_per_example * np.exp(spread * c.speed_sigma * rng.standard_normal())
-            link[client] = c.link_mbps * 1e6 / 8 * np.exp(spread * c.link_sigma * rng.standard_normal())
+        drawn: dict[int, tuple[float, float]] = {}
+
+        def draw(client: int) -> tuple[float, float]:
+            pair = drawn.get(client)
+            if pair is None:
+                rng = stream(cfg.seed, Purpose.CLIENT_SPEED, client, 0)
+                pair = drawn[client] = (
+                    float(c.seconds_per_example * np.exp(c.speed_sigma * rng.standard_normal())),
+                    float(c.link_mbps * 1e6 / 8 * np.exp(c.link_sigma * rng.standard_normal())))
+            return pair
+
+        spe, link = Drawn(k, draw, 0), Drawn(k, draw, 1)
     if c.online_mean > 0 and c.offline_mean <= 0:
         raise ConfigError("clients.online_mean is set, so clients.offline_mean must be > 0 (the mean length of an "
                           "offline period).")

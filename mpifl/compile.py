@@ -17,6 +17,7 @@ import numpy as np
 from mpifl.kernel_plan import KernelPlan
 from mpifl.kernels import ModelKernels
 from mpifl.kernels.checks import all_finite, labels_in_range
+from mpifl.kernels.seeding import pool_state
 from mpifl.kernels.variants import Selection
 from mpifl.model import ModelSpec
 
@@ -48,6 +49,7 @@ def warm_up(spec: ModelSpec, plan: KernelPlan, selection: Selection | None = Non
     kernels.penalty(theta, 0.1)
     all_finite(np.ones(rows, dtype=spec.dtype))  # the data checks run while loading
     labels_in_range(y, 2)
+    pool_state(np.zeros(2, dtype=np.uint64), np.empty(4, dtype=np.uint64))  # every random stream's seeding
     return time.perf_counter() - t0
 
 

@@ -66,7 +66,7 @@ class RowExchange:
     def __init__(self, comm, wire: Wire, dtype: np.dtype):
         self.wire = wire
         self.gather = collectives.GatherToRoot(comm, [0] * comm.Get_size(), dtype, ROOT)
-        self.payload = wire.payload_buffer(wire.n_clients) if is_root(comm) else None
+        self.payload = wire.payload_buffer(0)  # the root's, grown to the largest cohort yet: not the population
         self._nothing = np.empty(0, dtype=dtype)
 
     def client_send(self, rnd: int, epochs: np.ndarray, rows: np.ndarray, timer, poll: bool) -> None:
@@ -77,18 +77,23 @@ class RowExchange:
 
     def server_receive(self, rnd: int, epochs: np.ndarray, timer, poll: bool) -> None:
         if (epochs > 0).any():
-            self.gather.set_counts(self.wire.payload_counts(epochs))
+            counts = self.wire.payload_counts(epochs)
+            rows = sum(counts) // self.wire.payload.width
+            if rows > self.payload.shape[0]:
+                self.payload = self.wire.payload_buffer(rows)
+            self.gather.set_counts(counts)
             self.gather(self._nothing, self.payload, timer, poll)
 
     def outcome(self, rnd: int, epochs: np.ndarray, stats: dict[str, np.ndarray]) -> Outcome:
         """The trained clients' rows by field name, in client order."""
         trained = np.flatnonzero(self.wire.sending(epochs))
+        at = stats.at(trained)  # the trained clients' entries among the round's statistics
         columns = self.wire.payload.columns(self.payload[: trained.size])
-        fields = {name: columns[name] if name in columns else stats[name][trained] for name in self.wire.uplink_names}
+        fields = {name: columns[name] if name in columns else stats[name][at] for name in self.wire.uplink_names}
         fields.update({name: value for name, value in columns.items() if name != "delta" and name not in fields})
         deltas = (self.wire.whole_deltas(columns["delta"]) if "delta" in columns
                   else np.empty((trained.size, 0), dtype=self.wire.dtype))
-        results = RoundResults(clients=trained, deltas=deltas, weights=stats["weight"][trained], fields=fields,
+        results = RoundResults(clients=trained, deltas=deltas, weights=stats["weight"][at], fields=fields,
                                round=rnd)
         return Outcome(results, float(trained.size))
 

@@ -3,23 +3,27 @@
 A round, as seen by every rank (mpifl.protocol lays out every buffer from
 the declared fields of the strategy and the stages, so neither writes
 transport code):
-1. Bcast of the downlink [theta | declared fields | epochs per client | stop | poll]
-   (stop: 0 to go on, STOP_SIGNAL after a signal, STOP_SIGNAL + a Diverged
-   code once the server saw a non-finite loss or model, STAGE_HALT when an
-   exchange aborted and the job must stop);
-2. each client rank evaluates theta on each of its clients (on recorded
-   rounds), and trains every client whose epochs are > 0, one after another,
-   from theta under its algorithm's local objective; each update then goes
-   through the stage chain (mpifl.stages) in its documented order;
+1. Bcast of the downlink [theta | declared fields | stop | poll | cohort |
+   plan] (stop: 0 to go on, STOP_SIGNAL after a signal, STOP_SIGNAL + a
+   Diverged code once the server saw a non-finite loss or model, STAGE_HALT
+   when an exchange aborted and the job must stop; the plan: the ids and
+   local epochs of the clients that train, mpifl.protocol);
+2. each client rank evaluates theta on those of its clients sampled to
+   evaluate (on recorded rounds, mpifl.strategies.sampling.evaluated), and
+   trains its clients in the plan, one after another, from theta under its
+   algorithm's local objective; each update then goes through the stage
+   chain (mpifl.stages) in its documented order;
 3. the exchange (mpifl.exchange: a Gatherv of one payload row per trained
    client, or a stage's own, such as secure aggregation's) and a Gatherv of
-   the per-client statistics and per-rank timings;
+   the active clients' statistics and the per-rank timings;
 4. the server runs the chain's server half, the strategy aggregates, and
    the server tests the new theta on its test set.
 
 The clients' evaluation of theta_r arrives with round r+1, so the row for
 round r is written then, and a final evaluation-only round (no client
 trains) closes the run.  The server holds the test split and nothing else.
+Every message and every loop of a round grows with the clients it samples,
+not with the population.
 This module and mpifl.roles are the only places that know which rank plays
 which role; nothing here knows what a stage does.
 """
@@ -30,6 +34,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from mpifl import client_state
 from mpifl import comm as collectives
 from mpifl import hierarchy
 from mpifl import round_records
@@ -46,6 +51,7 @@ from mpifl.protocol import Wire
 from mpifl.stages import Chain
 from mpifl.stopping import divergence
 from mpifl.strategies import Strategy
+from mpifl.strategies.sampling import active_clients, evaluated, plan_capacity
 
 SERVER = ROOT  # the server is the root rank (mpifl.ranks)
 STOP_SIGNAL = 1  # the downlink's stop code after SIGTERM/SIGUSR1; above it, 1 + a Diverged code
@@ -62,13 +68,17 @@ CLIENT_ROUNDS = "client_rounds"  # server-state key: client updates trained so f
 
 
 def make_wire(strategy: type[Strategy], chain: Chain, spec: ModelSpec, blocks: list[range],
-              senders: np.ndarray | None = None, shape: tuple[int, ...] | None = None) -> Wire:
+              senders: np.ndarray | None = None, shape: tuple[int, ...] | None = None,
+              fraction: float = 1.0) -> Wire:
     """The round's buffers for this algorithm and chain, the same on every rank; blocks[h] are client rank h+1's;
     ``senders``: the clients that send a row (two-level averaging's edges), None: every one that trains;
-    ``shape``: another model's (a traffic model's projection), None: the spec's."""
+    ``shape``: another model's (a traffic model's projection), None: the spec's; ``fraction``: server.fraction,
+    which sizes the plan's slots."""
     shared = spec.size - spec.head_size if strategy.client.keeps_head and shape is None else None
+    n_clients = blocks[-1].stop
     return Wire((*strategy.downlink, *chain.downlink), (*strategy.uplink, *chain.uplink), shape or spec.shape, spec.dtype,
-                blocks, chain.message_bytes, shared, senders, chain.rank_stat_names)
+                blocks, chain.message_bytes, shared, senders, chain.rank_stat_names,
+                plan_capacity(fraction, n_clients))
 
 
 def exchange_of(loop: Loop, chain: Chain, wire: Wire, blocks: list[range]) -> Exchange:
@@ -79,12 +89,15 @@ def exchange_of(loop: Loop, chain: Chain, wire: Wire, blocks: list[range]) -> Ex
 class ServerRounds:
     """The server's side of every round: downlink, exchange, the chain's server half, aggregation, records."""
 
-    def __init__(self, loop: Loop, test: Shard, blocks: list[range], strategy: Strategy, chain: Chain):
+    def __init__(self, loop: Loop, test: Shard, blocks: list[range], validating: bool, strategy: Strategy,
+                 chain: Chain):
         self.loop, self.strategy, self.chain, self.cfg = loop, strategy, chain, loop.cfg
         spec, saved = loop.kernels.spec, loop.checkpoints
         _, senders = hierarchy.edges(loop.comm, self.cfg, blocks)  # collective: the client ranks make their edges
-        self.wire = make_wire(type(strategy), chain, spec, blocks, senders)
+        self.wire = make_wire(type(strategy), chain, spec, blocks, senders, fraction=self.cfg.server.fraction)
         self.exchange = exchange_of(loop, chain, self.wire, blocks)
+        client_state.server_side(loop.comm)  # while the client ranks open their stores
+        self.held_out, self.validating = strategy.setup.held_out, validating
         self.tester = LocalTrainer(test, loop.kernels, LocalSettings.from_config(self.cfg), self.cfg.seed, SERVER)
         self.theta = saved.theta.copy() if saved.resumed else loop.initial()
         strategy.load_state(saved.server)
@@ -94,9 +107,8 @@ class ServerRounds:
         self.client_rounds = int(saved.server.get(CLIENT_ROUNDS, np.zeros(1))[0])
         self.downlink = self.wire.downlink_buffer()
         self.down = self.wire.downlink_views(self.downlink)
-        self.gathered = np.empty(sum(self.wire.stats_counts))
         self.timer = RoundTimer()
-        self.gather_stats = collectives.GatherToRoot(loop.comm, self.wire.stats_counts, np.float64, SERVER)
+        self.gather_stats = collectives.GatherToRoot(loop.comm, [0] * loop.comm.Get_size(), np.float64, SERVER)
         self.poll = False  # how every rank waits in this round's collectives; the server decides, the downlink tells
         # timings of the round that produced theta, reported with the next round's record
         self.last_seconds, self.last_compute, self.last_server = 0.0, 0.0, (0.0, 0.0)
@@ -133,11 +145,17 @@ class ServerRounds:
         if self.halt:
             halt(self.loop, it, self.theta, self.halt, self.exchange, {}, self.server_state())
         self.exchange.server_receive(it, epochs, timer, self.poll)
-        self.gather_stats(np.empty(0), self.gathered, timer, self.poll)
-        stats, rank_stats = self.wire.split_stats(self.gathered)
+        logged = is_logged(it - 1, cfg)
+        active = active_clients(np.flatnonzero(epochs),
+                                *evaluated(cfg.seed, it - 1, self.wire.n_clients, cfg.evaluate.fraction,
+                                           self.held_out, logged, self.validating))
+        self.gather_stats.set_counts(self.wire.stats_counts(active))
+        gathered = np.empty(self.gather_stats.total)
+        self.gather_stats(np.empty(0), gathered, timer, self.poll)
+        stats, rank_stats = self.wire.split_stats(gathered, active)
         self.chain.each("after_exchange", rank_stats)
         with timer.compute():
-            record = self.record(it - 1, stats, rank_stats) if is_logged(it - 1, cfg) else None
+            record = self.record(it - 1, stats, rank_stats) if logged else None
             # the record judges theta_(it-1): when it ends the run, this round's updates are not applied
             early = record is not None and self.loop.best.judge(record, self.theta, can_stop=training)
             stop = self.aggregate(it, epochs, stats, training) if not early else False
@@ -160,10 +178,12 @@ class ServerRounds:
         down["theta"][...] = self.theta
         for name, value in {**self.strategy.downlink_values(), **self.chain.merged("downlink_values")}.items():
             down[name][...] = value
-        down["epochs"][:] = epochs
+        overflow = self.wire.put_plan(down, epochs)
         down["stop"][0] = self.halt
         down["poll"][0] = self.loop.patient and self.last_compute > LONG_ROUND_SECONDS  # compute: no wait feedback
         collectives.bcast(self.loop.comm, self.downlink, self.timer, root=SERVER, poll=self.poll)
+        if overflow is not None:  # a cohort beyond the plan's slots: the rest, which every rank expects
+            collectives.bcast(self.loop.comm, overflow, self.timer, root=SERVER, poll=self.poll)
         self.poll = bool(down["poll"][0])
 
     def aggregate(self, it: int, epochs: np.ndarray, stats, training: bool) -> bool:
@@ -184,13 +204,15 @@ class ServerRounds:
         return outcome.stop
 
     def record(self, rnd: int, stats, rank_stats):
-        record = round_records.record(rnd, self.theta, stats, self.tester, self.cfg.model.l2, self.last_seconds,
-                                      self.last_compute, self.pending)
+        record, detail = round_records.record(rnd, self.theta, stats, self.tester, self.cfg.model.l2,
+                                              self.last_seconds, self.last_compute, self.pending)
+        if self.cfg.evaluate.per_client and self.loop.details is not None:
+            self.loop.details(rnd, detail)
         record = replace(record, downlink_bytes=self.last_bytes[0], uplink_bytes=self.last_bytes[1],
                          downlink_bytes_total=self.totals[0], uplink_bytes_total=self.totals[1],
                          uplink_bytes_uncompressed_total=self.totals[2] if self.chain.message_bytes else None,
                          client_rounds=self.client_rounds,
-                         stages=merge_stages(record.stages, self.chain.record_fields()))
+                         stages=round_records.merge_stages(record.stages, self.chain.record_fields()))
         if rnd > 0:
             spread, slowest = time_breakdown(np.concatenate(([self.last_server[0]], self.last_rank_compute)),
                                              np.concatenate(([self.last_server[1]], rank_stats["comm"])))
@@ -209,14 +231,6 @@ class ServerRounds:
         self.client_rounds += trained
         self.totals = [self.totals[0] + self.last_bytes[0], self.totals[1] + self.last_bytes[1],
                        self.totals[2] + self.last_bytes[1] + self.wire.saved_bytes(trained)]
-
-
-def merge_stages(pending: dict | None, recorded: dict) -> dict | None:
-    """The stages' fields of a record: what they reported after aggregating, and what they give for the record."""
-    out = {name: dict(fields) for name, fields in (pending or {}).items()}
-    for name, fields in recorded.items():
-        out.setdefault(name, {}).update(fields)
-    return out or None
 
 
 def halt(loop: Loop, it: int, theta: np.ndarray, code: int, exchange, local: dict, server: dict | None = None) -> None:

@@ -50,18 +50,19 @@ class LocalTrainer:
     """
 
     def __init__(self, shard: Shard, kernels: ModelKernels, settings: LocalSettings, seed: int, owner: int,
-                 carried: np.ndarray | None = None):
+                 carried: np.ndarray | None = None, velocity: np.ndarray | None = None,
+                 grad: np.ndarray | None = None):
         self.shard = shard
         self.kernels = kernels
         self.settings = settings
         self.seed = seed
         self.owner = owner
-        self.velocity = kernels.optimizer_state(settings.optimizer)
+        # the optimizer's state: the owner's row of a client store (kept between rounds), or fresh
+        self.velocity = velocity if velocity is not None else kernels.optimizer_state(settings.optimizer)
         # the owner's own model state; a tester shares its trainer's (the same client's statistics)
         self.carried = carried if carried is not None else kernels.carried_state()
         self._round = -1  # the round the optimizer's state was last reset for (train.optimizer_state = "reset")
-        self._grad = kernels.spec.zeros()
-        self._identity = np.arange(shard.n, dtype=np.int64)
+        self._grad = grad if grad is not None else kernels.spec.zeros()  # scratch: shareable by one rank's trainers
 
     def batch_size(self) -> int:
         return self.settings.batch_size or self.shard.n
@@ -69,8 +70,9 @@ class LocalTrainer:
     def orders(self, rnd: int, epochs: int) -> Iterator[np.ndarray]:
         """Row order of each of ``epochs`` epochs of round ``rnd``: shuffled for mini-batches, natural for full batch."""
         if self.settings.batch_size == 0:
+            identity = np.arange(self.shard.n, dtype=np.int64)
             for _ in range(epochs):
-                yield self._identity
+                yield identity
             return
         rng = stream(self.seed, Purpose.SHUFFLE, rnd, self.owner)
         for _ in range(epochs):
@@ -113,9 +115,15 @@ class LocalTrainer:
 
     def judge(self, shard: Shard) -> LocalTrainer:
         """A trainer for this owner's other rows (its test or validation rows) that shares its own model state."""
-        return LocalTrainer(shard, self.kernels, self.settings, self.seed, self.owner, self.carried)
+        return LocalTrainer(shard, self.kernels, self.settings, self.seed, self.owner, self.carried, self.velocity,
+                            self._grad)
 
     def evaluate(self, theta: np.ndarray) -> tuple[float, int]:
         """(summed loss, correct) of theta on this shard."""
         self.kernels.carry(self.carried)
         return self.kernels.evaluate_sums(self.shard.X, self.shard.y, theta)
+
+
+def keeps_optimizer_state(settings: LocalSettings) -> bool:
+    """Momentum or Adam's moments, kept across rounds (train.optimizer_state = "keep"): a client's own state."""
+    return (settings.momentum != 0.0 or settings.optimizer != "sgd") and not settings.reset_state

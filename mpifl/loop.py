@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +38,8 @@ class Loop:
     chain: Chain | None = None  # the stages of a federated round (mpifl.stages); None in distributed mode
     start: np.ndarray | None = None  # model.init's parameters, the same on every rank; None: the seeded start
     best: BestRound | None = None  # the best round on stop.metric and early stopping; set from cfg if None
+    # where a recorded round's per-client figures go (rank 0's writer: clients/round_NNNNNN.npz); None: nowhere
+    details: Callable[[int, dict], None] | None = None
 
     def __post_init__(self):
         if self.best is None:

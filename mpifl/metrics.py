@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import tomli_w
 
-from mpifl.errors import ConfigError
+from mpifl.errors import ConfigError, MpiflError
 from mpifl.npzio import write_npz
 
 
@@ -87,6 +87,22 @@ def claim_run_dir(directory: Path, resume: bool, overwrite: bool) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
+CLIENTS_DIR = "clients"  # evaluate.per_client's files in a run directory
+
+
+def read_client_figures(directory: Path, rnd: int | None = None) -> dict[str, np.ndarray]:
+    """The per-client figures (evaluate.per_client) of round ``rnd``, or of the last recorded round."""
+    folder = Path(directory) / CLIENTS_DIR
+    files = sorted(folder.glob("round_*.npz"))
+    if not files:
+        raise MpiflError(f"{folder} holds no per-client figures: run with evaluate.per_client = true.")
+    path = files[-1] if rnd is None else folder / f"round_{rnd:06d}.npz"
+    if not path.is_file():
+        raise MpiflError(f"{path} does not exist: round {rnd} was not recorded.")
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
 class RunWriter:
     """Writes config.toml, metrics.jsonl, summary.json and model.npz into one directory.
 
@@ -103,6 +119,13 @@ class RunWriter:
     def record(self, record) -> None:
         """One round's line of metrics.jsonl (a progress.RoundRecord)."""
         self._metrics.write(record.json_line() + "\n")
+
+    def client_detail(self, rnd: int, detail: dict[str, np.ndarray]) -> None:
+        """A recorded round's per-client figures (evaluate.per_client), beside metrics.jsonl: one compact file per
+        round, so that a record stays a few kilobytes whatever the population."""
+        folder = self.directory / CLIENTS_DIR
+        folder.mkdir(exist_ok=True)
+        write_npz(folder / f"round_{rnd:06d}.npz", detail)
 
     def finish(self, summary: dict[str, Any], theta: np.ndarray, best: np.ndarray | None = None) -> None:
         """The final model, the best round's (mpifl.selection) where one was judged, and the summary."""

@@ -22,6 +22,7 @@ from mpifl import federated, federated_clients
 from mpifl.client_speeds import profiles
 from mpifl.config import Config
 from mpifl.data import validation
+from mpifl.data.client_pool import ClientPool
 from mpifl.data.shards import DataSource, balanced_blocks, check_fit, with_client_tests
 from mpifl.distributed import train_distributed
 from mpifl.errors import ConfigError, Diverged, RankCountError
@@ -139,14 +140,24 @@ class Federated(Mode):
         problem = aggregator(cfg).problem(updates_per_round(cfg, n_clients))
         if problem:
             raise ConfigError(f"server.aggregator: {problem}")
-        blocks = balanced_blocks(source.client_rows(n_clients), size - 1)
+        rows = np.asarray(source.client_rows(n_clients), dtype=np.int64)
+        blocks = balanced_blocks(rows, size - 1)
+        # whether a recorded round samples clients to evaluate on validation rows (none: no such draw, no cost)
+        validating = bool(cfg.data.validation_fraction or cfg.data.folds or source.own_validation())
         if comm.Get_rank() == federated.SERVER:
-            return (source.server_test(), blocks, source.client_rows(n_clients))
+            return (source.server_test(), blocks, rows, validating)
         clients = blocks[comm.Get_rank() - 1]
-        data = with_client_tests(source.clients(clients, n_clients), clients, cfg.data.client_test_fraction, cfg.seed)
-        data = validation.federated_split(data, clients, n_clients, cfg.seed, cfg.data.validation_fraction,
-                                          cfg.data.folds, cfg.data.fold)
-        return (data, clients, blocks)
+
+        def build(ids: range) -> list:
+            data = with_client_tests(source.clients(ids, n_clients), ids, cfg.data.client_test_fraction, cfg.seed)
+            return validation.federated_split(data, ids, n_clients, cfg.seed, cfg.data.validation_fraction,
+                                              cfg.data.folds, cfg.data.fold)
+
+        budget = cfg.data.cache_mib * 2**20
+        hosted_bytes = int(rows[clients.start : clients.stop].sum()) * (source.shape().n_features + 1) \
+            * np.dtype(cfg.model.dtype).itemsize
+        lazy = source.builds_clients_alone and hosted_bytes > budget  # else built now: errors fail every rank now
+        return (ClientPool(build, clients, lazy, budget), clients, blocks, validating)
 
     def chain(self, comm: MPI.Comm, spec: ModelSpec, source: DataSource, data: tuple) -> Chain:
         n_clients = source.n_clients(comm.Get_size())
@@ -158,16 +169,16 @@ class Federated(Mode):
         """A client rank's data as the chain changes it (label flipping, on the malicious clients' own rank)."""
         if comm.Get_rank() == federated.SERVER:
             return data
-        clients, blocks = data[1], data[2]
-        return (chain.prepare_data(data[0], clients, source.shape().n_classes), clients, blocks)
+        n_classes = source.shape().n_classes
+        return (data[0].then(lambda part, ids: chain.prepare_data(part, ids, n_classes)), *data[1:])
 
     def train(self, loop: Loop, data: tuple) -> np.ndarray:
         comm, cfg, spec = loop.comm, loop.cfg, loop.kernels.spec
         verdict = np.zeros(1)  # whether the last round, which no later downlink reports on, diverged
         if comm.Get_rank() == federated.SERVER:
-            test, blocks, rows = data
+            test, blocks, rows, validating = data
             strategy = make_strategy(cfg, spec, blocks[-1].stop, loop.chain, rows)
-            theta = federated.ServerRounds(loop, test, blocks, strategy, loop.chain).run()
+            theta = federated.ServerRounds(loop, test, blocks, validating, strategy, loop.chain).run()
             verdict[0] = divergence(theta, loop.recorder.records[-1].loss)
         else:
             federated_clients.ClientRounds(loop, *data, STRATEGIES[cfg.server.strategy], loop.chain).run()

@@ -28,14 +28,15 @@ class RoundRecord:
     comm_seconds: float  # the rest: transfers and waiting for the slowest rank
     test_loss: float | None = None  # mean loss on the test rows
     train_accuracy: float | None = None  # on the training rows
-    client_loss: list[float] | None = None  # federated evaluation, one entry per client
-    client_accuracy: list[float] | None = None  # each client's training rows, one entry per client
+    # federated: the figures of the clients sampled to evaluate (evaluate.fraction), summarised: {"loss", "accuracy"
+    # (their training rows), "test_accuracy", "personal_accuracy" (their own test rows): {count, mean,
+    # weighted_mean, min, p10, p50, p90, max, jain (accuracies)}}; each client's own: evaluate.per_client
+    clients: dict[str, dict[str, float]] | None = None
+    evaluated_clients: int | None = None  # federated: clients that reported the global model's training figures
     breakdown: dict[str, list[float]] | None = None  # [min, mean, max] over ranks of compute, comm, wait
     slowest_rank: int | None = None  # the rank that computed longest this round
-    client_test_accuracy: list[float | None] | None = None  # each client's own test rows (where it has them)
-    mean_client_accuracy: float | None = None  # unweighted mean over the clients that have test rows
+    mean_client_accuracy: float | None = None  # unweighted mean over the evaluated clients that have own test rows
     personal: dict[str, float] | None = None  # personal accuracy's mean, p10, worst and Jain's index (see docs)
-    client_personal_accuracy: list[float | None] | None = None  # each client's personal accuracy, its own test rows
     participants: int | None = None  # clients whose updates were aggregated in this round
     server: dict[str, float] | None = None  # what the strategy reported when aggregating this round
     # Bytes counted at the training collectives.  Federated: what the server broadcast to the client ranks, and
@@ -104,9 +105,9 @@ class Recorder:
 
 def without_accuracy(record: RoundRecord) -> RoundRecord:
     """For regression models, where accuracy has no meaning."""
-    return RoundRecord(**{**asdict(record), "accuracy": None, "train_accuracy": None, "client_accuracy": None,
-                          "client_test_accuracy": None, "mean_client_accuracy": None,
-                          "personal": None, "client_personal_accuracy": None, "val_accuracy": None,
+    clients = {k: v for k, v in record.clients.items() if k == "loss"} if record.clients else None
+    return RoundRecord(**{**asdict(record), "accuracy": None, "train_accuracy": None, "clients": clients or None,
+                          "mean_client_accuracy": None, "personal": None, "val_accuracy": None,
                           "val_personal_accuracy": None, "val_spread": None})
 
 

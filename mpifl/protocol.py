@@ -5,10 +5,14 @@ flat buffers and named views of them, identically on every rank, so that the
 loops in mpifl.federated move bytes without knowing what they mean:
 
 - **downlink**, one ``Bcast`` in the model's dtype:
-  ``[theta | declared downlink fields | epochs (one per client) | stop | poll]``.
-  ``epochs[k]`` is client k's number of local epochs this round; 0 means it
-  does not train (not sampled, or a dropped straggler).  ``poll`` tells every
-  rank how to wait in this round's collectives (mpifl.comm.wait_patiently).
+  ``[theta | declared downlink fields | stop | poll | cohort | plan]``.
+  The plan names the round's cohort, the clients that train, as two int32
+  arrays (ids, local epochs) in ``capacity`` slots: its bytes grow with the
+  cohort, never with the population.  A cohort larger than the slots (a
+  Poisson draw's tail, an asynchronous server's dispatches) sends the rest
+  in a second ``Bcast`` that every rank expects from ``cohort``.  ``poll``
+  tells every rank how to wait in this round's collectives
+  (mpifl.comm.wait_patiently).
 - **payload**, one ``Gatherv`` row per client that trained, in the model's
   dtype: ``[delta | declared model-sized uplink fields]``; with uplink
   compression, delta's place is taken by its encoded ``message``, whose bytes
@@ -16,14 +20,17 @@ loops in mpifl.federated move bytes without knowing what they mean:
   clients keep their own head (FedRep, FedPer), delta is only the body's part,
   its first ``shared`` values.
 - **stats**, one ``Gatherv`` of float64 from every client rank, every round:
-  per hosted client the built-in statistics and the declared float64 uplink
-  fields, then per rank its compute time, stop flag and last comm time, and
-  what the stages on report of their work there.
+  per *active* client (one that trains or evaluates this round, in client
+  order) the built-in statistics and the declared float64 uplink fields,
+  then per rank its compute time, stop flag and last comm time, and what the
+  stages on report of their work there.  Which clients are active is a pure
+  function of the plan and of (seed, round) (mpifl.strategies.sampling), so
+  every rank computes the counts and none is sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,6 +94,11 @@ class Layout:
         """Each field of one packed row: model-sized fields in theta's shape, others as 1-D."""
         return {name: self._view(row[s], name) for name, s in self.slices.items()}
 
+    def lazy_views(self, row: np.ndarray) -> RowViews:
+        """The fields of one packed row, each view made when first asked for: a client that trains in a round of
+        thousands pays for the fields its strategy and stages read, not for all of them."""
+        return RowViews(self, row)
+
     def columns(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Each field of a stack of packed rows (m, width): (m, *shape) or (m, size)."""
         m = rows.shape[0]
@@ -98,6 +110,27 @@ class Layout:
 
     def _view(self, flat: np.ndarray, name: str) -> np.ndarray:
         return flat.reshape(self.shape) if name in self._model else flat
+
+
+class RowViews(Mapping):
+    """A packed row's fields by name (Layout.lazy_views); writing into a field writes into the row."""
+
+    __slots__ = ("layout", "row", "made")
+
+    def __init__(self, layout: Layout, row: np.ndarray):
+        self.layout, self.row, self.made = layout, row, {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        view = self.made.get(name)
+        if view is None:
+            view = self.made[name] = self.layout._view(self.row[self.layout.slices[name]], name)
+        return view
+
+    def __iter__(self):
+        return iter(self.layout.slices)
+
+    def __len__(self) -> int:
+        return len(self.layout.slices)
 
 
 def check_declaration(owner: str, downlink: Sequence[Field], uplink: Sequence[Field]) -> None:
@@ -132,7 +165,7 @@ class Wire:
     def __init__(
         self, downlink: Sequence[Field], uplink: Sequence[Field], shape: tuple[int, ...], dtype: np.dtype,
         blocks: Sequence[range], message_bytes: int = 0, shared: int | None = None,
-        senders: np.ndarray | None = None, rank_stats: Sequence[str] = (),
+        senders: np.ndarray | None = None, rank_stats: Sequence[str] = (), capacity: int | None = None,
     ):
         check_declaration("this algorithm", downlink, uplink)
         self.dtype = np.dtype(dtype)
@@ -151,29 +184,57 @@ class Wire:
         self.rank_stats = (*RANK_STATS, *rank_stats)
         if len(set(self.rank_stats)) != len(self.rank_stats):
             raise ValueError(f"Duplicate per-rank statistics in {self.rank_stats}.")
-        per_rank = [len(b) * self.client_stats.width + len(self.rank_stats) for b in self.blocks]
-        self.stats_counts = [0, *per_rank]  # the server (rank 0) sends nothing
-        offsets = np.cumsum([0, *per_rank])
-        width = self.client_stats.width
-        self._client_rows = np.concatenate(
-            [off + np.arange(len(b) * width) for off, b in zip(offsets, self.blocks)]
-        ).astype(np.int64) if self.n_clients else np.empty(0, np.int64)
-        self._rank_rows = np.concatenate(
-            [off + len(b) * width + np.arange(len(self.rank_stats)) for off, b in zip(offsets, self.blocks)]
-        ).astype(np.int64)
+        self._starts = np.array([b.start for b in self.blocks] + [self.n_clients], dtype=np.int64)
+        # the plan's slots: the cohort a round can name in the one Bcast (more go in a second)
+        self.capacity = self.n_clients if capacity is None else max(1, min(int(capacity), self.n_clients))
+        head = self.down.width + 3  # stop, poll, cohort
+        per_slot = 8 // self.dtype.itemsize  # two int32 values (id, epochs) per slot
+        self._plan_at = head + (-head % per_slot)  # int32 views need 4-byte alignment, and the slots 8
+        self._plan_width = self.capacity * per_slot
 
     # -- downlink ---------------------------------------------------------------------------------------------
 
     def downlink_buffer(self) -> np.ndarray:
-        return np.zeros(self.down.width + self.n_clients + 2, dtype=self.dtype)
+        return np.zeros(self._plan_at + self._plan_width, dtype=self.dtype)
 
     def downlink_views(self, buffer: np.ndarray) -> dict[str, np.ndarray]:
-        """The declared fields (theta first), plus 'epochs' (one per client), 'stop' and 'poll' (one value each)."""
-        views = self.down.views(buffer[: self.down.width])
-        views["epochs"] = buffer[self.down.width : -2]
-        views["stop"] = buffer[-2:-1]
-        views["poll"] = buffer[-1:]
+        """The declared fields (theta first), plus 'stop', 'poll' and 'cohort' (one value each) and 'plan' (the
+        capacity slots as an int32 (2, capacity) array: ids, then epochs)."""
+        width = self.down.width
+        views = self.down.views(buffer[:width])
+        views["stop"] = buffer[width : width + 1]
+        views["poll"] = buffer[width + 1 : width + 2]
+        views["cohort"] = buffer[width + 2 : width + 3]
+        views["plan"] = buffer[self._plan_at :].view(np.int32).reshape(2, self.capacity)
         return views
+
+    def put_plan(self, views: dict[str, np.ndarray], epochs: np.ndarray) -> np.ndarray | None:
+        """Write a round's plan (dense epochs, one per client) into the downlink; returns the overflow that a second
+        Bcast carries (int32 (2, m)), or None when the slots hold the whole cohort."""
+        ids = np.flatnonzero(epochs)
+        views["cohort"][0] = ids.size
+        held = min(ids.size, self.capacity)
+        plan = views["plan"]
+        plan[0, :held] = ids[:held]
+        plan[1, :held] = epochs[ids[:held]]
+        if ids.size <= self.capacity:
+            return None
+        rest = ids[self.capacity :]
+        return np.ascontiguousarray(np.stack([rest, epochs[rest]]).astype(np.int32))
+
+    def overflow_buffer(self, views: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Where a client rank receives the plan's overflow, or None when the slots held the cohort."""
+        extra = int(views["cohort"][0]) - self.capacity
+        return np.empty((2, extra), dtype=np.int32) if extra > 0 else None
+
+    @staticmethod
+    def cohort_of(views: dict[str, np.ndarray], overflow: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, epochs) of the round's cohort, ascending ids, from the downlink and its overflow."""
+        held = int(views["cohort"][0]) if overflow is None else views["plan"].shape[1]
+        plan = views["plan"][:, :held]
+        if overflow is not None:
+            plan = np.concatenate([plan, overflow], axis=1)
+        return plan[0].astype(np.int64), plan[1].astype(np.int64)
 
     # -- payload: one row per client that trained -------------------------------------------------------------
 
@@ -201,26 +262,53 @@ class Wire:
 
     def payload_counts(self, epochs: np.ndarray) -> list[int]:
         """Gatherv counts of one round's payload: a row per sending client, by rank."""
-        sending = self.sending(epochs)
-        return [0] + [int(sending[b.start : b.stop].sum()) * self.payload.width for b in self.blocks]
+        sending = np.flatnonzero(self.sending(epochs))
+        return [0] + [int(n) * self.payload.width for n in np.diff(np.searchsorted(sending, self._starts))]
 
     # -- per-client statistics and per-rank timings -----------------------------------------------------------
 
-    def stats_buffer(self, hosted: int) -> np.ndarray:
-        """A client rank's send buffer: hosted x client-stat width, then the rank's own values."""
-        return np.zeros(hosted * self.client_stats.width + len(self.rank_stats))
+    def active_counts(self, active: np.ndarray) -> np.ndarray:
+        """How many of the (ascending) active clients each client rank hosts."""
+        return np.diff(np.searchsorted(active, self._starts))
 
-    def stats_views(self, buffer: np.ndarray, hosted: int) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
-        """(one dict of named 1-value views per hosted client, the rank's named views)."""
+    def stats_counts(self, active: np.ndarray) -> list[int]:
+        """Gatherv counts of one round's statistics: a row per active client, then the rank's own values."""
+        return [0, *(int(n) * self.client_stats.width + len(self.rank_stats) for n in self.active_counts(active))]
+
+    def stats_buffer(self, rows: int) -> np.ndarray:
+        """A client rank's send buffer: ``rows`` client-stat rows (its active clients), then the rank's own values."""
+        return np.zeros(rows * self.client_stats.width + len(self.rank_stats))
+
+    def stats_rows(self, buffer: np.ndarray, rows: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(the active clients' rows as a (rows, width) view, the rank's named views): named views per client cost
+        microseconds each, which a rank evaluating thousands of clients a round does not pay."""
         width = self.client_stats.width
-        clients = [self.client_stats.views(buffer[j * width : (j + 1) * width]) for j in range(hosted)]
-        own = buffer[hosted * width :]
-        return clients, {name: own[i : i + 1] for i, name in enumerate(self.rank_stats)}
+        own = buffer[rows * width : rows * width + len(self.rank_stats)]
+        return buffer[: rows * width].reshape(rows, width), {name: own[i : i + 1] for i, name in enumerate(self.rank_stats)}
 
-    def split_stats(self, gathered: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Gathered stats -> ({field: (K,) or (K, size)}, {rank stat: (hosts,)}) in client and rank order."""
-        per_client = gathered[self._client_rows].reshape(self.n_clients, self.client_stats.width)
+    def split_stats(self, gathered: np.ndarray, active: np.ndarray) -> tuple[ClientStats, dict[str, np.ndarray]]:
+        """Gathered stats -> (the active clients' columns, {rank stat: (hosts,)}) in client and rank order."""
+        width, extra = self.client_stats.width, len(self.rank_stats)
+        counts = self.active_counts(active)
+        per_rank = np.empty((len(self.blocks), extra))
+        rows, at = [], 0
+        for h, n in enumerate(counts):
+            rows.append(gathered[at : at + n * width])
+            per_rank[h] = gathered[at + n * width : at + n * width + extra]
+            at += n * width + extra
+        per_client = np.concatenate(rows).reshape(active.size, width) if rows else np.empty((0, width))
         columns = self.client_stats.columns(per_client)
-        clients = {name: (v[:, 0] if v.shape[1] == 1 else v) for name, v in columns.items()}
-        per_rank = gathered[self._rank_rows].reshape(len(self.blocks), len(self.rank_stats))
+        clients = ClientStats(active, {name: (v[:, 0] if v.shape[1] == 1 else v) for name, v in columns.items()})
         return clients, {name: per_rank[:, i] for i, name in enumerate(self.rank_stats)}
+
+
+class ClientStats(dict):
+    """The round's per-client statistics, one entry per active client (``ids``, ascending), by field name."""
+
+    def __init__(self, ids: np.ndarray, columns: dict[str, np.ndarray]):
+        super().__init__(columns)
+        self.ids = ids
+
+    def at(self, clients: np.ndarray) -> np.ndarray:
+        """Where each of ``clients`` (ascending, all active) sits among the columns' entries."""
+        return np.searchsorted(self.ids, clients)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mpifl.errors import ConfigError, MpiflError
+from mpifl.metrics import read_client_figures
 from mpifl.rundirs import RunDir, labels
 
 BAND = (10, 90)  # percentiles of the clients' accuracy drawn as a band
@@ -109,8 +110,8 @@ def clients_figure(runs: list[RunDir]):
         ax.axvline(float(np.percentile(values, BAND[0])), color=line.get_color(), linestyle=":", linewidth=1)
         drawn += 1
     if not drawn:
-        raise ConfigError("None of these runs recorded per-client accuracy (set data.client_test_fraction, or use "
-                          "a source with per-client test rows).")
+        raise ConfigError("None of these runs wrote per-client figures (evaluate.per_client = true) with accuracy "
+                          "on the clients' own rows.")
     ax.set_xlabel("client's accuracy on its own test rows (personal where the strategy keeps a model)")
     ax.set_ylabel("share of clients at or below")
     ax.set_xlim(0, 1)
@@ -120,14 +121,20 @@ def clients_figure(runs: list[RunDir]):
     return plt, fig
 
 
+CLIENT_FIGURES = ("personal_accuracy", "test_accuracy", "accuracy")  # the clients' accuracy, by preference
+
+
 def _last_client_accuracy(run: RunDir) -> np.ndarray | None:
-    """The sorted per-client accuracies of the run's last record that has any (personal, else on the clients' own
-    test rows, else on their training rows)."""
-    keys = ("client_personal_accuracy", "client_test_accuracy", "client_accuracy")
-    for key in keys:
-        rows = [r[key] for r in run.history if r.get(key) and any(v is not None for v in r[key])]
-        if rows:
-            return np.sort(np.array([v for v in rows[-1] if v is not None], dtype=np.float64))
+    """The sorted per-client accuracies of the run's last recorded round (evaluate.per_client's file): personal,
+    else on the clients' own test rows, else on their training rows; None without the file."""
+    try:
+        figures = read_client_figures(run.path)
+    except MpiflError:
+        return None
+    for key in CLIENT_FIGURES:
+        values = figures[key][~np.isnan(figures[key])]
+        if values.size:
+            return np.sort(values)
     return None
 
 
@@ -170,17 +177,14 @@ def figure(runs: list[RunDir]):
 
 
 def _client_band(run: RunDir):
-    """(rounds, low, high) percentiles of the clients' accuracy, where the run recorded them: their personal
-    accuracy on their own test rows, else the global model's on their own test rows, else on their training rows."""
-    keys = ("client_personal_accuracy", "client_test_accuracy", "client_accuracy")
-    key = next((k for k in keys if any(r.get(k) for r in run.history)), keys[-1])
-    rows = [(r["round"], [v for v in r[key] if v is not None]) for r in run.history if r.get(key)]
-    rows = [(rnd, values) for rnd, values in rows if values]
+    """(rounds, p10, p90) of the clients' accuracy from the records' summaries, where the run recorded them: their
+    personal accuracy on their own test rows, else the global model's there, else on their training rows."""
+    summaries = [(r["round"], r["clients"]) for r in run.history if r.get("clients")]
+    key = next((k for k in CLIENT_FIGURES if any(c.get(k) for _, c in summaries)), None)
+    rows = [(rnd, c[key]) for rnd, c in summaries if key is not None and c.get(key)]
     if not rows:
         return None
-    low = [float(np.percentile(v, BAND[0])) for _, v in rows]
-    high = [float(np.percentile(v, BAND[1])) for _, v in rows]
-    return [rnd for rnd, _ in rows], low, high
+    return [rnd for rnd, _ in rows], [s["p10"] for _, s in rows], [s["p90"] for _, s in rows]
 
 
 def _mean_round_seconds(run: RunDir) -> float:

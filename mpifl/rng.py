@@ -10,6 +10,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 import numpy as np
+from numpy.random.bit_generator import ISeedSequence
 
 
 class Purpose(IntEnum):
@@ -35,5 +36,38 @@ class Purpose(IntEnum):
 
 
 def stream(seed: int, purpose: Purpose, *keys: int) -> np.random.Generator:
-    """An independent generator for (seed, purpose, *keys)."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, int(purpose), *keys])))
+    """An independent generator for (seed, purpose, *keys): ``Generator(PCG64(SeedSequence([seed, purpose,
+    *keys])))``, with the seed sequence's state words computed by a compiled kernel (mpifl.kernels.seeding): the
+    same numbers, in a fifth of the time, which a population-scale round pays per client."""
+    from mpifl.kernels.seeding import pool_state
+
+    words = []
+    for key in (seed, int(purpose), *keys):
+        key = int(key)
+        if key < 0:
+            raise ValueError(f"A stream key must be >= 0. Got {key}.")
+        words.append(key & _MASK32)
+        key >>= 32
+        while key:
+            words.append(key & _MASK32)
+            key >>= 32
+    state = np.empty(4, dtype=np.uint64)
+    pool_state(np.array(words, dtype=np.uint64), state)
+    return np.random.Generator(np.random.PCG64(_Seeded(state)))
+
+
+_MASK32 = 0xFFFFFFFF
+
+
+class _Seeded(ISeedSequence):
+    """A seed sequence whose state words are already known (PCG64 asks for four uint64 words)."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: np.ndarray):
+        self.state = state
+
+    def generate_state(self, n_words: int, dtype=np.uint32) -> np.ndarray:
+        if n_words != self.state.size or np.dtype(dtype) != np.uint64:
+            raise ValueError("This seed sequence holds PCG64's four uint64 words only.")
+        return self.state

@@ -11,6 +11,7 @@ import numpy as np
 
 from mpifl.local import LocalTrainer
 from mpifl.progress import RoundRecord
+from mpifl.protocol import ClientStats
 
 _PENDING = "round."  # server-state keys of the last aggregation's metrics, reported with the next record
 _PENDING_LIST = "round_list."  # the same for list-valued metrics (an aggregator's selected ids or kept weights)
@@ -46,43 +47,76 @@ def spread(accuracy: np.ndarray) -> dict[str, float]:
             "jain": float(accuracy.sum() ** 2 / (accuracy.size * squares)) if squares > 0 else 1.0}
 
 
+def summarize(values: np.ndarray, weights: np.ndarray, fair: bool) -> dict[str, float]:
+    """One per-client figure over the clients that reported it, in a few numbers whatever their count: count,
+    mean, row-weighted mean, min, p10, p50, p90, max, and Jain's index (``fair``: accuracies, where it applies)."""
+    p10, p50, p90 = np.percentile(values, [10, 50, 90])
+    out = {"count": int(values.size), "mean": float(values.mean()),
+           "weighted_mean": float(values @ weights / weights.sum()) if weights.sum() > 0 else float(values.mean()),
+           "min": float(values.min()), "p10": float(p10), "p50": float(p50), "p90": float(p90),
+           "max": float(values.max())}
+    if fair:
+        squares = float(values @ values)
+        out["jain"] = float(values.sum() ** 2 / (values.size * squares)) if squares > 0 else 1.0
+    return out
+
+
 def record(
-    rnd: int, theta: np.ndarray, stats: dict[str, np.ndarray], tester: LocalTrainer, l2: float,
+    rnd: int, theta: np.ndarray, stats: ClientStats, tester: LocalTrainer, l2: float,
     seconds: float, compute: float, aggregated: dict[str, float],
-) -> RoundRecord:
+) -> tuple[RoundRecord, dict[str, np.ndarray]]:
+    """The round's record, and its per-client figures (for clients/round_NNNNNN.npz when evaluate.per_client):
+    the clients sampled to evaluate, summarised, never listed, so a record's size does not grow with them."""
+    scored = stats["rows"] > 0  # the clients sampled to report the global model's figures on their training rows
     rows = stats["rows"].sum()
     # a model whose clients keep state of their own (FedBN's statistics) is judged on their rows, not here
     n_test = tester.shard.n if tester.kernels.central_evaluation else 0
     test_loss, test_correct = tester.evaluate(theta) if n_test else (0.0, 0)
     own_test = stats["test_rows"] > 0
-    client_test = None
+    detail = client_detail(stats)
+    summaries = {}
+    if scored.any():
+        weights = stats["rows"][scored]
+        summaries["loss"] = summarize(detail["loss"][scored], weights, False)
+        summaries["accuracy"] = summarize(detail["accuracy"][scored], weights, True)
     if own_test.any():
-        client_test = np.divide(stats["test_correct"], stats["test_rows"], out=np.full(own_test.shape, np.nan),
-                                where=own_test)
+        weights = stats["test_rows"][own_test]
+        summaries["test_accuracy"] = summarize(detail["test_accuracy"][own_test], weights, True)
+        summaries["personal_accuracy"] = summarize(detail["personal_accuracy"][own_test], weights, True)
     server = {k: v for k, v in aggregated.items() if k != "participants" and STAGE not in k} if rnd > 0 else None
-    trained = stats["rows"] > 0  # a held-out fold's clients report no training rows
-    return RoundRecord(
+    record = RoundRecord(
         round=rnd,
-        loss=float(stats["loss"].sum() / rows) + tester.kernels.penalty(theta, l2),
-        train_accuracy=float(stats["correct"].sum() / rows),
+        loss=float(stats["loss"].sum() / rows) + tester.kernels.penalty(theta, l2) if rows else float("nan"),
+        train_accuracy=float(stats["correct"].sum() / rows) if rows else float("nan"),
         test_loss=test_loss / n_test if n_test else float("nan"),
         accuracy=test_correct / n_test if n_test else float("nan"),
         seconds=seconds,
         compute_seconds=compute,
         comm_seconds=max(0.0, seconds - compute),
-        client_loss=_per_row(stats["loss"], stats["rows"], trained),
-        client_accuracy=_per_row(stats["correct"], stats["rows"], trained),
-        client_test_accuracy=None if client_test is None else
-        [float(a) if has else None for a, has in zip(client_test, own_test)],
-        mean_client_accuracy=None if client_test is None else float(client_test[own_test].mean()),
-        personal=None if client_test is None else spread(stats["personal_correct"][own_test] / stats["test_rows"][own_test]),
-        client_personal_accuracy=None if client_test is None else
-        [float(c / n) if has else None for c, n, has in zip(stats["personal_correct"], stats["test_rows"], own_test)],
+        clients=summaries or None,
+        evaluated_clients=int(scored.sum()),
+        mean_client_accuracy=summaries["test_accuracy"]["mean"] if own_test.any() else None,
+        personal=spread(detail["personal_accuracy"][own_test]) if own_test.any() else None,
         participants=int(aggregated["participants"]) if rnd > 0 and "participants" in aggregated else None,
         server=server or None,
         stages=stage_fields(aggregated) if rnd > 0 else None,
         **validation_fields(stats),
     )
+    return record, detail
+
+
+def client_detail(stats: ClientStats) -> dict[str, np.ndarray]:
+    """Each active client's figures of the round (NaN where it reported none), by client id."""
+    def ratio(sums: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return np.divide(sums, rows, out=np.full(rows.shape, np.nan), where=rows > 0)
+
+    return {"client": stats.ids, "rows": stats["rows"], "loss": ratio(stats["loss"], stats["rows"]),
+            "accuracy": ratio(stats["correct"], stats["rows"]), "test_rows": stats["test_rows"],
+            "test_accuracy": ratio(stats["test_correct"], stats["test_rows"]),
+            "personal_accuracy": ratio(stats["personal_correct"], stats["test_rows"]),
+            "val_rows": stats["val_rows"], "val_loss": ratio(stats["val_loss"], stats["val_rows"]),
+            "val_accuracy": ratio(stats["val_correct"], stats["val_rows"]),
+            "weight": stats["weight"]}
 
 
 def validation_fields(stats: dict[str, np.ndarray]) -> dict:
@@ -100,10 +134,6 @@ def validation_fields(stats: dict[str, np.ndarray]) -> dict:
             "val_spread": spread(stats["val_correct"][judged] / rows[judged])}
 
 
-def _per_row(sums: np.ndarray, rows: np.ndarray, has: np.ndarray) -> list[float | None]:
-    return [float(s / n) if h else None for s, n, h in zip(sums, rows, has)]
-
-
 def stage_fields(aggregated: dict) -> dict[str, dict] | None:
     """The pending metrics a stage reported, ``stage/field``, as {stage: {field: value}}; None if none."""
     out: dict[str, dict] = {}
@@ -111,4 +141,12 @@ def stage_fields(aggregated: dict) -> dict[str, dict] | None:
         if STAGE in key:
             name, field = key.split(STAGE, 1)
             out.setdefault(name, {})[field] = value
+    return out or None
+
+
+def merge_stages(pending: dict | None, recorded: dict) -> dict | None:
+    """The stages' fields of a record: what they reported after aggregating, and what they give for the record."""
+    out = {name: dict(fields) for name, fields in (pending or {}).items()}
+    for name, fields in recorded.items():
+        out.setdefault(name, {}).update(fields)
     return out or None

@@ -172,7 +172,8 @@ def _run_job(comm: MPI.Comm, cfg: Config, out_dir: Path | None, verbose: bool, r
         loop = Loop(comm, cfg, job.kernels, recorder, out.checkpoints, StopFlag(),
                     patient=_oversubscribed(job.occupancy), chain=job.chain,
                     start=job.start.theta if job.start is not None else None,
-                    best=BestRound.from_config(cfg, prune))
+                    best=BestRound.from_config(cfg, prune),
+                    details=out.writer.client_detail if out.writer is not None else None)
         theta = _train(job.mode, loop, job.data, out.writer)
         train_seconds = time.perf_counter() - train_started
         records = comm.bcast(recorder.records, root=roles.ROOT)  # once, after training: clients keep none
@@ -294,6 +295,7 @@ def _summary(comm, cfg, job: _Prepared, records, train_seconds: float, start_rou
         "kernel_variants": job.kernel_variants,
         "model_init": job.start.record() if job.start is not None else None,  # the weights it started from
         "peak_memory_mib_rank0": _peak_memory_mib(),
+        "peak_memory_mib_largest_rank": comm.allreduce(_peak_memory_mib(), op=MPI.MAX),  # once, after training
     }
     summary.update(job.mode.summary(job.chain, records))
     summary["load_seconds"] = job.load_seconds  # reading and checking the data, slowest rank

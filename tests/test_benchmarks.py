@@ -268,3 +268,12 @@ def test_selection_benchmark_smoke(tmp_path):
     data = json.loads((tmp_path / "selection.json").read_text())
     assert data["gridsearch"]["breast_cancer"]["mpifl_best"] == data["gridsearch"]["breast_cancer"]["sklearn_best"]
     assert len(data["adaptive"]["optuna"]["client_rounds"]) == 4
+
+
+def test_population_benchmark_smoke(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "population.py"), "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "population.json").read_text())
+    recorded = data["scale"]["10000/100"]["recorded"]
+    assert recorded["summary"]["rounds_run"] == 10 and recorded["record_bytes"] < 20_000

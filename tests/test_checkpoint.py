@@ -100,11 +100,17 @@ STATEFUL = {
     "ditto": [*PERSONAL, *settings(**{"server.strategy": "ditto"})],
     "fedrep": [*PERSONAL, *settings(**{"server.strategy": "fedrep", "model.kind": "mlp", "model.hidden": "[16]",
                                        "server.head_epochs": 3})],
+    # per-client state spilled to disk (mpifl.client_state): SCAFFOLD's control variates and the clients' momentum
+    # in memory-mapped files, changed in place after the checkpoint and put back from the undo journal
+    "scaffold_disk": [*PERSONAL, *settings(**{"server.strategy": "scaffold", "state.store": "disk"})],
+    "scaffold_disk_bfloat16": [*PERSONAL, *settings(**{"server.strategy": "scaffold", "state.store": "disk",
+                                                       "state.dtype": "bfloat16"})],
 }
 
 
-@pytest.mark.parametrize("name", [name if name in ("fedbuff", "ditto") else pytest.param(name, marks=pytest.mark.slow)
-                                  for name in STATEFUL])  # one server-state and one client-state case by default
+@pytest.mark.parametrize("name", [name if name in ("fedbuff", "ditto", "scaffold_disk")
+                                  else pytest.param(name, marks=pytest.mark.slow)
+                                  for name in STATEFUL])  # server state, client state, and client state on disk
 def test_a_killed_async_or_personal_run_resumes_to_the_same_bytes(name, tmp_path):
     common = [*STATEFUL[name], "--set", "checkpoint.every=4", "--quiet"]
     full = mpifl(3, "run", *common, "--out", "full", cwd=tmp_path)

@@ -12,6 +12,7 @@ from mpifl import config
 from mpifl.data.catalog import client_shard, model_spec
 from mpifl.kernels import ModelKernels
 from mpifl.local import LocalSettings, LocalTrainer
+from mpifl.metrics import read_client_figures
 from mpifl.runner import run_job
 from mpifl.strategies import STRATEGIES, strategy_params
 from mpifl.strategies.sampling import round_plan
@@ -140,7 +141,8 @@ def test_documented_defaults_reach_85_percent_on_the_default_job(name, tmp_path)
 def test_clients_report_accuracy_on_their_own_test_rows(tmp_path):
     k = 2 * (COMM.size - 1)
     cfg = config.load(overrides=["data.name=fedprox_synthetic", "data.fedprox_alpha=1", "data.fedprox_beta=1",
-                                 f"data.clients={k}", "rounds=3", "train.lr=0.01", "train.batch_size=10"])
+                                 f"data.clients={k}", "rounds=3", "train.lr=0.01", "train.batch_size=10",
+                                 "evaluate.per_client=true"])
     result = run(cfg, tmp_path)
     from mpifl.data.catalog import resolve
 
@@ -150,7 +152,12 @@ def test_clients_report_accuracy_on_their_own_test_rows(tmp_path):
         _, correct = kernels.evaluate_sums(data.test.X, data.test.y, result.theta)
         own.append(correct / data.test.n)
     last = result.records[-1]
-    assert last.client_test_accuracy == pytest.approx(own, rel=1e-12)
+    if COMM.rank == 0:
+        figures = read_client_figures(result.run_dir)
+        assert figures["client"].tolist() == list(range(k))
+        assert figures["test_accuracy"] == pytest.approx(own, rel=1e-12)
     assert last.mean_client_accuracy == pytest.approx(np.mean(own), rel=1e-12)
+    assert last.clients["test_accuracy"]["count"] == k
+    assert last.clients["test_accuracy"]["min"] == pytest.approx(min(own), rel=1e-12)
     pooled = resolve(cfg).server_test()
     assert pooled.n == sum(d.test.n for d in resolve(cfg).clients(range(k), k))

@@ -119,8 +119,8 @@ def test_federated_uplink_bytes_are_the_messages_sizes(method, setting):
         codec = codec_from_config(cfg, spec.size, spec.dtype)
         blocks = balanced_blocks(resolve(cfg).client_rows(6), 2)
         chain = build_chain(MPI.COMM_SELF, cfg, spec, 6, STRATEGIES["fedavg"], 0, True)
-        wire = make_wire(STRATEGIES["fedavg"], chain, spec, blocks)
-        stats = (sum(wire.stats_counts) - wire.stats_counts[0]) * 8
+        wire = make_wire(STRATEGIES["fedavg"], chain, spec, blocks, fraction=cfg.server.fraction)
+        stats = sum(wire.stats_counts(np.arange(6))) * 8  # every round is recorded: all 6 clients report
         row_bytes = -(-codec.nbytes // spec.dtype.itemsize) * spec.dtype.itemsize  # the message, padded to the dtype
         for row in rows[1:]:
             assert row["uplink_bytes"] == row["participants"] * row_bytes + stats

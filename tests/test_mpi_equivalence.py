@@ -11,6 +11,7 @@ from mpifl import config
 from mpifl.data.catalog import client_shard, model_spec, worker_shards
 from mpifl.kernels import ModelKernels
 from mpifl.local import LocalSettings, LocalTrainer
+from mpifl.metrics import read_client_figures
 from mpifl.runner import run_job
 from mpifl.strategies.sampling import sample_clients
 
@@ -164,18 +165,23 @@ def test_every_rank_reports_the_same_records_and_summary(tmp_path):
 
 @pytest.mark.mpi(min_size=3)
 def test_clients_report_their_own_loss_and_accuracy(tmp_path):
-    cfg = config.load(overrides=["rounds=3"])
+    cfg = config.load(overrides=["rounds=3", "evaluate.per_client=true"])
     result = run(cfg, tmp_path)
     k = COMM.size - 1
     spec = model_spec(cfg)
     kernels = ModelKernels(spec)
-    last = result.records[-1]
-    assert len(last.client_loss) == k and len(last.client_accuracy) == k
+    losses, accuracies, rows = [], [], []
     for c in range(k):
         shard = client_shard(cfg, c, k)
         loss, correct = kernels.evaluate_sums(shard.X, shard.y, result.theta)
-        assert last.client_loss[c] == pytest.approx(loss / shard.n, rel=1e-12)
-        assert last.client_accuracy[c] == pytest.approx(correct / shard.n)
+        losses.append(loss / shard.n), accuracies.append(correct / shard.n), rows.append(shard.n)
+    if COMM.rank == 0:
+        figures = read_client_figures(result.run_dir)
+        assert figures["loss"] == pytest.approx(losses, rel=1e-12)
+        assert figures["accuracy"] == pytest.approx(accuracies)
+    summary = result.records[-1].clients
+    assert summary["loss"]["count"] == k and summary["loss"]["max"] == pytest.approx(max(losses), rel=1e-12)
+    assert summary["accuracy"]["weighted_mean"] == pytest.approx(np.dot(accuracies, rows) / sum(rows))
 
 
 @pytest.mark.mpi(min_size=2)

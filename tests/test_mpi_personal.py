@@ -91,7 +91,7 @@ def test_ditto_equals_its_serial_reference_and_its_personal_models_never_travel(
 
 
 @pytest.mark.mpi(min_size=2)
-def test_as_lambda_grows_dittos_personal_models_follow_the_global_model():
+def test_as_lambda_grows_dittos_personal_models_follow_the_global_model(tmp_path):
     """The global model is FedAvg's at every lambda.  The personal models are pulled to the global model they trained
     beside: at lr lambda = 1 (the largest stable pull of the SGD step) each step restarts v_k from that theta, so
     v_k is one gradient step from it; the clients' personal accuracies then sit closer to the global model's on
@@ -102,13 +102,15 @@ def test_as_lambda_grows_dittos_personal_models_follow_the_global_model():
     k = 2 * (COMM.size - 1)
     common = dict(mode="federated", rounds=4, data__clients=k, data__alpha=0.1, data__client_test_fraction=0.25,
                   server__fraction=0.75, train__epochs=2, train__lr=0.05)
-    fedavg = mpifl.run(None, COMM, **common)
+    root = COMM.bcast(tmp_path if COMM.rank == 0 else None)
+    fedavg = mpifl.run(None, COMM, out=root / "fedavg", evaluate__per_client=True, **common)
     gaps = []
     for lam in (0.01, 1 / 0.05):
-        ditto = mpifl.run(None, COMM, server__strategy="ditto", server__personal_lambda=lam, **common)
+        ditto = mpifl.run(None, COMM, out=root / f"ditto-{lam}", evaluate__per_client=True, server__strategy="ditto",
+                          server__personal_lambda=lam, **common)
         assert ditto.model.tobytes() == fedavg.model.tobytes()
         if COMM.rank == 0:
-            own, shared = (np.array(r.history[-1]["client_personal_accuracy"]) for r in (ditto, fedavg))
+            own, shared = (r.clients()["personal_accuracy"] for r in (ditto, fedavg))
             gaps.append(float(np.abs(own - shared).mean()))
             cfg = config.load(overrides=[f"{key.replace('__', '.')}={value}" for key, value in common.items()]
                               + ["server.strategy=ditto", f"server.personal_lambda={lam}"])

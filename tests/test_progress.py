@@ -35,11 +35,12 @@ def test_slowest_overall_is_the_most_frequent_and_ignores_round_zero():
 
 
 def test_a_records_json_line_is_as_json_dumped_and_strict_when_a_value_is_not_finite():
-    record = RoundRecord(3, 0.25, 0.9, 0.01, 0.004, 0.006, client_loss=[0.5, 0.75], breakdown={"compute": [1.0, 2.0]},
-                         personal={"mean": 0.8})
+    record = RoundRecord(3, 0.25, 0.9, 0.01, 0.004, 0.006, clients={"loss": {"mean": 0.5, "max": 0.75}},
+                         breakdown={"compute": [1.0, 2.0]}, personal={"mean": 0.8})
     assert record.json_line() == json.dumps(record.as_json())
-    bad = RoundRecord(4, float("nan"), None, 0.01, 0.004, 0.006, client_loss=[0.5, float("inf")],
+    bad = RoundRecord(4, float("nan"), None, 0.01, 0.004, 0.006, clients={"loss": {"mean": 0.5, "max": float("inf")}},
                       breakdown={"compute": [float("-inf"), 2.0]})
     row = json.loads(bad.json_line(), parse_constant=lambda name: pytest.fail(f"{name} in metrics.jsonl"))
-    assert row["loss"] is None and row["client_loss"] == [0.5, None] and row["breakdown"]["compute"] == [None, 2.0]
+    assert row["loss"] is None and row["clients"]["loss"] == {"mean": 0.5, "max": None}
+    assert row["breakdown"]["compute"] == [None, 2.0]
     assert list(row) == [f.name for f in fields(RoundRecord)]

@@ -25,14 +25,33 @@ def make_run(path, lr, final_accuracy, rounds=4, clients=True, **overrides):
     rows = []
     for r in range(rounds + 1):
         acc = final_accuracy * r / rounds
+        each = np.array([acc - 0.1, acc, acc + 0.05])
         rows.append({"round": r, "loss": 2.0 / (r + 1), "accuracy": acc, "seconds": 0.002,
-                     "client_accuracy": [acc - 0.1, acc, acc + 0.05] if clients else None})
+                     "clients": {"accuracy": summary_of(each)} if clients else None})
+        if clients:
+            write_figures(path, r, accuracy=each)
     (path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     (path / "summary.json").write_text(json.dumps({
         "status": "finished", "rounds_run": rounds, "final_loss": rows[-1]["loss"], "final_accuracy": final_accuracy,
         "best_round": rounds - 1, "best_metric": "val_loss", "best_value": 0.5, "best_test_accuracy": final_accuracy,
         "seconds_per_round": 0.002}))
     return path
+
+
+def summary_of(values):
+    from mpifl.round_records import summarize
+
+    return summarize(np.asarray(values, dtype=float), np.ones(len(values)), True)
+
+
+def write_figures(path, rnd, **figures):
+    """A round's per-client figures as evaluate.per_client writes them (NaN where a client has none)."""
+    n = len(next(iter(figures.values())))
+    nan = np.full(n, np.nan)
+    full = {"client": np.arange(n), "accuracy": nan, "test_accuracy": nan, "personal_accuracy": nan,
+            **{k: np.asarray(v, dtype=float) for k, v in figures.items()}}
+    (path / "clients").mkdir(exist_ok=True)
+    np.savez(path / "clients" / f"round_{rnd:06d}.npz", **full)
 
 
 def test_runs_are_labelled_by_what_differs(tmp_path):
@@ -119,8 +138,8 @@ def test_the_clients_band_shows_personal_accuracy_where_the_run_recorded_it(tmp_
     path = make_run(tmp_path / "ditto", 0.05, 0.8)
     rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
     for row in rows:
-        row["client_test_accuracy"] = [0.1, 0.2, 0.3]
-        row["client_personal_accuracy"] = [0.7, 0.8, None]
+        row["clients"]["test_accuracy"] = summary_of([0.1, 0.2, 0.3])
+        row["clients"]["personal_accuracy"] = summary_of([0.7, 0.8])
     (path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     _, low, high = report_cli._client_band(RunDir.read(path))
     assert low[-1] == pytest.approx(np.percentile([0.7, 0.8], 10)) and high[-1] == pytest.approx(
@@ -130,9 +149,7 @@ def test_the_clients_band_shows_personal_accuracy_where_the_run_recorded_it(tmp_
 def test_the_clients_distribution_draws_each_runs_last_personal_accuracies(tmp_path):
     pytest.importorskip("matplotlib")
     paths = [make_run(tmp_path / name, lr, 0.8) for name, lr in (("a", 0.05), ("b", 0.1))]
-    rows = [json.loads(line) for line in (paths[0] / "metrics.jsonl").read_text().splitlines()]
-    rows[-1]["client_personal_accuracy"] = [0.9, 0.5, None, 0.7]
-    (paths[0] / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    write_figures(paths[0], 4, accuracy=[0.1, 0.2, 0.3, 0.4], personal_accuracy=[0.9, 0.5, np.nan, 0.7])
     runs = [RunDir.read(p) for p in paths]
     assert report_cli._last_client_accuracy(runs[0]).tolist() == [0.5, 0.7, 0.9]  # personal, None dropped, sorted
     plt, fig = report_cli.clients_figure(runs)
@@ -147,5 +164,5 @@ def test_the_clients_distribution_draws_each_runs_last_personal_accuracies(tmp_p
                                                               "--clients", str(tmp_path / "d.png")]) == 0
     assert (tmp_path / "d.png").stat().st_size > 0
     bare = make_run(tmp_path / "bare", 0.05, 0.8, clients=False)
-    with pytest.raises(ConfigError, match="recorded per-client accuracy"):
+    with pytest.raises(ConfigError, match="per-client figures"):
         report_cli.clients_figure([RunDir.read(bare)])

@@ -63,9 +63,9 @@ def test_traffic_counts_one_allreduce_per_minibatch_step():
 def test_traffic_of_a_federated_round_is_one_bcast_and_two_gathers():
     cfg = config.load(None)  # the default job: softmax on digits, 650 float64 parameters, a client on each rank
     per_round = traffic.per_round(cfg, 8, rows_per_worker=200)
-    # downlink [theta | epochs of 7 clients | stop | poll]; a payload row; 12 client statistics (4 of them federated
-    # evaluation's validation sums) and 3 rank ones
-    assert [(c.name, c.nbytes) for c in per_round] == [("Bcast", (650 + 7 + 2) * 8), ("Gather", 650 * 8),
+    # downlink [theta | stop | poll | cohort | a plan slot (id, epochs) per client of 7]; a payload row; 12 client
+    # statistics (4 of them federated evaluation's validation sums) and 3 rank ones
+    assert [(c.name, c.nbytes) for c in per_round] == [("Bcast", (650 + 3 + 7) * 8), ("Gather", 650 * 8),
                                                        ("Gather", (12 + 3) * 8)]
     reduced = traffic.per_round(config.load(None, ["server.exchange=reduce"]), 8, rows_per_worker=200)
     assert [(c.name, c.nbytes) for c in reduced[1:3]] == [("Allreduce", 3 * 8), ("Allreduce", (650 + 2) * 8)]

@@ -166,16 +166,33 @@ def test_wire_views_name_every_field():
                 [range(0, 1), range(1, 3)])
     buffer = wire.downlink_buffer()
     down = wire.downlink_views(buffer)
-    assert set(down) == {"theta", "control", "epochs", "stop", "poll"} and down["control"].shape == SHAPE
-    down["epochs"][:] = [1, 2, 3]
-    assert buffer.dtype == np.float32 and list(buffer[12:15]) == [1, 2, 3]
-    stats = wire.stats_buffer(2)
-    clients, own = wire.stats_views(stats, 2)
-    clients[1]["steps"][0] = 7.0
+    assert set(down) == {"theta", "control", "stop", "poll", "cohort", "plan"} and down["control"].shape == SHAPE
+    assert wire.put_plan(down, np.array([0, 2, 3])) is None  # clients 1 and 2 train, for 2 and 3 epochs
+    assert buffer.dtype == np.float32 and down["cohort"][0] == 2
+    ids, epochs = wire.cohort_of(wire.downlink_views(buffer.copy()), None)
+    assert ids.tolist() == [1, 2] and epochs.tolist() == [2, 3]
+    active = np.array([0, 2])  # client 0 (rank 1) and client 2 (rank 2) send statistics
+    stats = wire.stats_buffer(1)  # rank 2's: one client row
+    rows, own = wire.stats_rows(stats, 1)
+    wire.client_stats.views(rows[0])["steps"][0] = 7.0
     own["compute"][0] = 0.5
-    gathered = np.concatenate([np.zeros(wire.stats_counts[1]), stats])
-    per_client, per_rank = wire.split_stats(gathered)
-    assert list(per_client["steps"]) == [0.0, 0.0, 7.0] and list(per_rank["compute"]) == [0.0, 0.5]
+    first = np.zeros(wire.stats_counts(active)[1])
+    per_client, per_rank = wire.split_stats(np.concatenate([first, stats]), active)
+    assert list(per_client["steps"]) == [0.0, 7.0] and list(per_rank["compute"]) == [0.0, 0.5]
+    assert per_client.at(np.array([2])).tolist() == [1]
+
+
+def test_a_cohort_beyond_the_plans_slots_travels_in_a_second_message():
+    wire = Wire((), (), SHAPE, np.float64, [range(0, 50), range(50, 100)], capacity=3)
+    down = wire.downlink_views(wire.downlink_buffer())
+    epochs = np.zeros(100, dtype=np.int64)
+    epochs[[4, 8, 15, 16, 23, 42, 77]] = [1, 2, 3, 1, 2, 3, 1]
+    overflow = wire.put_plan(down, epochs)
+    assert overflow.shape == (2, 4) and down["cohort"][0] == 7
+    received = wire.overflow_buffer(down)
+    received[...] = overflow
+    ids, got = wire.cohort_of(down, received)
+    assert ids.tolist() == [4, 8, 15, 16, 23, 42, 77] and got.tolist() == [1, 2, 3, 1, 2, 3, 1]
 
 
 def test_a_field_the_round_already_carries_is_refused():

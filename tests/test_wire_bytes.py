@@ -29,11 +29,11 @@ def test_each_round_counts_its_downlink_and_uplink_bytes_and_the_summary_totals_
     cfg = config.load(overrides=overrides)
     spec = model_spec(cfg)
     blocks = balanced_blocks(resolve(cfg).client_rows(clients), ranks - 1)
-    wire = make_wire(STRATEGIES["scaffold"], Chain([]), spec, blocks)
+    wire = make_wire(STRATEGIES["scaffold"], Chain([]), spec, blocks, fraction=cfg.server.fraction)
     downlink = wire.downlink_buffer().nbytes * (ranks - 1)
     everyone = np.full(clients, 1, dtype=np.int64)  # fraction 1: every client trains every round
     payload = sum(wire.payload_counts(everyone)) * spec.dtype.itemsize  # SCAFFOLD: delta and control delta rows
-    stats = (sum(wire.stats_counts) - wire.stats_counts[0]) * 8
+    stats = sum(wire.stats_counts(np.arange(clients))) * 8  # every client trains, so every one sends its row
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     for row in rows[1:]:
         assert (row["downlink_bytes"], row["uplink_bytes"]) == (downlink, payload + stats)

@@ -68,6 +68,8 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "data.label_column": (-1, Interval(int, None, None)),  # the label column of a single .npy file
     # federated clients K of a built-in set; 0 = one per client rank (30 for fedprox_synthetic)
     "data.clients": (0, Interval(int, 0, None)),
+    # per client rank: the clients' rows kept once built, for sources that build a client alone (mpifl.data.client_pool)
+    "data.cache_mib": (512, Interval(int, 0, None)),
     "model.kind": ("softmax", Plugin(MODELS)),
     **declared_keys(MODELS, "model"),  # the kinds' own keys: the MLP's hidden widths, activation and output link
     "model.l2": (0.0, Interval(float, 0, None)),
@@ -121,6 +123,13 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "checkpoint.every": (0, Interval(int, 0, None)),
     # federated evaluation on the clients' validation rows (mpifl.selection): the share sampled per recorded round
     "evaluate.fraction": (1.0, Interval(float, 0, 1, "right")),
+    # each recorded round's per-client figures in clients/round_NNNNNN.npz; metrics.jsonl keeps their summaries
+    "evaluate.per_client": (False, Flag()),
+    # per-client state at population scale (mpifl.client_state): where each hosted client's rows live
+    "state.store": ("auto", Choice(("auto", "memory", "disk"))),
+    "state.dir": ("", Text()),  # disk: the rank-local directory; empty: the run directory's state/
+    "state.dtype": ("model", Choice(("model", "float32", "float16", "bfloat16"))),  # storage of the rows
+    "state.memory_mib": (0, Interval(int, 0, None)),  # per rank in memory before auto spills; 0: half the node's
     # the best round and early stopping, on a metric that is not the test set's (mpifl.selection)
     "stop.metric": ("val_loss", Text()),
     "stop.patience": (0, Interval(int, 0, None)),  # recorded rounds without improvement before the run ends; 0: never

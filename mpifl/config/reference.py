@@ -44,6 +44,9 @@ MEANINGS: dict[str, str] = {
     "data.verify": "check each file's sha256 against the manifest before training",
     "data.label_column": "the label column of a single `.npy` file",
     "data.clients": "federated clients K of a built-in set; 0 means one per client rank (30 for fedprox_synthetic)",
+    "data.test_rows": "synthetic with rows_per_rank: the server's (or each worker's) test rows; 0: from test_fraction",
+    "data.cache_mib": "per client rank: MiB of built client rows kept, where the source builds a client alone; a "
+                      "rank whose clients fit is built at set-up, a larger population when each client is used",
     "model.kind": "a registered model kind, or a user's ModelKind as `module:Class`",
     "model.hidden": "mlp: the widths of the hidden layers, any number of them",
     "model.activation": "mlp: relu (He initialisation) or tanh (Glorot)",
@@ -68,6 +71,14 @@ MEANINGS: dict[str, str] = {
                   "state_dict .pt / .safetensors file (torch); empty: the seeded start",
     "evaluate.fraction": "federated evaluation: the share of the clients with validation rows that evaluate the "
                          "global model on them each recorded round (seeded per (seed, round))",
+    "evaluate.per_client": "write each recorded round's per-client figures to clients/round_NNNNNN.npz (metrics.jsonl "
+                           "keeps their summaries)",
+    "state.store": "per-client state (momentum, control variates, personal models): memory, disk (memory-mapped in "
+                   "state.dir), or auto (disk beyond state.memory_mib)",
+    "state.dir": "the rank-local directory of per-client state on disk; empty: the run directory's state/",
+    "state.dtype": "storage of per-client state: the model's dtype, float32, float16 or bfloat16",
+    "state.memory_mib": "per rank: MiB of per-client state kept in memory before auto spills to disk; 0: half the "
+                        "node's available memory over its ranks",
     "stop.metric": "the recorded metric that judges the best round (model_best.npz) and early stopping: val_loss, "
                    "val_accuracy, val_personal_accuracy, loss or train_accuracy; never the test set's",
     "stop.patience": "early stopping: end the run after this many recorded rounds without improvement on "

@@ -49,7 +49,7 @@ def sections(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
 
 
 SECTIONS = ("data", "model", "train", "server", "checkpoint", "attack", "compress", "privacy", "secagg", "clients",
-            "evaluate", "stop")
+            "evaluate", "stop", "state")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 
 import numpy as np
@@ -51,15 +52,25 @@ def synthetic_part(
     any number of ranks can each make their own rows of one common problem,
     with no files and no communication: weak-scaling studies of any size.
     """
-    model = stream(seed, Purpose.SYNTHETIC_MODEL)
     rng = stream(seed, Purpose.SYNTHETIC, part)
     X = rng.standard_normal((n_samples, n_features))
     if regression:
-        w = model.standard_normal(n_features) / np.sqrt(n_features)
+        w = _true_model(seed, n_features, 0)
         return X, X @ w + noise * rng.standard_normal(n_samples)
-    W = model.standard_normal((n_features, n_classes)) / np.sqrt(n_features)
+    W = _true_model(seed, n_features, n_classes)
     logits = X @ W + noise * rng.standard_normal((n_samples, n_classes))
     return X, np.argmax(logits, axis=1).astype(np.float64)
+
+
+@functools.lru_cache(maxsize=8)
+def _true_model(seed: int, n_features: int, n_classes: int) -> np.ndarray:
+    """The common problem's weights (n_classes 0: regression's vector), drawn once per process: a population of
+    millions of clients would otherwise draw them once per client."""
+    model = stream(seed, Purpose.SYNTHETIC_MODEL)
+    shape = (n_features, n_classes) if n_classes else n_features
+    W = model.standard_normal(shape) / np.sqrt(n_features)
+    W.flags.writeable = False
+    return W
 
 
 FEDPROX_FEATURES = 60

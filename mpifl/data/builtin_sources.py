@@ -122,7 +122,10 @@ class Synthetic(BuiltinSplit):
     data.rows_per_rank, each rank generates its own rows instead (PerRankSynthetic)."""
 
     name = "synthetic"
-    parameters = {"rows_per_rank": (0, Interval(int, 0, None))}  # generate this many rows per worker or client
+    parameters = {
+        "rows_per_rank": (0, Interval(int, 0, None)),  # generate this many rows per worker or client
+        "test_rows": (0, Interval(int, 0, None)),  # rows_per_rank: the server's test rows; 0: from data.test_fraction
+    }
     size_key = "n_samples"
 
     @classmethod
@@ -156,23 +159,28 @@ class Synthetic(BuiltinSplit):
 
 
 class PerRankSynthetic(Synthetic):
-    """data.rows_per_rank: each worker or client generates its own rows of one common synthetic problem."""
+    """data.rows_per_rank: each worker or client generates its own rows of one common synthetic problem, from
+    (seed, client) alone, so a population of millions costs nothing until a client is used."""
+
+    builds_clients_alone = True
 
     def _generated(self, rows: int, part: int, name: str) -> Shard:
         cfg = self.cfg
         X, y = synthetic_part(rows, cfg.data.n_features, cfg.data.n_classes, cfg.data.noise,
                               output_link(cfg) == "linear", cfg.seed, part % (2**32))
-        return self._shard(X, y, np.arange(rows), name)
+        return self._whole(X, y, name)
 
     def _test_rows(self) -> int:
+        if self.cfg.data.test_rows:
+            return self.cfg.data.test_rows
         f = self.cfg.data.test_fraction
         return int(round(self.cfg.data.rows_per_rank * f / (1 - f)))
 
     def clients(self, ids: range, n_clients: int) -> list[ClientData]:
         return [ClientData(self._generated(self.cfg.data.rows_per_rank, 1 + k, f"client {k}")) for k in ids]
 
-    def client_rows(self, n_clients: int) -> list[int]:
-        return [self.cfg.data.rows_per_rank] * n_clients
+    def client_rows(self, n_clients: int) -> np.ndarray:
+        return np.full(n_clients, self.cfg.data.rows_per_rank, dtype=np.int64)
 
     def server_test(self) -> Shard:
         return self._generated(self._test_rows(), 0, "the test set")
@@ -196,6 +204,7 @@ class FedproxSynthetic(DataSource):
     """
 
     name = "fedprox_synthetic"
+    builds_clients_alone = True
     parameters = {  # the FedProx paper's Synthetic(alpha, beta): model and input heterogeneity across clients
         "fedprox_alpha": (0.0, Interval(float, 0, None)),
         "fedprox_beta": (0.0, Interval(float, 0, None)),

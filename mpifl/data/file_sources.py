@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 
 
 class PartitionFiles(DataSource):
-    """A partition directory: per-client files and a manifest; ranks map only their own files."""
+    """A partition directory: per-client files and a manifest; ranks map only their own files, each when its
+    client is first used where the rank's clients outgrow data.cache_mib."""
+
+    builds_clients_alone = True
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)
@@ -45,6 +48,9 @@ class PartitionFiles(DataSource):
 
     def client_rows(self, n_clients: int) -> list[int]:
         return [int(c["rows"]) for c in files.manifest_of(self.path).doc["clients"]]
+
+    def own_validation(self) -> bool:
+        return any("validation" in c for c in files.manifest_of(self.path).doc["clients"])
 
     def server_test(self) -> Shard:
         return Shard(*files.test_part(self.path, self.dtype, self.cfg.data.verify))

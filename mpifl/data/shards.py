@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -152,6 +153,10 @@ class DataSource(ABC):
     # The data.<key> that sets how many rows the source makes, so that a weak-scaling study can grow it with the
     # workers; empty: the source's size is fixed (a file, the digits).
     size_key: ClassVar[str] = ""
+    # True: clients(range(k, k + 1)) makes client k's rows alone, as a pure function of (seed, client), so a rank
+    # builds a client when it first trains or evaluates (mpifl.data.client_pool); False: one table is cut into
+    # clients, and a rank builds its clients together at set-up.
+    builds_clients_alone: ClassVar[bool] = False
 
     @classmethod
     def check(cls, cfg, link: str, key: str, origin) -> None:
@@ -184,8 +189,9 @@ class DataSource(ABC):
         """The rows of federated clients ``ids`` (0-based) out of ``n_clients``."""
 
     @abstractmethod
-    def client_rows(self, n_clients: int) -> list[int]:
-        """Every client's number of training rows (to balance client ranks), without loading the rows."""
+    def client_rows(self, n_clients: int) -> Sequence[int]:
+        """Every client's number of training rows (to balance client ranks), without loading the rows; an array
+        where the source can say them at once (a population of millions is not a Python loop)."""
 
     @abstractmethod
     def server_test(self) -> Shard:
@@ -194,6 +200,10 @@ class DataSource(ABC):
     @abstractmethod
     def worker(self, worker: int, n_workers: int) -> tuple[Shard, Shard]:
         """(train, test) rows of distributed worker ``worker``."""
+
+    def own_validation(self) -> bool:
+        """Whether the source's clients bring validation rows of their own (a partition's validation/ files)."""
+        return False
 
     def worker_places(self, worker: int, n_workers: int) -> np.ndarray | None:
         """The places of worker's training rows among the job's training rows, the same whatever the worker
@@ -204,6 +214,13 @@ class DataSource(ABC):
     @abstractmethod
     def train_rows(self, ranks: int, workers: int) -> int:
         """Training rows of the whole job (for traffic models), without reading rows where possible."""
+
+    def _whole(self, X: np.ndarray, y: np.ndarray, name: str) -> Shard:
+        """Every row of a table made for one part (a client's generated rows): no row selection to copy."""
+        shard = Shard(np.ascontiguousarray(X, dtype=self.dtype), np.ascontiguousarray(y, dtype=self.dtype))
+        if not (np.isfinite(shard.X).all() and np.isfinite(shard.y).all()):
+            raise DataError(f"The data of {name} contains NaN or inf values.")
+        return shard
 
     def _shard(self, X: np.ndarray, y: np.ndarray, rows: np.ndarray, name: str) -> Shard:
         shard = Shard(np.ascontiguousarray(X[rows], dtype=self.dtype), np.ascontiguousarray(y[rows], dtype=self.dtype))

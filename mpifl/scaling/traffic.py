@@ -75,15 +75,17 @@ def federated_round(cfg: Config, ranks: int, rows_per_worker: float, model_size:
     strategy = STRATEGIES[cfg.server.strategy]
     chain = build_chain(MPI.COMM_SELF, cfg, spec, n_clients, strategy, 0, True)  # the server's chain
     shape = spec.shape if model_size is None else (model_size,)
-    wire = make_wire(strategy, chain, spec, blocks, shape=shape)
+    wire = make_wire(strategy, chain, spec, blocks, shape=shape, fraction=cfg.server.fraction)
     trained = int(np.ceil(cfg.server.fraction * max(len(b) for b in blocks)))  # on the most loaded client rank
+    # a statistics row per client that trains (an unrecorded round: evaluation is not counted)
+    stats = trained * wire.client_stats.width + len(wire.rank_stats)
     own = next((stage for stage in chain.stages if stage.brings_exchange), None)
     if own is None:
         updates = [Collective("Gather", trained * wire.payload.width * wire.dtype.itemsize, 1)]
     else:  # an exchange of its own says what it sends (mpifl.stages.summing)
         updates = [Collective(name, nbytes, 1) for name, nbytes in own.collectives(trained, int(np.prod(shape)))]
     return [Collective("Bcast", wire.downlink_buffer().nbytes, 1), *updates,
-            Collective("Gather", max(wire.stats_counts) * 8, 1)]
+            Collective("Gather", stats * 8, 1)]
 
 
 ROUNDS = {"federated": federated_round, "distributed": distributed_round}  # by mode (mpifl.modes.MODES)

@@ -99,14 +99,16 @@ class SumStage(SummingStage):
         node's long round) the waits sleep between tests, so the waiting server leaves its core to the clients."""
         blocks = -(-self.length // BLOCK)
         peak = np.zeros(blocks)
-        for entry in self.vectors:
-            np.maximum(peak, block_peaks(self.vector(entry), blocks), out=peak)
+        chunks = [np.stack([self.vector(entry) for entry in self.vectors[at : at + CHUNK]])
+                  for at in range(0, len(self.vectors), CHUNK)]  # many clients' vectors at once, not one by one
+        for chunk in chunks:
+            np.maximum(peak, block_peaks(chunk, blocks), out=peak)
         with timer.comm():
             collectives.allreduce_max_in_place(self.comm, peak, poll)
         exponents = scale_exponents(peak, count)
         local = np.zeros(self.length, dtype=np.int64)
-        for entry in self.vectors:
-            local += to_fixed(self.vector(entry), exponents)
+        for chunk in chunks:  # integers: the sum is exact, in any order
+            local += to_fixed(chunk, exponents).sum(axis=0)
         total = np.empty(self.length, dtype=np.int64) if is_root(self.comm) else None
         with timer.comm():
             collectives.reduce_sum(self.comm, local, total, ROOT, poll)
@@ -122,11 +124,16 @@ class SumStage(SummingStage):
         return self.summed_outcome(rnd, np.flatnonzero(epochs), self.total)
 
 
-def block_peaks(vector: np.ndarray, blocks: int) -> np.ndarray:
-    """The largest magnitude in each block of BLOCK values (the last block padded with zeros)."""
-    padded = np.zeros(blocks * BLOCK)
-    np.abs(vector, out=padded[: vector.size])
-    return padded.reshape(blocks, BLOCK).max(axis=1)
+CHUNK = 256  # client vectors stacked at once: a bounded scratch for large models
+
+
+def block_peaks(vectors: np.ndarray, blocks: int) -> np.ndarray:
+    """The largest magnitude in each block of BLOCK values (the last block padded with zeros), over one vector or
+    a stack of them (m, n)."""
+    stack = np.atleast_2d(vectors)
+    padded = np.zeros((stack.shape[0], blocks * BLOCK))
+    np.abs(stack, out=padded[:, : stack.shape[1]])
+    return padded.reshape(stack.shape[0], blocks, BLOCK).max(axis=(0, 2))
 
 
 def scale_exponents(peak: np.ndarray, count: int) -> np.ndarray:
@@ -136,8 +143,8 @@ def scale_exponents(peak: np.ndarray, count: int) -> np.ndarray:
 
 
 def to_fixed(vector: np.ndarray, exponents: np.ndarray) -> np.ndarray:
-    """vector * 2^exponent of its block, rounded to the nearest integer."""
-    scale = np.repeat(exponents, BLOCK)[: vector.size]
+    """vector * 2^exponent of its block, rounded to the nearest integer (a stack (m, n): each row)."""
+    scale = np.repeat(exponents, BLOCK)[: vector.shape[-1]]
     return np.rint(np.ldexp(vector, scale)).astype(np.int64)
 
 

@@ -16,6 +16,8 @@ import numpy as np
 
 from mpifl.rng import Purpose, stream
 
+MIN_PLAN_SLOTS = 64  # the least cohort the downlink's plan holds in its one Bcast (mpifl.protocol)
+
 
 def cohort_size(fraction: float, n_clients: int) -> int:
     """Clients a round samples under fixed sampling (the expected cohort under Poisson): at least one."""
@@ -56,10 +58,48 @@ def evaluation_sample(seed: int, rnd: int, candidates: np.ndarray, fraction: flo
     """Boolean mask of the clients that evaluate on their validation rows in round ``rnd`` (evaluate.fraction):
     round(fraction n) of the n candidate clients, at least one, drawn per (seed, round) apart from training's draw."""
     mask = np.zeros(candidates.size, dtype=bool)
-    pool = np.flatnonzero(candidates)
-    count = min(cohort_size(fraction, pool.size), pool.size)
-    if count == pool.size:
-        mask[pool] = True
-    else:
-        mask[np.sort(stream(seed, Purpose.EVALUATION, rnd).choice(pool, count, replace=False))] = True
+    mask[_sample(seed, rnd, np.flatnonzero(candidates), fraction, ())] = True
     return mask
+
+
+def _sample(seed: int, rnd: int, pool: np.ndarray | int, fraction: float, keys: tuple[int, ...]) -> np.ndarray:
+    """round(fraction n) of the ids in ``pool`` (ascending; an int n: 0..n-1, drawn as from arange(n) without
+    making it), at least one: drawn per (seed, round, *keys); all of them at fraction 1."""
+    size = pool if isinstance(pool, int) else pool.size
+    count = min(cohort_size(fraction, size), size)
+    if count == size:
+        return np.arange(size, dtype=np.int64) if isinstance(pool, int) else pool
+    return np.sort(stream(seed, Purpose.EVALUATION, rnd, *keys).choice(pool, count, replace=False)).astype(np.int64)
+
+
+def evaluated(seed: int, rnd: int, n_clients: int, fraction: float, held_out: np.ndarray | None,
+              recorded: bool, validating: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(the clients that report the global model's figures on their training and own test rows, the clients that
+    evaluate on their validation rows) in a recorded round, as ascending ids; both empty in other rounds.
+
+    Each is evaluate.fraction of its pool, drawn per (seed, round): the first
+    from the clients that train (a held-out fold's never do), the second from
+    those that hold validation rows (the held-out fold, or every client; none
+    unless ``validating``).  A recorded round then costs what it samples, not
+    the population.
+    """
+    empty = np.empty(0, dtype=np.int64)
+    if not recorded:
+        return empty, empty
+    trains = n_clients if held_out is None else np.flatnonzero(~held_out)
+    validates = n_clients if held_out is None else np.flatnonzero(held_out)
+    return (_sample(seed, rnd, trains, fraction, (1,)),
+            _sample(seed, rnd, validates, fraction, ()) if validating else empty)
+
+
+def plan_capacity(fraction: float, n_clients: int) -> int:
+    """The plan's slots in the downlink: twice the expected cohort (a Poisson draw rarely exceeds it; a larger
+    cohort takes a second Bcast), at least 64, at most the population."""
+    return min(n_clients, max(MIN_PLAN_SLOTS, 2 * cohort_size(fraction, n_clients)))
+
+
+def active_clients(cohort: np.ndarray, scored: np.ndarray, judged: np.ndarray) -> np.ndarray:
+    """The clients that send a statistics row this round, ascending: those that train or evaluate."""
+    if not scored.size and not judged.size:
+        return cohort
+    return np.union1d(np.union1d(cohort, scored), judged)
