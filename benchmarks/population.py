@@ -219,7 +219,7 @@ def projection_study(work: Path, clients: int, compute_seconds: float) -> tuple[
         out = work / f"probe-{ranks}.json"
         subprocess.run([shutil.which("mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpifl.scaling.probe",
                         str(out)], cwd=work, check=True, capture_output=True)
-        samples += [(ranks, s["collective"], s["bytes"], s["seconds"]) for s in json.loads(out.read_text())]
+        samples += [(ranks, s["collective"], s["bytes"], s["seconds"]) for s in json.loads(out.read_text())["samples"]]
     fits = fit_all(samples)
     cfg = config.build(job(clients, 1000), "<population>")
     inputs = Inputs("strong", RANKS, RANKS - 1, compute_seconds, clients * 20, 210, fits, [2, 3])

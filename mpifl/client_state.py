@@ -26,6 +26,7 @@ neither is refused before round 1, with the bytes it needs.
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 from dataclasses import dataclass
@@ -102,7 +103,7 @@ class ClientStore:
         for name, field in fields.items():
             shape = (hosted, *field.shape)
             if directory is None:
-                self.arrays[name] = np.zeros(shape, dtype=field.stored)
+                self.arrays[name] = _anonymous(shape, field.stored)
             else:
                 path = directory / f"{name}.bin"
                 if fresh or not path.exists():
@@ -218,6 +219,17 @@ class ClientStore:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
+
+
+def _anonymous(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Zeros in an anonymous mapping of small pages: a client costs a page of memory once it has trained.  NumPy's
+    own large arrays ask for transparent huge pages, where touching one client's row would commit (and zero) 2 MiB:
+    a round of 500 scattered clients would commit a gigabyte."""
+    size = max(int(np.prod(shape)) * dtype.itemsize, 1)
+    region = mmap.mmap(-1, size)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        region.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(region, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
 
 
 def _round_of(path: Path) -> int:
