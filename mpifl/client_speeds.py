@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mpifl.errors import ConfigError
+from mpifl.protocol import cohort
 from mpifl.rng import Purpose, stream
 
 SPEEDS = ("uniform", "lognormal", "trace")
@@ -76,7 +77,7 @@ class ClientProfiles:
 
     def round_time(self, epochs: np.ndarray) -> float:
         """A synchronous round's virtual seconds: its slowest trained client."""
-        trained = np.flatnonzero(epochs)
+        trained = cohort(epochs)
         return max((self.duration(int(k), int(epochs[k])) for k in trained), default=0.0)
 
     # -- availability ----------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from mpifl import comm as collectives
-from mpifl.protocol import Wire
+from mpifl.protocol import Wire, cohort
 from mpifl.ranks import ROOT, is_root
 from mpifl.strategies import RoundResults
 
@@ -71,12 +71,12 @@ class RowExchange:
 
     def client_send(self, rnd: int, epochs: np.ndarray, rows: np.ndarray, timer, poll: bool) -> None:
         """Send this rank's filled payload rows (one per trained client, in client order)."""
-        if (epochs > 0).any():
+        if cohort(epochs).size:
             self.gather.set_counts(self.wire.payload_counts(epochs))
             self.gather(rows, self._nothing, timer, poll)
 
     def server_receive(self, rnd: int, epochs: np.ndarray, timer, poll: bool) -> None:
-        if (epochs > 0).any():
+        if cohort(epochs).size:
             counts = self.wire.payload_counts(epochs)
             rows = sum(counts) // self.wire.payload.width
             if rows > self.payload.shape[0]:
@@ -86,7 +86,7 @@ class RowExchange:
 
     def outcome(self, rnd: int, epochs: np.ndarray, stats: dict[str, np.ndarray]) -> Outcome:
         """The trained clients' rows by field name, in client order."""
-        trained = np.flatnonzero(self.wire.sending(epochs))
+        trained = self.wire.sending(epochs)
         at = stats.at(trained)  # the trained clients' entries among the round's statistics
         columns = self.wire.payload.columns(self.payload[: trained.size])
         fields = {name: columns[name] if name in columns else stats[name][at] for name in self.wire.uplink_names}

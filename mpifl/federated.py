@@ -47,7 +47,7 @@ from mpifl.metrics import RoundTimer
 from mpifl.model import ModelSpec
 from mpifl.progress import is_logged, time_breakdown
 from mpifl.ranks import ROOT
-from mpifl.protocol import Wire
+from mpifl.protocol import Plan, Wire, cohort
 from mpifl.stages import Chain
 from mpifl.stopping import divergence
 from mpifl.strategies import Strategy
@@ -138,7 +138,7 @@ class ServerRounds:
         timer.reset()
         self.halt = 0 if self.halt == STOP_SIGNAL and it > cfg.rounds else self.halt  # the last round ends anyway
         training = it <= cfg.rounds and not self.halt
-        epochs = self.strategy.plan(it) if training else np.zeros(self.wire.n_clients, dtype=np.int64)
+        epochs = Plan(self.strategy.plan(it)) if training else Plan(np.zeros(self.wire.n_clients, dtype=np.int64))
         self.broadcast(epochs)
         if self.halt == EARLY_STOP:
             return False
@@ -146,7 +146,7 @@ class ServerRounds:
             halt(self.loop, it, self.theta, self.halt, self.exchange, {}, self.server_state())
         self.exchange.server_receive(it, epochs, timer, self.poll)
         logged = is_logged(it - 1, cfg)
-        active = active_clients(np.flatnonzero(epochs),
+        active = active_clients(cohort(epochs),
                                 *evaluated(cfg.seed, it - 1, self.wire.n_clients, cfg.evaluate.fraction,
                                            self.held_out, logged, self.validating))
         self.gather_stats.set_counts(self.wire.stats_counts(active))
@@ -191,7 +191,7 @@ class ServerRounds:
         outcome = self.exchange.outcome(it, epochs, stats)
         if outcome.results is None:  # the exchange produced no update this round, and revealed nothing
             self.pending = {"participants": outcome.participants, **outcome.after}
-        elif epochs.any() or ((self.chain.releases_empty_rounds or self.strategy.steps_without_clients) and training):
+        elif cohort(epochs).size or ((self.chain.releases_empty_rounds or self.strategy.steps_without_clients) and training):
             results = self.chain.receive(outcome.results, (self.cfg.seed, it))
             self.theta, metrics = self.strategy.aggregate(it, self.theta, results)
             self.pending = {"participants": outcome.participants, **metrics, **outcome.after}
@@ -227,7 +227,7 @@ class ServerRounds:
         self.last_rank_compute = rank_stats["compute"].copy()
         self.last_server = (timer.compute_seconds, timer.comm_seconds)
         self.last_bytes = (timer.downlink_bytes, timer.uplink_bytes)
-        trained = int(np.count_nonzero(epochs))
+        trained = int(cohort(epochs).size)
         self.client_rounds += trained
         self.totals = [self.totals[0] + self.last_bytes[0], self.totals[1] + self.last_bytes[1],
                        self.totals[2] + self.last_bytes[1] + self.wire.saved_bytes(trained)]

@@ -28,6 +28,7 @@ from mpifl.local import LocalSettings, LocalTrainer
 from mpifl.loop import Loop
 from mpifl.metrics import RoundTimer
 from mpifl.progress import is_logged
+from mpifl.protocol import Plan
 from mpifl.stages import Chain, Outgoing
 from mpifl.strategies import Strategy, strategy_params
 from mpifl.strategies.base import LocalRun
@@ -99,7 +100,7 @@ class ClientRounds:
         self.epochs[self.cohort] = 0
         self.epochs[ids] = epochs
         self.cohort = ids
-        return self.epochs
+        return Plan(self.epochs, ids)
 
     def round(self, it: int) -> bool:
         """One round; False once the server has ended the run early (stop.patience)."""

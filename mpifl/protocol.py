@@ -55,6 +55,33 @@ class Field:
         return model_size if self.size == MODEL else int(self.size)
 
 
+class Plan(np.ndarray):
+    """A round's local epochs, one per client (0: does not train), that knows its cohort: the ids of the clients
+    that train, found once a round instead of by every part of the round that asks (the downlink, the exchange,
+    the records), each a pass over the population."""
+
+    def __new__(cls, epochs: np.ndarray, ids: np.ndarray | None = None) -> Plan:
+        if isinstance(epochs, Plan) and ids is None:
+            return epochs
+        plan = np.asarray(epochs, dtype=np.int64).view(cls)
+        plan._cohort = None if ids is None else np.asarray(ids, dtype=np.int64)
+        return plan
+
+    def __array_finalize__(self, obj) -> None:
+        self._cohort = None  # a view or the result of arithmetic knows nothing
+
+    @property
+    def cohort(self) -> np.ndarray:
+        if self._cohort is None:
+            self._cohort = np.flatnonzero(np.asarray(self))
+        return self._cohort
+
+
+def cohort(epochs: np.ndarray) -> np.ndarray:
+    """The ids of the clients that train in a round's plan (ascending)."""
+    return epochs.cohort if isinstance(epochs, Plan) else np.flatnonzero(epochs)
+
+
 THETA = Field("theta")
 DELTA = Field("delta")
 MESSAGE = "message"  # a compressed delta's bytes, in the payload instead of delta
@@ -211,7 +238,7 @@ class Wire:
     def put_plan(self, views: dict[str, np.ndarray], epochs: np.ndarray) -> np.ndarray | None:
         """Write a round's plan (dense epochs, one per client) into the downlink; returns the overflow that a second
         Bcast carries (int32 (2, m)), or None when the slots hold the whole cohort."""
-        ids = np.flatnonzero(epochs)
+        ids = cohort(epochs)
         views["cohort"][0] = ids.size
         held = min(ids.size, self.capacity)
         plan = views["plan"]
@@ -256,13 +283,13 @@ class Wire:
         return rows * (self.uncompressed_payload.width - self.payload.width) * self.dtype.itemsize
 
     def sending(self, epochs: np.ndarray) -> np.ndarray:
-        """The clients whose payload row travels this round, in client order: those that train (and send)."""
-        training = np.asarray(epochs) > 0
-        return training if self.senders is None else training & self.senders
+        """The ids of the clients whose payload row travels this round, ascending: those that train (and send)."""
+        ids = cohort(epochs)
+        return ids if self.senders is None else ids[self.senders[ids]]
 
     def payload_counts(self, epochs: np.ndarray) -> list[int]:
         """Gatherv counts of one round's payload: a row per sending client, by rank."""
-        sending = np.flatnonzero(self.sending(epochs))
+        sending = self.sending(epochs)
         return [0] + [int(n) * self.payload.width for n in np.diff(np.searchsorted(sending, self._starts))]
 
     # -- per-client statistics and per-rank timings -----------------------------------------------------------

@@ -18,6 +18,7 @@ from mpifl.exchange import Outcome
 from mpifl.stages.base import Declared, Outgoing, StageBuild
 from mpifl.stages.summing import SummingStage, reduces
 from mpifl.strategies.sampling import cohort_size
+from mpifl.protocol import cohort as trained_ids
 
 MIN_COHORT = 2  # a smaller cohort (a Poisson draw of one) is a round without an update: nothing is revealed
 
@@ -100,17 +101,18 @@ class SecAggStage(SummingStage):
         from mpifl.secagg.transport import RoundLayout, dropouts
 
         s = self.settings
-        cohort = tuple(int(k) for k in np.flatnonzero(epochs))
+        cohort = tuple(int(k) for k in trained_ids(epochs))
         degree = (s["neighbours"] or graph.default_degree(len(cohort))) if s["plus"] else None
         plan = RoundPlan(rnd, cohort, graph.neighbours(np.array(cohort), self.seed, rnd, degree), s["threshold"],
                          FixedPoint(s["bits"], s["clip_range"], len(cohort)), self.length)
-        hosted = [[k for k in block if epochs[k] > 0] for block in self.blocks]
+        ids = trained_ids(epochs)
+        hosted = [ids[(ids >= block.start) & (ids < block.stop)].tolist() for block in self.blocks]
         return RoundLayout(plan, hosted, dropouts(self.seed, rnd, cohort, s["dropout"]), self.summed)
 
     def client_send(self, rnd: int, epochs: np.ndarray, rows: np.ndarray, timer, poll: bool) -> None:
         from mpifl.secagg.transport import client_round
 
-        if np.count_nonzero(epochs) >= MIN_COHORT:
+        if trained_ids(epochs).size >= MIN_COHORT:
             parts = client_round(self.comm, self.layout(rnd, epochs), self.vectors, timer, poll)
             self.parts = {"agree": parts.agree, "share": parts.share, "mask": parts.mask, "unmask": parts.unmask}
         self.vectors = {}
@@ -119,7 +121,7 @@ class SecAggStage(SummingStage):
         from mpifl.secagg.transport import server_round
 
         self.total = self.server_seconds = None
-        if np.count_nonzero(epochs) >= MIN_COHORT:
+        if trained_ids(epochs).size >= MIN_COHORT:
             self.total, self.server_seconds = server_round(self.comm, self.layout(rnd, epochs), timer, poll)
 
     def after_exchange(self, rank_stats) -> None:
@@ -131,7 +133,7 @@ class SecAggStage(SummingStage):
 
     def outcome(self, rnd: int, epochs: np.ndarray, stats):
         """What the server has of a secure round: the survivors and their sums, no client's own update."""
-        if (epochs > 0).any() and self.total is None:  # too few survivors to unmask: no update, nothing revealed
+        if trained_ids(epochs).size and self.total is None:  # too few survivors to unmask: no update, nothing revealed
             return Outcome(None, 0.0, {"secagg_aborted": 1.0}, stop=self.settings["abort"] == "stop")
         layout = self.layout(rnd, epochs)
         survivors = np.array(layout.survivors, dtype=np.int64)  # no client: zeros, and noise all the same

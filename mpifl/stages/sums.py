@@ -34,6 +34,7 @@ from mpifl import comm as collectives
 from mpifl.ranks import ROOT, is_root
 from mpifl.stages.base import Declared, Outgoing, Stage, StageBuild
 from mpifl.stages.summing import Entry, SummingStage, reduces
+from mpifl.protocol import cohort
 
 BLOCK = 256  # values sharing one fixed-point exponent
 BITS = 62  # the sum of every client's integers stays below 2^BITS in magnitude
@@ -87,12 +88,13 @@ class SumStage(SummingStage):
     # -- the exchange: every rank calls _sum with its vectors (the server with none) --------------------------
 
     def client_send(self, rnd: int, epochs: np.ndarray, rows: np.ndarray, timer, poll: bool) -> None:
-        if (epochs > 0).any():
-            self._sum(int(np.count_nonzero(epochs)), timer, poll)
+        if cohort(epochs).size:
+            self._sum(int(cohort(epochs).size), timer, poll)
         self.vectors = []
 
     def server_receive(self, rnd: int, epochs: np.ndarray, timer, poll: bool) -> None:
-        self.total = self._sum(int(np.count_nonzero(epochs)), timer, poll) if (epochs > 0).any() else None
+        trained = cohort(epochs).size
+        self.total = self._sum(int(trained), timer, poll) if trained else None
 
     def _sum(self, count: int, timer, poll: bool) -> np.ndarray | None:
         """The exact sum of every rank's vectors, at the server (None elsewhere).  With ``poll`` (an oversubscribed
@@ -121,7 +123,7 @@ class SumStage(SummingStage):
         return [("Allreduce", blocks * 8), *super().collectives(trained, size)]  # the block maxima, then the sums
 
     def outcome(self, rnd: int, epochs: np.ndarray, stats):
-        return self.summed_outcome(rnd, np.flatnonzero(epochs), self.total)
+        return self.summed_outcome(rnd, cohort(epochs), self.total)
 
 
 CHUNK = 256  # client vectors stacked at once: a bounded scratch for large models

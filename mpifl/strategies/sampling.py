@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mpifl.protocol import Plan
 from mpifl.rng import Purpose, stream
 
 MIN_PLAN_SLOTS = 64  # the least cohort the downlink's plan holds in its one Bcast (mpifl.protocol)
@@ -41,8 +42,8 @@ def round_plan(
     seed: int, rnd: int, n_clients: int, fraction: float, epochs: int, stragglers: float, drop: bool,
     poisson: bool = False,
 ) -> np.ndarray:
-    """Local epochs per client for round ``rnd`` (0 = not training), as int64."""
-    sampled = np.flatnonzero(sample_clients(seed, rnd, n_clients, fraction, poisson))
+    """Local epochs per client for round ``rnd`` (0 = not training), as int64 (a Plan that knows its cohort)."""
+    sampled = _sampled_ids(seed, rnd, n_clients, fraction, poisson)
     plan = np.zeros(n_clients, dtype=np.int64)
     plan[sampled] = epochs
     slow = int(round(stragglers * sampled.size))
@@ -50,7 +51,19 @@ def round_plan(
         rng = stream(seed, Purpose.STRAGGLERS, rnd)
         chosen = np.sort(rng.choice(sampled, slow, replace=False))
         plan[chosen] = 0 if drop else rng.integers(1, epochs + 1, size=slow)
-    return plan
+        if drop:
+            sampled = sampled[plan[sampled] > 0]
+    return Plan(plan, sampled)
+
+
+def _sampled_ids(seed: int, rnd: int, n_clients: int, fraction: float, poisson: bool) -> np.ndarray:
+    """The ids sample_clients marks, ascending, without a pass over the population under fixed sampling."""
+    if poisson:
+        return np.flatnonzero(sample_clients(seed, rnd, n_clients, fraction, poisson))
+    count = cohort_size(fraction, n_clients)
+    if count == n_clients:
+        return np.arange(n_clients, dtype=np.int64)
+    return np.sort(stream(seed, Purpose.CLIENT_SAMPLING, rnd).choice(n_clients, count, replace=False))
 
 
 
