@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpifl.jit import kernel
+from mpifl.jit import inline_kernel, kernel
 
 POOL = 4
 INIT_A, MULT_A = 0x43B0D7E5, 0x931E8875
@@ -21,6 +21,15 @@ INIT_B, MULT_B = 0x8B51F9DD, 0x58F38DED
 MIX_L, MIX_R = 0xCA01F9DD, 0x4973F715
 XSHIFT = 16
 MASK = 0xFFFFFFFF
+
+
+@inline_kernel
+def _hashmix(value, hash_a):
+    """O'Neill's hashmix of one 32-bit word (held in a uint64): (the hashed word, the next hash constant)."""
+    value ^= hash_a
+    hash_a = (hash_a * np.uint64(MULT_A)) & np.uint64(MASK)
+    value = (value * hash_a) & np.uint64(MASK)
+    return value ^ (value >> np.uint64(XSHIFT)), hash_a
 
 
 @kernel
@@ -32,26 +41,13 @@ def pool_state(words: np.ndarray, out: np.ndarray) -> None:
     hash_a = np.uint64(INIT_A)
     n = words.size
     for i in range(POOL):
-        value = words[i] if i < n else np.uint64(0)
-        value ^= hash_a
-        hash_a = (hash_a * np.uint64(MULT_A)) & mask
-        value = (value * hash_a) & mask
-        mixer[i] = value ^ (value >> np.uint64(XSHIFT))
-    for i_src in range(POOL):
+        mixer[i], hash_a = _hashmix(words[i] if i < n else np.uint64(0), hash_a)
+    # every pool word into every other, then each word of entropy beyond the pool into every pool word
+    for i_src in range(max(n, POOL)):
         for i_dst in range(POOL):
-            if i_src != i_dst:
-                value = mixer[i_src] ^ hash_a
-                hash_a = (hash_a * np.uint64(MULT_A)) & mask
-                value = (value * hash_a) & mask
-                value ^= value >> np.uint64(XSHIFT)
-                mixed = (np.uint64(MIX_L) * mixer[i_dst] - np.uint64(MIX_R) * value) & mask
-                mixer[i_dst] = mixed ^ (mixed >> np.uint64(XSHIFT))
-    for i_src in range(POOL, n):
-        for i_dst in range(POOL):
-            value = words[i_src] ^ hash_a
-            hash_a = (hash_a * np.uint64(MULT_A)) & mask
-            value = (value * hash_a) & mask
-            value ^= value >> np.uint64(XSHIFT)
+            if i_src == i_dst:
+                continue
+            value, hash_a = _hashmix(mixer[i_src] if i_src < POOL else words[i_src], hash_a)
             mixed = (np.uint64(MIX_L) * mixer[i_dst] - np.uint64(MIX_R) * value) & mask
             mixer[i_dst] = mixed ^ (mixed >> np.uint64(XSHIFT))
     hash_b = np.uint64(INIT_B)
