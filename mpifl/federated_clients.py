@@ -122,18 +122,16 @@ class ClientRounds:
         mine = active[np.searchsorted(active, self.clients.start) : np.searchsorted(active, self.clients.stop)]
         stats = self.wire.stats_buffer(mine.size)
         self.stat_rows, own = self.wire.stats_rows(stats, mine.size)
+        self.evaluate_sampled(mine, scored, judged)  # theta_(it-1), before any client of this rank trains
         sent = 0
         if self.edge is None:
-            scoring, judging = np.isin(mine, scored), np.isin(mine, judged)
             for slot, k in enumerate(mine.tolist()):
-                if scoring[slot] or judging[slot]:
-                    self.evaluate(slot, k, bool(scoring[slot]), bool(judging[slot]))
                 if epochs[k] > 0:
                     self.grow_payload(sent + 1)
                     self.train(slot, k, it, int(epochs[k]), sent)
                     sent += 1
         else:
-            sent = self.edge_round(it, mine, scored, judged)
+            sent = self.edge_round(it)
         own["compute"][0] = time.perf_counter() - started
         own["stop"][0] = self.loop.stop.requested
         own["comm"][0] = self.previous_comm
@@ -160,12 +158,15 @@ class ClientRounds:
         return LocalTrainer(self.pool[k].train, self.loop.kernels, self.settings, self.cfg.seed, k,
                             rows.get(CARRIED), rows.get(VELOCITY, self.scratch_velocity), self.grad)
 
-    def edge_round(self, it: int, mine: np.ndarray, scored: np.ndarray, judged: np.ndarray) -> int:
-        """Two-level averaging: every hosted client trains (mpifl.hierarchy); evaluation first, as for one level."""
+    def evaluate_sampled(self, mine: np.ndarray, scored: np.ndarray, judged: np.ndarray) -> None:
+        """This rank's active clients that were sampled to evaluate (``mine``: their statistics rows, in order)."""
         scoring, judging = np.isin(mine, scored), np.isin(mine, judged)
         for slot, k in enumerate(mine.tolist()):
             if scoring[slot] or judging[slot]:
                 self.evaluate(slot, k, bool(scoring[slot]), bool(judging[slot]))
+
+    def edge_round(self, it: int) -> int:
+        """Two-level averaging: every hosted client trains (mpifl.hierarchy)."""
         if not self.epochs.any():
             return 0
         rows = [self.store.open(k - self.clients.start) for k in self.clients]
@@ -184,7 +185,8 @@ class ClientRounds:
         when sampled to evaluate, its validation rows; with its personal model where it keeps one."""
         j = k - self.clients.start
         data, row, at = self.pool[k], self.stat_rows[slot], self.columns
-        rows = self.store.open(j)  # evaluation may move a module's own statistics (fine-tuning)
+        tuning = bool(self.cfg.train.finetune_epochs)  # fine-tuning may move a module's own statistics
+        rows = self.store.open(j) if tuning else self.store.peek(j)  # a read journals nothing
         trainer = self.trainer(k, rows)
         states = {name: rows[STATE + name] for name in self.half.state}
         tester = trainer.judge(data.test) if data.test is not None and scoring else None
@@ -206,7 +208,8 @@ class ClientRounds:
             else:
                 row[at["personal_correct"]] = (self.fine_tuned(trainer, tester) if self.cfg.train.finetune_epochs
                                                else row[at["test_correct"]])
-        self.store.close(j, rows)
+        if tuning:
+            self.store.close(j, rows)
 
     def fine_tuned(self, trainer, tester) -> int:
         """FedAvg+FT: the client's test rows predicted right by a copy of theta trained train.finetune_epochs on its
