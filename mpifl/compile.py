@@ -40,10 +40,14 @@ def warm_up(spec: ModelSpec, plan: KernelPlan, selection: Selection | None = Non
         kernels.full_gradient_sum(X, y, theta, grad, want_loss=True)
     if "batch_gradient" in plan.operations:
         kernels.batch_gradient_sum(X, y, theta, order, 0, rows, grad)
-    if "sgd_epoch" in plan.operations:
+    if "sgd_epoch" in plan.operations or ("cohort_sgd" in plan.operations and spec.sparse):  # sparse: one by one
         kernels.sgd_epoch(X, y, theta, spec.zeros(), grad, order, 2, 0.1, 0.5, 0.0, (spec.zeros(), 0.1, spec.zeros()))
     if "evaluate" in plan.operations:
         kernels.evaluate_sums(X, y, theta)
+    if "cohort_sgd" in plan.operations and kernels.trains_cohorts and not spec.sparse:
+        kernels.train_cohort(X, y, np.array([0, rows]), np.zeros(3, dtype=np.uint64), np.zeros(1, dtype=np.int64),
+                             np.ones(1, dtype=np.int64), theta, np.empty((1, theta.size), dtype=spec.dtype), 2, 0.1,
+                             0.0, 0.0)
     if plan.finishes_gradients:
         kernels.finish_gradient(grad, theta, rows, 0.1)
     kernels.penalty(theta, 0.1)

@@ -21,6 +21,7 @@ from mpifl import client_state
 from mpifl import comm as collectives
 from mpifl import hierarchy
 from mpifl.client_state import CARRIED, STATE, VELOCITY
+from mpifl.cohort import CohortTraining, trains_as_cohort
 from mpifl.data.client_pool import ClientPool
 from mpifl.data.validation import held_out_clients
 from mpifl.federated import EARLY_STOP, SERVER, STOP_SIGNAL, exchange_of, halt, make_wire
@@ -30,6 +31,7 @@ from mpifl.metrics import RoundTimer
 from mpifl.progress import is_logged
 from mpifl.protocol import Plan
 from mpifl.stages import Chain, Outgoing
+from mpifl.stages.base import OutgoingStack
 from mpifl.strategies import Strategy, strategy_params
 from mpifl.strategies.base import LocalRun
 from mpifl.strategies.sampling import active_clients, evaluated
@@ -72,6 +74,8 @@ class ClientRounds:
         self.epochs = np.zeros(self.n_clients, dtype=np.int64)  # the round's plan, one per client
         self.cohort = np.empty(0, dtype=np.int64)
         self.theta = spec.zeros()
+        plain = trains_as_cohort(self.half, bool(self.store.fields), loop.kernels, self.settings)
+        self.together = CohortTraining(loop.kernels, self.settings, cfg.seed) if plain and self.edge is None else None
         self.timer = RoundTimer()
         self.gather_stats = collectives.GatherToRoot(loop.comm, [0] * loop.comm.Get_size(), np.float64, SERVER)
         self.poll = False
@@ -123,15 +127,7 @@ class ClientRounds:
         stats = self.wire.stats_buffer(mine.size)
         self.stat_rows, own = self.wire.stats_rows(stats, mine.size)
         self.evaluate_sampled(mine, scored, judged)  # theta_(it-1), before any client of this rank trains
-        sent = 0
-        if self.edge is None:
-            for slot, k in enumerate(mine.tolist()):
-                if epochs[k] > 0:
-                    self.grow_payload(sent + 1)
-                    self.train(slot, k, it, int(epochs[k]), sent)
-                    sent += 1
-        else:
-            sent = self.edge_round(it)
+        sent = self.train_planned(mine, np.asarray(epochs), it) if self.edge is None else self.edge_round(it)
         own["compute"][0] = time.perf_counter() - started
         own["stop"][0] = self.loop.stop.requested
         own["comm"][0] = self.previous_comm
@@ -143,6 +139,33 @@ class ClientRounds:
         self.previous_comm = timer.comm_seconds
         if self.loop.checkpoints.due(it):
             self.loop.save(it, self.theta, self.local_state(it))
+        return True
+
+    def train_planned(self, mine: np.ndarray, epochs: np.ndarray, it: int) -> int:
+        """This rank's clients in the plan trained, into the payload's first rows: as one cohort where they can be
+        (mpifl.cohort), else one by one; returns how many."""
+        slots = np.flatnonzero(epochs[mine] > 0)
+        self.grow_payload(slots.size)
+        if not (self.together is not None and slots.size and self.train_together(mine[slots], slots, epochs, it)):
+            for sent, slot in enumerate(slots.tolist()):
+                k = int(mine[slot])
+                self.train(slot, k, it, int(epochs[k]), sent)
+        return slots.size
+
+    def train_together(self, ids: np.ndarray, slots: np.ndarray, epochs: np.ndarray, it: int) -> bool:
+        """Clients ``ids`` (statistics rows ``slots``) trained as one cohort, then each update through the chain as
+        train() sends it; False (nothing done) where their rows are sparse."""
+        deltas = (self.payload[: ids.size, self.wire.payload.slices["delta"]] if self.update is None
+                  else self.together.scratch(ids.size, self.theta.size))
+        rows = self.together.train(self.pool, ids, epochs[ids], it, self.theta, deltas)
+        if rows is None:
+            return False
+        if self.chain.stages and not self.chain.send_stack(OutgoingStack(ids, it, deltas, rows)):
+            for i, (k, slot) in enumerate(zip(ids.tolist(), slots.tolist())):
+                stats = self.wire.client_stats.lazy_views(self.stat_rows[slot])
+                self.chain.send(Outgoing(k, k - self.clients.start, it, deltas[i].reshape(self.theta.shape),
+                                         self.down, self.rows_out[i], stats, int(rows[i])))
+        self.stat_rows[slots, self.columns["weight"]] = rows
         return True
 
     def grow_payload(self, rows: int) -> None:

@@ -18,7 +18,7 @@ from mpifl.kernels.variants import GRADIENT, SGD
 class KernelPlan:
     """The entry points (mpifl.kernels.entries) a job calls, in its layout and thread count."""
 
-    operations: frozenset  # of "full_gradient", "batch_gradient", "sgd_epoch", "evaluate"
+    operations: frozenset  # of "full_gradient", "batch_gradient", "sgd_epoch", "evaluate", "cohort_sgd"
     threads: int
     passes: int  # passes of the training operation over a rank's rows in the whole job
 
@@ -28,7 +28,7 @@ class KernelPlan:
         ops = []
         if "full_gradient" in self.operations:
             ops.append(GRADIENT)
-        if self.operations & {"sgd_epoch", "batch_gradient"}:
+        if self.operations & {"sgd_epoch", "batch_gradient", "cohort_sgd"}:
             ops.append(SGD)
         return tuple(ops)
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 from mpi4py import MPI
 
-from mpifl import federated, federated_clients
+from mpifl import cohort, federated, federated_clients
 from mpifl.client_speeds import profiles
 from mpifl.config import Config
 from mpifl.data import validation
@@ -119,6 +119,16 @@ class Federated(Mode):
 
     def training_kernel(self) -> tuple[str, int]:
         return "sgd_epoch", self.cfg.rounds * max(self.cfg.train.epochs, 1)
+
+    def kernel_plan(self, threads: int) -> KernelPlan:
+        """Where the clients train as cohorts (mpifl.cohort), the cohort kernel instead of the SGD epoch, which
+        only fine-tuning then calls."""
+        plan = super().kernel_plan(threads)
+        if not cohort.planned(self.cfg):
+            return plan
+        operations = plan.operations | {"cohort_sgd"}
+        return KernelPlan(operations if self.cfg.train.finetune_epochs else operations - {"sgd_epoch"}, plan.threads,
+                          plan.passes)
 
     def validation_units(self, source: DataSource, ranks: int) -> tuple[int, str]:
         return source.n_clients(ranks), "clients"  # leave-clients-out

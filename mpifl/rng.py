@@ -41,6 +41,14 @@ def stream(seed: int, purpose: Purpose, *keys: int) -> np.random.Generator:
     same numbers, in a fifth of the time, which a population-scale round pays per client."""
     from mpifl.kernels.seeding import pool_state
 
+    state = np.empty(4, dtype=np.uint64)
+    pool_state(np.array(entropy_words(seed, purpose, *keys), dtype=np.uint64), state)
+    return np.random.Generator(np.random.PCG64(_Seeded(state)))
+
+
+def entropy_words(seed: int, purpose: Purpose, *keys: int) -> list[int]:
+    """The 32-bit entropy words of stream(seed, purpose, *keys), each key least significant word first, as
+    SeedSequence splits an integer (compiled code seeds the same stream from them: mpifl.kernels.pcg64)."""
     words = []
     for key in (seed, int(purpose), *keys):
         key = int(key)
@@ -51,9 +59,7 @@ def stream(seed: int, purpose: Purpose, *keys: int) -> np.random.Generator:
         while key:
             words.append(key & _MASK32)
             key >>= 32
-    state = np.empty(4, dtype=np.uint64)
-    pool_state(np.array(words, dtype=np.uint64), state)
-    return np.random.Generator(np.random.PCG64(_Seeded(state)))
+    return words
 
 
 _MASK32 = 0xFFFFFFFF

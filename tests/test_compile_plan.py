@@ -25,7 +25,9 @@ REPORTER = Path(__file__).with_name("compiled_kernels.py")
 
 
 @pytest.mark.parametrize("overrides, operations, tuned", [
-    ([], {"sgd_epoch", "evaluate"}, (SGD,)),  # the default job: federated
+    ([], {"cohort_sgd", "evaluate"}, (SGD,)),  # the default job: federated, its clients trained as cohorts
+    (["server.strategy=fedprox"], {"sgd_epoch", "evaluate"}, (SGD,)),  # a proximal term: client by client
+    (["train.finetune_epochs=1"], {"cohort_sgd", "sgd_epoch", "evaluate"}, (SGD,)),
     (["mode=distributed", "train.algorithm=local_sgd"], {"sgd_epoch", "evaluate"}, (SGD,)),
     (["mode=distributed", "train.algorithm=gradient_averaging", "train.batch_size=0"],
      {"full_gradient", "evaluate"}, (GRADIENT,)),
@@ -57,7 +59,7 @@ def test_the_default_job_is_sized_to_the_floor_and_compiles_nothing_else_nor_dur
     reports = compiled_by(tmp_path, 2, ["rounds=2"], {TUNING_VARIABLE: "auto"})
     for report in reports:  # nothing was left to compile in the training loop
         assert report["after_warm_up"] == report["after_training"]
-        assert report["after_training"]["entries"] == ["dense/softmax/plain/evaluate", "dense/softmax/plain/sgd_epoch"]
+        assert report["after_training"]["entries"] == ["dense/softmax/plain/cohort_sgd", "dense/softmax/plain/evaluate"]
     # the node's first rank compiled these four and the two entries: every specialisation the job needed
     assert reports[0]["after_training"]["functions"] == {
         "rowwise.plain_range": 1, "drivers.l2_penalty": 1, "checks.all_finite": 1, "checks.labels_in_range": 1,
@@ -87,7 +89,7 @@ def test_the_default_variant_compiles_its_kind_and_blocks_only(tmp_path):
     reports = compiled_by(tmp_path, 2, ["rounds=2"], {TUNING_VARIABLE: "never"})
     for report in reports:
         assert report["after_warm_up"] == report["after_training"]
-        assert report["after_training"]["entries"] == ["dense/softmax/tuned/evaluate", "dense/softmax/tuned/sgd_epoch"]
+        assert report["after_training"]["entries"] == ["dense/softmax/tuned/cohort_sgd", "dense/softmax/tuned/evaluate"]
     # tuned: 8-row dots and 4-row axpys, the softmax link and the polynomial exp; no other kind, block or layout
     assert reports[0]["after_training"]["functions"] == {
         "losses._logits8": 1, "losses._gradient4": 1, "losses._softmax_link": 1, "losses.chunked_range": 1,

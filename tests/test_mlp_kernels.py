@@ -38,7 +38,7 @@ def calls(kind, activation):
 @pytest.mark.parametrize("rows", [1, 255, 256, 257, 600])  # around the 256-row chunk
 def test_full_gradient_matches_numpy(kind, activation, dtype, rtol, rows):
     layout, X, y, theta = problem(kind, dtype, rows)
-    _, full_gradient, _, _, evaluate = calls(kind, activation)
+    _, full_gradient, _, _, evaluate, _ = calls(kind, activation)
     buffers = MlpBuffers.allocate(layout, 256, dtype)
     grad = np.zeros(layout.size, dtype=dtype)
     loss = full_gradient(theta, layout.offsets, np.array(layout.widths), X, y, grad, buffers.A, buffers.D, buffers.G,
@@ -54,7 +54,7 @@ def test_full_gradient_matches_numpy(kind, activation, dtype, rtol, rows):
 @pytest.mark.parametrize("kind", ["softmax", "logistic", "linear"])
 def test_gradient_matches_finite_differences(kind, activation):
     layout, X, y, theta = problem(kind, np.float64, rows=9)
-    _, full_gradient, _, _, _ = calls(kind, activation)
+    _, full_gradient, _, _, _, _ = calls(kind, activation)
     buffers = MlpBuffers.allocate(layout, 256, np.float64)
     widths = np.array(layout.widths)
     grad = np.zeros(layout.size)
@@ -79,7 +79,7 @@ def test_gradient_matches_finite_differences(kind, activation):
 def test_an_sgd_epoch_matches_numpy_steps_with_momentum_l2_and_the_hook(dtype, rtol, batch, part):
     """Every value, or only the body's or the head's (FedRep's phases): the rest and its velocity stay put."""
     layout, X, y, theta = problem("softmax", dtype, rows=53)
-    sgd_epoch, _, _, _, _ = calls("softmax", "tanh")
+    sgd_epoch, *_ = calls("softmax", "tanh")
     rng = np.random.default_rng(2)
     order = rng.permutation(53).astype(np.int64)
     anchor = (theta + 0.01).astype(dtype)

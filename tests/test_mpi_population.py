@@ -11,7 +11,8 @@ from mpifl import config
 from mpifl.data.builtin_sources import PerRankSynthetic
 from mpifl.data.catalog import model_spec, resolve
 from mpifl.errors import ConfigError
-from mpifl.kernels import ModelKernels
+from mpifl.cohort import CohortTraining
+from mpifl.kernels import LinearKernels, ModelKernels, MlpKernels
 from mpifl.metrics import read_client_figures
 from mpifl.strategies.sampling import evaluated, round_plan
 
@@ -110,3 +111,21 @@ def test_scaffold_on_disk_trains_as_in_memory_and_bfloat16_state_stays_close(tmp
     narrow = mpifl.run(None, COMM, state__dtype="bfloat16", **common)
     gap = np.abs(narrow.model - memory.model).max() / np.abs(memory.model).max()
     assert 0 < gap < 0.05
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("extra", [dict(server__exchange="reduce"), dict(server__exchange="gather", train__batch_size=0),
+                                   dict(model__kind="mlp", model__hidden=[8], server__exchange="reduce")],
+                         ids=["reduce", "gather-full-batch", "mlp"])
+def test_clients_trained_as_one_cohort_give_the_model_they_give_one_by_one(monkeypatch, extra):
+    cohorts = []
+    real = CohortTraining.train
+    monkeypatch.setattr(CohortTraining, "train", lambda self, *a: cohorts.append(a[1].size) or real(self, *a))
+    job = {**POPULATION, "server__fraction": 0.05, "rounds": 3, **extra}
+    together = mpifl.run(None, COMM, **job)
+    used = COMM.allgather(len(cohorts))
+    for kind in (LinearKernels, MlpKernels):
+        monkeypatch.setattr(kind, "trains_cohorts", False)
+    alone = mpifl.run(None, COMM, **job)
+    assert sum(used) >= 3 and COMM.allgather(len(cohorts)) == used  # every round as cohorts, then none
+    assert together.model.tobytes() == alone.model.tobytes()

@@ -26,6 +26,7 @@ class ModelKernels:
         return super().__new__(cls)
 
     central_evaluation = True  # the model can be judged without a client's own state (False: FedBN's buffers)
+    trains_cohorts = False  # offers train_cohort: a round's clients trained in one compiled call (mpifl.cohort)
 
     def optimizer_state(self, optimizer: str = "sgd") -> np.ndarray:
         """What one trainer's optimizer keeps between steps: the momentum buffer, theta's shape."""
@@ -40,6 +41,11 @@ class ModelKernels:
 
     def seed_round(self, seed: int, rnd: int, owner: int) -> None:
         """Seed the model's own randomness (dropout) for one client's round; the compiled kinds have none."""
+
+    def train_cohort(self, X, y, starts, entropy, ids, epochs, theta, deltas, batch_size, lr, momentum, l2) -> None:
+        """Clients ids[i] (rows starts[i]:starts[i + 1] of X) each trained epochs[i] epochs of plain SGD from theta,
+        their flat deltas into deltas[i]; batch orders from the stream of (entropy words..., ids[i])."""
+        raise NotImplementedError(f"{type(self).__name__} trains each client alone (trains_cohorts is False).")
 
     def export(self, theta: np.ndarray, directory) -> None:
         """Write the trained model in its framework's own format beside model.npz (a torch module's model.pt);

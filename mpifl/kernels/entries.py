@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from mpifl.jit import kernel, threaded_kernel
+from mpifl.jit import inline_kernel, kernel, threaded_kernel
+from mpifl.kernels import pcg64
+from mpifl.kernels.cohorts import epoch_rows, seed_client
 from mpifl.kernels.drivers import sgd_step, sum_partials
 from mpifl.kernels.flags import CORRECT, GRAD, KIND_CODES, LOSS, is_indexed
 from mpifl.kernels.losses import range_loss_grad
@@ -29,6 +31,23 @@ JUST_GRAD = np.int64(GRAD)
 OPERATIONS = ("full_gradient", "batch_gradient", "sgd_epoch", "evaluate")
 
 
+@inline_kernel
+def dense_epoch(kind, variant, X, y, theta, velocity, grad, Z, E, order, batch_size, lr, momentum, l2, anchor, mu,
+                correction):
+    """One epoch of mini-batch SGD with heavy-ball momentum over dense rows, in the given row order.
+
+    Each step's gradient is the mean data gradient plus l2 * W plus the
+    objective hook (anchor, mu, correction); see drivers.objective_hook.
+    """
+    n = order.shape[0]
+    indexed = is_indexed(order)
+    for s in range(0, n, batch_size):
+        e = min(n, s + batch_size)
+        grad[:] = 0
+        range_loss_grad(kind, variant, X, y, theta, order, indexed, s, e, grad, Z, E, JUST_GRAD)
+        sgd_step(grad, theta, velocity, e - s, lr, momentum, l2, anchor, mu, correction)
+
+
 @dataclass(frozen=True)
 class Entries:
     """One layout's calls; each takes the arrays its loop needs, as ModelKernels passes them."""
@@ -38,9 +57,10 @@ class Entries:
     batch_gradient: object
     sgd_epoch: object
     evaluate: object
+    cohort_sgd: object = None  # a cohort of clients' local SGD in one call; dense rows only
 
     def dispatchers(self) -> dict:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return {name: getattr(self, name) for name in self.__dataclass_fields__ if getattr(self, name) is not None}
 
 
 _BOUND: dict[tuple[str, int, int], Entries] = {}
@@ -110,13 +130,35 @@ def dense_entries(kind: int, variant: int) -> Entries:
         Each step's gradient is the mean data gradient plus l2 * W plus the
         objective hook (anchor, mu, correction); see drivers.objective_hook.
         """
-        n = order.shape[0]
-        indexed = is_indexed(order)
-        for s in range(0, n, batch_size):
-            e = min(n, s + batch_size)
-            grad[:] = 0
-            range_loss_grad(kind, variant, X, y, theta, order, indexed, s, e, grad, Z, E, JUST_GRAD)
-            sgd_step(grad, theta, velocity, e - s, lr, momentum, l2, anchor, mu, correction)
+        dense_epoch(kind, variant, X, y, theta, velocity, grad, Z, E, order, batch_size, lr, momentum, l2, anchor, mu,
+                    correction)
+
+    @kernel
+    def cohort_sgd(X, y, starts, entropy, ids, epochs, theta0, theta, velocity, grad, Z, E, order, deltas,
+                   batch_size, lr, momentum, l2, correction):
+        """Local SGD of every client of a cohort from theta0, in one call (mpifl.cohort): client i owns rows
+        starts[i]:starts[i + 1] of X, trains epochs[i] epochs in batch orders drawn from the stream of
+        (entropy..., ids[i]) as mpifl.rng.stream draws them, its velocity from zero, and leaves its delta in
+        deltas[i] (flat).  The epochs are sgd_epoch's own loop, so each client's delta is the bytes it would make
+        alone."""
+        key = np.empty(entropy.size + 2, dtype=np.uint64)
+        key[: entropy.size] = entropy
+        g = np.empty(pcg64.WORDS, dtype=np.uint64)
+        C, P = theta.shape
+        for i in range(ids.size):
+            first, n = starts[i], starts[i + 1] - starts[i]
+            rows = order[:n]
+            if batch_size > 0:
+                seed_client(key, entropy.size, ids[i], g)
+            theta[:] = theta0
+            velocity[:] = 0
+            for _ in range(epochs[i]):
+                epoch_rows(g, rows, first, batch_size > 0)
+                dense_epoch(kind, variant, X, y, theta, velocity, grad, Z, E, rows, batch_size if batch_size > 0 else n,
+                            lr, momentum, l2, theta0, 0.0, correction)
+            for c in range(C):
+                for j in range(P):
+                    deltas[i, c * P + j] = theta[c, j] - theta0[c, j]
 
     @kernel
     def evaluate(X, y, theta, Z, E):
@@ -125,7 +167,7 @@ def dense_entries(kind: int, variant: int) -> Entries:
         return range_loss_grad(kind, variant, X, y, theta, rows, is_indexed(rows), np.int64(0), X.shape[0], theta, Z,
                                E, EVALUATE)
 
-    return Entries(full_gradient, full_gradient_threaded, batch_gradient, sgd_epoch, evaluate)
+    return Entries(full_gradient, full_gradient_threaded, batch_gradient, sgd_epoch, evaluate, cohort_sgd)
 
 
 def csr_entries(kind: int, variant: int) -> Entries:

@@ -104,6 +104,16 @@ class LinearKernels(ModelKernels):
             X, y, theta, velocity, grad, self._Z, self._E, order, batch_size, lr, momentum, l2, anchor, mu, correction
         )
 
+    trains_cohorts = True
+
+    def train_cohort(self, X, y, starts, entropy, ids, epochs, theta, deltas, batch_size, lr, momentum, l2) -> None:
+        """A cohort of clients in one call of the dense cohort kernel (mpifl.cohort), in the SGD variant's loops."""
+        spec = self.spec
+        order = np.empty(int(np.diff(starts).max()), dtype=np.int64)
+        self._dense_batch.cohort_sgd(X, y, starts, entropy, ids, epochs, theta, spec.zeros(), spec.zeros(),
+                                     spec.zeros(), self._Z, self._E, order, deltas, batch_size, lr, momentum, l2,
+                                     self._no_correction)
+
     def evaluate_sums(self, X, y, theta) -> tuple[float, int]:
         """(summed loss, correct predictions) of theta on X, y."""
         if is_csr(X):

@@ -24,7 +24,9 @@ import numpy as np
 from numba import types
 
 from mpifl.jit import inline_kernel, kernel, threaded_kernel
+from mpifl.kernels import pcg64
 from mpifl.kernels.drivers import sum_partials
+from mpifl.kernels.cohorts import epoch_rows, seed_client
 from mpifl.kernels.flags import CORRECT, GRAD, LOSS, is_indexed
 from mpifl.kernels.losses import link
 from mpifl.kernels.switch import compile_time_choice
@@ -307,12 +309,30 @@ WHAT_STEP = np.int64(GRAD)
 WHAT_EVALUATE = np.int64(LOSS | CORRECT)
 
 
+@inline_kernel
+def mlp_epoch(kind, variant, activation, theta, offsets, widths, X, y, velocity, grad, A, D, G, E, order, batch_size,
+              lr, momentum, l2, anchor, mu, correction, lo, hi):
+    """One epoch of mini-batch SGD in the given row order: one forward, backward and update per batch; only
+    theta[lo:hi] is trained."""
+    n = order.shape[0]
+    C = widths[widths.shape[0] - 1]
+    indexed = is_indexed(order)
+    for s in range(0, n, batch_size):
+        m = min(n, s + batch_size) - s
+        # residuals scaled by 1/m: backward then yields the mean gradient, and the step needs no pass to scale it
+        _residuals(kind, variant, activation, theta, offsets, widths, X, y, order, indexed, s, m, A, D, E, C,
+                   WHAT_STEP, 1.0 / m)
+        backward(theta, offsets, widths, activation, X, order, indexed, s, A, m, D, G, grad, False)
+        flat_sgd_step(grad, theta, velocity, 1, lr, momentum, l2, offsets, anchor, mu, correction, lo, hi)
+
+
 def mlp_entries(kind: int, activation: int, variant: int):
     """The entry points of one output kind, activation and variant (closed over, so compile-time constants).
 
     The output link is the linear kernels' (losses.link): the same losses,
     residuals and accuracy conventions for the MLP's outputs as for a
-    linear model's logits.  Returns (sgd_epoch, full_gradient, evaluate).
+    linear model's logits.  Returns (sgd_epoch, full_gradient, full_gradient_threaded, batch_gradient, evaluate,
+    cohort_sgd).
     """
 
     @kernel
@@ -320,16 +340,31 @@ def mlp_entries(kind: int, activation: int, variant: int):
                   anchor, mu, correction, lo, hi):
         """One epoch of mini-batch SGD in the given row order: one forward, backward and update per batch; only
         theta[lo:hi] is trained."""
-        n = order.shape[0]
-        C = widths[widths.shape[0] - 1]
-        indexed = is_indexed(order)
-        for s in range(0, n, batch_size):
-            m = min(n, s + batch_size) - s
-            # residuals scaled by 1/m: backward then yields the mean gradient, and the step needs no pass to scale it
-            _residuals(kind, variant, activation, theta, offsets, widths, X, y, order, indexed, s, m, A, D, E, C,
-                       WHAT_STEP, 1.0 / m)
-            backward(theta, offsets, widths, activation, X, order, indexed, s, A, m, D, G, grad, False)
-            flat_sgd_step(grad, theta, velocity, 1, lr, momentum, l2, offsets, anchor, mu, correction, lo, hi)
+        mlp_epoch(kind, variant, activation, theta, offsets, widths, X, y, velocity, grad, A, D, G, E, order,
+                  batch_size, lr, momentum, l2, anchor, mu, correction, lo, hi)
+
+    @kernel
+    def cohort_sgd(theta0, offsets, widths, X, y, starts, entropy, ids, epochs, theta, velocity, grad, A, D, G, E,
+                   order, deltas, batch_size, lr, momentum, l2, correction):
+        """Every client of a cohort trained from theta0 in one call, as mpifl.kernels.entries' cohort_sgd does for
+        the linear kinds (the same streams, rows and deltas), in sgd_epoch's own loop."""
+        key = np.empty(entropy.size + 2, dtype=np.uint64)
+        key[: entropy.size] = entropy
+        g = np.empty(pcg64.WORDS, dtype=np.uint64)
+        for i in range(ids.size):
+            first, n = starts[i], starts[i + 1] - starts[i]
+            rows = order[:n]
+            if batch_size > 0:
+                seed_client(key, entropy.size, ids[i], g)
+            theta[:] = theta0
+            velocity[:] = 0
+            for _ in range(epochs[i]):
+                epoch_rows(g, rows, first, batch_size > 0)
+                mlp_epoch(kind, variant, activation, theta, offsets, widths, X, y, velocity, grad, A, D, G, E, rows,
+                          batch_size if batch_size > 0 else n, lr, momentum, l2, theta0, 0.0, correction, 0,
+                          theta.size)
+            for j in range(theta.size):
+                deltas[i, j] = theta[j] - theta0[j]
 
     @kernel
     def full_gradient(theta, offsets, widths, X, y, grad, A, D, G, E, want_loss):
@@ -381,7 +416,7 @@ def mlp_entries(kind: int, activation: int, variant: int):
             correct += hits
         return loss, correct
 
-    return sgd_epoch, full_gradient, full_gradient_threaded, batch_gradient, evaluate
+    return sgd_epoch, full_gradient, full_gradient_threaded, batch_gradient, evaluate, cohort_sgd
 
 
 @kernel

@@ -35,7 +35,7 @@ class MlpKernels(ModelKernels):
         layout = spec.layout
         self._offsets = layout.offsets
         self._widths = np.array(layout.widths, dtype=np.int64)
-        self._sgd, self._full, self._full_threaded, self._batch, self._evaluate = _entries(
+        self._sgd, self._full, self._full_threaded, self._batch, self._evaluate, self._cohort = _entries(
             spec.code, ACTIVATIONS[spec.activation])
         self._buffers = MlpBuffers.allocate(layout, CHUNK_ROWS, spec.dtype, spec.sparse)
         if threads > 1:
@@ -75,6 +75,17 @@ class MlpKernels(ModelKernels):
         b = self._room(batch_size)
         self._sgd(theta, self._offsets, self._widths, X, y, velocity, grad, b.A, b.D, b.G, b.E, order, batch_size, lr,
                   momentum, l2, anchor.reshape(-1), mu, correction, *trained_range(trainable, theta.size))
+
+    trains_cohorts = True
+
+    def train_cohort(self, X, y, starts, entropy, ids, epochs, theta, deltas, batch_size, lr, momentum, l2) -> None:
+        """A cohort of clients in one call (mpifl.cohort): dense rows, the buffers sized for its largest batch."""
+        spec = self.spec
+        most = int(np.diff(starts).max())
+        b = self._room(batch_size if batch_size > 0 else most)
+        self._cohort(theta, self._offsets, self._widths, X, y, starts, entropy, ids, epochs, spec.zeros(),
+                     spec.zeros(), spec.zeros(), b.A, b.D, b.G, b.E, np.empty(most, dtype=np.int64), deltas,
+                     batch_size, lr, momentum, l2, self._no_correction)
 
     def evaluate_sums(self, X, y, theta) -> tuple[float, int]:
         X = _rows(X)

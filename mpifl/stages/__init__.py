@@ -22,7 +22,7 @@ import numpy as np
 from mpifl.errors import ConfigError
 from mpifl.exchange import RowExchange
 from mpifl.stages.attack import AttackStage
-from mpifl.stages.base import Declared, Outgoing, Stage, StageBuild, restore
+from mpifl.stages.base import Declared, Outgoing, OutgoingStack, Stage, StageBuild, restore
 from mpifl.stages.compress import CompressStage
 from mpifl.stages.privacy import PrivacyStage
 from mpifl.stages.secagg import SecAggStage
@@ -144,6 +144,14 @@ class Chain:
     def send(self, update: Outgoing) -> None:
         for stage in self.stages:
             stage.send(update)
+
+    def send_stack(self, stack: OutgoingStack) -> bool:
+        """A cohort's updates through every stage at once; False (nothing sent) unless every stage takes stacks."""
+        if not all(stage.takes_stacks() for stage in self.stages):
+            return False
+        for stage in self.stages:
+            stage.send_stack(stack)
+        return True
 
     def receive(self, results, key: tuple[int, int]):
         for stage in reversed(self.stages):  # unmask, decode, then the simulated attacks

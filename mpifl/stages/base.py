@@ -41,6 +41,16 @@ class Outgoing:
     rows: int  # training rows: its sample weight
 
 
+@dataclass(frozen=True)
+class OutgoingStack:
+    """A cohort's trained updates at once (mpifl.cohort), for chains whose every stage takes them so."""
+
+    clients: np.ndarray  # (m,) the clients' ids, ascending
+    round: int
+    deltas: np.ndarray  # (m, size) theta_k - theta in the model's dtype; valid until this round's exchange
+    rows: np.ndarray  # (m,) training rows: the sample weights
+
+
 class Stage:
     """The base of every stage; each hook does nothing unless a stage overrides it."""
 
@@ -97,6 +107,14 @@ class Stage:
 
     def send(self, update: Outgoing) -> None:
         """Act on one trained client's update, in chain order, before it leaves the rank."""
+
+    def takes_stacks(self) -> bool:
+        """Whether send_stack can take a cohort's updates at once, as send would take them one by one."""
+        return False
+
+    def send_stack(self, stack: OutgoingStack) -> None:
+        """send() for each update of a cohort, in one call (where takes_stacks() says so)."""
+        raise NotImplementedError(f"The {self.name} stage takes one update at a time.")
 
     def client_state(self) -> dict[str, np.ndarray]:
         """Per-client state kept on this rank, checkpointed in its rank file."""

@@ -32,7 +32,7 @@ from mpi4py import MPI
 
 from mpifl import comm as collectives
 from mpifl.ranks import ROOT, is_root
-from mpifl.stages.base import Declared, Outgoing, Stage, StageBuild
+from mpifl.stages.base import Declared, Outgoing, OutgoingStack, Stage, StageBuild
 from mpifl.stages.summing import Entry, SummingStage, reduces
 from mpifl.protocol import cohort
 
@@ -77,6 +77,7 @@ class SumStage(SummingStage):
     def __init__(self, build: StageBuild):
         super().__init__(build)
         self.vectors: list[Entry] = []  # a rank keeps its clients' updates in the model's dtype until they are summed
+        self.stacks: list[tuple[np.ndarray, np.ndarray]] = []  # a cohort's (weights, deltas), summed the same way
         self.total: np.ndarray | None = None
 
     def bind(self, comm, blocks: list[range]) -> None:
@@ -85,12 +86,21 @@ class SumStage(SummingStage):
     def send(self, update: Outgoing) -> None:
         self.vectors.append(self.entry(update))
 
+    def takes_stacks(self) -> bool:
+        """A cohort's deltas are its vectors' bodies, where no uplink field travels beside them (nothing but this
+        stage is in a chain that sends stacks, so nothing clips: within is 0)."""
+        return not self.extra
+
+    def send_stack(self, stack: OutgoingStack) -> None:
+        weights = np.ones(stack.clients.size) if self.unit_weights else stack.rows.astype(np.float64)
+        self.stacks.append((weights, stack.deltas))
+
     # -- the exchange: every rank calls _sum with its vectors (the server with none) --------------------------
 
     def client_send(self, rnd: int, epochs: np.ndarray, rows: np.ndarray, timer, poll: bool) -> None:
         if cohort(epochs).size:
             self._sum(int(cohort(epochs).size), timer, poll)
-        self.vectors = []
+        self.vectors, self.stacks = [], []
 
     def server_receive(self, rnd: int, epochs: np.ndarray, timer, poll: bool) -> None:
         trained = cohort(epochs).size
@@ -103,6 +113,8 @@ class SumStage(SummingStage):
         peak = np.zeros(blocks)
         chunks = [np.stack([self.vector(entry) for entry in self.vectors[at : at + CHUNK]])
                   for at in range(0, len(self.vectors), CHUNK)]  # many clients' vectors at once, not one by one
+        chunks += [self.stacked(weights[at : at + CHUNK], deltas[at : at + CHUNK])
+                   for weights, deltas in self.stacks for at in range(0, weights.size, CHUNK)]
         for chunk in chunks:
             np.maximum(peak, block_peaks(chunk, blocks), out=peak)
         with timer.comm():
@@ -117,6 +129,15 @@ class SumStage(SummingStage):
         if total is not None:  # what the client ranks sent: their block maxima and their sums
             timer.uplink_bytes += (self.comm.Get_size() - 1) * (local.nbytes + peak.nbytes)
         return from_fixed(total, exponents) if total is not None else None
+
+    def stacked(self, weights: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+        """The vectors [weight delta | weight | 0] of a cohort's rows, each the float64 vector() makes of it alone."""
+        vectors = np.empty((weights.size, self.length))
+        vectors[:, : self.size] = deltas
+        vectors[:, : self.size] *= weights[:, None]
+        vectors[:, -2] = weights
+        vectors[:, -1] = 0.0
+        return vectors
 
     def collectives(self, trained: int, size: int) -> list[tuple[str, int]]:
         blocks = -(-self.vector_length(size) // BLOCK)

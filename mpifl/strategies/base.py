@@ -145,6 +145,14 @@ class ClientUpdate:
         self.shape = shape
         self.dtype = np.dtype(dtype)
 
+    @classmethod
+    def trains_plainly(cls) -> bool:
+        """Plain local SGD from theta and nothing else (FedAvg's client): no state, objective term, phases, report
+        or personal model.  A rank trains a round's clients of such a half as one cohort (mpifl.cohort)."""
+        hooks = ("start", "phases", "keep", "objective", "report", "personal", "personal_model")
+        return (not cls.state and not cls.wants_loss and not cls.keeps_head
+                and all(getattr(cls, name) is getattr(ClientUpdate, name) for name in hooks))
+
     def start(self, theta: np.ndarray, state: Mapping[str, np.ndarray], model: np.ndarray) -> None:
         """Fill ``model`` with what local training starts from: theta (FedRep, FedPer: with the client's head)."""
         model[...] = theta
