@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         from mpifl.data.partition_cli import main as partition
 
         return partition(args[1:])
+    if args[:1] == ["predict"]:  # a serial tool: a tree model's predictions for new rows
+        from mpifl.trees.predict_cli import main as predict
+
+        return predict(args[1:])
     if args[:1] in (["plot"], ["compare"]):  # serial tools over run directories
         from mpifl.report_cli import main as report
 

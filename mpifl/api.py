@@ -29,8 +29,9 @@ class Result:
 
     history: list[dict]  # one dict per recorded round, as in metrics.jsonl (null for what is missing)
     summary: dict  # as in summary.json
-    model: np.ndarray  # the final parameters, shape (outputs, features + 1)
+    model: np.ndarray  # the final parameters, shape (outputs, features + 1); empty for trees
     run_dir: Path | None  # where the files went, or None when out was not given
+    trees: object = None  # model.kind = "gbdt": the booster (mpifl.trees.boosting.Booster: predict, raw_scores)
 
     def clients(self, rnd: int | None = None) -> dict[str, np.ndarray]:
         """Each evaluated client's figures of a recorded round (the last by default): its id, rows, loss, accuracy,
@@ -95,7 +96,8 @@ def run(source: JobLike = None, comm=None, *, out: str | Path | None = None, res
     # an error on some ranks only (a bug, a lost file mid-run) ends the job, as under python -m mpifl: never a hang
     result = or_abort(comm, lambda: run_job(comm, cfg, Path(out) if out is not None else None, verbose=verbose,
                                             resume=resume, overwrite=overwrite, write=out is not None))
-    return Result([r.as_json() for r in result.records], result.summary, result.theta, result.run_dir)
+    return Result([r.as_json() for r in result.records], result.summary, result.theta, result.run_dir,
+                  result.trees)
 
 
 def _plugins(classes: dict[str, type]) -> dict[str, str]:

@@ -33,8 +33,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(comm: MPI.Comm) -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m mpifl", description="Distributed and federated learning on MPI.",
-                     epilog="Without mpiexec: python -m mpifl partition --help (cut data into client files) "
-                            "and python -m mpifl scale --help (scaling studies).")
+                     epilog="Without mpiexec: python -m mpifl partition --help (cut data into client files), "
+                            "python -m mpifl scale --help (scaling studies) and python -m mpifl predict --help "
+                            "(a tree model's predictions).")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     run = sub.add_parser("run", help="run a job (the default job if no file is given)")
     run.add_argument("job", nargs="?", type=Path, help="job file (TOML); see jobs/")

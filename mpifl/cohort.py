@@ -17,7 +17,7 @@ import numpy as np
 
 from mpifl.data.client_pool import ClientPool
 from mpifl.kernels import ModelKernels
-from mpifl.local import LocalSettings, keeps_optimizer_state
+from mpifl.local import LocalSettings
 from mpifl.rng import Purpose, entropy_words
 from mpifl.strategies.base import ClientUpdate
 
@@ -26,17 +26,6 @@ def trains_as_cohort(half: ClientUpdate, kept_state: bool, kernels: ModelKernels
     """Whether a rank's clients can train as one cohort: plain SGD from theta, no state of their own between
     rounds, a model kind with a cohort kernel.  The stages then take each client's update as they would alone."""
     return type(half).trains_plainly() and not kept_state and kernels.trains_cohorts and settings.optimizer == "sgd"
-
-
-def planned(cfg) -> bool:
-    """What trains_as_cohort will say on the client ranks, read from the job (the kernel plan compiles for it)."""
-    from mpifl.models import MODELS
-    from mpifl.strategies import STRATEGIES
-
-    settings = LocalSettings.from_config(cfg)
-    return (STRATEGIES[cfg.server.strategy].client.trains_plainly() and cfg.server.hierarchy == "none"
-            and not keeps_optimizer_state(settings) and settings.optimizer == "sgd"
-            and MODELS[cfg.model.kind].kernels().trains_cohorts)
 
 
 class CohortTraining:

@@ -34,8 +34,8 @@ def cli() -> str:
     for name, call in _serial_tools():
         pages.append((f"python -m mpifl {name}", _help_of(call)))
     out = ["# Command line", "", "Generated from the parsers (`python -m mpifl.docs_reference docs/reference`).",
-           "Commands that join an MPI job run under `mpiexec`; `partition`, `scale`, `privacy`, `plot` and",
-           "`compare` are serial tools.", ""]
+           "Commands that join an MPI job run under `mpiexec`; `partition`, `scale`, `privacy`, `plot`,",
+           "`compare` and `predict` are serial tools.", ""]
     for title, text in pages:
         out += [f"## `{title}`", "", "```text", _normalise(text).rstrip(), "```", ""]
     return "\n".join(out)
@@ -46,10 +46,11 @@ def _serial_tools():
     from mpifl.privacy import cli as privacy_cli
     from mpifl.report_cli import main as report
     from mpifl.scaling import cli as scale_cli
+    from mpifl.trees import predict_cli
 
     return [("partition", lambda: partition_cli.main(["--help"])), ("scale", lambda: scale_cli.main(["--help"])),
             ("privacy", lambda: privacy_cli.main(["--help"])), ("plot", lambda: report("plot", ["--help"])),
-            ("compare", lambda: report("compare", ["--help"]))]
+            ("compare", lambda: report("compare", ["--help"])), ("predict", lambda: predict_cli.main(["--help"]))]
 
 
 def _help_of(call) -> str:

@@ -140,6 +140,10 @@ class RunWriter:
         self._metrics.close()
         self._write_summary(summary)
 
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        """summary.json alone (a model kind that writes its own model file, mpifl.trees)."""
+        self._write_summary(summary)
+
     def _write_summary(self, summary: dict[str, Any]) -> None:
         """Strict JSON: a NaN or infinity is written as null."""
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}

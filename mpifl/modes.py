@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 from mpi4py import MPI
 
-from mpifl import cohort, federated, federated_clients
+from mpifl import federated, federated_clients
 from mpifl.client_speeds import profiles
 from mpifl.config import Config
 from mpifl.data import validation
@@ -27,7 +27,9 @@ from mpifl.data.shards import DataSource, balanced_blocks, check_fit, with_clien
 from mpifl.distributed import train_distributed
 from mpifl.errors import ConfigError, Diverged, RankCountError
 from mpifl.kernel_plan import KernelPlan
+from mpifl.local import LocalSettings, keeps_optimizer_state
 from mpifl.loop import Loop
+from mpifl.models import MODELS
 from mpifl.model import ModelSpec
 from mpifl.ranks import is_root
 from mpifl.stages import Chain, build_chain
@@ -124,11 +126,18 @@ class Federated(Mode):
         """Where the clients train as cohorts (mpifl.cohort), the cohort kernel instead of the SGD epoch, which
         only fine-tuning then calls."""
         plan = super().kernel_plan(threads)
-        if not cohort.planned(self.cfg):
+        if not self.trains_cohorts():
             return plan
         operations = plan.operations | {"cohort_sgd"}
         return KernelPlan(operations if self.cfg.train.finetune_epochs else operations - {"sgd_epoch"}, plan.threads,
                           plan.passes)
+
+    def trains_cohorts(self) -> bool:
+        """What mpifl.cohort.trains_as_cohort will say on the client ranks, read from the job."""
+        cfg, settings = self.cfg, LocalSettings.from_config(self.cfg)
+        return (STRATEGIES[cfg.server.strategy].client.trains_plainly() and cfg.server.hierarchy == "none"
+                and not keeps_optimizer_state(settings) and settings.optimizer == "sgd"
+                and MODELS[cfg.model.kind].kernels().trains_cohorts)
 
     def validation_units(self, source: DataSource, ranks: int) -> tuple[int, str]:
         return source.n_clients(ranks), "clients"  # leave-clients-out

@@ -33,6 +33,7 @@ class Purpose(IntEnum):
     VALIDATION = 17  # which rows or clients are held out for validation (mpifl.data.validation)
     EVALUATION = 18  # which clients evaluate on their validation rows in a round (federated evaluation)
     SEARCH = 19  # a sweep's random search and its sampler (mpifl.search)
+    TREE_SAMPLING = 20  # the features a tree may split on (mpifl.trees); its rows are hashed from their global ids
 
 
 def stream(seed: int, purpose: Purpose, *keys: int) -> np.random.Generator:

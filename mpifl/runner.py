@@ -31,20 +31,14 @@ from mpifl.kernels import ModelKernels, variants
 from mpifl.metrics import claim_run_dir, default_run_dir
 from mpifl.mpienv import threads_per_rank
 from mpifl import model_init
+from mpifl.job_result import JobResult
 from mpifl.loop import Loop
 from mpifl.model_init import Start
 from mpifl.modes import Mode, mode_of
+from mpifl.models import MODELS
 from mpifl.progress import Recorder, RoundRecord, slowest_overall, without_accuracy
 from mpifl.selection import BestRound
 from mpifl.stopping import StopFlag, Stopped
-
-
-@dataclass
-class JobResult:
-    theta: np.ndarray
-    records: list[RoundRecord]
-    summary: dict
-    run_dir: Path | None
 
 
 def run_job(
@@ -63,9 +57,14 @@ def run_job(
     """
     if audit:
         audits.RECORDER.start()
+    own = MODELS[cfg.model.kind].job_runner()  # a kind the round loop does not train runs its own job
     try:
         with placement.pinned(comm, threads_per_rank(cfg.train.threads)):  # an oversubscribed node's computing ranks
-            result = _run_job(comm, cfg, out_dir if write else None, verbose, resume, overwrite, write, prune)
+            if own is not None:
+                source = collectively(comm, lambda: resolve(cfg))
+                result = own(comm, cfg, source, out_dir if write else None, verbose, resume, overwrite, write)
+            else:
+                result = _run_job(comm, cfg, out_dir if write else None, verbose, resume, overwrite, write, prune)
     finally:
         opened = audits.RECORDER.stop() if audit else None
     if opened is not None:

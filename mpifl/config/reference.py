@@ -50,7 +50,15 @@ MEANINGS: dict[str, str] = {
     "model.kind": "a registered model kind, or a user's ModelKind as `module:Class`",
     "model.hidden": "mlp: the widths of the hidden layers, any number of them",
     "model.activation": "mlp: relu (He initialisation) or tanh (Glorot)",
-    "model.output": "mlp, cnn: the output link and loss, as the linear kinds",
+    "model.output": "mlp, cnn, gbdt: the output link and loss, as the linear kinds",
+    "model.max_leaves": "gbdt: the leaves a tree grows to, leaf by leaf (LightGBM's num_leaves)",
+    "model.max_depth": "gbdt: the deepest a leaf may be; 0: no limit",
+    "model.bins": "gbdt: value bins per feature (a missing value has its own), edges from the merged sketches",
+    "model.min_child_weight": "gbdt: the least Hessian sum of a child (XGBoost's min_child_weight)",
+    "model.min_child_rows": "gbdt: the least rows of a child (LightGBM's min_data_in_leaf)",
+    "model.gamma": "gbdt: the least gain a split must bring (XGBoost's gamma)",
+    "model.subsample": "gbdt: the share of rows each tree sees, drawn per tree from each row's place",
+    "model.colsample": "gbdt: the share of features each tree may split on, drawn per tree",
     "model.architecture": "cnn: fedavg (McMahan et al.'s MNIST CNN), femnist (LEAF's), niid (NIID-Bench's), or "
                           "custom (model.layers)",
     "model.layers": 'cnn, custom: the layers, "conv K C same|valid", "pool" (2x2 max) and "dense N"',
@@ -65,7 +73,7 @@ MEANINGS: dict[str, str] = {
                   "link's",
     "model.head": "torch: the submodule that is the head (FedPer, FedRep and Ditto keep it per client); its "
                   "parameters come last in theta",
-    "model.l2": "L2 penalty on the weights (biases are not penalised)",
+    "model.l2": "L2 penalty on the weights (biases are not penalised); gbdt: on the leaf values (lambda)",
     "model.dtype": "the dtype of data, parameters and messages",
     "model.init": "trained weights to start from: an mpifl run's model.npz or run directory (any kind), or a PyTorch "
                   "state_dict .pt / .safetensors file (torch); empty: the seeded start",

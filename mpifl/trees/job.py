@@ -1,0 +1,206 @@
+"""A ``model.kind = "gbdt"`` job: boosted histogram trees on a job's data, in distributed mode.
+
+Every rank is a worker that holds its share of the rows (the data source's ``worker``), bins them from the
+merged sketches and takes part in each node's histogram Allreduce, so every rank grows the same trees.  The run
+directory holds what every mpifl run holds (config.toml, metrics.jsonl, summary.json) and the model as
+model.json (mpifl.trees.model_file).  ``checkpoint.every`` writes model.json's state into checkpoint/ every N
+rounds; ``--resume RUN_DIR`` replays its trees on the rows and goes on, the same bytes as an unbroken run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from mpi4py import MPI
+
+from mpifl.agree import collectively
+from mpifl.errors import ConfigError, DataError
+from mpifl.job_result import JobResult
+from mpifl.metrics import RunWriter, claim_run_dir, default_run_dir
+from mpifl.ranks import ROOT, is_root
+from mpifl.trees import model_file
+from mpifl.trees.boosting import Booster, BoostParams, fit
+from mpifl.trees.losses import Logistic, Loss, Softmax, SquaredError
+from mpifl.trees.pools import Allreduced
+from mpifl.trees.grower import TreeParams
+from mpifl.trees.warm import warm_up
+
+CHECKPOINT = Path("checkpoint") / "model.json"
+
+
+@dataclass
+class TreeRecord:
+    """One recorded boosting round: the test rows' loss and accuracy of the trees so far."""
+
+    round: int
+    trees: int
+    seconds: float  # since training started
+    test_loss: float
+    accuracy: float | None  # None for squared error
+    histogram_bytes: int  # summed histograms this rank sent so far (each Allreduce's buffer)
+
+    def as_json(self) -> dict:
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in vars(self).items()}
+
+    def json_line(self) -> str:
+        return json.dumps(self.as_json(), allow_nan=False)
+
+
+def loss_of(cfg, classes: int) -> Loss:
+    return {"linear": SquaredError, "logistic": Logistic}.get(cfg.model.output, lambda: Softmax(classes))()
+
+
+def params_of(cfg) -> BoostParams:
+    m = cfg.model
+    return BoostParams(rounds=cfg.rounds, bins=m.bins, subsample=m.subsample, colsample=m.colsample, seed=cfg.seed,
+                       tree=TreeParams(max_leaves=m.max_leaves, max_depth=m.max_depth, l2=m.l2, gamma=m.gamma,
+                                       min_child_weight=m.min_child_weight, min_child_rows=m.min_child_rows,
+                                       lr=cfg.train.lr))
+
+
+def run_tree_job(comm: MPI.Comm, cfg, source, out_dir: Path | None, verbose: bool, resume: bool,
+                 overwrite: bool, write: bool) -> JobResult:
+    """Train the job's trees on ``comm`` from the data ``source``; every rank returns the same trees.  With
+    ``write`` False nothing is written."""
+    started = time.perf_counter()
+    compile_seconds = comm.allreduce(warm_up(cfg.model.bins > 255), op=MPI.MAX)
+    load_started = time.perf_counter()
+    train, test = collectively(comm, lambda: _rows(source, comm))
+    places = source.worker_places(comm.Get_rank(), comm.Get_size())
+    if places is None:  # the rows follow the workers' order
+        first = comm.exscan(train.n) or 0
+        places = np.arange(first, first + train.n)
+    load_seconds = comm.allreduce(time.perf_counter() - load_started, op=MPI.MAX)
+    run_dir = _claim(comm, cfg, out_dir, resume, overwrite) if write else None
+    start = collectively(comm, lambda: model_file.read(run_dir / CHECKPOINT)) if resume else None
+    loss, params = loss_of(cfg, source.shape().n_classes), params_of(cfg)
+    pool = Allreduced(comm)
+    progress = _Progress(comm, cfg, run_dir, test, loss, pool, verbose)
+    if start is not None:
+        progress.test_scores.add(start, 0)
+    progress.say(f"mpifl: gbdt, {comm.Get_size()} workers, {params.rounds} rounds of {loss.classes_out} tree(s) of "
+                 f"{params.tree.max_leaves} leaves, {params.bins} bins; kernels compiled or loaded in "
+                 f"{compile_seconds:.2f} s")
+    booster = fit(train.X, train.y, loss, params, pool, places, start, progress)
+    fit_seconds = comm.allreduce(time.perf_counter() - progress.started, op=MPI.MAX)
+    grown = (params.rounds - (len(start.trees) if start is not None else 0)) * loss.classes_out
+    last = progress.records[-1] if progress.records else None
+    summary = {
+        "mode": cfg.mode, "model": "gbdt", "task": loss.name, "ranks": comm.Get_size(),
+        "rounds": params.rounds, "trees": params.rounds * loss.classes_out,
+        "mean_leaves": float(np.mean([t.leaves for r in booster.trees for t in r])) if booster.trees else None,
+        "compile_seconds": compile_seconds, "load_seconds": load_seconds, "train_seconds": fit_seconds,
+        "seconds_per_tree": fit_seconds / max(grown, 1), "histogram_bytes_per_tree": pool.sent / max(grown, 1),
+        "final_test_loss": float(last.test_loss) if last else None,
+        "final_accuracy": float(last.accuracy) if last and last.accuracy is not None else None,
+        "resumed_from_round": len(start.trees) if start is not None else None,
+        "wall_seconds": time.perf_counter() - started,
+    }
+    if progress.writer is not None:
+        progress.writer.close()
+        model_file.write(run_dir / "model.json", booster, _params_json(cfg))
+        progress.writer.write_summary(summary)
+    progress.say(f"done: {summary['trees']} trees in {fit_seconds:.2f} s ({summary['seconds_per_tree'] * 1e3:.1f} ms "
+                 f"a tree)" + (f"; {run_dir}" if run_dir is not None else ""))
+    return JobResult(np.empty(0), progress.records, summary, run_dir, booster)
+
+
+class _Progress:
+    """After each round: the test rows' figures on recorded rounds (metrics.jsonl), and the checkpoint."""
+
+    def __init__(self, comm: MPI.Comm, cfg, run_dir: Path | None, test, loss: Loss, pool: Allreduced,
+                 verbose: bool):
+        self.comm, self.cfg, self.run_dir, self.loss, self.pool, self.verbose = comm, cfg, run_dir, loss, pool, verbose
+        self.writer = RunWriter(run_dir, cfg.as_nested()) if run_dir is not None and is_root(comm) else None
+        self.test_scores = _Scores(test, loss)
+        self.records: list[TreeRecord] = []
+        self.started = time.perf_counter()
+
+    def __call__(self, rnd: int, booster: Booster) -> None:
+        self.test_scores.add(booster, rnd - 1)
+        if rnd == self.cfg.rounds or rnd % self.cfg.log_every == 0:
+            test_loss, accuracy = self.test_scores.figures(self.comm)
+            record = TreeRecord(rnd, rnd * self.loss.classes_out, time.perf_counter() - self.started, test_loss,
+                                accuracy, self.pool.sent)
+            self.records.append(record)
+            if self.writer is not None:
+                self.writer.record(record)
+            self.say(f"round {rnd:>5}  test loss {test_loss:.4f}"
+                     + (f"  accuracy {accuracy:.4f}" if accuracy is not None else ""))
+        every = self.cfg.checkpoint.every
+        if self.run_dir is not None and every and rnd % every == 0 and is_root(self.comm):
+            (self.run_dir / CHECKPOINT).parent.mkdir(exist_ok=True)
+            model_file.write(self.run_dir / CHECKPOINT, booster, {"round": rnd})
+
+    def say(self, text: str) -> None:
+        if self.verbose and is_root(self.comm):
+            print(text, flush=True)
+
+
+def _rows(source, comm: MPI.Comm):
+    train, test = source.worker(comm.Get_rank(), comm.Get_size())
+    if train.sparse:
+        raise DataError("Trees take dense rows; this data source gives sparse (CSR) rows.")
+    return train, test
+
+
+def _claim(comm: MPI.Comm, cfg, out_dir: Path | None, resume: bool, overwrite: bool) -> Path:
+    if out_dir is None:
+        out_dir = comm.bcast(default_run_dir(cfg.mode) if is_root(comm) else None, root=ROOT)
+    run_dir = Path(out_dir)
+    collectively(comm, lambda: claim_run_dir(run_dir, resume, overwrite) if is_root(comm) else None)
+    if resume:
+        collectively(comm, lambda: _resumable(run_dir))
+    return run_dir
+
+
+def _resumable(run_dir: Path) -> None:
+    if not (run_dir / CHECKPOINT).is_file():
+        raise ConfigError(f"{run_dir / CHECKPOINT} does not exist: nothing to resume (set checkpoint.every).")
+
+
+def _params_json(cfg) -> dict:
+    return {"rounds": cfg.rounds, "learning_rate": cfg.train.lr, "l2": cfg.model.l2, "seed": cfg.seed,
+            **{key: getattr(cfg.model, key) for key in ("max_leaves", "max_depth", "bins", "min_child_weight",
+                                                        "min_child_rows", "gamma", "subsample", "colsample")}}
+
+
+class _Scores:
+    """The test rows' margins, kept up to date round by round."""
+
+    def __init__(self, test, loss: Loss):
+        self.X, self.y, self.loss = np.ascontiguousarray(test.X, dtype=np.float64), test.y, loss
+        self.scores = None
+
+    def add(self, booster: Booster, from_round: int) -> None:
+        if self.scores is None:
+            self.scores = np.tile(booster.base, (self.X.shape[0], 1))
+        part = Booster(booster.edges, booster.n_edges, np.zeros_like(booster.base), booster.loss,
+                       booster.trees[from_round:])
+        self.scores += part.raw_scores(self.X)
+
+    def figures(self, comm: MPI.Comm) -> tuple[float, float | None]:
+        """(mean test loss, accuracy or None) over every rank's test rows."""
+        s, y = self.scores, self.y
+        if self.loss.name == "linear":
+            loss_sum, correct = float(((s[:, 0] - y) ** 2).sum()) / 2, 0.0
+        elif self.loss.name == "logistic":
+            z = s[:, 0]
+            loss_sum = float((np.logaddexp(0.0, z) - y * z).sum())
+            correct = float(((z > 0) == (y > 0.5)).sum())
+        else:
+            top = s.max(axis=1, keepdims=True)
+            log_norm = (top[:, 0] + np.log(np.exp(s - top).sum(axis=1)))
+            loss_sum = float((log_norm - s[np.arange(len(y)), y.astype(np.int64)]).sum())
+            correct = float((s.argmax(axis=1) == y).sum())
+        totals = np.array([loss_sum, correct, float(len(y))])
+        comm.Allreduce(MPI.IN_PLACE, totals, op=MPI.SUM)
+        mean = float(totals[0] / totals[2]) if totals[2] else math.nan
+        accuracy = None if self.loss.name == "linear" else (float(totals[1] / totals[2]) if totals[2] else math.nan)
+        return mean, accuracy
+
