@@ -60,7 +60,7 @@ def flops_per_epoch(rows: int) -> float:
 
 
 def mpifl_epoch(layout, theta0, X, y, order, batch):
-    sgd_epoch, _, _, _, evaluate = mlp_entries(KIND_CODES["softmax"], ACTIVATIONS["relu"], DEFAULT.code)
+    sgd_epoch, _, _, _, evaluate, _ = mlp_entries(KIND_CODES["softmax"], ACTIVATIONS["relu"], DEFAULT.code)
     buffers = MlpBuffers.allocate(layout, max(batch, 256), np.float32)
     offsets, widths = layout.offsets, np.array(layout.widths)
     theta, velocity, grad = theta0.copy(), np.zeros_like(theta0), np.zeros_like(theta0)
