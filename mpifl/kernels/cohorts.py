@@ -35,3 +35,22 @@ def epoch_rows(g, rows, first, shuffled):
             rows[r] = r
     for r in range(rows.shape[0]):
         rows[r] += first
+
+
+@inline_kernel
+def client_key(entropy):
+    """(the stream key's words: the round's entropy, room for a client id; a generator's state) for a cohort."""
+    key = np.empty(entropy.size + 2, dtype=np.uint64)
+    key[: entropy.size] = entropy
+    return key, np.empty(pcg64.WORDS, dtype=np.uint64)
+
+
+@inline_kernel
+def start_client(i, starts, ids, order, key, entropy_words, g, shuffled, theta, theta0, velocity):
+    """Client i of a cohort, before its epochs: its stream seeded, theta from theta0, velocity from zero; returns
+    (its first row, its rows' order buffer)."""
+    if shuffled:
+        seed_client(key, entropy_words, ids[i], g)
+    theta[:] = theta0
+    velocity[:] = 0
+    return starts[i], order[: starts[i + 1] - starts[i]]

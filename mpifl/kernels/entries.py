@@ -16,8 +16,7 @@ import numba
 import numpy as np
 
 from mpifl.jit import inline_kernel, kernel, threaded_kernel
-from mpifl.kernels import pcg64
-from mpifl.kernels.cohorts import epoch_rows, seed_client
+from mpifl.kernels.cohorts import client_key, epoch_rows, start_client
 from mpifl.kernels.drivers import sgd_step, sum_partials
 from mpifl.kernels.flags import CORRECT, GRAD, KIND_CODES, LOSS, is_indexed
 from mpifl.kernels.losses import range_loss_grad
@@ -141,21 +140,15 @@ def dense_entries(kind: int, variant: int) -> Entries:
         (entropy..., ids[i]) as mpifl.rng.stream draws them, its velocity from zero, and leaves its delta in
         deltas[i] (flat).  The epochs are sgd_epoch's own loop, so each client's delta is the bytes it would make
         alone."""
-        key = np.empty(entropy.size + 2, dtype=np.uint64)
-        key[: entropy.size] = entropy
-        g = np.empty(pcg64.WORDS, dtype=np.uint64)
+        key, g = client_key(entropy)
         C, P = theta.shape
         for i in range(ids.size):
-            first, n = starts[i], starts[i + 1] - starts[i]
-            rows = order[:n]
-            if batch_size > 0:
-                seed_client(key, entropy.size, ids[i], g)
-            theta[:] = theta0
-            velocity[:] = 0
+            first, rows = start_client(i, starts, ids, order, key, entropy.size, g, batch_size > 0, theta, theta0,
+                                       velocity)
             for _ in range(epochs[i]):
                 epoch_rows(g, rows, first, batch_size > 0)
-                dense_epoch(kind, variant, X, y, theta, velocity, grad, Z, E, rows, batch_size if batch_size > 0 else n,
-                            lr, momentum, l2, theta0, 0.0, correction)
+                dense_epoch(kind, variant, X, y, theta, velocity, grad, Z, E, rows,
+                            batch_size if batch_size > 0 else rows.size, lr, momentum, l2, theta0, 0.0, correction)
             for c in range(C):
                 for j in range(P):
                     deltas[i, c * P + j] = theta[c, j] - theta0[c, j]

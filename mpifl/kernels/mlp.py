@@ -24,9 +24,8 @@ import numpy as np
 from numba import types
 
 from mpifl.jit import inline_kernel, kernel, threaded_kernel
-from mpifl.kernels import pcg64
 from mpifl.kernels.drivers import sum_partials
-from mpifl.kernels.cohorts import epoch_rows, seed_client
+from mpifl.kernels.cohorts import client_key, epoch_rows, start_client
 from mpifl.kernels.flags import CORRECT, GRAD, LOSS, is_indexed
 from mpifl.kernels.losses import link
 from mpifl.kernels.switch import compile_time_choice
@@ -348,20 +347,14 @@ def mlp_entries(kind: int, activation: int, variant: int):
                    order, deltas, batch_size, lr, momentum, l2, correction):
         """Every client of a cohort trained from theta0 in one call, as mpifl.kernels.entries' cohort_sgd does for
         the linear kinds (the same streams, rows and deltas), in sgd_epoch's own loop."""
-        key = np.empty(entropy.size + 2, dtype=np.uint64)
-        key[: entropy.size] = entropy
-        g = np.empty(pcg64.WORDS, dtype=np.uint64)
+        key, g = client_key(entropy)
         for i in range(ids.size):
-            first, n = starts[i], starts[i + 1] - starts[i]
-            rows = order[:n]
-            if batch_size > 0:
-                seed_client(key, entropy.size, ids[i], g)
-            theta[:] = theta0
-            velocity[:] = 0
+            first, rows = start_client(i, starts, ids, order, key, entropy.size, g, batch_size > 0, theta, theta0,
+                                       velocity)
             for _ in range(epochs[i]):
                 epoch_rows(g, rows, first, batch_size > 0)
                 mlp_epoch(kind, variant, activation, theta, offsets, widths, X, y, velocity, grad, A, D, G, E, rows,
-                          batch_size if batch_size > 0 else n, lr, momentum, l2, theta0, 0.0, correction, 0,
+                          batch_size if batch_size > 0 else rows.size, lr, momentum, l2, theta0, 0.0, correction, 0,
                           theta.size)
             for j in range(theta.size):
                 deltas[i, j] = theta[j] - theta0[j]

@@ -90,8 +90,8 @@ OUTPUT = {"output": ("softmax", Choice(("linear", "logistic", "softmax")))}  # a
 
 
 class NetworkKind(ModelKind):
-    """A kind whose output layer's link is ``model.output`` (the MLP, the CNN, a torch module), where a linear
-    model's link is its own name."""
+    """A kind whose output link is ``model.output`` (the MLP, the CNN, a torch module, the boosted trees), where a
+    linear model's link is its own name."""
 
     @classmethod
     def link(cls, cfg) -> str:

@@ -8,10 +8,10 @@ the shrinkage and ``model.l2`` the leaves' L2 penalty (lambda).
 from __future__ import annotations
 
 from mpifl.constraints import Interval
-from mpifl.models.base import OUTPUT, ModelKind
+from mpifl.models.base import OUTPUT, NetworkKind
 
 
-class Gbdt(ModelKind):
+class Gbdt(NetworkKind):
     name = "gbdt"
     parameters = {
         "max_leaves": (31, Interval(int, 2, None)),  # leaves a tree grows to, leaf by leaf (LightGBM's num_leaves)
@@ -28,14 +28,6 @@ class Gbdt(ModelKind):
     modes = ("distributed",)
     mode_reason = ("trains in distributed mode only (every rank a worker, histograms summed by Allreduce); "
                    "federated trees are not built yet.")
-
-    @classmethod
-    def link(cls, cfg) -> str:
-        return cfg.model.output
-
-    @classmethod
-    def link_key(cls, cfg) -> str:
-        return "model.output"
 
     @classmethod
     def job_runner(cls):

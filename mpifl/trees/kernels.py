@@ -192,6 +192,14 @@ def add_leaf_values(rows, leaves, value, scores, column):
             scores[rows[r], column] += v
 
 
+@inline_kernel
+def _next(node, missing, goes_left, missing_left, left, right):
+    """The child a row goes to: a missing value where the split sends it, else left when its test holds."""
+    if missing:
+        return left[node] if missing_left[node] else right[node]
+    return left[node] if goes_left else right[node]
+
+
 @kernel
 def predict_raw(X, feature, threshold, missing_left, left, right, value, scores, column):
     """scores[i, column] += the tree's leaf value for row X[i] (raw features: x <= threshold goes left, NaN as
@@ -200,12 +208,7 @@ def predict_raw(X, feature, threshold, missing_left, left, right, value, scores,
         node = 0
         while feature[node] >= 0:
             x = X[i, feature[node]]
-            if x != x:
-                node = left[node] if missing_left[node] else right[node]
-            elif x <= threshold[node]:
-                node = left[node]
-            else:
-                node = right[node]
+            node = _next(node, x != x, x <= threshold[node], missing_left, left, right)
         scores[i, column] += value[node]
 
 
@@ -216,12 +219,7 @@ def predict_binned(binned, missing_bin, feature, threshold_bin, missing_left, le
         node = 0
         while feature[node] >= 0:
             b = binned[feature[node], i]
-            if b == missing_bin:
-                node = left[node] if missing_left[node] else right[node]
-            elif b <= threshold_bin[node]:
-                node = left[node]
-            else:
-                node = right[node]
+            node = _next(node, b == missing_bin, b <= threshold_bin[node], missing_left, left, right)
         scores[i, column] += value[node]
 
 
