@@ -182,11 +182,10 @@ def walk(document, x):
     return scores
 
 
-def test_mpifl_predict_writes_what_a_plain_walk_of_the_model_file_predicts(tmp_path):
+def test_mpifl_predict_writes_what_a_plain_walk_of_the_model_file_predicts(tmp_path, capsys):
     import json
-    import subprocess
-    import sys
 
+    from mpifl.__main__ import main
     from mpifl.trees import model_file
 
     X, binned, edges, n_edges = binned_problem(n=300, F=3, missing=0.1, seed=9)
@@ -194,9 +193,8 @@ def test_mpifl_predict_writes_what_a_plain_walk_of_the_model_file_predicts(tmp_p
     booster = fit(X, y, Softmax(3), BoostParams(rounds=8, bins=16, tree=TreeParams(max_leaves=6, min_child_rows=5)))
     model_file.write(tmp_path / "model.json", booster, {})
     np.save(tmp_path / "rows.npy", X[:40])
-    out = subprocess.run([sys.executable, "-m", "mpifl", "predict", str(tmp_path / "model.json"),
-                          str(tmp_path / "rows.npy")], capture_output=True, text=True, check=True).stdout
-    lines = out.strip().splitlines()
+    assert main(["predict", str(tmp_path / "model.json"), str(tmp_path / "rows.npy")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "prediction,p0,p1,p2"
     document = json.loads((tmp_path / "model.json").read_text())
     for line, x in zip(lines[1:], X[:40]):
@@ -295,3 +293,12 @@ def test_binning_gives_the_binary_searchs_bins_at_and_around_every_edge():
         K.bin_rows(column, edges, n_edges, 255, out)
         expected = np.where(np.isnan(values), 255, np.searchsorted(e, values, side="left"))
         assert out[f].tolist() == expected.tolist()
+
+
+def test_mpifl_predict_names_a_file_that_is_not_a_tree_model(tmp_path, capsys):
+    from mpifl.__main__ import main
+
+    (tmp_path / "model.json").write_text('{"format": "something else"}')
+    np.save(tmp_path / "rows.npy", np.zeros((2, 3)))
+    assert main(["predict", str(tmp_path / "model.json"), str(tmp_path / "rows.npy")]) != 0
+    assert "not an mpifl tree model" in capsys.readouterr().err
