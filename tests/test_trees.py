@@ -55,6 +55,9 @@ def test_the_histogram_kernel_sums_what_numpy_sums():
     hist = np.empty((X.shape[1], 9, 2), dtype=np.int64)
     K.build_histogram(binned, rows, 10, 2 * K.TILE + 5, gq, hp, np.empty((2, K.TILE), dtype=np.int64), hist)
     chosen = rows[10 : 2 * K.TILE + 5]  # over three tiles
+    by_rows = np.empty_like(hist)
+    K.build_histogram_by_rows(np.ascontiguousarray(binned.T), rows, 10, 2 * K.TILE + 5, gq, hp, by_rows)
+    assert by_rows.tobytes() == hist.tobytes()
     for f in range(X.shape[1]):
         for b in range(9):
             at = chosen[binned[f, chosen] == b]

@@ -66,6 +66,7 @@ class TreeGrower:
         self.shape = (binned.shape[0], missing_bin + 1, K.CHANNELS)
         self.scratch = np.empty(binned.shape[1], dtype=np.int64)
         self.ordered = np.empty((2, K.TILE), dtype=np.int64)
+        self.binned_rows = np.ascontiguousarray(binned.T)  # row-major too, for the sparse nodes' histograms
 
     def grow(self, rows: np.ndarray, gq: np.ndarray, hp: np.ndarray, g_scale: float, h_scale: float,
              allowed: np.ndarray, edges: np.ndarray) -> tuple[Tree, np.ndarray]:
@@ -117,7 +118,10 @@ class TreeGrower:
 
     def _histogram(self, rows, start, stop, gq, hp) -> np.ndarray:
         hist = np.empty(self.shape, dtype=np.int64)
-        K.build_histogram(self.binned, rows, start, stop, gq, hp, self.ordered, hist)
+        if (stop - start) * K.SPARSE_NODE < self.binned.shape[1]:
+            K.build_histogram_by_rows(self.binned_rows, rows, start, stop, gq, hp, hist)
+        else:
+            K.build_histogram(self.binned, rows, start, stop, gq, hp, self.ordered, hist)
         return hist
 
     def _leaf(self, node, start, stop, depth, hist, g_scale, h_scale, allowed) -> _Leaf:

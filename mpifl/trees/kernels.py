@@ -14,10 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from mpifl.jit import inline_kernel, kernel
+from mpifl.kernels.prefetch import prefetch
 
 GRAD, PACKED = 0, 1  # the channels; PACKED = Hessian << count_bits | rows
 CHANNELS = 2
 FEATURES_AT_ONCE = 4  # a histogram pass adds four features' bins per row read
+PREFETCH_ROWS = 16  # how far ahead a sparse node's rows are fetched
 
 
 @kernel
@@ -98,6 +100,32 @@ def build_histogram(binned, rows, start, stop, gq, hp, ordered, hist):
         while f < F:
             _add_rows(binned, f, hist, rows, t0, t1, ordered)
             f += 1
+
+
+# A node with fewer than 1/SPARSE_NODE of the rows gathers them row by row.  Measured here (AMD EPYC, 20 trees
+# on 750k x 32 rows): any threshold from 1/2 to 1/6 took 3.4-3.6 s against 4.2-4.3 s for columns everywhere.
+SPARSE_NODE = 4
+
+
+@kernel
+def build_histogram_by_rows(binned_rows, rows, start, stop, gq, hp, hist):
+    """build_histogram for a node whose rows are a small share of them, far apart: each row's bins are one
+    contiguous run of binned_rows (n, F), fetched ahead, where the columns would cost a cache line per (row,
+    feature).  At 1/100 of 1M x 32 random rows: 3.3 ns a (row, feature) against the columns' 10.5."""
+    hist[:] = 0
+    F = binned_rows.shape[1]
+    for r in range(start, stop):
+        i = rows[r]
+        if r + PREFETCH_ROWS < stop:
+            ahead = rows[r + PREFETCH_ROWS]
+            prefetch(binned_rows, ahead * F)
+            prefetch(gq, ahead)
+            prefetch(hp, ahead)
+        g, h = gq[i], hp[i]
+        for f in range(F):
+            b = binned_rows[i, f]
+            hist[f, b, GRAD] += g
+            hist[f, b, PACKED] += h
 
 
 @kernel

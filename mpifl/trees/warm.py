@@ -29,6 +29,7 @@ def warm_up(wide: bool = False) -> float:
         G.to_fixed_packed(np.ones(3), 0, 2, hp)
         hist = np.empty((2, 4, K.CHANNELS), dtype=np.int64)
         K.build_histogram(binned, rows, 0, 3, gq, hp, np.empty((2, K.TILE), dtype=np.int64), hist)
+        K.build_histogram_by_rows(np.ascontiguousarray(binned.T), rows, 0, 3, gq, hp, hist)
         K.subtract(hist, hist, np.empty_like(hist))
         K.best_split(hist, n_edges + 1, 3, 2, 1.0, 1.0, 1.0, 0.0, 0.0, 1, np.ones(2, dtype=np.int8), np.zeros(7))
         K.partition(binned, rows.copy(), 0, 3, 0, 0, 3, 1, np.empty(3, dtype=np.int64))
