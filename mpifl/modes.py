@@ -13,6 +13,7 @@ is in, apart from the config's checks of the keys that apply to one mode.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,7 +24,7 @@ from mpifl.client_speeds import profiles
 from mpifl.config import Config
 from mpifl.data import validation
 from mpifl.data.client_pool import ClientPool
-from mpifl.data.shards import DataSource, balanced_blocks, check_fit, with_client_tests
+from mpifl.data.shards import DataSource, Shard, balanced_blocks, check_fit, with_client_tests
 from mpifl.distributed import train_distributed
 from mpifl.errors import ConfigError, Diverged, RankCountError
 from mpifl.kernel_plan import KernelPlan
@@ -38,7 +39,7 @@ from mpifl.stages.compress import summary as compression_summary
 from mpifl.stopping import divergence
 from mpifl.strategies import STRATEGIES, Setup, Strategy, strategy_params
 from mpifl.strategies.aggregators import AGGREGATORS, Aggregator
-from mpifl.strategies.sampling import cohort_size
+from mpifl.strategies.sampling import cohort_size, round_plan
 
 
 class Mode(ABC):
@@ -88,6 +89,10 @@ class Mode(ABC):
     def chain(self, comm: MPI.Comm, spec: ModelSpec, source: DataSource, data: tuple) -> Chain:
         """The stages an update passes through (mpifl.stages), built on every rank together."""
         return Chain([])
+
+    @abstractmethod
+    def tree_rows(self, comm: MPI.Comm, source: DataSource) -> TreeRows:
+        """This rank's rows for a tree model's job (mpifl.trees.job), never another rank's."""
 
     def prepared(self, comm: MPI.Comm, chain: Chain, data: tuple, source: DataSource) -> tuple:
         """This rank's data as the chain changes it."""
@@ -177,6 +182,35 @@ class Federated(Mode):
             * np.dtype(cfg.model.dtype).itemsize
         lazy = source.builds_clients_alone and hosted_bytes > budget  # else built now: errors fail every rank now
         return (ClientPool(build, clients, lazy, budget), clients, blocks, validating)
+
+    def tree_rows(self, comm: MPI.Comm, source: DataSource) -> TreeRows:
+        """The server: no training rows, the test set.  A client rank: its clients' training rows, one after
+        another, each keyed by (client, row) so that a row's draws do not depend on the rank that hosts it; the
+        trees of round r see the clients that round r's plan samples (server.fraction)."""
+        cfg, size = self.cfg, comm.Get_size()
+        n_clients = source.n_clients(size)
+        check_fit(n_clients, size - 1, "client")
+        rows = np.asarray(source.client_rows(n_clients), dtype=np.int64)
+        blocks = balanced_blocks(rows, size - 1)
+        if comm.Get_rank() == federated.SERVER:
+            shape = source.shape()
+            empty = np.empty((0, shape.n_features), dtype=np.dtype(cfg.model.dtype))
+            return TreeRows(empty, np.empty(0, dtype=empty.dtype), np.empty(0, dtype=np.int64), source.server_test(),
+                            np.empty(0, dtype=np.int64), n_clients)
+        clients = blocks[comm.Get_rank() - 1]
+        shards = [data.train for data in source.clients(clients, n_clients)]
+        owner = np.repeat(np.arange(clients.start, clients.stop), [s.n for s in shards])
+        places = (owner << 32) + np.concatenate([np.arange(s.n) for s in shards])
+        empty_test = Shard(np.empty((0, shards[0].X.shape[1]), dtype=shards[0].X.dtype),
+                           np.empty(0, dtype=shards[0].y.dtype))
+        return TreeRows(np.concatenate([s.X for s in shards]), np.concatenate([s.y for s in shards]), places,
+                        empty_test, owner, n_clients)
+
+    def sampled_clients(self, rnd: int, n_clients: int) -> np.ndarray:
+        """Which clients the trees of boosting round ``rnd`` (from 0) see: round rnd + 1's plan."""
+        cfg = self.cfg
+        return round_plan(cfg.seed, rnd + 1, n_clients, cfg.server.fraction, 1, 0.0, False,
+                          cfg.server.sampling == "poisson") > 0
 
     def chain(self, comm: MPI.Comm, spec: ModelSpec, source: DataSource, data: tuple) -> Chain:
         n_clients = source.n_clients(comm.Get_size())
@@ -269,6 +303,15 @@ class Distributed(Mode):
     def train(self, loop: Loop, data: tuple) -> np.ndarray:
         return train_distributed(loop, *data)
 
+    def tree_rows(self, comm: MPI.Comm, source: DataSource) -> TreeRows:
+        """The worker's training and test rows; a row's place is its place among the job's rows."""
+        train, test = source.worker(comm.Get_rank(), comm.Get_size())
+        places = source.worker_places(comm.Get_rank(), comm.Get_size())
+        if places is None:  # the rows follow the workers' order
+            first = comm.exscan(train.n) or 0
+            places = np.arange(first, first + train.n)
+        return TreeRows(train.X, train.y, np.asarray(places, dtype=np.int64), test, None, 0)
+
     def describe(self, ranks: int) -> str:
         return f"{ranks} workers, {self.cfg.train.algorithm}"
 
@@ -278,6 +321,19 @@ class Distributed(Mode):
 
 
 MODES: dict[str, type[Mode]] = {cls.name: cls for cls in (Federated, Distributed)}
+
+
+@dataclass(frozen=True)
+class TreeRows:
+    """A rank's part of a tree model's job: its training rows and their places, its test rows, and in federated
+    mode each row's client (None: every row takes part in every tree)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    places: np.ndarray
+    test: Shard
+    owner: np.ndarray | None
+    n_clients: int
 
 
 def mode_of(cfg: Config) -> Mode:

@@ -62,7 +62,8 @@ def run_job(
         with placement.pinned(comm, threads_per_rank(cfg.train.threads)):  # an oversubscribed node's computing ranks
             if own is not None:
                 source = collectively(comm, lambda: resolve(cfg))
-                result = own(comm, cfg, source, out_dir if write else None, verbose, resume, overwrite, write)
+                result = own(comm, cfg, mode_of(cfg), source, out_dir if write else None, verbose, resume,
+                             overwrite, write)
             else:
                 result = _run_job(comm, cfg, out_dir if write else None, verbose, resume, overwrite, write, prune)
     finally:

@@ -280,9 +280,11 @@ def test_population_benchmark_smoke(tmp_path):
 
 
 def test_trees_benchmark_smoke(tmp_path):
-    proc = subprocess.run([sys.executable, str(BENCH / "trees.py"), "--rows", "20000", "--trees", "5", "--out",
-                           str(tmp_path)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, str(BENCH / "trees.py"), "--rows", "20000", "--trees", "5",
+                           "--federated-rounds", "2", "--out", str(tmp_path)], capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "trees.json").read_text())
     assert data["mpifl"]["accuracy"] > 0.75 and data["distributed"]["2"]["trees"] == 5
     assert data["distributed"]["1"]["final_accuracy"] == data["distributed"]["2"]["final_accuracy"]
+    assert len(data["federated"]) == 5

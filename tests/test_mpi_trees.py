@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
+import mpifl
 from mpifl.errors import DataError
 from mpifl.trees.boosting import BoostParams, fit
-from mpifl.trees.losses import Logistic, Softmax, SquaredError
-from mpifl.trees.pools import Allreduced
 from mpifl.trees.grower import TreeParams
+from mpifl.trees.losses import Logistic, Softmax, SquaredError
 from mpifl.trees.model_file import to_document
+from mpifl.trees.pools import Allreduced
 
 COMM = MPI.COMM_WORLD
 
@@ -78,3 +79,51 @@ def test_a_gbdt_job_grows_the_same_trees_on_every_rank_count():
     alone = mpifl.run(None, COMM.Split(COMM.rank, 0), **job)  # each rank alone, on every row
     assert to_document(together.trees, {}) == to_document(alone.trees, {})
     assert together.summary["final_accuracy"] == alone.summary["final_accuracy"]
+
+
+FEDERATED = dict(mode="federated", model__kind="gbdt", model__output="softmax", model__bins=31, model__max_leaves=7,
+                 rounds=4, data__clients=12)
+
+
+@pytest.mark.mpi(min_size=3)
+def test_federated_trees_are_the_same_bytes_on_any_rank_count_and_with_every_client_the_central_trees():
+    from mpifl import config
+    from mpifl.data.catalog import resolve
+
+    sampled = {**FEDERATED, "server__fraction": 0.5}
+    together = mpifl.run(None, COMM, **sampled)
+    pair = COMM.Split(0 if COMM.rank < 2 else MPI.UNDEFINED, COMM.rank)
+    if pair != MPI.COMM_NULL:
+        fewer = mpifl.run(None, pair, **sampled)
+        pair.Free()
+        assert to_document(fewer.trees, {}) == to_document(together.trees, {})
+    everyone = mpifl.run(None, COMM, **FEDERATED)
+    # the same trees grown on one process from every client's rows, in client order
+    from mpifl.trees.job import params_of
+
+    cfg = config.build(None, "<test>", settings={k.replace("__", "."): v for k, v in FEDERATED.items()})
+    rows = [c.train for c in resolve(cfg).clients(range(12), 12)]
+    X, y = np.concatenate([r.X for r in rows]), np.concatenate([r.y for r in rows])
+    central = fit(X, y, Softmax(10), params_of(cfg))
+    assert to_document(everyone.trees, {})["trees"] == to_document(central, {})["trees"]
+
+
+@pytest.mark.mpi(min_size=2)
+def test_the_server_of_a_federated_tree_job_builds_no_clients_rows(monkeypatch):
+    from mpifl.data.builtin_sources import PerRankSynthetic
+
+    built = []
+    real = PerRankSynthetic.clients
+
+    def watched(self, ids, n_clients):
+        built.extend(ids)
+        return real(self, ids, n_clients)
+
+    monkeypatch.setattr(PerRankSynthetic, "clients", watched)
+    job = dict(FEDERATED, data__name="synthetic", data__rows_per_rank=50, data__n_classes=3, model__output="softmax",
+               data__clients=6, model__bins=15, model__min_child_rows=5)
+    result = mpifl.run(None, COMM, **job)
+    everyone = COMM.allgather(sorted(built))
+    assert everyone[0] == []  # the server read its test rows only
+    assert sorted(sum(everyone[1:], [])) == list(range(6))  # each client's rows on its own rank, once
+    assert result.summary["trees"] == 12 and result.summary["mean_leaves"] > 1

@@ -250,12 +250,6 @@ def test_a_gbdt_job_writes_its_model_summary_and_records_and_resumes_between_tre
     assert (tmp_path / "broken" / "model.json").read_bytes() == (tmp_path / "whole" / "model.json").read_bytes()
 
 
-def test_gbdt_in_federated_mode_is_refused_with_the_way_out():
-    import mpifl
-
-    with pytest.raises(ConfigError, match="model.kind 'gbdt' trains in distributed mode only .* Set mode = "):
-        mpifl.run(None, **{**TREE_JOB, "mode": "federated"})
-
 
 def test_the_gradient_kernels_compute_what_numpy_computes():
     rng = np.random.default_rng(10)

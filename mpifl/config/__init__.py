@@ -234,7 +234,6 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
             "Set mode = \"distributed\"."
         )
     _check_optimizer(values, origins, source)
-    _check_kind_mode(values, origins, source)
     stages.check(typed, lambda key: origins.get(key, source))
     _check_head(typed, origins, source)
     if values["mode"] == "federated":
@@ -369,14 +368,6 @@ def _check_optimizer(values: dict[str, Any], origins: dict[str, str], source: st
         raise ConfigError(f"The 'train.momentum' parameter in {origins.get('train.momentum', source)} is "
                           f"{values['train.momentum']}, but train.optimizer = {name!r} keeps its own moments "
                           "(train.beta1, train.beta2). Leave train.momentum at 0.")
-
-
-def _check_kind_mode(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
-    """A model kind that trains in some modes only (trees: distributed) says why in the others."""
-    kind, mode = MODELS[values["model.kind"]], values["mode"]
-    if mode not in kind.modes:
-        raise ConfigError(f"The 'mode' parameter in {origins.get('mode', source)} is {mode!r}, but model.kind "
-                          f"{values['model.kind']!r} {kind.mode_reason} Set mode = \"{kind.modes[0]}\".")
 
 
 def _check_head(typed: Config, origins: dict[str, str], source: str) -> None:

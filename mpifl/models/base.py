@@ -21,8 +21,6 @@ class ModelKind:
     uses_blas: ClassVar[bool] = False  # its kernels call BLAS through np.dot (mpifl.numba_setup)
     one_variant: ClassVar[str] = ""  # why its kernels come in one variant; empty: the chooser picks among several
     optimizers: ClassVar[tuple[str, ...]] = ("sgd",)  # the local optimizers (train.optimizer) its kernels run
-    modes: ClassVar[tuple[str, ...]] = ("federated", "distributed")  # the job modes that train it
-    mode_reason: ClassVar[str] = ""  # why it trains in those only, for the refusal in the others
 
     @classmethod
     def link(cls, cfg) -> str:
@@ -49,8 +47,8 @@ class ModelKind:
     @classmethod
     def job_runner(cls):
         """For a kind that the round loop does not train (gradient-boosted trees), the function that runs its whole
-        job: f(comm, cfg, data source, run directory or None, verbose, resume, overwrite, write) -> JobResult on every
-        rank (mpifl.job_result); None: the round loop trains it."""
+        job: f(comm, cfg, mode, data source, run directory or None, verbose, resume, overwrite, write) ->
+        JobResult on every rank (mpifl.job_result); None: the round loop trains it."""
         return None
 
     @staticmethod

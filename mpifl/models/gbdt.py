@@ -25,9 +25,6 @@ class Gbdt(NetworkKind):
         **OUTPUT,
     }
     one_variant = "trees have one variant of their kernels"
-    modes = ("distributed",)
-    mode_reason = ("trains in distributed mode only (every rank a worker, histograms summed by Allreduce); "
-                   "federated trees are not built yet.")
 
     @classmethod
     def job_runner(cls):

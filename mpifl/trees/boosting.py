@@ -111,12 +111,15 @@ def sketch_edges(X: np.ndarray, bins: int, pool: Alone) -> tuple[np.ndarray, np.
 
 def fit(X: np.ndarray, y: np.ndarray, loss: Loss, params: BoostParams, pool: Alone | None = None,
         first_row: int | np.ndarray = 0, start: Booster | None = None,
-        after_round: Callable[[int, Booster], None] | None = None) -> Booster:
+        after_round: Callable[[int, Booster], None] | None = None,
+        taking_part: Callable[[int], np.ndarray] | None = None) -> Booster:
     """Boosted trees on this participant's rows X, y; every participant calls it together and returns the same
     booster.  A row's global id (for row subsampling) is first_row + its index, or first_row[i] where an array of
     places is given.  ``start`` resumes a booster whose rounds are done (its trees are replayed on the rows);
-    ``after_round(rnd, booster)`` follows each round.  Bad input fails on every participant with one message."""
-    boosting = Boosting(X, y, loss, params, pool or Alone(), first_row)
+    ``after_round(rnd, booster)`` follows each round; ``taking_part(rnd)`` is the mask of the rows round rnd's
+    trees see (federated clients sampled per round; None: all).  Bad input fails on every participant with one
+    message."""
+    boosting = Boosting(X, y, loss, params, pool or Alone(), first_row, taking_part)
     if start is not None:
         boosting.resume(start)
     for rnd in range(len(boosting.booster.trees), params.rounds):
@@ -130,7 +133,8 @@ class Boosting:
     """One participant's side of a fit: its binned rows, their scores, and the buffers a tree reuses."""
 
     def __init__(self, X: np.ndarray, y: np.ndarray, loss: Loss, params: BoostParams, pool: Alone,
-                 first_row: int | np.ndarray):
+                 first_row: int | np.ndarray, taking_part: Callable[[int], np.ndarray] | None = None):
+        self.taking_part = taking_part
         X = np.ascontiguousarray(X, dtype=np.float64)
         self.y = y = np.ascontiguousarray(y, dtype=np.float64)
         pool.agree(lambda: check_rows(X, y, loss))
@@ -174,15 +178,18 @@ class Boosting:
     def round(self, rnd: int) -> list[Tree]:
         """One boosting round's trees, one per output, from every output's gradients at the round's start."""
         self.loss.gradients(self.scores, self.y, self.g, self.h)
-        return [self._tree(k, rnd * self.loss.classes_out + k) for k in range(self.loss.classes_out)]
+        mask = self.taking_part(rnd) if self.taking_part is not None else None
+        return [self._tree(k, rnd * self.loss.classes_out + k, mask) for k in range(self.loss.classes_out)]
 
-    def _tree(self, k: int, tree_id: int) -> Tree:
+    def _tree(self, k: int, tree_id: int, mask: np.ndarray | None) -> Tree:
         params, pool = self.params, self.pool
-        sampled = params.subsample < 1.0
-        if sampled:
+        sampled = params.subsample < 1.0 or mask is not None
+        if params.subsample < 1.0:
             rows = self.chosen[: sampled_rows(params.seed, tree_id, self.places, params.subsample, self.chosen)].copy()
         else:
             rows = self.every_row.copy()
+        if mask is not None:
+            rows = rows[mask[rows]]
         peaks = np.empty(2)
         G.peaks(self.g[k], self.h[k], rows, not sampled, peaks)
         pool.maximum(peaks)

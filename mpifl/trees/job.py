@@ -1,7 +1,10 @@
-"""A ``model.kind = "gbdt"`` job: boosted histogram trees on a job's data, in distributed mode.
+"""A ``model.kind = "gbdt"`` job: boosted histogram trees on a job's data, in either mode.
 
-Every rank is a worker that holds its share of the rows (the data source's ``worker``), bins them from the
-merged sketches and takes part in each node's histogram Allreduce, so every rank grows the same trees.  The run
+Every rank holds its share of the rows as the job's mode deals them (mpifl.modes.Mode.tree_rows): in
+distributed mode each rank is a worker with its part of the rows; in federated mode rank 0 holds none (only the
+test set) and each client rank holds its clients' rows, and each round's trees see the clients that round
+samples.  Every rank bins its rows from the merged sketches and takes part in each node's histogram Allreduce, so
+every rank grows the same trees and no rank sees another's rows: only sums of histograms travel.  The run
 directory holds what every mpifl run holds (config.toml, metrics.jsonl, summary.json) and the model as
 model.json (mpifl.trees.model_file).  ``checkpoint.every`` writes model.json's state into checkpoint/ every N
 rounds; ``--resume RUN_DIR`` replays its trees on the rows and goes on, the same bytes as an unbroken run.
@@ -63,30 +66,31 @@ def params_of(cfg) -> BoostParams:
                                        lr=cfg.train.lr))
 
 
-def run_tree_job(comm: MPI.Comm, cfg, source, out_dir: Path | None, verbose: bool, resume: bool,
+def run_tree_job(comm: MPI.Comm, cfg, mode, source, out_dir: Path | None, verbose: bool, resume: bool,
                  overwrite: bool, write: bool) -> JobResult:
-    """Train the job's trees on ``comm`` from the data ``source``; every rank returns the same trees.  With
-    ``write`` False nothing is written."""
+    """Train the job's trees on ``comm`` from the data ``source``, this rank's rows as the job's ``mode`` deals
+    them (mpifl.modes: every rank a worker, or a server with no rows and client ranks); every rank returns the
+    same trees.  With ``write`` False nothing is written."""
     started = time.perf_counter()
     compile_seconds = comm.allreduce(warm_up(cfg.model.bins > 255), op=MPI.MAX)
     load_started = time.perf_counter()
-    train, test = collectively(comm, lambda: _rows(source, comm))
-    places = source.worker_places(comm.Get_rank(), comm.Get_size())
-    if places is None:  # the rows follow the workers' order
-        first = comm.exscan(train.n) or 0
-        places = np.arange(first, first + train.n)
+    part = collectively(comm, lambda: _rows(mode, source, comm))
     load_seconds = comm.allreduce(time.perf_counter() - load_started, op=MPI.MAX)
     run_dir = _claim(comm, cfg, out_dir, resume, overwrite) if write else None
     start = collectively(comm, lambda: model_file.read(run_dir / CHECKPOINT)) if resume else None
     loss, params = loss_of(cfg, source.shape().n_classes), params_of(cfg)
     pool = Allreduced(comm)
-    progress = _Progress(comm, cfg, run_dir, test, loss, pool, verbose)
+    progress = _Progress(comm, cfg, run_dir, part.test, loss, pool, verbose)
     if start is not None:
         progress.test_scores.add(start, 0)
-    progress.say(f"mpifl: gbdt, {comm.Get_size()} workers, {params.rounds} rounds of {loss.classes_out} tree(s) of "
-                 f"{params.tree.max_leaves} leaves, {params.bins} bins; kernels compiled or loaded in "
+    progress.say(f"mpifl: gbdt, {cfg.mode}, {comm.Get_size()} ranks, {params.rounds} rounds of {loss.classes_out} "
+                 f"tree(s) of {params.tree.max_leaves} leaves, {params.bins} bins; kernels compiled or loaded in "
                  f"{compile_seconds:.2f} s")
-    booster = fit(train.X, train.y, loss, params, pool, places, start, progress)
+    taking_part = None
+    if part.owner is not None:  # federated: the clients each round samples
+        def taking_part(rnd: int) -> np.ndarray:
+            return mode.sampled_clients(rnd, part.n_clients)[part.owner]
+    booster = fit(part.X, part.y, loss, params, pool, part.places, start, progress, taking_part)
     fit_seconds = comm.allreduce(time.perf_counter() - progress.started, op=MPI.MAX)
     grown = (params.rounds - (len(start.trees) if start is not None else 0)) * loss.classes_out
     last = progress.records[-1] if progress.records else None
@@ -142,11 +146,15 @@ class _Progress:
             print(text, flush=True)
 
 
-def _rows(source, comm: MPI.Comm):
-    train, test = source.worker(comm.Get_rank(), comm.Get_size())
-    if train.sparse:
+def _rows(mode, source, comm: MPI.Comm):
+    part = mode.tree_rows(comm, source)
+    if sparse(part.X):
         raise DataError("Trees take dense rows; this data source gives sparse (CSR) rows.")
-    return train, test
+    return part
+
+
+def sparse(X) -> bool:
+    return hasattr(X, "indptr")
 
 
 def _claim(comm: MPI.Comm, cfg, out_dir: Path | None, resume: bool, overwrite: bool) -> Path:
