@@ -153,10 +153,22 @@ def accuracy_study() -> tuple[list[str], dict]:
     return out, data
 
 
-def distributed_study(rows: int, trees: int, work: Path) -> tuple[list[str], dict]:
-    """The job through mpiexec on 1 and 2 ranks: per-tree time and histogram bytes."""
+def run_job(work: Path, name: str, job: dict, ranks: int) -> dict | None:
+    """One tree job under mpiexec: its summary.json, or None (its error printed) when it failed."""
     import tomli_w
 
+    (work / f"{name}.toml").write_text(tomli_w.dumps(job))
+    proc = subprocess.run([shutil.which("mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpifl", "run",
+                           str(work / f"{name}.toml"), "--out", str(work / name), "--quiet"], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        print(proc.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads((work / name / "summary.json").read_text())
+
+
+def distributed_study(rows: int, trees: int, work: Path) -> tuple[list[str], dict]:
+    """The job through mpiexec on 1 and 2 ranks: per-tree time and histogram bytes."""
     from sklearn.datasets import make_classification
 
     X, y = make_classification(n_samples=rows, n_features=32, n_informative=16, random_state=0)
@@ -165,17 +177,12 @@ def distributed_study(rows: int, trees: int, work: Path) -> tuple[list[str], dic
            "data": {"path": str(work / "rows.npy"), "test_fraction": 0.25},
            "model": {"kind": "gbdt", "output": "logistic", "dtype": "float32", "max_leaves": 31, "bins": 255},
            "train": {"lr": 0.1}}
-    (work / "job.toml").write_text(tomli_w.dumps(job))
     out, data = [], {}
     for ranks in (1, 2):
-        run = work / f"run-{ranks}"
-        proc = subprocess.run([shutil.which("mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpifl", "run",
-                               str(work / "job.toml"), "--out", str(run), "--quiet"], capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(proc.stderr[-2000:], file=sys.stderr)
+        s = run_job(work, f"distributed-{ranks}", job, ranks)
+        if s is None:
             out.append(f"| {ranks} | failed | | |")
             continue
-        s = json.loads((run / "summary.json").read_text())
         data[ranks] = s
         out.append(f"| {ranks} | {s['seconds_per_tree'] * 1e3:.0f} | {s['histogram_bytes_per_tree'] / 2**20:.2f} "
                    f"| {s['final_accuracy']:.4f} |")
@@ -185,8 +192,6 @@ def distributed_study(rows: int, trees: int, work: Path) -> tuple[list[str], dic
 def federated_study(work: Path, rounds: int = 50) -> tuple[list[str], dict]:
     """Federated trees on the digits over 64 clients (Dirichlet(0.5)) and 512 (IID), 3 ranks, against the central
     model (distributed mode, one rank, the same rows)."""
-    import tomli_w
-
     out, data = [], {}
     base = {"rounds": rounds, "log_every": rounds, "data": {"name": "digits", "partition": "dirichlet", "alpha": 0.5},
             "model": {"kind": "gbdt", "output": "softmax", "max_leaves": 15, "bins": 63, "min_child_rows": 10},
@@ -200,15 +205,10 @@ def federated_study(work: Path, rounds: int = 50) -> tuple[list[str], dict]:
         job = json.loads(json.dumps(base))
         for key, value in extra.items():
             job.setdefault(key, {}).update(value) if isinstance(value, dict) else job.__setitem__(key, value)
-        (work / f"fed{i}.toml").write_text(tomli_w.dumps(job))
-        run = work / f"fed-run{i}"
-        proc = subprocess.run([shutil.which("mpiexec"), "-n", str(ranks), sys.executable, "-m", "mpifl", "run",
-                               str(work / f"fed{i}.toml"), "--out", str(run), "--quiet"], capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(proc.stderr[-2000:], file=sys.stderr)
+        summary = run_job(work, f"federated-{i}", job, ranks)
+        if summary is None:
             out.append(f"| {label} | failed | | |")
             continue
-        summary = json.loads((run / "summary.json").read_text())
         data[label] = summary
         out.append(f"| {label} | {summary['final_accuracy']:.4f} | {summary['seconds_per_tree'] * 1e3:.1f} "
                    f"| {summary['histogram_bytes_per_tree'] / 2**20:.2f} |")

@@ -106,3 +106,19 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+@pytest.fixture
+def built_clients(monkeypatch) -> list:
+    """The ids of the clients whose rows the built-in synthetic source builds on this rank, as it builds them."""
+    from mpifl.data.builtin_sources import PerRankSynthetic
+
+    built = []
+    real = PerRankSynthetic.clients
+
+    def watched(self, ids, n_clients):
+        built.extend(ids)
+        return real(self, ids, n_clients)
+
+    monkeypatch.setattr(PerRankSynthetic, "clients", watched)
+    return built

@@ -8,7 +8,6 @@ from mpi4py import MPI
 
 import mpifl
 from mpifl import config
-from mpifl.data.builtin_sources import PerRankSynthetic
 from mpifl.data.catalog import model_spec, resolve
 from mpifl.errors import ConfigError
 from mpifl.cohort import CohortTraining
@@ -22,15 +21,8 @@ POPULATION = dict(data__name="synthetic", data__rows_per_rank=20, data__n_classe
 
 
 @pytest.mark.mpi(min_size=2)
-def test_rank_0_builds_no_clients_rows_and_a_client_rank_only_those_it_trains_or_evaluates(monkeypatch, tmp_path):
-    built = []
-    real = PerRankSynthetic.clients
-
-    def watched(self, ids, n_clients):
-        built.extend(ids)
-        return real(self, ids, n_clients)
-
-    monkeypatch.setattr(PerRankSynthetic, "clients", watched)
+def test_rank_0_builds_no_clients_rows_and_a_client_rank_only_those_it_trains_or_evaluates(built_clients, tmp_path):
+    built = built_clients
     out = COMM.bcast(tmp_path / "run" if COMM.rank == 0 else None)
     # a cache too small for the rank's clients: each is built when it is first used
     result = mpifl.run(None, COMM, out=out, data__cache_mib=0, evaluate__fraction=0.01, **POPULATION)

@@ -109,17 +109,8 @@ def test_federated_trees_are_the_same_bytes_on_any_rank_count_and_with_every_cli
 
 
 @pytest.mark.mpi(min_size=2)
-def test_the_server_of_a_federated_tree_job_builds_no_clients_rows(monkeypatch):
-    from mpifl.data.builtin_sources import PerRankSynthetic
-
-    built = []
-    real = PerRankSynthetic.clients
-
-    def watched(self, ids, n_clients):
-        built.extend(ids)
-        return real(self, ids, n_clients)
-
-    monkeypatch.setattr(PerRankSynthetic, "clients", watched)
+def test_the_server_of_a_federated_tree_job_builds_no_clients_rows(built_clients):
+    built = built_clients
     job = dict(FEDERATED, data__name="synthetic", data__rows_per_rank=50, data__n_classes=3, model__output="softmax",
                data__clients=6, model__bins=15, model__min_child_rows=5)
     result = mpifl.run(None, COMM, **job)
