@@ -44,6 +44,18 @@ def sbatch(env, cwd, *args, wait=True, extra_env=None):
     return subprocess.run(cmd, cwd=cwd, env={**env, **(extra_env or {})}, capture_output=True, text=True, timeout=300)
 
 
+def job_state(env, job_id):
+    """The job's state as squeue reports it ("" once it has left the queue)."""
+    return subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], env=env, capture_output=True, text=True,
+                          timeout=30).stdout.strip()
+
+
+def what_happened(env, job_id, cwd):
+    out = cwd / "out.txt"
+    return (f"\njob {job_id}: state {job_state(env, job_id) or 'gone'}\n"
+            + (out.read_text() if out.exists() else "(no out.txt yet)"))
+
+
 def test_sbatch_runs_the_default_job_on_8_tasks(slurm, tmp_path):
     proc = sbatch(slurm, tmp_path, "--output=out.txt", str(SBATCH), str(JOB), str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr + (tmp_path / "out.txt").read_text()
@@ -63,19 +75,24 @@ def test_tasks_that_come_up_as_singletons_fail_at_once(slurm, tmp_path):
 
 
 def test_signal_checkpoints_requeues_and_resumes_to_the_same_model(slurm, tmp_path):
-    # long enough that the signal, sent once round 2000 is recorded, lands mid-run; short enough that the requeued
-    # run finishes well inside the wait below on a loaded 2-core machine
-    args = ["--set", "rounds=8000", "--set", "log_every=1000"]
+    # The signal is sent once round 1000 of 12,000 is recorded, so some 11,000 rounds (seconds) are left for it to
+    # land mid-run; the requeued run finishes well inside the wait below on a loaded 2-core machine.
+    args = ["--set", "rounds=12000", "--set", "log_every=1000"]
     job = sbatch(slurm, tmp_path, "--ntasks=4", "--output=out.txt", str(SBATCH), str(JOB), str(tmp_path / "run"),
                  *args, wait=False)
     assert job.returncode == 0, job.stderr
     job_id = job.stdout.strip().split(";")[0]
     metrics = tmp_path / "run" / "metrics.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
-        time.sleep(0.2)
+    # a freshly started node may hold the job pending for a while: wait for it to run, then for round 1000
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 2):
+        assert job_state(slurm, job_id) in ("PENDING", "CONFIGURING", "RUNNING"), what_happened(slurm, job_id, tmp_path)
+        time.sleep(0.1)
+    assert metrics.exists() and len(metrics.read_text().splitlines()) >= 2, what_happened(slurm, job_id, tmp_path)
     # what --signal=B:USR1@120 does before the time limit, without waiting for it
-    subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], env=slurm, check=True, timeout=30)
+    signal = subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], env=slurm, capture_output=True,
+                            text=True, timeout=30)
+    assert signal.returncode == 0, signal.stderr + what_happened(slurm, job_id, tmp_path)
     summary = tmp_path / "run" / "summary.json"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (summary.exists() and '"finished"' in summary.read_text()):

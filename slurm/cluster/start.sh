@@ -9,6 +9,9 @@ set -euo pipefail
 STATE=${1:-/tmp/mpifl-slurm}
 HOST=$(hostname -s)
 CPUS=${MPIFL_SLURM_CPUS:-8}   # declared CPUs: lets a 2-core node take an 8-task job
+# Job ids that no earlier test cluster on this machine used: MPICH names its shared-memory segment after the
+# job and step, and a segment left by a killed rank of an earlier cluster's job 1 would be taken for this one's.
+FIRST_JOB_ID=${MPIFL_SLURM_FIRST_JOB_ID:-$(( $(date +%s) % 50000000 + 1000 ))}
 
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
@@ -45,6 +48,7 @@ ReturnToService=2
 MinJobAge=5
 KillWait=10
 JobRequeue=1
+FirstJobId=$FIRST_JOB_ID
 NodeName=$HOST CPUs=$CPUS State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 CONF
