@@ -190,6 +190,10 @@ class Federated(Mode):
         cfg, size = self.cfg, comm.Get_size()
         n_clients = source.n_clients(size)
         check_fit(n_clients, size - 1, "client")
+        validation.check(cfg.data.folds, cfg.data.fold, cfg.data.validation_fraction, n_clients, "clients")
+        if cfg.data.validation_fraction:
+            raise ConfigError("A federated tree job validates on held-out clients: set data.folds (leave-clients-"
+                              "out), not data.validation_fraction.")
         rows = np.asarray(source.client_rows(n_clients), dtype=np.int64)
         blocks = balanced_blocks(rows, size - 1)
         if comm.Get_rank() == federated.SERVER:
@@ -203,8 +207,12 @@ class Federated(Mode):
         places = (owner << 32) + np.concatenate([np.arange(s.n) for s in shards])
         empty_test = Shard(np.empty((0, shards[0].X.shape[1]), dtype=shards[0].X.dtype),
                            np.empty(0, dtype=shards[0].y.dtype))
-        return TreeRows(np.concatenate([s.X for s in shards]), np.concatenate([s.y for s in shards]), places,
-                        empty_test, owner, n_clients)
+        X, y = np.concatenate([s.X for s in shards]), np.concatenate([s.y for s in shards])
+        held = validation.held_out_clients(cfg.seed, n_clients, cfg.data.folds, cfg.data.fold)
+        if held is None:
+            return TreeRows(X, y, places, empty_test, owner, n_clients)
+        out = held[owner]  # the held-out fold's clients validate and never train
+        return TreeRows(X[~out], y[~out], places[~out], empty_test, owner[~out], n_clients, Shard(X[out], y[out]))
 
     def sampled_clients(self, rnd: int, n_clients: int) -> np.ndarray:
         """Which clients the trees of boosting round ``rnd`` (from 0) see: round rnd + 1's plan."""
@@ -305,12 +313,23 @@ class Distributed(Mode):
 
     def tree_rows(self, comm: MPI.Comm, source: DataSource) -> TreeRows:
         """The worker's training and test rows; a row's place is its place among the job's rows."""
-        train, test = source.worker(comm.Get_rank(), comm.Get_size())
-        places = source.worker_places(comm.Get_rank(), comm.Get_size())
+        cfg, size = self.cfg, comm.Get_size()
+        validation.check(cfg.data.folds, cfg.data.fold, cfg.data.validation_fraction,
+                         *self.validation_units(source, size))
+        train, test = source.worker(comm.Get_rank(), size)
+        places = source.worker_places(comm.Get_rank(), size)
         if places is None:  # the rows follow the workers' order
             first = comm.exscan(train.n) or 0
             places = np.arange(first, first + train.n)
-        return TreeRows(train.X, train.y, np.asarray(places, dtype=np.int64), test, None, 0)
+        places = np.asarray(places, dtype=np.int64)
+        held = None
+        if cfg.data.folds or cfg.data.validation_fraction:
+            index = np.arange(train.n)  # split as the round loop splits rows; this gives the indices of each side
+            kept, out = (side.X for side in validation.distributed_split(
+                Shard(index, index), places, comm.allreduce(train.n), cfg.seed, cfg.data.validation_fraction,
+                cfg.data.folds, cfg.data.fold))
+            train, places, held = Shard(train.X[kept], train.y[kept]), places[kept], Shard(train.X[out], train.y[out])
+        return TreeRows(train.X, train.y, places, test, None, 0, held)
 
     def describe(self, ranks: int) -> str:
         return f"{ranks} workers, {self.cfg.train.algorithm}"
@@ -334,6 +353,7 @@ class TreeRows:
     test: Shard
     owner: np.ndarray | None
     n_clients: int
+    val: Shard | None = None  # this rank's validation rows (data.validation_fraction or data.folds)
 
 
 def mode_of(cfg: Config) -> Mode:

@@ -99,12 +99,12 @@ def test_federated_trees_are_the_same_bytes_on_any_rank_count_and_with_every_cli
         assert to_document(fewer.trees, {}) == to_document(together.trees, {})
     everyone = mpifl.run(None, COMM, **FEDERATED)
     # the same trees grown on one process from every client's rows, in client order
-    from mpifl.trees.job import params_of
+    from mpifl.trees.job import boosting_params
 
     cfg = config.build(None, "<test>", settings={k.replace("__", "."): v for k, v in FEDERATED.items()})
     rows = [c.train for c in resolve(cfg).clients(range(12), 12)]
     X, y = np.concatenate([r.X for r in rows]), np.concatenate([r.y for r in rows])
-    central = fit(X, y, Softmax(10), params_of(cfg))
+    central = fit(X, y, Softmax(10), boosting_params(cfg))
     assert to_document(everyone.trees, {})["trees"] == to_document(central, {})["trees"]
 
 
@@ -118,3 +118,33 @@ def test_the_server_of_a_federated_tree_job_builds_no_clients_rows(built_clients
     assert everyone[0] == []  # the server read its test rows only
     assert sorted(sum(everyone[1:], [])) == list(range(6))  # each client's rows on its own rank, once
     assert result.summary["trees"] == 12 and result.summary["mean_leaves"] > 1
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("task", ["logistic", "softmax", "linear"])
+def test_a_forest_on_the_ranks_is_the_serial_forest_on_their_union_byte_for_byte(task):
+    from mpifl.trees.losses import ForestMean, ForestVote, ForestVotes
+
+    X, score = table()
+    y = {"logistic": (score > 0).astype(float), "softmax": np.digitize(score, [-1.0, 0.0, 1.0]).astype(float),
+         "linear": score}[task]
+    loss = {"logistic": ForestVote(), "softmax": ForestVotes(4), "linear": ForestMean()}[task]
+    params = BoostParams(rounds=5, bins=32, seed=3, tree=TreeParams(
+        max_leaves=2**31 - 1, l2=0.0, min_child_rows=2, min_child_weight=0.5, lr=0.2, split_features=0.5, seed=3))
+    mine, first = my_rows(X.shape[0])
+    together = fit(X[mine], y[mine], loss, params, Allreduced(COMM), first_row=first)
+    alone = fit(X, y, loss, params)
+    assert to_document(together, {}) == to_document(alone, {})
+
+
+@pytest.mark.mpi(min_size=3)
+def test_a_federated_forest_is_the_same_bytes_on_any_rank_count():
+    job = dict(mode="federated", model__kind="forest", model__max_leaf_nodes=20, rounds=3, data__clients=9,
+               server__fraction=0.5)
+    together = mpifl.run(None, COMM, **job)
+    pair = COMM.Split(0 if COMM.rank < 2 else MPI.UNDEFINED, COMM.rank)
+    if pair != MPI.COMM_NULL:
+        fewer = mpifl.run(None, pair, **job)
+        pair.Free()
+        assert to_document(fewer.trees, {}) == to_document(together.trees, {})
+    assert together.summary["final_accuracy"] > 0.7

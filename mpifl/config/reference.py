@@ -50,10 +50,18 @@ MEANINGS: dict[str, str] = {
     "model.kind": "a registered model kind, or a user's ModelKind as `module:Class`",
     "model.hidden": "mlp: the widths of the hidden layers, any number of them",
     "model.activation": "mlp: relu (He initialisation) or tanh (Glorot)",
-    "model.output": "mlp, cnn, gbdt: the output link and loss, as the linear kinds",
+    "model.output": "mlp, cnn, gbdt, forest: the output link and loss, as the linear kinds (a forest: its task)",
     "model.max_leaves": "gbdt: the leaves a tree grows to, leaf by leaf (LightGBM's num_leaves)",
-    "model.max_depth": "gbdt: the deepest a leaf may be; 0: no limit",
-    "model.bins": "gbdt: value bins per feature (a missing value has its own), edges from the merged sketches",
+    "model.max_depth": "gbdt, forest: the deepest a leaf may be; 0: no limit",
+    "model.bins": "gbdt, forest: value bins per feature (a missing value has its own), edges from the merged "
+                  "sketches",
+    "model.max_leaf_nodes": "forest: a tree's most leaves, grown best first (scikit-learn's max_leaf_nodes); 0: no "
+                            "limit",
+    "model.min_samples_leaf": "forest: the least rows of a leaf (scikit-learn's min_samples_leaf)",
+    "model.max_features": "forest: the share of the features each split draws; 0: the square root of the "
+                          "features for a classifier, all of them for a regressor (scikit-learn's defaults)",
+    "model.bootstrap": "forest: each tree weighs the rows by Poisson(1) draws from (seed, tree, row); false: every "
+                       "row once",
     "model.min_child_weight": "gbdt: the least Hessian sum of a child (XGBoost's min_child_weight)",
     "model.min_child_rows": "gbdt: the least rows of a child (LightGBM's min_data_in_leaf)",
     "model.gamma": "gbdt: the least gain a split must bring (XGBoost's gamma)",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mpifl.models.base import ModelKind
 from mpifl.models.cnn import Cnn
+from mpifl.models.forest import Forest
 from mpifl.models.gbdt import Gbdt
 from mpifl.models.linear import Linear, Logistic, Softmax
 from mpifl.models.mlp import Mlp
@@ -22,7 +23,7 @@ def _check(cls: type) -> str | None:
 
 
 MODELS: Registry = Registry("model", "model.kind", ModelKind, _check)
-for _cls in (Linear, Logistic, Softmax, Mlp, Cnn, Gbdt, TorchModel):
+for _cls in (Linear, Logistic, Softmax, Mlp, Cnn, Gbdt, Forest, TorchModel):
     MODELS.register(_cls)
 
 __all__ = ["MODELS", "ModelKind", "output_link", "output_link_key"]  # GradientModel: mpifl.models.function

@@ -15,8 +15,8 @@ from mpifl.trees import gradients as G
 from mpifl.trees import kernels as K
 from mpifl.trees.binning import SKETCH_BUCKETS, count_buckets, edges_from_counts
 from mpifl.trees.grower import Tree, TreeGrower, TreeParams
-from mpifl.trees.kernels import bin_rows, sampled_rows
-from mpifl.trees.losses import Loss
+from mpifl.trees.kernels import bin_rows, poisson_weights, sampled_rows
+from mpifl.trees.losses import Averaged, Loss, shares_of
 from mpifl.trees.pools import Alone
 
 FIXED_BITS = 62  # a node's summed fixed-point gradients stay below 2^62 in magnitude
@@ -46,6 +46,7 @@ class BoostParams:
     colsample: float = 1.0
     seed: int = 0
     tree: TreeParams = TreeParams()
+    bootstrap: bool = True  # a forest's trees draw Poisson(1) row weights; False: every row once
 
 
 @dataclass
@@ -73,14 +74,14 @@ class Booster:
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The predicted label of each row (the class, or the value for squared error)."""
         scores = self.raw_scores(X)
-        if self.loss == "logistic":
-            return (scores[:, 0] > 0.0).astype(np.float64)
-        if self.loss == "softmax":
+        if self.loss in ("logistic", "forest_logistic"):
+            return (scores[:, 0] > (0.0 if self.loss == "logistic" else 0.5)).astype(np.float64)
+        if self.loss in ("softmax", "forest_softmax"):
             return scores.argmax(axis=1).astype(np.float64)
         return scores[:, 0]
 
     def probabilities(self, X: np.ndarray) -> np.ndarray:
-        """(n, classes) class probabilities of a classifier."""
+        """(n, classes) class probabilities of a classifier (a forest's: its trees' mean shares)."""
         scores = self.raw_scores(X)
         if self.loss == "logistic":
             p = 1.0 / (1.0 + np.exp(-scores[:, 0]))
@@ -88,6 +89,11 @@ class Booster:
         if self.loss == "softmax":
             e = np.exp(scores - scores.max(axis=1, keepdims=True))
             return e / e.sum(axis=1, keepdims=True)
+        if self.loss == "forest_logistic":
+            p = np.clip(scores[:, 0], 0.0, 1.0)
+            return np.column_stack([1.0 - p, p])
+        if self.loss == "forest_softmax":
+            return shares_of(scores)
         raise DataError("A regression model has no class probabilities.")
 
 
@@ -113,13 +119,14 @@ def fit(X: np.ndarray, y: np.ndarray, loss: Loss, params: BoostParams, pool: Alo
         first_row: int | np.ndarray = 0, start: Booster | None = None,
         after_round: Callable[[int, Booster], None] | None = None,
         taking_part: Callable[[int], np.ndarray] | None = None) -> Booster:
-    """Boosted trees on this participant's rows X, y; every participant calls it together and returns the same
-    booster.  A row's global id (for row subsampling) is first_row + its index, or first_row[i] where an array of
+    """Boosted trees on this participant's rows X, y (a random forest's, for a forest's task: mpifl.trees.losses);
+    every participant calls it together and returns the same booster.  A row's global id (for row subsampling) is first_row + its index, or first_row[i] where an array of
     places is given.  ``start`` resumes a booster whose rounds are done (its trees are replayed on the rows);
     ``after_round(rnd, booster)`` follows each round; ``taking_part(rnd)`` is the mask of the rows round rnd's
     trees see (federated clients sampled per round; None: all).  Bad input fails on every participant with one
     message."""
-    boosting = Boosting(X, y, loss, params, pool or Alone(), first_row, taking_part)
+    grows = Bagging if isinstance(loss, Averaged) else Boosting
+    boosting = grows(X, y, loss, params, pool or Alone(), first_row, taking_part)
     if start is not None:
         boosting.resume(start)
     for rnd in range(len(boosting.booster.trees), params.rounds):
@@ -182,7 +189,7 @@ class Boosting:
         return [self._tree(k, rnd * self.loss.classes_out + k, mask) for k in range(self.loss.classes_out)]
 
     def _tree(self, k: int, tree_id: int, mask: np.ndarray | None) -> Tree:
-        params, pool = self.params, self.pool
+        params = self.params
         sampled = params.subsample < 1.0 or mask is not None
         if params.subsample < 1.0:
             rows = self.chosen[: sampled_rows(params.seed, tree_id, self.places, params.subsample, self.chosen)].copy()
@@ -190,8 +197,16 @@ class Boosting:
             rows = self.every_row.copy()
         if mask is not None:
             rows = rows[mask[rows]]
+        tree, leaves = self._grow(k, tree_id, rows, not sampled)
+        self._add(tree, k, None if sampled else rows, leaves)  # sampled: the rows left out still move
+        return tree
+
+    def _grow(self, k: int, tree_id: int, rows: np.ndarray, every_row: bool) -> tuple[Tree, np.ndarray]:
+        """Output k's tree on ``rows`` (reordered in place) from g[k], h[k], in fixed point scaled to the largest
+        of them over every participant's rows."""
+        params, pool = self.params, self.pool
         peaks = np.empty(2)
-        G.peaks(self.g[k], self.h[k], rows, not sampled, peaks)
+        G.peaks(self.g[k], self.h[k], rows, every_row, peaks)
         pool.maximum(peaks)
         count = np.array([rows.size], dtype=np.int64)
         pool.sum_ints(count)
@@ -200,10 +215,8 @@ class Boosting:
         G.to_fixed(self.g[k], g_exponent, self.gq)
         G.to_fixed_packed(self.h[k], h_exponent, self.count_bits, self.hp)
         allowed = feature_sample(params.seed, tree_id, self.features, params.colsample)
-        tree, leaves = self.grower.grow(rows, self.gq, self.hp, math.ldexp(1.0, -g_exponent),
-                                        math.ldexp(1.0, -h_exponent), allowed, self.edges)
-        self._add(tree, k, None if sampled else rows, leaves)  # sampled: the rows left out still move
-        return tree
+        return self.grower.grow(rows, self.gq, self.hp, math.ldexp(1.0, -g_exponent), math.ldexp(1.0, -h_exponent),
+                                allowed, self.edges, tree_id)
 
     def _add(self, tree: Tree, k: int, rows: np.ndarray | None, leaves: np.ndarray | None) -> None:
         """The tree's leaf values into output k's scores: through its leaves' rows, or by walking every row."""
@@ -212,6 +225,30 @@ class Boosting:
         else:
             K.predict_binned(self.binned, self.missing_bin, tree.feature, tree.threshold_bin, tree.missing_left,
                              tree.left, tree.right, tree.value, self.scores, k)
+
+
+class Bagging(Boosting):
+    """A random forest (Breiman 2001) on the same bins, histograms and pools as boosting: member ``rnd`` draws
+    Poisson(1) weights for the rows from (seed, rnd, the row's place), and grows one tree per output on its
+    task's targets (mpifl.trees.losses.Averaged) with those weights; its splits draw their features per node
+    (TreeParams.split_features).  The trees do not depend on each other, so no scores are kept."""
+
+    def round(self, rnd: int) -> list[Tree]:
+        weights = np.empty(self.y.size, dtype=np.int64)
+        if self.params.bootstrap:
+            poisson_weights(self.params.seed, rnd, self.places, weights)
+        else:
+            weights[:] = 1
+        rows = self.every_row[weights > 0]
+        if self.taking_part is not None:
+            rows = rows[self.taking_part(rnd)[rows]]
+        w = weights.astype(np.float64)
+        trees = []
+        for k in range(self.loss.classes_out):
+            np.multiply(self.loss.targets(self.y, k), -w, out=self.g[k])
+            self.h[k] = w
+            trees.append(self._grow(k, rnd * self.loss.classes_out + k, rows.copy(), False)[0])
+        return trees
 
 
 def check_rows(X: np.ndarray, y: np.ndarray, loss: Loss) -> None:

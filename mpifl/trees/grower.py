@@ -26,6 +26,8 @@ class TreeParams:
     min_child_weight: float = 1e-3
     min_child_rows: int = 20
     lr: float = 0.1
+    split_features: float = 1.0  # the share of the tree's features each split may use, drawn per node (a forest's)
+    seed: int = 0  # with (tree, node), the draw of a split's features
 
 
 @dataclass
@@ -55,6 +57,15 @@ class _Leaf:
     split: np.ndarray  # best_split's out
 
 
+def split_sample(seed: int, tree: int, node: int, allowed: np.ndarray, fraction: float) -> np.ndarray:
+    """The features one node may split on: round(fraction * F) (at least one) of the tree's ``allowed``, drawn
+    from (seed, tree, node), as a random forest draws them at every split (Breiman 2001)."""
+    out = np.empty_like(allowed)
+    K.split_features(seed, tree, node, allowed, max(1, int(round(fraction * allowed.size))),
+                     np.empty(allowed.size, dtype=np.int64), out)
+    return out
+
+
 class TreeGrower:
     """Grows trees on one participant's binned rows (feature-major: (F, n)); ``summed(hist)`` sums a histogram over all participants in
     place (identity when alone)."""
@@ -69,12 +80,13 @@ class TreeGrower:
         self.binned_rows = np.ascontiguousarray(binned.T)  # row-major too, for the sparse nodes' histograms
 
     def grow(self, rows: np.ndarray, gq: np.ndarray, hp: np.ndarray, g_scale: float, h_scale: float,
-             allowed: np.ndarray, edges: np.ndarray) -> tuple[Tree, np.ndarray]:
+             allowed: np.ndarray, edges: np.ndarray, tree_id: int = 0) -> tuple[Tree, np.ndarray]:
         """One tree on ``rows`` (reordered in place, leaf by leaf) from fixed-point gradients gq * g_scale and
         Hessians packed with a row count each (hp >> count_bits times h_scale; mpifl.trees.kernels); a split's raw
         threshold is its bin's upper edge.  Returns the tree and its leaves
         as rows (node, start, stop): each leaf's rows are rows[start:stop]."""
         p = self.params
+        self.tree_id = tree_id
         feature, threshold, missing_left, left, right, value = [-1], [-1], [0], [-1], [-1], [0.0]
         root = self._histogram(rows, 0, rows.size, gq, hp)
         self.summed(root)
@@ -128,6 +140,8 @@ class TreeGrower:
         p = self.params
         split = np.zeros(SPLIT_FIELDS)
         if not (p.max_depth and depth >= p.max_depth):
+            if p.split_features < 1.0:
+                allowed = split_sample(p.seed, self.tree_id, node, allowed, p.split_features)
             K.best_split(hist, self.n_bins, self.missing_bin, self.count_bits, g_scale, h_scale, p.l2, p.gamma,
                          p.min_child_weight, p.min_child_rows, allowed, split)
         return _Leaf(node, start, stop, depth, hist, split)

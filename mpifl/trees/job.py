@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from mpi4py import MPI
@@ -38,7 +40,8 @@ CHECKPOINT = Path("checkpoint") / "model.json"
 
 @dataclass
 class TreeRecord:
-    """One recorded boosting round: the test rows' loss and accuracy of the trees so far."""
+    """One recorded round (a boosting round, or a forest's member): the test rows' loss and accuracy of the trees
+    so far, and the validation rows' (data.validation_fraction or data.folds; None without them)."""
 
     round: int
     trees: int
@@ -46,6 +49,8 @@ class TreeRecord:
     test_loss: float
     accuracy: float | None  # None for squared error
     histogram_bytes: int  # summed histograms this rank sent so far (each Allreduce's buffer)
+    val_loss: float | None = None
+    val_accuracy: float | None = None
 
     def as_json(self) -> dict:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in vars(self).items()}
@@ -54,11 +59,22 @@ class TreeRecord:
         return json.dumps(self.as_json(), allow_nan=False)
 
 
-def loss_of(cfg, classes: int) -> Loss:
+@dataclass(frozen=True)
+class TreeMethod:
+    """What a tree kind decides of its job (mpifl.models.gbdt, mpifl.models.forest): its name, the task for the
+    job's output link and classes, the fit's settings, and the settings model.json records."""
+
+    name: str
+    loss: Callable[[Any, int], Loss]
+    params: Callable[[Any, int], BoostParams]  # (cfg, the rows' features)
+    recorded: Callable[[Any], dict]
+
+
+def boosting_loss(cfg, classes: int) -> Loss:
     return {"linear": SquaredError, "logistic": Logistic}.get(cfg.model.output, lambda: Softmax(classes))()
 
 
-def params_of(cfg) -> BoostParams:
+def boosting_params(cfg, features: int = 0) -> BoostParams:
     m = cfg.model
     return BoostParams(rounds=cfg.rounds, bins=m.bins, subsample=m.subsample, colsample=m.colsample, seed=cfg.seed,
                        tree=TreeParams(max_leaves=m.max_leaves, max_depth=m.max_depth, l2=m.l2, gamma=m.gamma,
@@ -66,11 +82,20 @@ def params_of(cfg) -> BoostParams:
                                        lr=cfg.train.lr))
 
 
+def boosting_recorded(cfg) -> dict:
+    return {"rounds": cfg.rounds, "learning_rate": cfg.train.lr, "l2": cfg.model.l2, "seed": cfg.seed,
+            **{key: getattr(cfg.model, key) for key in ("max_leaves", "max_depth", "bins", "min_child_weight",
+                                                        "min_child_rows", "gamma", "subsample", "colsample")}}
+
+
+BOOSTING = TreeMethod("gbdt", boosting_loss, boosting_params, boosting_recorded)
+
+
 def run_tree_job(comm: MPI.Comm, cfg, mode, source, out_dir: Path | None, verbose: bool, resume: bool,
-                 overwrite: bool, write: bool) -> JobResult:
-    """Train the job's trees on ``comm`` from the data ``source``, this rank's rows as the job's ``mode`` deals
-    them (mpifl.modes: every rank a worker, or a server with no rows and client ranks); every rank returns the
-    same trees.  With ``write`` False nothing is written."""
+                 overwrite: bool, write: bool, method: TreeMethod = BOOSTING) -> JobResult:
+    """Train the job's trees (``method``: boosted, or a forest) on ``comm`` from the data ``source``, this rank's
+    rows as the job's ``mode`` deals them (mpifl.modes: every rank a worker, or a server with no rows and client
+    ranks); every rank returns the same trees.  With ``write`` False nothing is written."""
     started = time.perf_counter()
     compile_seconds = comm.allreduce(warm_up(cfg.model.bins > 255), op=MPI.MAX)
     load_started = time.perf_counter()
@@ -78,13 +103,13 @@ def run_tree_job(comm: MPI.Comm, cfg, mode, source, out_dir: Path | None, verbos
     load_seconds = comm.allreduce(time.perf_counter() - load_started, op=MPI.MAX)
     run_dir = _claim(comm, cfg, out_dir, resume, overwrite) if write else None
     start = collectively(comm, lambda: model_file.read(run_dir / CHECKPOINT)) if resume else None
-    loss, params = loss_of(cfg, source.shape().n_classes), params_of(cfg)
+    loss, params = method.loss(cfg, source.shape().n_classes), method.params(cfg, source.shape().n_features)
     pool = Allreduced(comm)
-    progress = _Progress(comm, cfg, run_dir, part.test, loss, pool, verbose)
+    progress = _Progress(comm, cfg, run_dir, part.test, part.val, loss, pool, verbose)
     if start is not None:
         progress.test_scores.add(start, 0)
-    progress.say(f"mpifl: gbdt, {cfg.mode}, {comm.Get_size()} ranks, {params.rounds} rounds of {loss.classes_out} "
-                 f"tree(s) of {params.tree.max_leaves} leaves, {params.bins} bins; kernels compiled or loaded in "
+    progress.say(f"mpifl: {method.name}, {cfg.mode}, {comm.Get_size()} ranks, {params.rounds} rounds of {loss.classes_out} "
+                 f"tree(s) of {params.tree.max_leaves if params.tree.max_leaves < 2**31 - 1 else 'any number of'} leaves, {params.bins} bins; kernels compiled or loaded in "
                  f"{compile_seconds:.2f} s")
     taking_part = None
     if part.owner is not None:  # federated: the clients each round samples
@@ -95,19 +120,20 @@ def run_tree_job(comm: MPI.Comm, cfg, mode, source, out_dir: Path | None, verbos
     grown = (params.rounds - (len(start.trees) if start is not None else 0)) * loss.classes_out
     last = progress.records[-1] if progress.records else None
     summary = {
-        "mode": cfg.mode, "model": "gbdt", "task": loss.name, "ranks": comm.Get_size(),
+        "mode": cfg.mode, "model": method.name, "task": loss.name, "ranks": comm.Get_size(),
         "rounds": params.rounds, "trees": params.rounds * loss.classes_out,
         "mean_leaves": float(np.mean([t.leaves for r in booster.trees for t in r])) if booster.trees else None,
         "compile_seconds": compile_seconds, "load_seconds": load_seconds, "train_seconds": fit_seconds,
         "seconds_per_tree": fit_seconds / max(grown, 1), "histogram_bytes_per_tree": pool.sent / max(grown, 1),
         "final_test_loss": float(last.test_loss) if last else None,
         "final_accuracy": float(last.accuracy) if last and last.accuracy is not None else None,
+        "final_val_loss": last.val_loss if last else None, "final_val_accuracy": last.val_accuracy if last else None,
         "resumed_from_round": len(start.trees) if start is not None else None,
         "wall_seconds": time.perf_counter() - started,
     }
     if progress.writer is not None:
         progress.writer.close()
-        model_file.write(run_dir / "model.json", booster, _params_json(cfg))
+        model_file.write(run_dir / "model.json", booster, method.recorded(cfg))
         progress.writer.write_summary(summary)
     progress.say(f"done: {summary['trees']} trees in {fit_seconds:.2f} s ({summary['seconds_per_tree'] * 1e3:.1f} ms "
                  f"a tree)" + (f"; {run_dir}" if run_dir is not None else ""))
@@ -117,25 +143,31 @@ def run_tree_job(comm: MPI.Comm, cfg, mode, source, out_dir: Path | None, verbos
 class _Progress:
     """After each round: the test rows' figures on recorded rounds (metrics.jsonl), and the checkpoint."""
 
-    def __init__(self, comm: MPI.Comm, cfg, run_dir: Path | None, test, loss: Loss, pool: Allreduced,
+    def __init__(self, comm: MPI.Comm, cfg, run_dir: Path | None, test, val, loss: Loss, pool: Allreduced,
                  verbose: bool):
         self.comm, self.cfg, self.run_dir, self.loss, self.pool, self.verbose = comm, cfg, run_dir, loss, pool, verbose
         self.writer = RunWriter(run_dir, cfg.as_nested()) if run_dir is not None and is_root(comm) else None
         self.test_scores = _Scores(test, loss)
+        self.val_scores = _Scores(val, loss) if comm.allreduce(val is not None, op=MPI.LOR) else None
         self.records: list[TreeRecord] = []
         self.started = time.perf_counter()
 
     def __call__(self, rnd: int, booster: Booster) -> None:
         self.test_scores.add(booster, rnd - 1)
+        if self.val_scores is not None:
+            self.val_scores.add(booster, rnd - 1)
         if rnd == self.cfg.rounds or rnd % self.cfg.log_every == 0:
             test_loss, accuracy = self.test_scores.figures(self.comm)
+            val_loss, val_accuracy = self.val_scores.figures(self.comm) if self.val_scores else (None, None)
             record = TreeRecord(rnd, rnd * self.loss.classes_out, time.perf_counter() - self.started, test_loss,
-                                accuracy, self.pool.sent)
+                                accuracy, self.pool.sent, val_loss, val_accuracy)
             self.records.append(record)
             if self.writer is not None:
                 self.writer.record(record)
             self.say(f"round {rnd:>5}  test loss {test_loss:.4f}"
-                     + (f"  accuracy {accuracy:.4f}" if accuracy is not None else ""))
+                     + (f"  accuracy {accuracy:.4f}" if accuracy is not None else "")
+                     + (f"  val loss {val_loss:.4f}" if val_loss is not None else "")
+                     + (f"  val accuracy {val_accuracy:.4f}" if val_accuracy is not None else ""))
         every = self.cfg.checkpoint.every
         if self.run_dir is not None and every and rnd % every == 0 and is_root(self.comm):
             (self.run_dir / CHECKPOINT).parent.mkdir(exist_ok=True)
@@ -172,43 +204,29 @@ def _resumable(run_dir: Path) -> None:
         raise ConfigError(f"{run_dir / CHECKPOINT} does not exist: nothing to resume (set checkpoint.every).")
 
 
-def _params_json(cfg) -> dict:
-    return {"rounds": cfg.rounds, "learning_rate": cfg.train.lr, "l2": cfg.model.l2, "seed": cfg.seed,
-            **{key: getattr(cfg.model, key) for key in ("max_leaves", "max_depth", "bins", "min_child_weight",
-                                                        "min_child_rows", "gamma", "subsample", "colsample")}}
-
-
 class _Scores:
     """The test rows' margins, kept up to date round by round."""
 
-    def __init__(self, test, loss: Loss):
-        self.X, self.y, self.loss = np.ascontiguousarray(test.X, dtype=np.float64), test.y, loss
-        self.scores = None
+    def __init__(self, rows, loss: Loss):
+        """``rows``: this rank's rows to score (a Shard), or None where it holds none."""
+        self.X = np.ascontiguousarray(rows.X, dtype=np.float64) if rows is not None else np.empty((0, 0))
+        self.y = rows.y if rows is not None else np.empty(0)
+        self.loss, self.scores = loss, None
 
     def add(self, booster: Booster, from_round: int) -> None:
         if self.scores is None:
             self.scores = np.tile(booster.base, (self.X.shape[0], 1))
+        if not self.X.shape[0]:
+            return
         part = Booster(booster.edges, booster.n_edges, np.zeros_like(booster.base), booster.loss,
                        booster.trees[from_round:])
         self.scores += part.raw_scores(self.X)
 
     def figures(self, comm: MPI.Comm) -> tuple[float, float | None]:
-        """(mean test loss, accuracy or None) over every rank's test rows."""
-        s, y = self.scores, self.y
-        if self.loss.name == "linear":
-            loss_sum, correct = float(((s[:, 0] - y) ** 2).sum()) / 2, 0.0
-        elif self.loss.name == "logistic":
-            z = s[:, 0]
-            loss_sum = float((np.logaddexp(0.0, z) - y * z).sum())
-            correct = float(((z > 0) == (y > 0.5)).sum())
-        else:
-            top = s.max(axis=1, keepdims=True)
-            log_norm = (top[:, 0] + np.log(np.exp(s - top).sum(axis=1)))
-            loss_sum = float((log_norm - s[np.arange(len(y)), y.astype(np.int64)]).sum())
-            correct = float((s.argmax(axis=1) == y).sum())
-        totals = np.array([loss_sum, correct, float(len(y))])
+        """(mean loss, accuracy or None) over every rank's rows."""
+        loss_sum, correct = self.loss.figures(self.scores, self.y) if self.y.size else (0.0, 0.0)
+        totals = np.array([loss_sum, correct, float(len(self.y))])
         comm.Allreduce(MPI.IN_PLACE, totals, op=MPI.SUM)
         mean = float(totals[0] / totals[2]) if totals[2] else math.nan
-        accuracy = None if self.loss.name == "linear" else (float(totals[1] / totals[2]) if totals[2] else math.nan)
+        accuracy = None if not self.loss.classifies else (float(totals[1] / totals[2]) if totals[2] else math.nan)
         return mean, accuracy
-

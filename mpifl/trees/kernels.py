@@ -251,6 +251,39 @@ def predict_binned(binned, missing_bin, feature, threshold_bin, missing_left, le
         scores[i, column] += value[node]
 
 
+@inline_kernel
+def _row_hash(seed, tree, place, salt):
+    """splitmix64 of (seed, tree, place, salt): a row's draw for one tree, whichever rank holds the row."""
+    z = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(tree) * np.uint64(0xBF58476D1CE4E5B9) \
+        + np.uint64(place) * np.uint64(0x94D049BB133111EB) + np.uint64(salt)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+SUBSAMPLE_SALT, BOOTSTRAP_SALT = 0, 0x5851F42D4C957F2D  # a row's subsampling and bootstrap draws are independent
+SPLIT_SALT = 0x14057B7EF767814F  # a node's feature draw
+
+
+@kernel
+def split_features(seed, tree, node, allowed, take, pool, out):
+    """out[f] = 1 for ``take`` features drawn without replacement from those ``allowed`` (a partial Fisher-Yates
+    shuffle driven by the hash of (seed, tree, node)): the features one node of a forest's tree may split on.
+    ``pool`` is scratch of at least len(allowed)."""
+    usable = 0
+    for f in range(allowed.shape[0]):
+        out[f] = 0
+        if allowed[f]:
+            pool[usable] = f
+            usable += 1
+    take = min(take, usable)
+    for j in range(take):
+        z = _row_hash(seed, tree, node, SPLIT_SALT + np.uint64(j))
+        pick = j + np.int64(z % np.uint64(usable - j))
+        pool[j], pool[pick] = pool[pick], pool[j]
+        out[pool[j]] = 1
+
+
 @kernel
 def sampled_rows(seed, tree, places, fraction, out):
     """The rows i of this participant that a tree with row subsampling uses: those whose splitmix64 hash of
@@ -259,12 +292,24 @@ def sampled_rows(seed, tree, places, fraction, out):
     count = 0
     threshold = np.uint64(fraction * 18446744073709551615.0) if fraction < 1.0 else np.uint64(0xFFFFFFFFFFFFFFFF)
     for i in range(places.shape[0]):
-        z = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(tree) * np.uint64(0xBF58476D1CE4E5B9) \
-            + np.uint64(places[i]) * np.uint64(0x94D049BB133111EB)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-        if z <= threshold:
+        if _row_hash(seed, tree, places[i], SUBSAMPLE_SALT) <= threshold:
             out[count] = i
             count += 1
     return count
+
+
+@kernel
+def poisson_weights(seed, tree, places, out):
+    """out[i] = a Poisson(1) draw for row i in tree ``tree`` (the bootstrap of a random forest, as Oza and
+    Russell's online bagging draws it: a row's count among n draws with replacement tends to Poisson(1)), by
+    inversion of a uniform from the hash of (seed, tree, places[i]): the same weight whichever rank or client
+    holds the row."""
+    for i in range(places.shape[0]):
+        u = np.float64(_row_hash(seed, tree, places[i], BOOTSTRAP_SALT) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+        k, term = 0, 0.36787944117144233  # P(0) = 1/e
+        cdf = term
+        while u >= cdf and k < 20:
+            k += 1
+            term /= k
+            cdf += term
+        out[i] = k

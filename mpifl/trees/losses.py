@@ -1,5 +1,6 @@
 """The losses a booster minimises, as the output links name them: their starting margins and their per-row
-gradients and Hessians (compiled: mpifl.trees.gradients)."""
+gradients and Hessians (compiled: mpifl.trees.gradients); and a forest's tasks, whose trees fit fixed targets
+under bootstrap weights and whose prediction is the trees' mean.  Each also scores rows (``figures``)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ class Loss:
     def gradients(self, scores: np.ndarray, y: np.ndarray, g: np.ndarray, h: np.ndarray) -> None:
         """g[k], h[k] = every output's gradient and Hessian at the scores (n, outputs)."""
 
+    def figures(self, scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """(the rows' summed loss, how many are predicted right) from their scores (n, outputs)."""
+
 
 class SquaredError(Loss):
     name = "linear"
@@ -29,6 +33,9 @@ class SquaredError(Loss):
 
     def gradients(self, scores, y, g, h):
         G.squared_gradients(scores, y, g, h)
+
+    def figures(self, scores, y):
+        return float(((scores[:, 0] - y) ** 2).sum()) / 2, 0.0
 
 
 class Logistic(Loss):
@@ -41,6 +48,10 @@ class Logistic(Loss):
 
     def gradients(self, scores, y, g, h):
         G.logistic_gradients(scores, y, g, h)
+
+    def figures(self, scores, y):
+        z = scores[:, 0]
+        return float((np.logaddexp(0.0, z) - y * z).sum()), float(((z > 0) == (y > 0.5)).sum())
 
 
 class Softmax(Loss):
@@ -55,3 +66,74 @@ class Softmax(Loss):
 
     def gradients(self, scores, y, g, h):
         G.softmax_gradients(scores, y, g, h)
+
+    def figures(self, scores, y):
+        top = scores.max(axis=1, keepdims=True)
+        log_norm = top[:, 0] + np.log(np.exp(scores - top).sum(axis=1))
+        labels = y.astype(np.int64)
+        return (float((log_norm - scores[np.arange(len(y)), labels]).sum()),
+                float((scores.argmax(axis=1) == labels).sum()))
+
+
+PROBABILITY_FLOOR = 1e-15  # a forest's log loss clips its shares, as scikit-learn's log_loss does
+
+
+class Averaged(Loss):
+    """A random forest's task: each tree fits a fixed target under bootstrap weights w (gradient -w t, Hessian
+    w, no L2, so a leaf holds its rows' weighted mean target and a split's gain is the weighted variance it
+    removes: for a 0/1 target, half the weighted Gini decrease); the learning rate 1/trees makes the model the
+    trees' mean."""
+
+    def base(self, y_sum, n, class_counts):
+        return np.zeros(self.classes_out)
+
+    def targets(self, y: np.ndarray, k: int) -> np.ndarray:
+        """Output k's target of each row."""
+        return y
+
+
+class ForestMean(Averaged):
+    name = "forest_linear"
+
+    def figures(self, scores, y):
+        return float(((scores[:, 0] - y) ** 2).sum()) / 2, 0.0
+
+
+class ForestVote(Averaged):
+    """Two classes: one tree per member on the label (0/1), so its split is exactly the Gini split; the mean is
+    the share of class 1."""
+
+    name = "forest_logistic"
+    classifies = True
+
+    def figures(self, scores, y):
+        p = np.clip(scores[:, 0], PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+        return float(-(y * np.log(p) + (1 - y) * np.log1p(-p)).sum()), float(((scores[:, 0] > 0.5) == (y > 0.5)).sum())
+
+
+class ForestVotes(Averaged):
+    """K classes: one tree per class per member, each on its class's indicator (one against the rest), on the
+    member's one bootstrap; the means are the classes' shares."""
+
+    name = "forest_softmax"
+    classifies = True
+
+    def __init__(self, classes: int):
+        self.classes_out = classes
+
+    def targets(self, y, k):
+        return (y == k).astype(np.float64)
+
+    def figures(self, scores, y):
+        labels = y.astype(np.int64)
+        shares = shares_of(scores)
+        picked = np.clip(shares[np.arange(len(y)), labels], PROBABILITY_FLOOR, 1.0)
+        return float(-np.log(picked).sum()), float((scores.argmax(axis=1) == labels).sum())
+
+
+def shares_of(scores: np.ndarray) -> np.ndarray:
+    """A forest's class shares (n, K) from its per-class means: clipped at 0 and normalised (uniform where every
+    class's tree mean is 0)."""
+    s = np.maximum(scores, 0.0)
+    total = s.sum(axis=1, keepdims=True)
+    return np.where(total > 0, s / np.where(total > 0, total, 1.0), 1.0 / s.shape[1])

@@ -1,0 +1,139 @@
+"""Random forests (model.kind = "forest"): the bootstrap and split-feature kernels against plain Python, the
+split criterion against scikit-learn's, accuracy beside scikit-learn's RandomForestClassifier, and the job."""
+
+import json
+
+import numpy as np
+import pytest
+
+import mpifl
+from mpifl.trees import kernels as K
+from mpifl.trees.boosting import BoostParams, fit
+from mpifl.trees.grower import TreeParams
+from mpifl.trees.losses import ForestMean, ForestVote, ForestVotes
+
+MASK = (1 << 64) - 1
+
+
+def row_hash(seed, tree, place, salt):
+    z = (seed * 0x9E3779B97F4A7C15 + tree * 0xBF58476D1CE4E5B9 + place * 0x94D049BB133111EB + salt) & MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+    return z ^ (z >> 31)
+
+
+def test_poisson_weights_are_the_inverse_cdf_of_each_rows_hash():
+    places = np.array([0, 1, 7, 2**32 + 5, 123456789], dtype=np.int64)
+    out = np.empty(places.size, dtype=np.int64)
+    K.poisson_weights(11, 4, places, out)
+    for place, w in zip(places, out):
+        u = (row_hash(11, 4, int(place), K.BOOTSTRAP_SALT) >> 11) / 2.0**53
+        k, term, cdf = 0, np.exp(-1.0), np.exp(-1.0)
+        while u >= cdf:
+            k += 1
+            term /= k
+            cdf += term
+        assert w == k
+    many = np.empty(200_000, dtype=np.int64)
+    K.poisson_weights(0, 0, np.arange(many.size), many)
+    assert abs(many.mean() - 1.0) < 0.01 and abs(many.var() - 1.0) < 0.02 and abs((many == 0).mean() - np.exp(-1)) < 0.005
+
+
+def test_a_nodes_features_are_a_partial_fisher_yates_shuffle_of_the_allowed():
+    allowed = np.array([1, 0, 1, 1, 0, 1, 1, 1], dtype=np.int8)
+    out, pool = np.empty_like(allowed), np.empty(8, dtype=np.int64)
+    K.split_features(5, 3, 17, allowed, 3, pool, out)
+    usable = [f for f in range(8) if allowed[f]]
+    for j in range(3):
+        pick = j + row_hash(5, 3, 17, K.SPLIT_SALT + j) % (len(usable) - j)
+        usable[j], usable[pick] = usable[pick], usable[j]
+    assert sorted(np.flatnonzero(out)) == sorted(usable[:3])
+    K.split_features(5, 3, 17, allowed, 99, pool, out)
+    assert (out == allowed).all()
+
+
+def forest(rounds, **tree):
+    return BoostParams(rounds=rounds, bins=255, seed=1, tree=TreeParams(
+        **{"max_leaves": 2**31 - 1, "l2": 0.0, "min_child_rows": 1, "min_child_weight": 0.5, "lr": 1.0 / rounds,
+           **tree}))
+
+
+def test_one_unbootstrapped_tree_on_two_classes_splits_as_scikit_learns_gini_tree():
+    """Weighted variance on a 0/1 label is half the Gini impurity: the same splits, and leaves of the same
+    shares (on data whose values are the bins' own, so the bins lose nothing)."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 12, (400, 4)).astype(float)
+    y = ((X[:, 0] + X[:, 1] * (X[:, 2] > 5) + rng.normal(0, 2, 400)) > 8).astype(float)
+    params = BoostParams(rounds=1, bins=32, bootstrap=False,
+                         tree=TreeParams(max_leaves=8, l2=0.0, min_child_rows=1, min_child_weight=0.5, lr=1.0))
+    mine = fit(X, y, ForestVote(), params)
+    theirs = DecisionTreeClassifier(max_leaf_nodes=8, random_state=0).fit(X, y)
+    assert np.allclose(mine.probabilities(X)[:, 1], theirs.predict_proba(X)[:, 1], atol=1e-12)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_a_forest_classifies_as_well_as_scikit_learns(n_classes):
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = make_classification(1500, 12, n_informative=6, n_classes=n_classes, random_state=n_classes)
+    Xtr, Xte, ytr, yte = X[:1000], X[1000:], y[:1000], y[1000:]
+    loss = ForestVote() if n_classes == 2 else ForestVotes(n_classes)
+    mine = fit(Xtr, ytr.astype(float), loss, forest(60, split_features=np.sqrt(12) / 12, seed=1))
+    theirs = RandomForestClassifier(60, random_state=0).fit(Xtr, ytr)
+    ours, sklearns = (mine.predict(Xte) == yte).mean(), theirs.score(Xte, yte)
+    assert ours >= sklearns - 0.03, (ours, sklearns)
+    p = mine.probabilities(Xte)
+    assert p.shape == (500, n_classes) and np.allclose(p.sum(axis=1), 1.0) and (p >= 0).all()
+
+
+def test_a_regression_forest_predicts_its_trees_mean():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((600, 5))
+    y = X[:, 0] ** 2 + X[:, 1] + 0.1 * rng.standard_normal(600)
+    model = fit(X, y, ForestMean(), forest(20, min_child_rows=5))
+    trees = [r[0] for r in model.trees]
+    assert np.allclose(model.predict(X), np.sum([_walk_all(t, X) for t in trees], axis=0), rtol=1e-12)
+    assert np.corrcoef(model.predict(X), y)[0, 1] > 0.9
+
+
+def _walk_all(tree, X):
+    out = np.empty(X.shape[0])
+    for i, x in enumerate(X):
+        node = 0
+        while tree.feature[node] >= 0:
+            v = x[tree.feature[node]]
+            left = tree.missing_left[node] if np.isnan(v) else v <= tree.threshold[node]
+            node = tree.left[node] if left else tree.right[node]
+        out[i] = tree.value[node]
+    return out
+
+
+def test_a_forest_job_validates_on_its_fold_and_its_model_file_predicts(tmp_path):
+    from mpifl.__main__ import main
+
+    job = dict(mode="distributed", model__kind="forest", rounds=12, log_every=4, data__folds=3, data__fold=1)
+    result = mpifl.run(None, out=tmp_path / "run", **job)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["model"] == "forest" and summary["task"] == "forest_softmax" and summary["trees"] == 120
+    assert 0.85 < summary["final_val_accuracy"] <= 1.0 and 0.85 < summary["final_accuracy"] <= 1.0
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["round"] for line in lines] == [4, 8, 12]
+    document = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert document["loss"] == "forest_softmax" and document["params"]["n_estimators"] == 12
+    rows = np.random.default_rng(0).random((5, 64)) * 16
+    np.save(tmp_path / "rows.npy", rows)
+    assert main(["predict", str(tmp_path / "run" / "model.json"), str(tmp_path / "rows.npy"), "--out",
+                 str(tmp_path / "p.csv")]) == 0
+    table = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)
+    assert (table[:, 0] == result.trees.predict(rows)).all()
+    assert np.allclose(table[:, 1:], result.trees.probabilities(rows), rtol=1e-15)
+
+
+def test_a_bad_forest_value_is_named():
+    from mpifl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_features"):
+        mpifl.job(None, model__kind="forest", model__max_features=1.5)
