@@ -105,6 +105,15 @@ def test_sweep_benchmark_smoke(tmp_path):
     assert data["points"] == 2 and data["sweep_seconds"] > 0 and "time vs the sweep" in proc.stdout
 
 
+def test_forest_selection_benchmark_smoke(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "forest_selection.py"), "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "forest_selection.json").read_text())
+    assert [p["n_estimators"] for p in data["points"]] == [5, 10] and data["mpifl_best"] in (5, 10)
+    assert all(0.5 < p["mpifl_mean"] <= 1.0 for p in data["points"]) and 0.5 < data["mpifl_test"] <= 1.0
+
+
 def test_first_run_benchmark_smoke(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(BENCH / "first_run.py"), "--ranks", "2", "--warm", "1", "--out", str(tmp_path)],
