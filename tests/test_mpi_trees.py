@@ -148,3 +148,39 @@ def test_a_federated_forest_is_the_same_bytes_on_any_rank_count():
         pair.Free()
         assert to_document(fewer.trees, {}) == to_document(together.trees, {})
     assert together.summary["final_accuracy"] > 0.7
+
+
+@pytest.mark.mpi(min_size=3)
+@pytest.mark.parametrize("plus", [False, True])
+def test_federated_trees_with_masked_histograms_are_the_trees_without(plus):
+    """SecAgg's pads cancel in the server's Reduce: the same integers, so the same trees, byte for byte."""
+    job = {**FEDERATED, "server__fraction": 0.75, "rounds": 3}
+    plain = mpifl.run(None, COMM, **job)
+    masked = mpifl.run(None, COMM, **job, secagg__enabled=True, secagg__plus=plus)
+    assert to_document(masked.trees, {}) == to_document(plain.trees, {})
+    assert masked.summary["histogram_bytes_per_tree"] == plain.summary["histogram_bytes_per_tree"]
+
+
+@pytest.mark.mpi(min_size=3)
+def test_what_a_client_rank_sends_the_server_is_never_its_own_histogram(monkeypatch):
+    """Every histogram a client rank sends goes through its round's pads, and what leaves differs from it."""
+    from mpifl.trees import pools, secure
+
+    sums, masked = [], []
+    real_sum, real_mask = pools.AtServer.sum_histogram, secure.RoundMasks.mask
+
+    def sum_histogram(self, hist):
+        sums.append(hist.size)
+        real_sum(self, hist)
+
+    def mask(self, values):
+        out = real_mask(self, values)
+        masked.append((values.reshape(-1).view(np.uint64).copy(), out))
+        return out
+
+    monkeypatch.setattr(pools.AtServer, "sum_histogram", sum_histogram)
+    monkeypatch.setattr(secure.RoundMasks, "mask", mask)
+    mpifl.run(None, COMM, **{**FEDERATED, "rounds": 2}, secagg__enabled=True)
+    if COMM.rank:
+        assert len(masked) == len(sums) > 0
+        assert all(not np.array_equal(own, out) for own, out in masked)

@@ -85,6 +85,14 @@ def expand(seed: bytes, count: int, dtype: np.dtype) -> np.ndarray:
     return np.frombuffer(stream.update(bytes(count * dtype.itemsize)), dtype=dtype)
 
 
+def expand_at(seed: bytes, counter: int, count: int, dtype: np.dtype) -> np.ndarray:
+    """The same keystream generator at nonce ``counter``: one fresh pad per (key, counter), so one agreed key
+    masks many vectors (each of a tree's histograms)."""
+    dtype = np.dtype(dtype)
+    stream = Cipher(algorithms.ChaCha20(seed, struct.pack("<QQ", 0, counter)), mode=None).encryptor()
+    return np.frombuffer(stream.update(bytes(count * dtype.itemsize)), dtype=dtype)
+
+
 def commit(secret: bytes) -> bytes:
     return hashlib.sha256(secret).digest()
 

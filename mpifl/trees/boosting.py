@@ -130,6 +130,7 @@ def fit(X: np.ndarray, y: np.ndarray, loss: Loss, params: BoostParams, pool: Alo
     if start is not None:
         boosting.resume(start)
     for rnd in range(len(boosting.booster.trees), params.rounds):
+        boosting.pool.begin_round(rnd)
         boosting.booster.trees.append(boosting.round(rnd))
         if after_round is not None:
             after_round(rnd + 1, boosting.booster)
@@ -160,7 +161,7 @@ class Boosting:
         bin_rows(X, self.edges, self.n_edges, self.missing_bin, self.binned)
         self.count_bits = int(sums[-1]).bit_length()  # a node's row count fits below the packed Hessian
         self.grower = TreeGrower(self.binned, self.n_edges + 1, self.missing_bin, params.tree, self.count_bits,
-                                 pool.sum_ints)
+                                 pool)
         y_sum = 0.0 if loss.classifies else exact_sum(y, pool)
         base = loss.base(y_sum, int(sums[-1]), sums[:-1].astype(np.float64))
         self.booster = Booster(self.edges, self.n_edges, base, loss.name)

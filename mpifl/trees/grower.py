@@ -1,20 +1,23 @@
 """Leaf-wise growth of one histogram tree (LightGBM's order: always split the leaf whose best split gains most).
 
-Every node's histogram is summed over the ranks (or clients) by the ``summed`` callback before its split is
+Every node's histogram is summed over the ranks (or clients) by the pool (mpifl.trees.pools) before its split is
 chosen, so every participant grows the same tree from the same integers; only the smaller child's histogram is
-built from rows, its sibling's is the parent's minus it.
+built from rows, its sibling's is the parent's minus it.  Where one participant alone decides (the federated
+server, which alone sees the sums), the others hold their own histograms and take its splits and leaf values
+from the pool.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from mpifl.trees import kernels as K
+from mpifl.trees.pools import Alone
 
-SPLIT_FIELDS = 7  # best_split's out: gain, feature, threshold bin, missing left, G_L, H_L, rows left
+SPLIT_FIELDS = 8  # best_split's out (gain, feature, threshold bin, missing left, G_L, H_L, rows left), then rows
+ROWS = 7  # the node's rows over every participant
 
 
 @dataclass(frozen=True)
@@ -67,12 +70,13 @@ def split_sample(seed: int, tree: int, node: int, allowed: np.ndarray, fraction:
 
 
 class TreeGrower:
-    """Grows trees on one participant's binned rows (feature-major: (F, n)); ``summed(hist)`` sums a histogram over all participants in
-    place (identity when alone)."""
+    """Grows trees on one participant's binned rows (feature-major: (F, n)); ``pool`` sums its histograms with
+    the other participants' (mpifl.trees.pools; alone by default)."""
 
     def __init__(self, binned: np.ndarray, n_bins: np.ndarray, missing_bin: int, params: TreeParams,
-                 count_bits: int, summed: Callable[[np.ndarray], None] = lambda hist: None):
-        self.binned, self.n_bins, self.missing_bin, self.params, self.summed = binned, n_bins, missing_bin, params, summed
+                 count_bits: int, pool: Alone | None = None):
+        self.binned, self.n_bins, self.missing_bin, self.params = binned, n_bins, missing_bin, params
+        self.pool = pool or Alone()
         self.count_bits, self.mask = count_bits, (1 << count_bits) - 1
         self.shape = (binned.shape[0], missing_bin + 1, K.CHANNELS)
         self.scratch = np.empty(binned.shape[1], dtype=np.int64)
@@ -89,8 +93,9 @@ class TreeGrower:
         self.tree_id = tree_id
         feature, threshold, missing_left, left, right, value = [-1], [-1], [0], [-1], [-1], [0.0]
         root = self._histogram(rows, 0, rows.size, gq, hp)
-        self.summed(root)
+        self.pool.sum_histogram(root)
         leaves = [self._leaf(0, 0, rows.size, 0, root, g_scale, h_scale, allowed)]
+        self.pool.decide(leaves[0].split)
         while len(leaves) < p.max_leaves:
             best = max(range(len(leaves)), key=lambda j: (leaves[j].split[0], -leaves[j].node))
             leaf = leaves[best]
@@ -99,12 +104,11 @@ class TreeGrower:
             f, t, miss_left = int(leaf.split[1]), int(leaf.split[2]), int(leaf.split[3])
             mid = K.partition(self.binned, rows, leaf.start, leaf.stop, f, t, self.missing_bin, miss_left,
                               self.scratch)
-            global_left = int(leaf.split[6])
-            global_all = int((leaf.hist[0, :, K.PACKED] & self.mask).sum())
+            global_left, global_all = int(leaf.split[6]), int(leaf.split[ROWS])
             small_is_left = global_left <= global_all - global_left
             small = self._histogram(rows, leaf.start, mid, gq, hp) if small_is_left else \
                 self._histogram(rows, mid, leaf.stop, gq, hp)
-            self.summed(small)
+            self.pool.sum_histogram(small)
             large = np.empty_like(small)
             K.subtract(leaf.hist, small, large)
             hist_left, hist_right = (small, large) if small_is_left else (large, small)
@@ -116,11 +120,19 @@ class TreeGrower:
                 value.append(0.0)
             children = [self._leaf(node_l, leaf.start, mid, leaf.depth + 1, hist_left, g_scale, h_scale, allowed),
                         self._leaf(node_r, mid, leaf.stop, leaf.depth + 1, hist_right, g_scale, h_scale, allowed)]
+            decided = np.stack([children[0].split, children[1].split])
+            self.pool.decide(decided)
+            children[0].split, children[1].split = decided
             leaves[best:best + 1] = children
-        for leaf in leaves:
-            G = leaf.hist[0, :, K.GRAD].sum() * g_scale
-            H = (leaf.hist[0, :, K.PACKED] >> self.count_bits).sum() * h_scale
-            value[leaf.node] = -p.lr * G / (H + p.l2)
+        outputs = np.zeros(len(leaves))
+        if self.pool.decides:
+            for j, leaf in enumerate(leaves):
+                G = leaf.hist[0, :, K.GRAD].sum() * g_scale
+                H = (leaf.hist[0, :, K.PACKED] >> self.count_bits).sum() * h_scale
+                outputs[j] = -p.lr * G / (H + p.l2)
+        self.pool.decide(outputs)
+        for j, leaf in enumerate(leaves):
+            value[leaf.node] = outputs[j]
         feature_ = np.array(feature, dtype=np.int64)
         threshold_ = np.array(threshold, dtype=np.int64)
         raw = np.where(feature_ >= 0, edges[np.maximum(feature_, 0), np.maximum(threshold_, 0)], np.nan)
@@ -139,9 +151,12 @@ class TreeGrower:
     def _leaf(self, node, start, stop, depth, hist, g_scale, h_scale, allowed) -> _Leaf:
         p = self.params
         split = np.zeros(SPLIT_FIELDS)
+        if not self.pool.decides:
+            return _Leaf(node, start, stop, depth, hist, split)  # the decision comes from the pool
+        split[ROWS] = (hist[0, :, K.PACKED] & self.mask).sum()
         if not (p.max_depth and depth >= p.max_depth):
             if p.split_features < 1.0:
                 allowed = split_sample(p.seed, self.tree_id, node, allowed, p.split_features)
             K.best_split(hist, self.n_bins, self.missing_bin, self.count_bits, g_scale, h_scale, p.l2, p.gamma,
-                         p.min_child_weight, p.min_child_rows, allowed, split)
+                         p.min_child_weight, p.min_child_rows, allowed, split[:ROWS])
         return _Leaf(node, start, stop, depth, hist, split)

@@ -31,7 +31,7 @@ from mpifl.ranks import ROOT, is_root
 from mpifl.trees import model_file
 from mpifl.trees.boosting import Booster, BoostParams, fit
 from mpifl.trees.losses import Logistic, Loss, Softmax, SquaredError
-from mpifl.trees.pools import Allreduced
+from mpifl.trees.pools import AtServer, Allreduced
 from mpifl.trees.grower import TreeParams
 from mpifl.trees.warm import warm_up
 
@@ -97,6 +97,7 @@ def run_tree_job(comm: MPI.Comm, cfg, mode, source, out_dir: Path | None, verbos
     rows as the job's ``mode`` deals them (mpifl.modes: every rank a worker, or a server with no rows and client
     ranks); every rank returns the same trees.  With ``write`` False nothing is written."""
     started = time.perf_counter()
+    check_settings(cfg)
     compile_seconds = comm.allreduce(warm_up(cfg.model.bins > 255), op=MPI.MAX)
     load_started = time.perf_counter()
     part = collectively(comm, lambda: _rows(mode, source, comm))
@@ -104,7 +105,7 @@ def run_tree_job(comm: MPI.Comm, cfg, mode, source, out_dir: Path | None, verbos
     run_dir = _claim(comm, cfg, out_dir, resume, overwrite) if write else None
     start = collectively(comm, lambda: model_file.read(run_dir / CHECKPOINT)) if resume else None
     loss, params = method.loss(cfg, source.shape().n_classes), method.params(cfg, source.shape().n_features)
-    pool = Allreduced(comm)
+    pool = Allreduced(comm) if part.owner is None else AtServer(comm, _masks(comm, cfg, mode, part))
     progress = _Progress(comm, cfg, run_dir, part.test, part.val, loss, pool, verbose)
     if start is not None:
         progress.test_scores.add(start, 0)
@@ -176,6 +177,32 @@ class _Progress:
     def say(self, text: str) -> None:
         if self.verbose and is_root(self.comm):
             print(text, flush=True)
+
+
+def _masks(comm: MPI.Comm, cfg, mode, part):
+    """Federated with secagg.enabled: each round's pads for this rank's histograms (mpifl.trees.secure)."""
+    if not cfg.secagg.enabled:
+        return None
+    from mpifl.trees.secure import agree_round
+
+    def for_round(rnd: int):
+        sampled = mode.sampled_clients(rnd, part.n_clients)
+        if part.held is not None:
+            sampled &= ~part.held
+        cohort = np.flatnonzero(sampled)
+        return agree_round(comm, rnd, cohort, part.hosts[sampled[part.hosts]], cfg.seed, cfg.secagg.plus,
+                           cfg.secagg.neighbours)
+
+    return for_round
+
+
+def check_settings(cfg) -> None:
+    """What a tree job cannot take, the same on every rank."""
+    if cfg.secagg.enabled and cfg.secagg.dropout:
+        raise ConfigError("A tree job's clients answer every histogram of their round: secagg.dropout must be 0 "
+                          "(mpifl.trees.secure).")
+    if cfg.secagg.enabled and cfg.secagg.bits != 64:
+        raise ConfigError("A tree job masks 64-bit histogram sums: secagg.bits must be 64.")
 
 
 def _rows(mode, source, comm: MPI.Comm):

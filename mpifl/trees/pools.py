@@ -9,6 +9,18 @@ import numpy as np
 class Alone:
     """The sums and maxima of one participant that holds every row."""
 
+    decides = True  # this participant chooses the splits from the sums it holds
+
+    def sum_histogram(self, hist: np.ndarray) -> None:
+        """hist = what this participant decides from: the sum over the participants (int64, in place)."""
+        self.sum_ints(hist)
+
+    def decide(self, values: np.ndarray) -> None:
+        """values = the deciding participant's (float64, in place): splits and leaf values."""
+
+    def begin_round(self, rnd: int) -> None:
+        """Round ``rnd``'s trees are about to grow."""
+
     def sum_ints(self, values: np.ndarray) -> None:
         """values = their sum over the participants, in place (int64: exact in any order)."""
 
@@ -40,3 +52,33 @@ class Allreduced(Alone):
         from mpifl.agree import collectively
 
         collectively(self.comm, step)
+
+
+class AtServer(Allreduced):
+    """Federated mode: the client ranks' histograms are summed at the server alone (one Reduce, the server's own
+    buffer holding nothing), which decides each split and leaf value and broadcasts them; with ``masks`` (a
+    function of the round giving this rank's mpifl.trees.secure.RoundMasks) each client rank sends its histogram
+    masked, so the server reads the sum and no rank's share of it.  Small sums (row counts, sketches, gradient
+    peaks) are Allreduced as in distributed mode."""
+
+    def __init__(self, comm, masks=None):
+        super().__init__(comm)
+        self.decides = comm.Get_rank() == 0
+        self.masks_for, self.masks = masks, None
+
+    def begin_round(self, rnd: int) -> None:
+        if self.masks_for is not None:
+            self.masks = self.masks_for(rnd)
+
+    def sum_histogram(self, hist):
+        send = hist.reshape(-1).view(np.uint64)
+        if self.masks is not None:
+            send = self.masks.mask(hist)
+        if self.decides:
+            self.comm.Reduce(self.MPI.IN_PLACE, send, op=self.MPI.SUM, root=0)  # uint64: wraps, the ring's sum
+        else:
+            self.sent += send.nbytes
+            self.comm.Reduce(send, None, op=self.MPI.SUM, root=0)
+
+    def decide(self, values):
+        self.comm.Bcast(values, root=0)
