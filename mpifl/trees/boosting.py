@@ -156,7 +156,8 @@ class Boosting:
         sums[-1] = n
         pool.sum_ints(sums)
         check_sketch(self.edges, self.n_edges, int(sums[-1]), params.bins)
-        self.missing_bin = params.bins
+        # the missing bin follows the most bins any feature has: few distinct values, small histograms
+        self.missing_bin = int(self.n_edges.max()) + 1
         self.binned = np.empty((self.features, n), dtype=np.uint8 if params.bins < 256 else np.uint16)
         bin_rows(X, self.edges, self.n_edges, self.missing_bin, self.binned)
         self.count_bits = int(sums[-1]).bit_length()  # a node's row count fits below the packed Hessian
