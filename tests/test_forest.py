@@ -73,6 +73,60 @@ def test_one_unbootstrapped_tree_on_two_classes_splits_as_scikit_learns_gini_tre
     assert np.allclose(mine.probabilities(X)[:, 1], theirs.predict_proba(X)[:, 1], atol=1e-12)
 
 
+def test_one_unbootstrapped_tree_on_four_classes_splits_as_scikit_learns_gini_tree():
+    """The class-count histograms and the Gini split: sklearn's tree on values that are their own bins, every
+    feature at every split; the leaves hold the same class shares."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(4)
+    X = rng.integers(0, 10, (500, 5)).astype(float)
+    y = np.digitize(X[:, 0] + 0.5 * X[:, 3] * (X[:, 1] > 4) + rng.normal(0, 1.5, 500), [3, 6, 9]).astype(float)
+    params = BoostParams(rounds=1, bins=32, bootstrap=False,
+                         tree=TreeParams(max_leaves=12, l2=0.0, min_child_rows=1, min_child_weight=0.5, lr=1.0))
+    mine = fit(X, y, ForestVotes(4), params)
+    theirs = DecisionTreeClassifier(max_leaf_nodes=12, random_state=0).fit(X, y)
+    assert mine.trees[0][0].leaves == theirs.get_n_leaves() == 12
+    assert np.allclose(mine.probabilities(X), theirs.predict_proba(X), atol=1e-12)
+
+
+def test_the_gini_split_kernel_is_the_brute_force_searchs():
+    rng = np.random.default_rng(7)
+    F, B, classes = 3, 6, 3
+    hist = np.zeros((F, B + 1, classes + 1), dtype=np.int64)
+    hist[:, :, :classes] = rng.integers(0, 5, (F, B + 1, classes))
+    hist[:, :, classes] = hist[:, :, :classes].sum(axis=2)  # rows of weight one
+    n_bins = np.full(F, B)
+    out = np.zeros(7)
+    K.best_gini_split(hist, n_bins, B, 1, 0.5, np.ones(F, dtype=np.int8), np.empty(classes), out)
+
+    def purity(c):
+        return (c ** 2).sum() / c.sum() if c.sum() else 0.0
+
+    best = (0.0, None)
+    for f in range(F):
+        total = hist[f, :, :classes].sum(axis=0)
+        for t in range(B - 1):
+            for missing_left in (1, 0):
+                left = hist[f, : t + 1, :classes].sum(axis=0) + missing_left * hist[f, B, :classes]
+                if left.sum() and (total - left).sum():
+                    gain = 0.5 * (purity(left) + purity(total - left) - purity(total))
+                    if gain > best[0] + 1e-12:
+                        best = (gain, (f, t, missing_left))
+    assert out[0] == pytest.approx(best[0], rel=1e-12) and tuple(int(v) for v in out[1:4]) == best[1]
+
+
+def test_varying_features_are_those_with_rows_in_two_bins():
+    hist = np.zeros((3, 5, 2), dtype=np.int64)
+    hist[0, 1, 1], hist[0, 3, 1] = 2, 1  # two bins
+    hist[1, 2, 1] = 3  # one bin
+    hist[2, 0, 1], hist[2, 4, 1] = 1, 1  # a bin and the missing bin
+    out = np.empty(3, dtype=np.int8)
+    K.varying_features(hist, np.full(3, 4), 4, 1, -1, np.ones(3, dtype=np.int8), out)
+    assert out.tolist() == [1, 0, 1]
+    K.varying_features(hist, np.full(3, 4), 4, 1, -1, np.array([0, 1, 1], dtype=np.int8), out)
+    assert out.tolist() == [0, 0, 1]
+
+
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_a_forest_classifies_as_well_as_scikit_learns(n_classes):
     from sklearn.datasets import make_classification

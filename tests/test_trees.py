@@ -11,7 +11,7 @@ from mpifl.trees import gradients as G
 from mpifl.trees.boosting import BoostParams, fit, fixed_exponent, fixed_point, sketch_edges
 from mpifl.trees.losses import Logistic, Softmax, SquaredError
 from mpifl.trees.pools import Alone
-from mpifl.trees.grower import TreeGrower, TreeParams
+from mpifl.trees.grower import Gradients, TreeGrower, TreeParams
 
 
 def binned_problem(n=300, F=4, bins=8, seed=0, missing=0.0):
@@ -116,7 +116,7 @@ def test_one_tree_is_scikit_learns_regression_tree_on_the_same_bins():
     grower = TreeGrower(binned, n_edges + 1, 16, TreeParams(max_leaves=8, l2=0.0, min_child_rows=1,
                                                             min_child_weight=0.0, lr=1.0), 11)
     rows = np.arange(2000)
-    tree, leaves = grower.grow(rows, gq, hp, gs, hs, np.ones(5, dtype=np.int8), edges)
+    (tree,), leaves = grower.grow(rows, Gradients(gq, hp, gs, hs), np.ones(5, dtype=np.int8), edges)
     # with h = 1 and no l2 the gain is the squared error's decrease and a leaf's value is -mean(g)
     reference = DecisionTreeRegressor(max_leaf_nodes=8, random_state=0).fit(binned.T.astype(float), -g)
     ours = np.zeros((2000, 1))

@@ -14,7 +14,7 @@ from mpifl.rng import Purpose, stream
 from mpifl.trees import gradients as G
 from mpifl.trees import kernels as K
 from mpifl.trees.binning import SKETCH_BUCKETS, count_buckets, edges_from_counts
-from mpifl.trees.grower import Tree, TreeGrower, TreeParams
+from mpifl.trees.grower import ClassCounts, Gradients, Tree, TreeGrower, TreeParams
 from mpifl.trees.kernels import bin_rows, poisson_weights, sampled_rows
 from mpifl.trees.losses import Averaged, Loss, shares_of
 from mpifl.trees.pools import Alone
@@ -217,8 +217,9 @@ class Boosting:
         G.to_fixed(self.g[k], g_exponent, self.gq)
         G.to_fixed_packed(self.h[k], h_exponent, self.count_bits, self.hp)
         allowed = feature_sample(params.seed, tree_id, self.features, params.colsample)
-        return self.grower.grow(rows, self.gq, self.hp, math.ldexp(1.0, -g_exponent), math.ldexp(1.0, -h_exponent),
-                                allowed, self.edges, tree_id)
+        criterion = Gradients(self.gq, self.hp, math.ldexp(1.0, -g_exponent), math.ldexp(1.0, -h_exponent))
+        trees, leaves = self.grower.grow(rows, criterion, allowed, self.edges, tree_id)
+        return trees[0], leaves
 
     def _add(self, tree: Tree, k: int, rows: np.ndarray | None, leaves: np.ndarray | None) -> None:
         """The tree's leaf values into output k's scores: through its leaves' rows, or by walking every row."""
@@ -231,9 +232,10 @@ class Boosting:
 
 class Bagging(Boosting):
     """A random forest (Breiman 2001) on the same bins, histograms and pools as boosting: member ``rnd`` draws
-    Poisson(1) weights for the rows from (seed, rnd, the row's place), and grows one tree per output on its
-    task's targets (mpifl.trees.losses.Averaged) with those weights; its splits draw their features per node
-    (TreeParams.split_features).  The trees do not depend on each other, so no scores are kept."""
+    Poisson(1) weights for the rows from (seed, rnd, the row's place) and grows one tree with them, on its task's
+    target (mpifl.trees.losses.Averaged: a regression or two-class forest) or over K classes by the Gini
+    decrease; its splits draw their features per node (TreeParams.split_features).  The trees do not depend on
+    each other, so no scores are kept."""
 
     def round(self, rnd: int) -> list[Tree]:
         weights = np.empty(self.y.size, dtype=np.int64)
@@ -244,13 +246,15 @@ class Bagging(Boosting):
         rows = self.every_row[weights > 0]
         if self.taking_part is not None:
             rows = rows[self.taking_part(rnd)[rows]]
+        if self.loss.gini:  # one tree over the K classes, each leaf their shares
+            allowed = feature_sample(self.params.seed, rnd, self.features, self.params.colsample)
+            labels = self.y.astype(np.int64)
+            return self.grower.grow(rows, ClassCounts(labels, weights, self.loss.classes_out), allowed, self.edges,
+                                    rnd)[0]
         w = weights.astype(np.float64)
-        trees = []
-        for k in range(self.loss.classes_out):
-            np.multiply(self.loss.targets(self.y, k), -w, out=self.g[k])
-            self.h[k] = w
-            trees.append(self._grow(k, rnd * self.loss.classes_out + k, rows.copy(), False)[0])
-        return trees
+        np.multiply(self.loss.targets(self.y), -w, out=self.g[0])
+        self.h[0] = w
+        return [self._grow(0, rnd, rows, False)[0]]
 
 
 def check_rows(X: np.ndarray, y: np.ndarray, loss: Loss) -> None:

@@ -61,12 +61,83 @@ class _Leaf:
 
 
 def split_sample(seed: int, tree: int, node: int, allowed: np.ndarray, fraction: float) -> np.ndarray:
-    """The features one node may split on: round(fraction * F) (at least one) of the tree's ``allowed``, drawn
-    from (seed, tree, node), as a random forest draws them at every split (Breiman 2001)."""
+    """The features one node may split on: round(fraction * F) (at least one) of ``allowed``, drawn from (seed,
+    tree, node), as a random forest draws them at every split (Breiman 2001)."""
     out = np.empty_like(allowed)
     K.split_features(seed, tree, node, allowed, max(1, int(round(fraction * allowed.size))),
                      np.empty(allowed.size, dtype=np.int64), out)
     return out
+
+
+class Gradients:
+    """Histograms of fixed-point gradients gq * g_scale and Hessians packed with a row count each (hp >>
+    count_bits times h_scale; mpifl.trees.kernels), split as the XGBoost paper scores them: boosting's trees, and
+    a forest's for one target."""
+
+    outputs = 1
+
+    def __init__(self, gq: np.ndarray, hp: np.ndarray, g_scale: float, h_scale: float):
+        self.gq, self.hp, self.g_scale, self.h_scale = gq, hp, g_scale, h_scale
+
+    def channels(self, grower: TreeGrower) -> int:
+        return K.CHANNELS
+
+    def histogram(self, grower: TreeGrower, rows, start, stop, hist) -> None:
+        if (stop - start) * K.SPARSE_NODE < grower.binned.shape[1]:
+            K.build_histogram_by_rows(grower.binned_rows, rows, start, stop, self.gq, self.hp, hist)
+        else:
+            K.build_histogram(grower.binned, rows, start, stop, self.gq, self.hp, grower.ordered, hist)
+
+    def split(self, grower: TreeGrower, hist, allowed, out) -> None:
+        p = grower.params
+        K.best_split(hist, grower.n_bins, grower.missing_bin, grower.count_bits, self.g_scale, self.h_scale, p.l2,
+                     p.gamma, p.min_child_weight, p.min_child_rows, allowed, out)
+
+    def rows(self, grower: TreeGrower, hist) -> int:
+        return int((hist[0, :, K.PACKED] & grower.mask).sum())
+
+    def varying(self, grower: TreeGrower, hist, allowed) -> np.ndarray:
+        out = np.empty_like(allowed)
+        K.varying_features(hist, grower.n_bins, grower.missing_bin, K.PACKED, grower.mask, allowed, out)
+        return out
+
+    def values(self, grower: TreeGrower, hist) -> np.ndarray:
+        p = grower.params
+        G = hist[0, :, K.GRAD].sum() * self.g_scale
+        H = (hist[0, :, K.PACKED] >> grower.count_bits).sum() * self.h_scale
+        return np.array([-p.lr * G / (H + p.l2)])
+
+
+class ClassCounts:
+    """A K-class forest's histograms: each class's weighted rows and the row count per bin, split by the Gini
+    decrease (mpifl.trees.kernels.best_gini_split); a leaf holds the K classes' weighted shares."""
+
+    def __init__(self, labels: np.ndarray, weights: np.ndarray, classes: int):
+        self.labels, self.weights, self.outputs = labels, weights, classes
+        self.scratch = np.empty(classes)
+
+    def channels(self, grower: TreeGrower) -> int:
+        return self.outputs + 1
+
+    def histogram(self, grower: TreeGrower, rows, start, stop, hist) -> None:
+        K.build_class_histogram(grower.binned_rows, rows, start, stop, self.labels, self.weights, hist)
+
+    def split(self, grower: TreeGrower, hist, allowed, out) -> None:
+        p = grower.params
+        K.best_gini_split(hist, grower.n_bins, grower.missing_bin, p.min_child_rows, p.min_child_weight, allowed,
+                          self.scratch, out)
+
+    def rows(self, grower: TreeGrower, hist) -> int:
+        return int(hist[0, :, self.outputs].sum())
+
+    def varying(self, grower: TreeGrower, hist, allowed) -> np.ndarray:
+        out = np.empty_like(allowed)
+        K.varying_features(hist, grower.n_bins, grower.missing_bin, self.outputs, -1, allowed, out)
+        return out
+
+    def values(self, grower: TreeGrower, hist) -> np.ndarray:
+        counts = hist[0, :, : self.outputs].sum(axis=0).astype(np.float64)
+        return grower.params.lr * counts / counts.sum()
 
 
 class TreeGrower:
@@ -78,23 +149,23 @@ class TreeGrower:
         self.binned, self.n_bins, self.missing_bin, self.params = binned, n_bins, missing_bin, params
         self.pool = pool or Alone()
         self.count_bits, self.mask = count_bits, (1 << count_bits) - 1
-        self.shape = (binned.shape[0], missing_bin + 1, K.CHANNELS)
         self.scratch = np.empty(binned.shape[1], dtype=np.int64)
         self.ordered = np.empty((2, K.TILE), dtype=np.int64)
         self.binned_rows = np.ascontiguousarray(binned.T)  # row-major too, for the sparse nodes' histograms
 
-    def grow(self, rows: np.ndarray, gq: np.ndarray, hp: np.ndarray, g_scale: float, h_scale: float,
-             allowed: np.ndarray, edges: np.ndarray, tree_id: int = 0) -> tuple[Tree, np.ndarray]:
-        """One tree on ``rows`` (reordered in place, leaf by leaf) from fixed-point gradients gq * g_scale and
-        Hessians packed with a row count each (hp >> count_bits times h_scale; mpifl.trees.kernels); a split's raw
-        threshold is its bin's upper edge.  Returns the tree and its leaves
-        as rows (node, start, stop): each leaf's rows are rows[start:stop]."""
+    def grow(self, rows: np.ndarray, criterion: Gradients | ClassCounts, allowed: np.ndarray, edges: np.ndarray,
+             tree_id: int = 0) -> tuple[list[Tree], np.ndarray]:
+        """One tree on ``rows`` (reordered in place, leaf by leaf), its histograms and splits the
+        ``criterion``'s; a split's raw threshold is its bin's upper edge.  Returns the tree (one per output of the
+        criterion: the same nodes, each output's leaf values) and its leaves as rows (node, start, stop): each
+        leaf's rows are rows[start:stop]."""
         p = self.params
-        self.tree_id = tree_id
-        feature, threshold, missing_left, left, right, value = [-1], [-1], [0], [-1], [-1], [0.0]
-        root = self._histogram(rows, 0, rows.size, gq, hp)
+        self.tree_id, self.criterion = tree_id, criterion
+        self.shape = (self.binned.shape[0], self.missing_bin + 1, criterion.channels(self))
+        feature, threshold, missing_left, left, right = [-1], [-1], [0], [-1], [-1]
+        root = self._histogram(rows, 0, rows.size)
         self.pool.sum_histogram(root)
-        leaves = [self._leaf(0, 0, rows.size, 0, root, g_scale, h_scale, allowed)]
+        leaves = [self._leaf(0, 0, rows.size, 0, root, allowed)]
         self.pool.decide(leaves[0].split)
         while len(leaves) < p.max_leaves:
             best = max(range(len(leaves)), key=lambda j: (leaves[j].split[0], -leaves[j].node))
@@ -106,8 +177,7 @@ class TreeGrower:
                               self.scratch)
             global_left, global_all = int(leaf.split[6]), int(leaf.split[ROWS])
             small_is_left = global_left <= global_all - global_left
-            small = self._histogram(rows, leaf.start, mid, gq, hp) if small_is_left else \
-                self._histogram(rows, mid, leaf.stop, gq, hp)
+            small = self._histogram(rows, leaf.start, mid) if small_is_left else self._histogram(rows, mid, leaf.stop)
             self.pool.sum_histogram(small)
             large = np.empty_like(small)
             K.subtract(leaf.hist, small, large)
@@ -117,46 +187,48 @@ class TreeGrower:
             left[leaf.node], right[leaf.node] = node_l, node_r
             for _ in range(2):
                 feature.append(-1), threshold.append(-1), missing_left.append(0), left.append(-1), right.append(-1)
-                value.append(0.0)
-            children = [self._leaf(node_l, leaf.start, mid, leaf.depth + 1, hist_left, g_scale, h_scale, allowed),
-                        self._leaf(node_r, mid, leaf.stop, leaf.depth + 1, hist_right, g_scale, h_scale, allowed)]
+            children = [self._leaf(node_l, leaf.start, mid, leaf.depth + 1, hist_left, allowed),
+                        self._leaf(node_r, mid, leaf.stop, leaf.depth + 1, hist_right, allowed)]
             decided = np.stack([children[0].split, children[1].split])
             self.pool.decide(decided)
             children[0].split, children[1].split = decided
             leaves[best:best + 1] = children
-        outputs = np.zeros(len(leaves))
+        outputs = np.zeros((len(leaves), criterion.outputs))
         if self.pool.decides:
             for j, leaf in enumerate(leaves):
-                G = leaf.hist[0, :, K.GRAD].sum() * g_scale
-                H = (leaf.hist[0, :, K.PACKED] >> self.count_bits).sum() * h_scale
-                outputs[j] = -p.lr * G / (H + p.l2)
+                outputs[j] = criterion.values(self, leaf.hist)
         self.pool.decide(outputs)
+        values = np.zeros((len(feature), criterion.outputs))
         for j, leaf in enumerate(leaves):
-            value[leaf.node] = outputs[j]
+            values[leaf.node] = outputs[j]
         feature_ = np.array(feature, dtype=np.int64)
         threshold_ = np.array(threshold, dtype=np.int64)
         raw = np.where(feature_ >= 0, edges[np.maximum(feature_, 0), np.maximum(threshold_, 0)], np.nan)
-        tree = Tree(feature_, threshold_, raw, np.array(missing_left, dtype=np.int8), np.array(left, dtype=np.int64),
-                    np.array(right, dtype=np.int64), np.array(value))
-        return tree, np.array([(leaf.node, leaf.start, leaf.stop) for leaf in leaves], dtype=np.int64)
+        nodes = (feature_, threshold_, raw, np.array(missing_left, dtype=np.int8), np.array(left, dtype=np.int64),
+                 np.array(right, dtype=np.int64))
+        trees = [Tree(*nodes, np.ascontiguousarray(values[:, k])) for k in range(criterion.outputs)]
+        return trees, np.array([(leaf.node, leaf.start, leaf.stop) for leaf in leaves], dtype=np.int64)
 
-    def _histogram(self, rows, start, stop, gq, hp) -> np.ndarray:
+    def _histogram(self, rows, start, stop) -> np.ndarray:
         hist = np.empty(self.shape, dtype=np.int64)
-        if (stop - start) * K.SPARSE_NODE < self.binned.shape[1]:
-            K.build_histogram_by_rows(self.binned_rows, rows, start, stop, gq, hp, hist)
-        else:
-            K.build_histogram(self.binned, rows, start, stop, gq, hp, self.ordered, hist)
+        self.criterion.histogram(self, rows, start, stop, hist)
         return hist
 
-    def _leaf(self, node, start, stop, depth, hist, g_scale, h_scale, allowed) -> _Leaf:
+    def _leaf(self, node, start, stop, depth, hist, allowed) -> _Leaf:
         p = self.params
         split = np.zeros(SPLIT_FIELDS)
         if not self.pool.decides:
             return _Leaf(node, start, stop, depth, hist, split)  # the decision comes from the pool
-        split[ROWS] = (hist[0, :, K.PACKED] & self.mask).sum()
+        split[ROWS] = self.criterion.rows(self, hist)
         if not (p.max_depth and depth >= p.max_depth):
             if p.split_features < 1.0:
-                allowed = split_sample(p.seed, self.tree_id, node, allowed, p.split_features)
-            K.best_split(hist, self.n_bins, self.missing_bin, self.count_bits, g_scale, h_scale, p.l2, p.gamma,
-                         p.min_child_weight, p.min_child_rows, allowed, split[:ROWS])
+                # drawn among the features that vary in the node, and where none of those splits, the others:
+                # scikit-learn's forests search on until a split is found
+                varying = self.criterion.varying(self, hist, allowed)
+                drawn = split_sample(p.seed, self.tree_id, node, varying, p.split_features)
+                self.criterion.split(self, hist, drawn, split[:ROWS])
+                if split[0] <= 0.0 and (varying > drawn).any():
+                    self.criterion.split(self, hist, varying - drawn, split[:ROWS])
+            else:
+                self.criterion.split(self, hist, allowed, split[:ROWS])
         return _Leaf(node, start, stop, depth, hist, split)

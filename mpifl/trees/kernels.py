@@ -134,7 +134,7 @@ def subtract(parent, child, out):
     neither goes below zero)."""
     for f in range(parent.shape[0]):
         for b in range(parent.shape[1]):
-            for c in range(CHANNELS):
+            for c in range(parent.shape[2]):
                 out[f, b, c] = parent[f, b, c] - child[f, b, c]
 
 
@@ -187,6 +187,86 @@ def best_split(hist, n_bins, missing_bin, count_bits, g_scale, h_scale, l2, gamm
                     break  # nothing missing: both sides score the same
     out[0], out[1], out[2], out[3] = best_gain, best_f, best_t, best_left
     out[4], out[5], out[6] = best_gl, best_hl, best_nl
+
+
+@kernel
+def build_class_histogram(binned_rows, rows, start, stop, labels, weights, hist):
+    """A classification forest's node histogram: hist[f, b, k] = the weights of rows[start:stop] of class k in bin
+    b of feature f, hist[f, b, K] = how many rows (K classes, K = hist.shape[2] - 1).  Integers: exact sums."""
+    hist[:] = 0
+    classes = hist.shape[2] - 1
+    for r in range(start, stop):
+        i = rows[r]
+        k, w = labels[i], weights[i]
+        line = binned_rows[i]
+        for f in range(line.shape[0]):
+            b = line[f]
+            hist[f, b, k] += w
+            hist[f, b, classes] += 1
+
+
+@inline_kernel
+def _purity(counts, weight):
+    """sum over classes of counts^2 / weight: weight times (1 - Gini impurity), the quantity a Gini split raises."""
+    total = 0.0
+    for k in range(counts.shape[0]):
+        total += counts[k] * counts[k]
+    return total / weight if weight > 0 else 0.0
+
+
+@kernel
+def best_gini_split(hist, n_bins, missing_bin, min_child_rows, min_child_weight, allowed, left, out):
+    """The split of one node with the largest weighted Gini decrease (CART's, as scikit-learn's forests score it):
+    gain = (W_L (1 - Gini_L) + W_R (1 - Gini_R) - W (1 - Gini)) / 2 from the class counts of
+    build_class_histogram.  Bins 0..t go left; the missing bin to the side that gains more (left on a tie).
+    ``left`` is scratch of K floats.  out as best_split's (gain, feature, threshold bin, missing left, 0, W_L, rows
+    left); gain <= 0: no split."""
+    K = hist.shape[2] - 1
+    best_gain, best_f, best_t, best_left, best_wl, best_nl = 0.0, -1, -1, 1, 0.0, 0.0
+    total = np.empty(K)
+    for f in range(hist.shape[0]):
+        if allowed[f] == 0:
+            continue
+        total[:] = 0.0
+        N = 0
+        for b in range(n_bins[f]):
+            for k in range(K):
+                total[k] += hist[f, b, k]
+            N += hist[f, b, K]
+        for k in range(K):
+            total[k] += hist[f, missing_bin, k]
+        Nm = hist[f, missing_bin, K]
+        W = total.sum()
+        parent = _purity(total, W)
+        left[:] = 0.0
+        nl = 0
+        for t in range(n_bins[f] - 1):
+            for k in range(K):
+                left[k] += hist[f, t, k]
+            nl += hist[f, t, K]
+            for side in range(2):  # 0: missing goes left, 1: right
+                ln = nl + Nm if side == 0 else nl
+                if ln < min_child_rows or N + Nm - ln < min_child_rows:
+                    continue
+                wl, score = 0.0, 0.0
+                for k in range(K):
+                    c = left[k] + (hist[f, missing_bin, k] if side == 0 else 0.0)
+                    wl += c
+                    score += c * c
+                wr = W - wl
+                if wl < min_child_weight or wr < min_child_weight:
+                    continue
+                right_score = 0.0
+                for k in range(K):
+                    c = total[k] - left[k] - (hist[f, missing_bin, k] if side == 0 else 0.0)
+                    right_score += c * c
+                gain = 0.5 * (score / wl + right_score / wr - parent)
+                if gain > best_gain:
+                    best_gain, best_f, best_t, best_left, best_wl, best_nl = gain, f, t, 1 - side, wl, float(ln)
+                if Nm == 0:
+                    break
+    out[0], out[1], out[2], out[3] = best_gain, best_f, best_t, best_left
+    out[4], out[5], out[6] = 0.0, best_wl, best_nl
 
 
 @kernel
@@ -263,6 +343,21 @@ def _row_hash(seed, tree, place, salt):
 
 SUBSAMPLE_SALT, BOOTSTRAP_SALT = 0, 0x5851F42D4C957F2D  # a row's subsampling and bootstrap draws are independent
 SPLIT_SALT = 0x14057B7EF767814F  # a node's feature draw
+
+
+@kernel
+def varying_features(hist, n_bins, missing_bin, channel, mask, allowed, out):
+    """out[f] = allowed[f] and the node's rows of feature f fall in two bins or more (the missing bin one of
+    them): the features a split could use.  A bin's rows are hist[f, b, channel] & mask."""
+    for f in range(hist.shape[0]):
+        seen = 0
+        if allowed[f]:
+            for b in range(n_bins[f]):
+                if hist[f, b, channel] & mask:
+                    seen += 1
+            if hist[f, missing_bin, channel] & mask:
+                seen += 1
+        out[f] = 1 if seen > 1 else 0
 
 
 @kernel

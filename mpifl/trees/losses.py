@@ -84,11 +84,13 @@ class Averaged(Loss):
     removes: for a 0/1 target, half the weighted Gini decrease); the learning rate 1/trees makes the model the
     trees' mean."""
 
+    gini = False  # K classes: one tree over every class, split by the Gini decrease (mpifl.trees.grower.ClassCounts)
+
     def base(self, y_sum, n, class_counts):
         return np.zeros(self.classes_out)
 
-    def targets(self, y: np.ndarray, k: int) -> np.ndarray:
-        """Output k's target of each row."""
+    def targets(self, y: np.ndarray) -> np.ndarray:
+        """Each row's target (a two-class or regression forest's one output)."""
         return y
 
 
@@ -112,17 +114,16 @@ class ForestVote(Averaged):
 
 
 class ForestVotes(Averaged):
-    """K classes: one tree per class per member, each on its class's indicator (one against the rest), on the
-    member's one bootstrap; the means are the classes' shares."""
+    """K classes: one tree per member over every class, split by the Gini decrease as CART splits, each leaf the
+    classes' weighted shares (stored as K trees of the same nodes, one per class's share); the means are the
+    classes' shares."""
 
     name = "forest_softmax"
     classifies = True
+    gini = True
 
     def __init__(self, classes: int):
         self.classes_out = classes
-
-    def targets(self, y, k):
-        return (y == k).astype(np.float64)
 
     def figures(self, scores, y):
         labels = y.astype(np.int64)
