@@ -191,3 +191,10 @@ def test_a_bad_forest_value_is_named():
 
     with pytest.raises(ConfigError, match="max_features"):
         mpifl.job(None, model__kind="forest", model__max_features=1.5)
+
+
+def test_a_federated_tree_job_on_one_rank_says_it_needs_a_server_and_clients():
+    from mpifl.errors import RankCountError
+
+    with pytest.raises(RankCountError, match="at least 2 ranks"):
+        mpifl.run(None, mode="federated", model__kind="forest", rounds=2)

@@ -98,6 +98,7 @@ def run_tree_job(comm: MPI.Comm, cfg, mode, source, out_dir: Path | None, verbos
     ranks); every rank returns the same trees.  With ``write`` False nothing is written."""
     started = time.perf_counter()
     check_settings(cfg)
+    mode.check_ranks(comm)
     compile_seconds = comm.allreduce(warm_up(cfg.model.bins > 255), op=MPI.MAX)
     load_started = time.perf_counter()
     part = collectively(comm, lambda: _rows(mode, source, comm))
