@@ -200,8 +200,7 @@ class Federated(Mode):
             shape = source.shape()
             empty = np.empty((0, shape.n_features), dtype=np.dtype(cfg.model.dtype))
             return TreeRows(empty, np.empty(0, dtype=empty.dtype), np.empty(0, dtype=np.int64), source.server_test(),
-                            np.empty(0, dtype=np.int64), n_clients, None, np.empty(0, dtype=np.int64),
-                            validation.held_out_clients(cfg.seed, n_clients, cfg.data.folds, cfg.data.fold))
+                            np.empty(0, dtype=np.int64), n_clients)
         clients = blocks[comm.Get_rank() - 1]
         shards = [data.train for data in source.clients(clients, n_clients)]
         owner = np.repeat(np.arange(clients.start, clients.stop), [s.n for s in shards])
@@ -210,12 +209,10 @@ class Federated(Mode):
                            np.empty(0, dtype=shards[0].y.dtype))
         X, y = np.concatenate([s.X for s in shards]), np.concatenate([s.y for s in shards])
         held = validation.held_out_clients(cfg.seed, n_clients, cfg.data.folds, cfg.data.fold)
-        hosts = np.arange(clients.start, clients.stop)
         if held is None:
-            return TreeRows(X, y, places, empty_test, owner, n_clients, None, hosts)
+            return TreeRows(X, y, places, empty_test, owner, n_clients)
         out = held[owner]  # the held-out fold's clients validate and never train
-        return TreeRows(X[~out], y[~out], places[~out], empty_test, owner[~out], n_clients, Shard(X[out], y[out]),
-                        hosts[~held[hosts]], held)
+        return TreeRows(X[~out], y[~out], places[~out], empty_test, owner[~out], n_clients, Shard(X[out], y[out]))
 
     def sampled_clients(self, rnd: int, n_clients: int) -> np.ndarray:
         """Which clients the trees of boosting round ``rnd`` (from 0) see: round rnd + 1's plan."""
@@ -357,8 +354,6 @@ class TreeRows:
     owner: np.ndarray | None
     n_clients: int
     val: Shard | None = None  # this rank's validation rows (data.validation_fraction or data.folds)
-    hosts: np.ndarray | None = None  # federated: the clients whose rows this rank trains on (none on the server)
-    held: np.ndarray | None = None  # federated with data.folds: which clients are held out (they never train)
 
 
 def mode_of(cfg: Config) -> Mode:

@@ -299,3 +299,16 @@ def test_mpifl_predict_names_a_file_that_is_not_a_tree_model(tmp_path, capsys):
     np.save(tmp_path / "rows.npy", np.zeros((2, 3)))
     assert main(["predict", str(tmp_path / "model.json"), str(tmp_path / "rows.npy")]) != 0
     assert "not an mpifl tree model" in capsys.readouterr().err
+
+
+def test_a_tree_job_refuses_secagg_settings_it_cannot_honour():
+    import mpifl
+    from mpifl.errors import ConfigError
+    from mpifl.trees.job import check_settings
+
+    base = dict(mode="federated", model__kind="gbdt", secagg__enabled=True)
+    with pytest.raises(ConfigError, match="secagg.dropout must be 0"):
+        check_settings(mpifl.job(None, **base, secagg__dropout=0.1))
+    with pytest.raises(ConfigError, match="secagg.bits must be 64"):
+        check_settings(mpifl.job(None, **base, secagg__bits=32))
+    check_settings(mpifl.job(None, **base))  # the plain protocol is taken

@@ -106,7 +106,7 @@ def run_tree_job(comm: MPI.Comm, cfg, mode, source, out_dir: Path | None, verbos
     run_dir = _claim(comm, cfg, out_dir, resume, overwrite) if write else None
     start = collectively(comm, lambda: model_file.read(run_dir / CHECKPOINT)) if resume else None
     loss, params = method.loss(cfg, source.shape().n_classes), method.params(cfg, source.shape().n_features)
-    pool = Allreduced(comm) if part.owner is None else AtServer(comm, _masks(comm, cfg, mode, part))
+    pool = Allreduced(comm) if part.owner is None else AtServer(comm, _masks(comm, cfg))
     progress = _Progress(comm, cfg, run_dir, part.test, part.val, loss, pool, verbose)
     if start is not None:
         progress.test_scores.add(start, 0)
@@ -180,21 +180,13 @@ class _Progress:
             print(text, flush=True)
 
 
-def _masks(comm: MPI.Comm, cfg, mode, part):
+def _masks(comm: MPI.Comm, cfg):
     """Federated with secagg.enabled: each round's pads for this rank's histograms (mpifl.trees.secure)."""
     if not cfg.secagg.enabled:
         return None
     from mpifl.trees.secure import agree_round
 
-    def for_round(rnd: int):
-        sampled = mode.sampled_clients(rnd, part.n_clients)
-        if part.held is not None:
-            sampled &= ~part.held
-        cohort = np.flatnonzero(sampled)
-        return agree_round(comm, rnd, cohort, part.hosts[sampled[part.hosts]], cfg.seed, cfg.secagg.plus,
-                           cfg.secagg.neighbours)
-
-    return for_round
+    return lambda rnd: agree_round(comm, rnd, cfg.seed, cfg.secagg.plus, cfg.secagg.neighbours)
 
 
 def check_settings(cfg) -> None:

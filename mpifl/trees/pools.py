@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mpifl.ranks import ROOT, is_root
+
 
 class Alone:
     """The sums and maxima of one participant that holds every row."""
@@ -63,7 +65,7 @@ class AtServer(Allreduced):
 
     def __init__(self, comm, masks=None):
         super().__init__(comm)
-        self.decides = comm.Get_rank() == 0
+        self.decides = is_root(comm)
         self.masks_for, self.masks = masks, None
 
     def begin_round(self, rnd: int) -> None:
@@ -75,10 +77,10 @@ class AtServer(Allreduced):
         if self.masks is not None:
             send = self.masks.mask(hist)
         if self.decides:
-            self.comm.Reduce(self.MPI.IN_PLACE, send, op=self.MPI.SUM, root=0)  # uint64: wraps, the ring's sum
+            self.comm.Reduce(self.MPI.IN_PLACE, send, op=self.MPI.SUM, root=ROOT)  # uint64: wraps, the ring's sum
         else:
             self.sent += send.nbytes
-            self.comm.Reduce(send, None, op=self.MPI.SUM, root=0)
+            self.comm.Reduce(send, None, op=self.MPI.SUM, root=ROOT)
 
     def decide(self, values):
-        self.comm.Bcast(values, root=0)
+        self.comm.Bcast(values, root=ROOT)

@@ -1,18 +1,18 @@
 """Masked histogram sums for federated trees: the server reads each node's sum over the round's clients and no
-client's own histogram, as secure aggregation promises (Bonawitz et al. 2017, the pairwise masks of its
+client rank's share of it, as secure aggregation promises (the pairwise masks of Bonawitz et al. 2017's
 semi-honest protocol; the neighbour graph of SecAgg+, Bell et al. 2020, with ``secagg.plus``).
 
-Once per boosting round, each sampled client draws an X25519 key pair; the server gathers the public keys and
-broadcasts the directory (it routes keys it did not make: a server that swaps them is the active adversary this
-protocol does not stop).  Client u and each neighbour v derive s_uv = HKDF(X25519(u, v), round).  Histogram
-number c of the round is then sent as x_u + sum over v of +-ChaCha20(s_uv, nonce c) in Z_2^64 (+ when u < v), so
-the masks cancel in the sum and the server's Reduce gives the exact integers, the same bytes as without masks.
-A client rank hosts many clients: it adds its clients' masked inputs, and a pair hosted on one rank cancels
-there, so only the pads of pairs across ranks are drawn.
+The parties are the client ranks.  A rank adds the histograms of the clients it hosts (one process holds their
+rows anyway; in a deployment each client is its own rank), then masks that sum.  Once per boosting round, each
+client rank draws an X25519 key pair; the server gathers the public keys and broadcasts the directory (it
+routes keys it did not make: a server that swaps them is the active adversary this protocol does not stop).
+Ranks r and q derive s_rq = HKDF(X25519(r, q), round), and histogram number c of the round is sent as
+x_r + sum over q of +-ChaCha20(s_rq, nonce c) in Z_2^64 (+ when r < q), so the pads cancel in the server's
+Reduce and the sum is the exact integers: the same bytes as without masks.  A rank draws one pad per neighbour
+and histogram, whatever the clients it hosts.
 
-Every sampled client answers every histogram of its round's trees (no dropouts inside a tree), so the
-self-masks and secret shares that let Bonawitz's protocol survive dropouts are not needed; a tree job refuses
-``secagg.dropout``.  Pure of MPI except ``agree_round``'s two collectives.
+Every client rank answers every histogram of every round, so the self-masks and secret shares that let the
+full protocol survive dropouts are not needed; a tree job refuses ``secagg.dropout``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
+from mpifl.ranks import ROOT, is_root
 from mpifl.secagg import crypto
 from mpifl.secagg.graph import default_degree, neighbours
 
@@ -27,7 +28,7 @@ LABEL = b"mpifl-trees histogram mask"
 
 
 class RoundMasks:
-    """One client rank's pads for one boosting round: pairs (its client u, a neighbour v on another rank)."""
+    """One client rank's pads for one boosting round: one key per neighbouring client rank."""
 
     def __init__(self, pairs: list[tuple[bytes, int]]):
         self.pairs = pairs  # (s_uv, +1 or -1)
@@ -46,27 +47,19 @@ class RoundMasks:
         return out
 
 
-def agree_round(comm: MPI.Comm, rnd: int, cohort: np.ndarray, hosted: np.ndarray, seed: int,
-                plus: bool, degree: int) -> RoundMasks | None:
-    """The round's key agreement, on every rank together: ``cohort`` the sampled client ids (ascending, the same
-    everywhere), ``hosted`` the cohort clients on this rank (none on the server).  Returns this rank's pads (None on
-    the server)."""
-    own = {int(u): crypto.new_private_key() for u in hosted}
-    sent = np.frombuffer(b"".join(crypto.public_bytes(own[int(u)]) for u in hosted), dtype=np.uint8)
-    counts = np.empty(comm.Get_size(), dtype=np.int64)
-    comm.Allgather(np.array([sent.size], dtype=np.int64), counts)
+def agree_round(comm: MPI.Comm, rnd: int, seed: int, plus: bool, degree: int) -> RoundMasks | None:
+    """The round's key agreement among the client ranks, on every rank together; returns this rank's pads (None
+    on the server)."""
+    mine = crypto.new_private_key() if not is_root(comm) else None
+    sent = np.frombuffer(crypto.public_bytes(mine) if mine is not None else b"", dtype=np.uint8)
+    counts = np.array([0] + [crypto.KEY_BYTES] * (comm.Get_size() - 1), dtype=np.int64)
     directory = np.empty(int(counts.sum()), dtype=np.uint8)
-    comm.Gatherv(sent, [directory, counts] if comm.Get_rank() == 0 else None, root=0)
-    comm.Bcast(directory, root=0)  # the server routes the keys, in the hosts' order: the cohort's, ascending
-    if directory.size != cohort.size * crypto.KEY_BYTES:
-        raise RuntimeError(f"tree masks, round {rnd}: {directory.size // crypto.KEY_BYTES} keys for a cohort of "
-                           f"{cohort.size}")
-    if comm.Get_rank() == 0:
+    comm.Gatherv(sent, [directory, counts] if is_root(comm) else None, root=ROOT)
+    comm.Bcast(directory, root=ROOT)  # the server routes the keys, in rank order
+    if mine is None:
         return None
-    keys = {int(u): directory[i * crypto.KEY_BYTES: (i + 1) * crypto.KEY_BYTES].tobytes()
-            for i, u in enumerate(cohort)}
-    graph = neighbours(cohort, seed, rnd, (degree or default_degree(cohort.size)) if plus else None)
-    mine = set(keys) & set(int(u) for u in hosted)
-    pairs = [(crypto.agree(own[u], keys[v], LABEL, rnd), 1 if u < v else -1)
-             for u in sorted(mine) for v in graph[u] if v not in mine]
-    return RoundMasks(pairs)
+    parties = np.arange(1, comm.Get_size())
+    keys = {int(r): directory[i * crypto.KEY_BYTES: (i + 1) * crypto.KEY_BYTES].tobytes() for i, r in enumerate(parties)}
+    me = comm.Get_rank()
+    graph = neighbours(parties, seed, rnd, (degree or default_degree(parties.size)) if plus else None)
+    return RoundMasks([(crypto.agree(mine, keys[q], LABEL, rnd), 1 if me < q else -1) for q in graph[me]])
