@@ -301,7 +301,7 @@ def test_mpifl_predict_names_a_file_that_is_not_a_tree_model(tmp_path, capsys):
     assert "not an mpifl tree model" in capsys.readouterr().err
 
 
-def test_a_tree_job_refuses_secagg_settings_it_cannot_honour():
+def test_a_tree_job_refuses_stages_and_secagg_settings_it_cannot_honour():
     import mpifl
     from mpifl.errors import ConfigError
     from mpifl.trees.job import check_settings
@@ -312,3 +312,5 @@ def test_a_tree_job_refuses_secagg_settings_it_cannot_honour():
     with pytest.raises(ConfigError, match="secagg.bits must be 64"):
         check_settings(mpifl.job(None, **base, secagg__bits=32))
     check_settings(mpifl.job(None, **base))  # the plain protocol is taken
+    with pytest.raises(ConfigError, match="does not apply privacy.noise_multiplier"):
+        check_settings(mpifl.job(None, mode="federated", model__kind="forest", privacy__noise_multiplier=1.0))
