@@ -34,6 +34,7 @@ class Purpose(IntEnum):
     EVALUATION = 18  # which clients evaluate on their validation rows in a round (federated evaluation)
     SEARCH = 19  # a sweep's random search and its sampler (mpifl.search)
     TREE_SAMPLING = 20  # the features a tree may split on (mpifl.trees); its rows are hashed from their global ids
+    TREE_PRIVACY = 21  # the Gaussian noise the server adds to a tree job's released sums, per (release, histogram)
 
 
 def stream(seed: int, purpose: Purpose, *keys: int) -> np.random.Generator:

@@ -169,9 +169,9 @@ def test_what_a_client_rank_sends_the_server_is_never_its_own_histogram(monkeypa
     sums, masked = [], []
     real_sum, real_mask = pools.AtServer.sum_histogram, secure.RoundMasks.mask
 
-    def sum_histogram(self, hist):
+    def sum_histogram(self, hist, criterion=None):
         sums.append(hist.size)
-        real_sum(self, hist)
+        real_sum(self, hist, criterion)
 
     def mask(self, values):
         out = real_mask(self, values)
@@ -184,3 +184,23 @@ def test_what_a_client_rank_sends_the_server_is_never_its_own_histogram(monkeypa
     if COMM.rank:
         assert len(masked) == len(sums) > 0
         assert all(not np.array_equal(own, out) for own, out in masked)
+
+
+@pytest.mark.mpi(min_size=3)
+def test_private_federated_trees_are_the_same_bytes_on_any_rank_count_and_report_their_epsilon():
+    """The server draws every release's noise from (seed, release): the rank count changes nothing."""
+    from mpifl.trees.privacy import epsilon
+
+    job = {**FEDERATED, "rounds": 3, "model__max_depth": 3, "privacy__noise_multiplier": 2.0,
+           "model__feature_low": 0.0, "model__feature_high": 16.0}
+    together = mpifl.run(None, COMM, **job)
+    pair = COMM.Split(0 if COMM.rank < 2 else MPI.UNDEFINED, COMM.rank)
+    if pair != MPI.COMM_NULL:
+        fewer = mpifl.run(None, pair, **job)
+        pair.Free()
+        assert to_document(fewer.trees, {}) == to_document(together.trees, {})
+    plain = mpifl.run(None, COMM, **{k: v for k, v in job.items() if not k.startswith("privacy")})
+    assert to_document(plain.trees, {})["trees"] != to_document(together.trees, {})["trees"]
+    said = together.summary["privacy"]
+    assert said["releases"] == 2 + 3 * 10 * 4
+    assert said["epsilon"] == pytest.approx(epsilon(2.0, said["releases"], 1e-5), rel=1e-12)

@@ -116,7 +116,7 @@ def test_one_tree_is_scikit_learns_regression_tree_on_the_same_bins():
     grower = TreeGrower(binned, n_edges + 1, 16, TreeParams(max_leaves=8, l2=0.0, min_child_rows=1,
                                                             min_child_weight=0.0, lr=1.0), 11)
     rows = np.arange(2000)
-    (tree,), leaves = grower.grow(rows, Gradients(gq, hp, gs, hs), np.ones(5, dtype=np.int8), edges)
+    (tree,), leaves = grower.grow(rows, Gradients(gq, hp, gs, hs, 11), np.ones(5, dtype=np.int8), edges)
     # with h = 1 and no l2 the gain is the squared error's decrease and a leaf's value is -mean(g)
     reference = DecisionTreeRegressor(max_leaf_nodes=8, random_state=0).fit(binned.T.astype(float), -g)
     ours = np.zeros((2000, 1))
@@ -312,5 +312,56 @@ def test_a_tree_job_refuses_stages_and_secagg_settings_it_cannot_honour():
     with pytest.raises(ConfigError, match="secagg.bits must be 64"):
         check_settings(mpifl.job(None, **base, secagg__bits=32))
     check_settings(mpifl.job(None, **base))  # the plain protocol is taken
-    with pytest.raises(ConfigError, match="does not apply privacy.noise_multiplier"):
-        check_settings(mpifl.job(None, mode="federated", model__kind="forest", privacy__noise_multiplier=1.0))
+    with pytest.raises(ConfigError, match="does not apply compress.uplink"):
+        check_settings(mpifl.job(None, mode="federated", model__kind="gbdt", compress__uplink="topk"))
+
+
+def test_private_trees_refuse_what_their_guarantee_cannot_take():
+    import mpifl
+    from mpifl.errors import ConfigError
+    from mpifl.trees.privacy import settle
+
+    private = dict(mode="federated", privacy__noise_multiplier=1.0)
+    with pytest.raises(ConfigError, match="model.kind = 'forest' is not built"):
+        settle(mpifl.job(None, model__kind="forest", **private), 10)
+    with pytest.raises(ConfigError, match="model.feature_low < model.feature_high"):
+        settle(mpifl.job(None, model__kind="gbdt", **private), 10)
+    bounded = dict(model__kind="gbdt", model__feature_low=0.0, model__feature_high=16.0, **private)
+    with pytest.raises(ConfigError, match="privacy.noise = \"central\""):
+        settle(mpifl.job(None, **bounded, privacy__noise="distributed", server__sampling="fixed"), 10)
+    assert settle(mpifl.job(None, model__kind="gbdt", mode="federated"), 10) is None
+
+
+def test_the_servers_noise_on_a_histogram_has_the_gaussian_mechanisms_scale():
+    """sigma = z sqrt(3 F) in units of (C, C, 1) on each bin's gradient sum, Hessian sum and rows."""
+    from mpifl.trees import kernels as K
+    from mpifl.trees.privacy import TreePrivacy
+
+    F, B, bits = 3, 40_000, 20
+    g_scale, h_scale, z, clip = 2.0**-30, 2.0**-25, 1.5, 0.5
+    hist = np.zeros((F, B, K.CHANNELS), dtype=np.int64)
+    hist[:, :, K.PACKED] = (np.int64(10**10) << bits) | 5000  # far from the floors
+    private = TreePrivacy(z, clip, 1e-5, 0.0, 1.0, 10, seed=3)
+    Gradients(None, None, g_scale, h_scale, bits).add_noise(hist, private, 2, 0, 0)
+    sigma = z * np.sqrt(3 * F)
+    g = hist[:, :, K.GRAD] * g_scale / clip
+    h = ((hist[:, :, K.PACKED] >> bits) - 10**10) * h_scale / clip
+    n = (hist[:, :, K.PACKED] & ((1 << bits) - 1)) - 5000
+    for noise in (g, h, n):
+        assert abs(noise.std() / sigma - 1) < 0.01 and abs(noise.mean()) < 0.02 * sigma
+
+
+def test_a_private_tree_jobs_epsilon_is_the_accountants_for_its_releases():
+    import dp_accounting
+    from dp_accounting import rdp
+
+    from mpifl.trees.privacy import epsilon, noise_for, releases
+
+    assert releases(20, 1, 8, 3) == 2 + 20 * 4  # the sketch, the counts, four depths a tree
+    assert releases(5, 10, 15, 0) == 2 + 5 * 10 * 15  # no max_depth: a chain of max_leaves - 1 splits
+    by_hand = rdp.RdpAccountant()
+    for _ in range(82):
+        by_hand.compose(dp_accounting.GaussianDpEvent(3.0))
+    assert epsilon(3.0, 82, 1e-5) == pytest.approx(by_hand.get_epsilon(1e-5), rel=1e-9)
+    z = noise_for(4.0, 82, 1e-5)
+    assert epsilon(z, 82, 1e-5) <= 4.0 < epsilon(z * 0.99, 82, 1e-5)

@@ -67,6 +67,9 @@ MEANINGS: dict[str, str] = {
     "model.gamma": "gbdt: the least gain a split must bring (XGBoost's gamma)",
     "model.subsample": "gbdt: the share of rows each tree sees, drawn per tree from each row's place",
     "model.colsample": "gbdt: the share of features each tree may split on, drawn per tree",
+    "model.feature_low": "gbdt with [privacy]: every feature's public lower bound, which private trees bin from "
+                         "(the rows never set it)",
+    "model.feature_high": "gbdt with [privacy]: every feature's public upper bound (above model.feature_low)",
     "model.architecture": "cnn: fedavg (McMahan et al.'s MNIST CNN), femnist (LEAF's), niid (NIID-Bench's), or "
                           "custom (model.layers)",
     "model.layers": 'cnn, custom: the layers, "conv K C same|valid", "pool" (2x2 max) and "dense N"',

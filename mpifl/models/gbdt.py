@@ -22,6 +22,9 @@ class Gbdt(NetworkKind):
         "gamma": (0.0, Interval(float, 0, None)),  # the least gain a split must bring (XGBoost's gamma)
         "subsample": (1.0, Interval(float, 0, 1, "right")),  # the rows a tree sees, drawn per tree
         "colsample": (1.0, Interval(float, 0, 1, "right")),  # the features a tree may split on, drawn per tree
+        # every feature's public bounds, which differentially private trees bin between (low >= high: not given)
+        "feature_low": (0.0, Interval(float, None, None)),
+        "feature_high": (0.0, Interval(float, None, None)),
         **OUTPUT,
     }
     one_variant = "trees have one variant of their kernels"

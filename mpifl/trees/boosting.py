@@ -18,6 +18,7 @@ from mpifl.trees.grower import ClassCounts, Gradients, Tree, TreeGrower, TreePar
 from mpifl.trees.kernels import bin_rows, poisson_weights, sampled_rows
 from mpifl.trees.losses import Averaged, Loss, shares_of
 from mpifl.trees.pools import Alone
+from mpifl.trees.privacy import COUNTS, SKETCH
 
 FIXED_BITS = 62  # a node's summed fixed-point gradients stay below 2^62 in magnitude
 MAX_EXPONENT = 1000
@@ -98,7 +99,15 @@ class Booster:
 
 
 def sketch_edges(X: np.ndarray, bins: int, pool: Alone) -> tuple[np.ndarray, np.ndarray]:
-    """Every participant's bin edges from the summed sketches of their rows (mpifl.trees.binning)."""
+    """Every participant's bin edges from the summed sketches of their rows (mpifl.trees.binning); a private
+    job's between the public bounds, from noised counts (mpifl.trees.privacy)."""
+    private = pool.privacy
+    if private is not None:
+        lo, hi = np.full(X.shape[1], private.low), np.full(X.shape[1], private.high)
+        counts = np.empty((X.shape[1], SKETCH_BUCKETS), dtype=np.int64)
+        count_buckets(np.clip(X, private.low, private.high), lo, hi, counts)
+        pool.release(counts, math.sqrt(X.shape[1]), SKETCH)
+        return edges_from_counts(counts, lo, hi, bins)
     lo = np.fmin.reduce(X, axis=0, initial=np.inf)  # NaN skipped; a feature with no value here: +inf
     hi = np.fmax.reduce(X, axis=0, initial=-np.inf)
     bounds = np.concatenate([-lo, hi])
@@ -154,16 +163,23 @@ class Boosting:
         if loss.classifies:
             sums[:labels] = np.bincount(y.astype(np.int64), minlength=labels)
         sums[-1] = n
-        pool.sum_ints(sums)
+        private = pool.privacy
+        if private is not None:  # one row moves one class count and the total: sensitivity sqrt(2)
+            pool.release(sums, math.sqrt(2.0), COUNTS)
+            sums[:-1] = np.maximum(sums[:-1], 1)
+        else:
+            pool.sum_ints(sums)
         check_sketch(self.edges, self.n_edges, int(sums[-1]), params.bins)
         # the missing bin follows the most bins any feature has: few distinct values, small histograms
         self.missing_bin = int(self.n_edges.max()) + 1
         self.binned = np.empty((self.features, n), dtype=np.uint8 if params.bins < 256 else np.uint16)
         bin_rows(X, self.edges, self.n_edges, self.missing_bin, self.binned)
-        self.count_bits = int(sums[-1]).bit_length()  # a node's row count fits below the packed Hessian
+        # a node's row count fits below the packed Hessian; a private job's noised count, with room to spare
+        self.row_bound = int(sums[-1]) if private is None else 2 * int(sums[-1] + 6 * private.noise_multiplier) + 64
+        self.count_bits = self.row_bound.bit_length()
         self.grower = TreeGrower(self.binned, self.n_edges + 1, self.missing_bin, params.tree, self.count_bits,
                                  pool)
-        y_sum = 0.0 if loss.classifies else exact_sum(y, pool)
+        y_sum = 0.0 if loss.classifies or private is not None else exact_sum(y, pool)  # private: start from 0
         base = loss.base(y_sum, int(sums[-1]), sums[:-1].astype(np.float64))
         self.booster = Booster(self.edges, self.n_edges, base, loss.name)
         self.scores = np.tile(base, (n, 1))
@@ -208,16 +224,23 @@ class Boosting:
         of them over every participant's rows."""
         params, pool = self.params, self.pool
         peaks = np.empty(2)
-        G.peaks(self.g[k], self.h[k], rows, every_row, peaks)
-        pool.maximum(peaks)
         count = np.array([rows.size], dtype=np.int64)
-        pool.sum_ints(count)
+        if pool.privacy is not None:  # the clip bounds them, and the noised count bounds the rows
+            clip = pool.privacy.clip
+            np.clip(self.g[k], -clip, clip, out=self.g[k])
+            np.clip(self.h[k], 0.0, clip, out=self.h[k])
+            peaks[:], count[0] = clip, self.row_bound
+        else:
+            G.peaks(self.g[k], self.h[k], rows, every_row, peaks)
+            pool.maximum(peaks)
+            pool.sum_ints(count)
         g_exponent = fixed_exponent(peaks[0], int(count[0]))
         h_exponent = fixed_exponent(peaks[1], int(count[0]), FIXED_BITS - self.count_bits)
         G.to_fixed(self.g[k], g_exponent, self.gq)
         G.to_fixed_packed(self.h[k], h_exponent, self.count_bits, self.hp)
         allowed = feature_sample(params.seed, tree_id, self.features, params.colsample)
-        criterion = Gradients(self.gq, self.hp, math.ldexp(1.0, -g_exponent), math.ldexp(1.0, -h_exponent))
+        criterion = Gradients(self.gq, self.hp, math.ldexp(1.0, -g_exponent), math.ldexp(1.0, -h_exponent),
+                              self.count_bits)
         trees, leaves = self.grower.grow(rows, criterion, allowed, self.edges, tree_id)
         return trees[0], leaves
 

@@ -76,8 +76,8 @@ class Gradients:
 
     outputs = 1
 
-    def __init__(self, gq: np.ndarray, hp: np.ndarray, g_scale: float, h_scale: float):
-        self.gq, self.hp, self.g_scale, self.h_scale = gq, hp, g_scale, h_scale
+    def __init__(self, gq: np.ndarray, hp: np.ndarray, g_scale: float, h_scale: float, count_bits: int):
+        self.gq, self.hp, self.g_scale, self.h_scale, self.count_bits = gq, hp, g_scale, h_scale, count_bits
 
     def channels(self, grower: TreeGrower) -> int:
         return K.CHANNELS
@@ -101,11 +101,41 @@ class Gradients:
         K.varying_features(hist, grower.n_bins, grower.missing_bin, K.PACKED, grower.mask, allowed, out)
         return out
 
+    def subtract(self, grower: TreeGrower, parent, child, out) -> None:
+        """out = parent - child; where the sums are noised (the private server's) each field is floored at 0
+        apart, so that a noised count never borrows from the Hessian packed above it."""
+        if grower.pool.privacy is None or not grower.pool.decides:
+            K.subtract(parent, child, out)
+            return
+        bits, mask = grower.count_bits, grower.mask
+        out[:, :, K.GRAD] = parent[:, :, K.GRAD] - child[:, :, K.GRAD]
+        h = np.maximum((parent[:, :, K.PACKED] >> bits) - (child[:, :, K.PACKED] >> bits), 0)
+        n = np.maximum((parent[:, :, K.PACKED] & mask) - (child[:, :, K.PACKED] & mask), 0)
+        out[:, :, K.PACKED] = (h << bits) | n
+
+    def add_noise(self, hist, privacy, *key: int) -> None:
+        """The server's Gaussian noise on a summed histogram (mpifl.trees.privacy): on each bin's gradient sum,
+        Hessian sum and row count, at the scale of the clip C, C and 1; the Hessian and count floored at 0 and
+        kept within their packed fields."""
+        from mpifl.trees.privacy import histogram_sensitivity
+
+        bits = self.count_bits
+        sigma = privacy.noise_multiplier * histogram_sensitivity(hist.shape[0])
+        xi = privacy.noise((3, *hist.shape[:2]), *key)
+        top = float(2**62)
+        g = hist[:, :, K.GRAD] + np.rint(np.clip(sigma * privacy.clip / self.g_scale * xi[0], -top, top))
+        h = (hist[:, :, K.PACKED] >> bits) + np.rint(np.clip(sigma * privacy.clip / self.h_scale * xi[1], -top, top))
+        n = (hist[:, :, K.PACKED] & ((1 << bits) - 1)) + np.rint(sigma * xi[2])
+        hist[:, :, K.GRAD] = np.clip(g, -top, top).astype(np.int64)
+        h = np.clip(h, 0, 2.0 ** (62 - bits) - 1).astype(np.int64)
+        n = np.clip(n, 0, (1 << bits) - 1).astype(np.int64)
+        hist[:, :, K.PACKED] = (h << bits) | n
+
     def values(self, grower: TreeGrower, hist) -> np.ndarray:
         p = grower.params
         G = hist[0, :, K.GRAD].sum() * self.g_scale
         H = (hist[0, :, K.PACKED] >> grower.count_bits).sum() * self.h_scale
-        return np.array([-p.lr * G / (H + p.l2)])
+        return np.array([-p.lr * G / (H + p.l2) if H + p.l2 > 0 else 0.0])  # H: 0 only where noise floored it
 
 
 class ClassCounts:
@@ -129,6 +159,9 @@ class ClassCounts:
 
     def rows(self, grower: TreeGrower, hist) -> int:
         return int(hist[0, :, self.outputs].sum())
+
+    def subtract(self, grower: TreeGrower, parent, child, out) -> None:
+        K.subtract(parent, child, out)
 
     def varying(self, grower: TreeGrower, hist, allowed) -> np.ndarray:
         out = np.empty_like(allowed)
@@ -164,7 +197,7 @@ class TreeGrower:
         self.shape = (self.binned.shape[0], self.missing_bin + 1, criterion.channels(self))
         feature, threshold, missing_left, left, right = [-1], [-1], [0], [-1], [-1]
         root = self._histogram(rows, 0, rows.size)
-        self.pool.sum_histogram(root)
+        self.pool.sum_histogram(root, criterion)
         leaves = [self._leaf(0, 0, rows.size, 0, root, allowed)]
         self.pool.decide(leaves[0].split)
         while len(leaves) < p.max_leaves:
@@ -178,9 +211,9 @@ class TreeGrower:
             global_left, global_all = int(leaf.split[6]), int(leaf.split[ROWS])
             small_is_left = global_left <= global_all - global_left
             small = self._histogram(rows, leaf.start, mid) if small_is_left else self._histogram(rows, mid, leaf.stop)
-            self.pool.sum_histogram(small)
+            self.pool.sum_histogram(small, criterion)
             large = np.empty_like(small)
-            K.subtract(leaf.hist, small, large)
+            criterion.subtract(self, leaf.hist, small, large)
             hist_left, hist_right = (small, large) if small_is_left else (large, small)
             node_l, node_r = len(feature), len(feature) + 1
             feature[leaf.node], threshold[leaf.node], missing_left[leaf.node] = f, t, miss_left

@@ -29,6 +29,7 @@ from mpifl.job_result import JobResult
 from mpifl.metrics import RunWriter, claim_run_dir, default_run_dir
 from mpifl.ranks import ROOT, is_root
 from mpifl.trees import model_file
+from mpifl.trees import privacy as tree_privacy
 from mpifl.trees.boosting import Booster, BoostParams, fit
 from mpifl.trees.losses import Logistic, Loss, Softmax, SquaredError
 from mpifl.trees.pools import AtServer, Allreduced
@@ -106,7 +107,8 @@ def run_tree_job(comm: MPI.Comm, cfg, mode, source, out_dir: Path | None, verbos
     run_dir = _claim(comm, cfg, out_dir, resume, overwrite) if write else None
     start = collectively(comm, lambda: model_file.read(run_dir / CHECKPOINT)) if resume else None
     loss, params = method.loss(cfg, source.shape().n_classes), method.params(cfg, source.shape().n_features)
-    pool = Allreduced(comm) if part.owner is None else AtServer(comm, _masks(comm, cfg))
+    private = tree_privacy.settle(cfg, loss.classes_out)
+    pool = Allreduced(comm) if part.owner is None else AtServer(comm, _masks(comm, cfg), private)
     progress = _Progress(comm, cfg, run_dir, part.test, part.val, loss, pool, verbose)
     if start is not None:
         progress.test_scores.add(start, 0)
@@ -131,6 +133,9 @@ def run_tree_job(comm: MPI.Comm, cfg, mode, source, out_dir: Path | None, verbos
         "final_accuracy": float(last.accuracy) if last and last.accuracy is not None else None,
         "final_val_loss": last.val_loss if last else None, "final_val_accuracy": last.val_accuracy if last else None,
         "resumed_from_round": len(start.trees) if start is not None else None,
+        "privacy": None if private is None else {
+            "noise_multiplier": private.noise_multiplier, "clip": private.clip, "delta": private.delta,
+            "releases": private.releases, "epsilon": private.epsilon()},
         "wall_seconds": time.perf_counter() - started,
     }
     if progress.writer is not None:
@@ -189,7 +194,7 @@ def _masks(comm: MPI.Comm, cfg):
     return lambda rnd: agree_round(comm, rnd, cfg.seed, cfg.secagg.plus, cfg.secagg.neighbours)
 
 
-TAKEN_STAGES = ("secagg", "sums")  # a tree job's histograms are integer sums, masked with secagg.enabled
+TAKEN_STAGES = ("secagg", "sums", "privacy")  # integer sums, masked with secagg.enabled, noised with [privacy]
 
 
 def check_settings(cfg) -> None:

@@ -13,9 +13,17 @@ class Alone:
 
     decides = True  # this participant chooses the splits from the sums it holds
 
-    def sum_histogram(self, hist: np.ndarray) -> None:
-        """hist = what this participant decides from: the sum over the participants (int64, in place)."""
+    privacy = None  # a private job's mpifl.trees.privacy.TreePrivacy (federated, at the server)
+
+    def sum_histogram(self, hist: np.ndarray, criterion=None) -> None:
+        """hist = what this participant decides from: the sum over the participants (int64, in place), noised by
+        the ``criterion`` (mpifl.trees.grower) where the job is private."""
         self.sum_ints(hist)
+
+    def release(self, values: np.ndarray, sensitivity: float, *key: int) -> None:
+        """values = their sum over the participants (int64, in place), noised where the job is private: counts
+        whose L2 sensitivity to one row is ``sensitivity``, the release's noise drawn from ``key``."""
+        self.sum_ints(values)
 
     def decide(self, values: np.ndarray) -> None:
         """values = the deciding participant's (float64, in place): splits and leaf values."""
@@ -60,27 +68,44 @@ class AtServer(Allreduced):
     """Federated mode: the client ranks' histograms are summed at the server alone (one Reduce, the server's own
     buffer holding nothing), which decides each split and leaf value and broadcasts them; with ``masks`` (a
     function of the round giving this rank's mpifl.trees.secure.RoundMasks) each client rank sends its histogram
-    masked, so the server reads the sum and no rank's share of it.  Small sums (row counts, sketches, gradient
-    peaks) are Allreduced as in distributed mode."""
+    masked, so the server reads the sum and no rank's share of it.  With ``privacy`` the server noises every sum
+    it releases (mpifl.trees.privacy), and the sketch and counts come to it alone too.  Without, small sums (row
+    counts, sketches, gradient peaks) are Allreduced as in distributed mode."""
 
-    def __init__(self, comm, masks=None):
+    def __init__(self, comm, masks=None, privacy=None):
         super().__init__(comm)
         self.decides = is_root(comm)
-        self.masks_for, self.masks = masks, None
+        self.masks_for, self.masks, self.privacy = masks, None, privacy
+        self.round, self.counter = 0, 0
 
     def begin_round(self, rnd: int) -> None:
+        self.round, self.counter = rnd, 0
         if self.masks_for is not None:
             self.masks = self.masks_for(rnd)
 
-    def sum_histogram(self, hist):
+    def sum_histogram(self, hist, criterion=None):
         send = hist.reshape(-1).view(np.uint64)
         if self.masks is not None:
             send = self.masks.mask(hist)
         if self.decides:
             self.comm.Reduce(self.MPI.IN_PLACE, send, op=self.MPI.SUM, root=ROOT)  # uint64: wraps, the ring's sum
+            if self.privacy is not None:
+                criterion.add_noise(hist, self.privacy, 2, self.round, self.counter)
         else:
             self.sent += send.nbytes
             self.comm.Reduce(send, None, op=self.MPI.SUM, root=ROOT)
+        self.counter += 1
+
+    def release(self, values, sensitivity, *key):
+        if self.privacy is None:
+            return self.sum_ints(values)
+        flat = values.reshape(-1)
+        if self.decides:
+            self.comm.Reduce(self.MPI.IN_PLACE, flat, op=self.MPI.SUM, root=ROOT)
+            self.privacy.noised_counts(flat, sensitivity, *key)
+        else:
+            self.comm.Reduce(flat.copy(), None, op=self.MPI.SUM, root=ROOT)
+        self.comm.Bcast(flat, root=ROOT)
 
     def decide(self, values):
         self.comm.Bcast(values, root=ROOT)
