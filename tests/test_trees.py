@@ -312,8 +312,10 @@ def test_a_tree_job_refuses_stages_and_secagg_settings_it_cannot_honour():
     with pytest.raises(ConfigError, match="secagg.bits must be 64"):
         check_settings(mpifl.job(None, **base, secagg__bits=32))
     check_settings(mpifl.job(None, **base))  # the plain protocol is taken
-    with pytest.raises(ConfigError, match="does not apply compress.uplink"):
-        check_settings(mpifl.job(None, mode="federated", model__kind="gbdt", compress__uplink="topk"))
+    with pytest.raises(ConfigError, match="turns on compress, which model.kind 'gbdt' does not apply"):
+        mpifl.job(None, mode="federated", model__kind="gbdt", compress__uplink="topk")
+    with pytest.raises(ConfigError, match="turns on privacy, which model.kind 'forest' does not apply"):
+        mpifl.job(None, mode="federated", model__kind="forest", privacy__noise_multiplier=1.0)
 
 
 def test_private_trees_refuse_what_their_guarantee_cannot_take():
@@ -322,8 +324,6 @@ def test_private_trees_refuse_what_their_guarantee_cannot_take():
     from mpifl.trees.privacy import settle
 
     private = dict(mode="federated", privacy__noise_multiplier=1.0)
-    with pytest.raises(ConfigError, match="model.kind = 'forest' is not built"):
-        settle(mpifl.job(None, model__kind="forest", **private), 10)
     with pytest.raises(ConfigError, match="model.feature_low < model.feature_high"):
         settle(mpifl.job(None, model__kind="gbdt", **private), 10)
     bounded = dict(model__kind="gbdt", model__feature_low=0.0, model__feature_high=16.0, **private)

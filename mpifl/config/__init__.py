@@ -235,6 +235,7 @@ def check(values: dict[str, Any], origins: dict[str, str], source: str) -> None:
         )
     _check_optimizer(values, origins, source)
     stages.check(typed, lambda key: origins.get(key, source))
+    _check_stages_taken(typed, origins, source)
     _check_head(typed, origins, source)
     if values["mode"] == "federated":
         stages.check_round(typed, lambda key: origins.get(key, source))
@@ -368,6 +369,20 @@ def _check_optimizer(values: dict[str, Any], origins: dict[str, str], source: st
         raise ConfigError(f"The 'train.momentum' parameter in {origins.get('train.momentum', source)} is "
                           f"{values['train.momentum']}, but train.optimizer = {name!r} keeps its own moments "
                           "(train.beta1, train.beta2). Leave train.momentum at 0.")
+
+
+def _check_stages_taken(typed: Config, origins: dict[str, str], source: str) -> None:
+    """A kind that runs its own job (trees) applies only the stages it declares; the others' keys are refused,
+    never ignored."""
+    kind = typed.model.kind
+    taken = MODELS[kind].stages_taken
+    if taken is None:
+        return
+    for cls in stages.enabled(typed):
+        if cls.name not in taken:
+            key = cls.declares(typed).key
+            raise ConfigError(f"The '{key}' parameter in {origins.get(key, source)} turns on {cls.name}, which "
+                              f"model.kind {kind!r} does not apply (it takes {', '.join(taken)}). Unset {key}.")
 
 
 def _check_head(typed: Config, origins: dict[str, str], source: str) -> None:

@@ -44,6 +44,8 @@ class ModelKind:
 
         return LinearParameters(spec.n_features, spec.n_outputs)
 
+    stages_taken: tuple[str, ...] | None = None  # a kind with its own job: the stages it applies (None: the round's)
+
     @classmethod
     def job_runner(cls):
         """For a kind that the round loop does not train (gradient-boosted trees), the function that runs its whole

@@ -31,6 +31,7 @@ class Forest(NetworkKind):
         **OUTPUT,
     }
     one_variant = "trees have one variant of their kernels"
+    stages_taken = ("sums", "secagg")  # integer sums, masked (mpifl.trees.secure); private forests are not built
 
     @classmethod
     def job_runner(cls):

@@ -28,6 +28,7 @@ class Gbdt(NetworkKind):
         **OUTPUT,
     }
     one_variant = "trees have one variant of their kernels"
+    stages_taken = ("sums", "secagg", "privacy")  # integer sums, masked (mpifl.trees.secure), noised (.privacy)
 
     @classmethod
     def job_runner(cls):

@@ -194,19 +194,9 @@ def _masks(comm: MPI.Comm, cfg):
     return lambda rnd: agree_round(comm, rnd, cfg.seed, cfg.secagg.plus, cfg.secagg.neighbours)
 
 
-TAKEN_STAGES = ("secagg", "sums", "privacy")  # integer sums, masked with secagg.enabled, noised with [privacy]
-
-
 def check_settings(cfg) -> None:
-    """What a tree job cannot take, the same on every rank: stages it does not apply (their keys would otherwise
-    be ignored), and secure-aggregation settings it cannot honour."""
-    from mpifl import stages
-
-    for cls in stages.enabled(cfg):
-        if cls.name not in TAKEN_STAGES:
-            key = cls.declares(cfg).key
-            raise ConfigError(f"A tree job does not apply {key} ({cls.name}): its histograms are not model updates. "
-                              f"Unset {key}.")
+    """Secure-aggregation settings a tree job cannot honour, the same on every rank (the stages it applies are
+    the kind's ModelKind.stages_taken, checked with the config)."""
     if cfg.secagg.enabled and cfg.secagg.dropout:
         raise ConfigError("A tree job's clients answer every histogram of their round: secagg.dropout must be 0 "
                           "(mpifl.trees.secure).")
