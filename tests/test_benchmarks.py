@@ -114,6 +114,15 @@ def test_forest_selection_benchmark_smoke(tmp_path):
     assert all(0.5 < p["mpifl_mean"] <= 1.0 for p in data["points"]) and 0.5 < data["mpifl_test"] <= 1.0
 
 
+def test_private_trees_benchmark_smoke(tmp_path):
+    proc = subprocess.run([shutil.which("mpiexec"), "-n", "3", sys.executable, str(BENCH / "private_trees.py"),
+                           "--quick", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    runs = json.loads((tmp_path / "private_trees.json").read_text())["runs"]
+    assert [r["target_epsilon"] for r in runs] == [1.0, 4.0, 16.0, None]
+    assert all(r["privacy"]["epsilon"] <= r["target_epsilon"] for r in runs[:3]) and runs[3]["privacy"] is None
+
+
 def test_first_run_benchmark_smoke(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(BENCH / "first_run.py"), "--ranks", "2", "--warm", "1", "--out", str(tmp_path)],
