@@ -71,7 +71,7 @@ def test_unknown_section():
 
 
 def test_choice_error():
-    with pytest.raises(ConfigError, match=r"must be a registered model \('linear', 'logistic', 'softmax', 'mlp', 'cnn', 'gbdt', 'torch'\) or a 'module:Class' path\. Got 'svm' instead"):
+    with pytest.raises(ConfigError, match=r"must be a registered model \('linear', 'logistic', 'softmax', 'mlp', 'cnn', 'gbdt', 'forest', 'torch'\) or a 'module:Class' path\. Got 'svm' instead"):
         config.load(overrides=["model.kind=svm"])
 
 

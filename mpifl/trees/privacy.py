@@ -88,9 +88,6 @@ def settle(cfg, outputs: int) -> TreePrivacy | None:
     p = cfg.privacy
     if not (p.noise_multiplier > 0 or p.target_epsilon > 0):
         return None
-    if cfg.model.kind != "gbdt":
-        raise ConfigError(f"Differential privacy for model.kind = {cfg.model.kind!r} is not built: private trees "
-                          "are boosted (model.kind = \"gbdt\").")
     if not cfg.model.feature_low < cfg.model.feature_high:
         raise ConfigError("Differentially private trees bin between public bounds: set model.feature_low < "
                           "model.feature_high (every feature's range, known without the rows).")
