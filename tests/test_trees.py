@@ -58,6 +58,9 @@ def test_the_histogram_kernel_sums_what_numpy_sums():
     by_rows = np.empty_like(hist)
     K.build_histogram_by_rows(np.ascontiguousarray(binned.T), rows, 10, 2 * K.TILE + 5, gq, hp, by_rows)
     assert by_rows.tobytes() == hist.tobytes()
+    plain = np.empty_like(hist)
+    K.build_histogram_plain(binned, rows, 10, 2 * K.TILE + 5, gq, hp, plain)
+    assert plain.tobytes() == hist.tobytes()
     for f in range(X.shape[1]):
         for b in range(9):
             at = chosen[binned[f, chosen] == b]
@@ -365,3 +368,24 @@ def test_a_private_tree_jobs_epsilon_is_the_accountants_for_its_releases():
     assert epsilon(3.0, 82, 1e-5) == pytest.approx(by_hand.get_epsilon(1e-5), rel=1e-9)
     z = noise_for(4.0, 82, 1e-5)
     assert epsilon(z, 82, 1e-5) <= 4.0 < epsilon(z * 0.99, 82, 1e-5)
+
+
+@pytest.mark.parametrize("pin", ["plain", "tiled", "rows"])
+def test_every_histogram_variant_grows_the_same_trees_and_the_chooser_times_all_three(pin, monkeypatch):
+    from mpifl.trees import variants
+    from mpifl.trees.model_file import to_document
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((3000, 6))
+    y = (X[:, 0] + 0.5 * X[:, 1] * X[:, 2] > 0).astype(float)
+    params = BoostParams(rounds=3, bins=32, tree=TreeParams(max_leaves=8, min_child_rows=5))
+    told = {}
+    chosen = fit(X, y, Logistic(), params, told=told)
+    assert told["histogram_kernel"] in variants.VARIANTS and set(told["histogram_seconds"]) == set(variants.VARIANTS)
+    monkeypatch.setenv(variants.PIN, pin)
+    pinned = {}
+    assert to_document(fit(X, y, Logistic(), params, told=pinned), {}) == to_document(chosen, {})
+    assert pinned["histogram_kernel"] == pin and pinned["histogram_seconds"] == {}
+    monkeypatch.setenv(variants.PIN, "fastest")
+    with pytest.raises(ConfigError, match="MPIFL_TREE_HISTOGRAM='fastest' is not a histogram variant"):
+        fit(X, y, Logistic(), params)

@@ -30,7 +30,7 @@ class Forest(NetworkKind):
         "bootstrap": (True, Flag()),  # Poisson(1) weights per (tree, row); false: every row once
         **OUTPUT,
     }
-    one_variant = "trees have one variant of their kernels"
+    one_variant = "trees time their own histogram kernels at each fit (mpifl.trees.variants)"
     stages_taken = ("sums", "secagg")  # integer sums, masked (mpifl.trees.secure); private forests are not built
 
     @classmethod

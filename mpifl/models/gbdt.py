@@ -27,7 +27,7 @@ class Gbdt(NetworkKind):
         "feature_high": (0.0, Interval(float, None, None)),
         **OUTPUT,
     }
-    one_variant = "trees have one variant of their kernels"
+    one_variant = "trees time their own histogram kernels at each fit (mpifl.trees.variants)"
     stages_taken = ("sums", "secagg", "privacy")  # integer sums, masked (mpifl.trees.secure), noised (.privacy)
 
     @classmethod

@@ -127,13 +127,14 @@ def sketch_edges(X: np.ndarray, bins: int, pool: Alone) -> tuple[np.ndarray, np.
 def fit(X: np.ndarray, y: np.ndarray, loss: Loss, params: BoostParams, pool: Alone | None = None,
         first_row: int | np.ndarray = 0, start: Booster | None = None,
         after_round: Callable[[int, Booster], None] | None = None,
-        taking_part: Callable[[int], np.ndarray] | None = None) -> Booster:
+        taking_part: Callable[[int], np.ndarray] | None = None, told: dict | None = None) -> Booster:
     """Boosted trees on this participant's rows X, y (a random forest's, for a forest's task: mpifl.trees.losses);
     every participant calls it together and returns the same booster.  A row's global id (for row subsampling) is first_row + its index, or first_row[i] where an array of
     places is given.  ``start`` resumes a booster whose rounds are done (its trees are replayed on the rows);
     ``after_round(rnd, booster)`` follows each round; ``taking_part(rnd)`` is the mask of the rows round rnd's
-    trees see (federated clients sampled per round; None: all).  Bad input fails on every participant with one
-    message."""
+    trees see (federated clients sampled per round; None: all).  ``told``, where given, gets the large nodes'
+    histogram variant this participant timed and chose (mpifl.trees.variants).  Bad input fails on every
+    participant with one message."""
     grows = Bagging if isinstance(loss, Averaged) else Boosting
     boosting = grows(X, y, loss, params, pool or Alone(), first_row, taking_part)
     if start is not None:
@@ -143,6 +144,8 @@ def fit(X: np.ndarray, y: np.ndarray, loss: Loss, params: BoostParams, pool: Alo
         boosting.booster.trees.append(boosting.round(rnd))
         if after_round is not None:
             after_round(rnd + 1, boosting.booster)
+    if told is not None:
+        told.update(histogram_kernel=boosting.grower.dense, histogram_seconds=boosting.grower.dense_seconds)
     return boosting.booster
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mpifl.trees import kernels as K
+from mpifl.trees import variants
 from mpifl.trees.pools import Alone
 
 SPLIT_FIELDS = 8  # best_split's out (gain, feature, threshold bin, missing left, G_L, H_L, rows left), then rows
@@ -85,8 +86,10 @@ class Gradients:
     def histogram(self, grower: TreeGrower, rows, start, stop, hist) -> None:
         if (stop - start) * K.SPARSE_NODE < grower.binned.shape[1]:
             K.build_histogram_by_rows(grower.binned_rows, rows, start, stop, self.gq, self.hp, hist)
+        elif grower.dense is None:  # the fit's first large node: time the variants on it (mpifl.trees.variants)
+            grower.dense, grower.dense_seconds = variants.fastest(grower, rows, start, stop, self.gq, self.hp, hist)
         else:
-            K.build_histogram(grower.binned, rows, start, stop, self.gq, self.hp, grower.ordered, hist)
+            variants.VARIANTS[grower.dense](grower, rows, start, stop, self.gq, self.hp, hist)
 
     def split(self, grower: TreeGrower, hist, allowed, out) -> None:
         p = grower.params
@@ -185,6 +188,7 @@ class TreeGrower:
         self.scratch = np.empty(binned.shape[1], dtype=np.int64)
         self.ordered = np.empty((2, K.TILE), dtype=np.int64)
         self.binned_rows = np.ascontiguousarray(binned.T)  # row-major too, for the sparse nodes' histograms
+        self.dense, self.dense_seconds = None, {}  # the large nodes' histogram variant, once timed
 
     def grow(self, rows: np.ndarray, criterion: Gradients | ClassCounts, allowed: np.ndarray, edges: np.ndarray,
              tree_id: int = 0) -> tuple[list[Tree], np.ndarray]:

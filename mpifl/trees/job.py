@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
+from mpifl import machine
 from mpifl.agree import collectively
 from mpifl.errors import ConfigError, DataError
 from mpifl.job_result import JobResult
@@ -119,7 +120,8 @@ def run_tree_job(comm: MPI.Comm, cfg, mode, source, out_dir: Path | None, verbos
     if part.owner is not None:  # federated: the clients each round samples
         def taking_part(rnd: int) -> np.ndarray:
             return mode.sampled_clients(rnd, part.n_clients)[part.owner]
-    booster = fit(part.X, part.y, loss, params, pool, part.places, start, progress, taking_part)
+    told: dict = {}
+    booster = fit(part.X, part.y, loss, params, pool, part.places, start, progress, taking_part, told)
     fit_seconds = comm.allreduce(time.perf_counter() - progress.started, op=MPI.MAX)
     grown = (params.rounds - (len(start.trees) if start is not None else 0)) * loss.classes_out
     last = progress.records[-1] if progress.records else None
@@ -133,6 +135,8 @@ def run_tree_job(comm: MPI.Comm, cfg, mode, source, out_dir: Path | None, verbos
         "final_accuracy": float(last.accuracy) if last and last.accuracy is not None else None,
         "final_val_loss": last.val_loss if last else None, "final_val_accuracy": last.val_accuracy if last else None,
         "resumed_from_round": len(start.trees) if start is not None else None,
+        # the large nodes' histogram kernel rank 0 timed and chose (None: it holds no rows), and on what CPU
+        "histogram_kernel": told.get("histogram_kernel"), "cpu": machine.cpu_model(),
         "privacy": None if private is None else {
             "noise_multiplier": private.noise_multiplier, "clip": private.clip, "delta": private.delta,
             "releases": private.releases, "epsilon": private.epsilon()},

@@ -49,6 +49,20 @@ def bin_rows(X, edges, n_edges, missing_bin, out):
 TILE = 2048  # rows whose gradients are gathered at once, then passed over feature by feature (in L1)
 
 
+@kernel
+def build_histogram_plain(binned, rows, start, stop, gq, hp, hist):
+    """The floor: feature by feature, each row's bin, gradient and packed Hessian read where they lie."""
+    hist[:] = 0
+    for f in range(binned.shape[0]):
+        column = binned[f]
+        h = hist[f]
+        for r in range(start, stop):
+            i = rows[r]
+            b = column[i]
+            h[b, GRAD] += gq[i]
+            h[b, PACKED] += hp[i]
+
+
 @inline_kernel
 def _add_rows(binned, f, hist, rows, t0, t1, ordered):
     """Feature f's bins of rows[t0:t1] into hist[f] (one feature: the remainder of the four-at-once passes)."""

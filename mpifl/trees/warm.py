@@ -30,6 +30,7 @@ def warm_up(wide: bool = False) -> float:
         hist = np.empty((2, 4, K.CHANNELS), dtype=np.int64)
         K.build_histogram(binned, rows, 0, 3, gq, hp, np.empty((2, K.TILE), dtype=np.int64), hist)
         K.build_histogram_by_rows(np.ascontiguousarray(binned.T), rows, 0, 3, gq, hp, hist)
+        K.build_histogram_plain(binned, rows, 0, 3, gq, hp, hist)
         K.subtract(hist, hist, np.empty_like(hist))
         counts = np.empty((2, 4, 3), dtype=np.int64)
         K.build_class_histogram(np.ascontiguousarray(binned.T), rows, 0, 3, np.array([0, 1, 1]), np.ones(3, np.int64),
