@@ -9,6 +9,7 @@ from the pool.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -202,13 +203,11 @@ class TreeGrower:
         feature, threshold, missing_left, left, right = [-1], [-1], [0], [-1], [-1]
         root = self._histogram(rows, 0, rows.size)
         self.pool.sum_histogram(root, criterion)
-        leaves = [self._leaf(0, 0, rows.size, 0, root, allowed)]
-        self.pool.decide(leaves[0].split)
-        while len(leaves) < p.max_leaves:
-            best = max(range(len(leaves)), key=lambda j: (leaves[j].split[0], -leaves[j].node))
-            leaf = leaves[best]
-            if leaf.split[0] <= 0.0:
-                break
+        first = self._leaf(0, 0, rows.size, 0, root, allowed)
+        self.pool.decide(first.split)
+        open_leaves = [(-first.split[0], 0, first)]  # a heap: the largest gain first, then the lowest node
+        while len(open_leaves) < p.max_leaves and open_leaves[0][0] < 0.0:
+            leaf = heapq.heappop(open_leaves)[2]
             f, t, miss_left = int(leaf.split[1]), int(leaf.split[2]), int(leaf.split[3])
             mid = K.partition(self.binned, rows, leaf.start, leaf.stop, f, t, self.missing_bin, miss_left,
                               self.scratch)
@@ -226,10 +225,12 @@ class TreeGrower:
                 feature.append(-1), threshold.append(-1), missing_left.append(0), left.append(-1), right.append(-1)
             children = [self._leaf(node_l, leaf.start, mid, leaf.depth + 1, hist_left, allowed),
                         self._leaf(node_r, mid, leaf.stop, leaf.depth + 1, hist_right, allowed)]
-            decided = np.stack([children[0].split, children[1].split])
+            decided = np.concatenate([children[0].split, children[1].split])
             self.pool.decide(decided)
-            children[0].split, children[1].split = decided
-            leaves[best:best + 1] = children
+            children[0].split, children[1].split = decided[:SPLIT_FIELDS], decided[SPLIT_FIELDS:]
+            for child in children:
+                heapq.heappush(open_leaves, (-child.split[0], child.node, child))
+        leaves = sorted((entry[2] for entry in open_leaves), key=lambda leaf: leaf.node)
         outputs = np.zeros((len(leaves), criterion.outputs))
         if self.pool.decides:
             for j, leaf in enumerate(leaves):
