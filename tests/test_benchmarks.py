@@ -305,4 +305,10 @@ def test_trees_benchmark_smoke(tmp_path):
     data = json.loads((tmp_path / "trees.json").read_text())
     assert data["mpifl"]["accuracy"] > 0.75 and data["distributed"]["2"]["trees"] == 5
     assert data["distributed"]["1"]["final_accuracy"] == data["distributed"]["2"]["final_accuracy"]
-    assert len(data["federated"]) == 5
+    federated = data["federated"]
+    assert len(federated) == 7  # central, 64 and 512 clients at two fractions, and both sizes masked
+    for k, split in ((64, "dirichlet"), (512, "iid")):  # masks cancel: the same trees
+        plain, masked = (federated[f"federated, {k} clients ({split}), fraction 1.0{tail}"]
+                         for tail in ("", ", masked (secagg)"))
+        assert masked["final_accuracy"] == plain["final_accuracy"] and masked["final_test_loss"] == plain["final_test_loss"]
+    assert set(data["forest"]) == {"breast_cancer", "digits"} and data["forest"]["digits"]["mpifl"][0] > 0.9

@@ -106,7 +106,7 @@ def sketch_edges(X: np.ndarray, bins: int, pool: Alone) -> tuple[np.ndarray, np.
         lo, hi = np.full(X.shape[1], private.low), np.full(X.shape[1], private.high)
         counts = np.empty((X.shape[1], SKETCH_BUCKETS), dtype=np.int64)
         count_buckets(np.clip(X, private.low, private.high), lo, hi, counts)
-        pool.release(counts, math.sqrt(X.shape[1]), SKETCH)
+        pool.release(counts, math.sqrt(X.shape[1]), SKETCH)  # the noised counts are public: every rank bins
         return edges_from_counts(counts, lo, hi, bins)
     lo = np.fmin.reduce(X, axis=0, initial=np.inf)  # NaN skipped; a feature with no value here: +inf
     hi = np.fmax.reduce(X, axis=0, initial=-np.inf)
@@ -120,8 +120,7 @@ def sketch_edges(X: np.ndarray, bins: int, pool: Alone) -> tuple[np.ndarray, np.
                         f"{'them' if missing.size > 1 else 'it'}.", collective=True)
     counts = np.empty((X.shape[1], SKETCH_BUCKETS), dtype=np.int64)
     count_buckets(X, lo, hi, counts)
-    pool.sum_ints(counts)
-    return edges_from_counts(counts, lo, hi, bins)
+    return pool.edges(counts, lo, hi, bins)
 
 
 def fit(X: np.ndarray, y: np.ndarray, loss: Loss, params: BoostParams, pool: Alone | None = None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpifl.ranks import ROOT, is_root
+from mpifl.trees.binning import edges_from_counts
 
 
 class Alone:
@@ -24,6 +25,11 @@ class Alone:
         """values = their sum over the participants (int64, in place), noised where the job is private: counts
         whose L2 sensitivity to one row is ``sensitivity``, the release's noise drawn from ``key``."""
         self.sum_ints(values)
+
+    def edges(self, counts: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every participant's bin edges from the sum of their sketch counts (mpifl.trees.binning)."""
+        self.sum_ints(counts)
+        return edges_from_counts(counts, lo, hi, bins)
 
     def decide(self, values: np.ndarray) -> None:
         """values = the deciding participant's (float64, in place): splits and leaf values."""
@@ -106,6 +112,20 @@ class AtServer(Allreduced):
         else:
             self.comm.Reduce(flat.copy(), None, op=self.MPI.SUM, root=ROOT)
         self.comm.Bcast(flat, root=ROOT)
+
+    def edges(self, counts, lo, hi, bins):
+        """The sketches are summed at the server alone, which sends down only the edges."""
+        if self.privacy is not None:  # a private job's counts are released noised (mpifl.trees.privacy)
+            return super().edges(counts, lo, hi, bins)
+        edges, n_edges = np.empty((counts.shape[0], bins - 1)), np.empty(counts.shape[0], dtype=np.int64)
+        if self.decides:
+            self.comm.Reduce(self.MPI.IN_PLACE, counts, op=self.MPI.SUM, root=ROOT)
+            edges[:], n_edges[:] = edges_from_counts(counts, lo, hi, bins)
+        else:
+            self.comm.Reduce(counts, None, op=self.MPI.SUM, root=ROOT)
+        self.comm.Bcast(edges, root=ROOT)
+        self.comm.Bcast(n_edges, root=ROOT)
+        return edges, n_edges
 
     def decide(self, values):
         self.comm.Bcast(values, root=ROOT)
