@@ -271,6 +271,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--federated-rounds", type=int, default=50)
+    parser.add_argument("--forest-trees", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     systems, missing = available()
@@ -285,9 +286,9 @@ def main() -> None:
     accuracy, data["accuracy"] = accuracy_study()
     sections.append(markdown_table("Test accuracy, 50 trees of 15 leaves (30% held out, stratified)",
                                    ["data", *systems], accuracy))
-    rows, data["forest"] = forest_study()
+    rows, data["forest"] = forest_study(trees=args.forest_trees)
     sections.append(markdown_table(
-        "Random forests, 100 trees, scikit-learn's defaults (full trees, sqrt(features) per split, bootstrap): "
+        f"Random forests, {args.forest_trees} trees, scikit-learn's defaults (full trees, sqrt(features) per split, bootstrap): "
         "mean test accuracy over 4 splits (75/25), one thread",
         ["data", "mpifl forest", "RandomForestClassifier", "mpifl fit (s)", "scikit-learn fit (s)"], rows))
     with tempfile.TemporaryDirectory() as tmp:

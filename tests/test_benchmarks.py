@@ -299,7 +299,7 @@ def test_population_benchmark_smoke(tmp_path):
 
 def test_trees_benchmark_smoke(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH / "trees.py"), "--rows", "20000", "--trees", "5",
-                           "--federated-rounds", "2", "--out", str(tmp_path)], capture_output=True, text=True,
+                           "--federated-rounds", "2", "--forest-trees", "10", "--out", str(tmp_path)], capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "trees.json").read_text())

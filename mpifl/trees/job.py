@@ -50,7 +50,7 @@ class TreeRecord:
     seconds: float  # since training started
     test_loss: float
     accuracy: float | None  # None for squared error
-    histogram_bytes: int  # summed histograms this rank sent so far (each Allreduce's buffer)
+    histogram_bytes: int  # sums (histograms, mostly) the busiest rank sent so far: each Allreduce's or Reduce's buffer
     val_loss: float | None = None
     val_accuracy: float | None = None
 
@@ -130,7 +130,8 @@ def run_tree_job(comm: MPI.Comm, cfg, mode, source, out_dir: Path | None, verbos
         "rounds": params.rounds, "trees": params.rounds * loss.classes_out,
         "mean_leaves": float(np.mean([t.leaves for r in booster.trees for t in r])) if booster.trees else None,
         "compile_seconds": compile_seconds, "load_seconds": load_seconds, "train_seconds": fit_seconds,
-        "seconds_per_tree": fit_seconds / max(grown, 1), "histogram_bytes_per_tree": pool.sent / max(grown, 1),
+        "seconds_per_tree": fit_seconds / max(grown, 1),
+        "histogram_bytes_per_tree": comm.allreduce(pool.sent, op=MPI.MAX) / max(grown, 1),  # the busiest rank's
         "final_test_loss": float(last.test_loss) if last else None,
         "final_accuracy": float(last.accuracy) if last and last.accuracy is not None else None,
         "final_val_loss": last.val_loss if last else None, "final_val_accuracy": last.val_accuracy if last else None,
@@ -170,8 +171,9 @@ class _Progress:
         if rnd == self.cfg.rounds or rnd % self.cfg.log_every == 0:
             test_loss, accuracy = self.test_scores.figures(self.comm)
             val_loss, val_accuracy = self.val_scores.figures(self.comm) if self.val_scores else (None, None)
+            sent = self.comm.allreduce(self.pool.sent, op=MPI.MAX)  # the busiest rank's (a client's, federated)
             record = TreeRecord(rnd, rnd * self.loss.classes_out, time.perf_counter() - self.started, test_loss,
-                                accuracy, self.pool.sent, val_loss, val_accuracy)
+                                accuracy, sent, val_loss, val_accuracy)
             self.records.append(record)
             if self.writer is not None:
                 self.writer.record(record)

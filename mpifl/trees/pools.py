@@ -110,6 +110,7 @@ class AtServer(Allreduced):
             self.comm.Reduce(self.MPI.IN_PLACE, flat, op=self.MPI.SUM, root=ROOT)
             self.privacy.noised_counts(flat, sensitivity, *key)
         else:
+            self.sent += flat.nbytes
             self.comm.Reduce(flat.copy(), None, op=self.MPI.SUM, root=ROOT)
         self.comm.Bcast(flat, root=ROOT)
 
@@ -122,6 +123,7 @@ class AtServer(Allreduced):
             self.comm.Reduce(self.MPI.IN_PLACE, counts, op=self.MPI.SUM, root=ROOT)
             edges[:], n_edges[:] = edges_from_counts(counts, lo, hi, bins)
         else:
+            self.sent += counts.nbytes
             self.comm.Reduce(counts, None, op=self.MPI.SUM, root=ROOT)
         self.comm.Bcast(edges, root=ROOT)
         self.comm.Bcast(n_edges, root=ROOT)
