@@ -30,15 +30,27 @@ def my_rows(n):
     return slice(start, (COMM.rank + 1) * n // COMM.size), start
 
 
+def grown(kind: str, task: str):
+    """(the loss, the settings) of a booster or a forest for a task of table()'s rows."""
+    from mpifl.trees.losses import ForestMean, ForestVote, ForestVotes
+
+    if kind == "boosting":
+        loss = {"logistic": Logistic(), "softmax": Softmax(4), "linear": SquaredError()}[task]
+        return loss, BoostParams(rounds=6, bins=32, subsample=0.8, colsample=0.7, seed=3, tree=TreeParams(
+            max_leaves=7, max_depth=4, min_child_rows=10, l2=1.0, gamma=0.01))
+    loss = {"logistic": ForestVote(), "softmax": ForestVotes(4), "linear": ForestMean()}[task]
+    return loss, BoostParams(rounds=5, bins=32, seed=3, tree=TreeParams(
+        max_leaves=2**31 - 1, l2=0.0, min_child_rows=2, min_child_weight=0.5, lr=0.2, split_features=0.5, seed=3))
+
+
 @pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("kind", ["boosting", "forest"])
 @pytest.mark.parametrize("task", ["logistic", "softmax", "linear"])
-def test_boosting_on_the_ranks_is_serial_boosting_on_their_union_byte_for_byte(task):
+def test_trees_on_the_ranks_are_the_serial_trees_on_their_union_byte_for_byte(kind, task):
     X, score = table()
     y = {"logistic": (score > 0).astype(float), "softmax": np.digitize(score, [-1.0, 0.0, 1.0]).astype(float),
          "linear": score}[task]
-    loss = {"logistic": Logistic(), "softmax": Softmax(4), "linear": SquaredError()}[task]
-    params = BoostParams(rounds=6, bins=32, subsample=0.8, colsample=0.7, seed=3,
-                         tree=TreeParams(max_leaves=7, max_depth=4, min_child_rows=10, l2=1.0, gamma=0.01))
+    loss, params = grown(kind, task)
     mine, first = my_rows(X.shape[0])
     together = fit(X[mine], y[mine], loss, params, Allreduced(COMM), first_row=first)
     alone = fit(X, y, loss, params)
@@ -81,6 +93,18 @@ def test_a_gbdt_job_grows_the_same_trees_on_every_rank_count():
     assert together.summary["final_accuracy"] == alone.summary["final_accuracy"]
 
 
+def same_on_two_ranks(job: dict):
+    """The job on every rank, and on ranks 0 and 1 alone (a server and one client rank): the same trees, byte for
+    byte.  Returns the run on every rank."""
+    together = mpifl.run(None, COMM, **job)
+    pair = COMM.Split(0 if COMM.rank < 2 else MPI.UNDEFINED, COMM.rank)
+    if pair != MPI.COMM_NULL:
+        fewer = mpifl.run(None, pair, **job)
+        pair.Free()
+        assert to_document(fewer.trees, {}) == to_document(together.trees, {})
+    return together
+
+
 FEDERATED = dict(mode="federated", model__kind="gbdt", model__output="softmax", model__bins=31, model__max_leaves=7,
                  rounds=4, data__clients=12)
 
@@ -91,12 +115,7 @@ def test_federated_trees_are_the_same_bytes_on_any_rank_count_and_with_every_cli
     from mpifl.data.catalog import resolve
 
     sampled = {**FEDERATED, "server__fraction": 0.5}
-    together = mpifl.run(None, COMM, **sampled)
-    pair = COMM.Split(0 if COMM.rank < 2 else MPI.UNDEFINED, COMM.rank)
-    if pair != MPI.COMM_NULL:
-        fewer = mpifl.run(None, pair, **sampled)
-        pair.Free()
-        assert to_document(fewer.trees, {}) == to_document(together.trees, {})
+    same_on_two_ranks(sampled)
     everyone = mpifl.run(None, COMM, **FEDERATED)
     # the same trees grown on one process from every client's rows, in client order
     from mpifl.trees.job import boosting_params
@@ -120,33 +139,11 @@ def test_the_server_of_a_federated_tree_job_builds_no_clients_rows(built_clients
     assert result.summary["trees"] == 12 and result.summary["mean_leaves"] > 1
 
 
-@pytest.mark.mpi(min_size=2)
-@pytest.mark.parametrize("task", ["logistic", "softmax", "linear"])
-def test_a_forest_on_the_ranks_is_the_serial_forest_on_their_union_byte_for_byte(task):
-    from mpifl.trees.losses import ForestMean, ForestVote, ForestVotes
-
-    X, score = table()
-    y = {"logistic": (score > 0).astype(float), "softmax": np.digitize(score, [-1.0, 0.0, 1.0]).astype(float),
-         "linear": score}[task]
-    loss = {"logistic": ForestVote(), "softmax": ForestVotes(4), "linear": ForestMean()}[task]
-    params = BoostParams(rounds=5, bins=32, seed=3, tree=TreeParams(
-        max_leaves=2**31 - 1, l2=0.0, min_child_rows=2, min_child_weight=0.5, lr=0.2, split_features=0.5, seed=3))
-    mine, first = my_rows(X.shape[0])
-    together = fit(X[mine], y[mine], loss, params, Allreduced(COMM), first_row=first)
-    alone = fit(X, y, loss, params)
-    assert to_document(together, {}) == to_document(alone, {})
-
-
 @pytest.mark.mpi(min_size=3)
 def test_a_federated_forest_is_the_same_bytes_on_any_rank_count():
     job = dict(mode="federated", model__kind="forest", model__max_leaf_nodes=64, rounds=5, data__clients=9,
                server__fraction=0.5)
-    together = mpifl.run(None, COMM, **job)
-    pair = COMM.Split(0 if COMM.rank < 2 else MPI.UNDEFINED, COMM.rank)
-    if pair != MPI.COMM_NULL:
-        fewer = mpifl.run(None, pair, **job)
-        pair.Free()
-        assert to_document(fewer.trees, {}) == to_document(together.trees, {})
+    together = same_on_two_ranks(job)
     assert together.summary["final_accuracy"] > 0.8
 
 
@@ -193,12 +190,7 @@ def test_private_federated_trees_are_the_same_bytes_on_any_rank_count_and_report
 
     job = {**FEDERATED, "rounds": 3, "model__max_depth": 3, "privacy__noise_multiplier": 2.0,
            "model__feature_low": 0.0, "model__feature_high": 16.0}
-    together = mpifl.run(None, COMM, **job)
-    pair = COMM.Split(0 if COMM.rank < 2 else MPI.UNDEFINED, COMM.rank)
-    if pair != MPI.COMM_NULL:
-        fewer = mpifl.run(None, pair, **job)
-        pair.Free()
-        assert to_document(fewer.trees, {}) == to_document(together.trees, {})
+    together = same_on_two_ranks(job)
     plain = mpifl.run(None, COMM, **{k: v for k, v in job.items() if not k.startswith("privacy")})
     assert to_document(plain.trees, {})["trees"] != to_document(together.trees, {})["trees"]
     said = together.summary["privacy"]
