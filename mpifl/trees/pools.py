@@ -1,5 +1,7 @@
-"""Who holds the rows of a fit: one participant alone, or ranks whose integer sums and maxima an Allreduce
-combines.  The booster asks its pool; it never touches a communicator."""
+"""Who holds the rows of a fit and how their sums combine: one participant alone; ranks whose integer sums and
+maxima an Allreduce combines (distributed mode); or client ranks whose histograms and sketches reach the server
+alone, which decides and sends down only its decisions (federated mode: AtServer, with masks and noise where
+the job asks).  The booster asks its pool; it never touches a communicator."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ class Alone:
     """The sums and maxima of one participant that holds every row."""
 
     decides = True  # this participant chooses the splits from the sums it holds
-
     privacy = None  # a private job's mpifl.trees.privacy.TreePrivacy (federated, at the server)
 
     def sum_histogram(self, hist: np.ndarray, criterion=None) -> None:
