@@ -198,3 +198,20 @@ def test_a_federated_tree_job_on_one_rank_says_it_needs_a_server_and_clients():
 
     with pytest.raises(RankCountError, match="at least 2 ranks"):
         mpifl.run(None, mode="federated", model__kind="forest", rounds=2)
+
+
+def test_a_forest_resumes_to_the_same_bytes_and_refuses_to_resume_for_another_size(tmp_path):
+    from mpifl.errors import ConfigError
+
+    job = dict(mode="distributed", model__kind="forest", model__max_leaf_nodes=16, checkpoint__every=2)
+    mpifl.run(None, out=tmp_path / "whole", rounds=6, **job)
+    # a run whose last checkpoint is its fourth member's: resumed from it, it grows members 5 and 6 again
+    mpifl.run(None, out=tmp_path / "broken", rounds=6, **{**job, "checkpoint__every": 4})
+    checkpoint = tmp_path / "broken" / "checkpoint" / "model.json"
+    document = json.loads(checkpoint.read_text())
+    assert document["params"] == {"round": 4, "rounds": 6}
+    resumed = mpifl.run(None, out=tmp_path / "broken", resume=True, rounds=6, **job)
+    assert resumed.summary["resumed_from_round"] == 4
+    assert (tmp_path / "broken" / "model.json").read_bytes() == (tmp_path / "whole" / "model.json").read_bytes()
+    with pytest.raises(ConfigError, match="grown for rounds = 6; resume it with the same rounds \\(got 8\\)"):
+        mpifl.run(None, out=tmp_path / "broken", resume=True, rounds=8, **job)

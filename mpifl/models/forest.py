@@ -62,4 +62,4 @@ def forest_method():
                 **{key: getattr(cfg.model, key) for key in ("max_leaf_nodes", "max_depth", "bins",
                                                             "min_samples_leaf", "max_features", "bootstrap")}}
 
-    return TreeMethod("forest", loss, params, recorded)
+    return TreeMethod("forest", loss, params, recorded, scaled_by_rounds=True)

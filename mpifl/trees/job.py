@@ -70,6 +70,7 @@ class TreeMethod:
     loss: Callable[[Any, int], Loss]
     params: Callable[[Any, int], BoostParams]  # (cfg, the rows' features)
     recorded: Callable[[Any], dict]
+    scaled_by_rounds: bool = False  # its leaves hold their share of a mean over ``rounds`` trees (a forest's)
 
 
 def boosting_loss(cfg, classes: int) -> Loss:
@@ -106,7 +107,7 @@ def run_tree_job(comm: MPI.Comm, cfg, mode, source, out_dir: Path | None, verbos
     part = collectively(comm, lambda: _rows(mode, source, comm))
     load_seconds = comm.allreduce(time.perf_counter() - load_started, op=MPI.MAX)
     run_dir = _claim(comm, cfg, out_dir, resume, overwrite) if write else None
-    start = collectively(comm, lambda: model_file.read(run_dir / CHECKPOINT)) if resume else None
+    start = collectively(comm, lambda: _resume_from(run_dir / CHECKPOINT, cfg, method)) if resume else None
     loss, params = method.loss(cfg, source.shape().n_classes), method.params(cfg, source.shape().n_features)
     private = tree_privacy.settle(cfg, loss.classes_out)
     pool = Allreduced(comm) if part.owner is None else AtServer(comm, _masks(comm, cfg), private)
@@ -184,7 +185,7 @@ class _Progress:
         every = self.cfg.checkpoint.every
         if self.run_dir is not None and every and rnd % every == 0 and is_root(self.comm):
             (self.run_dir / CHECKPOINT).parent.mkdir(exist_ok=True)
-            model_file.write(self.run_dir / CHECKPOINT, booster, {"round": rnd})
+            model_file.write(self.run_dir / CHECKPOINT, booster, {"round": rnd, "rounds": self.cfg.rounds})
 
     def say(self, text: str) -> None:
         if self.verbose and is_root(self.comm):
@@ -229,6 +230,19 @@ def _claim(comm: MPI.Comm, cfg, out_dir: Path | None, resume: bool, overwrite: b
     if resume:
         collectively(comm, lambda: _resumable(run_dir))
     return run_dir
+
+
+def _resume_from(path: Path, cfg, method: TreeMethod):
+    """The checkpoint's trees; a forest's only for the rounds it was grown for (each leaf holds 1/rounds of its
+    mean, so a forest resumed for more trees would weigh its old and new trees apart)."""
+    start = model_file.read(path)
+    if method.scaled_by_rounds:
+        grown_for = json.loads(path.read_text())["params"].get("rounds")
+        if grown_for != cfg.rounds:
+            raise ConfigError(f"{path} holds a forest grown for rounds = {grown_for}; resume it with the same "
+                              f"rounds (got {cfg.rounds}): its leaves hold their share of a mean over that many "
+                              "trees.")
+    return start
 
 
 def _resumable(run_dir: Path) -> None:
