@@ -189,14 +189,18 @@ def distributed_study(rows: int, trees: int, work: Path) -> tuple[list[str], dic
            "train": {"lr": 0.1}}
     out, data = [], {}
     for ranks in (1, 2):
-        s = run_job(work, f"distributed-{ranks}", job, ranks)
-        if s is None:
-            out.append(f"| {ranks} | failed | | |")
-            continue
-        data[ranks] = s
-        out.append(f"| {ranks} | {s['seconds_per_tree'] * 1e3:.0f} | {s['histogram_bytes_per_tree'] / 2**20:.2f} "
-                   f"| {s['final_accuracy']:.4f} |")
+        out.append(measured_row(work, f"distributed-{ranks}", job, ranks, str(ranks), data, ranks))
     return out, data
+
+
+def measured_row(work: Path, name: str, job: dict, ranks: int, label: str, data: dict, key) -> str:
+    """Run one job; its summary into data[key] and its table row (label, accuracy, ms a tree, MiB a tree)."""
+    s = run_job(work, name, job, ranks)
+    if s is None:
+        return f"| {label} | failed | | |"
+    data[key] = s
+    return (f"| {label} | {s['final_accuracy']:.4f} | {s['seconds_per_tree'] * 1e3:.1f} "
+            f"| {s['histogram_bytes_per_tree'] / 2**20:.2f} |")
 
 
 def federated_study(work: Path, rounds: int = 50) -> tuple[list[str], dict]:
@@ -219,13 +223,7 @@ def federated_study(work: Path, rounds: int = 50) -> tuple[list[str], dict]:
         job = json.loads(json.dumps(base))
         for key, value in extra.items():
             job.setdefault(key, {}).update(value) if isinstance(value, dict) else job.__setitem__(key, value)
-        summary = run_job(work, f"federated-{i}", job, ranks)
-        if summary is None:
-            out.append(f"| {label} | failed | | |")
-            continue
-        data[label] = summary
-        out.append(f"| {label} | {summary['final_accuracy']:.4f} | {summary['seconds_per_tree'] * 1e3:.1f} "
-                   f"| {summary['histogram_bytes_per_tree'] / 2**20:.2f} |")
+        out.append(measured_row(work, f"federated-{i}", job, ranks, label, data, label))
     return out, data
 
 
@@ -295,7 +293,7 @@ def main() -> None:
         rows, data["distributed"] = distributed_study(args.rows, args.trees, Path(tmp))
         sections.append(markdown_table(
             "mpifl distributed (mpiexec, the ranks on this machine's cores)",
-            ["ranks", "ms a tree", "histogram Allreduce MiB a tree", "test accuracy"], rows))
+            ["ranks", "test accuracy", "ms a tree", "histogram Allreduce MiB a tree"], rows))
         rows, data["federated"] = federated_study(Path(tmp), args.federated_rounds)
     sections.append(markdown_table(
         f"Federated trees: digits over 64 clients (Dirichlet(0.5)) or 512 (IID), {args.federated_rounds} rounds of 10 "
