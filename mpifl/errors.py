@@ -53,12 +53,14 @@ class Diverged(MpiflError):
 
 
 class SecAggAborted(MpiflError):
-    """Raised on every rank when secure aggregation had too few survivors and secagg.abort = "stop"."""
+    """Raised on every rank when secure aggregation could not unmask (too few survivors, or clients that caught the
+    server lying) and secagg.abort = "stop"."""
 
     def __init__(self, rnd: int):
         super().__init__(
-            f"secure aggregation: round {rnd} ended without an update, because fewer clients survived than its "
-            "threshold needs to unmask the sum (nothing was revealed). secagg.abort = \"stop\" stops the job here; "
-            "\"skip\" goes on to the next round.",
+            f"secure aggregation: round {rnd} ended without an update, because fewer clients revealed their shares "
+            "than its threshold needs: they dropped out, or caught the server lying (nothing was revealed; a client "
+            "that caught it says so on its rank). secagg.abort = \"stop\" stops the job here; \"skip\" goes on to "
+            "the next round.",
             collective=True,
         )

@@ -43,6 +43,7 @@ class Exchange(Protocol):
 
     exchange: str  # its name in summary.json: "gather", "reduce", "secagg", "secagg-reduce"
     delivers_rows: bool
+    carries_stats: bool  # it also sums the active clients' statistics (take_active; figures_sum at the server)
 
     def client_send(self, rnd: int, epochs: np.ndarray, rows: np.ndarray, timer, poll: bool) -> None:
         """A client rank's side: send this rank's trained clients' updates (``rows``: their payload rows)."""
@@ -62,6 +63,7 @@ class RowExchange:
 
     exchange: ClassVar[str] = "gather"
     delivers_rows: ClassVar[bool] = True
+    carries_stats: ClassVar[bool] = False
 
     def __init__(self, comm, wire: Wire, dtype: np.dtype):
         self.wire = wire

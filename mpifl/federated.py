@@ -51,7 +51,7 @@ from mpifl.protocol import Plan, Wire, cohort
 from mpifl.stages import Chain
 from mpifl.stopping import divergence
 from mpifl.strategies import Strategy
-from mpifl.strategies.sampling import active_clients, evaluated, plan_capacity
+from mpifl.strategies.sampling import active_clients, evaluated, plan_capacity, sealed_evaluation
 
 SERVER = ROOT  # the server is the root rank (mpifl.ranks)
 STOP_SIGNAL = 1  # the downlink's stop code after SIGTERM/SIGUSR1; above it, 1 + a Diverged code
@@ -78,7 +78,7 @@ def make_wire(strategy: type[Strategy], chain: Chain, spec: ModelSpec, blocks: l
     n_clients = blocks[-1].stop
     return Wire((*strategy.downlink, *chain.downlink), (*strategy.uplink, *chain.uplink), shape or spec.shape, spec.dtype,
                 blocks, chain.message_bytes, shared, senders, chain.rank_stat_names,
-                plan_capacity(fraction, n_clients))
+                plan_capacity(fraction, n_clients), sealed_stats=chain.hides_client_stats)
 
 
 def exchange_of(loop: Loop, chain: Chain, wire: Wire, blocks: list[range]) -> Exchange:
@@ -116,6 +116,7 @@ class ServerRounds:
         counted = saved.server.get(BYTES, np.zeros(5)).astype(np.int64)  # counted at the collectives
         self.last_bytes, self.totals = (int(counted[0]), int(counted[1])), [int(c) for c in counted[2:5]]
         self.halt = 0
+        self.watched = 0.0  # the last recorded round's loss that tells divergence (watched_loss)
         # the virtual clock of the simulated client speeds (mpifl.client_speeds): a synchronous round lasts as long
         # as its slowest client; an asynchronous strategy reports its own event times
         self.clock = float(saved.server.get(CLOCK, np.zeros(1))[0])
@@ -144,18 +145,27 @@ class ServerRounds:
             return False
         if self.halt:
             halt(self.loop, it, self.theta, self.halt, self.exchange, {}, self.server_state())
-        self.exchange.server_receive(it, epochs, timer, self.poll)
         logged = is_logged(it - 1, cfg)
-        active = active_clients(cohort(epochs),
-                                *evaluated(cfg.seed, it - 1, self.wire.n_clients, cfg.evaluate.fraction,
-                                           self.held_out, logged, self.validating))
+        sealed = self.wire.sealed_stats
+        scored, judged = evaluated(cfg.seed, it - 1, self.wire.n_clients, cfg.evaluate.fraction, self.held_out, logged,
+                                   self.validating)
+        if sealed:
+            scored, judged = sealed_evaluation(scored, judged, cohort(epochs), self.exchange.carries_stats)
+        active = active_clients(cohort(epochs), scored, judged)
+        if sealed and self.exchange.carries_stats:
+            self.exchange.take_active(active)
+        self.exchange.server_receive(it, epochs, timer, self.poll)
         self.gather_stats.set_counts(self.wire.stats_counts(active))
         gathered = np.empty(self.gather_stats.total)
         self.gather_stats(np.empty(0), gathered, timer, self.poll)
         stats, rank_stats = self.wire.split_stats(gathered, active)
+        figures = None
+        if sealed:  # no client's row came: each that sent an update weighs 1; the figures are a sum, or nothing
+            stats["weight"][stats.at(self.wire.sending(epochs))] = 1.0
+            figures = self.exchange.figures_sum() if self.exchange.carries_stats else None
         self.chain.each("after_exchange", rank_stats)
         with timer.compute():
-            record = self.record(it - 1, stats, rank_stats) if logged else None
+            record = self.record(it - 1, stats, rank_stats, figures, scored.size) if logged else None
             # the record judges theta_(it-1): when it ends the run, this round's updates are not applied
             early = record is not None and self.loop.best.judge(record, self.theta, can_stop=training)
             stop = self.aggregate(it, epochs, stats, training) if not early else False
@@ -164,7 +174,9 @@ class ServerRounds:
         self.account(epochs if not early else np.zeros_like(epochs), rank_stats)
         if self.loop.checkpoints.due(it):
             self.loop.save(it, self.theta, {}, self.server_state())  # not committed if diverged
-        diverged = divergence(self.theta, record.loss if record is not None else 0.0)
+        if record is not None:
+            self.watched = watched_loss(record, sealed and not (figures or {}).get("rows"))
+        diverged = divergence(self.theta, self.watched if record is not None else 0.0)
         signalled = self.loop.stop.requested or bool(rank_stats["stop"].max() > 0)
         self.halt = STOP_SIGNAL + diverged if diverged else int(signalled)
         if training and stop and not diverged:
@@ -203,9 +215,14 @@ class ServerRounds:
             self.pending["virtual_time"] = self.clock
         return outcome.stop
 
-    def record(self, rnd: int, stats, rank_stats):
-        record, detail = round_records.record(rnd, self.theta, stats, self.tester, self.cfg.model.l2,
-                                              self.last_seconds, self.last_compute, self.pending)
+    def record(self, rnd: int, stats, rank_stats, figures=None, scored: int = 0):
+        if self.wire.sealed_stats:  # the clients' figures only as their sum (or not at all)
+            record, detail = round_records.sealed_record(rnd, self.theta, figures, scored, self.tester,
+                                                         self.cfg.model.l2, self.last_seconds, self.last_compute,
+                                                         self.pending)
+        else:
+            record, detail = round_records.record(rnd, self.theta, stats, self.tester, self.cfg.model.l2,
+                                                  self.last_seconds, self.last_compute, self.pending)
         if self.cfg.evaluate.per_client and self.loop.details is not None:
             self.loop.details(rnd, detail)
         record = replace(record, downlink_bytes=self.last_bytes[0], uplink_bytes=self.last_bytes[1],
@@ -231,6 +248,16 @@ class ServerRounds:
         self.client_rounds += trained
         self.totals = [self.totals[0] + self.last_bytes[0], self.totals[1] + self.last_bytes[1],
                        self.totals[2] + self.last_bytes[1] + self.wire.saved_bytes(trained)]
+
+
+def watched_loss(record, unknown: bool) -> float:
+    """The loss that tells divergence: the clients' training loss; where no client's figures reached the server
+    (local DP alone), the server's own test loss, if it has test rows (theta's finiteness is checked anyway)."""
+    if record is None:
+        return 0.0
+    if unknown:
+        return record.test_loss if record.test_loss is not None and record.test_loss == record.test_loss else 0.0
+    return record.loss
 
 
 def halt(loop: Loop, it: int, theta: np.ndarray, code: int, exchange, local: dict, server: dict | None = None) -> None:

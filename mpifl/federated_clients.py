@@ -34,7 +34,7 @@ from mpifl.stages import Chain, Outgoing
 from mpifl.stages.base import OutgoingStack
 from mpifl.strategies import Strategy, strategy_params
 from mpifl.strategies.base import LocalRun
-from mpifl.strategies.sampling import active_clients, evaluated
+from mpifl.strategies.sampling import active_clients, evaluated, sealed_evaluation
 
 
 
@@ -122,6 +122,8 @@ class ClientRounds:
         self.theta[...] = self.down["theta"]
         scored, judged = evaluated(cfg.seed, it - 1, self.n_clients, cfg.evaluate.fraction, self.held_out,
                                    is_logged(it - 1, cfg), self.validating)
+        if self.wire.sealed_stats:
+            scored, judged = sealed_evaluation(scored, judged, self.cohort, self.exchange.carries_stats)
         active = active_clients(self.cohort, scored, judged)
         mine = active[np.searchsorted(active, self.clients.start) : np.searchsorted(active, self.clients.stop)]
         stats = self.wire.stats_buffer(mine.size)
@@ -131,11 +133,13 @@ class ClientRounds:
         own["compute"][0] = time.perf_counter() - started
         own["stop"][0] = self.loop.stop.requested
         own["comm"][0] = self.previous_comm
+        if self.wire.sealed_stats and self.exchange.carries_stats:  # the figures join the masked sum
+            self.exchange.take_active(active, mine, self.stat_rows)
         self.exchange.client_send(it, epochs, self.payload[:sent], timer, self.poll)
         for name, value in self.chain.merged("rank_stats").items():
             own[name][0] = value
         self.gather_stats.set_counts(self.wire.stats_counts(active))
-        self.gather_stats(stats, self.unused, timer, self.poll)
+        self.gather_stats(self.wire.sent_stats(stats, mine.size), self.unused, timer, self.poll)
         self.previous_comm = timer.comm_seconds
         if self.loop.checkpoints.due(it):
             self.loop.save(it, self.theta, self.local_state(it))

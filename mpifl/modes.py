@@ -239,8 +239,9 @@ class Federated(Mode):
         if comm.Get_rank() == federated.SERVER:
             test, blocks, rows, validating = data
             strategy = make_strategy(cfg, spec, blocks[-1].stop, loop.chain, rows)
-            theta = federated.ServerRounds(loop, test, blocks, validating, strategy, loop.chain).run()
-            verdict[0] = divergence(theta, loop.recorder.records[-1].loss)
+            server = federated.ServerRounds(loop, test, blocks, validating, strategy, loop.chain)
+            theta = server.run()
+            verdict[0] = divergence(theta, server.watched)
         else:
             federated_clients.ClientRounds(loop, *data, STRATEGIES[cfg.server.strategy], loop.chain).run()
             theta = spec.zeros()

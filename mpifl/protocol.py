@@ -193,6 +193,7 @@ class Wire:
         self, downlink: Sequence[Field], uplink: Sequence[Field], shape: tuple[int, ...], dtype: np.dtype,
         blocks: Sequence[range], message_bytes: int = 0, shared: int | None = None,
         senders: np.ndarray | None = None, rank_stats: Sequence[str] = (), capacity: int | None = None,
+        sealed_stats: bool = False,
     ):
         check_declaration("this algorithm", downlink, uplink)
         self.dtype = np.dtype(dtype)
@@ -208,6 +209,9 @@ class Wire:
         self.uncompressed_payload = Layout((DELTA, *(f for f in uplink if f.dtype == MODEL)), shape)
         self.client_stats = Layout((*CLIENT_STATS, *(f for f in uplink if f.dtype == FLOAT64)), shape)
         self.uplink_names = tuple(f.name for f in uplink)
+        # no client's statistics row leaves its rank (secure aggregation, local DP): only the ranks' own values
+        # travel in the Gatherv, and the clients' figures reach the server as a masked sum or not at all
+        self.sealed_stats = sealed_stats
         self.rank_stats = (*RANK_STATS, *rank_stats)
         if len(set(self.rank_stats)) != len(self.rank_stats):
             raise ValueError(f"Duplicate per-rank statistics in {self.rank_stats}.")
@@ -299,8 +303,14 @@ class Wire:
         return np.diff(np.searchsorted(active, self._starts))
 
     def stats_counts(self, active: np.ndarray) -> list[int]:
-        """Gatherv counts of one round's statistics: a row per active client, then the rank's own values."""
-        return [0, *(int(n) * self.client_stats.width + len(self.rank_stats) for n in self.active_counts(active))]
+        """Gatherv counts of one round's statistics: a row per active client (none when sealed), then the rank's own
+        values."""
+        width = 0 if self.sealed_stats else self.client_stats.width
+        return [0, *(int(n) * width + len(self.rank_stats) for n in self.active_counts(active))]
+
+    def sent_stats(self, buffer: np.ndarray, rows: int) -> np.ndarray:
+        """What a client rank sends of its statistics buffer: all of it, or its own values only when sealed."""
+        return buffer[rows * self.client_stats.width:] if self.sealed_stats else buffer
 
     def stats_buffer(self, rows: int) -> np.ndarray:
         """A client rank's send buffer: ``rows`` client-stat rows (its active clients), then the rank's own values."""
@@ -314,8 +324,9 @@ class Wire:
         return buffer[: rows * width].reshape(rows, width), {name: own[i : i + 1] for i, name in enumerate(self.rank_stats)}
 
     def split_stats(self, gathered: np.ndarray, active: np.ndarray) -> tuple[ClientStats, dict[str, np.ndarray]]:
-        """Gathered stats -> (the active clients' columns, {rank stat: (hosts,)}) in client and rank order."""
-        width, extra = self.client_stats.width, len(self.rank_stats)
+        """Gathered stats -> (the active clients' columns, {rank stat: (hosts,)}) in client and rank order; sealed,
+        the columns are zeros: no client's row travelled."""
+        width, extra = (0 if self.sealed_stats else self.client_stats.width), len(self.rank_stats)
         counts = self.active_counts(active)
         per_rank = np.empty((len(self.blocks), extra))
         rows, at = [], 0
@@ -323,7 +334,8 @@ class Wire:
             rows.append(gathered[at : at + n * width])
             per_rank[h] = gathered[at + n * width : at + n * width + extra]
             at += n * width + extra
-        per_client = np.concatenate(rows).reshape(active.size, width) if rows else np.empty((0, width))
+        per_client = (np.zeros((active.size, self.client_stats.width)) if self.sealed_stats
+                      else np.concatenate(rows).reshape(active.size, width) if rows else np.empty((0, width)))
         columns = self.client_stats.columns(per_client)
         clients = ClientStats(active, {name: (v[:, 0] if v.shape[1] == 1 else v) for name, v in columns.items()})
         return clients, {name: per_rank[:, i] for i, name in enumerate(self.rank_stats)}

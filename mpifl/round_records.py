@@ -105,6 +105,50 @@ def record(
     return record, detail
 
 
+def sealed_record(
+    rnd: int, theta: np.ndarray, figures: dict[str, float] | None, scored: int, tester: LocalTrainer, l2: float,
+    seconds: float, compute: float, aggregated: dict[str, float],
+) -> tuple[RoundRecord, dict[str, np.ndarray]]:
+    """The round's record when no client's statistics left its rank: the clients' figures as one sum over the
+    active survivors (secure aggregation), or none (local DP alone); never a client's own, so no spread of them
+    and no per-client detail.  The server's own test rows are judged as always."""
+    sums = figures or {}
+    rows, val_rows, test_rows = sums.get("rows", 0.0), sums.get("val_rows", 0.0), sums.get("test_rows", 0.0)
+    n_test = tester.shard.n if tester.kernels.central_evaluation else 0
+    test_loss, test_correct = tester.evaluate(theta) if n_test else (0.0, 0)
+    validation = {"val_loss": sums["val_loss"] / val_rows, "val_accuracy": sums["val_correct"] / val_rows,
+                  "val_personal_accuracy": sums["val_personal_correct"] / val_rows} if val_rows else {}
+    record = RoundRecord(
+        round=rnd,
+        loss=sums["loss"] / rows + tester.kernels.penalty(theta, l2) if rows else float("nan"),
+        train_accuracy=sums["correct"] / rows if rows else float("nan"),
+        test_loss=test_loss / n_test if n_test else float("nan"),
+        accuracy=test_correct / n_test if n_test else float("nan"),
+        seconds=seconds,
+        compute_seconds=compute,
+        comm_seconds=max(0.0, seconds - compute),
+        clients=sealed_summaries(sums) or None,
+        evaluated_clients=scored if figures is not None else 0,
+        participants=int(aggregated["participants"]) if rnd > 0 and "participants" in aggregated else None,
+        server={k: v for k, v in aggregated.items() if k != "participants" and STAGE not in k} or None
+        if rnd > 0 else None,
+        stages=stage_fields(aggregated) if rnd > 0 else None,
+        **validation,
+    )
+    return record, {}
+
+
+def sealed_summaries(sums: dict[str, float]) -> dict[str, dict[str, float]]:
+    """What a sum of the clients' figures tells of them: each figure's row-weighted mean, nothing per client."""
+    out = {}
+    for name, total, rows in (("loss", "loss", "rows"), ("accuracy", "correct", "rows"),
+                              ("test_accuracy", "test_correct", "test_rows"),
+                              ("personal_accuracy", "personal_correct", "test_rows")):
+        if sums.get(rows):
+            out[name] = {"weighted_mean": sums[total] / sums[rows]}
+    return out
+
+
 def client_detail(stats: ClientStats) -> dict[str, np.ndarray]:
     """Each active client's figures of the round (NaN where it reported none), by client id."""
     def ratio(sums: np.ndarray, rows: np.ndarray) -> np.ndarray:

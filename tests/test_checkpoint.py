@@ -40,6 +40,9 @@ JOBS = {
     # secure aggregation (SecAgg+, dropouts) carrying distributed DP noise: fresh keys every round, same sums
     "secagg_dp": ["--set", "secagg.enabled=true", "--set", "secagg.plus=true", "--set", "secagg.dropout=0.1",
                   "--set", "data.clients=9", "--set", "privacy.noise_multiplier=0.5", "--set", "privacy.noise=distributed"],
+    # local DP: each client's noise from (seed, round, client) and its release count (its epsilon) across the cut
+    "local_dp": ["--set", "privacy.where=local", "--set", "privacy.mechanism=laplace", "--set",
+                 "privacy.noise_multiplier=0.05", "--set", "server.fraction=0.5", "--set", "train.momentum=0.9"],
     # a user's strategy from their own module (examples/fedexp.py, imported by module:Class on every rank)
     "plugin_fedexp": ["--set", "server.strategy=examples.fedexp:FedExP", "--set", "server.fraction=0.5",
                       "--set", "train.momentum=0.9", "--set", "server.epsilon=0.01"],
@@ -59,7 +62,7 @@ def mpifl(n, *args, cwd, script=None, timeout=120):
                           capture_output=True, text=True, timeout=timeout, env=env)
 
 
-FAST = ("federated", "distributed")  # the rest of the matrix runs with tests/run.sh --all
+FAST = ("federated", "distributed", "local_dp")  # the rest of the matrix runs with tests/run.sh --all
 
 
 @pytest.mark.parametrize("mode", [m if m in FAST else pytest.param(m, marks=pytest.mark.slow) for m in JOBS])

@@ -58,3 +58,34 @@ def test_dropouts_recover_and_too_many_end_the_round_cleanly_or_stop_the_job():
 def test_distributed_dp_noise_through_secure_aggregation_is_accounted():
     summary = run(**SECURE, privacy__noise_multiplier=0.8, privacy__noise="distributed", server__fraction=0.5).summary
     assert summary["privacy"]["noise"] == "distributed" and summary["privacy"]["epsilon"] > 0
+
+
+@pytest.mark.mpi(min_size=2)
+def test_the_signed_protocol_gives_the_semi_honest_bytes_when_nobody_lies():
+    from rank_counts import same_bytes_again_and_on_two_ranks
+
+    semi = run(**SECURE, secagg__plus=True, secagg__neighbours=4)
+    signed = same_bytes_again_and_on_two_ranks(COMM, **JOB, **SECURE, secagg__plus=True, secagg__neighbours=4,
+                                               secagg__malicious=True)
+    assert signed.model.tobytes() == semi.model.tobytes()
+    if COMM.rank == 0 and COMM.size > 1:  # signatures and per-client survivor lists cost bytes both ways
+        assert signed.history[-1]["uplink_bytes"] > semi.history[-1]["uplink_bytes"]
+        assert signed.history[-1]["downlink_bytes"] > semi.history[-1]["downlink_bytes"]
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("lie", ["forge", "replay", "drop", "split"])
+def test_a_lying_server_is_caught_and_no_round_completes(lie, capfd):
+    lying = {**SECURE, "secagg__malicious": True, "secagg__server_lies": lie}
+    result = run(**lying)
+    np.testing.assert_array_equal(result.model, np.zeros_like(result.model))  # no round gave the server a sum
+    with pytest.raises(SecAggAborted, match="caught the server lying"):
+        run(**lying, secagg__abort="stop")
+    for row in result.history[1:]:
+        assert row["server"]["secagg_aborted"] == 1.0 and row["server"]["secagg_caught"] >= 1
+    said = capfd.readouterr().err
+    # the victim (client 0, on rank 1) catches every lie; under the others, every client rank has clients that do
+    if COMM.rank == 1 or (COMM.rank > 1 and lie != "drop"):
+        assert f"rank {COMM.rank}: secure aggregation, round 1: client" in said and "caught the server" in said
+    elif COMM.rank > 1:
+        assert "caught the server" not in said

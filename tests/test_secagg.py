@@ -13,7 +13,8 @@ from mpifl import config
 from mpifl.errors import ConfigError
 from mpifl.secagg import crypto, graph, shamir
 from mpifl.secagg.encoding import FixedPoint
-from mpifl.secagg.protocol import ClientRound, RoundPlan, SecAggError, ServerRound
+from mpifl.secagg.protocol import (ADVERT_BYTES, SIGNED_ADVERT_BYTES, ClientRound, RoundPlan, SecAggError,
+                                   ServerCaught, ServerRound, advert_message)
 
 RNG = np.random.default_rng(0)
 
@@ -174,5 +175,175 @@ def test_fixed_point_sums_wrap_and_decode_within_half_a_step(bits):
     (["secagg.enabled=true", "secagg.bits=16"], "'secagg.bits' parameter"),
 ])
 def test_secagg_settings_are_validated_by_name(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        config.load(overrides=overrides)
+
+
+# -- against an active server: signed adverts and the consistency round (Bonawitz et al. 2017, §4) ---------------
+
+
+def signed_round(n=8, rnd=5, plus=False, length=50):
+    """A round of the signed protocol: each client's long-term key, and the PKI every client got at set-up."""
+    plan, _, server = make_round(n=n, length=length, plus=plus)
+    plan = RoundPlan(rnd, plan.cohort, plan.neighbours, plan.threshold, plan.encoding, plan.length)
+    identities = {u: crypto.new_signing_key() for u in plan.cohort}
+    pki = {u: crypto.verify_key_bytes(k) for u, k in identities.items()}
+    clients = {u: ClientRound(plan, u, identities[u], pki) for u in plan.cohort}
+    return plan, clients, ServerRound(plan), identities, pki
+
+
+def share_all(plan, clients, directory):
+    inbox = {v: {} for v in clients}
+    for u, c in clients.items():
+        for v, m in zip(plan.neighbours[u], c.share(directory)):
+            inbox[v][u] = m
+    for v, c in clients.items():
+        c.receive(inbox[v])
+
+
+def consistency(plan, clients, told, forward):
+    """Each survivor signs the list it was told; ``forward(u, signed)`` is what the server passes u; returns each
+    client's unmasking shares, or the ServerCaught it raised."""
+    signed = {u: clients[u].sign_survivors(told[u]) for u in told if u in told[u]}
+    out = {}
+    for u in told:
+        try:
+            if u not in told[u]:
+                clients[u].sign_survivors(told[u])
+            clients[u].check_survivors(told[u], forward(u, signed))
+            out[u] = clients[u].unmask_shares(told[u])
+        except ServerCaught as exc:
+            out[u] = exc
+    return out
+
+
+def test_the_signed_protocol_unmasks_the_same_sum_as_the_semi_honest_one():
+    plan, clients, server, _, _ = signed_round()
+    xs = {u: RNG.uniform(-5, 5, plan.length) for u in clients}
+    adverts = {u: c.advertise() for u, c in clients.items()}
+    assert all(len(a) == SIGNED_ADVERT_BYTES for a in adverts.values())
+    server.collect_adverts(adverts)
+    share_all(plan, clients, server.directory)
+    survived = set(clients)
+    masked = {u: clients[u].masked_input(xs[u]) for u in survived}
+    shares = consistency(plan, clients, {u: survived for u in survived},
+                         lambda u, signed: {v: signed[v] for v in plan.neighbours[u]})
+    total = server.unmask(masked, shares)
+    assert np.abs(total - sum(xs.values())).max() <= len(masked) / (2 * plan.encoding.scale) + 1e-12
+
+
+def test_a_forged_advert_is_caught_before_any_share_leaves_a_client():
+    plan, clients, server, _, _ = signed_round()
+    adverts = {u: c.advertise() for u, c in clients.items()}
+    victim = plan.cohort[0]
+    forged = dict(adverts)  # the server's own mask key in the victim's advert, to unmask the victim alone later
+    forged[victim] = (adverts[victim][: crypto.KEY_BYTES] + crypto.public_bytes(crypto.new_private_key())
+                      + adverts[victim][2 * crypto.KEY_BYTES:])
+    neighbour = plan.neighbours[victim][0]
+    with pytest.raises(ServerCaught, match=f"relayed for client {victim} does not carry client {victim}'s signature"):
+        clients[neighbour].share(forged)
+    # an advert signed by the wrong key (a server that made its own identity for the victim) fails alike
+    impostor = crypto.new_signing_key()
+    resigned = dict(adverts)
+    body = forged[victim][:ADVERT_BYTES]
+    resigned[victim] = body + crypto.sign(impostor, advert_message(plan.round, victim, body))
+    with pytest.raises(ServerCaught, match="forged, altered, or replayed"):
+        clients[neighbour].share(resigned)
+
+
+def test_a_replayed_advert_is_caught_whether_from_another_round_or_another_client():
+    plan, clients, _, identities, pki = signed_round(rnd=5)
+    earlier_plan = RoundPlan(4, plan.cohort, plan.neighbours, plan.threshold, plan.encoding, plan.length)
+    victim, other = plan.cohort[0], plan.cohort[1]
+    old = ClientRound(earlier_plan, victim, identities[victim], pki).advertise()  # the victim's advert of round 4
+    adverts = {u: c.advertise() for u, c in clients.items()}
+    for name, directory in (("round", {**adverts, victim: old}), ("client", {**adverts, other: adverts[victim]})):
+        target = victim if name == "round" else other
+        reader = next(u for u in plan.cohort if target in plan.neighbours[u])
+        with pytest.raises(ServerCaught, match=f"client {target}'s signature for this round"):
+            clients[reader].share(directory)
+
+
+def test_a_client_reported_dropped_after_its_masked_input_refuses_and_its_self_mask_stays_secret():
+    plan, clients, server, _, _ = signed_round()
+    adverts = {u: c.advertise() for u, c in clients.items()}
+    server.collect_adverts(adverts)
+    share_all(plan, clients, server.directory)
+    xs = {u: RNG.uniform(-5, 5, plan.length) for u in clients}
+    masked = {u: clients[u].masked_input(xs[u]) for u in clients}  # everyone sent its masked input
+    victim = plan.cohort[0]
+    lie = set(clients) - {victim}  # told to everyone: the victim dropped
+    shares = consistency(plan, clients, {u: lie for u in clients},
+                         lambda u, signed: {v: signed[v] for v in plan.neighbours[u] if v in signed})
+    assert isinstance(shares[victim], ServerCaught) and "reported as dropped" in str(shares[victim])
+    # the others reveal, for the "dropped" victim, shares of its mask key only: what they rebuild is that key, never
+    # its self-mask seed b, so its masked input y = x + PRG(b) + masks stays uniform whatever else the server knows
+    held = {}
+    for holder in lie:
+        at = plan.neighbours[holder].index(victim)
+        held[holder] = shamir.unpack(shares[holder][at * shamir.SHARE_BYTES: (at + 1) * shamir.SHARE_BYTES])
+    secret = server._rebuild(victim, held)
+    assert crypto.public_bytes(crypto.private_key_from(secret)) == adverts[victim][crypto.KEY_BYTES: 2 * crypto.KEY_BYTES]
+    assert crypto.commit(secret) != adverts[victim][2 * crypto.KEY_BYTES: ADVERT_BYTES]
+
+
+@pytest.mark.parametrize("forwarding", ["matching", "everything"])
+def test_different_survivor_lists_are_caught_before_both_halves_of_a_secret_are_revealed(forwarding):
+    """The split: half the clients are told the victim survived (they would reveal its self-mask seed's shares),
+    half that it dropped (its mask key's).  A server forwarding each client only the signatures on its own list
+    gathers fewer than t on each; one forwarding everything shows signatures on another list."""
+    plan, clients, server, _, _ = signed_round(n=9)
+    server.collect_adverts({u: c.advertise() for u, c in clients.items()})
+    share_all(plan, clients, server.directory)
+    for u in clients:
+        clients[u].masked_input(np.zeros(plan.length))
+    victim = plan.cohort[0]
+    truth = set(clients)
+    others = [u for u in plan.cohort if u != victim]
+    lied = set(others[1::2])
+    told = {u: truth - {victim} if u in lied else truth for u in clients}
+    if forwarding == "matching":
+        def forward(u, signed):
+            return {v: signed[v] for v in plan.neighbours[u] if v in signed and told[v] == told[u]}
+    else:
+        def forward(u, signed):
+            return {v: signed[v] for v in plan.neighbours[u] if v in signed}
+    shares = consistency(plan, clients, told, forward)
+    caught = [u for u, s in shares.items() if isinstance(s, ServerCaught)]
+    revealed_seed = [u for u in plan.neighbours[victim] if u not in caught and victim in told[u]]
+    revealed_key = [u for u in plan.neighbours[victim] if u not in caught and victim not in told[u]]
+    t = plan.needed(victim)
+    assert caught and not (len(revealed_seed) >= t and len(revealed_key) >= t)
+    if forwarding == "everything":
+        assert all("not on the survivor list" in str(shares[u]) for u in caught if u != victim)
+
+
+def test_the_consistency_check_needs_t_signatures_from_neighbours_on_the_same_list():
+    plan, clients, server, _, _ = signed_round(n=6)
+    server.collect_adverts({u: c.advertise() for u, c in clients.items()})
+    share_all(plan, clients, server.directory)
+    for u in clients:
+        clients[u].masked_input(np.zeros(plan.length))
+    me = plan.cohort[0]
+    survived = set(clients)
+    signed = {u: clients[u].sign_survivors(survived) for u in clients}
+    t = plan.needed(me)
+    too_few = {v: signed[v] for v in plan.neighbours[me][: t - 1]}
+    with pytest.raises(ServerCaught, match=f"only {t - 1} of its neighbours signed"):
+        clients[me].check_survivors(survived, too_few)
+    enough = {v: signed[v] for v in plan.neighbours[me][:t]}
+    clients[me].check_survivors(survived, enough)  # t signatures on its own list: it may reveal
+    bad = dict(enough)
+    bad[plan.neighbours[me][0]] = bytes(64)
+    with pytest.raises(ServerCaught, match="not on the survivor list"):
+        clients[me].check_survivors(survived, bad)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["secagg.enabled=true", "secagg.server_lies=split"], "only the active-adversary protocol"),
+    (["secagg.enabled=true", "secagg.server_lies=bribe", "secagg.malicious=true"], "'secagg.server_lies' parameter"),
+    (["secagg.enabled=true", "evaluate.per_client=true"], "only as a masked sum"),
+])
+def test_malicious_settings_are_validated_by_name(overrides, message):
     with pytest.raises(ConfigError, match=message):
         config.load(overrides=overrides)

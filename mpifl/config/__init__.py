@@ -155,6 +155,8 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "privacy.clip_lr": (0.2, Interval(float, 0, None, "neither")),  # adaptive: step of the geometric clip update
     "privacy.noise": ("central", Choice(("central", "distributed"))),  # where the noise is added
     "privacy.accountant": ("rdp", Choice(("rdp", "pld"))),  # dp-accounting's RDP or PLD accountant
+    "privacy.where": ("server", Choice(("server", "local"))),  # who adds the noise: the server, or each client
+    "privacy.noise_seed": ("job", Choice(("job", "os"))),  # local noise from (seed, round, client), or OS entropy
     "server.sampling": ("fixed", Choice(("fixed", "poisson"))),  # fixed: round(fraction K) clients; poisson: each w.p. fraction
     # secure aggregation (mpifl.secagg): the server learns only the sum of the cohort's updates
     "secagg.enabled": (False, Flag()),
@@ -165,6 +167,8 @@ SCHEMA: dict[str, tuple[Any, Interval | Choice | Text | Flag | Widths]] = {
     "secagg.bits": (64, Choice((32, 64))),  # the ring Z_(2^bits) of the masked fixed-point values
     "secagg.clip_range": (1e4, Interval(float, 0, None, "neither")),  # each encoded value is clamped to [-R, R]
     "secagg.abort": ("skip", Choice(("skip", "stop"))),  # too few survivors: skip the round, or stop the job
+    "secagg.malicious": (False, Flag()),  # against an active server: signed adverts and the consistency round
+    "secagg.server_lies": ("none", Choice(("none", "forge", "replay", "drop", "split"))),  # simulated lying server
 }
 
 # The keys that choose a plug-in, and the section its own declared parameters live in.

@@ -174,16 +174,23 @@ MEANINGS: dict[str, str] = {
     "compress.bits": "qsgd: bits per value, sign included",
     "compress.bucket": "qsgd: values that share one norm",
     "compress.error_feedback": "keep what compression dropped and add it to the next update",
-    "privacy.mechanism": "the clip-and-noise mechanism: gaussian (DP-FedAvg), or a user's Mechanism as `module:Class`",
-    "privacy.clip": "C: each client's delta is clipped to this L2 norm",
+    "privacy.mechanism": "the clip-and-noise mechanism: gaussian (DP-FedAvg; local Gaussian noise), laplace (local only: "
+                         "L1 clip and Laplace noise), or a user's Mechanism as `module:Class`",
+    "privacy.clip": "C: each client's delta is clipped to this L2 norm (L1 under local Laplace noise)",
     "privacy.noise_multiplier": "z: noise std z·C on the sum; above 0 turns differential privacy on",
     "privacy.delta": "the δ of the (ε, δ) the accountant reports",
-    "privacy.target_epsilon": "above 0: find the noise multiplier that reaches this ε after `rounds`",
+    "privacy.target_epsilon": "above 0: find the noise multiplier that reaches this ε after `rounds` (local DP: this ε per "
+                              "release)",
     "privacy.adaptive": "adaptive clipping (Andrew et al. 2021)",
     "privacy.target_quantile": "adaptive: the share of deltas to leave unclipped",
     "privacy.clip_lr": "adaptive: the step of the geometric clip update",
-    "privacy.noise": "central (the server adds it) or distributed (each client adds its share)",
+    "privacy.noise": "central DP's noise: central (the server adds it) or distributed (each client adds its "
+                     "share)",
     "privacy.accountant": "dp-accounting's RDP or PLD accountant",
+    "privacy.where": "server: central DP-FedAvg (the server adds the noise); local: each client clips and noises its "
+                     "own update before anything leaves its rank, and the server is not trusted",
+    "privacy.noise_seed": "local DP's noise: job draws it from (seed, round, client), reproducible; os draws it from "
+                          "the OS's entropy, which nobody holding the job's seed can regenerate",
     "secagg.enabled": "secure aggregation: the server learns only the sum of the cohort's updates",
     "secagg.plus": "SecAgg+: a random k-regular neighbour graph instead of every pair",
     "secagg.neighbours": "SecAgg+'s k (even); 0 takes the smallest even k ≥ 3 log2 n",
@@ -191,7 +198,12 @@ MEANINGS: dict[str, str] = {
     "secagg.dropout": "simulated: the share of clients that drop after sharing, before the masked input",
     "secagg.bits": "the ring Z_(2^bits) of the masked fixed-point values",
     "secagg.clip_range": "each encoded value is clamped to [-R, R]",
-    "secagg.abort": "too few survivors: skip the round, or stop the job",
+    "secagg.abort": "too few survivors (or a client caught the server lying): skip the round, or stop the job",
+    "secagg.malicious": "the active-adversary protocol (Bonawitz et al. 2017, §4): long-term Ed25519 keys, signed "
+                        "key adverts, and the consistency round on the survivor list",
+    "secagg.server_lies": "simulated: a server that lies, against secagg.malicious: forge (its own key in one "
+                          "advert), replay (an old or another client's advert), drop (reports a client dropped "
+                          "after its masked input), split (different survivor lists to different clients)",
     # the built-in strategies' own keys, declared by each strategy
     "server.proximal_mu": "μ of the proximal term (μ/2)‖θ − θ_r‖²",
     "server.lr": "the server's learning rate",

@@ -40,3 +40,24 @@ def settings(cfg, n_clients: int, dtype: np.dtype, z: float) -> PrivacySettings 
         accountant=cfg.privacy.accountant, sampling=sampling_of(cfg, n_clients), seed=cfg.seed,
         dtype=np.dtype(dtype),
     )
+
+
+def local_noise_multiplier(cfg, distribution: str) -> float:
+    """Local DP's z: privacy.noise_multiplier, or the one whose single release costs privacy.target_epsilon."""
+    from mpifl.privacy.local import noise_for as local_noise_for
+
+    if cfg.privacy.target_epsilon > 0:
+        try:
+            return local_noise_for(distribution, cfg.privacy.target_epsilon, cfg.privacy.delta, cfg.privacy.accountant)
+        except Exception as exc:  # dp-accounting's bracket search says why it found none
+            from mpifl.errors import ConfigError
+            raise ConfigError(f"privacy.target_epsilon = {cfg.privacy.target_epsilon}: no noise multiplier in "
+                              f"[0.1, 10000] makes one local release cost it ({exc}).") from None
+    return cfg.privacy.noise_multiplier
+
+
+def local_settings(cfg, distribution: str, z: float):
+    from mpifl.privacy.local import LocalSettings
+
+    return LocalSettings(distribution=distribution, clip=cfg.privacy.clip, noise_multiplier=z, delta=cfg.privacy.delta,
+                         accountant=cfg.privacy.accountant, seed=cfg.seed, source=cfg.privacy.noise_seed)

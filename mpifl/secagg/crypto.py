@@ -7,7 +7,9 @@
   receiver) as associated data, so a share replayed to another pair fails;
 - ChaCha20's keystream as the pseudo-random generator that expands a 32-byte
   seed into a mask;
-- SHA-256 as the commitment to a self-mask seed.
+- SHA-256 as the commitment to a self-mask seed;
+- Ed25519 signatures under each client's long-term key (the active-adversary
+  protocol): on its key advert, and on the survivor list it was given.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import os
 import struct
 
 import numpy as np
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -99,3 +102,29 @@ def commit(secret: bytes) -> bytes:
 
 def random_seed() -> bytes:
     return os.urandom(KEY_BYTES)
+
+
+# -- long-term identities (the active-adversary protocol): Ed25519 signatures --------------------------------
+
+SIGNATURE_BYTES = 64
+
+
+def new_signing_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def verify_key_bytes(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(RAW, serialization.PublicFormat.Raw)
+
+
+def sign(key: Ed25519PrivateKey, message: bytes) -> bytes:
+    return key.sign(message)
+
+
+def verifies(public: bytes, signature: bytes, message: bytes) -> bool:
+    """Whether ``signature`` is the holder of ``public``'s over ``message`` (False for any malformed input)."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
+        return True
+    except (InvalidSignature, ValueError):
+        return False

@@ -19,11 +19,34 @@ cohort:
 
 The server checks every reconstruction against what was advertised (s_v's
 public key, b_v's commitment), so a corrupt share is detected and named.
+
+Against an actively malicious server (Bonawitz et al. 2017, §4; ``signed``),
+each client also holds a long-term Ed25519 key whose public half every
+client knows from set-up (a PKI):
+
+- its advert carries a signature over (round, its id, its keys, its
+  commitment), and every client verifies its neighbours' adverts before
+  sharing with them, so a server cannot substitute keys (forge) or pass off
+  an advert of another round or client (replay);
+- the shares need no signature of their own: each is sealed with AES-GCM
+  under a key agreed from two signed channel keys, with (round, sender,
+  receiver) as associated data, so only the two ends can make or open it;
+- the consistency round: after the masked inputs, each survivor signs the
+  survivor list the server gave it, and before revealing any share checks
+  that every signature the server forwards is on that same list and that at
+  least t of its neighbours signed it.  With t above half of its neighbours,
+  no two lists can both gather t signatures, so a server that tells some
+  clients "v survived" (to collect v's self-mask shares) and others "v
+  dropped" (to collect its mask key's shares) is caught before either half
+  is revealed; a client told that it dropped although it sent its masked
+  input refuses too.  A client that catches the server raises
+  ``ServerCaught`` and reveals nothing that round.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,12 +55,28 @@ from mpifl.secagg import crypto, shamir
 from mpifl.secagg.encoding import FixedPoint
 
 ADVERT_BYTES = 3 * crypto.KEY_BYTES  # c_pk | s_pk | commitment to b
+SIGNED_ADVERT_BYTES = ADVERT_BYTES + crypto.SIGNATURE_BYTES  # ... | the owner's signature over them
 SEALED_SHARES = crypto.sealed_size(2 * shamir.SHARE_BYTES)  # one neighbour's shares of s_sk and b, sealed
 CHANNEL, MASK = b"mpifl-secagg channel", b"mpifl-secagg mask"
 
 
 class SecAggError(Exception):
     """The round cannot be completed: a share failed authentication or reconstruction, or too few survived."""
+
+
+class ServerCaught(SecAggError):
+    """A client caught the server lying (a forged or replayed advert, a survivor list it contradicts, too few
+    signatures on its list); it reveals no share this round."""
+
+
+def advert_message(rnd: int, client: int, advert: bytes) -> bytes:
+    """What a client signs of its advert: the round and its id bind the keys to this round and this client."""
+    return b"mpifl-secagg advert" + struct.pack("<qq", rnd, client) + advert[:ADVERT_BYTES]
+
+
+def survivors_message(rnd: int, survived) -> bytes:
+    """What a survivor signs in the consistency round: the round and the survivor list it was given."""
+    return b"mpifl-secagg survivors" + struct.pack("<q", rnd) + np.array(sorted(survived), dtype="<i8").tobytes()
 
 
 @dataclass(frozen=True)
@@ -68,9 +107,11 @@ def _point(client: int) -> int:
 class ClientRound:
     """One client's side of one round; holds its private keys, which never leave it unshared."""
 
-    def __init__(self, plan: RoundPlan, me: int):
+    def __init__(self, plan: RoundPlan, me: int, identity=None, pki: dict[int, bytes] | None = None):
         self.plan = plan
         self.me = me
+        self._identity = identity  # its long-term signing key (the active-adversary protocol), or None
+        self.pki = pki  # every neighbour's long-term public key, from set-up
         self._channel = crypto.new_private_key()
         self._mask = crypto.new_private_key()
         self._seed = crypto.random_seed()
@@ -78,11 +119,24 @@ class ClientRound:
         self._held: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # neighbour -> (share of s_sk, share of b)
 
     def advertise(self) -> bytes:
-        return (crypto.public_bytes(self._channel) + crypto.public_bytes(self._mask)
-                + crypto.commit(self._seed))
+        advert = crypto.public_bytes(self._channel) + crypto.public_bytes(self._mask) + crypto.commit(self._seed)
+        if self._identity is None:
+            return advert
+        return advert + crypto.sign(self._identity, advert_message(self.plan.round, self.me, advert))
+
+    def check_adverts(self, directory: dict[int, bytes]) -> None:
+        """Each neighbour's advert signed by that neighbour, for this round (active-adversary protocol)."""
+        for v in self.plan.neighbours[self.me]:
+            advert = directory[v]
+            if not crypto.verifies(self.pki[v], advert[ADVERT_BYTES:], advert_message(self.plan.round, v, advert)):
+                raise ServerCaught(f"secure aggregation, round {self.plan.round}: client {self.me} caught the server: "
+                                   f"the key advert it relayed for client {v} does not carry client {v}'s signature "
+                                   "for this round (forged, altered, or replayed from another round or client)")
 
     def share(self, directory: dict[int, bytes]) -> list[bytes]:
         """Sealed shares for each neighbour, in the order of plan.neighbours[me]."""
+        if self.pki is not None:
+            self.check_adverts(directory)
         self._directory = directory
         mine = self.plan.neighbours[self.me]
         points = np.array([_point(v) for v in mine])
@@ -123,6 +177,30 @@ class ClientRound:
                 y -= mask
         return y
 
+    def sign_survivors(self, survived: set[int]) -> bytes:
+        """The consistency round: this survivor's signature on the list it was given; refused if the list says it
+        dropped, for it sent its masked input."""
+        if self.me not in survived:
+            raise ServerCaught(f"secure aggregation, round {self.plan.round}: client {self.me} caught the server: it "
+                               "was reported as dropped after it had sent its masked input")
+        return crypto.sign(self._identity, survivors_message(self.plan.round, survived))
+
+    def check_survivors(self, survived: set[int], signatures: dict[int, bytes]) -> None:
+        """Before revealing any share: every forwarded signature is on the list this client was given, and at
+        least t of its neighbours signed it (``signatures``: neighbour -> signature, those the server forwarded)."""
+        message = survivors_message(self.plan.round, survived)
+        for v, signature in signatures.items():
+            if not crypto.verifies(self.pki[v], signature, message):
+                raise ServerCaught(f"secure aggregation, round {self.plan.round}: client {self.me} caught the server: "
+                                   f"client {v}'s signature is not on the survivor list client {self.me} was given "
+                                   "(the server sent different lists, or forged a signature)")
+        signed = sum(v in survived for v in signatures)
+        if signed < self.plan.needed(self.me):
+            raise ServerCaught(f"secure aggregation, round {self.plan.round}: client {self.me} caught the server: "
+                               f"only {signed} of its neighbours signed the survivor list it was given; it needs "
+                               f"{self.plan.needed(self.me)} (t) before it reveals a share, so that no other list can "
+                               "be completed")
+
     def unmask_shares(self, survived: set[int]) -> bytes:
         """For each neighbour in order: its b share if it survived, its s_sk share if it dropped."""
         return b"".join(shamir.pack(self._held[v][1] if v in survived else self._held[v][0])
@@ -162,7 +240,7 @@ class ServerRound:
         for u in plan.cohort:
             secret = self._rebuild(u, held[u])
             if u in survived:
-                if crypto.commit(secret) != self.directory[u][2 * crypto.KEY_BYTES:]:
+                if crypto.commit(secret) != self.directory[u][2 * crypto.KEY_BYTES: ADVERT_BYTES]:
                     raise SecAggError(self._corrupt(u, "self-mask seed", held[u]))
                 total -= crypto.expand(secret, plan.length, enc.dtype)
                 continue

@@ -58,6 +58,9 @@ def participants(cfg, stages: list[type[Stage]] | None = None) -> list[Declared]
                     "step (use fedavg, fedprox, fedavgm, fedadagrad, fedadam or fedyogi)"}
     if strategy.client.keeps_head:
         breaks["whole_update"] = "sends only the body of each update (each client's head stays on its rank)"
+    if strategy.uplink:
+        breaks["noised_only"] = (f"sends {', '.join(f.name for f in strategy.uplink)} beside each update, which no "
+                                 "stage noises")
     if strategy.asynchronous:
         breaks["cohorts"] = ("applies buffered updates trained from different versions as they arrive, so there is "
                             "no round of sampled clients")
@@ -125,6 +128,11 @@ class Chain:
     @property
     def releases_empty_rounds(self) -> bool:
         return any(stage.releases_empty_rounds for stage in self.stages)
+
+    @property
+    def hides_client_stats(self) -> bool:
+        """Whether no client's own statistics may leave its rank in the clear (secure aggregation, local DP)."""
+        return any(stage.hides_client_stats for stage in self.stages)
 
     @property
     def rank_stat_names(self) -> tuple[str, ...]:

@@ -62,6 +62,9 @@ class Stage:
     takes_delta: ClassVar[bool] = False  # the delta does not travel in the payload row (a message or a mask does)
     weighs_clients_equally: ClassVar[bool] = False  # every client weighs 1 in the release (DP-FedAvg)
     brings_exchange: ClassVar[bool] = False  # replaces the Gatherv of rows with its own exchange (exchange())
+    # no client's statistics (loss, accuracy, rows) may travel in the clear beside what this stage protects
+    hides_client_stats: ClassVar[bool] = False
+    carries_stats: ClassVar[bool] = False  # its exchange sums the active clients' statistics too (take_active)
     rank_stat_names: ClassVar[tuple[str, ...]] = ()  # what rank_stats() reports, one value per client rank a round
     summary_key: ClassVar[str] = ""  # its entry in summary.json (None when the stage is off), if it has one
     modes: ClassVar[tuple[str, ...]] = ("federated",)  # the job modes whose round it joins

@@ -111,6 +111,18 @@ def plan_capacity(fraction: float, n_clients: int) -> int:
     return min(n_clients, max(MIN_PLAN_SLOTS, 2 * cohort_size(fraction, n_clients)))
 
 
+def sealed_evaluation(scored: np.ndarray, judged: np.ndarray, cohort: np.ndarray, carried: bool
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Who evaluates when no client's figures may travel in the clear: with an exchange that carries them in its
+    masked sum (secure aggregation), the clients that train score the model on their training rows (so a training
+    round's secure sum spans its cohort alone), those sampled to validate still do, and a round without training
+    scores as sampled; with none (local DP alone), nobody: no figure could reach the server."""
+    if not carried:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+    return (np.intersect1d(scored, cohort) if cohort.size else scored), judged
+
+
 def active_clients(cohort: np.ndarray, scored: np.ndarray, judged: np.ndarray) -> np.ndarray:
     """The clients that send a statistics row this round, ascending: those that train or evaluate."""
     if not scored.size and not judged.size:
