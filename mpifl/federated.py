@@ -46,12 +46,13 @@ from mpifl.loop import Loop
 from mpifl.metrics import RoundTimer
 from mpifl.model import ModelSpec
 from mpifl.progress import is_logged, time_breakdown
-from mpifl.ranks import ROOT
 from mpifl.protocol import Plan, Wire, cohort
+from mpifl.ranks import ROOT
+from mpifl.round_members import members, server_figures
 from mpifl.stages import Chain
-from mpifl.stopping import divergence
+from mpifl.stopping import divergence, watched_loss
 from mpifl.strategies import Strategy
-from mpifl.strategies.sampling import active_clients, evaluated, plan_capacity, sealed_evaluation
+from mpifl.strategies.sampling import plan_capacity
 
 SERVER = ROOT  # the server is the root rank (mpifl.ranks)
 STOP_SIGNAL = 1  # the downlink's stop code after SIGTERM/SIGUSR1; above it, 1 + a Diverged code
@@ -146,23 +147,16 @@ class ServerRounds:
         if self.halt:
             halt(self.loop, it, self.theta, self.halt, self.exchange, {}, self.server_state())
         logged = is_logged(it - 1, cfg)
-        sealed = self.wire.sealed_stats
-        scored, judged = evaluated(cfg.seed, it - 1, self.wire.n_clients, cfg.evaluate.fraction, self.held_out, logged,
-                                   self.validating)
-        if sealed:
-            scored, judged = sealed_evaluation(scored, judged, cohort(epochs), self.exchange.carries_stats)
-        active = active_clients(cohort(epochs), scored, judged)
-        if sealed and self.exchange.carries_stats:
+        scored, _, active = members(cfg, self.wire, self.exchange, it - 1, cohort(epochs), self.held_out, logged,
+                                    self.validating)
+        if self.wire.sealed_stats and self.exchange.carries_stats:
             self.exchange.take_active(active)
         self.exchange.server_receive(it, epochs, timer, self.poll)
         self.gather_stats.set_counts(self.wire.stats_counts(active))
         gathered = np.empty(self.gather_stats.total)
         self.gather_stats(np.empty(0), gathered, timer, self.poll)
         stats, rank_stats = self.wire.split_stats(gathered, active)
-        figures = None
-        if sealed:  # no client's row came: each that sent an update weighs 1; the figures are a sum, or nothing
-            stats["weight"][stats.at(self.wire.sending(epochs))] = 1.0
-            figures = self.exchange.figures_sum() if self.exchange.carries_stats else None
+        figures = server_figures(self.wire, self.exchange, stats, epochs)
         self.chain.each("after_exchange", rank_stats)
         with timer.compute():
             record = self.record(it - 1, stats, rank_stats, figures, scored.size) if logged else None
@@ -175,7 +169,7 @@ class ServerRounds:
         if self.loop.checkpoints.due(it):
             self.loop.save(it, self.theta, {}, self.server_state())  # not committed if diverged
         if record is not None:
-            self.watched = watched_loss(record, sealed and not (figures or {}).get("rows"))
+            self.watched = watched_loss(record, self.wire.sealed_stats and not (figures or {}).get("rows"))
         diverged = divergence(self.theta, self.watched if record is not None else 0.0)
         signalled = self.loop.stop.requested or bool(rank_stats["stop"].max() > 0)
         self.halt = STOP_SIGNAL + diverged if diverged else int(signalled)
@@ -216,13 +210,9 @@ class ServerRounds:
         return outcome.stop
 
     def record(self, rnd: int, stats, rank_stats, figures=None, scored: int = 0):
-        if self.wire.sealed_stats:  # the clients' figures only as their sum (or not at all)
-            record, detail = round_records.sealed_record(rnd, self.theta, figures, scored, self.tester,
-                                                         self.cfg.model.l2, self.last_seconds, self.last_compute,
-                                                         self.pending)
-        else:
-            record, detail = round_records.record(rnd, self.theta, stats, self.tester, self.cfg.model.l2,
-                                                  self.last_seconds, self.last_compute, self.pending)
+        record, detail = round_records.record(rnd, self.theta, stats, self.tester, self.cfg.model.l2, self.last_seconds,
+                                              self.last_compute, self.pending,
+                                              (figures, scored) if self.wire.sealed_stats else None)
         if self.cfg.evaluate.per_client and self.loop.details is not None:
             self.loop.details(rnd, detail)
         record = replace(record, downlink_bytes=self.last_bytes[0], uplink_bytes=self.last_bytes[1],
@@ -248,16 +238,6 @@ class ServerRounds:
         self.client_rounds += trained
         self.totals = [self.totals[0] + self.last_bytes[0], self.totals[1] + self.last_bytes[1],
                        self.totals[2] + self.last_bytes[1] + self.wire.saved_bytes(trained)]
-
-
-def watched_loss(record, unknown: bool) -> float:
-    """The loss that tells divergence: the clients' training loss; where no client's figures reached the server
-    (local DP alone), the server's own test loss, if it has test rows (theta's finiteness is checked anyway)."""
-    if record is None:
-        return 0.0
-    if unknown:
-        return record.test_loss if record.test_loss is not None and record.test_loss == record.test_loss else 0.0
-    return record.loss
 
 
 def halt(loop: Loop, it: int, theta: np.ndarray, code: int, exchange, local: dict, server: dict | None = None) -> None:

@@ -30,11 +30,11 @@ from mpifl.loop import Loop
 from mpifl.metrics import RoundTimer
 from mpifl.progress import is_logged
 from mpifl.protocol import Plan
+from mpifl.round_members import members
 from mpifl.stages import Chain, Outgoing
 from mpifl.stages.base import OutgoingStack
 from mpifl.strategies import Strategy, strategy_params
 from mpifl.strategies.base import LocalRun
-from mpifl.strategies.sampling import active_clients, evaluated, sealed_evaluation
 
 
 
@@ -120,11 +120,8 @@ class ClientRounds:
             halt(self.loop, it, self.theta, code, self.exchange, self.local_state(it - 1) if code == STOP_SIGNAL else {})
         started = time.perf_counter()
         self.theta[...] = self.down["theta"]
-        scored, judged = evaluated(cfg.seed, it - 1, self.n_clients, cfg.evaluate.fraction, self.held_out,
-                                   is_logged(it - 1, cfg), self.validating)
-        if self.wire.sealed_stats:
-            scored, judged = sealed_evaluation(scored, judged, self.cohort, self.exchange.carries_stats)
-        active = active_clients(self.cohort, scored, judged)
+        scored, judged, active = members(cfg, self.wire, self.exchange, it - 1, self.cohort, self.held_out,
+                                         is_logged(it - 1, cfg), self.validating)
         mine = active[np.searchsorted(active, self.clients.start) : np.searchsorted(active, self.clients.stop)]
         stats = self.wire.stats_buffer(mine.size)
         self.stat_rows, own = self.wire.stats_rows(stats, mine.size)

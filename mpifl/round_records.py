@@ -63,10 +63,13 @@ def summarize(values: np.ndarray, weights: np.ndarray, fair: bool) -> dict[str, 
 
 def record(
     rnd: int, theta: np.ndarray, stats: ClientStats, tester: LocalTrainer, l2: float,
-    seconds: float, compute: float, aggregated: dict[str, float],
+    seconds: float, compute: float, aggregated: dict[str, float], sealed: tuple | None = None,
 ) -> tuple[RoundRecord, dict[str, np.ndarray]]:
     """The round's record, and its per-client figures (for clients/round_NNNNNN.npz when evaluate.per_client):
-    the clients sampled to evaluate, summarised, never listed, so a record's size does not grow with them."""
+    the clients sampled to evaluate, summarised, never listed, so a record's size does not grow with them.
+    ``sealed``: (the figures' sum or None, how many scored) when no client's row reached the server."""
+    if sealed is not None:
+        return sealed_record(rnd, theta, *sealed, tester, l2, seconds, compute, aggregated)
     scored = stats["rows"] > 0  # the clients sampled to report the global model's figures on their training rows
     rows = stats["rows"].sum()
     # a model whose clients keep state of their own (FedBN's statistics) is judged on their rows, not here

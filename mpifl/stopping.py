@@ -66,6 +66,16 @@ def divergence(theta: np.ndarray, loss: float) -> int:
     return Diverged.LOSS if not math.isfinite(loss) else 0
 
 
+def watched_loss(record, unknown: bool) -> float:
+    """The loss that tells divergence: the clients' training loss; where no client's figures reached the server
+    (local DP alone), the server's own test loss, if it has test rows (theta's finiteness is checked anyway)."""
+    if record is None:
+        return 0.0
+    if unknown:
+        return record.test_loss if record.test_loss is not None and record.test_loss == record.test_loss else 0.0
+    return record.loss
+
+
 def resume_command(run_dir, ranks: int) -> str:
     """The whole command that continues run_dir: launcher, rank count, job file and directory."""
     launcher = "srun" if "SLURM_JOB_ID" in os.environ else "mpiexec"

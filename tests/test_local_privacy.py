@@ -14,14 +14,23 @@ from scipy.stats import norm
 
 from mpifl import config
 from mpifl.errors import ConfigError
-from mpifl.privacy.local import (LocalClientPrivacy, LocalSettings, Participation, epsilon_after, noise_for,
-                                 release_event)
+from mpifl.privacy import local
+from mpifl.privacy.local import LocalClientPrivacy, LocalSettings, Participation, release_event
+from mpifl.privacy.mechanisms import PRIVACY_MECHANISMS
+
+
+def epsilon_after(name, z, releases, delta, kind):
+    return local.epsilon_after(PRIVACY_MECHANISMS[name], z, releases, delta, kind)
+
+
+def noise_for(name, target, delta, kind):
+    return local.noise_for(PRIVACY_MECHANISMS[name], target, delta, kind)
 
 N = 200_000
 
 
 def settings(**kw) -> LocalSettings:
-    base = dict(distribution="gaussian", clip=0.7, noise_multiplier=1.3, delta=1e-5, accountant="rdp", seed=4,
+    base = dict(mechanism=PRIVACY_MECHANISMS["gaussian"], clip=0.7, noise_multiplier=1.3, delta=1e-5, accountant="rdp", seed=4,
                 source="job")
     return LocalSettings(**{**base, **kw})
 
@@ -42,7 +51,7 @@ def test_gaussian_noise_has_std_z_times_clip_around_the_l2_clipped_delta():
 
 
 def test_laplace_noise_has_scale_z_times_clip_around_the_l1_clipped_delta():
-    s = settings(distribution="laplace", noise_multiplier=0.5)
+    s = settings(mechanism=PRIVACY_MECHANISMS["laplace"], noise_multiplier=0.5)
     b = 0.5 * 0.7
     noise = noised(s, np.full(N, 10.0)) - 0.7 / N  # L1 clip: each of N equal values becomes 0.7 / N
     assert abs(np.mean(np.abs(noise)) / b - 1) < 0.01  # E|X| = b for Laplace(0, b)
@@ -53,7 +62,7 @@ def test_laplace_noise_has_scale_z_times_clip_around_the_l1_clipped_delta():
 @pytest.mark.parametrize("distribution, norm_of", [("gaussian", lambda v: np.linalg.norm(v)),
                                                    ("laplace", lambda v: np.abs(v).sum())])
 def test_without_noise_the_clip_bounds_the_right_norm_and_leaves_small_deltas_alone(distribution, norm_of):
-    s = settings(distribution=distribution, noise_multiplier=0.0)
+    s = settings(mechanism=PRIVACY_MECHANISMS[distribution], noise_multiplier=0.0)
     rng = np.random.default_rng(0)
     for scale in (1e-4, 0.3, 50.0):
         delta = rng.standard_normal(40) * scale
@@ -105,7 +114,7 @@ def test_a_clients_epsilon_after_r_releases_is_dp_accountings_composition(distri
         if distribution == "laplace":
             expected = min(expected, releases * 2 / z)  # basic composition of a pure-DP release is also a bound
         assert epsilon_after(distribution, z, releases, delta, "rdp") == pytest.approx(expected, rel=1e-12)
-    assert release_event(distribution, z) == event
+    assert release_event(PRIVACY_MECHANISMS[distribution], z) == event
 
 
 def test_release_counts_give_the_spread_of_epsilon_over_the_clients_that_released():

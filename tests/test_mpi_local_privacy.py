@@ -10,8 +10,13 @@ from mpi4py import MPI
 from rank_counts import same_bytes_again_and_on_two_ranks
 
 import mpifl
-from mpifl.privacy.local import epsilon_after
+from mpifl.privacy import local
+from mpifl.privacy.mechanisms import PRIVACY_MECHANISMS
 from mpifl.strategies.sampling import sample_clients
+
+
+def epsilon_after(name, z, releases, delta, kind):
+    return local.epsilon_after(PRIVACY_MECHANISMS[name], z, releases, delta, kind)
 
 COMM = MPI.COMM_WORLD
 JOB = dict(data__clients=12, rounds=6, server__fraction=0.5)

@@ -24,7 +24,7 @@ import argparse
 import sys
 
 from mpifl.privacy.accounting import ACCOUNTANTS, SAMPLINGS, Sampling, epsilon, noise_for
-from mpifl.privacy.local import DISTRIBUTIONS
+from mpifl.privacy.mechanisms import PRIVACY_MECHANISMS, local_mechanisms
 
 
 def main(argv: list[str]) -> int:
@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, required=True,
                         help="rounds that release a noised aggregate (with --local: one client's releases)")
     parser.add_argument("--rate", type=float, default=0.0, help="q: each round's share of the clients (central DP)")
-    parser.add_argument("--local", choices=DISTRIBUTIONS, default=None,
+    parser.add_argument("--local", choices=local_mechanisms(), default=None,
                         help="local DP with this noise (privacy.where = \"local\", privacy.mechanism)")
     parser.add_argument("--clients", type=int, default=0,
                         help="N, the number of clients (fixed sampling draws round(q N) of them; Poisson: unused)")
@@ -77,11 +77,12 @@ def local(parser: argparse.ArgumentParser, args) -> int:
             args.noise is not None and args.noise <= 0):
         parser.error("--rounds must be >= 1, --delta in (0, 1), and --epsilon or --noise above 0")
     plan = f"{args.local} noise, sensitivity 2C (any two updates), delta {args.delta:g}, {args.accountant} accountant"
+    mechanism = PRIVACY_MECHANISMS[args.local]
     try:
-        z = args.noise if args.noise is not None else local_dp.noise_for(args.local, args.epsilon, args.delta,
+        z = args.noise if args.noise is not None else local_dp.noise_for(mechanism, args.epsilon, args.delta,
                                                                           args.accountant)
-        one = local_dp.epsilon_after(args.local, z, 1, args.delta, args.accountant)
-        after = local_dp.epsilon_after(args.local, z, args.rounds, args.delta, args.accountant)
+        one = local_dp.epsilon_after(mechanism, z, 1, args.delta, args.accountant)
+        after = local_dp.epsilon_after(mechanism, z, args.rounds, args.delta, args.accountant)
     except (ValueError, RuntimeError) as exc:
         print(f"mpifl privacy: {exc}", file=sys.stderr)
         return 2

@@ -2,7 +2,9 @@
 
 A client clips its delta (L2 norm C for Gaussian noise, L1 norm C for
 Laplace noise) and adds noise of scale z C before any other stage sees it:
-N(0, (z C)^2) per value, or Laplace(0, z C) per value.  Whatever follows (a
+N(0, (z C)^2) per value, or Laplace(0, z C) per value.  The mechanism
+(privacy.mechanism, mpifl.privacy.mechanisms) says how it clips, draws and
+is accounted; this module runs it and counts.  Whatever follows (a
 codec, a mask, any aggregator at the server) is post-processing.
 
 The guarantee is the local model's: any two updates a client could send
@@ -27,7 +29,6 @@ from dp_accounting import pld, rdp
 from mpifl.rng import Purpose, stream
 
 LOCAL_NOISE = 3  # key of each client's noise stream, after (seed, PRIVACY, round); 0-2 are central DP's
-DISTRIBUTIONS = ("gaussian", "laplace")
 SOURCES = ("job", "os")  # the noise's seed: (seed, round, client), reproducible; or the OS's entropy
 
 
@@ -35,13 +36,17 @@ SOURCES = ("job", "os")  # the noise's seed: (seed, round, client), reproducible
 class LocalSettings:
     """privacy.* as local DP uses them; the same on every rank."""
 
-    distribution: str  # "gaussian" | "laplace"
+    mechanism: type  # the privacy.mechanism class whose local form clips, draws and is accounted
     clip: float  # C: the L2 (Gaussian) or L1 (Laplace) bound of each released delta
     noise_multiplier: float  # z: the noise's std (Gaussian) or scale (Laplace) is z C
     delta: float
     accountant: str  # "rdp" | "pld"
     seed: int
     source: str  # "job" | "os"
+
+    @property
+    def distribution(self) -> str:
+        return self.mechanism.name
 
     @property
     def scale(self) -> float:
@@ -53,17 +58,15 @@ class LocalSettings:
         return 2.0 * self.clip
 
     def epsilon_per_release(self) -> float:
-        return epsilon_after(self.distribution, self.noise_multiplier, 1, self.delta, self.accountant)
+        return epsilon_after(self.mechanism, self.noise_multiplier, 1, self.delta, self.accountant)
 
     def epsilon_after(self, releases: int) -> float:
-        return epsilon_after(self.distribution, self.noise_multiplier, releases, self.delta, self.accountant)
+        return epsilon_after(self.mechanism, self.noise_multiplier, releases, self.delta, self.accountant)
 
 
-def release_event(distribution: str, noise_multiplier: float) -> dp_accounting.DpEvent:
+def release_event(mechanism: type, noise_multiplier: float) -> dp_accounting.DpEvent:
     """One client's release as dp-accounting's event: its noise over its sensitivity (2C) is z / 2."""
-    if distribution == "laplace":
-        return dp_accounting.LaplaceDpEvent(noise_multiplier / 2.0)
-    return dp_accounting.GaussianDpEvent(noise_multiplier / 2.0)
+    return mechanism.local_event(noise_multiplier)
 
 
 def accountant(kind: str):
@@ -72,42 +75,29 @@ def accountant(kind: str):
 
 
 @lru_cache(maxsize=4096)
-def epsilon_after(distribution: str, noise_multiplier: float, releases: int, delta: float, kind: str) -> float:
+def epsilon_after(mechanism: type, noise_multiplier: float, releases: int, delta: float, kind: str) -> float:
     """A client's epsilon at ``delta`` after ``releases`` noised updates (0 before any)."""
     if releases <= 0:
         return 0.0
     acc = accountant(kind)
-    acc.compose(release_event(distribution, noise_multiplier), releases)
+    acc.compose(release_event(mechanism, noise_multiplier), releases)
     accounted = float(acc.get_epsilon(delta))
-    if distribution == "laplace":  # pure DP composes by adding: 2/z a release; both bounds hold, take the tighter
-        return min(accounted, releases * 2.0 / noise_multiplier)
+    pure = mechanism.pure_epsilon(noise_multiplier)
+    if pure is not None:  # pure DP composes by adding; both bounds hold, take the tighter
+        return min(accounted, releases * pure)
     return accounted
 
 
 @lru_cache(maxsize=64)
-def noise_for(distribution: str, target_epsilon: float, delta: float, kind: str) -> float:
-    """The noise multiplier z whose one release costs ``target_epsilon`` at ``delta``: 2 / epsilon for Laplace
-    (exact), dp-accounting's calibration (to 0.1% of z) for Gaussian noise."""
-    if distribution == "laplace":
-        return 2.0 / target_epsilon
+def noise_for(mechanism: type, target_epsilon: float, delta: float, kind: str) -> float:
+    """The noise multiplier z whose one release costs ``target_epsilon`` at ``delta``: the mechanism's formula where
+    it is pure DP (2 / epsilon for Laplace), else dp-accounting's calibration (to 0.1% of z)."""
+    pure = mechanism.pure_noise_for(target_epsilon)
+    if pure is not None:
+        return pure
     return float(dp_accounting.calibrate_dp_mechanism(
-        lambda: accountant(kind), lambda z: release_event(distribution, z), target_epsilon, delta,
+        lambda: accountant(kind), lambda z: release_event(mechanism, z), target_epsilon, delta,
         bracket_interval=dp_accounting.ExplicitBracketInterval(0.1, 1e4), tol=1e-3))
-
-
-def clip_l1(delta: np.ndarray, clip: float) -> bool:
-    """Scale delta (in place) to L1 norm at most ``clip``; whether it was within already."""
-    size = float(np.sum(np.abs(delta, dtype=np.float64)))
-    if size > clip:
-        delta *= clip / size
-    return size <= clip
-
-
-def clip_l2(delta: np.ndarray, clip: float) -> bool:
-    size = float(np.sqrt(np.sum(np.square(delta, dtype=np.float64))))
-    if size > clip:
-        delta *= clip / size
-    return size <= clip
 
 
 def noise_stream(settings: LocalSettings, rnd: int, client: int) -> np.random.Generator:
@@ -127,12 +117,9 @@ class LocalClientPrivacy:
     def apply(self, delta: np.ndarray, clip: float, rnd: int, client: int) -> float:
         """Clip delta in place and noise it; returns 1.0 if it was within the clip (kept on the rank)."""
         s = self.settings
-        within = (clip_l1 if s.distribution == "laplace" else clip_l2)(delta, s.clip)
+        within = s.mechanism.local_clip(delta, s.clip)
         if s.noise_multiplier > 0.0:
-            draw = noise_stream(s, rnd, client)
-            noise = (draw.laplace(0.0, s.scale, delta.shape) if s.distribution == "laplace"
-                     else s.scale * draw.standard_normal(delta.shape))
-            delta += noise.astype(delta.dtype)
+            delta += s.mechanism.local_noise(noise_stream(s, rnd, client), s.scale, delta.shape).astype(delta.dtype)
         return float(within)
 
 

@@ -23,6 +23,7 @@ from mpifl.registry import Registry
 class Mechanism:
     name: ClassVar[str] = ""
     local_only: ClassVar[bool] = False  # only privacy.where = "local" runs it (no central accountant for it)
+    runs_locally: ClassVar[bool] = False  # privacy.where = "local" can run it: it has the local_* methods below
     parameters: ClassVar[dict[str, tuple[Any, Constraint]]] = {}  # its privacy.<key> beyond the schema's
 
     @classmethod
@@ -34,6 +35,33 @@ class Mechanism:
     def client(cls, settings):
         """The client half: ``apply(delta, clip, round, client) -> float`` (1.0 if delta was within the clip)."""
         raise TypeError(f"privacy mechanism {cls.name!r} has no client half.")
+
+    # -- local DP (mpifl.privacy.local): the noise a client adds to its own clipped update ------------------------
+
+    @staticmethod
+    def local_clip(delta: np.ndarray, clip: float) -> bool:
+        """Clip delta in place to the norm whose sensitivity the noise is calibrated to; whether it was within."""
+        raise TypeError("this privacy mechanism has no local form.")
+
+    @staticmethod
+    def local_noise(generator: np.random.Generator, scale: float, shape: tuple) -> np.ndarray:
+        """Noise of the given scale (z C) for every value."""
+        raise TypeError("this privacy mechanism has no local form.")
+
+    @staticmethod
+    def local_event(noise_multiplier: float):
+        """One release as dp-accounting's event: the noise over the sensitivity 2C is z / 2."""
+        raise TypeError("this privacy mechanism has no local form.")
+
+    @staticmethod
+    def pure_epsilon(noise_multiplier: float) -> float | None:
+        """Epsilon of one release where it is pure (delta 0) DP, else None."""
+        return None
+
+    @staticmethod
+    def pure_noise_for(epsilon: float) -> float | None:
+        """The noise multiplier whose one release is pure epsilon-DP, where there is a formula, else None."""
+        return None
 
     @classmethod
     def server(cls, settings, n_clients: int = 0, rounds: int = 0):
@@ -48,7 +76,24 @@ class GaussianMechanism(Mechanism):
     privacy.where = "local", each client adds N(0, z^2 C^2) to its own clipped delta (mpifl.privacy.local)."""
 
     name = "gaussian"
-    distribution = "gaussian"
+    runs_locally = True
+
+    @staticmethod
+    def local_clip(delta, clip):
+        size = float(np.sqrt(np.sum(np.square(delta, dtype=np.float64))))  # the L2 norm
+        if size > clip:
+            delta *= clip / size
+        return size <= clip
+
+    @staticmethod
+    def local_noise(generator, scale, shape):
+        return scale * generator.standard_normal(shape)
+
+    @staticmethod
+    def local_event(noise_multiplier):
+        import dp_accounting
+
+        return dp_accounting.GaussianDpEvent(noise_multiplier / 2.0)
 
     @classmethod
     def settle(cls, comm, cfg, n_clients, dtype, is_root):
@@ -56,9 +101,8 @@ class GaussianMechanism(Mechanism):
         from mpifl.privacy import settings as privacy_config
 
         if cfg.privacy.where == "local":
-            z = collectively(comm, lambda: privacy_config.local_noise_multiplier(cfg, cls.distribution)
-                             if is_root else 0.0)
-            return privacy_config.local_settings(cfg, cls.distribution, comm.bcast(z, root=0))
+            z = collectively(comm, lambda: privacy_config.local_noise_multiplier(cfg, cls) if is_root else 0.0)
+            return privacy_config.local_settings(cfg, cls, comm.bcast(z, root=0))
         z = collectively(comm, lambda: privacy_config.noise_multiplier(cfg, n_clients) if is_root else 0.0)
         settings = privacy_config.settings(cfg, n_clients, dtype, comm.bcast(z, root=0))
         collectively(comm, lambda: _refuse(settings.check()))
@@ -86,8 +130,32 @@ class LaplaceMechanism(GaussianMechanism):
     (2/z, 0)-DP release a round, composed per client by dp-accounting."""
 
     name = "laplace"
-    distribution = "laplace"
     local_only = True
+
+    @staticmethod
+    def local_clip(delta, clip):
+        size = float(np.sum(np.abs(delta, dtype=np.float64)))  # the L1 norm, Laplace's sensitivity
+        if size > clip:
+            delta *= clip / size
+        return size <= clip
+
+    @staticmethod
+    def local_noise(generator, scale, shape):
+        return generator.laplace(0.0, scale, shape)
+
+    @staticmethod
+    def local_event(noise_multiplier):
+        import dp_accounting
+
+        return dp_accounting.LaplaceDpEvent(noise_multiplier / 2.0)
+
+    @staticmethod
+    def pure_epsilon(noise_multiplier):
+        return 2.0 / noise_multiplier  # sensitivity 2C over scale z C
+
+    @staticmethod
+    def pure_noise_for(epsilon):
+        return 2.0 / epsilon
 
 
 def _refuse(problem: str | None) -> None:
@@ -99,3 +167,8 @@ PRIVACY_MECHANISMS: Registry = Registry("privacy mechanism", "privacy.mechanism"
                                         group="mpifl.privacy_mechanisms")
 PRIVACY_MECHANISMS.register(GaussianMechanism)
 PRIVACY_MECHANISMS.register(LaplaceMechanism)
+
+
+def local_mechanisms() -> list[str]:
+    """The privacy.mechanism names that privacy.where = "local" can run."""
+    return [name for name, cls in PRIVACY_MECHANISMS.items() if cls.runs_locally]

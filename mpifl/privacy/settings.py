@@ -42,13 +42,13 @@ def settings(cfg, n_clients: int, dtype: np.dtype, z: float) -> PrivacySettings 
     )
 
 
-def local_noise_multiplier(cfg, distribution: str) -> float:
+def local_noise_multiplier(cfg, mechanism: type) -> float:
     """Local DP's z: privacy.noise_multiplier, or the one whose single release costs privacy.target_epsilon."""
     from mpifl.privacy.local import noise_for as local_noise_for
 
     if cfg.privacy.target_epsilon > 0:
         try:
-            return local_noise_for(distribution, cfg.privacy.target_epsilon, cfg.privacy.delta, cfg.privacy.accountant)
+            return local_noise_for(mechanism, cfg.privacy.target_epsilon, cfg.privacy.delta, cfg.privacy.accountant)
         except Exception as exc:  # dp-accounting's bracket search says why it found none
             from mpifl.errors import ConfigError
             raise ConfigError(f"privacy.target_epsilon = {cfg.privacy.target_epsilon}: no noise multiplier in "
@@ -56,8 +56,8 @@ def local_noise_multiplier(cfg, distribution: str) -> float:
     return cfg.privacy.noise_multiplier
 
 
-def local_settings(cfg, distribution: str, z: float):
+def local_settings(cfg, mechanism: type, z: float):
     from mpifl.privacy.local import LocalSettings
 
-    return LocalSettings(distribution=distribution, clip=cfg.privacy.clip, noise_multiplier=z, delta=cfg.privacy.delta,
+    return LocalSettings(mechanism=mechanism, clip=cfg.privacy.clip, noise_multiplier=z, delta=cfg.privacy.delta,
                          accountant=cfg.privacy.accountant, seed=cfg.seed, source=cfg.privacy.noise_seed)

@@ -162,6 +162,26 @@ def client_round(comm: MPI.Comm, layout: RoundLayout, vectors: dict[int, np.ndar
     directory = {u: raw[i * size: (i + 1) * size] for i, u in enumerate(plan.cohort)}
     t1 = time.perf_counter()
     seconds.agree = t1 - t0
+    _client_shares(comm, layout, sessions, directory, caught, timer, poll)
+    t2 = time.perf_counter()
+    seconds.share = t2 - t1
+    alive = [u for u in mine if u not in layout.dropped]
+    _client_masked_inputs(comm, layout, sessions, vectors, alive, caught, timer, poll)
+    t3 = time.perf_counter()
+    seconds.mask = t3 - t2
+    if signed:
+        _client_consistency(comm, layout, sessions, alive, caught, timer, poll)
+        seconds.caught = [caught[u] for u in sorted(caught)]
+    else:
+        _client_unmask(comm, layout, sessions, alive, timer, poll)
+    seconds.unmask = time.perf_counter() - t3
+    return seconds
+
+
+def _client_shares(comm, layout: RoundLayout, sessions: dict, directory: dict[int, bytes], caught: dict[int, str],
+                   timer: RoundTimer, poll: bool) -> None:
+    """Step 2 on a client rank: seal each client's shares for its neighbours, and open those sealed for it."""
+    plan, mine = layout.plan, list(sessions)
     sealed = []
     for u in mine:
         try:
@@ -184,12 +204,16 @@ def client_round(comm: MPI.Comm, layout: RoundLayout, vectors: dict[int, np.ndar
         try:
             sessions[v].receive(received)
         except SecAggError as exc:
-            if not signed:
+            if not layout.signed:
                 raise
             caught[v] = str(exc)  # a neighbour that caught the server sealed nothing: refuse with it
-    t2 = time.perf_counter()
-    seconds.share = t2 - t1
-    alive = [u for u in mine if u not in layout.dropped]
+
+
+def _client_masked_inputs(comm, layout: RoundLayout, sessions: dict, vectors: dict[int, np.ndarray],
+                          alive: list[int], caught: dict[int, str], timer: RoundTimer, poll: bool) -> None:
+    """Step 3 on a client rank: its surviving clients' masked inputs (zeros from one that caught the server),
+    gathered, or added here and reduced."""
+    plan = layout.plan
     zeros = np.zeros(plan.length, dtype=plan.encoding.dtype)
     masked = {u: zeros if u in caught else sessions[u].masked_input(vectors[u]) for u in alive}
     if layout.summed:
@@ -199,25 +223,21 @@ def client_round(comm: MPI.Comm, layout: RoundLayout, vectors: dict[int, np.ndar
         _reduce(comm, local, None, timer)
     else:
         row = plan.length * plan.encoding.dtype.itemsize
-        _gather(comm, b"".join(masked[u].tobytes() for u in alive), layout.counts(lambda u: row,
-                                                                                  set(layout.survivors)), timer, poll)
-    t3 = time.perf_counter()
-    seconds.mask = t3 - t2
-    if signed:
-        _client_consistency(comm, layout, sessions, alive, caught, timer, poll)
-        seconds.caught = [caught[u] for u in sorted(caught)]
-        seconds.unmask = time.perf_counter() - t3
-        return seconds
+        _gather(comm, b"".join(masked[u].tobytes() for u in alive),
+                layout.counts(lambda u: row, set(layout.survivors)), timer, poll)
+
+
+def _client_unmask(comm, layout: RoundLayout, sessions: dict, alive: list[int], timer: RoundTimer,
+                   poll: bool) -> None:
+    """Step 4 of the semi-honest protocol on a client rank: the survivors, then each survivor's shares."""
+    plan = layout.plan
     verdict = _bcast(comm, None, len(plan.cohort) + 1, timer, poll)
     if verdict[-1]:  # the server aborts the round: too few survivors to unmask
-        seconds.unmask = time.perf_counter() - t3
-        return seconds
+        return
     survived = {u for u, flag in zip(plan.cohort, verdict) if flag}
     shares = b"".join(sessions[u].unmask_shares(survived) for u in alive)
     held = lambda u: shamir.SHARE_BYTES * len(plan.neighbours[u])  # noqa: E731
     _gather(comm, shares, layout.counts(held, survived), timer, poll)
-    seconds.unmask = time.perf_counter() - t3
-    return seconds
 
 
 def _client_consistency(comm, layout: RoundLayout, sessions: dict, alive: list[int], caught: dict[int, str],
@@ -287,6 +307,30 @@ def server_round(comm: MPI.Comm, layout: RoundLayout, timer: RoundTimer, poll: b
     _bcast(comm, b"".join(adverts[u] for u in plan.cohort), 0, timer, poll)
     t1 = time.perf_counter()
     seconds.agree = t1 - t0
+    _route_shares(comm, layout, order, timer, poll)
+    t2 = time.perf_counter()
+    seconds.share = t2 - t1
+    survivors = [u for u in order if u not in layout.dropped]
+    masked_sum = _masked_sum(comm, layout, survivors, timer, poll)
+    t3 = time.perf_counter()
+    seconds.mask = t3 - t2
+    survived = set(survivors)
+    abort = not server.enough_survive(survived)
+    if signed:
+        shares, seconds.refused = _server_consistency(comm, layout, survivors, abort, timer, poll)
+    else:
+        shares = _server_unmask_shares(comm, layout, survivors, abort, timer, poll)
+    if abort or seconds.refused:
+        seconds.unmask = time.perf_counter() - t3
+        return None, seconds
+    total = server.unmask_sum(masked_sum, survived, shares)
+    seconds.unmask = time.perf_counter() - t3
+    return total, seconds
+
+
+def _route_shares(comm, layout: RoundLayout, order: list[int], timer: RoundTimer, poll: bool) -> None:
+    """Step 2 at the server: gather the sealed shares it cannot open and route each client rank its inbox."""
+    plan = layout.plan
     degree = lambda u: SEALED_SHARES * len(plan.neighbours[u])  # noqa: E731
     sealed = _gather(comm, b"", layout.counts(degree), timer, poll)
     outgoing, offset = {}, 0
@@ -297,38 +341,34 @@ def server_round(comm: MPI.Comm, layout: RoundLayout, timer: RoundTimer, poll: b
     routed = [outgoing[u, v] for clients in layout.hosted for v in clients for u in plan.neighbours[v]]
     collectives.scatter_bytes(comm, np.concatenate(routed) if routed else np.empty(0, np.uint8),
                               layout.counts(degree), np.empty(0, np.uint8), timer, poll=poll)
-    t2 = time.perf_counter()
-    seconds.share = t2 - t1
-    survivors = [u for u in order if u not in layout.dropped]
+
+
+def _masked_sum(comm, layout: RoundLayout, survivors: list[int], timer: RoundTimer, poll: bool) -> np.ndarray:
+    """Step 3 at the server: the ring sum of the survivors' masked inputs, reduced or from gathered rows."""
+    plan = layout.plan
     if layout.summed:
         masked_sum = np.zeros(plan.length, dtype=plan.encoding.dtype)
         _reduce(comm, np.zeros_like(masked_sum), masked_sum, timer)
-    else:
-        row = plan.length * plan.encoding.dtype.itemsize
-        rows = _gather(comm, b"", layout.counts(lambda u: row, set(survivors)), timer, poll)
-        masked_sum = sum_masked([rows[i * row: (i + 1) * row].view(plan.encoding.dtype)
-                                 for i in range(len(survivors))], plan)
-    t3 = time.perf_counter()
-    seconds.mask = t3 - t2
-    survived = set(survivors)
-    abort = not server.enough_survive(survived)
-    if signed:
-        shares, seconds.refused = _server_consistency(comm, layout, survivors, abort, timer, poll)
-    else:
-        _bcast(comm, bytes([u in survived for u in plan.cohort]) + bytes([abort]), 0, timer, poll)
-        if not abort:
-            held = lambda u: shamir.SHARE_BYTES * len(plan.neighbours[u])  # noqa: E731
-            raw = _gather(comm, b"", layout.counts(held, survived), timer, poll)
-            shares, offset = {}, 0
-            for u in survivors:
-                shares[u] = raw[offset: offset + held(u)].tobytes()
-                offset += held(u)
-    if abort or seconds.refused:
-        seconds.unmask = time.perf_counter() - t3
-        return None, seconds
-    total = server.unmask_sum(masked_sum, survived, shares)
-    seconds.unmask = time.perf_counter() - t3
-    return total, seconds
+        return masked_sum
+    row = plan.length * plan.encoding.dtype.itemsize
+    rows = _gather(comm, b"", layout.counts(lambda u: row, set(survivors)), timer, poll)
+    return sum_masked([rows[i * row: (i + 1) * row].view(plan.encoding.dtype) for i in range(len(survivors))], plan)
+
+
+def _server_unmask_shares(comm, layout: RoundLayout, survivors: list[int], abort: bool, timer: RoundTimer,
+                          poll: bool) -> dict[int, bytes]:
+    """Step 4 of the semi-honest protocol at the server: tell who survived, then gather their shares."""
+    plan, survived = layout.plan, set(survivors)
+    _bcast(comm, bytes([u in survived for u in plan.cohort]) + bytes([abort]), 0, timer, poll)
+    if abort:
+        return {}
+    held = lambda u: shamir.SHARE_BYTES * len(plan.neighbours[u])  # noqa: E731
+    raw = _gather(comm, b"", layout.counts(held, survived), timer, poll)
+    shares, offset = {}, 0
+    for u in survivors:
+        shares[u] = raw[offset: offset + held(u)].tobytes()
+        offset += held(u)
+    return shares
 
 
 def lie_about_adverts(layout: RoundLayout, adverts: dict[int, bytes], earlier: dict[int, bytes]) -> dict[int, bytes]:

@@ -75,6 +75,10 @@ class PrivacyStage(Stage):
     @classmethod
     def check_local(cls, cfg, origin) -> None:
         """Local DP: the settings that would put something un-noised on the wire, or have no meaning locally."""
+        if not PRIVACY_MECHANISMS[cfg.privacy.mechanism].runs_locally:
+            raise ConfigError(f"The 'privacy.mechanism' parameter in {origin('privacy.mechanism')} is "
+                              f"{cfg.privacy.mechanism!r}, which has no local form (local_clip, local_noise, "
+                              "local_event). Use gaussian or laplace with privacy.where = \"local\".")
         if cfg.privacy.noise == "distributed":
             raise ConfigError(f"The 'privacy.noise' parameter in {origin('privacy.noise')} is 'distributed', but "
                               "privacy.where = \"local\" already has each client add the whole noise. Remove "
