@@ -314,8 +314,8 @@ def test_different_survivor_lists_are_caught_before_both_halves_of_a_secret_are_
     revealed_key = [u for u in plan.neighbours[victim] if u not in caught and victim not in told[u]]
     t = plan.needed(victim)
     assert caught and not (len(revealed_seed) >= t and len(revealed_key) >= t)
-    if forwarding == "everything":
-        assert all("not on the survivor list" in str(shares[u]) for u in caught if u != victim)
+    if forwarding == "everything":  # whoever met a signature on the other list before t on its own says so
+        assert any("not on the survivor list" in str(shares[u]) for u in caught)
 
 
 def test_the_consistency_check_needs_t_signatures_from_neighbours_on_the_same_list():

@@ -40,7 +40,9 @@ client knows from set-up (a PKI):
   dropped" (to collect its mask key's shares) is caught before either half
   is revealed; a client told that it dropped although it sent its masked
   input refuses too.  A client that catches the server raises
-  ``ServerCaught`` and reveals nothing that round.
+  ``ServerCaught`` and reveals nothing that round.  With SecAgg+'s graph the
+  check runs over each client's neighbourhood (t of its k neighbours), the
+  threshold its secrets are shared under.
 """
 
 from __future__ import annotations
@@ -186,20 +188,23 @@ class ClientRound:
         return crypto.sign(self._identity, survivors_message(self.plan.round, survived))
 
     def check_survivors(self, survived: set[int], signatures: dict[int, bytes]) -> None:
-        """Before revealing any share: every forwarded signature is on the list this client was given, and at
-        least t of its neighbours signed it (``signatures``: neighbour -> signature, those the server forwarded)."""
+        """Before revealing any share: t of its neighbours signed the list this client was given, and no signature
+        the server forwarded before those is on another list or from a client off the list (``signatures``:
+        neighbour -> signature, as the server forwarded them).  Once t valid ones are in, the rest cannot matter:
+        with t above half its neighbours, no other list can gather t of them, so it stops verifying there."""
         message = survivors_message(self.plan.round, survived)
+        needed, signed = self.plan.needed(self.me), 0
         for v, signature in signatures.items():
-            if not crypto.verifies(self.pki[v], signature, message):
+            if v not in survived or not crypto.verifies(self.pki[v], signature, message):
                 raise ServerCaught(f"secure aggregation, round {self.plan.round}: client {self.me} caught the server: "
                                    f"client {v}'s signature is not on the survivor list client {self.me} was given "
                                    "(the server sent different lists, or forged a signature)")
-        signed = sum(v in survived for v in signatures)
-        if signed < self.plan.needed(self.me):
-            raise ServerCaught(f"secure aggregation, round {self.plan.round}: client {self.me} caught the server: "
-                               f"only {signed} of its neighbours signed the survivor list it was given; it needs "
-                               f"{self.plan.needed(self.me)} (t) before it reveals a share, so that no other list can "
-                               "be completed")
+            signed += 1
+            if signed >= needed:
+                return
+        raise ServerCaught(f"secure aggregation, round {self.plan.round}: client {self.me} caught the server: only "
+                           f"{signed} of its neighbours signed the survivor list it was given; it needs {needed} (t) "
+                           "before it reveals a share, so that no other list can be completed")
 
     def unmask_shares(self, survived: set[int]) -> bytes:
         """For each neighbour in order: its b share if it survived, its s_sk share if it dropped."""

@@ -414,13 +414,15 @@ def _server_consistency(comm, layout: RoundLayout, survivors: list[int], abort: 
     if abort:
         return {}, 0
     told = told_survivors(layout, order)
-    lists = [np.array([v in told[u] for v in plan.cohort], dtype=np.uint8) for u in order]
+    as_bytes: dict[int, np.ndarray] = {}  # one bitmap per distinct list (an honest server has one)
+    lists = [as_bytes.setdefault(id(told[u]), np.array([v in told[u] for v in plan.cohort], dtype=np.uint8))
+             for u in order]
     collectives.scatter_bytes(comm, np.concatenate(lists) if lists else np.empty(0, np.uint8),
                               layout.counts(lambda u: n, alive), np.empty(0, np.uint8), timer, poll=poll)
     raw = _gather(comm, b"", layout.counts(lambda u: SIGNATURE, alive), timer, poll)
     signed = {u: raw[i * SIGNATURE: (i + 1) * SIGNATURE].tobytes() for i, u in enumerate(order)}
     blank = bytes(SIGNATURE)
-    forwarded = [signed[v] if v in signed and told[v] == told[u] else blank
+    forwarded = [signed[v] if v in signed and (told[v] is told[u] or told[v] == told[u]) else blank
                  for u in order for v in plan.neighbours[u]]
     collectives.scatter_bytes(comm, np.frombuffer(b"".join(forwarded), dtype=np.uint8).copy() if forwarded
                               else np.empty(0, np.uint8),
