@@ -53,15 +53,17 @@ def run(work: Path, ranks: int, name: str, job: Path, settings: dict) -> dict:
     return json.loads((work / name / "summary.json").read_text())
 
 
-def study(ranks: int) -> list[dict]:
+def study(ranks: int, quick: bool) -> list[dict]:
     points = []
+    epsilons = (4.0,) if quick else EPSILONS
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for j, (title, (job, settings, cohort)) in enumerate(JOBS.items()):
+            settings = {**settings, "rounds": 3, "log_every": 1} if quick else settings
             plain = {k: v for k, v in settings.items() if not k.startswith("privacy.")}
             base = run(work, ranks, f"plain-{j}", job, plain)
             points.append({"job": title, "kind": "none", "accuracy": base["final_accuracy"]})
-            for eps in EPSILONS:
+            for eps in epsilons:
                 local = run(work, ranks, f"local-{j}-{eps:g}", job, {**settings, "privacy.where": "local",
                                                                      "privacy.target_epsilon": eps})
                 overall = local["privacy"]["epsilon_max"]
@@ -80,9 +82,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ranks", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--quick", action="store_true", help="3 rounds, epsilon 4 only: a smoke test")
     args = parser.parse_args()
     started = time.perf_counter()
-    points = study(args.ranks)
+    points = study(args.ranks, args.quick)
     rows = []
     for p in points:
         if p["kind"] == "none":

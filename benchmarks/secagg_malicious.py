@@ -1,6 +1,8 @@
 """What the active-adversary protocol adds to secure aggregation: time and bytes per round, side by side.
 
     python benchmarks/secagg_malicious.py [--ranks 5] [--rounds 2] [--clients 64,512] [--out benchmarks/results]
+    python benchmarks/secagg_malicious.py --clients 512 --graphs secagg --full-up-to 512 --rounds 1 --repeat 1 \
+        --name secagg_malicious_full      # SecAgg (every pair) at 512 clients: a minute a round
 
 Digits (IID), softmax (650 parameters), every client every round, on 1
 server and RANKS - 1 client ranks.  Each size runs SecAgg+ (its default k
@@ -56,13 +58,18 @@ def main() -> None:
     parser.add_argument("--clients", default="64,512")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each, alternating; the median is kept")
     parser.add_argument("--full-up-to", type=int, default=64, help="run SecAgg (every pair) up to this many clients")
+    parser.add_argument("--graphs", default="secagg,secagg+", help="which graphs to run (SecAgg only up to "
+                        "--full-up-to clients)")
+    parser.add_argument("--name", default="secagg_malicious", help="the results file's name")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
+    graphs = args.graphs.split(",")
     started = time.perf_counter()
     points, rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.clients.split(",")):
-            for plus in ([False] if n <= args.full_up_to else []) + [True]:
+            for plus in ([False] if n <= args.full_up_to and "secagg" in graphs else []) + (
+                    [True] if "secagg+" in graphs else []):
                 runs = {p: [] for p in PROTOCOLS}
                 for i in range(args.repeat):
                     for protocol in PROTOCOLS:
@@ -87,7 +94,7 @@ def main() -> None:
         ["clients", "graph", "neighbours", "semi-honest ms / round", "active ms / round", "time ratio",
          "added uplink kB / client / round", "added downlink kB / client / round", "bytes ratio"], rows)
     print(table)
-    write_results(args.out, "secagg_malicious", table,
+    write_results(args.out, args.name, table,
                   {"points": points, "ranks": args.ranks, "rounds": args.rounds, "machine": machine()})
 
 

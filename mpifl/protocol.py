@@ -25,7 +25,9 @@ loops in mpifl.federated move bytes without knowing what they mean:
   then per rank its compute time, stop flag and last comm time, and what the
   stages on report of their work there.  Which clients are active is a pure
   function of the plan and of (seed, round) (mpifl.strategies.sampling), so
-  every rank computes the counts and none is sent.
+  every rank computes the counts and none is sent.  A chain that seals them
+  (secure aggregation, local DP: ``sealed_stats``) sends no client's row,
+  only the ranks' own values (mpifl.round_members).
 """
 
 from __future__ import annotations

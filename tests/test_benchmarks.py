@@ -123,6 +123,26 @@ def test_private_trees_benchmark_smoke(tmp_path):
     assert all(r["privacy"]["epsilon"] <= r["target_epsilon"] for r in runs[:3]) and runs[3]["privacy"] is None
 
 
+def test_local_privacy_benchmark_smoke(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "local_privacy.py"), "--quick", "--ranks", "3", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    points = json.loads((tmp_path / "local_privacy.json").read_text())["points"]
+    assert [p["kind"] for p in points] == ["none", "local", "central"] * 2
+    local, central = points[1], points[2]
+    assert local["epsilon_per_release"] == 4.0 and central["epsilon"] <= local["epsilon"] * 1.0001
+
+
+def test_secagg_malicious_benchmark_smoke(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "secagg_malicious.py"), "--clients", "6", "--repeat", "1",
+                           "--rounds", "1", "--ranks", "3", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    points = json.loads((tmp_path / "secagg_malicious.json").read_text())["points"]
+    assert [p["graph"] for p in points] == ["secagg", "secagg+"]
+    assert all(p["active_uplink_per_round"] > p["semi-honest_uplink_per_round"] for p in points)
+
+
 def test_first_run_benchmark_smoke(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(BENCH / "first_run.py"), "--ranks", "2", "--warm", "1", "--out", str(tmp_path)],
