@@ -201,6 +201,16 @@ def share_all(plan, clients, directory):
         c.receive(inbox[v])
 
 
+def through_masked_inputs(n: int):
+    """A signed round of n clients up to the consistency round: adverts, shares and zero masked inputs sent."""
+    plan, clients, server, _, _ = signed_round(n=n)
+    server.collect_adverts({u: c.advertise() for u, c in clients.items()})
+    share_all(plan, clients, server.directory)
+    for u in clients:
+        clients[u].masked_input(np.zeros(plan.length))
+    return plan, clients
+
+
 def consistency(plan, clients, told, forward):
     """Each survivor signs the list it was told; ``forward(u, signed)`` is what the server passes u; returns each
     client's unmasking shares, or the ServerCaught it raised."""
@@ -292,11 +302,7 @@ def test_different_survivor_lists_are_caught_before_both_halves_of_a_secret_are_
     """The split: half the clients are told the victim survived (they would reveal its self-mask seed's shares),
     half that it dropped (its mask key's).  A server forwarding each client only the signatures on its own list
     gathers fewer than t on each; one forwarding everything shows signatures on another list."""
-    plan, clients, server, _, _ = signed_round(n=9)
-    server.collect_adverts({u: c.advertise() for u, c in clients.items()})
-    share_all(plan, clients, server.directory)
-    for u in clients:
-        clients[u].masked_input(np.zeros(plan.length))
+    plan, clients = through_masked_inputs(9)
     victim = plan.cohort[0]
     truth = set(clients)
     others = [u for u in plan.cohort if u != victim]
@@ -319,11 +325,7 @@ def test_different_survivor_lists_are_caught_before_both_halves_of_a_secret_are_
 
 
 def test_the_consistency_check_needs_t_signatures_from_neighbours_on_the_same_list():
-    plan, clients, server, _, _ = signed_round(n=6)
-    server.collect_adverts({u: c.advertise() for u, c in clients.items()})
-    share_all(plan, clients, server.directory)
-    for u in clients:
-        clients[u].masked_input(np.zeros(plan.length))
+    plan, clients = through_masked_inputs(6)
     me = plan.cohort[0]
     survived = set(clients)
     signed = {u: clients[u].sign_survivors(survived) for u in clients}
