@@ -128,7 +128,7 @@ def test_local_privacy_benchmark_smoke(tmp_path):
                            str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     points = json.loads((tmp_path / "local_privacy.json").read_text())["points"]
-    assert [p["kind"] for p in points] == ["none", "local", "central"] * 2
+    assert [p["kind"] for p in points] == ["none", "local", "central"]
     local, central = points[1], points[2]
     assert local["epsilon_per_release"] == 4.0 and central["epsilon"] <= local["epsilon"] * 1.0001
 
