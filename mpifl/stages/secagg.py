@@ -90,6 +90,7 @@ class SecAggStage(SummingStage):
         self.parts: dict[str, float] = {}  # a client rank's seconds of the round's parts
         self.seconds = None  # the server's: the parts' seconds of the round that produced theta
         self.total = self.server_seconds = None
+        self.round_layout: tuple | None = None  # the server's: (round, its layout) of the round just received
 
     def bind(self, comm, blocks: list[range]) -> None:
         """The communicator and who hosts whom: what the exchange needs."""
@@ -183,6 +184,7 @@ class SecAggStage(SummingStage):
         self.total = self.server_seconds = self.summed_figures = None
         if self.members(epochs).size >= MIN_COHORT:
             layout = self.layout(rnd, epochs)
+            self.round_layout = (rnd, layout)  # outcome() reads the survivors from it: the graph is built once
             earlier = self.earlier if layout.signed and layout.lie != "none" else None
             total, self.server_seconds = server_round(self.comm, layout, timer, poll, earlier)
             if total is not None:
@@ -206,7 +208,8 @@ class SecAggStage(SummingStage):
             refused = self.server_seconds.refused if self.server_seconds is not None else 0
             after = {"secagg_aborted": 1.0, **({"secagg_caught": float(refused)} if refused else {})}
             return Outcome(None, 0.0, after, stop=self.settings["abort"] == "stop")
-        layout = self.layout(rnd, epochs)
+        made = self.round_layout
+        layout = made[1] if made is not None and made[0] == rnd else self.layout(rnd, epochs)
         survivors = np.intersect1d(np.array(layout.survivors, dtype=np.int64), trained_ids(epochs))  # who trained
         return self.summed_outcome(rnd, survivors, self.total, {"secagg_dropped": float(len(layout.dropped))})
 
